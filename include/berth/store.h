@@ -1,0 +1,272 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* berth storage engine: the public interface.
+ *
+ * A pool is a set of vdevs (files or block devices; one vdev for now) holding
+ * a copy-on-write tree of blocks committed in transaction groups (txgs).  A
+ * volume is a thin block device inside a pool (like a ZFS zvol).  This header
+ * is all that the NBD server, the daemon and the tests may use; nothing here
+ * knows about NBD, HTTP or QEMU.
+ *
+ * Conventions (see src/common/err.h):
+ *  - functions return 0 / a non-negative value on success, -errno on failure;
+ *  - control-plane calls fill `struct berr *err` (may be NULL) with a message
+ *    meant for the user;
+ *  - data-path calls (bs_vol_pread ...) are thread-safe, may run concurrently
+ *    from many threads on the same volume, and never block on control-plane
+ *    work longer than a txg sync;
+ *  - a pool handle is used from many threads; control-plane calls on one pool
+ *    are serialised internally.
+ *
+ * Data-path error codes: -EIO (a block failed verification or the vdev
+ * failed: never wrong data), -ENOSPC (pool full), -EROFS (read-only volume
+ * or snapshot), -EINVAL (range outside the volume), -ENOMEM.
+ */
+#ifndef BERTH_STORE_H
+#define BERTH_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct bs_pool bs_pool;
+typedef struct bs_vol bs_vol;
+
+/* ---- enums shared with the on-disk format (values are stored on disk) ---- */
+
+enum bs_compress {
+    BS_COMPRESS_OFF = 0,
+    BS_COMPRESS_LZ4 = 1,
+    BS_COMPRESS_ZSTD = 2, /* level in bs_vol_props.compress_level (1..19, default 3) */
+};
+
+enum bs_checksum {
+    BS_CHECKSUM_XXH3 = 1,   /* XXH3-128 */
+    BS_CHECKSUM_SHA256 = 2, /* SHA-256 */
+};
+
+/* ---- pools ---- */
+
+struct bs_pool_opts {
+    int ashift;            /* 9..16; 0 = detect from the device (files: 12) */
+    bool autotrim;         /* punch holes / discard freed space (default on) */
+    bool force;            /* overwrite a device that holds a berth pool label */
+    /* defaults for new volumes (the pool "root" properties) */
+    enum bs_compress compression; /* default LZ4 */
+    int compress_level;           /* zstd level, 0 = default (3) */
+    enum bs_checksum checksum;    /* default XXH3 */
+};
+void bs_pool_opts_init(struct bs_pool_opts *o); /* fill with the defaults */
+
+/* Engine-wide tunables, set once before the first pool is opened. */
+struct bs_tunables {
+    uint64_t cache_bytes;       /* block cache limit (default 512 MiB) */
+    uint64_t dirty_max_bytes;   /* writers wait above this (default 256 MiB) */
+    unsigned txg_timeout_ms;    /* sync at least this often (default 5000) */
+    unsigned sync_threads;      /* compress/checksum workers (default ncpu) */
+};
+void bs_tunables_get(struct bs_tunables *t);
+void bs_tunables_set(const struct bs_tunables *t);
+
+/* Create a pool on vdev paths (files are created if missing; `size` is
+ * used for a new or shorter file and ignored for block devices, 0 = require an
+ * existing file/device).  Fails with EEXIST if the device carries a berth
+ * label and !opts->force. */
+int bs_pool_create(const char *name, const char *const *vdevs, size_t nvdevs, uint64_t size,
+                   const struct bs_pool_opts *opts, bs_pool **out, struct berr *err);
+
+/* Import a pool from the given vdev paths.  `name` may be NULL (take the
+ * pool on those devices) or the expected pool name (ENOENT if different).
+ * A pool not cleanly exported is imported all the same (that is crash
+ * recovery); another process holding it open gives EBUSY. */
+int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs_pool **out,
+                   struct berr *err);
+
+/* Description of one importable pool found by bs_pool_scan. */
+struct bs_pool_found {
+    char name[64];
+    uint64_t guid;
+    uint64_t txg;
+    char state[16];       /* "active" (not exported), "exported" */
+    char vdev_path[4096]; /* the device/file it was found on */
+};
+/* Scan a directory (files and block devices in it) for pool labels.  Calls
+ * cb for each vdev with a valid label; cb returns non-zero to stop. */
+int bs_pool_scan(const char *dir, int (*cb)(const struct bs_pool_found *f, void *opaque),
+                 void *opaque, struct berr *err);
+
+/* Commit everything, mark the pool exported and release it.  The handle is
+ * freed even on error.  EBUSY (and nothing done) if volumes are open and
+ * !force. */
+int bs_pool_export(bs_pool *p, bool force, struct berr *err);
+
+/* Commit everything and release without marking exported (daemon shutdown:
+ * the pool is re-imported at next start).  NULL is accepted. */
+void bs_pool_close(bs_pool *p);
+
+/* Destroy: wipe the labels so the device no longer imports; frees p. */
+int bs_pool_destroy(bs_pool *p, bool force, struct berr *err);
+
+/* Force a txg commit and wait until it is durable. */
+int bs_pool_sync(bs_pool *p, struct berr *err);
+
+/* Give every free range of the pool back to the device (punch/discard). */
+int bs_pool_trim(bs_pool *p, uint64_t *trimmed_bytes, struct berr *err);
+
+const char *bs_pool_name(const bs_pool *p);
+
+struct bs_vdev_stats {
+    char path[4096];
+    char type[16];           /* "file" or "disk" */
+    char state[16];          /* "ONLINE", "DEGRADED", "FAULTED", "OFFLINE" */
+    uint64_t size;           /* usable bytes */
+    uint64_t read_errors, write_errors, checksum_errors;
+    uint64_t reads, writes, bytes_read, bytes_written;
+};
+
+struct bs_pool_stats {
+    char name[64];
+    uint64_t guid;
+    char state[16];          /* "ONLINE", "DEGRADED", "FAULTED" */
+    uint64_t txg;            /* last committed txg */
+    int ashift;
+    bool autotrim;
+    uint64_t size;           /* allocatable bytes */
+    uint64_t allocated;      /* allocated bytes (incl. metadata) */
+    uint64_t free;
+    unsigned fragmentation;  /* percent of free space in runs < 1 MiB */
+    uint64_t logical_bytes;  /* sum of logical sizes of data blocks */
+    uint64_t physical_bytes; /* sum of allocated sizes of data blocks */
+    double compressratio;    /* logical / physical data, 1.00 when empty */
+    uint64_t read_errors, write_errors, checksum_errors; /* sums over vdevs */
+    uint64_t nvols;
+    enum bs_compress compression; /* root defaults */
+    int compress_level;
+    enum bs_checksum checksum;
+    uint64_t cache_bytes, cache_hits, cache_misses;
+    size_t nvdevs;
+    struct bs_vdev_stats vdevs[8];
+};
+int bs_pool_stats(bs_pool *p, struct bs_pool_stats *out);
+
+/* Change a pool property ("autotrim", "compression", "checksum"). */
+int bs_pool_set_prop(bs_pool *p, const char *prop, const char *value, struct berr *err);
+
+/* ---- volumes ---- */
+
+struct bs_vol_props {
+    char name[64];
+    uint64_t volsize;
+    uint32_t volblocksize;      /* 4K..128K, power of two; fixed at creation */
+    enum bs_compress compression;
+    int compress_level;
+    enum bs_checksum checksum;
+    uint64_t refreservation;    /* bytes kept for the volume (thick: = volsize) */
+    bool readonly;
+    /* read-only accounting */
+    uint64_t used;              /* allocated bytes incl. indirect blocks, or
+                                   refreservation if larger */
+    uint64_t referenced;        /* allocated bytes reachable from the volume */
+    uint64_t logicalused;       /* logical bytes of non-hole data blocks */
+    double compressratio;
+    uint64_t create_txg;
+    uint64_t guid;
+};
+
+/* Create a volume.  props->name, volsize must be set; volblocksize 0 means
+ * 16K; compression/checksum < 0 ... use bs_vol_props_init to take the pool's
+ * defaults, then override.  thick = set refreservation to volsize. */
+void bs_vol_props_init(bs_pool *p, struct bs_vol_props *props);
+int bs_vol_create(bs_pool *p, const struct bs_vol_props *props, bool thick, struct berr *err);
+
+/* Destroy a volume and free its blocks (EBUSY if open, unless force). */
+int bs_vol_destroy(bs_pool *p, const char *name, bool force, struct berr *err);
+
+/* List volumes: cb called with each volume's properties (sorted by name). */
+int bs_vol_list(bs_pool *p, int (*cb)(const struct bs_vol_props *props, void *opaque),
+                void *opaque, struct berr *err);
+
+int bs_vol_get(bs_pool *p, const char *name, struct bs_vol_props *out, struct berr *err);
+
+/* Set a property by name: "compression" (lz4|zstd|zstd-N|off), "checksum"
+ * (xxh3|sha256), "refreservation" (size|none), "readonly" (on|off),
+ * "volsize" (same as resize without force).  Read-only or unknown
+ * properties give EINVAL with a message naming them. */
+int bs_vol_set(bs_pool *p, const char *name, const char *prop, const char *value,
+               struct berr *err);
+
+/* Grow (or, with force, shrink: data past the new end is freed). */
+int bs_vol_resize(bs_pool *p, const char *name, uint64_t new_size, bool force,
+                  struct berr *err);
+
+/* Open a volume for I/O.  Handles are reference-counted by the pool; many may
+ * be open at once (one per NBD connection).  The pool must outlive them. */
+int bs_vol_open(bs_pool *p, const char *name, bs_vol **out, struct berr *err);
+void bs_vol_close(bs_vol *v); /* NULL accepted */
+
+uint64_t bs_vol_size(bs_vol *v);        /* current volsize (may change by resize) */
+uint32_t bs_vol_blocksize(bs_vol *v);   /* volblocksize */
+bool bs_vol_readonly(bs_vol *v);
+
+/* ---- the data path ---- */
+
+#define BS_IO_FUA 1u       /* durable when the call returns */
+#define BS_IO_NO_HOLE 2u   /* bs_vol_zero: the caller asked not to punch (we may still store
+                              zero blocks as holes; the range reads as zeros either way) */
+#define BS_IO_FAST_ZERO 4u /* bs_vol_zero: fail with -ENOTSUP rather than doing slow work */
+
+/* Read/write [off, off+len) of the volume.  The range must lie inside the
+ * volume (-EINVAL otherwise).  Unwritten ranges read as zeros. */
+int bs_vol_pread(bs_vol *v, void *buf, uint64_t len, uint64_t off);
+int bs_vol_pwrite(bs_vol *v, const void *buf, uint64_t len, uint64_t off, unsigned flags);
+
+/* Make the range read as zeros; whole blocks become holes (space freed). */
+int bs_vol_zero(bs_vol *v, uint64_t len, uint64_t off, unsigned flags);
+
+/* Discard: like zero (berth always returns zeros for trimmed ranges). */
+int bs_vol_trim(bs_vol *v, uint64_t len, uint64_t off, unsigned flags);
+
+/* All writes completed before this call are durable when it returns. */
+int bs_vol_flush(bs_vol *v);
+
+/* Prefetch the range into the cache (NBD_CMD_CACHE). */
+int bs_vol_cache(bs_vol *v, uint64_t len, uint64_t off);
+
+#define BS_EXTENT_HOLE 1u /* no storage allocated */
+#define BS_EXTENT_ZERO 2u /* reads as zeros */
+/* Describe the allocation of [off, off+len): cb is called with consecutive
+ * extents, each starting where the previous ended, merged where flags match;
+ * stops early if cb returns non-zero (that value is returned). */
+int bs_vol_block_status(bs_vol *v, uint64_t len, uint64_t off,
+                        int (*cb)(uint64_t off, uint64_t len, unsigned flags, void *opaque),
+                        void *opaque);
+
+/* ---- debugging / fault injection (only used by tests) ---- */
+
+/* Knobs on a pool's vdev 0:
+ *  "torn_write_after=N": the N-th vdev write from now writes only its first
+ *      half and every later write fails with EIO (a simulated power cut);
+ *  "fail_writes=on|off", "fail_reads=on|off": every I/O fails with EIO.
+ * EINVAL for unknown knobs. */
+int bs_pool_debug(bs_pool *p, const char *knob, struct berr *err);
+
+/* Walk every block of every volume and compare with the allocation map:
+ * returns 0 if consistent, -EILSEQ with a description of the first leak or
+ * double reference otherwise. */
+int bs_pool_check(bs_pool *p, struct berr *err);
+
+/* Names for enums ("lz4", "zstd-3", "off", "xxh3", "sha256"). */
+const char *bs_compress_name(enum bs_compress c, int level, char *buf, size_t len);
+int bs_compress_parse(const char *s, enum bs_compress *c, int *level, struct berr *err);
+const char *bs_checksum_name(enum bs_checksum c);
+int bs_checksum_parse(const char *s, enum bs_checksum *c, struct berr *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

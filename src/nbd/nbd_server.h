@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The NBD server: serves exports from a backend over unix sockets and
+ * loopback TCP.  It knows nothing of pools: the daemon gives it a
+ * `struct nbd_backend` that opens exports by name (for berthd: "pool/vol",
+ * read-write, and later "pool/vol@snap", read-only) and does I/O.
+ *
+ * Threads: one acceptor thread per listening socket, one reader thread per
+ * connection, a shared pool of worker threads executing requests; replies
+ * on a connection are serialised by a per-connection write lock.  Backend
+ * I/O functions are called concurrently from workers. */
+#ifndef BERTH_NBD_SERVER_H
+#define BERTH_NBD_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+#define NBD_EXT_HOLE 1u /* as BS_EXTENT_HOLE */
+#define NBD_EXT_ZERO 2u /* as BS_EXTENT_ZERO */
+
+#define NBD_IOF_FUA 1u
+#define NBD_IOF_NO_HOLE 2u
+#define NBD_IOF_FAST_ZERO 4u
+
+struct nbd_export_info {
+    uint64_t size;
+    uint32_t min_block, pref_block, max_block; /* block-size constraints */
+    bool readonly;
+    bool can_trim, can_zero, can_fast_zero, can_flush, can_fua, can_cache, can_multi_conn;
+    char description[128];
+};
+
+/* All I/O functions return 0 or -errno; they may be called from many threads
+ * at once for the same handle. */
+struct nbd_backend {
+    uint32_t size;  /* sizeof(struct nbd_backend): new members only at the end */
+    void *opaque;
+    /* open an export by name; -ENOENT if unknown (the message goes to the
+     * client in NBD_REP_ERR_UNKNOWN) */
+    int (*open)(void *opaque, const char *name, void **handle, struct nbd_export_info *info,
+                struct berr *err);
+    void (*close)(void *handle);
+    /* names for NBD_OPT_LIST; cb returns non-zero to stop */
+    int (*list)(void *opaque, int (*cb)(const char *name, const char *desc, void *o), void *o);
+    int (*pread)(void *handle, void *buf, uint32_t len, uint64_t off);
+    int (*pwrite)(void *handle, const void *buf, uint32_t len, uint64_t off, unsigned flags);
+    int (*zero)(void *handle, uint32_t len, uint64_t off, unsigned flags);
+    int (*trim)(void *handle, uint32_t len, uint64_t off, unsigned flags);
+    int (*flush)(void *handle);
+    int (*cache)(void *handle, uint32_t len, uint64_t off);
+    /* extents of [off, off+len), consecutive, flags NBD_EXT_*; cb returns
+     * non-zero to stop early */
+    int (*block_status)(void *handle, uint32_t len, uint64_t off,
+                        int (*cb)(uint64_t off, uint64_t len, unsigned flags, void *o), void *o);
+    /* current size (a volume may be resized while connected); optional */
+    uint64_t (*get_size)(void *handle);
+};
+
+struct nbd_server;
+
+struct nbd_server_opts {
+    unsigned workers;        /* worker threads (default 2 * ncpu, at least 4) */
+    unsigned max_conns;      /* refuse beyond this (default 1024) */
+};
+
+/* Create a server (no listeners yet).  The backend struct is copied. */
+int nbd_server_new(const struct nbd_backend *be, const struct nbd_server_opts *opts,
+                   struct nbd_server **out, struct berr *err);
+/* Listen on a unix socket path (removed and re-created, mode 0600) */
+int nbd_server_listen_unix(struct nbd_server *s, const char *path, struct berr *err);
+/* Listen on TCP host:port ("127.0.0.1", port; 0 picks a port, see bound_port) */
+int nbd_server_listen_tcp(struct nbd_server *s, const char *host, uint16_t port,
+                          uint16_t *bound_port, struct berr *err);
+/* Drop every connection to an export (volume destroyed/exported). */
+void nbd_server_kick_export(struct nbd_server *s, const char *name);
+/* Number of open connections to an export (EBUSY checks). */
+unsigned nbd_server_export_conns(struct nbd_server *s, const char *name);
+/* Stop listening, close every connection, wait for workers; NULL accepted. */
+void nbd_server_free(struct nbd_server *s);
+
+#endif

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Space allocation for one top-level vdev: a bitmap of sectors, persisted as
+ * double-slotted chunks (docs/FORMAT.md section 4).
+ *
+ * Invariants:
+ *  - `committed` bit set  <=> the block is referenced by the tree of the txg
+ *    being built (what will be written with that txg);
+ *  - `inuse` bit set      <=> committed, or freed less than ALLOC_DEFER_TXGS
+ *    synced txgs ago; the allocator only hands out sectors clear in `inuse`;
+ *  - a chunk slot holding the newest durable version of a chunk is never
+ *    overwritten; changed chunks go to the other slot.
+ * All functions are thread-safe (one internal mutex); alloc_alloc is called
+ * from several sync workers at once. */
+#ifndef BERTH_STORE_ALLOC_H
+#define BERTH_STORE_ALLOC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "store/label.h"
+#include "store/vdev.h"
+
+#define ALLOC_DEFER_TXGS 3
+
+struct alloc;
+
+/* A fresh map: everything free.  Writes every chunk's slot 0 stamped `txg`
+ * (the pool's create txg) so that import finds a valid version. */
+int alloc_create(struct vdev *v, const struct label_hdr *h, uint64_t txg, struct alloc **out,
+                 struct berr *err);
+/* Load the state as of committed txg `txg`. -EILSEQ with a message if a chunk
+ * has no valid slot. */
+int alloc_load(struct vdev *v, const struct label_hdr *h, uint64_t txg, struct alloc **out,
+               struct berr *err);
+void alloc_destroy(struct alloc *a); /* frees memory only; NULL accepted */
+
+/* Allocate `asize` bytes (multiple of the sector) for txg.  Returns the
+ * offset from the start of the data area in *off, or -ENOSPC. */
+int alloc_alloc(struct alloc *a, uint64_t asize, uint64_t txg, uint64_t *off);
+/* Free a block in txg (deferred reuse, see invariants). */
+void alloc_free(struct alloc *a, uint64_t off, uint64_t asize, uint64_t txg);
+/* Write the chunks changed in txg to their free slots (no flush). */
+int alloc_sync(struct alloc *a, uint64_t txg);
+/* txg is durable: frees from txg - ALLOC_DEFER_TXGS + 1 and older become
+ * reusable; if autotrim, their ranges are discarded on the vdev. */
+void alloc_txg_done(struct alloc *a, uint64_t txg, bool autotrim);
+
+/* Discard every free range (berth pool trim). */
+int alloc_trim_all(struct alloc *a, uint64_t *bytes);
+
+struct alloc_stats {
+    uint64_t size;          /* bytes in the data area */
+    uint64_t allocated;     /* committed bytes */
+    uint64_t free;
+    unsigned fragmentation; /* percent of free bytes in runs shorter than 1 MiB */
+};
+void alloc_stats(struct alloc *a, struct alloc_stats *st);
+
+/* For the leak checker: is every sector of the range set in `committed`? */
+bool alloc_is_allocated(struct alloc *a, uint64_t off, uint64_t asize);
+/* For the leak checker: iterate committed extents. cb returns non-zero to stop. */
+int alloc_foreach_allocated(struct alloc *a, int (*cb)(uint64_t off, uint64_t len, void *o),
+                            void *opaque);
+
+#endif

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The block cache (a small ARC): decompressed, verified blocks keyed by where
+ * they live and when they were born, (vdev, offset, birth).  Because blocks
+ * are copy-on-write, a key's contents never change; a freed and reused
+ * location gets a new birth txg and thus a new key, so there is no
+ * invalidation on write.  Entries are reference-counted buffers: a reader
+ * holds a reference while it copies out, eviction only drops the cache's own
+ * reference.  LRU with a byte limit; thread-safe (sharded locks). */
+#ifndef BERTH_STORE_CACHE_H
+#define BERTH_STORE_CACHE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cbuf {
+    _Atomic uint32_t refs;
+    uint32_t size;
+    _Alignas(64) uint8_t data[];
+};
+
+/* A new buffer with one reference; NULL on ENOMEM. */
+struct cbuf *cbuf_new(uint32_t size);
+struct cbuf *cbuf_ref(struct cbuf *b);
+void cbuf_unref(struct cbuf *b); /* NULL accepted */
+
+struct bcache;
+
+struct bcache *bcache_new(uint64_t limit_bytes);
+void bcache_free(struct bcache *c);
+void bcache_set_limit(struct bcache *c, uint64_t limit_bytes);
+
+/* A new reference to the cached buffer, or NULL. */
+struct cbuf *bcache_get(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth);
+/* Insert (the cache takes its own reference; replaces nothing if present). */
+void bcache_put(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth, struct cbuf *b);
+/* Drop an entry (e.g. a block found corrupt). */
+void bcache_remove(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth);
+
+struct bcache_stats {
+    uint64_t bytes, limit, entries, hits, misses, evictions;
+};
+void bcache_stats(struct bcache *c, struct bcache_stats *st);
+
+#endif

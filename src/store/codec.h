@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Per-block compression (lz4, zstd-N) and checksums (XXH3-128, SHA-256).
+ * Thread-safe; no global state besides per-thread zstd contexts. */
+#ifndef BERTH_STORE_CODEC_H
+#define BERTH_STORE_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "berth/store.h"
+
+/* Bytes `dst` must hold for compress_block of `len` input bytes. */
+size_t compress_bound(size_t len);
+
+/* Compress src[0..len) into dst (capacity dstcap >= compress_bound(len)).
+ * Returns the compressed size if it saves at least len/8 (psize <= len -
+ * len/8), 0 if the block should be stored raw (incompressible, or
+ * BS_COMPRESS_OFF), or -errno on internal failure. */
+long compress_block(enum bs_compress c, int level, const void *src, size_t len, void *dst,
+                    size_t dstcap);
+
+/* Decompress exactly lsize bytes; -EILSEQ if src is not a valid stream that
+ * yields exactly lsize bytes (never reads or writes out of bounds). */
+int decompress_block(enum bs_compress c, const void *src, size_t psize, void *dst, size_t lsize);
+
+/* Checksum buf[0..len) into out (32 bytes; XXH3-128 fills 16 and zeroes the
+ * rest).  Unknown type: zeroes. */
+void checksum_compute(enum bs_checksum c, const void *buf, size_t len, uint8_t out[32]);
+
+/* 1 if equal, 0 otherwise (compares 16 bytes for XXH3, 32 for SHA-256). */
+int checksum_equal(enum bs_checksum c, const uint8_t a[32], const uint8_t b[32]);
+
+/* XXH3-128 as 16 bytes (little-endian low64 then high64): for self-checksums. */
+void xxh3_128(const void *buf, size_t len, uint8_t out[16]);
+void sha256(const void *buf, size_t len, uint8_t out[32]);
+
+#endif

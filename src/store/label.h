@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Labels and uberblocks (docs/FORMAT.md sections 1-3).
+ *
+ * Each leaf carries four 256 KiB labels (two at the front, two at the end):
+ * a self-checksummed header describing the pool and the device layout, and a
+ * ring of uberblocks.  Writing the uberblock of txg T into slot T % nslots of
+ * every label is the commit point of T. */
+#ifndef BERTH_STORE_LABEL_H
+#define BERTH_STORE_LABEL_H
+
+#include <stdint.h>
+
+#include "store/bp.h"
+#include "store/vdev.h"
+
+#define LABEL_SIZE (256u * 1024)
+#define LABEL_HDR_SIZE (16u * 1024)
+#define LABEL_MAGIC 0x4c424c4854524542ULL
+#define UB_MAGIC 0x0042555448545245ULL
+#define UB_SIZE 1024u
+#define BERTH_FORMAT_VERSION 1u
+#define BITMAP_OFFSET (512u * 1024)
+
+enum pool_state { POOL_STATE_ACTIVE = 0, POOL_STATE_EXPORTED = 1, POOL_STATE_DESTROYED = 2 };
+enum vdev_type { VDEV_TYPE_FILE = 1, VDEV_TYPE_DISK = 2, VDEV_TYPE_MIRROR = 10, VDEV_TYPE_RAIDZ = 11 };
+
+struct label_hdr {
+    uint32_t version;
+    uint64_t features_incompat, features_ro_compat, features_compat;
+    uint64_t pool_guid, vdev_guid, top_guid;
+    char pool_name[64];
+    uint8_t ashift;
+    uint8_t state;      /* enum pool_state */
+    uint8_t vdev_type;  /* enum vdev_type */
+    uint8_t nparity;
+    uint32_t top_id;
+    uint64_t dev_size;  /* rounded down to 256 KiB */
+    uint64_t data_start, data_end;
+    uint64_t bitmap_offset;
+    uint64_t bitmap_chunks;
+    uint32_t bitmap_slot_size;
+    uint32_t bits_per_chunk;
+    uint64_t create_txg;
+    uint64_t nchildren, child_index;
+    uint64_t child_guids[32];
+};
+
+struct uberblock {
+    uint32_t version;
+    uint64_t txg;
+    uint64_t pool_guid;
+    uint64_t guid_sum;
+    uint64_t timestamp;
+    uint64_t features_incompat;
+    struct blkptr mos_root;
+    uint32_t mos_levels;
+    uint32_t mos_dblksz;
+    uint64_t mos_size;
+};
+
+/* Compute the layout fields (dev_size, data_start, data_end, bitmap_*) of
+ * `h` for a device of `size` bytes and h->ashift.  -ENOSPC if the device is
+ * too small for a pool (minimum 64 MiB). */
+int label_layout(struct label_hdr *h, uint64_t size);
+
+void label_hdr_encode(const struct label_hdr *h, uint8_t out[LABEL_HDR_SIZE]);
+/* -EILSEQ on bad magic/checksum/version or inconsistent layout fields;
+ * -ENOTSUP if it needs an unknown incompat feature. */
+int label_hdr_decode(const uint8_t *in, size_t len, struct label_hdr *h);
+
+void ub_encode(const struct uberblock *ub, uint8_t out[UB_SIZE]);
+int ub_decode(const uint8_t *in, size_t len, struct uberblock *ub);
+
+/* Slot size and count of the uberblock ring for an ashift. */
+uint32_t ub_slot_size(int ashift);
+uint32_t ub_slot_count(int ashift);
+
+/* Write the header into all four labels (rings untouched). */
+int label_write_hdr(struct vdev *v, const struct label_hdr *h);
+/* Read the first valid header of the four; -ENOENT if none is a berth label,
+ * -EILSEQ if something looks like one but is damaged. */
+int label_read_hdr(struct vdev *v, struct label_hdr *h, struct berr *err);
+/* Write ub into its ring slot in all four labels (not flushed). */
+int label_write_ub(struct vdev *v, const struct label_hdr *h, const struct uberblock *ub);
+/* Collect the valid uberblocks for h->pool_guid from all rings, newest txg
+ * first, deduplicated by txg.  *out is malloc'd; returns the count or -errno. */
+int label_read_ubs(struct vdev *v, const struct label_hdr *h, struct uberblock **out);
+/* Zero all four labels (pool destroy / force create). */
+int label_wipe(struct vdev *v);
+
+#endif
