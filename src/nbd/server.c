@@ -1,1 +1,306 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The NBD server object: listening sockets and their acceptor threads, the
+ * shared worker pool, the connection registry (kick, counting) and orderly
+ * shutdown.  Connections themselves live in conn.c.
+ *
+ * Worker pool: one FIFO of requests from all connections.  Readers append
+ * whole batches and wake at most as many idle workers as they added
+ * requests; a worker runs nbd_exec() and sends the reply itself, so a
+ * request costs one hand-over between threads.
+ *
+ * Shutdown order (nbd_server_free): stop accepting (shutdown() on the
+ * listening sockets wakes accept(), then join the acceptors), shut down
+ * every connection's socket, wait until every connection has drained and
+ * become a zombie, reap them, and only then stop the workers, which the
+ * draining connections still needed. */
+#include "nbd/nbd_int.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+
+/* ---- workers ------------------------------------------------------------------- */
+static void *worker_main(void *arg)
+{
+    struct nbd_server *srv = arg;
+    pthread_mutex_lock(&srv->qlock);
+    for (;;) {
+        while (!srv->qhead && !srv->qstop) {
+            srv->idle++;
+            pthread_cond_wait(&srv->qcond, &srv->qlock);
+            srv->idle--;
+        }
+        struct nbd_req *r = srv->qhead;
+        if (!r)
+            break;
+        srv->qhead = r->next;
+        if (!srv->qhead)
+            srv->qtail = &srv->qhead;
+        pthread_mutex_unlock(&srv->qlock);
+
+        nbd_exec(&r->conn->sess, r);
+        nbd_conn_send(r->conn, r);
+
+        pthread_mutex_lock(&srv->qlock);
+    }
+    pthread_mutex_unlock(&srv->qlock);
+    return NULL;
+}
+
+void nbd_server_submit(struct nbd_server *srv, struct nbd_req *head, struct nbd_req **tail,
+                       unsigned n)
+{
+    pthread_mutex_lock(&srv->qlock);
+    *srv->qtail = head;
+    srv->qtail = tail;
+    for (unsigned i = MIN(n, srv->idle); i > 0; i--)
+        pthread_cond_signal(&srv->qcond);
+    pthread_mutex_unlock(&srv->qlock);
+}
+
+/* ---- acceptors ----------------------------------------------------------------- */
+static void *acceptor_main(void *arg)
+{
+    struct nbd_listener *l = arg;
+    struct nbd_server *srv = l->srv;
+    for (;;) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            int e = errno;
+            pthread_mutex_lock(&srv->lock);
+            bool stop = srv->stopping;
+            pthread_mutex_unlock(&srv->lock);
+            if (stop)
+                break;
+            if (e == EINTR || e == ECONNABORTED)
+                continue;
+            blog_warn("nbd: accept: %s", strerror(e));
+            /* EMFILE and friends: back off instead of spinning */
+            nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
+            continue;
+        }
+        nbd_conn_reap(srv);
+        if (!l->unix_path) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        }
+        int ret = nbd_conn_start(srv, fd);
+        if (ret < 0)
+            blog_warn("nbd: refusing connection: %s", strerror(-ret));
+    }
+    return NULL;
+}
+
+static int add_listener(struct nbd_server *s, int fd, const char *path, struct berr *err)
+{
+    struct nbd_listener *l = calloc(1, sizeof(*l));
+    if (!l || (path && !(l->unix_path = strdup(path)))) {
+        free(l);
+        close(fd);
+        return berr_set(err, ENOMEM, "out of memory");
+    }
+    l->srv = s;
+    l->fd = fd;
+    int e = pthread_create(&l->thread, NULL, acceptor_main, l);
+    if (e) {
+        free(l->unix_path);
+        free(l);
+        close(fd);
+        return berr_errno(err, e, "cannot start NBD acceptor thread");
+    }
+    pthread_mutex_lock(&s->lock);
+    l->next = s->listeners;
+    s->listeners = l;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+int nbd_server_listen_unix(struct nbd_server *s, const char *path, struct berr *err)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return berr_set(err, ENAMETOOLONG, "NBD socket path too long: %s", path);
+    strcpy(sa.sun_path, path);
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return berr_errno(err, errno, "cannot create unix socket");
+    if (unlink(path) < 0 && errno != ENOENT)
+        return berr_errno(err, errno, "cannot remove old socket %s", path);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        return berr_errno(err, errno, "cannot bind %s", path);
+    /* before listen(): nobody can connect while the mode is still wide */
+    if (chmod(path, 0600) < 0 || listen(fd, 128) < 0) {
+        int e = errno;
+        unlink(path);
+        return berr_errno(err, e, "cannot listen on %s", path);
+    }
+    return add_listener(s, steal_fd(fd), path, err);
+}
+
+int nbd_server_listen_tcp(struct nbd_server *s, const char *host, uint16_t port,
+                          uint16_t *bound_port, struct berr *err)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    char ps[8];
+    snprintf(ps, sizeof(ps), "%u", port);
+    int g = getaddrinfo(host, ps, &hints, &ai);
+    if (g != 0)
+        return berr_set(err, EINVAL, "cannot resolve NBD listen address %s: %s", host ? host : "*",
+                        gai_strerror(g));
+    _cleanup_close_ int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        freeaddrinfo(ai);
+        return berr_errno(err, errno, "cannot create TCP socket");
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+        int e = errno;
+        freeaddrinfo(ai);
+        return berr_errno(err, e, "cannot listen on %s:%u", host ? host : "*", port);
+    }
+    freeaddrinfo(ai);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return berr_errno(err, errno, "getsockname");
+    if (bound_port)
+        *bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                     : ((struct sockaddr_in *)&ss)->sin_port);
+    return add_listener(s, steal_fd(fd), NULL, err);
+}
+
+/* ---- registry -------------------------------------------------------------------- */
+static bool conn_is(const struct nbd_conn *c, const char *name)
+{
+    return c->transmitting && strcmp(c->sess.name, name) == 0;
+}
+
+void nbd_server_kick_export(struct nbd_server *s, const char *name)
+{
+    pthread_mutex_lock(&s->lock);
+    for (struct nbd_conn *c = s->conns; c; c = c->next)
+        if (conn_is(c, name))
+            shutdown(c->fd, SHUT_RDWR);
+    /* synchronous: when we return no connection holds the export open */
+    for (;;) {
+        bool any = false;
+        for (struct nbd_conn *c = s->conns; c && !any; c = c->next)
+            any = conn_is(c, name);
+        if (!any)
+            break;
+        pthread_cond_wait(&s->cond, &s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+    nbd_conn_reap(s);
+}
+
+unsigned nbd_server_export_conns(struct nbd_server *s, const char *name)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&s->lock);
+    for (struct nbd_conn *c = s->conns; c; c = c->next)
+        n += conn_is(c, name);
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+/* ---- life ------------------------------------------------------------------------- */
+int nbd_server_new(const struct nbd_backend *be, const struct nbd_server_opts *opts,
+                   struct nbd_server **out, struct berr *err)
+{
+    if (!be || be->size < offsetof(struct nbd_backend, pread) + sizeof(be->pread) || !be->open ||
+        !be->pread)
+        return berr_set(err, EINVAL, "NBD backend lacks open or pread");
+    struct nbd_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return berr_set(err, ENOMEM, "out of memory");
+    /* a smaller (older) backend struct leaves the newer members NULL */
+    memcpy(&s->be, be, MIN((size_t)be->size, sizeof(s->be)));
+    s->be.size = sizeof(s->be);
+    if (opts)
+        s->opts = *opts;
+    if (!s->opts.workers) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        s->opts.workers = (unsigned)MAX(4, 2 * (n > 0 ? n : 1));
+    }
+    s->opts.workers = MIN(s->opts.workers, 256u);
+    if (!s->opts.max_conns)
+        s->opts.max_conns = 1024;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    pthread_mutex_init(&s->qlock, NULL);
+    pthread_cond_init(&s->qcond, NULL);
+    s->qtail = &s->qhead;
+    s->workers = calloc(s->opts.workers, sizeof(*s->workers));
+    if (!s->workers) {
+        nbd_server_free(s);
+        return berr_set(err, ENOMEM, "out of memory");
+    }
+    for (unsigned i = 0; i < s->opts.workers; i++) {
+        int e = pthread_create(&s->workers[i], NULL, worker_main, s);
+        if (e) {
+            nbd_server_free(s);
+            return berr_errno(err, e, "cannot start NBD worker threads");
+        }
+        s->nworkers++;
+    }
+    *out = s;
+    return 0;
+}
+
+void nbd_server_free(struct nbd_server *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stopping = true;
+    struct nbd_listener *ls = s->listeners;
+    s->listeners = NULL;
+    for (struct nbd_listener *l = ls; l; l = l->next)
+        shutdown(l->fd, SHUT_RDWR);
+    pthread_mutex_unlock(&s->lock);
+    while (ls) {
+        struct nbd_listener *next = ls->next;
+        pthread_join(ls->thread, NULL);
+        close(ls->fd);
+        if (ls->unix_path)
+            unlink(ls->unix_path);
+        free(ls->unix_path);
+        free(ls);
+        ls = next;
+    }
+
+    pthread_mutex_lock(&s->lock);
+    for (struct nbd_conn *c = s->conns; c; c = c->next)
+        shutdown(c->fd, SHUT_RDWR);
+    while (s->conns)
+        pthread_cond_wait(&s->cond, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+    nbd_conn_reap(s);
+
+    pthread_mutex_lock(&s->qlock);
+    s->qstop = true;
+    pthread_cond_broadcast(&s->qcond);
+    pthread_mutex_unlock(&s->qlock);
+    for (unsigned i = 0; i < s->nworkers; i++)
+        pthread_join(s->workers[i], NULL);
+    free(s->workers);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->qlock);
+    pthread_cond_destroy(&s->qcond);
+    free(s);
+}

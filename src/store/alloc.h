@@ -15,6 +15,7 @@
 #define BERTH_STORE_ALLOC_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/err.h"
@@ -62,5 +63,16 @@ bool alloc_is_allocated(struct alloc *a, uint64_t off, uint64_t asize);
 /* For the leak checker: iterate committed extents. cb returns non-zero to stop. */
 int alloc_foreach_allocated(struct alloc *a, int (*cb)(uint64_t off, uint64_t len, void *o),
                             void *opaque);
+
+/* One on-disk chunk slot (FORMAT.md section 4), exposed for tests and the
+ * fuzzer.  encode fills buf[0..slot_size) from `words` (ceil(nbits/64)
+ * words, LSB first).  decode validates magic, chunk index, bit count, the
+ * XXH3-128 self checksum, the set-bit count and that bits past nbits and the
+ * reserved bytes are zero; it returns 0 (filling *txg and, if non-NULL,
+ * ceil(nbits/64) words) or -EILSEQ.  Never reads past buf[len). */
+void alloc_chunk_encode(uint8_t *buf, uint32_t slot_size, uint64_t chunk, uint32_t nbits,
+                        uint64_t txg, const uint64_t *words);
+int alloc_chunk_decode(const uint8_t *buf, size_t len, uint32_t slot_size, uint64_t chunk,
+                       uint32_t nbits, uint64_t *txg, uint64_t *words);
 
 #endif

@@ -1,1 +1,311 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The block cache: verified, decompressed blocks keyed by (vdev, offset,
+ * birth), in reference-counted buffers.
+ *
+ * The table is split into shards by key hash, each with its own mutex, hash
+ * chains, LRU list, byte count and a share of the limit, so readers on many
+ * threads rarely meet on a lock.  Small caches use fewer shards (down to
+ * one) so that a shard still holds a few blocks.
+ *
+ * Invariants (per shard, under its lock):
+ *  - every entry is on exactly one hash chain and on the LRU list (head =
+ *    most recently used) and holds one reference to its buffer;
+ *  - bytes = sum of the entries' buffer sizes, and bytes <= limit after
+ *    every put (eviction from the LRU tail);
+ *  - a buffer larger than the shard's limit is never inserted.
+ * Eviction or removal drops only the cache's reference; a reader holding its
+ * own reference keeps the buffer alive. */
+#include "store/cache.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SHARDS 16u
+#define MIN_SHARD_BYTES (4ULL << 20)
+#define INITIAL_BUCKETS 256u
+
+struct centry {
+    uint32_t vdev;
+    uint64_t off, birth;
+    struct cbuf *buf;
+    struct centry *hnext;
+    struct centry *prev, *next; /* LRU */
+};
+
+struct shard {
+    pthread_mutex_t lock;
+    struct centry **buckets;
+    size_t nbuckets, entries;
+    struct centry *head, *tail;
+    uint64_t bytes, limit, hits, misses, evictions;
+};
+
+struct bcache {
+    unsigned nshards;
+    struct shard shards[MAX_SHARDS];
+};
+
+/* ---- buffers ---- */
+
+struct cbuf *cbuf_new(uint32_t size)
+{
+    size_t total = sizeof(struct cbuf) + (size_t)size;
+    total = (total + 63) & ~(size_t)63; /* aligned_alloc wants a multiple */
+    struct cbuf *b = aligned_alloc(64, total);
+    if (!b)
+        return NULL;
+    atomic_init(&b->refs, 1);
+    b->size = size;
+    return b;
+}
+
+struct cbuf *cbuf_ref(struct cbuf *b)
+{
+    if (b)
+        atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+    return b;
+}
+
+void cbuf_unref(struct cbuf *b)
+{
+    if (b && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+        free(b);
+}
+
+/* ---- table ---- */
+
+static uint64_t key_hash(uint32_t vdev, uint64_t off, uint64_t birth)
+{
+    /* splitmix64-style finaliser over the three fields */
+    uint64_t h = off * 0x9e3779b97f4a7c15ULL ^ (birth + 0x632be59bd9b4e019ULL) ^
+                 ((uint64_t)vdev << 48);
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    return h;
+}
+
+static struct shard *shard_of(struct bcache *c, uint64_t h)
+{
+    return &c->shards[(h >> 56) % c->nshards];
+}
+
+static struct centry **chain_of(struct shard *s, uint64_t h)
+{
+    return &s->buckets[h & (s->nbuckets - 1)];
+}
+
+static struct centry **find_slot(struct shard *s, uint64_t h, uint32_t vdev, uint64_t off,
+                                 uint64_t birth)
+{
+    struct centry **pp = chain_of(s, h);
+    while (*pp && !((*pp)->vdev == vdev && (*pp)->off == off && (*pp)->birth == birth))
+        pp = &(*pp)->hnext;
+    return pp;
+}
+
+static void lru_unlink(struct shard *s, struct centry *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        s->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        s->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_push_head(struct shard *s, struct centry *e)
+{
+    e->prev = NULL;
+    e->next = s->head;
+    if (s->head)
+        s->head->prev = e;
+    s->head = e;
+    if (!s->tail)
+        s->tail = e;
+}
+
+/* Remove e (found at *pp) from the shard and drop the cache's reference. */
+static void entry_drop(struct shard *s, struct centry **pp, struct centry *e)
+{
+    *pp = e->hnext;
+    lru_unlink(s, e);
+    s->bytes -= e->buf->size;
+    s->entries--;
+    cbuf_unref(e->buf);
+    free(e);
+}
+
+static void shard_evict(struct shard *s)
+{
+    while (s->bytes > s->limit && s->tail) {
+        struct centry *e = s->tail;
+        struct centry **pp = find_slot(s, key_hash(e->vdev, e->off, e->birth), e->vdev, e->off,
+                                       e->birth);
+        entry_drop(s, pp, e);
+        s->evictions++;
+    }
+}
+
+static void shard_grow(struct shard *s)
+{
+    size_t n = s->nbuckets * 2;
+    struct centry **nb = calloc(n, sizeof(*nb));
+    if (!nb)
+        return; /* longer chains, still correct */
+    for (size_t i = 0; i < s->nbuckets; i++) {
+        struct centry *e = s->buckets[i], *next;
+        for (; e; e = next) {
+            next = e->hnext;
+            size_t j = key_hash(e->vdev, e->off, e->birth) & (n - 1);
+            e->hnext = nb[j];
+            nb[j] = e;
+        }
+    }
+    free(s->buckets);
+    s->buckets = nb;
+    s->nbuckets = n;
+}
+
+static unsigned shards_for(uint64_t limit)
+{
+    unsigned n = MAX_SHARDS;
+    while (n > 1 && limit / n < MIN_SHARD_BYTES)
+        n /= 2;
+    return n;
+}
+
+struct bcache *bcache_new(uint64_t limit_bytes)
+{
+    struct bcache *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->nshards = shards_for(limit_bytes);
+    for (unsigned i = 0; i < c->nshards; i++) {
+        struct shard *s = &c->shards[i];
+        pthread_mutex_init(&s->lock, NULL);
+        s->nbuckets = INITIAL_BUCKETS;
+        s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
+        if (!s->buckets) {
+            c->nshards = i + 1;
+            bcache_free(c);
+            return NULL;
+        }
+        s->limit = limit_bytes / c->nshards;
+    }
+    return c;
+}
+
+void bcache_free(struct bcache *c)
+{
+    if (!c)
+        return;
+    for (unsigned i = 0; i < c->nshards; i++) {
+        struct shard *s = &c->shards[i];
+        struct centry *e = s->head, *next;
+        for (; e; e = next) {
+            next = e->next;
+            cbuf_unref(e->buf);
+            free(e);
+        }
+        free(s->buckets);
+        pthread_mutex_destroy(&s->lock);
+    }
+    free(c);
+}
+
+void bcache_set_limit(struct bcache *c, uint64_t limit_bytes)
+{
+    for (unsigned i = 0; i < c->nshards; i++) {
+        struct shard *s = &c->shards[i];
+        pthread_mutex_lock(&s->lock);
+        s->limit = limit_bytes / c->nshards;
+        shard_evict(s);
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
+struct cbuf *bcache_get(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth)
+{
+    uint64_t h = key_hash(vdev, off, birth);
+    struct shard *s = shard_of(c, h);
+    struct cbuf *b = NULL;
+    pthread_mutex_lock(&s->lock);
+    struct centry *e = *find_slot(s, h, vdev, off, birth);
+    if (e) {
+        lru_unlink(s, e);
+        lru_push_head(s, e);
+        b = cbuf_ref(e->buf);
+        s->hits++;
+    } else {
+        s->misses++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return b;
+}
+
+void bcache_put(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth, struct cbuf *b)
+{
+    uint64_t h = key_hash(vdev, off, birth);
+    struct shard *s = shard_of(c, h);
+    if (!b)
+        return;
+    pthread_mutex_lock(&s->lock);
+    struct centry **pp = find_slot(s, h, vdev, off, birth);
+    /* A present key keeps its entry: same key means same contents. */
+    if (*pp || b->size > s->limit) {
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    struct centry *e = calloc(1, sizeof(*e));
+    if (!e) {
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    e->vdev = vdev;
+    e->off = off;
+    e->birth = birth;
+    e->buf = cbuf_ref(b);
+    *pp = e;
+    lru_push_head(s, e);
+    s->bytes += b->size;
+    s->entries++;
+    shard_evict(s);
+    if (s->entries > s->nbuckets)
+        shard_grow(s);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void bcache_remove(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth)
+{
+    uint64_t h = key_hash(vdev, off, birth);
+    struct shard *s = shard_of(c, h);
+    pthread_mutex_lock(&s->lock);
+    struct centry **pp = find_slot(s, h, vdev, off, birth);
+    if (*pp)
+        entry_drop(s, pp, *pp);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void bcache_stats(struct bcache *c, struct bcache_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    for (unsigned i = 0; i < c->nshards; i++) {
+        struct shard *s = &c->shards[i];
+        pthread_mutex_lock(&s->lock);
+        st->bytes += s->bytes;
+        st->limit += s->limit;
+        st->entries += s->entries;
+        st->hits += s->hits;
+        st->misses += s->misses;
+        st->evictions += s->evictions;
+        pthread_mutex_unlock(&s->lock);
+    }
+}

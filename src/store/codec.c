@@ -1,1 +1,296 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Per-block compression and checksums, and the user-facing names of both.
+ *
+ * Compression follows the 1/8 rule (docs/FORMAT.md section 5): a block is
+ * stored compressed only if that saves at least len/8 bytes, so the
+ * compressors are given exactly that much output room and simply fail on
+ * anything that would not pay off — no wasted work past the threshold.
+ *
+ * Decompression treats its input as hostile: it must yield exactly lsize
+ * bytes, never write past dst, and any other outcome is -EILSEQ.
+ *
+ * zstd contexts are expensive to create, so each thread keeps one
+ * compression and one decompression context in thread-local storage; a
+ * pthread key destructor frees them when the thread exits. */
+#include "store/codec.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lz4.h>
+#include <openssl/sha.h>
+#include <xxhash.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include "common/le.h"
+
+#define ZSTD_DEFAULT_LEVEL 3
+#define ZSTD_MAX_USER_LEVEL 19
+
+/* ---- per-thread zstd contexts ---- */
+
+struct zstd_tls {
+    ZSTD_CCtx *cctx;
+    ZSTD_DCtx *dctx;
+};
+
+static pthread_key_t zstd_key;
+static pthread_once_t zstd_once = PTHREAD_ONCE_INIT;
+static int zstd_key_ok;
+
+static void zstd_tls_free(void *p)
+{
+    struct zstd_tls *t = p;
+    if (!t)
+        return;
+    ZSTD_freeCCtx(t->cctx);
+    ZSTD_freeDCtx(t->dctx);
+    free(t);
+}
+
+static void zstd_key_init(void)
+{
+    zstd_key_ok = pthread_key_create(&zstd_key, zstd_tls_free) == 0;
+}
+
+static struct zstd_tls *zstd_tls_get(void)
+{
+    pthread_once(&zstd_once, zstd_key_init);
+    if (!zstd_key_ok)
+        return NULL;
+    struct zstd_tls *t = pthread_getspecific(zstd_key);
+    if (t)
+        return t;
+    t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    if (pthread_setspecific(zstd_key, t) != 0) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+static ZSTD_CCtx *tls_cctx(void)
+{
+    struct zstd_tls *t = zstd_tls_get();
+    if (t && !t->cctx)
+        t->cctx = ZSTD_createCCtx();
+    return t ? t->cctx : NULL;
+}
+
+static ZSTD_DCtx *tls_dctx(void)
+{
+    struct zstd_tls *t = zstd_tls_get();
+    if (t && !t->dctx)
+        t->dctx = ZSTD_createDCtx();
+    return t ? t->dctx : NULL;
+}
+
+/* ---- compression ---- */
+
+size_t compress_bound(size_t len)
+{
+    size_t z = ZSTD_compressBound(len);
+    size_t l = len <= (size_t)LZ4_MAX_INPUT_SIZE ? (size_t)LZ4_compressBound((int)len) : 0;
+    return z > l ? z : l;
+}
+
+long compress_block(enum bs_compress c, int level, const void *src, size_t len, void *dst,
+                    size_t dstcap)
+{
+    if (c == BS_COMPRESS_OFF || len == 0)
+        return 0;
+    /* Output room is capped at the largest size worth keeping: a compressor
+     * that runs out of room means "store raw". */
+    size_t limit = len - len / 8;
+    if (limit > dstcap)
+        limit = dstcap;
+
+    if (c == BS_COMPRESS_LZ4) {
+        if (len > (size_t)LZ4_MAX_INPUT_SIZE)
+            return 0;
+        int cap = limit > INT_MAX ? INT_MAX : (int)limit;
+        int r = LZ4_compress_default(src, dst, (int)len, cap);
+        return r > 0 && (size_t)r <= limit ? r : 0;
+    }
+    if (c == BS_COMPRESS_ZSTD) {
+        if (level == 0)
+            level = ZSTD_DEFAULT_LEVEL;
+        if (level < ZSTD_minCLevel() || level > ZSTD_maxCLevel())
+            return -EINVAL;
+        ZSTD_CCtx *cctx = tls_cctx();
+        if (!cctx)
+            return -ENOMEM;
+        size_t r = ZSTD_compressCCtx(cctx, dst, limit, src, len, level);
+        if (ZSTD_isError(r)) {
+            if (ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall)
+                return 0;
+            return -EIO;
+        }
+        return r <= limit ? (long)r : 0;
+    }
+    return -EINVAL;
+}
+
+int decompress_block(enum bs_compress c, const void *src, size_t psize, void *dst, size_t lsize)
+{
+    switch (c) {
+    case BS_COMPRESS_OFF:
+        if (psize != lsize)
+            return -EILSEQ;
+        memcpy(dst, src, lsize);
+        return 0;
+    case BS_COMPRESS_LZ4: {
+        if (psize == 0 || psize > INT_MAX || lsize > INT_MAX)
+            return -EILSEQ;
+        int r = LZ4_decompress_safe(src, dst, (int)psize, (int)lsize);
+        return r >= 0 && (size_t)r == lsize ? 0 : -EILSEQ;
+    }
+    case BS_COMPRESS_ZSTD: {
+        if (psize == 0)
+            return -EILSEQ;
+        ZSTD_DCtx *dctx = tls_dctx();
+        if (!dctx)
+            return -ENOMEM;
+        /* One-shot decompression into dst needs no window buffer, so a
+         * hostile frame header cannot make us allocate; a frame that would
+         * produce more than lsize bytes fails with dstSize_tooSmall. */
+        size_t r = ZSTD_decompressDCtx(dctx, dst, lsize, src, psize);
+        return !ZSTD_isError(r) && r == lsize ? 0 : -EILSEQ;
+    }
+    }
+    return -EILSEQ;
+}
+
+/* ---- checksums ---- */
+
+void xxh3_128(const void *buf, size_t len, uint8_t out[16])
+{
+    XXH128_hash_t h = XXH3_128bits(buf, len);
+    put_le64(out, h.low64);
+    put_le64(out + 8, h.high64);
+}
+
+void sha256(const void *buf, size_t len, uint8_t out[32])
+{
+    SHA256(buf, len, out);
+}
+
+void checksum_compute(enum bs_checksum c, const void *buf, size_t len, uint8_t out[32])
+{
+    memset(out, 0, 32);
+    if (c == BS_CHECKSUM_XXH3)
+        xxh3_128(buf, len, out);
+    else if (c == BS_CHECKSUM_SHA256)
+        sha256(buf, len, out);
+}
+
+int checksum_equal(enum bs_checksum c, const uint8_t a[32], const uint8_t b[32])
+{
+    if (c == BS_CHECKSUM_XXH3)
+        return memcmp(a, b, 16) == 0;
+    if (c == BS_CHECKSUM_SHA256)
+        return memcmp(a, b, 32) == 0;
+    return 0;
+}
+
+/* ---- names (include/berth/store.h) ---- */
+
+const char *bs_compress_name(enum bs_compress c, int level, char *buf, size_t len)
+{
+    const char *fixed = NULL;
+    switch (c) {
+    case BS_COMPRESS_OFF:
+        fixed = "off";
+        break;
+    case BS_COMPRESS_LZ4:
+        fixed = "lz4";
+        break;
+    case BS_COMPRESS_ZSTD:
+        if (level == 0 || level == ZSTD_DEFAULT_LEVEL)
+            fixed = "zstd";
+        break;
+    default:
+        fixed = "unknown";
+        break;
+    }
+    if (!buf || len == 0)
+        return fixed ? fixed : "zstd";
+    if (fixed)
+        snprintf(buf, len, "%s", fixed);
+    else
+        snprintf(buf, len, "zstd-%d", level);
+    return buf;
+}
+
+static int parse_zstd_level(const char *s, int *level)
+{
+    /* Strict decimal 1..19: no sign, no spaces, no leading zeros games. */
+    int v = 0;
+    if (!*s || *s == '0')
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        v = v * 10 + (*s - '0');
+        if (v > ZSTD_MAX_USER_LEVEL)
+            return -1;
+    }
+    *level = v;
+    return 0;
+}
+
+int bs_compress_parse(const char *s, enum bs_compress *c, int *level, struct berr *err)
+{
+    int lvl = 0;
+    if (!s)
+        s = "";
+    if (strcmp(s, "lz4") == 0 || strcmp(s, "on") == 0) {
+        *c = BS_COMPRESS_LZ4;
+    } else if (strcmp(s, "off") == 0) {
+        *c = BS_COMPRESS_OFF;
+    } else if (strcmp(s, "zstd") == 0) {
+        *c = BS_COMPRESS_ZSTD;
+        lvl = ZSTD_DEFAULT_LEVEL;
+    } else if (strncmp(s, "zstd-", 5) == 0 && parse_zstd_level(s + 5, &lvl) == 0) {
+        *c = BS_COMPRESS_ZSTD;
+    } else {
+        return berr_set(err, EINVAL,
+                        "invalid compression '%s': use lz4, zstd, zstd-1 .. zstd-19, off "
+                        "(on = lz4)",
+                        s);
+    }
+    if (level)
+        *level = lvl;
+    return 0;
+}
+
+const char *bs_checksum_name(enum bs_checksum c)
+{
+    switch (c) {
+    case BS_CHECKSUM_XXH3:
+        return "xxh3";
+    case BS_CHECKSUM_SHA256:
+        return "sha256";
+    }
+    return "unknown";
+}
+
+int bs_checksum_parse(const char *s, enum bs_checksum *c, struct berr *err)
+{
+    if (!s)
+        s = "";
+    if (strcmp(s, "xxh3") == 0 || strcmp(s, "on") == 0)
+        *c = BS_CHECKSUM_XXH3;
+    else if (strcmp(s, "sha256") == 0)
+        *c = BS_CHECKSUM_SHA256;
+    else
+        return berr_set(err, EINVAL, "invalid checksum '%s': use xxh3 or sha256 (on = xxh3)", s);
+    return 0;
+}

@@ -8,6 +8,7 @@
 #ifndef BERTH_STORE_LABEL_H
 #define BERTH_STORE_LABEL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "store/bp.h"
@@ -65,7 +66,11 @@ int label_layout(struct label_hdr *h, uint64_t size);
 
 void label_hdr_encode(const struct label_hdr *h, uint8_t out[LABEL_HDR_SIZE]);
 /* -EILSEQ on bad magic/checksum/version or inconsistent layout fields;
- * -ENOTSUP if it needs an unknown incompat feature. */
+ * -ENOTSUP if it needs an unknown incompat feature.  Also -EILSEQ: pool or
+ * vdev guid 0, empty or unterminated name (or bytes after its NUL), a vdev
+ * type other than file/disk, nparity != 0, nchildren not 1..32, child_index
+ * >= nchildren, child guids past nchildren.  Layout fields must equal what
+ * label_layout computes for dev_size and ashift. */
 int label_hdr_decode(const uint8_t *in, size_t len, struct label_hdr *h);
 
 void ub_encode(const struct uberblock *ub, uint8_t out[UB_SIZE]);

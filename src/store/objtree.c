@@ -1,1 +1,408 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Block trees of objects (see objtree.h and docs/FORMAT.md section 6).
+ *
+ * Shape: a pointer at level L covers 256^L data blocks; the root sits at
+ * level `levels - 1`.  Data block b is found by taking index
+ * (b >> 8*(L-1)) & 255 in the indirect at each level L from the top.
+ *
+ * objtree_sync invariants:
+ *  - an indirect is rewritten only if one of its children changed, and then
+ *    the old copy is freed in the same txg (COW: nothing is overwritten);
+ *  - an indirect whose 256 children are holes is itself a hole;
+ *  - growth adds levels on top: the old root becomes child 0 of a new root.
+ *    The new upper nodes exist only in memory until written ("virtual"
+ *    nodes: level >= old levels, first block 0), so growing never writes a
+ *    block that the same txg would free again;
+ *  - accounting is kept by deltas in acct_new/acct_free, the only places
+ *    that change it.
+ * The recursion is depth-first, so one array of 256 children per level
+ * suffices (tsync.kids). */
+#include "store/objtree.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cleanup.h"
+#include "common/le.h"
+#include "store/codec.h"
+
+static inline uint64_t span(int level)
+{
+    return 1ULL << (8 * level);
+}
+
+int objtree_levels_for(uint64_t nblocks)
+{
+    int levels = 1;
+    while (levels < OBJ_MAX_LEVELS && span(levels - 1) < nblocks)
+        levels++;
+    return levels;
+}
+
+void objdesc_init(struct objdesc *od, int dshift, uint64_t nblocks)
+{
+    memset(od, 0, sizeof *od);
+    od->levels = (uint8_t)objtree_levels_for(nblocks);
+    od->dshift = (uint8_t)dshift;
+    od->ishift = IND_SHIFT;
+    od->nblocks = nblocks;
+}
+
+void objdesc_encode(const struct objdesc *od, uint8_t out[OBJDESC_SIZE])
+{
+    memset(out, 0, OBJDESC_SIZE);
+    bp_encode(&od->root, out);
+    out[128] = od->levels;
+    out[129] = od->dshift;
+    out[130] = od->ishift;
+    put_le64(out + 136, od->nblocks);
+    put_le64(out + 144, od->allocated);
+    put_le64(out + 152, od->logical);
+    put_le64(out + 160, od->physical);
+}
+
+int objdesc_decode(const uint8_t in[OBJDESC_SIZE], struct objdesc *od)
+{
+    memset(od, 0, sizeof *od);
+    if (bp_decode(in, &od->root) < 0)
+        return -EILSEQ;
+    od->levels = in[128];
+    od->dshift = in[129];
+    od->ishift = in[130];
+    od->nblocks = get_le64(in + 136);
+    od->allocated = get_le64(in + 144);
+    od->logical = get_le64(in + 152);
+    od->physical = get_le64(in + 160);
+    if (od->levels < 1 || od->levels > OBJ_MAX_LEVELS || od->ishift != IND_SHIFT ||
+        od->dshift < 9 || od->dshift > 24)
+        return -EILSEQ;
+    if (od->nblocks > span(od->levels - 1))
+        return -EILSEQ;
+    if (!bp_is_hole(&od->root) && od->root.level != od->levels - 1)
+        return -EILSEQ;
+    return 0;
+}
+
+/* Read the indirect `bp` at `level` into 256 decoded children. */
+static int load_kids(const struct blkio *io, const struct blkptr *bp, int level, unsigned flags,
+                     struct blkptr *kids)
+{
+    if (bp_is_hole(bp)) {
+        memset(kids, 0, IND_NBP * sizeof *kids);
+        return 0;
+    }
+    if (bp->level != level || bp->type != BP_TYPE_INDIRECT || bp->lsize != IND_SIZE) {
+        blk_count_cksum_error(io);
+        return -EIO;
+    }
+    struct cbuf *c;
+    int r = blk_read(io, bp, flags, &c);
+    if (r < 0)
+        return r;
+    for (unsigned i = 0; i < IND_NBP; i++) {
+        if (bp_decode(c->data + i * BP_SIZE, &kids[i]) < 0 ||
+            (!bp_is_hole(&kids[i]) && kids[i].level != level - 1)) {
+            cbuf_unref(c);
+            blk_count_cksum_error(io);
+            return -EIO;
+        }
+    }
+    cbuf_unref(c);
+    return 0;
+}
+
+int objtree_lookup(const struct blkio *io, const struct objdesc *od, uint64_t blkid,
+                   struct blkptr *out, uint64_t *hole_blocks)
+{
+    int top = od->levels - 1;
+    if (blkid >= span(top) || blkid >= od->nblocks) {
+        memset(out, 0, sizeof *out);
+        if (hole_blocks)
+            *hole_blocks = UINT64_MAX;
+        return 0;
+    }
+    struct blkptr bp = od->root;
+    for (int L = top; L > 0; L--) {
+        if (bp_is_hole(&bp)) {
+            *out = bp;
+            if (hole_blocks)
+                *hole_blocks = span(L) - (blkid & (span(L) - 1));
+            return 0;
+        }
+        if (bp.level != L || bp.type != BP_TYPE_INDIRECT || bp.lsize != IND_SIZE) {
+            blk_count_cksum_error(io);
+            return -EIO;
+        }
+        struct cbuf *c;
+        int r = blk_read(io, &bp, 0, &c);
+        if (r < 0)
+            return r;
+        unsigned idx = (unsigned)(blkid >> (8 * (L - 1))) & 0xff;
+        r = bp_decode(c->data + idx * BP_SIZE, &bp);
+        cbuf_unref(c);
+        if (r < 0) {
+            blk_count_cksum_error(io);
+            return -EIO;
+        }
+    }
+    if (!bp_is_hole(&bp) && (bp.level != 0 || bp.lsize != (1u << od->dshift))) {
+        blk_count_cksum_error(io);
+        return -EIO;
+    }
+    *out = bp;
+    if (hole_blocks)
+        *hole_blocks = 1;
+    return 0;
+}
+
+struct tsync {
+    const struct objtree_wctx *w;
+    struct objdesc *od;
+    const struct leaf_update *u;
+    uint64_t nblocks;
+    int old_levels;      /* levels before growth; nodes at or above are virtual */
+    bool grown;
+    struct blkptr old_root;
+    struct blkptr (*kids)[IND_NBP];
+};
+
+static void acct_free(struct tsync *t, const struct blkptr *bp)
+{
+    if (bp_is_hole(bp))
+        return;
+    t->od->allocated -= bp->dva[0].asize;
+    if (bp->level == 0) {
+        t->od->logical -= bp->lsize;
+        t->od->physical -= bp->dva[0].asize;
+    }
+    blk_free(t->w->io, bp, t->w->txg);
+}
+
+static void acct_new(struct tsync *t, const struct blkptr *bp)
+{
+    if (bp_is_hole(bp))
+        return;
+    t->od->allocated += bp->dva[0].asize;
+    if (bp->level == 0) {
+        t->od->logical += bp->lsize;
+        t->od->physical += bp->dva[0].asize;
+    }
+}
+
+/* Free the subtree under bp (at `level`) and bp itself. */
+static int free_tree(struct tsync *t, const struct blkptr *bp, int level)
+{
+    if (bp_is_hole(bp))
+        return 0;
+    if (level > 0) {
+        struct blkptr *kids = t->kids[level];
+        int r = load_kids(t->w->io, bp, level, 0, kids);
+        if (r < 0)
+            return r;
+        for (unsigned i = 0; i < IND_NBP; i++) {
+            r = free_tree(t, &kids[i], level - 1);
+            if (r < 0)
+                return r;
+        }
+    }
+    acct_free(t, bp);
+    return 0;
+}
+
+static int write_indirect(struct tsync *t, const struct blkptr *kids, int level,
+                          struct blkptr *nbp)
+{
+    uint64_t fill = 0;
+    bool any = false;
+    for (unsigned i = 0; i < IND_NBP; i++) {
+        if (!bp_is_hole(&kids[i])) {
+            any = true;
+            fill += kids[i].fill;
+        }
+    }
+    if (!any) {
+        bp_make_hole(nbp, t->w->txg, (uint8_t)level, BP_TYPE_INDIRECT);
+        return 0;
+    }
+    struct cbuf *cb = cbuf_new(IND_SIZE);
+    if (!cb)
+        return -ENOMEM;
+    for (unsigned i = 0; i < IND_NBP; i++)
+        bp_encode(&kids[i], cb->data + i * BP_SIZE);
+    struct blk_wprops wp = {
+        .type = BP_TYPE_INDIRECT, .level = (uint8_t)level, .comp = BS_COMPRESS_LZ4,
+        .cksum = t->w->cksum, .zero_is_hole = false,
+    };
+    int r = blk_write(t->w->io, NULL, cb, IND_SIZE, &wp, t->w->txg, t->w->s, nbp);
+    cbuf_unref(cb);
+    if (r < 0)
+        return r;
+    nbp->fill = fill;
+    return 0;
+}
+
+/* Rewrite the subtree of *bp (level L, first block `base`) with updates
+ * u[i..j) and the truncation at t->nblocks; *changed tells the parent. */
+static int sync_bp(struct tsync *t, struct blkptr *bp, int L, uint64_t base, size_t i, size_t j,
+                   bool *changed)
+{
+    const struct objtree_wctx *w = t->w;
+    bool virt = t->grown && L >= t->old_levels && base == 0;
+    int r;
+    if (L == 0) {
+        struct blkptr nbp;
+        if (i < j && base < t->nblocks)
+            nbp = t->u[i].bp;
+        else
+            bp_make_hole(&nbp, w->txg, 0, w->dtype);
+        if (bp_is_hole(bp) && bp_is_hole(&nbp))
+            return 0;
+        acct_free(t, bp);
+        acct_new(t, &nbp);
+        *bp = nbp;
+        *changed = true;
+        return 0;
+    }
+    uint64_t kspan = span(L - 1);
+    if (base >= t->nblocks && !virt) {
+        if (bp_is_hole(bp))
+            return 0;
+        r = free_tree(t, bp, L);
+        if (r < 0)
+            return r;
+        bp_make_hole(bp, w->txg, (uint8_t)L, BP_TYPE_INDIRECT);
+        *changed = true;
+        return 0;
+    }
+    bool trunc = !bp_is_hole(bp) && base + span(L) > t->nblocks;
+    if (i == j && !trunc && !virt)
+        return 0;
+    struct blkptr *kids = t->kids[L];
+    if (virt) {
+        memset(kids, 0, IND_NBP * sizeof *kids);
+        if (L == t->old_levels)
+            kids[0] = t->old_root;
+    } else {
+        r = load_kids(w->io, bp, L, 0, kids);
+        if (r < 0)
+            return r;
+    }
+    bool kchanged = virt;
+    size_t a = i;
+    for (unsigned idx = 0; idx < IND_NBP; idx++) {
+        uint64_t cbase = base + idx * kspan;
+        size_t b = a;
+        while (b < j && t->u[b].blkid < cbase + kspan)
+            b++;
+        bool ktrunc = !bp_is_hole(&kids[idx]) && cbase + kspan > t->nblocks;
+        bool kvirt = virt && idx == 0 && L - 1 >= t->old_levels;
+        if (a < b || ktrunc || kvirt) {
+            r = sync_bp(t, &kids[idx], L - 1, cbase, a, b, &kchanged);
+            if (r < 0)
+                return r;
+            /* the recursion reused deeper kids arrays only */
+        }
+        a = b;
+        if (a == j && !trunc && !virt)
+            break;
+    }
+    if (!kchanged)
+        return 0;
+    struct blkptr nbp;
+    r = write_indirect(t, kids, L, &nbp);
+    if (r < 0)
+        return r;
+    if (!virt)
+        acct_free(t, bp);
+    acct_new(t, &nbp);
+    *bp = nbp;
+    *changed = true;
+    return 0;
+}
+
+int objtree_sync(const struct objtree_wctx *w, struct objdesc *od, const struct leaf_update *u,
+                 size_t n, uint64_t new_nblocks)
+{
+    struct objdesc nod = *od;
+    struct tsync t = { .w = w, .od = &nod, .u = u, .nblocks = new_nblocks };
+    int need = objtree_levels_for(new_nblocks);
+    if (need < nod.levels)
+        need = nod.levels; /* never shrink the height */
+    if (need > nod.levels) {
+        if (bp_is_hole(&nod.root)) {
+            bp_make_hole(&nod.root, nod.root.birth, (uint8_t)(need - 1), BP_TYPE_INDIRECT);
+        } else {
+            t.grown = true;
+            t.old_levels = nod.levels;
+            t.old_root = nod.root;
+        }
+        nod.levels = (uint8_t)need;
+    }
+    t.kids = malloc(sizeof(*t.kids) * OBJ_MAX_LEVELS);
+    if (!t.kids)
+        return -ENOMEM;
+    bool changed = false;
+    int r = sync_bp(&t, &nod.root, nod.levels - 1, 0, 0, n, &changed);
+    free(t.kids);
+    if (r < 0)
+        return r;
+    nod.nblocks = new_nblocks;
+    *od = nod;
+    return 0;
+}
+
+int objtree_free_all(const struct objtree_wctx *w, struct objdesc *od)
+{
+    struct objdesc nod = *od;
+    struct tsync t = { .w = w, .od = &nod, .nblocks = 0 };
+    t.kids = malloc(sizeof(*t.kids) * OBJ_MAX_LEVELS);
+    if (!t.kids)
+        return -ENOMEM;
+    int r = free_tree(&t, &nod.root, nod.levels - 1);
+    free(t.kids);
+    if (r < 0)
+        return r;
+    bp_make_hole(&nod.root, w->txg, (uint8_t)(nod.levels - 1),
+                 nod.levels > 1 ? BP_TYPE_INDIRECT : w->dtype);
+    *od = nod;
+    return 0;
+}
+
+struct twalk {
+    const struct blkio *io;
+    unsigned flags;
+    objtree_visit_fn cb;
+    void *opaque;
+    struct blkptr (*kids)[IND_NBP];
+};
+
+static int walk_bp(struct twalk *t, const struct blkptr *bp, int L, uint64_t base)
+{
+    if (bp_is_hole(bp))
+        return 0;
+    int r = t->cb(bp, base, t->opaque);
+    if (r || L == 0)
+        return r;
+    struct blkptr *kids = t->kids[L];
+    r = load_kids(t->io, bp, L, t->flags, kids);
+    if (r < 0)
+        return r;
+    for (unsigned i = 0; i < IND_NBP; i++) {
+        r = walk_bp(t, &kids[i], L - 1, base + i * span(L - 1));
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+int objtree_walk(const struct blkio *io, const struct objdesc *od, unsigned flags,
+                 objtree_visit_fn cb, void *opaque)
+{
+    struct twalk t = { .io = io, .flags = flags, .cb = cb, .opaque = opaque };
+    t.kids = malloc(sizeof(*t.kids) * OBJ_MAX_LEVELS);
+    if (!t.kids)
+        return -ENOMEM;
+    int r = walk_bp(&t, &od->root, od->levels - 1, 0);
+    free(t.kids);
+    return r;
+}

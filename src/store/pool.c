@@ -1,1 +1,659 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Pools: create, import, scan, export, close, destroy, sync, trim, stats,
+ * properties, fault injection, and the engine-wide tunables and block cache.
+ *
+ * A pool's life: create (labels, empty allocation map, first txg with an
+ * empty directory) or import (newest uberblock whose allocation map and MOS
+ * load) -> running (sync thread) -> export/close (final txg, then the sync
+ * thread stops) or destroy (labels wiped).  A pool whose sync failed is
+ * FAULTED: it keeps serving reads of committed and acknowledged data, writes
+ * fail, and close releases it without writing anything. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/util.h"
+#include "store/codec.h"
+#include "store/pool_impl.h"
+
+/* ---- tunables and the shared cache ---- */
+
+static _Atomic uint64_t tun_cache = 512ULL << 20, tun_dirty = 256ULL << 20;
+static _Atomic unsigned tun_timeout = 5000, tun_threads = 0;
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct bcache *g_cache;
+static unsigned g_cache_users;
+static uint32_t g_cache_next_id = 1;
+
+void bs_tunables_get(struct bs_tunables *t)
+{
+    t->cache_bytes = atomic_load_explicit(&tun_cache, memory_order_relaxed);
+    t->dirty_max_bytes = atomic_load_explicit(&tun_dirty, memory_order_relaxed);
+    t->txg_timeout_ms = atomic_load_explicit(&tun_timeout, memory_order_relaxed);
+    t->sync_threads = atomic_load_explicit(&tun_threads, memory_order_relaxed);
+    if (t->sync_threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        t->sync_threads = n > 0 ? (unsigned)MIN(n, 64) : 1;
+    }
+}
+
+void bs_tunables_set(const struct bs_tunables *t)
+{
+    if (t->cache_bytes)
+        atomic_store(&tun_cache, t->cache_bytes);
+    if (t->dirty_max_bytes)
+        atomic_store(&tun_dirty, MAX(t->dirty_max_bytes, 1ULL << 20));
+    if (t->txg_timeout_ms)
+        atomic_store(&tun_timeout, t->txg_timeout_ms);
+    atomic_store(&tun_threads, MIN(t->sync_threads, 64u));
+    pthread_mutex_lock(&g_lock);
+    if (g_cache && t->cache_bytes)
+        bcache_set_limit(g_cache, t->cache_bytes);
+    pthread_mutex_unlock(&g_lock);
+}
+
+static struct bcache *cache_get(uint32_t *id)
+{
+    pthread_mutex_lock(&g_lock);
+    if (!g_cache)
+        g_cache = bcache_new(atomic_load(&tun_cache));
+    struct bcache *c = g_cache;
+    if (c) {
+        g_cache_users++;
+        *id = g_cache_next_id++;
+    }
+    pthread_mutex_unlock(&g_lock);
+    return c;
+}
+
+static void cache_put(struct bcache *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&g_lock);
+    if (--g_cache_users == 0) {
+        bcache_free(g_cache);
+        g_cache = NULL;
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
+void bs_pool_opts_init(struct bs_pool_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->autotrim = true;
+    o->compression = BS_COMPRESS_LZ4;
+    o->checksum = BS_CHECKSUM_XXH3;
+}
+
+/* ---- construction and teardown ---- */
+
+static bs_pool *pool_alloc(void)
+{
+    bs_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    pthread_mutex_init(&p->admin_lock, NULL);
+    pthread_mutex_init(&p->lock, NULL);
+    return p;
+}
+
+/* Free everything; the sync thread must be stopped (or never started). */
+static void pool_free(bs_pool *p)
+{
+    if (!p)
+        return;
+    txg_fini(p);
+    while (p->ds_list) {
+        struct ds *d = p->ds_list;
+        p->ds_list = d->next;
+        ds_unref(d);
+    }
+    alloc_destroy(p->io.alloc);
+    vdev_close(p->vd);
+    cache_put(p->io.cache);
+    free(p->mos_bytes);
+    pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->admin_lock);
+    free(p);
+}
+
+void pool_abandon(bs_pool *p)
+{
+    pool_free(p);
+}
+
+static void setup_io(bs_pool *p)
+{
+    p->io.vd = p->vd;
+    p->io.data_start = p->hdr.data_start;
+    p->io.data_size = p->hdr.data_end - p->hdr.data_start;
+    p->io.ashift = p->hdr.ashift;
+    snprintf(p->name, sizeof p->name, "%s", p->hdr.pool_name);
+    p->guid = p->hdr.pool_guid;
+}
+
+static void update_space(bs_pool *p)
+{
+    struct alloc_stats st;
+    alloc_stats(p->io.alloc, &st);
+    atomic_store(&p->free_est, st.free);
+    p->slop = st.size / 32 + (1ULL << 20);
+}
+
+static int start(bs_pool *p, uint64_t committed, struct berr *err)
+{
+    p->io.cache = cache_get(&p->io.cache_id);
+    if (!p->io.cache)
+        return berr_set(err, ENOMEM, "cannot allocate the block cache");
+    update_space(p);
+    int r = txg_init(p, committed);
+    if (r == 0 && !p->readonly)
+        r = txg_start(p);
+    if (r < 0)
+        return berr_set(err, -r, "cannot start the sync thread of pool '%s'", p->name);
+    return 0;
+}
+
+static uint64_t random_u64(void)
+{
+    uint64_t v = 0;
+    while (v == 0)
+        if (getrandom(&v, sizeof v, 0) != sizeof v)
+            v = now_ns() * 0x9e3779b97f4a7c15ULL;
+    return v;
+}
+
+int bs_pool_create(const char *name, const char *const *vdevs, size_t nvdevs, uint64_t size,
+                   const struct bs_pool_opts *opts, bs_pool **out, struct berr *err)
+{
+    struct bs_pool_opts defaults;
+    if (!opts) {
+        bs_pool_opts_init(&defaults);
+        opts = &defaults;
+    }
+    int r = validate_name(name, "pool", err);
+    if (r < 0)
+        return r;
+    if (nvdevs != 1)
+        return berr_set(err, ENOTSUP, "a pool has exactly one vdev for now (got %zu)", nvdevs);
+    if (opts->ashift && (opts->ashift < 9 || opts->ashift > 16))
+        return berr_set(err, EINVAL, "ashift %d is invalid: use 9 to 16, or 0 to detect it",
+                        opts->ashift);
+    if ((unsigned)opts->compression > BS_COMPRESS_ZSTD ||
+        (opts->checksum != BS_CHECKSUM_XXH3 && opts->checksum != BS_CHECKSUM_SHA256))
+        return berr_set(err, EINVAL, "invalid compression or checksum default");
+    bs_pool *p = pool_alloc();
+    if (!p)
+        return berr_set(err, ENOMEM, "out of memory");
+    r = vdev_open(vdevs[0], size, false, &p->vd, err);
+    if (r < 0)
+        goto fail;
+    struct label_hdr old;
+    if (label_read_hdr(p->vd, &old, NULL) == 0 && old.state != POOL_STATE_DESTROYED &&
+        !opts->force) {
+        r = berr_set(err, EEXIST, "device %s holds pool '%s'; use -f to overwrite", vdevs[0],
+                     old.pool_name);
+        goto fail;
+    }
+    struct label_hdr *h = &p->hdr;
+    h->version = BERTH_FORMAT_VERSION;
+    h->pool_guid = random_u64();
+    h->vdev_guid = random_u64();
+    h->top_guid = h->vdev_guid;
+    snprintf(h->pool_name, sizeof h->pool_name, "%s", name);
+    h->ashift = (uint8_t)(opts->ashift ? opts->ashift : p->vd->phys_sector_shift);
+    h->state = POOL_STATE_ACTIVE;
+    h->vdev_type = p->vd->is_blockdev ? VDEV_TYPE_DISK : VDEV_TYPE_FILE;
+    h->create_txg = 1;
+    h->nchildren = 1;
+    h->child_index = 0;
+    h->child_guids[0] = h->vdev_guid;
+    r = label_layout(h, p->vd->size);
+    if (r < 0) {
+        r = berr_set(err, -r, "device %s is too small for a pool (minimum 64 MiB)", vdevs[0]);
+        goto fail;
+    }
+    setup_io(p);
+    /* old labels go first, so a create cut short never imports as the old pool */
+    if ((r = label_wipe(p->vd)) < 0 || (r = label_write_hdr(p->vd, h)) < 0) {
+        r = berr_set(err, -r, "cannot write the labels of %s: %s", vdevs[0], strerror(-r));
+        goto fail;
+    }
+    r = alloc_create(p->vd, h, h->create_txg, &p->io.alloc, err);
+    if (r < 0)
+        goto fail;
+    p->autotrim = opts->autotrim;
+    p->comp = (uint8_t)opts->compression;
+    p->comp_level = (uint8_t)(opts->compression == BS_COMPRESS_ZSTD
+                                  ? (opts->compress_level ? opts->compress_level : 3) : 0);
+    p->cksum = (uint8_t)opts->checksum;
+    p->next_id = 1;
+    objdesc_init(&p->mos_od, MOS_DSHIFT, 0);
+    if ((r = start(p, h->create_txg, err)) < 0)
+        goto fail;
+    pthread_mutex_lock(&p->lock);
+    p->mos_dirty = true;
+    uint64_t t = txg_dirty_open(p);
+    pthread_mutex_unlock(&p->lock);
+    r = txg_wait(p, t);
+    if (r < 0) {
+        r = berr_set(err, -r, "cannot write the first transaction group to %s", vdevs[0]);
+        goto fail;
+    }
+    *out = p;
+    return 0;
+fail:
+    pool_free(p);
+    return r;
+}
+
+/* Try to load the pool state as of uberblock ub. */
+static int load_ub(bs_pool *p, const struct uberblock *ub, struct berr *err)
+{
+    struct objdesc od;
+    objdesc_init(&od, MOS_DSHIFT, DIV_ROUND_UP(ub->mos_size, MOS_BLKSZ));
+    if (ub->mos_dblksz != MOS_BLKSZ || ub->mos_levels < od.levels ||
+        ub->mos_levels > OBJ_MAX_LEVELS || ub->mos_size > MOS_MAX_SIZE ||
+        (!bp_is_hole(&ub->mos_root) && ub->mos_root.level != ub->mos_levels - 1))
+        return berr_set(err, EILSEQ, "uberblock %llu: bad MOS descriptor",
+                        (unsigned long long)ub->txg);
+    od.levels = (uint8_t)ub->mos_levels;
+    od.root = ub->mos_root;
+    struct alloc *a = NULL;
+    int r = alloc_load(p->vd, &p->hdr, ub->txg, &a, err);
+    if (r < 0)
+        return r;
+    p->io.alloc = a;
+    uint8_t *bytes = NULL;
+    struct mos_dir dir;
+    r = mos_read(&p->io, &od, ub->mos_size, &bytes);
+    if (r == 0)
+        r = mos_decode(bytes, ub->mos_size, &dir);
+    if (r < 0) {
+        free(bytes);
+        alloc_destroy(a);
+        p->io.alloc = NULL;
+        return berr_set(err, EILSEQ, "txg %llu: the pool directory is unreadable (%s)",
+                        (unsigned long long)ub->txg, strerror(-r));
+    }
+    p->mos_od = od;
+    p->mos_bytes = bytes;
+    p->mos_len = ub->mos_size;
+    p->next_id = dir.next_id;
+    p->autotrim = dir.autotrim;
+    p->comp = dir.comp;
+    p->comp_level = dir.comp_level;
+    p->cksum = dir.cksum;
+    p->txg.open_txg = ub->txg + 1; /* ds_new reads it */
+    for (size_t i = 0; i < dir.nds; i++) {
+        struct ds *d = ds_new(p, &dir.ds[i]);
+        if (!d) {
+            mos_dir_free(&dir);
+            return berr_set(err, ENOMEM, "out of memory");
+        }
+        d->next = p->ds_list;
+        p->ds_list = d;
+    }
+    mos_dir_free(&dir);
+    return 0;
+}
+
+static int add_mos_bytes(const struct blkptr *bp, uint64_t blkid, void *opaque)
+{
+    struct objdesc *od = opaque;
+    od->allocated += bp->dva[0].asize;
+    if (bp->level == 0) {
+        od->logical += bp->lsize;
+        od->physical += bp->dva[0].asize;
+    }
+    return 0;
+}
+
+int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs_pool **out,
+                   struct berr *err)
+{
+    if (nvdevs != 1)
+        return berr_set(err, ENOTSUP, "a pool has exactly one vdev for now (got %zu)", nvdevs);
+    bs_pool *p = pool_alloc();
+    if (!p)
+        return berr_set(err, ENOMEM, "out of memory");
+    struct uberblock *ubs = NULL;
+    int r = vdev_open(vdevs[0], 0, false, &p->vd, err);
+    if (r < 0)
+        goto fail;
+    r = label_read_hdr(p->vd, &p->hdr, err);
+    if (r < 0) {
+        if (r == -ENOENT)
+            berr_set(err, ENOENT, "%s holds no berth pool", vdevs[0]);
+        else
+            berr_wrap(err, "cannot import from %s", vdevs[0]);
+        goto fail;
+    }
+    if (p->hdr.state == POOL_STATE_DESTROYED) {
+        r = berr_set(err, ENOENT, "pool '%s' on %s was destroyed", p->hdr.pool_name, vdevs[0]);
+        goto fail;
+    }
+    if (name && strcmp(name, p->hdr.pool_name) != 0) {
+        r = berr_set(err, ENOENT, "%s holds pool '%s', not '%s'", vdevs[0], p->hdr.pool_name,
+                     name);
+        goto fail;
+    }
+    if (p->hdr.ashift < 9 || p->hdr.ashift > 16 || p->hdr.data_end <= p->hdr.data_start) {
+        r = berr_set(err, EILSEQ, "the label of %s has an invalid layout", vdevs[0]);
+        goto fail;
+    }
+    setup_io(p);
+    int n = label_read_ubs(p->vd, &p->hdr, &ubs);
+    if (n <= 0) {
+        r = berr_set(err, n < 0 ? -n : EILSEQ, "pool '%s' on %s has no valid uberblock", p->name,
+                     vdevs[0]);
+        goto fail;
+    }
+    struct berr last = {0};
+    p->io.cache = cache_get(&p->io.cache_id);
+    if (!p->io.cache) {
+        r = berr_set(err, ENOMEM, "out of memory");
+        goto fail;
+    }
+    r = -EILSEQ;
+    for (int i = 0; i < n && r < 0; i++) {
+        if (ubs[i].guid_sum != p->hdr.vdev_guid || ubs[i].features_incompat) {
+            berr_set(&last, EILSEQ, "uberblock %llu does not match the device set",
+                     (unsigned long long)ubs[i].txg);
+            continue;
+        }
+        r = load_ub(p, &ubs[i], &last);
+        if (r == 0) {
+            p->txg.committed_txg = ubs[i].txg;
+            break;
+        }
+    }
+    if (r < 0) {
+        r = berr_set(err, -r, "cannot import pool '%s' from %s: %s", p->name, vdevs[0], last.msg);
+        goto fail;
+    }
+    uint64_t committed = p->txg.committed_txg;
+    free(steal_ptr(ubs));
+    objtree_walk(&p->io, &p->mos_od, 0, add_mos_bytes, &p->mos_od);
+    if (p->hdr.state != POOL_STATE_ACTIVE) {
+        p->hdr.state = POOL_STATE_ACTIVE;
+        if ((r = label_write_hdr(p->vd, &p->hdr)) < 0 || (r = vdev_flush(p->vd)) < 0) {
+            r = berr_set(err, -r, "cannot mark pool '%s' active on %s", p->name, vdevs[0]);
+            goto fail;
+        }
+    }
+    /* running takes a fresh cache namespace: an attempt on a newer, abandoned
+     * uberblock may have cached blocks whose (offset, birth) keys the next
+     * txgs will reuse for different contents */
+    cache_put(steal_ptr(p->io.cache));
+    if ((r = start(p, committed, err)) < 0)
+        goto fail;
+    *out = p;
+    return 0;
+fail:
+    free(ubs);
+    pool_free(p);
+    return r;
+}
+
+static uint64_t blkdev_size(int fd, const struct stat *st)
+{
+    uint64_t sz = (uint64_t)st->st_size;
+    if (S_ISBLK(st->st_mode) && ioctl(fd, BLKGETSIZE64, &sz) != 0)
+        sz = 0;
+    return sz;
+}
+
+int bs_pool_scan(const char *dir, int (*cb)(const struct bs_pool_found *f, void *opaque),
+                 void *opaque, struct berr *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return berr_errno(err, errno, "cannot open directory %s", dir);
+    struct dirent *de;
+    int r = 0;
+    while (r == 0 && (de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        struct bs_pool_found f;
+        memset(&f, 0, sizeof f);
+        if ((size_t)snprintf(f.vdev_path, sizeof f.vdev_path, "%s/%s", dir, de->d_name) >=
+            sizeof f.vdev_path)
+            continue;
+        _cleanup_close_ int fd = open(f.vdev_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
+            continue;
+        /* read without vdev_open: a pool imported by this process holds
+         * the flock, and scanning must still see it */
+        struct vdev v = { .path = f.vdev_path, .fd = fd, .readonly = true,
+                          .is_blockdev = S_ISBLK(st.st_mode) };
+        v.size = blkdev_size(fd, &st);
+        if (v.size < (64ULL << 20))
+            continue;
+        struct label_hdr h;
+        if (label_read_hdr(&v, &h, NULL) < 0 || h.state == POOL_STATE_DESTROYED)
+            continue;
+        struct uberblock *ubs = NULL;
+        int n = label_read_ubs(&v, &h, &ubs);
+        if (n > 0)
+            f.txg = ubs[0].txg;
+        free(ubs);
+        snprintf(f.name, sizeof f.name, "%s", h.pool_name);
+        f.guid = h.pool_guid;
+        snprintf(f.state, sizeof f.state, "%s",
+                 h.state == POOL_STATE_EXPORTED ? "exported" : "active");
+        r = cb(&f, opaque);
+    }
+    closedir(d);
+    return r > 0 ? 0 : r;
+}
+
+static int open_handles(bs_pool *p)
+{
+    int n = 0;
+    pthread_mutex_lock(&p->lock);
+    for (struct ds *d = p->ds_list; d; d = d->next)
+        n += d->nopen;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+static bool faulted(bs_pool *p)
+{
+    pthread_mutex_lock(&p->txg.lock);
+    bool f = p->txg.fault != 0;
+    pthread_mutex_unlock(&p->txg.lock);
+    return f;
+}
+
+int bs_pool_export(bs_pool *p, bool force, struct berr *err)
+{
+    int n = open_handles(p);
+    if (n > 0 && !force)
+        return berr_set(err, EBUSY, "pool '%s' has %d open volume handle%s; close them or force",
+                        p->name, n, n == 1 ? "" : "s");
+    int r = 0;
+    if (!p->readonly) {
+        r = txg_sync_all(p);
+        if (r < 0 || faulted(p)) {
+            r = berr_set(err, EIO, "pool '%s' is faulted: released without exporting; the "
+                         "last committed state will be imported", p->name);
+        } else {
+            txg_fini(p);
+            p->hdr.state = POOL_STATE_EXPORTED;
+            if ((r = label_write_hdr(p->vd, &p->hdr)) < 0 || (r = vdev_flush(p->vd)) < 0)
+                r = berr_set(err, -r, "cannot mark pool '%s' exported: %s", p->name,
+                             strerror(-r));
+        }
+    }
+    pool_free(p);
+    return r;
+}
+
+void bs_pool_close(bs_pool *p)
+{
+    if (!p)
+        return;
+    if (!p->readonly)
+        txg_sync_all(p);
+    pool_free(p);
+}
+
+int bs_pool_destroy(bs_pool *p, bool force, struct berr *err)
+{
+    int n = open_handles(p);
+    if (n > 0 && !force)
+        return berr_set(err, EBUSY, "pool '%s' has %d open volume handle%s; close them or force",
+                        p->name, n, n == 1 ? "" : "s");
+    txg_fini(p);
+    int r = label_wipe(p->vd);
+    if (r == 0)
+        r = vdev_flush(p->vd);
+    if (r < 0)
+        r = berr_set(err, -r, "cannot wipe the labels of pool '%s': %s", p->name, strerror(-r));
+    pool_free(p);
+    return r;
+}
+
+int bs_pool_sync(bs_pool *p, struct berr *err)
+{
+    if (p->readonly)
+        return 0;
+    int r = txg_sync_all(p);
+    if (r < 0)
+        return berr_set(err, -r, "pool '%s' cannot commit: it is faulted after an I/O error",
+                        p->name);
+    return 0;
+}
+
+int bs_pool_trim(bs_pool *p, uint64_t *trimmed_bytes, struct berr *err)
+{
+    uint64_t bytes = 0;
+    int r = alloc_trim_all(p->io.alloc, &bytes);
+    if (trimmed_bytes)
+        *trimmed_bytes = bytes;
+    if (r < 0)
+        return berr_set(err, -r, "trim of pool '%s' failed: %s", p->name, strerror(-r));
+    return 0;
+}
+
+const char *bs_pool_name(const bs_pool *p)
+{
+    return p->name;
+}
+
+int bs_pool_stats(bs_pool *p, struct bs_pool_stats *o)
+{
+    memset(o, 0, sizeof *o);
+    snprintf(o->name, sizeof o->name, "%s", p->name);
+    o->guid = p->guid;
+    bool f = faulted(p);
+    snprintf(o->state, sizeof o->state, "%s", f ? "FAULTED" : "ONLINE");
+    pthread_mutex_lock(&p->txg.lock);
+    o->txg = p->txg.committed_txg;
+    pthread_mutex_unlock(&p->txg.lock);
+    o->ashift = p->hdr.ashift;
+    struct alloc_stats st;
+    alloc_stats(p->io.alloc, &st);
+    o->size = st.size;
+    o->allocated = st.allocated;
+    o->free = st.free;
+    o->fragmentation = st.fragmentation;
+    pthread_mutex_lock(&p->lock);
+    o->autotrim = p->autotrim;
+    o->compression = p->comp;
+    o->compress_level = p->comp_level;
+    o->checksum = p->cksum;
+    for (struct ds *d = p->ds_list; d; d = d->next) {
+        pthread_mutex_lock(&d->lock);
+        o->logical_bytes += d->od.logical;
+        o->physical_bytes += d->od.physical;
+        pthread_mutex_unlock(&d->lock);
+        o->nvols += !d->destroying;
+    }
+    pthread_mutex_unlock(&p->lock);
+    o->compressratio =
+        o->physical_bytes ? (double)o->logical_bytes / (double)o->physical_bytes : 1.0;
+    struct vdev *v = p->vd;
+    struct bs_vdev_stats *vs = &o->vdevs[0];
+    o->nvdevs = 1;
+    snprintf(vs->path, sizeof vs->path, "%s", v->path);
+    snprintf(vs->type, sizeof vs->type, "%s", v->is_blockdev ? "disk" : "file");
+    snprintf(vs->state, sizeof vs->state, "%s", f ? "FAULTED" : "ONLINE");
+    vs->size = st.size;
+    vs->read_errors = atomic_load(&v->ctr.read_errors);
+    vs->write_errors = atomic_load(&v->ctr.write_errors);
+    vs->checksum_errors = atomic_load(&v->ctr.checksum_errors);
+    vs->reads = atomic_load(&v->ctr.reads);
+    vs->writes = atomic_load(&v->ctr.writes);
+    vs->bytes_read = atomic_load(&v->ctr.bytes_read);
+    vs->bytes_written = atomic_load(&v->ctr.bytes_written);
+    o->read_errors = vs->read_errors;
+    o->write_errors = vs->write_errors;
+    o->checksum_errors = vs->checksum_errors;
+    struct bcache_stats cs;
+    bcache_stats(p->io.cache, &cs);
+    o->cache_bytes = cs.bytes;
+    o->cache_hits = cs.hits;
+    o->cache_misses = cs.misses;
+    return 0;
+}
+
+int bs_pool_set_prop(bs_pool *p, const char *prop, const char *value, struct berr *err)
+{
+    if (p->readonly)
+        return berr_set(err, EROFS, "pool '%s' is read-only", p->name);
+    int r = 0;
+    enum bs_compress c = 0;
+    enum bs_checksum ck = 0;
+    int lvl = 0;
+    bool on = false;
+    if (strcmp(prop, "autotrim") == 0) {
+        on = strcmp(value, "on") == 0 || strcmp(value, "true") == 0;
+        if (!on && strcmp(value, "off") != 0 && strcmp(value, "false") != 0)
+            return berr_set(err, EINVAL, "autotrim must be 'on' or 'off', not '%s'", value);
+    } else if (strcmp(prop, "compression") == 0) {
+        r = bs_compress_parse(value, &c, &lvl, err);
+    } else if (strcmp(prop, "checksum") == 0) {
+        r = bs_checksum_parse(value, &ck, err);
+    } else {
+        return berr_set(err, EINVAL, "unknown pool property '%s' (autotrim, compression, "
+                        "checksum can be set)", prop);
+    }
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&p->admin_lock);
+    pthread_mutex_lock(&p->lock);
+    if (prop[0] == 'a') {
+        p->autotrim = on;
+    } else if (prop[1] == 'o') {
+        p->comp = (uint8_t)c;
+        p->comp_level = (uint8_t)(c == BS_COMPRESS_ZSTD ? (lvl ? lvl : 3) : 0);
+    } else {
+        p->cksum = (uint8_t)ck;
+    }
+    p->mos_dirty = true;
+    uint64_t t = txg_dirty_open(p);
+    pthread_mutex_unlock(&p->lock);
+    r = txg_wait(p, t);
+    pthread_mutex_unlock(&p->admin_lock);
+    if (r < 0)
+        return berr_set(err, -r, "pool '%s' could not commit the change", p->name);
+    return 0;
+}
+
+int bs_pool_debug(bs_pool *p, const char *knob, struct berr *err)
+{
+    return vdev_debug(p->vd, knob, err);
+}

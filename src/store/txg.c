@@ -1,1 +1,610 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Transaction groups: the sync thread of a pool.
+ *
+ * State machine of txg T (docs/FORMAT.md section 8):
+ *
+ *   open(T) ──quiesce──► syncing(T) ──write, flush, uberblock, flush──► durable(T)
+ *                                        │ any error
+ *                                        ▼
+ *                                   pool FAULTED (T never committed)
+ *
+ * - open: writers put data into each volume's open dirty map; admin calls
+ *   change records under pool->lock and mark the open txg dirty.
+ * - quiesce (under pool->lock, then each ds->lock): the open maps become the
+ *   syncing maps, T+1 opens, the dataset records are snapshotted.  Writers
+ *   continue at once into T+1.
+ * - sync: leaves are compressed/checksummed/allocated/written by the worker
+ *   pool in parallel; then each tree is rewritten bottom-up (objtree_sync),
+ *   destroyed volumes are freed, the MOS is rewritten, alloc_sync writes the
+ *   bitmap chunks of T.
+ * - commit: vdev_flush; uberblock T in all four labels; vdev_flush.  Only now
+ *   is T durable.
+ * - publish: each ds->od = its new tree and the syncing map is dropped (under
+ *   ds->lock, so a reader sees either map+old tree or new tree); destroyed
+ *   datasets leave the list; alloc_txg_done(T) releases old deferred frees;
+ *   waiters wake.
+ *
+ * Invariants:
+ *  - one txg syncs at a time (the sync thread, under sync_mutex), so the
+ *    allocator's committed map equals the last committed trees between syncs;
+ *  - committed_txg only advances after the second flush;
+ *  - on a sync error nothing is published: the old trees and the syncing maps
+ *    stay (reads still return acknowledged data), the pool is faulted, new
+ *    writes and flushes fail with -EIO, and re-import finds txg T-1 intact;
+ *  - dirty_bytes counts open + syncing buffers; writers wait while it exceeds
+ *    dirty_max, the sync thread starts early past dirty_max/4.
+ *
+ * Triggers: txg_timeout_ms since the last sync, dirty bytes past
+ * dirty_max/4 (kicked), or a waiter for the open txg (flush, admin). */
+#include "store/txg.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "store/pool_impl.h"
+
+/* ---- worker pool: a parallel for over the leaves of a txg ---- */
+
+typedef void (*wp_fn)(void *ctx, size_t i, struct blk_scratch *s);
+
+struct wpool {
+    pthread_mutex_t m;
+    pthread_cond_t cv_go, cv_done;
+    unsigned nthreads;
+    pthread_t *th;
+    struct blk_scratch *scratch;
+    uint64_t gen;
+    bool stop;
+    unsigned busy;
+    wp_fn fn;
+    void *ctx;
+    size_t n;
+    _Atomic size_t next;
+};
+
+struct wp_arg {
+    struct wpool *wp;
+    unsigned idx;
+};
+
+static void wp_drain(struct wpool *wp, struct blk_scratch *s)
+{
+    size_t i;
+    while ((i = atomic_fetch_add(&wp->next, 1)) < wp->n)
+        wp->fn(wp->ctx, i, s);
+}
+
+static void *wp_main(void *arg)
+{
+    struct wp_arg *a = arg;
+    struct wpool *wp = a->wp;
+    struct blk_scratch *s = &wp->scratch[a->idx];
+    free(a);
+    uint64_t seen = 0;
+    pthread_mutex_lock(&wp->m);
+    for (;;) {
+        while (!wp->stop && wp->gen == seen)
+            pthread_cond_wait(&wp->cv_go, &wp->m);
+        if (wp->stop)
+            break;
+        seen = wp->gen;
+        pthread_mutex_unlock(&wp->m);
+        wp_drain(wp, s);
+        pthread_mutex_lock(&wp->m);
+        if (--wp->busy == 0)
+            pthread_cond_signal(&wp->cv_done);
+    }
+    pthread_mutex_unlock(&wp->m);
+    return NULL;
+}
+
+static void wp_free(struct wpool *wp)
+{
+    if (!wp)
+        return;
+    pthread_mutex_lock(&wp->m);
+    wp->stop = true;
+    pthread_cond_broadcast(&wp->cv_go);
+    pthread_mutex_unlock(&wp->m);
+    for (unsigned i = 0; i < wp->nthreads; i++)
+        pthread_join(wp->th[i], NULL);
+    for (unsigned i = 0; i < wp->nthreads; i++)
+        blk_scratch_free(&wp->scratch[i]);
+    free(wp->scratch);
+    free(wp->th);
+    pthread_cond_destroy(&wp->cv_go);
+    pthread_cond_destroy(&wp->cv_done);
+    pthread_mutex_destroy(&wp->m);
+    free(wp);
+}
+
+static int wp_new(unsigned nthreads, int ashift, struct wpool **out)
+{
+    struct wpool *wp = calloc(1, sizeof *wp);
+    if (!wp)
+        return -ENOMEM;
+    pthread_mutex_init(&wp->m, NULL);
+    pthread_cond_init(&wp->cv_go, NULL);
+    pthread_cond_init(&wp->cv_done, NULL);
+    wp->th = calloc(nthreads ? nthreads : 1, sizeof *wp->th);
+    wp->scratch = calloc(nthreads ? nthreads : 1, sizeof *wp->scratch);
+    if (!wp->th || !wp->scratch) {
+        wp_free(wp);
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < nthreads; i++) {
+        struct wp_arg *a = malloc(sizeof *a);
+        if (a) {
+            a->wp = wp;
+            a->idx = i;
+        }
+        if (!a || blk_scratch_init(&wp->scratch[i], 128u << 10, ashift) < 0 ||
+            pthread_create(&wp->th[i], NULL, wp_main, a) != 0) {
+            free(a);
+            blk_scratch_free(&wp->scratch[i]);
+            wp_free(wp);
+            return -ENOMEM;
+        }
+        wp->nthreads++;
+    }
+    *out = wp;
+    return 0;
+}
+
+/* Run fn(ctx, i) for i in [0, n) on the workers and the calling thread. */
+static void wp_run(struct wpool *wp, wp_fn fn, void *ctx, size_t n, struct blk_scratch *own)
+{
+    pthread_mutex_lock(&wp->m);
+    wp->fn = fn;
+    wp->ctx = ctx;
+    wp->n = n;
+    atomic_store(&wp->next, 0);
+    wp->busy = wp->nthreads;
+    wp->gen++;
+    pthread_cond_broadcast(&wp->cv_go);
+    pthread_mutex_unlock(&wp->m);
+    wp_drain(wp, own);
+    pthread_mutex_lock(&wp->m);
+    while (wp->busy > 0)
+        pthread_cond_wait(&wp->cv_done, &wp->m);
+    pthread_mutex_unlock(&wp->m);
+}
+
+/* ---- one txg ---- */
+
+struct sync_vol {
+    struct ds *ds;
+    struct mos_ds rec;        /* record as of quiesce */
+    bool destroying;
+    struct objdesc od;        /* new tree */
+    struct leaf_update *u;
+    struct dirty_ent **ents;  /* parallel to u */
+    size_t n;
+};
+
+struct sync_ctx {
+    struct bs_pool *p;
+    uint64_t txg;
+    struct sync_vol *sv;
+    size_t nsv;
+    struct { struct sync_vol *sv; size_t k; } *jobs;
+    size_t njobs;
+    _Atomic int err;
+};
+
+static int cmp_ent(const void *a, const void *b)
+{
+    const struct dirty_ent *x = *(struct dirty_ent *const *)a, *y = *(struct dirty_ent *const *)b;
+    return x->blkid < y->blkid ? -1 : x->blkid > y->blkid;
+}
+
+static void leaf_job(void *ctx, size_t i, struct blk_scratch *s)
+{
+    struct sync_ctx *c = ctx;
+    struct sync_vol *sv = c->jobs[i].sv;
+    size_t k = c->jobs[i].k;
+    if (atomic_load(&c->err))
+        return;
+    struct blk_wprops wp = {
+        .type = BP_TYPE_VOL_DATA, .level = 0, .comp = sv->rec.comp,
+        .comp_level = sv->rec.comp_level, .cksum = sv->rec.cksum, .zero_is_hole = true,
+    };
+    struct dirty_ent *e = sv->ents[k];
+    int r = blk_write(&c->p->io, NULL, e->buf, sv->rec.volblocksize, &wp, c->txg, s, &sv->u[k].bp);
+    if (r < 0) {
+        int zero = 0;
+        atomic_compare_exchange_strong(&c->err, &zero, r);
+    }
+}
+
+/* Quiesce: snapshot the records and swap the maps (see the top comment). */
+static int quiesce(struct sync_ctx *c)
+{
+    struct bs_pool *p = c->p;
+    pthread_mutex_lock(&p->lock);
+    size_t n = 0;
+    for (struct ds *d = p->ds_list; d; d = d->next)
+        n++;
+    c->sv = calloc(n ? n : 1, sizeof *c->sv);
+    if (!c->sv) {
+        pthread_mutex_unlock(&p->lock);
+        return -ENOMEM;
+    }
+    p->mos_dirty = false;
+    pthread_mutex_lock(&p->txg.lock);
+    p->txg.open_txg = c->txg + 1;
+    atomic_store(&p->txg.open_dirty, false);
+    pthread_mutex_unlock(&p->txg.lock);
+    for (struct ds *d = p->ds_list; d; d = d->next) {
+        struct sync_vol *sv = &c->sv[c->nsv++];
+        ds_ref(d);
+        sv->ds = d;
+        sv->rec = d->rec;
+        sv->destroying = d->destroying;
+        pthread_mutex_lock(&d->lock);
+        /* the syncing map is empty here: the previous txg published it */
+        struct dmap tmp = d->syncing;
+        d->syncing = d->open;
+        d->open = tmp;
+        d->open_txg = c->txg + 1;
+        d->gen++;
+        pthread_mutex_unlock(&d->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
+/* Collect and sort the leaves of each volume; queue the data blocks. */
+static int gather(struct sync_ctx *c)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < c->nsv; i++)
+        total += c->sv[i].ds->syncing.count;
+    c->jobs = calloc(total ? total : 1, sizeof *c->jobs);
+    if (!c->jobs)
+        return -ENOMEM;
+    for (size_t i = 0; i < c->nsv; i++) {
+        struct sync_vol *sv = &c->sv[i];
+        struct dmap *m = &sv->ds->syncing;
+        sv->od = sv->ds->od;
+        if (sv->destroying || m->count == 0)
+            continue;
+        sv->ents = malloc(m->count * sizeof *sv->ents);
+        sv->u = calloc(m->count, sizeof *sv->u);
+        if (!sv->ents || !sv->u)
+            return -ENOMEM;
+        uint64_t nblocks = sv->rec.volsize / sv->rec.volblocksize;
+        for (size_t b = 0; b <= m->mask; b++)
+            for (struct dirty_ent *e = m->tab[b]; e; e = e->next)
+                if (e->blkid < nblocks) /* a shrink raced this write: drop it */
+                    sv->ents[sv->n++] = e;
+        qsort(sv->ents, sv->n, sizeof *sv->ents, cmp_ent);
+        for (size_t k = 0; k < sv->n; k++) {
+            sv->u[k].blkid = sv->ents[k]->blkid;
+            if (sv->ents[k]->buf) {
+                c->jobs[c->njobs].sv = sv;
+                c->jobs[c->njobs].k = k;
+                c->njobs++;
+            } else {
+                bp_make_hole(&sv->u[k].bp, c->txg, 0, BP_TYPE_VOL_DATA);
+            }
+        }
+    }
+    return 0;
+}
+
+static int write_mos(struct sync_ctx *c, struct objdesc *mos_od, uint8_t **mbytes, size_t *mlen)
+{
+    struct bs_pool *p = c->p;
+    struct mos_dir d = {0};
+    d.ds = calloc(c->nsv ? c->nsv : 1, sizeof *d.ds);
+    if (!d.ds)
+        return -ENOMEM;
+    pthread_mutex_lock(&p->lock);
+    d.next_id = p->next_id;
+    d.autotrim = p->autotrim;
+    d.comp = p->comp;
+    d.comp_level = p->comp_level;
+    d.cksum = p->cksum;
+    pthread_mutex_unlock(&p->lock);
+    for (size_t i = 0; i < c->nsv; i++) {
+        if (c->sv[i].destroying)
+            continue;
+        d.ds[d.nds] = c->sv[i].rec;
+        d.ds[d.nds].od = c->sv[i].od;
+        d.nds++;
+    }
+    int r = mos_encode(&d, mbytes, mlen);
+    mos_dir_free(&d);
+    if (r < 0)
+        return r;
+    if (p->mos_bytes && *mlen == p->mos_len && memcmp(*mbytes, p->mos_bytes, *mlen) == 0)
+        return 0;
+    struct objtree_wctx w = {
+        .io = &p->io, .txg = c->txg, .cksum = p->cksum, .dtype = BP_TYPE_MOS_DATA,
+        .s = &p->txg.scratch,
+    };
+    return mos_write(&w, mos_od, p->mos_bytes, p->mos_len, *mbytes, *mlen);
+}
+
+static void publish(struct sync_ctx *c, struct objdesc *mos_od, uint8_t *mbytes, size_t mlen)
+{
+    struct bs_pool *p = c->p;
+    uint64_t dropped = 0;
+    for (size_t i = 0; i < c->nsv; i++) {
+        struct sync_vol *sv = &c->sv[i];
+        struct ds *d = sv->ds;
+        pthread_mutex_lock(&d->lock);
+        d->od = sv->od;
+        struct dmap old = d->syncing;
+        memset(&d->syncing, 0, sizeof d->syncing);
+        d->gen++;
+        pthread_mutex_unlock(&d->lock);
+        dropped += old.bytes;
+        dmap_clear(&old);
+        free(old.tab);
+        if (sv->destroying) {
+            pthread_mutex_lock(&p->lock);
+            for (struct ds **pp = &p->ds_list; *pp; pp = &(*pp)->next) {
+                if (*pp == d) {
+                    *pp = d->next;
+                    ds_unref(d);
+                    break;
+                }
+            }
+            pthread_mutex_unlock(&p->lock);
+        }
+    }
+    free(p->mos_bytes);
+    p->mos_bytes = mbytes;
+    p->mos_len = mlen;
+    p->mos_od = *mos_od;
+    atomic_fetch_sub(&p->txg.dirty_bytes, dropped);
+}
+
+static int sync_txg(struct bs_pool *p, uint64_t txg)
+{
+    struct sync_ctx c = { .p = p, .txg = txg };
+    struct objdesc mos_od = p->mos_od;
+    uint8_t *mbytes = NULL;
+    size_t mlen = 0;
+    int r = quiesce(&c);
+    if (r == 0)
+        r = gather(&c);
+    if (r == 0 && c.njobs)
+        wp_run(p->txg.workers, leaf_job, &c, c.njobs, &p->txg.scratch);
+    if (r == 0)
+        r = atomic_load(&c.err);
+    for (size_t i = 0; r == 0 && i < c.nsv; i++) {
+        struct sync_vol *sv = &c.sv[i];
+        struct objtree_wctx w = {
+            .io = &p->io, .txg = txg, .cksum = sv->rec.cksum, .dtype = BP_TYPE_VOL_DATA,
+            .s = &p->txg.scratch,
+        };
+        uint64_t nblocks = sv->rec.volsize / sv->rec.volblocksize;
+        if (sv->destroying)
+            r = objtree_free_all(&w, &sv->od);
+        else if (sv->n || nblocks != sv->od.nblocks)
+            r = objtree_sync(&w, &sv->od, sv->u, sv->n, nblocks);
+    }
+    if (r == 0)
+        r = write_mos(&c, &mos_od, &mbytes, &mlen);
+    if (r == 0)
+        r = alloc_sync(p->io.alloc, txg);
+    if (r == 0)
+        r = vdev_flush(p->vd);
+    if (r == 0) {
+        struct uberblock ub = {
+            .version = BERTH_FORMAT_VERSION, .txg = txg, .pool_guid = p->guid,
+            .guid_sum = p->hdr.vdev_guid, .timestamp = (uint64_t)time(NULL),
+            .mos_root = mos_od.root, .mos_levels = mos_od.levels, .mos_dblksz = MOS_BLKSZ,
+            .mos_size = mlen,
+        };
+        r = label_write_ub(p->vd, &p->hdr, &ub);
+    }
+    if (r == 0)
+        r = vdev_flush(p->vd);
+    if (r == 0) {
+        publish(&c, &mos_od, mbytes, mlen);
+        mbytes = NULL;
+        alloc_txg_done(p->io.alloc, txg, p->autotrim);
+        struct alloc_stats st;
+        alloc_stats(p->io.alloc, &st);
+        atomic_store(&p->free_est, st.free);
+    }
+    free(mbytes);
+    for (size_t i = 0; i < c.nsv; i++) {
+        free(c.sv[i].u);
+        free(c.sv[i].ents);
+        ds_unref(c.sv[i].ds);
+    }
+    free(c.sv);
+    free(c.jobs);
+    return r;
+}
+
+/* ---- the sync thread ---- */
+
+static void *sync_main(void *arg)
+{
+    struct bs_pool *p = arg;
+    struct txg *tx = &p->txg;
+    pthread_mutex_lock(&tx->lock);
+    while (!tx->shutdown) {
+        struct bs_tunables tun;
+        bs_tunables_get(&tun);
+        uint64_t now = now_ns();
+        uint64_t deadline = tx->last_sync_ns + (uint64_t)tun.txg_timeout_ms * 1000000u;
+        bool dirty = atomic_load(&tx->open_dirty);
+        bool go = !tx->fault && dirty &&
+                  (tx->want_txg >= tx->open_txg || atomic_load(&tx->kicked) || now >= deadline);
+        if (!go) {
+            if (!dirty || tx->fault)
+                tx->last_sync_ns = now; /* idle: the timer starts at the next change */
+            struct timespec ts;
+            uint64_t wake = (dirty && !tx->fault) ? deadline : now + 1000000000ull;
+            ts.tv_sec = (time_t)(wake / 1000000000u);
+            ts.tv_nsec = (long)(wake % 1000000000u);
+            /* now_ns is CLOCK_MONOTONIC; the condvar uses it too (txg_init) */
+            pthread_cond_timedwait(&tx->cv_kick, &tx->lock, &ts);
+            continue;
+        }
+        atomic_store(&tx->kicked, false);
+        uint64_t t = tx->open_txg;
+        pthread_mutex_unlock(&tx->lock);
+        pthread_mutex_lock(&tx->sync_mutex);
+        int r = sync_txg(p, t);
+        pthread_mutex_unlock(&tx->sync_mutex);
+        pthread_mutex_lock(&tx->lock);
+        tx->last_sync_ns = now_ns();
+        if (r < 0) {
+            tx->fault = r;
+            blog_err("pool %s: sync of txg %llu failed (%s); pool faulted, last durable txg %llu",
+                     p->name, (unsigned long long)t, strerror(-r),
+                     (unsigned long long)tx->committed_txg);
+        } else {
+            tx->committed_txg = t;
+        }
+        pthread_cond_broadcast(&tx->cv_done);
+    }
+    pthread_mutex_unlock(&tx->lock);
+    return NULL;
+}
+
+int txg_init(struct bs_pool *p, uint64_t committed)
+{
+    struct txg *tx = &p->txg;
+    pthread_mutex_init(&tx->lock, NULL);
+    pthread_mutex_init(&tx->sync_mutex, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&tx->cv_kick, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_cond_init(&tx->cv_done, NULL);
+    tx->committed_txg = committed;
+    tx->open_txg = committed + 1;
+    tx->last_sync_ns = now_ns();
+    return blk_scratch_init(&tx->scratch, 128u << 10, p->io.ashift);
+}
+
+int txg_start(struct bs_pool *p)
+{
+    struct txg *tx = &p->txg;
+    struct bs_tunables tun;
+    bs_tunables_get(&tun);
+    unsigned helpers = tun.sync_threads > 1 ? tun.sync_threads - 1 : 0;
+    int r = wp_new(helpers, p->io.ashift, &tx->workers);
+    if (r < 0)
+        return r;
+    if (pthread_create(&tx->thread, NULL, sync_main, p) != 0) {
+        wp_free(tx->workers);
+        tx->workers = NULL;
+        return -EAGAIN;
+    }
+    tx->started = true;
+    return 0;
+}
+
+void txg_fini(struct bs_pool *p)
+{
+    struct txg *tx = &p->txg;
+    if (tx->started) {
+        pthread_mutex_lock(&tx->lock);
+        tx->shutdown = true;
+        pthread_cond_broadcast(&tx->cv_kick);
+        pthread_cond_broadcast(&tx->cv_done);
+        pthread_mutex_unlock(&tx->lock);
+        pthread_join(tx->thread, NULL);
+        tx->started = false;
+    }
+    wp_free(tx->workers);
+    tx->workers = NULL;
+    blk_scratch_free(&tx->scratch);
+    pthread_cond_destroy(&tx->cv_kick);
+    pthread_cond_destroy(&tx->cv_done);
+    pthread_mutex_destroy(&tx->lock);
+    pthread_mutex_destroy(&tx->sync_mutex);
+}
+
+int txg_wait(struct bs_pool *p, uint64_t t)
+{
+    struct txg *tx = &p->txg;
+    pthread_mutex_lock(&tx->lock);
+    while (tx->committed_txg < t && !tx->fault && !tx->shutdown) {
+        if (tx->want_txg < t)
+            tx->want_txg = t;
+        pthread_cond_signal(&tx->cv_kick);
+        pthread_cond_wait(&tx->cv_done, &tx->lock);
+    }
+    int r = tx->committed_txg >= t ? 0 : tx->fault ? -EIO : -ESHUTDOWN;
+    pthread_mutex_unlock(&tx->lock);
+    return r;
+}
+
+int txg_sync_all(struct bs_pool *p)
+{
+    struct txg *tx = &p->txg;
+    pthread_mutex_lock(&tx->lock);
+    uint64_t t = atomic_load(&tx->open_dirty) ? tx->open_txg : tx->open_txg - 1;
+    int fault = tx->fault;
+    pthread_mutex_unlock(&tx->lock);
+    if (fault)
+        return -EIO;
+    return txg_wait(p, t);
+}
+
+uint64_t txg_dirty_open(struct bs_pool *p)
+{
+    struct txg *tx = &p->txg;
+    pthread_mutex_lock(&tx->lock);
+    uint64_t t = tx->open_txg;
+    atomic_store(&tx->open_dirty, true);
+    pthread_mutex_unlock(&tx->lock);
+    return t;
+}
+
+void txg_add_dirty(struct bs_pool *p, int64_t bytes)
+{
+    struct txg *tx = &p->txg;
+    uint64_t now = atomic_fetch_add(&tx->dirty_bytes, (uint64_t)bytes) + (uint64_t)bytes;
+    if (bytes <= 0)
+        return;
+    struct bs_tunables tun;
+    bs_tunables_get(&tun);
+    if (now > tun.dirty_max_bytes / 4 && !atomic_exchange(&tx->kicked, true)) {
+        pthread_mutex_lock(&tx->lock);
+        pthread_cond_signal(&tx->cv_kick);
+        pthread_mutex_unlock(&tx->lock);
+    }
+}
+
+int txg_throttle(struct bs_pool *p)
+{
+    struct txg *tx = &p->txg;
+    struct bs_tunables tun;
+    bs_tunables_get(&tun);
+    if (atomic_load(&tx->dirty_bytes) <= tun.dirty_max_bytes)
+        return 0;
+    pthread_mutex_lock(&tx->lock);
+    while (atomic_load(&tx->dirty_bytes) > tun.dirty_max_bytes && !tx->fault && !tx->shutdown) {
+        atomic_store(&tx->kicked, true);
+        pthread_cond_signal(&tx->cv_kick);
+        pthread_cond_wait(&tx->cv_done, &tx->lock);
+    }
+    int r = tx->fault ? -EIO : 0;
+    pthread_mutex_unlock(&tx->lock);
+    return r;
+}
+
+int txg_check_writable(struct bs_pool *p)
+{
+    if (p->readonly)
+        return -EROFS;
+    /* a racy read is fine: a fault found late fails at the flush */
+    return __atomic_load_n(&p->txg.fault, __ATOMIC_RELAXED) ? -EIO : 0;
+}

@@ -1,1 +1,292 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Leaf vdev I/O: a regular file or a block device.
+ *
+ * Everything the engine writes goes through vdev_pwrite, so the fault
+ * injection knobs here exercise every layer above: a torn write simulates a
+ * power cut in the middle of a write (the first half lands, then the device
+ * is gone), fail_reads/fail_writes simulate a dead device.
+ *
+ * Invariants:
+ *  - the descriptor is O_CLOEXEC and flock(LOCK_EX) is held while open, so
+ *    no child process inherits it and no second importer can open it;
+ *  - I/O never leaves [0, size): a bug above cannot grow a file or write past
+ *    the labels at the end;
+ *  - once a torn write happened, nothing reaches the device again (writes,
+ *    flushes and discards all fail) until "reset", as after a real power cut. */
+#include "store/vdev.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/util.h"
+
+#define FILE_SECTOR_SHIFT 12
+
+static int detect_phys_shift(int fd)
+{
+    unsigned int pbs = 0;
+    int lbs = 0;
+    if (ioctl(fd, BLKPBSZGET, &pbs) != 0 || pbs == 0) {
+        if (ioctl(fd, BLKSSZGET, &lbs) != 0 || lbs <= 0)
+            return 9;
+        pbs = (unsigned int)lbs;
+    }
+    int shift = 0;
+    while ((1u << shift) < pbs && shift < 31)
+        shift++;
+    if (shift < 9)
+        shift = 9;
+    if (shift > 16)
+        shift = 16;
+    return shift;
+}
+
+/* Fill size/kind fields from the open descriptor; grow a short file. */
+static int vdev_probe(struct vdev *v, uint64_t create_size, struct berr *err)
+{
+    struct stat st;
+    if (fstat(v->fd, &st) != 0)
+        return berr_errno(err, errno, "cannot stat %s", v->path);
+    if (S_ISBLK(st.st_mode)) {
+        uint64_t sz = 0;
+        if (ioctl(v->fd, BLKGETSIZE64, &sz) != 0)
+            return berr_errno(err, errno, "cannot get the size of block device %s", v->path);
+        v->is_blockdev = true;
+        v->size = sz;
+        v->phys_sector_shift = detect_phys_shift(v->fd);
+        return 0;
+    }
+    if (S_ISDIR(st.st_mode))
+        return berr_set(err, EISDIR, "%s is a directory, not a file or block device", v->path);
+    if (!S_ISREG(st.st_mode))
+        return berr_set(err, EINVAL, "%s is neither a regular file nor a block device", v->path);
+    v->phys_sector_shift = FILE_SECTOR_SHIFT;
+    v->size = (uint64_t)st.st_size;
+    if (create_size > v->size && !v->readonly) {
+        if (ftruncate(v->fd, (off_t)create_size) != 0)
+            return berr_errno(err, errno, "cannot grow %s to %llu bytes", v->path,
+                              (unsigned long long)create_size);
+        v->size = create_size;
+    }
+    return 0;
+}
+
+int vdev_open(const char *path, uint64_t create_size, bool readonly, struct vdev **out,
+              struct berr *err)
+{
+    int flags = (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+    if (create_size > 0 && !readonly)
+        flags |= O_CREAT;
+    *out = NULL;
+    struct vdev *v = calloc(1, sizeof(*v));
+    if (!v || !(v->path = strdup(path))) {
+        free(v);
+        return berr_set(err, ENOMEM, "out of memory opening %s", path);
+    }
+    v->readonly = readonly;
+    v->fd = open(path, flags, 0600);
+    if (v->fd < 0) {
+        int e = errno;
+        vdev_close(v);
+        return berr_errno(err, e, "cannot open %s", path);
+    }
+    /* A non-blocking exclusive lock: a second importer (another berthd, or
+     * this one twice) must fail fast, not wait. */
+    if (flock(v->fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        vdev_close(v);
+        if (e == EWOULDBLOCK)
+            return berr_set(err, EBUSY, "%s is in use by another process (it is locked)",
+                            path);
+        return berr_errno(err, e, "cannot lock %s", path);
+    }
+    int r = vdev_probe(v, create_size, err);
+    if (r < 0) {
+        vdev_close(v);
+        return r;
+    }
+    *out = v;
+    return 0;
+}
+
+void vdev_close(struct vdev *v)
+{
+    if (!v)
+        return;
+    if (v->fd >= 0)
+        close(v->fd); /* drops the flock too */
+    free(v->path);
+    free(v);
+}
+
+static bool in_range(const struct vdev *v, size_t len, uint64_t off)
+{
+    return off <= v->size && len <= v->size - off;
+}
+
+int vdev_pread(struct vdev *v, void *buf, size_t len, uint64_t off)
+{
+    int r;
+    if (!in_range(v, len, off))
+        r = -EINVAL;
+    else if (atomic_load(&v->fail_reads))
+        r = -EIO;
+    else
+        r = pread_full(v->fd, buf, len, off);
+    if (r < 0) {
+        atomic_fetch_add(&v->ctr.read_errors, 1);
+        return r;
+    }
+    atomic_fetch_add(&v->ctr.reads, 1);
+    atomic_fetch_add(&v->ctr.bytes_read, len);
+    return 0;
+}
+
+/* Decide whether this write is the torn one: returns true exactly once, for
+ * the write that takes the countdown from 1 to 0. */
+static bool take_torn_turn(struct vdev *v)
+{
+    int64_t t = atomic_load(&v->torn_after);
+    while (t > 0) {
+        if (atomic_compare_exchange_weak(&v->torn_after, &t, t - 1))
+            return t == 1;
+    }
+    return false;
+}
+
+static bool writes_dead(struct vdev *v)
+{
+    return atomic_load(&v->fail_writes) || atomic_load(&v->torn_done);
+}
+
+int vdev_pwrite(struct vdev *v, const void *buf, size_t len, uint64_t off)
+{
+    int r;
+    if (!in_range(v, len, off)) {
+        r = -EINVAL;
+    } else if (writes_dead(v)) {
+        r = -EIO;
+    } else if (take_torn_turn(v)) {
+        /* A power cut mid-write: the first half (whole 512-byte sectors)
+         * reaches the medium, the rest and everything after does not. */
+        size_t half = (len / 2) & ~(size_t)511;
+        atomic_store(&v->torn_done, true);
+        if (half)
+            (void)pwrite_full(v->fd, buf, half, off);
+        r = -EIO;
+    } else {
+        r = pwrite_full(v->fd, buf, len, off);
+    }
+    if (r < 0) {
+        atomic_fetch_add(&v->ctr.write_errors, 1);
+        return r;
+    }
+    atomic_fetch_add(&v->ctr.writes, 1);
+    atomic_fetch_add(&v->ctr.bytes_written, len);
+    return 0;
+}
+
+int vdev_flush(struct vdev *v)
+{
+    if (writes_dead(v)) {
+        atomic_fetch_add(&v->ctr.write_errors, 1);
+        return -EIO;
+    }
+    if (v->readonly)
+        return 0;
+    if (fdatasync(v->fd) != 0) {
+        int e = errno;
+        atomic_fetch_add(&v->ctr.write_errors, 1);
+        return -e;
+    }
+    return 0;
+}
+
+int vdev_discard(struct vdev *v, uint64_t off, uint64_t len)
+{
+    if (len == 0)
+        return 0;
+    if (!in_range(v, len, off))
+        return -EINVAL;
+    if (v->readonly)
+        return -EROFS;
+    /* Discarding changes what the device holds: after a simulated power
+     * cut it must not happen any more than a write. */
+    if (writes_dead(v))
+        return -EIO;
+    int r;
+    if (v->is_blockdev) {
+        uint64_t range[2] = {off, len};
+        r = ioctl(v->fd, BLKDISCARD, range);
+    } else {
+        r = fallocate(v->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len);
+    }
+    if (r == 0)
+        return 0;
+    int e = errno;
+    if (e == EOPNOTSUPP || e == ENOTTY || e == ENOSYS || e == EINVAL)
+        return 0; /* the device cannot give space back: not a pool error */
+    return -e;
+}
+
+static int parse_onoff(const char *s, bool *out)
+{
+    if (strcmp(s, "on") == 0 || strcmp(s, "1") == 0)
+        *out = true;
+    else if (strcmp(s, "off") == 0 || strcmp(s, "0") == 0)
+        *out = false;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+int vdev_debug(struct vdev *v, const char *knob, struct berr *err)
+{
+    static const char valid[] =
+        "valid knobs: torn_write_after=N, fail_reads=on|off, fail_writes=on|off, reset";
+    const char *eq = knob ? strchr(knob, '=') : NULL;
+    bool b;
+
+    if (knob && strcmp(knob, "reset") == 0) {
+        atomic_store(&v->torn_after, 0);
+        atomic_store(&v->torn_done, false);
+        atomic_store(&v->fail_reads, false);
+        atomic_store(&v->fail_writes, false);
+        return 0;
+    }
+    if (!eq)
+        return berr_set(err, EINVAL, "unknown fault injection knob '%s': %s",
+                        knob ? knob : "", valid);
+    size_t nlen = (size_t)(eq - knob);
+    const char *val = eq + 1;
+    if (nlen == 16 && strncmp(knob, "torn_write_after", nlen) == 0) {
+        uint64_t n;
+        int r = parse_u64(val, 0, INT64_MAX, &n, err);
+        if (r < 0)
+            return berr_wrap(err, "torn_write_after");
+        /* 0 turns the knob off; N >= 1 tears the N-th write from now. */
+        atomic_store(&v->torn_after, (int64_t)n);
+        return 0;
+    }
+    if (nlen == 10 && strncmp(knob, "fail_reads", nlen) == 0) {
+        if (parse_onoff(val, &b) < 0)
+            return berr_set(err, EINVAL, "fail_reads takes on or off, not '%s'", val);
+        atomic_store(&v->fail_reads, b);
+        return 0;
+    }
+    if (nlen == 11 && strncmp(knob, "fail_writes", nlen) == 0) {
+        if (parse_onoff(val, &b) < 0)
+            return berr_set(err, EINVAL, "fail_writes takes on or off, not '%s'", val);
+        atomic_store(&v->fail_writes, b);
+        return 0;
+    }
+    return berr_set(err, EINVAL, "unknown fault injection knob '%s': %s", knob, valid);
+}

@@ -1,1 +1,513 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The volume data path: read, write, zero/trim, flush, prefetch, block status.
+ *
+ * Concurrency (docs/ARCHITECTURE.md): per block, under ds->lock, look in the
+ * open dirty map, then the syncing map; on a miss copy the committed root and
+ * `gen`, drop the lock and walk the tree without it.  Blocks reachable from a
+ * root stay valid for ALLOC_DEFER_TXGS txgs after they are freed, and a
+ * read that fails verification after `gen` moved is retried on the new
+ * root.  A partial write that had to read the committed block re-checks
+ * `gen` and the open map before inserting, and starts over if either moved
+ * (a quiesce or a publish happened, or another writer got there first).
+ *
+ * Invariants:
+ *  - a block has at most one entry per map; an entry's buffer is written only
+ *    while its map is the open one and only under ds->lock;
+ *  - a syncing entry is never modified: writers copy it into a new open
+ *    entry;
+ *  - a full-block write never reads the old block. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cleanup.h"
+#include "common/util.h"
+#include "store/pool_impl.h"
+
+/* ---- dirty maps ---- */
+
+static inline size_t dhash(uint64_t blkid)
+{
+    uint64_t h = blkid * 0x9e3779b97f4a7c15ULL;
+    return (size_t)(h ^ (h >> 29));
+}
+
+static struct dirty_ent *dmap_find(const struct dmap *m, uint64_t blkid)
+{
+    if (!m->tab)
+        return NULL;
+    for (struct dirty_ent *e = m->tab[dhash(blkid) & m->mask]; e; e = e->next)
+        if (e->blkid == blkid)
+            return e;
+    return NULL;
+}
+
+static int dmap_grow(struct dmap *m)
+{
+    size_t nb = m->tab ? (m->mask + 1) * 2 : 256;
+    struct dirty_ent **t = calloc(nb, sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    if (m->tab) {
+        for (size_t i = 0; i <= m->mask; i++) {
+            struct dirty_ent *e = m->tab[i], *next;
+            for (; e; e = next) {
+                next = e->next;
+                size_t b = dhash(e->blkid) & (nb - 1);
+                e->next = t[b];
+                t[b] = e;
+            }
+        }
+        free(m->tab);
+    }
+    m->tab = t;
+    m->mask = nb - 1;
+    return 0;
+}
+
+static int dmap_insert(struct dmap *m, struct dirty_ent *e)
+{
+    if ((!m->tab || m->count > m->mask) && dmap_grow(m) < 0 && !m->tab)
+        return -ENOMEM;
+    size_t b = dhash(e->blkid) & m->mask;
+    e->next = m->tab[b];
+    m->tab[b] = e;
+    m->count++;
+    return 0;
+}
+
+void dmap_clear(struct dmap *m)
+{
+    if (!m->tab)
+        return;
+    for (size_t i = 0; i <= m->mask; i++) {
+        struct dirty_ent *e = m->tab[i], *next;
+        for (; e; e = next) {
+            next = e->next;
+            cbuf_unref(e->buf);
+            free(e);
+        }
+        m->tab[i] = NULL;
+    }
+    m->count = 0;
+    m->bytes = 0;
+}
+
+/* ---- helpers ---- */
+
+static int check_io(bs_vol *v, uint64_t len, uint64_t off, bool write)
+{
+    struct ds *ds = v->ds;
+    if (atomic_load_explicit(&ds->gone, memory_order_relaxed))
+        return -ENXIO;
+    uint64_t size = atomic_load_explicit(&ds->volsize, memory_order_relaxed);
+    if (off > size || len > size - off)
+        return -EINVAL;
+    if (write) {
+        if (atomic_load_explicit(&ds->readonly, memory_order_relaxed))
+            return -EROFS;
+        return txg_check_writable(v->pool);
+    }
+    return 0;
+}
+
+/* Read committed block blkid into a cache reference (*out NULL = hole). */
+static int read_committed(struct ds *ds, const struct objdesc *od, uint64_t blkid,
+                          struct cbuf **out)
+{
+    struct blkptr bp;
+    *out = NULL;
+    int r = objtree_lookup(&ds->pool->io, od, blkid, &bp, NULL);
+    if (r < 0 || bp_is_hole(&bp))
+        return r;
+    if (bp.type != BP_TYPE_VOL_DATA) {
+        blk_count_cksum_error(&ds->pool->io);
+        return -EIO;
+    }
+    return blk_read(&ds->pool->io, &bp, 0, out);
+}
+
+/* Account a new open-map change (under ds->lock). */
+static void note_write(struct ds *ds, int64_t delta)
+{
+    ds->open.bytes += (uint64_t)delta;
+    ds->last_write_txg = ds->open_txg;
+    atomic_store_explicit(&ds->pool->txg.open_dirty, true, memory_order_relaxed);
+}
+
+static int new_ent(uint64_t blkid, struct cbuf *buf, struct dirty_ent **out)
+{
+    struct dirty_ent *e = malloc(sizeof *e);
+    if (!e)
+        return -ENOMEM;
+    e->next = NULL;
+    e->blkid = blkid;
+    e->buf = buf;
+    *out = e;
+    return 0;
+}
+
+/* Write (src != NULL) or zero (src == NULL) [boff, boff+n) of block blkid.
+ * *delta receives the change in dirty bytes. */
+static int write_block(struct ds *ds, uint64_t blkid, uint32_t boff, const uint8_t *src,
+                       uint32_t n, int64_t *delta)
+{
+    const uint32_t bs = ds->rec.volblocksize;
+    const bool full = n == bs;
+    struct cbuf *nb = NULL, *base = NULL;
+    struct dirty_ent *ne = NULL;
+    bool have_base = false;
+    int r = 0;
+    *delta = 0;
+    /* allocate outside the lock for the common cases */
+    if (src || !full) {
+        nb = cbuf_new(bs);
+        if (!nb)
+            return -ENOMEM;
+    }
+    if (new_ent(blkid, NULL, &ne) < 0) {
+        cbuf_unref(nb);
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&ds->lock);
+    for (;;) {
+        struct dirty_ent *e = dmap_find(&ds->open, blkid);
+        if (e) {
+            if (!src && full) {
+                if (e->buf) {
+                    cbuf_unref(e->buf);
+                    e->buf = NULL;
+                    *delta = -(int64_t)(bs - DIRTY_HOLE_BYTES);
+                }
+            } else {
+                if (!e->buf) {
+                    memset(nb->data, 0, bs);
+                    e->buf = steal_ptr(nb);
+                    *delta = bs - DIRTY_HOLE_BYTES;
+                }
+                if (src)
+                    memcpy(e->buf->data + boff, src, n);
+                else
+                    memset(e->buf->data + boff, 0, n);
+            }
+            break;
+        }
+        if (full) {
+            if (src)
+                memcpy(nb->data, src, n);
+            ne->buf = steal_ptr(nb);
+            *delta = ne->buf ? bs : DIRTY_HOLE_BYTES;
+        } else {
+            struct dirty_ent *s = dmap_find(&ds->syncing, blkid);
+            if (s || have_base) {
+                const struct cbuf *from = s ? s->buf : base;
+                if (from)
+                    memcpy(nb->data, from->data, bs);
+                else
+                    memset(nb->data, 0, bs);
+            } else {
+                struct objdesc od = ds->od;
+                uint64_t gen = ds->gen;
+                pthread_mutex_unlock(&ds->lock);
+                r = read_committed(ds, &od, blkid, &base);
+                if (r < 0)
+                    goto out;
+                pthread_mutex_lock(&ds->lock);
+                if (ds->gen == gen) {
+                    have_base = true; /* valid while we hold the lock */
+                } else {
+                    /* a quiesce or publish moved the block: read again */
+                    cbuf_unref(base);
+                    base = NULL;
+                }
+                continue; /* re-check the open map */
+            }
+            if (src)
+                memcpy(nb->data + boff, src, n);
+            else
+                memset(nb->data + boff, 0, n);
+            ne->buf = steal_ptr(nb);
+            *delta = bs;
+        }
+        if (dmap_insert(&ds->open, ne) < 0) {
+            nb = steal_ptr(ne->buf);
+            *delta = 0;
+            r = -ENOMEM;
+            pthread_mutex_unlock(&ds->lock);
+            goto out;
+        }
+        ne = NULL;
+        break;
+    }
+    note_write(ds, *delta);
+    pthread_mutex_unlock(&ds->lock);
+out:
+    cbuf_unref(base);
+    cbuf_unref(nb);
+    free(ne);
+    return r;
+}
+
+static int space_check(struct bs_pool *p, uint64_t len)
+{
+    uint64_t dirty = atomic_load_explicit(&p->txg.dirty_bytes, memory_order_relaxed);
+    uint64_t free_b = atomic_load_explicit(&p->free_est, memory_order_relaxed);
+    return dirty + len + p->slop > free_b ? -ENOSPC : 0;
+}
+
+static int finish_write(bs_vol *v, unsigned flags, int r)
+{
+    if (r == 0 && (flags & BS_IO_FUA))
+        r = bs_vol_flush(v);
+    return r;
+}
+
+int bs_vol_pwrite(bs_vol *v, const void *buf, uint64_t len, uint64_t off, unsigned flags)
+{
+    int r = check_io(v, len, off, true);
+    if (r < 0)
+        return r;
+    if ((r = txg_throttle(v->pool)) < 0 || (r = space_check(v->pool, len)) < 0)
+        return r;
+    struct ds *ds = v->ds;
+    const uint32_t bs = ds->rec.volblocksize;
+    const uint8_t *src = buf;
+    int64_t total = 0;
+    while (len > 0) {
+        uint64_t blkid = off / bs;
+        uint32_t boff = (uint32_t)(off % bs);
+        uint32_t n = (uint32_t)MIN((uint64_t)(bs - boff), len);
+        int64_t delta;
+        r = write_block(ds, blkid, boff, src, n, &delta);
+        total += delta;
+        if (r < 0)
+            break;
+        src += n;
+        off += n;
+        len -= n;
+    }
+    if (total)
+        txg_add_dirty(v->pool, total);
+    return finish_write(v, flags, r);
+}
+
+/* Is block blkid a hole in the committed tree and in no dirty map?  Caches
+ * the span of the hole found in [h0, h1) for the same gen. */
+static int clean_hole(struct ds *ds, uint64_t blkid, uint64_t *hgen, uint64_t *h0, uint64_t *h1)
+{
+    pthread_mutex_lock(&ds->lock);
+    bool dirty = dmap_find(&ds->open, blkid) || dmap_find(&ds->syncing, blkid);
+    uint64_t gen = ds->gen;
+    struct objdesc od = ds->od;
+    pthread_mutex_unlock(&ds->lock);
+    if (dirty)
+        return 0;
+    if (gen == *hgen && blkid >= *h0 && blkid < *h1)
+        return 1;
+    struct blkptr bp;
+    uint64_t hb;
+    int r = objtree_lookup(&ds->pool->io, &od, blkid, &bp, &hb);
+    if (r < 0 || !bp_is_hole(&bp))
+        return r < 0 ? r : 0;
+    *hgen = gen;
+    *h0 = blkid;
+    *h1 = hb > UINT64_MAX - blkid ? UINT64_MAX : blkid + hb;
+    return 1;
+}
+
+int bs_vol_zero(bs_vol *v, uint64_t len, uint64_t off, unsigned flags)
+{
+    int r = check_io(v, len, off, true);
+    if (r < 0)
+        return r;
+    if ((r = txg_throttle(v->pool)) < 0)
+        return r;
+    struct ds *ds = v->ds;
+    const uint32_t bs = ds->rec.volblocksize;
+    int64_t total = 0;
+    uint64_t hgen = UINT64_MAX, h0 = 0, h1 = 0;
+    while (len > 0) {
+        uint64_t blkid = off / bs;
+        uint32_t boff = (uint32_t)(off % bs);
+        uint32_t n = (uint32_t)MIN((uint64_t)(bs - boff), len);
+        int64_t delta = 0;
+        /* a whole block that is already a clean hole needs no entry (trim of
+         * never-written space, e.g. mkfs discarding the device) */
+        r = n == bs ? clean_hole(ds, blkid, &hgen, &h0, &h1) : 0;
+        if (r == 0)
+            r = write_block(ds, blkid, boff, NULL, n, &delta);
+        else if (r > 0)
+            r = 0;
+        total += delta;
+        if (r < 0)
+            break;
+        off += n;
+        len -= n;
+    }
+    if (total)
+        txg_add_dirty(v->pool, total);
+    return finish_write(v, flags, r);
+}
+
+int bs_vol_trim(bs_vol *v, uint64_t len, uint64_t off, unsigned flags)
+{
+    return bs_vol_zero(v, len, off, flags & ~BS_IO_FAST_ZERO);
+}
+
+int bs_vol_pread(bs_vol *v, void *buf, uint64_t len, uint64_t off)
+{
+    int r = check_io(v, len, off, false);
+    if (r < 0)
+        return r;
+    struct ds *ds = v->ds;
+    const uint32_t bs = ds->rec.volblocksize;
+    uint8_t *dst = buf;
+    while (len > 0) {
+        uint64_t blkid = off / bs;
+        uint32_t boff = (uint32_t)(off % bs);
+        uint32_t n = (uint32_t)MIN((uint64_t)(bs - boff), len);
+        for (int tries = 0;; tries++) {
+            pthread_mutex_lock(&ds->lock);
+            struct dirty_ent *e = dmap_find(&ds->open, blkid);
+            if (!e)
+                e = dmap_find(&ds->syncing, blkid);
+            if (e) {
+                if (e->buf)
+                    memcpy(dst, e->buf->data + boff, n);
+                else
+                    memset(dst, 0, n);
+                pthread_mutex_unlock(&ds->lock);
+                break;
+            }
+            struct objdesc od = ds->od;
+            uint64_t gen = ds->gen;
+            pthread_mutex_unlock(&ds->lock);
+            struct cbuf *c;
+            r = read_committed(ds, &od, blkid, &c);
+            if (r == 0) {
+                if (c)
+                    memcpy(dst, c->data + boff, n);
+                else
+                    memset(dst, 0, n);
+                cbuf_unref(c);
+                break;
+            }
+            /* a walk that raced the reuse of freed blocks fails verification;
+             * only a failure on an unchanged root is real */
+            pthread_mutex_lock(&ds->lock);
+            bool moved = ds->gen != gen;
+            pthread_mutex_unlock(&ds->lock);
+            if (!moved || tries >= 3)
+                return r;
+        }
+        dst += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int bs_vol_flush(bs_vol *v)
+{
+    struct ds *ds = v->ds;
+    pthread_mutex_lock(&ds->lock);
+    uint64_t t = ds->last_write_txg;
+    pthread_mutex_unlock(&ds->lock);
+    if (t == 0)
+        return 0;
+    return txg_wait(v->pool, t);
+}
+
+int bs_vol_cache(bs_vol *v, uint64_t len, uint64_t off)
+{
+    int r = check_io(v, len, off, false);
+    if (r < 0)
+        return r;
+    struct ds *ds = v->ds;
+    const uint32_t bs = ds->rec.volblocksize;
+    uint64_t end = off + len;
+    for (uint64_t blkid = off / bs; blkid * bs < end; blkid++) {
+        pthread_mutex_lock(&ds->lock);
+        bool dirty = dmap_find(&ds->open, blkid) || dmap_find(&ds->syncing, blkid);
+        struct objdesc od = ds->od;
+        pthread_mutex_unlock(&ds->lock);
+        if (dirty)
+            continue;
+        struct cbuf *c;
+        r = read_committed(ds, &od, blkid, &c);
+        cbuf_unref(c);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int bs_vol_block_status(bs_vol *v, uint64_t len, uint64_t off,
+                        int (*cb)(uint64_t off, uint64_t len, unsigned flags, void *opaque),
+                        void *opaque)
+{
+    int r = check_io(v, len, off, false);
+    if (r < 0)
+        return r;
+    struct ds *ds = v->ds;
+    const uint32_t bs = ds->rec.volblocksize;
+    uint64_t end = off + len, ext_off = off, pos = off;
+    unsigned ext_flags = 0;
+    bool have = false;
+    while (pos < end) {
+        uint64_t blkid = pos / bs;
+        uint64_t nblk = 1;
+        unsigned fl;
+        pthread_mutex_lock(&ds->lock);
+        struct dirty_ent *e = dmap_find(&ds->open, blkid);
+        if (!e)
+            e = dmap_find(&ds->syncing, blkid);
+        bool maps_empty = ds->open.count == 0 && ds->syncing.count == 0;
+        struct objdesc od = ds->od;
+        pthread_mutex_unlock(&ds->lock);
+        if (e) {
+            fl = e->buf ? 0 : BS_EXTENT_HOLE | BS_EXTENT_ZERO;
+        } else {
+            struct blkptr bp;
+            uint64_t hb;
+            r = objtree_lookup(&ds->pool->io, &od, blkid, &bp, &hb);
+            if (r < 0)
+                return r;
+            fl = bp_is_hole(&bp) ? BS_EXTENT_HOLE | BS_EXTENT_ZERO : 0;
+            /* a hole high in the tree covers many blocks: skip them when no
+             * dirty block can hide among them */
+            if (fl && maps_empty)
+                nblk = hb;
+        }
+        uint64_t next = blkid * bs;
+        next = nblk > (UINT64_MAX - next) / bs ? end : next + nblk * bs;
+        if (next > end)
+            next = end;
+        if (have && fl != ext_flags) {
+            r = cb(ext_off, pos - ext_off, ext_flags, opaque);
+            if (r)
+                return r;
+            ext_off = pos;
+        }
+        ext_flags = fl;
+        have = true;
+        pos = next;
+    }
+    if (have)
+        return cb(ext_off, end - ext_off, ext_flags, opaque);
+    return 0;
+}
+
+uint64_t bs_vol_size(bs_vol *v)
+{
+    return atomic_load(&v->ds->volsize);
+}
+
+uint32_t bs_vol_blocksize(bs_vol *v)
+{
+    return v->ds->rec.volblocksize;
+}
+
+bool bs_vol_readonly(bs_vol *v)
+{
+    return atomic_load(&v->ds->readonly);
+}

@@ -140,3 +140,145 @@ api_status() {
     curl -s -o /dev/null -w '%{http_code}' -X "$m" --unix-socket "$BERTH_SOCKET" "http://b/api/v1$p"
   fi
 }
+
+# ---- helpers added for the engine/NBD tests (t-pool-basic ... t-bad-input) ----
+#   jfield KEY [--bytes]     read JSON on stdin, print the first value of KEY
+#                            found anywhere in it (also {"property":KEY,"value":V})
+#   vol_prop POOL/VOL PROP   a volume property (sizes in bytes, ratios as 2.50)
+#   pool_field POOL FIELD    a field of `pool status` (same normalisation)
+#   pool_sync POOL [N]       force N (default 1) txg commits
+#   wait_until SECS CMD...   poll CMD every 0.1 s until it succeeds (1 on timeout)
+#   requires_nbdpy           skip unless Debian's python3 has the libnbd module
+#   nbdpy ARGS               that python3 (Debian's, with libnbd)
+#   berthd_alive             fail unless berthd still runs and answers the API
+#   mkdata FILE MIB KIND     deterministic test data: random|text|zero|mixed
+NBDPY=/usr/bin/python3
+nbdpy() { "$NBDPY" "$@"; }
+requires_nbdpy() {
+  "$NBDPY" -c 'import nbd' 2>/dev/null || skip "requires python3-libnbd (import nbd failed for $NBDPY)"
+}
+
+jfield() {
+  "$NBDPY" -c '
+import json, re, sys
+key = sys.argv[1]; want_bytes = len(sys.argv) > 2 and sys.argv[2] == "--bytes"
+try:
+    d = json.load(sys.stdin)
+except Exception as e:
+    sys.exit("jfield: not JSON: %s" % e)
+def find(o):
+    if isinstance(o, dict):
+        if key in o:
+            v = o[key]
+            if isinstance(v, dict) and "value" in v:
+                v = v["value"]
+            return (v,)
+        if (o.get("property") == key or o.get("name") == key) and "value" in o:
+            return (o["value"],)
+        for v in o.values():
+            r = find(v)
+            if r: return r
+    elif isinstance(o, list):
+        for v in o:
+            r = find(v)
+            if r: return r
+    return None
+r = find(d)
+if not r:
+    sys.exit("jfield: no %s in %s" % (key, json.dumps(d)[:300]))
+v = r[0]
+units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+if isinstance(v, bool):
+    print("on" if v else "off")
+elif isinstance(v, (int, float)):
+    print(int(v) if float(v).is_integer() and not isinstance(v, float) else v)
+elif v is None:
+    print("")
+elif isinstance(v, str):
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGTP]?)(i?B)?\s*", v, re.I) if want_bytes else None
+    m2 = re.fullmatch(r"\s*([0-9.]+)x\s*", v)
+    if m:
+        print(int(float(m.group(1)) * units[m.group(2).upper()]))
+    elif m2:
+        print(m2.group(1))
+    else:
+        print(v)
+else:
+    print(json.dumps(v))
+' "$@"
+}
+
+vol_prop() {
+  local out
+  out=$(berth --json vol get "$2" "$1") || { echo "vol_prop: berth --json vol get $2 $1 failed" >&2; return 1; }
+  case "$2" in
+    volsize|volblocksize|used|referenced|logicalused|refreservation) jfield "$2" --bytes <<<"$out" ;;
+    *) jfield "$2" <<<"$out" ;;
+  esac
+}
+
+pool_field() {
+  local out
+  out=$(berth --json pool status "$1") || { echo "pool_field: berth --json pool status $1 failed" >&2; return 1; }
+  case "$2" in
+    size|allocated|free) jfield "$2" --bytes <<<"$out" ;;
+    *) jfield "$2" <<<"$out" ;;
+  esac
+}
+
+pool_sync() {
+  local i
+  for ((i = 0; i < ${2:-1}; i++)); do berth pool sync "$1" >/dev/null || return 1; done
+}
+
+wait_until() {
+  local secs=$1 i; shift
+  for ((i = 0; i < secs * 10; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+berthd_alive() {
+  [ -n "$BERTHD_PID" ] && kill -0 "$BERTHD_PID" 2>/dev/null || fail "berthd is not running any more"
+  curl -sf --max-time 10 --unix-socket "$BERTH_SOCKET" http://b/api/v1/health >/dev/null ||
+    fail "berthd does not answer /api/v1/health"
+}
+
+# float comparison: fcmp A OP B (OP: < <= > >= ==)
+fcmp() { "$NBDPY" -c 'import sys, operator as o; a, op, b = sys.argv[1:]; sys.exit(0 if {"<": o.lt, "<=": o.le, ">": o.gt, ">=": o.ge, "==": o.eq}[op](float(a), float(b)) else 1)' "$1" "$2" "$3"; }
+
+mkdata() {
+  "$NBDPY" - "$@" <<'PYEOF'
+import random, sys
+path, mib, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+rnd = random.Random(mib * 7919 + len(kind))
+with open(path, "wb") as f:
+    for i in range(mib):
+        if kind == "random" or (kind == "mixed" and i % 3 == 1):
+            f.write(rnd.randbytes(1 << 20))
+        elif kind == "text" or (kind == "mixed" and i % 3 == 2):
+            lines = []
+            n = 0
+            while n < (1 << 20):
+                l = "%08d berth test line: the quick brown fox jumps over the lazy dog, status=%s\n" % (
+                    i * 100000 + len(lines), ("ok", "warn", "error")[len(lines) % 3])
+                lines.append(l); n += len(l)
+            f.write("".join(lines).encode()[: 1 << 20])
+        else:  # zero (sparse)
+            f.seek(1 << 20, 1)
+        if kind == "mixed" and i % 3 == 0 and i % 2 == 0:
+            # a small random island inside a zero MiB, at an odd 4K offset
+            pos = f.tell()
+            f.seek(pos - (1 << 20) + 4096 * 37)
+            f.write(rnd.randbytes(8192))
+            f.seek(pos)
+    f.truncate(mib << 20)
+PYEOF
+}
+
+# pool_names: the names of the pools berthd has, sorted, one a line
+pool_names() {
+  berth --json pool list | "$NBDPY" -c 'import json,sys; d=json.load(sys.stdin); d=d.get("pools", d) if isinstance(d, dict) else d; print("\n".join(sorted(p["name"] for p in d)))'
+}

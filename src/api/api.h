@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The REST API of berthd: an HTTP/1.1 server on a unix socket (http.c) that
+ * routes /api/v1 requests (schema.c, router.c), validates them (validate.c)
+ * and runs handlers (h_*.c) over the pool table, the engine and the NBD
+ * server.  The daemon owns the context and everything it points to; the API
+ * never exits or aborts on client input.
+ *
+ * Handlers run on MHD's connection threads, concurrently.  They take the pool
+ * table lock as pooltab.h says and never touch the NBD data path. */
+#ifndef BERTH_API_H
+#define BERTH_API_H
+
+#include <jansson.h>
+#include <limits.h>
+#include <stdbool.h>
+
+#include "api/pooltab.h"
+#include "common/err.h"
+
+struct nbd_server;
+
+struct api_ctx {
+    struct pooltab *pools;
+    struct nbd_server *nbd;     /* NULL in unit tests: no clients, nothing to kick */
+    char nbd_socket[PATH_MAX];  /* for volume URIs */
+    char nbd_tcp[128];          /* "host:port" or "" */
+    bool test_mode;             /* allow /debug */
+    const char *version;
+    /* Called with the table write-locked after every change of the set of
+     * pools (create, import, export, destroy); the daemon rewrites
+     * pools.json.  Errors are the callee's to log. */
+    void (*persist)(void *opaque);
+    void *persist_opaque;
+};
+
+/* Serve one request without HTTP: route, validate, run.  `query` is an object
+ * of strings (may be NULL).  Returns the HTTP status; *resp (new reference) is
+ * the response body, an {"error":...} object on failure.  `allow` receives the
+ * allowed methods for a 405. */
+int api_dispatch(struct api_ctx *ctx, const char *method, const char *path, json_t *query,
+                 const char *body, size_t body_len, json_t **resp, char *allow,
+                 size_t allow_len);
+
+/* HTTP status for a negative errno. */
+int api_http_status(int code);
+
+/* Build {"error": {"code": ..., "message": ...}}. */
+json_t *api_error_json(int code, const char *message);
+
+struct api_server;
+
+/* Listen on a unix socket path (removed and re-created, mode 0600) and serve. */
+int api_server_start(struct api_ctx *ctx, const char *sock_path, struct api_server **out,
+                     struct berr *err);
+/* Stop accepting new connections (requests in flight finish). */
+void api_server_quiesce(struct api_server *s);
+/* Stop, wait for in-flight requests, remove the socket; NULL accepted. */
+void api_server_stop(struct api_server *s);
+
+#endif

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Request dispatch, independent of HTTP: match the route, validate captures,
+ * query and body, run the handler, and turn a -errno into a JSON error with
+ * the fitting status.  http.c calls api_dispatch(); unit tests call it too. */
+#include "api/handlers.h"
+#include "common/log.h"
+
+#include <string.h>
+
+static const api_handler_fn handlers[R__COUNT] = {
+    [R_VERSION] = h_version,
+    [R_HEALTH] = h_health,
+    [R_POOLS_LIST] = h_pools_list,
+    [R_POOL_CREATE] = h_pool_create,
+    [R_POOLS_IMPORTABLE] = h_pools_importable,
+    [R_POOL_IMPORT] = h_pool_import,
+    [R_POOL_GET] = h_pool_get,
+    [R_POOL_PATCH] = h_pool_patch,
+    [R_POOL_DELETE] = h_pool_delete,
+    [R_POOL_EXPORT] = h_pool_export,
+    [R_POOL_TRIM] = h_pool_trim,
+    [R_POOL_SYNC] = h_pool_sync,
+    [R_POOL_CHECK] = h_pool_check,
+    [R_POOL_DEBUG] = h_pool_debug,
+    [R_VOLS_ALL] = h_vols_all,
+    [R_VOLS_LIST] = h_vols_list,
+    [R_VOL_CREATE] = h_vol_create,
+    [R_VOL_GET] = h_vol_get,
+    [R_VOL_PATCH] = h_vol_patch,
+    [R_VOL_RESIZE] = h_vol_resize,
+    [R_VOL_DELETE] = h_vol_delete,
+};
+
+int api_http_status(int code)
+{
+    if (code < 0)
+        code = -code;
+    switch (code) {
+    case 0: return 200;
+    case EINVAL:
+    case ERANGE:
+    case ENAMETOOLONG:
+    case ENOTSUP: return 400;
+    case EPERM:
+    case EACCES: return 403;
+    case ENOENT: return 404;
+    case EEXIST:
+    case EBUSY:
+    case EROFS:
+    case API_EUNAVAIL: return 409;
+    case EFBIG: return 413;
+    case ENOSPC: return 507;
+    default: return 500;
+    }
+}
+
+static const char *code_name(int code)
+{
+    if (code < 0)
+        code = -code;
+    if (code == EFBIG)
+        return "too_large";
+    if (code == API_EUNAVAIL)
+        return "unavailable";
+    return berr_code_name(code);
+}
+
+json_t *api_error_json(int code, const char *message)
+{
+    return json_pack("{s:{s:s,s:s}}", "error", "code", code_name(code), "message",
+                     message && *message ? message : strerror(code < 0 ? -code : code));
+}
+
+static int fail(int rc, const struct berr *err, json_t **resp)
+{
+    *resp = api_error_json(rc, err->msg);
+    return api_http_status(rc);
+}
+
+int api_dispatch(struct api_ctx *ctx, const char *method, const char *path, json_t *query,
+                 const char *body, size_t body_len, json_t **resp, char *allow,
+                 size_t allow_len)
+{
+    struct berr err = {0};
+    struct api_match m;
+    *resp = NULL;
+    int rc = api_route_match(method, path, &m, allow, allow_len, &err);
+    if (rc == -EOPNOTSUPP) {
+        *resp = json_pack("{s:{s:s,s:s}}", "error", "code", "method_not_allowed", "message",
+                          err.msg);
+        return 405;
+    }
+    if (rc < 0)
+        return fail(rc, &err, resp);
+
+    json_t *empty = NULL, *q = NULL, *b = NULL;
+    if (!query)
+        query = empty = json_object();
+    rc = api_validate_caps(&m, &err);
+    if (rc == 0)
+        rc = api_validate_query(m.route, query, &q, &err);
+    if (rc == 0)
+        rc = api_validate_body(m.route, body, body_len, &b, &err);
+    int status;
+    if (rc < 0) {
+        status = fail(rc, &err, resp);
+    } else {
+        struct api_call call = {
+            .ctx = ctx,
+            .pool = m.ncaps > 0 ? m.caps[0] : NULL,
+            .vol = m.ncaps > 1 ? m.caps[1] : NULL,
+            .body = b,
+            .query = q,
+        };
+        json_t *out = NULL;
+        rc = handlers[m.route->id](&call, &out, &err);
+        if (rc < 0) {
+            json_decref(out);
+            status = fail(rc, &err, resp);
+        } else if (!out) {
+            err.code = ENOMEM;
+            status = fail(-ENOMEM, &err, resp);
+        } else {
+            *resp = out;
+            status = m.route->ok_status;
+        }
+    }
+    if (status >= 500)
+        blog_err("api: %s %s -> %d %s", method, path, status, err.msg);
+    else if (status >= 400)
+        blog_debug("api: %s %s -> %d %s", method, path, status, err.msg);
+    json_decref(empty);
+    json_decref(q);
+    json_decref(b);
+    api_match_free(&m);
+    return status;
+}

@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Pool endpoints: list, create, status, properties, export, destroy, trim,
+ * sync, leak check and debug knobs.  Import lives in h_import.c. */
+#include "api/handlers.h"
+#include "common/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int h_pools_list(const struct api_call *c, json_t **out, struct berr *err)
+{
+    json_t *arr = json_array();
+    if (!arr)
+        return berr_set(err, ENOMEM, "out of memory");
+    pooltab_rdlock(c->ctx->pools);
+    for (struct pool_entry *e = c->ctx->pools->head; e; e = e->next)
+        json_array_append_new(arr, render_pool(c->ctx, e));
+    pooltab_unlock(c->ctx->pools);
+    *out = json_pack("{s:o}", "pools", arr);
+    return 0;
+}
+
+int h_pool_get(const struct api_call *c, json_t **out, struct berr *err)
+{
+    pooltab_rdlock(c->ctx->pools);
+    struct pool_entry *e = pooltab_find(c->ctx->pools, c->pool);
+    if (e)
+        *out = render_pool(c->ctx, e);
+    pooltab_unlock(c->ctx->pools);
+    return e ? 0 : berr_set(err, ENOENT, "no such pool '%s'", c->pool);
+}
+
+int h_pool_create(const struct api_call *c, json_t **out, struct berr *err)
+{
+    const char *name = api_get_str(c->body, "name");
+    json_t *jv = json_object_get(c->body, "vdevs");
+    size_t nv = json_array_size(jv);
+    const char *vdevs[8];
+    for (size_t i = 0; i < nv && i < 8; i++)
+        vdevs[i] = json_string_value(json_array_get(jv, i));
+
+    struct bs_pool_opts opts;
+    bs_pool_opts_init(&opts);
+    opts.ashift = (int)api_get_int(c->body, "ashift", opts.ashift);
+    if (opts.ashift != 0 && opts.ashift < 9)
+        return berr_set(err, ERANGE, "field 'ashift': %d is out of range (0 to detect, or 9..16)",
+                        opts.ashift);
+    opts.autotrim = api_get_bool(c->body, "autotrim", opts.autotrim);
+    opts.force = api_get_bool(c->body, "force", false);
+    const char *s = api_get_str(c->body, "compression");
+    if (s && bs_compress_parse(s, &opts.compression, &opts.compress_level, err) < 0)
+        return berr_wrap(err, "field 'compression'");
+    s = api_get_str(c->body, "checksum");
+    if (s && bs_checksum_parse(s, &opts.checksum, err) < 0)
+        return berr_wrap(err, "field 'checksum'");
+    uint64_t size = (uint64_t)api_get_int(c->body, "size", 0);
+
+    pooltab_wrlock(c->ctx->pools);
+    struct pool_entry *old = pooltab_find(c->ctx->pools, name);
+    if (old) {
+        pooltab_unlock(c->ctx->pools);
+        if (!old->pool)
+            return berr_set(err, EEXIST, "pool '%s' is already known to berthd (UNAVAIL: %s); "
+                            "export it first to forget it", name, old->error);
+        return berr_set(err, EEXIST, "pool '%s' already exists", name);
+    }
+    bs_pool *p = NULL;
+    int r = bs_pool_create(name, vdevs, nv, size, &opts, &p, err);
+    if (r == 0) {
+        r = pooltab_add(c->ctx->pools, name, p, vdevs, nv, NULL, err);
+        if (r < 0) {
+            bs_pool_close(p);
+        } else {
+            pooltab_forget_exported(c->ctx->pools, name);
+            api_persist(c->ctx);
+            blog_info("pool %s created on %s", name, vdevs[0]);
+            *out = render_pool(c->ctx, pooltab_find(c->ctx->pools, name));
+        }
+    }
+    pooltab_unlock(c->ctx->pools);
+    return r;
+}
+
+int h_pool_patch(const struct api_call *c, json_t **out, struct berr *err)
+{
+    struct pool_entry *e;
+    int r = api_pool_acquire(c, &e, err);
+    if (r < 0)
+        return r;
+    const char *key;
+    json_t *val;
+    json_object_foreach(json_object_get(c->body, "properties"), key, val) {
+        r = bs_pool_set_prop(e->pool, key, json_string_value(val), err);
+        if (r < 0)
+            break;
+    }
+    if (r == 0)
+        *out = render_pool(c->ctx, e);
+    pooltab_unlock(c->ctx->pools);
+    return r;
+}
+
+/* Shared by export and destroy: find the pool under the write lock, refuse
+ * while NBD clients are connected unless force, else disconnect them. */
+static int take_pool(const struct api_call *c, bool force, const char *verb,
+                     struct pool_entry **out, struct berr *err)
+{
+    struct pool_entry *e = pooltab_find(c->ctx->pools, c->pool);
+    if (!e)
+        return berr_set(err, ENOENT, "no such pool '%s'", c->pool);
+    *out = e;
+    if (!e->pool)
+        return 0;
+    char names[256];
+    unsigned n = api_pool_conns(c->ctx, e->pool, names, sizeof(names));
+    if ((n || atomic_load(&e->handles)) && !force)
+        return berr_set(err, EBUSY, "pool %s is in use by %u NBD client%s (%s); use force to "
+                        "disconnect them and %s it", e->name, n, n == 1 ? "" : "s",
+                        n ? names : "closing", verb);
+    return api_pool_kick(c->ctx, e, err);
+}
+
+static bool force_of(const struct api_call *c)
+{
+    return api_get_bool(c->query, "force", false) || api_get_bool(c->body, "force", false);
+}
+
+int h_pool_export(const struct api_call *c, json_t **out, struct berr *err)
+{
+    bool force = force_of(c);
+    struct pool_entry *e;
+    pooltab_wrlock(c->ctx->pools);
+    int r = take_pool(c, force, "export", &e, err);
+    if (r == 0) {
+        if (e->pool)
+            r = bs_pool_export(e->pool, force, err); /* frees the handle even on error */
+        e->pool = NULL;
+        pooltab_remember_exported(c->ctx->pools, e->name, (const char *const *)e->vdevs,
+                                  e->nvdevs);
+        pooltab_remove(c->ctx->pools, e);
+        api_persist(c->ctx);
+        if (r < 0)
+            blog_err("pool %s: export: %s", c->pool, err->msg);
+        else
+            blog_info("pool %s exported", c->pool);
+    }
+    pooltab_unlock(c->ctx->pools);
+    if (r == 0)
+        *out = json_pack("{s:s,s:b}", "name", c->pool, "exported", 1);
+    return r;
+}
+
+int h_pool_delete(const struct api_call *c, json_t **out, struct berr *err)
+{
+    bool force = force_of(c);
+    struct pool_entry *e;
+    pooltab_wrlock(c->ctx->pools);
+    int r = take_pool(c, force, "destroy", &e, err);
+    if (r == 0 && !e->pool) {
+        r = berr_set(err, API_EUNAVAIL, "pool '%s' is UNAVAIL (%s): its labels cannot be "
+                     "wiped; export it to make berthd forget it", e->name, e->error);
+    } else if (r == 0) {
+        r = bs_pool_destroy(e->pool, force, err); /* frees the handle */
+        e->pool = NULL;
+        pooltab_remove(c->ctx->pools, e);
+        api_persist(c->ctx);
+        if (r < 0)
+            blog_err("pool %s: destroy: %s", c->pool, err->msg);
+        else
+            blog_info("pool %s destroyed", c->pool);
+    }
+    pooltab_unlock(c->ctx->pools);
+    if (r == 0)
+        *out = json_pack("{s:s,s:b}", "name", c->pool, "destroyed", 1);
+    return r;
+}
+
+int h_pool_trim(const struct api_call *c, json_t **out, struct berr *err)
+{
+    struct pool_entry *e;
+    int r = api_pool_acquire(c, &e, err);
+    if (r < 0)
+        return r;
+    uint64_t trimmed = 0;
+    r = bs_pool_trim(e->pool, &trimmed, err);
+    pooltab_unlock(c->ctx->pools);
+    if (r == 0)
+        *out = json_pack("{s:s,s:o}", "name", c->pool, "trimmed", json_u64(trimmed));
+    return r;
+}
+
+int h_pool_sync(const struct api_call *c, json_t **out, struct berr *err)
+{
+    struct pool_entry *e;
+    int r = api_pool_acquire(c, &e, err);
+    if (r < 0)
+        return r;
+    r = bs_pool_sync(e->pool, err);
+    uint64_t txg = 0;
+    if (r == 0) {
+        struct bs_pool_stats *st = calloc(1, sizeof(*st));
+        if (st && bs_pool_stats(e->pool, st) == 0)
+            txg = st->txg;
+        free(st);
+    }
+    pooltab_unlock(c->ctx->pools);
+    if (r == 0)
+        *out = json_pack("{s:s,s:o}", "name", c->pool, "txg", json_u64(txg));
+    return r;
+}
+
+int h_pool_check(const struct api_call *c, json_t **out, struct berr *err)
+{
+    struct pool_entry *e;
+    int r = api_pool_acquire(c, &e, err);
+    if (r < 0)
+        return r;
+    struct berr cerr = {0};
+    r = bs_pool_check(e->pool, &cerr);
+    pooltab_unlock(c->ctx->pools);
+    if (r == 0) {
+        *out = json_pack("{s:s,s:b}", "name", c->pool, "consistent", 1);
+    } else if (r == -EILSEQ) {
+        blog_err("pool %s: check found a problem: %s", c->pool, cerr.msg);
+        *out = json_pack("{s:s,s:b,s:s}", "name", c->pool, "consistent", 0, "problem",
+                         cerr.msg);
+        r = 0;
+    } else {
+        *err = cerr;
+    }
+    return r;
+}
+
+int h_pool_debug(const struct api_call *c, json_t **out, struct berr *err)
+{
+    if (!c->ctx->test_mode)
+        return berr_set(err, EPERM, "debug knobs are only available when berthd runs with --test");
+    struct pool_entry *e;
+    int r = api_pool_acquire(c, &e, err);
+    if (r < 0)
+        return r;
+    const char *knob = api_get_str(c->body, "knob");
+    r = bs_pool_debug(e->pool, knob, err);
+    pooltab_unlock(c->ctx->pools);
+    if (r == 0) {
+        blog_warn("pool %s: debug knob %s", c->pool, knob);
+        *out = json_pack("{s:s,s:s}", "name", c->pool, "knob", knob);
+    }
+    return r;
+}

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Internal interface between the dispatcher (dispatch.c) and the route
+ * handlers (h_sys.c, h_pool.c, h_import.c, h_vol.c), plus the JSON renderers
+ * (render.c) and helpers they share (h_common.c).
+ *
+ * A handler receives a validated call (captures are valid names, the body and
+ * query are normalised as schema.h says), returns 0 and sets *out (a new
+ * object), or returns -errno with `err` filled.  It never logs client errors:
+ * the dispatcher logs failed requests once at debug level. */
+#ifndef BERTH_API_HANDLERS_H
+#define BERTH_API_HANDLERS_H
+
+#include <jansson.h>
+
+#include "api/api.h"
+#include "api/schema.h"
+#include "berth/store.h"
+
+/* errno for "pool is UNAVAIL" (HTTP 409, code "unavailable") */
+#define API_EUNAVAIL ENXIO
+
+struct api_call {
+    struct api_ctx *ctx;
+    const char *pool; /* {pool} capture or NULL */
+    const char *vol;  /* {vol} capture or NULL */
+    json_t *body;     /* normalised object, never NULL */
+    json_t *query;    /* typed object, never NULL */
+};
+
+typedef int (*api_handler_fn)(const struct api_call *c, json_t **out, struct berr *err);
+
+int h_version(const struct api_call *c, json_t **out, struct berr *err);
+int h_health(const struct api_call *c, json_t **out, struct berr *err);
+
+int h_pools_list(const struct api_call *c, json_t **out, struct berr *err);
+int h_pool_create(const struct api_call *c, json_t **out, struct berr *err);
+int h_pool_get(const struct api_call *c, json_t **out, struct berr *err);
+int h_pool_patch(const struct api_call *c, json_t **out, struct berr *err);
+int h_pool_delete(const struct api_call *c, json_t **out, struct berr *err);
+int h_pool_export(const struct api_call *c, json_t **out, struct berr *err);
+int h_pool_trim(const struct api_call *c, json_t **out, struct berr *err);
+int h_pool_sync(const struct api_call *c, json_t **out, struct berr *err);
+int h_pool_check(const struct api_call *c, json_t **out, struct berr *err);
+int h_pool_debug(const struct api_call *c, json_t **out, struct berr *err);
+
+int h_pools_importable(const struct api_call *c, json_t **out, struct berr *err);
+int h_pool_import(const struct api_call *c, json_t **out, struct berr *err);
+
+int h_vols_all(const struct api_call *c, json_t **out, struct berr *err);
+int h_vols_list(const struct api_call *c, json_t **out, struct berr *err);
+int h_vol_create(const struct api_call *c, json_t **out, struct berr *err);
+int h_vol_get(const struct api_call *c, json_t **out, struct berr *err);
+int h_vol_patch(const struct api_call *c, json_t **out, struct berr *err);
+int h_vol_resize(const struct api_call *c, json_t **out, struct berr *err);
+int h_vol_delete(const struct api_call *c, json_t **out, struct berr *err);
+
+/* ---- h_common.c ---- */
+
+/* Read-lock the table and find an available pool; on failure the lock is
+ * released and -ENOENT / -API_EUNAVAIL returned.  On success the caller
+ * must call pooltab_unlock(c->ctx->pools). */
+int api_pool_acquire(const struct api_call *c, struct pool_entry **e, struct berr *err);
+
+/* NBD connections to "pool/vol" (0 without an NBD server). */
+unsigned api_export_conns(struct api_ctx *ctx, const char *pool, const char *vol);
+/* Connections to every volume of a pool; `names` receives a list of the busy
+ * exports ("tank/a, tank/b"). */
+unsigned api_pool_conns(struct api_ctx *ctx, bs_pool *p, char *names, size_t len);
+/* Disconnect every NBD client of the pool's volumes and wait (bounded) until
+ * the backend closed their handles; -EBUSY if some remain. */
+int api_pool_kick(struct api_ctx *ctx, struct pool_entry *e, struct berr *err);
+/* Disconnect the clients of one export and wait (bounded) for them to go. */
+int api_export_kick(struct api_ctx *ctx, const char *pool, const char *vol, struct berr *err);
+
+void api_persist(struct api_ctx *ctx);
+
+/* ---- render.c ---- */
+
+json_t *render_pool(struct api_ctx *ctx, struct pool_entry *e);
+json_t *render_vol(struct api_ctx *ctx, const char *pool, const struct bs_vol_props *p);
+/* json_integer for uint64 values (saturating; sizes never get near 2^63). */
+json_t *json_u64(uint64_t v);
+/* Decimal string of a 64-bit GUID. */
+json_t *json_guid(uint64_t v);
+
+#endif

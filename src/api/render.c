@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* JSON renderings of pools and volumes (the "Pool" and "Volume" objects of
+ * docs/API.md).  Every field of bs_pool_stats / bs_vol_props appears. */
+#include "api/handlers.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+json_t *json_u64(uint64_t v)
+{
+    return json_integer(v > INT64_MAX ? INT64_MAX : (json_int_t)v);
+}
+
+json_t *json_guid(uint64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof(buf), "%" PRIu64, v);
+    return json_string(buf);
+}
+
+static json_t *ratio(double r)
+{
+    if (!isfinite(r) || r < 0)
+        r = 1.0;
+    return json_real(round(r * 100.0) / 100.0);
+}
+
+static void set(json_t *o, const char *k, json_t *v)
+{
+    json_object_set_new(o, k, v);
+}
+
+static json_t *render_unavail(struct pool_entry *e)
+{
+    json_t *o = json_object();
+    json_t *vd = json_array();
+    if (!o || !vd) {
+        json_decref(o);
+        json_decref(vd);
+        return NULL;
+    }
+    set(o, "name", json_string(e->name));
+    set(o, "state", json_string("UNAVAIL"));
+    set(o, "error", json_string(e->error));
+    for (size_t i = 0; i < e->nvdevs; i++)
+        json_array_append_new(vd, json_pack("{s:s,s:s}", "path", e->vdevs[i], "state",
+                                            "UNAVAIL"));
+    set(o, "vdevs", vd);
+    return o;
+}
+
+static json_t *render_vdev(const struct bs_vdev_stats *v)
+{
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    set(o, "path", json_string(v->path));
+    set(o, "type", json_string(v->type));
+    set(o, "state", json_string(v->state));
+    set(o, "size", json_u64(v->size));
+    set(o, "read_errors", json_u64(v->read_errors));
+    set(o, "write_errors", json_u64(v->write_errors));
+    set(o, "checksum_errors", json_u64(v->checksum_errors));
+    set(o, "reads", json_u64(v->reads));
+    set(o, "writes", json_u64(v->writes));
+    set(o, "bytes_read", json_u64(v->bytes_read));
+    set(o, "bytes_written", json_u64(v->bytes_written));
+    return o;
+}
+
+json_t *render_pool(struct api_ctx *ctx, struct pool_entry *e)
+{
+    if (!e->pool)
+        return render_unavail(e);
+    struct bs_pool_stats *st = calloc(1, sizeof(*st));
+    if (!st)
+        return NULL;
+    if (bs_pool_stats(e->pool, st) < 0) {
+        /* Stats are read from memory; a failure means the pool is unusable. */
+        free(st);
+        json_t *o = render_unavail(e);
+        if (o) {
+            set(o, "state", json_string("FAULTED"));
+            set(o, "error", json_string("cannot read pool statistics"));
+        }
+        return o;
+    }
+    json_t *o = json_object();
+    json_t *vd = json_array();
+    if (!o || !vd) {
+        free(st);
+        json_decref(o);
+        json_decref(vd);
+        return NULL;
+    }
+    char cbuf[32];
+    set(o, "name", json_string(st->name));
+    set(o, "guid", json_guid(st->guid));
+    set(o, "state", json_string(st->state));
+    set(o, "txg", json_u64(st->txg));
+    set(o, "ashift", json_integer(st->ashift));
+    set(o, "autotrim", json_boolean(st->autotrim));
+    set(o, "size", json_u64(st->size));
+    set(o, "allocated", json_u64(st->allocated));
+    set(o, "free", json_u64(st->free));
+    set(o, "fragmentation", json_integer(st->fragmentation));
+    set(o, "capacity", json_u64(st->size ? st->allocated * 100 / st->size : 0));
+    set(o, "logical_bytes", json_u64(st->logical_bytes));
+    set(o, "physical_bytes", json_u64(st->physical_bytes));
+    set(o, "compressratio", ratio(st->compressratio));
+    set(o, "read_errors", json_u64(st->read_errors));
+    set(o, "write_errors", json_u64(st->write_errors));
+    set(o, "checksum_errors", json_u64(st->checksum_errors));
+    set(o, "nvols", json_u64(st->nvols));
+    set(o, "compression",
+        json_string(bs_compress_name(st->compression, st->compress_level, cbuf, sizeof(cbuf))));
+    set(o, "checksum", json_string(bs_checksum_name(st->checksum)));
+    set(o, "cache_bytes", json_u64(st->cache_bytes));
+    set(o, "cache_hits", json_u64(st->cache_hits));
+    set(o, "cache_misses", json_u64(st->cache_misses));
+    set(o, "nbd_clients", json_integer(api_pool_conns(ctx, e->pool, NULL, 0)));
+    size_t n = st->nvdevs < 8 ? st->nvdevs : 8;
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(vd, render_vdev(&st->vdevs[i]));
+    set(o, "vdevs", vd);
+    free(st);
+    return o;
+}
+
+json_t *render_vol(struct api_ctx *ctx, const char *pool, const struct bs_vol_props *p)
+{
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    char full[160], buf[PATH_MAX + 256], cbuf[32];
+    snprintf(full, sizeof(full), "%s/%s", pool, p->name);
+    set(o, "name", json_string(p->name));
+    set(o, "pool", json_string(pool));
+    set(o, "full_name", json_string(full));
+    set(o, "volsize", json_u64(p->volsize));
+    set(o, "volblocksize", json_u64(p->volblocksize));
+    set(o, "compression",
+        json_string(bs_compress_name(p->compression, p->compress_level, cbuf, sizeof(cbuf))));
+    set(o, "checksum", json_string(bs_checksum_name(p->checksum)));
+    set(o, "refreservation", json_u64(p->refreservation));
+    set(o, "readonly", json_boolean(p->readonly));
+    set(o, "used", json_u64(p->used));
+    set(o, "referenced", json_u64(p->referenced));
+    set(o, "logicalused", json_u64(p->logicalused));
+    set(o, "compressratio", ratio(p->compressratio));
+    set(o, "create_txg", json_u64(p->create_txg));
+    set(o, "guid", json_guid(p->guid));
+    set(o, "nbd_clients", json_integer(api_export_conns(ctx, pool, p->name)));
+    snprintf(buf, sizeof(buf), "nbd+unix:///%s?socket=%s", full, ctx->nbd_socket);
+    set(o, "uri", json_string(buf));
+    if (ctx->nbd_tcp[0]) {
+        snprintf(buf, sizeof(buf), "nbd://%s/%s", ctx->nbd_tcp, full);
+        set(o, "uri_tcp", json_string(buf));
+    }
+    return o;
+}

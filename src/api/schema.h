@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The declaration of every API route: method, path pattern, the schema of its
+ * JSON body and of its query string.  This layer (schema.c, router.c,
+ * validate.c) knows nothing of the engine: it turns untrusted HTTP input into
+ * a validated, normalised request, so it can be unit-tested and fuzzed alone.
+ *
+ * Normalisation done by api_validate_body()/api_validate_query():
+ *  - FT_SIZE fields become JSON integers (bytes), whatever form was sent;
+ *  - FT_PROPS objects become objects of strings ("on"/"off", decimal bytes,
+ *    "none", or the string sent), ready for bs_vol_set()/bs_pool_set_prop();
+ *  - query values become typed (FT_BOOL -> JSON true/false).
+ * Handlers may therefore read validated fields without re-checking types. */
+#ifndef BERTH_API_SCHEMA_H
+#define BERTH_API_SCHEMA_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+#define API_PREFIX "/api/v1"
+#define API_BODY_MAX (64 * 1024)
+#define API_MAX_CAPS 4
+
+enum api_route_id {
+    R_VERSION,
+    R_HEALTH,
+    R_POOLS_LIST,
+    R_POOL_CREATE,
+    R_POOLS_IMPORTABLE,
+    R_POOL_IMPORT,
+    R_POOL_GET,
+    R_POOL_PATCH,
+    R_POOL_DELETE,
+    R_POOL_EXPORT,
+    R_POOL_TRIM,
+    R_POOL_SYNC,
+    R_POOL_CHECK,
+    R_POOL_DEBUG,
+    R_VOLS_ALL,
+    R_VOLS_LIST,
+    R_VOL_CREATE,
+    R_VOL_GET,
+    R_VOL_PATCH,
+    R_VOL_RESIZE,
+    R_VOL_DELETE,
+    R__COUNT
+};
+
+enum api_ftype {
+    FT_STR,   /* non-empty string without NUL, at most `max` bytes (0: 255) */
+    FT_NAME,  /* pool/volume name (validate_name with `what`) */
+    FT_PATH,  /* absolute path, < PATH_MAX, no NUL */
+    FT_PATHS, /* array of FT_PATH, min..max elements */
+    FT_BOOL,  /* JSON true/false (in a query string: 1/0/true/false/yes/no/on/off/empty) */
+    FT_INT,   /* integer in min..max */
+    FT_SIZE,  /* integer bytes >= 0, or a size string ("4G"); normalised to integer */
+    FT_PROPS, /* object of properties, see struct api_prop */
+};
+
+enum api_pkind {
+    PK_STR,       /* a non-empty string */
+    PK_ONOFF,     /* bool or "on"/"off" -> "on"/"off" */
+    PK_SIZE,      /* size -> decimal bytes */
+    PK_SIZE_NONE, /* size, "none" or null -> decimal bytes or "none" */
+    PK_READONLY,  /* known but not settable: rejected naming it */
+};
+
+struct api_prop {
+    const char *name;
+    enum api_pkind kind;
+};
+
+struct api_field {
+    const char *name;
+    enum api_ftype type;
+    bool required;
+    const char *what;             /* FT_NAME: "pool" / "volume" */
+    int64_t min, max;             /* FT_INT range; FT_PATHS element count; FT_STR max len */
+    const struct api_prop *props; /* FT_PROPS: allowed properties, NULL-terminated */
+};
+
+struct api_route {
+    enum api_route_id id;
+    const char *method;
+    const char *pattern; /* below API_PREFIX; "{pool}" / "{vol}" capture a segment */
+    const struct api_field *body;  /* NULL-name-terminated; NULL = no body fields */
+    const struct api_field *query; /* idem for the query string */
+    int ok_status;                 /* 200, 201 */
+};
+
+extern const struct api_route api_routes[];
+extern const size_t api_nroutes;
+
+/* A matched request path: captures point into `buf` (owned; api_match_free). */
+struct api_match {
+    const struct api_route *route;
+    char *buf;
+    const char *caps[API_MAX_CAPS];
+    int ncaps;
+};
+
+/* Match method + full path ("/api/v1/pools/tank").  Returns 0 and fills m, or
+ * -ENOENT (no such path: 404) or -EOPNOTSUPP (path exists with another method:
+ * 405; `allow` receives e.g. "GET, DELETE").  Captures are not validated here. */
+int api_route_match(const char *method, const char *path, struct api_match *m, char *allow,
+                    size_t allow_len, struct berr *err);
+void api_match_free(struct api_match *m);
+
+/* Validate the captures of a match ({pool} and {vol} names). */
+int api_validate_caps(const struct api_match *m, struct berr *err);
+
+/* Parse and validate a body against a route.  An empty body is an empty
+ * object.  *out (new reference) is the normalised object. */
+int api_validate_body(const struct api_route *r, const char *body, size_t len, json_t **out,
+                      struct berr *err);
+
+/* Validate a query (object of strings, as collected from the URL); *out (new
+ * reference) holds typed values. */
+int api_validate_query(const struct api_route *r, json_t *query, json_t **out, struct berr *err);
+
+/* Accessors for validated objects (types are known to be right). */
+const char *api_get_str(json_t *o, const char *key); /* NULL if absent */
+bool api_get_bool(json_t *o, const char *key, bool dflt);
+int64_t api_get_int(json_t *o, const char *key, int64_t dflt);
+
+#endif

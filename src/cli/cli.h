@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* berth, the command-line client: shared declarations.  main.c parses the
+ * global options and picks the command group (pool.c, vol.c); client.c talks
+ * HTTP to berthd; output.c prints tables and sizes.
+ *
+ * Exit codes: 0 success, 1 operational error (the API said no), 2 usage error
+ * (unknown command/option, missing argument), 3 berthd unreachable.  Every
+ * function returning an int here returns such an exit code. */
+#ifndef BERTH_CLI_H
+#define BERTH_CLI_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+
+struct cli {
+    const char *socket;
+    bool json;      /* print the API's JSON */
+    bool parsable;  /* -p: exact numbers */
+    bool no_header; /* -H: no table header, tab-separated */
+};
+
+/* client.c: one request.  `path` is below /api/v1 (already escaped); body may
+ * be NULL (not consumed).  On success returns 0 and *resp (new reference).
+ * On failure prints "berth: <message>" and returns 1 or 3. */
+int cli_call(struct cli *c, const char *method, const char *path, json_t *body, json_t **resp);
+/* URL-escape one path segment into a malloc'd string (NULL on ENOMEM). */
+char *cli_escape(const char *s);
+
+/* output.c */
+void out_json(json_t *j);                    /* pretty JSON on stdout */
+const char *out_size(struct cli *c, json_t *v, char *buf, size_t len); /* "16K" / "16384" */
+const char *out_ratio(struct cli *c, json_t *v, char *buf, size_t len); /* "1.50x" */
+const char *out_u64(json_t *v, char *buf, size_t len);
+struct table;
+struct table *table_new(struct cli *c, int ncols, const char *const *header);
+void table_row(struct table *t, const char *const *cells);
+void table_print(struct table *t); /* prints and frees */
+void table_free(struct table *t);
+
+/* usage errors: print "berth: <msg>" + a hint, return EXIT_USAGE */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parse the common options of a subcommand in the getopt loop: returns true
+ * if `opt` was one of them (-p, -H, --json). */
+bool cli_common_opt(struct cli *c, int opt);
+#define CLI_COMMON_LONGOPTS {"json", no_argument, NULL, 'J'}, {"help", no_argument, NULL, 'h'}
+#define CLI_COMMON_SHORTOPTS "pHh"
+/* Report a getopt error ('?' or ':') for command `cmd`. */
+int cli_getopt_error(const char *cmd, int opt, char **argv);
+
+/* Split "POOL/VOL" into escaped segments; usage error if malformed. */
+int cli_split_vol(const char *cmd, const char *arg, char **pool, char **vol);
+
+int cmd_pool(struct cli *c, int argc, char **argv);
+int cmd_vol(struct cli *c, int argc, char **argv);
+void help_main(FILE *f);
+void help_pool(FILE *f);
+void help_vol(FILE *f);
+
+#endif

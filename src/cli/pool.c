@@ -1,0 +1,468 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* berth pool ...: create, list, status, export, import, trim, destroy, sync,
+ * check, set, debug.  Each is one API call; status/list format the Pool
+ * objects of docs/API.md like zpool does. */
+#include "cli.h"
+#include "common/util.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void help_pool(FILE *f)
+{
+    fprintf(f,
+            "Usage: berth pool COMMAND [OPTIONS] [ARGS]\n"
+            "\n"
+            "  create [-o ashift=N] [-o autotrim=on|off] [-o size=SIZE]\n"
+            "         [-O compression=lz4|zstd|zstd-N|off] [-O checksum=xxh3|sha256] [-f]\n"
+            "         NAME VDEV\n"
+            "      Create a pool on a file or block device.  A missing file is created\n"
+            "      with -o size.  ashift is detected when not given (files: 12).  A device\n"
+            "      holding a berth pool is never overwritten without -f.\n"
+            "  list [-p] [-H]             one line per pool: size, allocated, free, ratio\n"
+            "  status [NAME]              state, space, compression, vdevs and their\n"
+            "                             READ/WRITE/CKSUM error counters\n"
+            "  export [-f] NAME           commit and release the pool (-f: disconnect its\n"
+            "                             NBD clients first)\n"
+            "  import [-d DIR] [NAME]     without NAME: list the pools that can be imported\n"
+            "                             (from DIR, or where exported pools lived);\n"
+            "                             with NAME: import that pool\n"
+            "  trim NAME                  give all free space back to the device\n"
+            "  destroy [-f] NAME          wipe the pool's labels (-f: even with NBD clients)\n"
+            "  sync NAME                  commit a transaction group now\n"
+            "  check NAME                 verify space accounting (leaks, double references)\n"
+            "  set PROP=VALUE NAME        autotrim=on|off, compression=..., checksum=...\n"
+            "  debug NAME KNOB            fault injection (berthd --test only), e.g.\n"
+            "                             fail_reads=on, torn_write_after=N\n"
+            "\n"
+            "Options: -p exact numbers, -H no header, --json the API's JSON.\n");
+}
+
+/* Make a path absolute against our cwd (berthd's cwd is not ours). */
+static char *abs_path(const char *p)
+{
+    if (p[0] == '/')
+        return strdup(p);
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof(cwd)))
+        return NULL;
+    size_t n = strlen(cwd) + strlen(p) + 2;
+    char *r = malloc(n);
+    if (r)
+        snprintf(r, n, "%s/%s", cwd, p);
+    return r;
+}
+
+/* Print the response (or its JSON) and free it. */
+static int done(struct cli *c, int rc, json_t *resp, const char *fmt, const char *a,
+                const char *b)
+{
+    if (rc == EXIT_OK) {
+        if (c->json)
+            out_json(resp);
+        else if (fmt)
+            printf(fmt, a, b);
+    }
+    json_decref(resp);
+    return rc;
+}
+
+#define GETOPT_LOOP(cmd, shortopts, longopts, ...)                                               \
+    optind = 0;                                                                                  \
+    opterr = 0;                                                                                  \
+    for (int opt_; (opt_ = getopt_long(argc, argv, ":" CLI_COMMON_SHORTOPTS shortopts,           \
+                                       longopts, NULL)) != -1;) {                                \
+        if (opt_ == 'h') {                                                                       \
+            help_pool(stdout);                                                                   \
+            return EXIT_OK;                                                                      \
+        }                                                                                        \
+        if (cli_common_opt(c, opt_))                                                             \
+            continue;                                                                            \
+        switch (opt_) {                                                                          \
+            __VA_ARGS__                                                                          \
+        default: return cli_getopt_error(cmd, opt_, argv);                                       \
+        }                                                                                        \
+    }
+
+static const struct option common_lo[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+
+static int pool_create(struct cli *c, int argc, char **argv)
+{
+    json_t *body = json_object();
+    int rc = EXIT_OK;
+    GETOPT_LOOP("pool", "o:O:f", common_lo,
+        case 'f': json_object_set_new(body, "force", json_true()); break;
+        case 'o':
+        case 'O': {
+            char *eq = strchr(optarg, '=');
+            if (!eq) {
+                json_decref(body);
+                return cli_usage_error("pool", "-%c expects PROPERTY=VALUE, got '%s'", opt_,
+                                       optarg);
+            }
+            *eq = '\0';
+            const char *k = optarg, *v = eq + 1;
+            uint64_t n;
+            if (opt_ == 'o' && strcmp(k, "ashift") == 0 && parse_u64(v, 0, 16, &n, NULL) == 0) {
+                json_object_set_new(body, "ashift", json_integer((json_int_t)n));
+            } else if (opt_ == 'o' && strcmp(k, "autotrim") == 0 &&
+                       (strcmp(v, "on") == 0 || strcmp(v, "off") == 0)) {
+                json_object_set_new(body, "autotrim", json_boolean(strcmp(v, "on") == 0));
+            } else if (opt_ == 'o' && strcmp(k, "size") == 0) {
+                json_object_set_new(body, "size", json_string(v));
+            } else if (opt_ == 'O' && (strcmp(k, "compression") == 0 ||
+                                       strcmp(k, "checksum") == 0)) {
+                json_object_set_new(body, k, json_string(v));
+            } else {
+                json_decref(body);
+                if (opt_ == 'o' && (strcmp(k, "ashift") == 0 || strcmp(k, "autotrim") == 0))
+                    return cli_usage_error("pool", "bad value '%s' for %s (ashift: 0 or 9..16, "
+                                           "autotrim: on|off)", v, k);
+                return cli_usage_error("pool", "unknown %s property '%s' (-o: ashift, autotrim, "
+                                       "size; -O: compression, checksum)",
+                                       opt_ == 'o' ? "pool" : "volume-default", k);
+            }
+            break;
+        })
+    if (argc - optind != 2) {
+        json_decref(body);
+        return cli_usage_error("pool", "pool create needs NAME and VDEV");
+    }
+    char *vdev = abs_path(argv[optind + 1]);
+    json_object_set_new(body, "name", json_string(argv[optind]));
+    json_object_set_new(body, "vdevs", json_pack("[s]", vdev ? vdev : argv[optind + 1]));
+    free(vdev);
+    json_t *resp = NULL;
+    rc = cli_call(c, "POST", "/pools", body, &resp);
+    json_decref(body);
+    return done(c, rc, resp, "pool %s created\n", argv[optind], NULL);
+}
+
+static json_t *get(json_t *o, const char *k)
+{
+    return json_object_get(o, k);
+}
+
+static int pool_list(struct cli *c, int argc, char **argv)
+{
+    GETOPT_LOOP("pool", "", common_lo, )
+    if (argc - optind > 1)
+        return cli_usage_error("pool", "pool list takes at most one NAME");
+    json_t *resp = NULL;
+    int rc = cli_call(c, "GET", "/pools", NULL, &resp);
+    if (rc != EXIT_OK || c->json)
+        return done(c, rc, resp, NULL, NULL, NULL);
+    static const char *const hdr[] = {"NAME", "SIZE", "ALLOC", "FREE", "FRAG", "CAP", "RATIO",
+                                      "HEALTH"};
+    struct table *t = table_new(c, 8, hdr);
+    size_t i;
+    json_t *p;
+    bool found = false;
+    json_array_foreach(get(resp, "pools"), i, p) {
+        const char *name = json_string_value(get(p, "name"));
+        if (optind < argc && (!name || strcmp(name, argv[optind]) != 0))
+            continue;
+        found = true;
+        char s[32], a[32], f[32], fr[32], cap[32], r[32];
+        bool ok = json_is_integer(get(p, "size"));
+        if (ok) {
+            snprintf(fr, sizeof(fr), "%" JSON_INTEGER_FORMAT "%%",
+                     json_integer_value(get(p, "fragmentation")));
+            snprintf(cap, sizeof(cap), "%" JSON_INTEGER_FORMAT "%%",
+                     json_integer_value(get(p, "capacity")));
+        }
+        const char *row[] = {name, ok ? out_size(c, get(p, "size"), s, sizeof(s)) : "-",
+                             ok ? out_size(c, get(p, "allocated"), a, sizeof(a)) : "-",
+                             ok ? out_size(c, get(p, "free"), f, sizeof(f)) : "-",
+                             ok ? fr : "-", ok ? cap : "-",
+                             ok ? out_ratio(c, get(p, "compressratio"), r, sizeof(r)) : "-",
+                             json_string_value(get(p, "state"))};
+        table_row(t, row);
+    }
+    if (!found) {
+        table_free(t);
+        json_decref(resp);
+        if (optind < argc)
+            return cli_fail("no such pool '%s'", argv[optind]);
+        if (!c->no_header)
+            printf("no pools\n");
+        return EXIT_OK;
+    }
+    table_print(t);
+    json_decref(resp);
+    return EXIT_OK;
+}
+
+static void print_status(struct cli *c, json_t *p)
+{
+    char b1[32], b2[32], b3[32], b4[32];
+    const char *state = json_string_value(get(p, "state"));
+    printf("  pool: %s\n", json_string_value(get(p, "name")));
+    printf(" state: %s\n", state ? state : "?");
+    if (json_is_string(get(p, "error")))
+        printf("status: %s\n", json_string_value(get(p, "error")));
+    if (json_is_integer(get(p, "size"))) {
+        printf("  guid: %s\n", json_string_value(get(p, "guid")));
+        printf("   txg: %s\n", out_u64(get(p, "txg"), b1, sizeof(b1)));
+        printf("  size: %s  allocated: %s  free: %s  fragmentation: %" JSON_INTEGER_FORMAT
+               "%%  capacity: %" JSON_INTEGER_FORMAT "%%\n",
+               out_size(c, get(p, "size"), b1, sizeof(b1)),
+               out_size(c, get(p, "allocated"), b2, sizeof(b2)),
+               out_size(c, get(p, "free"), b3, sizeof(b3)),
+               json_integer_value(get(p, "fragmentation")),
+               json_integer_value(get(p, "capacity")));
+        printf(" ratio: %s  (logical %s, physical %s)\n",
+               out_ratio(c, get(p, "compressratio"), b1, sizeof(b1)),
+               out_size(c, get(p, "logical_bytes"), b2, sizeof(b2)),
+               out_size(c, get(p, "physical_bytes"), b3, sizeof(b3)));
+        printf(" props: ashift=%" JSON_INTEGER_FORMAT " autotrim=%s compression=%s "
+               "checksum=%s\n",
+               json_integer_value(get(p, "ashift")), json_is_true(get(p, "autotrim")) ? "on" : "off",
+               json_string_value(get(p, "compression")), json_string_value(get(p, "checksum")));
+        printf("  vols: %s  NBD clients: %s  cache: %s (hits %s)\n",
+               out_u64(get(p, "nvols"), b1, sizeof(b1)),
+               out_u64(get(p, "nbd_clients"), b2, sizeof(b2)),
+               out_size(c, get(p, "cache_bytes"), b3, sizeof(b3)),
+               out_u64(get(p, "cache_hits"), b4, sizeof(b4)));
+    }
+    printf("config:\n\n");
+    size_t w = strlen(json_string_value(get(p, "name")));
+    size_t i;
+    json_t *v;
+    json_array_foreach(get(p, "vdevs"), i, v) {
+        const char *path = json_string_value(get(v, "path"));
+        if (path && strlen(path) + 2 > w)
+            w = strlen(path) + 2;
+    }
+    if (w < 8)
+        w = 8;
+    printf("\t%-*s  %-8s %5s %5s %5s\n", (int)w, "NAME", "STATE", "READ", "WRITE", "CKSUM");
+    printf("\t%-*s  %-8s %5s %5s %5s\n", (int)w, json_string_value(get(p, "name")), state,
+           out_u64(get(p, "read_errors"), b1, sizeof(b1)),
+           out_u64(get(p, "write_errors"), b2, sizeof(b2)),
+           out_u64(get(p, "checksum_errors"), b3, sizeof(b3)));
+    json_array_foreach(get(p, "vdevs"), i, v) {
+        char name[4200];
+        snprintf(name, sizeof(name), "  %s", json_string_value(get(v, "path")));
+        printf("\t%-*s  %-8s %5s %5s %5s\n", (int)w, name, json_string_value(get(v, "state")),
+               out_u64(get(v, "read_errors"), b1, sizeof(b1)),
+               out_u64(get(v, "write_errors"), b2, sizeof(b2)),
+               out_u64(get(v, "checksum_errors"), b3, sizeof(b3)));
+    }
+    json_int_t errs = json_integer_value(get(p, "read_errors")) +
+                      json_integer_value(get(p, "write_errors")) +
+                      json_integer_value(get(p, "checksum_errors"));
+    if (!json_is_integer(get(p, "size")))
+        printf("\nerrors: pool unavailable\n");
+    else if (errs)
+        printf("\nerrors: %" JSON_INTEGER_FORMAT " I/O or checksum errors (reads that failed "
+               "verification returned EIO, never wrong data)\n", errs);
+    else
+        printf("\nerrors: No known data errors\n");
+}
+
+static int pool_status(struct cli *c, int argc, char **argv)
+{
+    GETOPT_LOOP("pool", "", common_lo, )
+    if (argc - optind > 1)
+        return cli_usage_error("pool", "pool status takes at most one NAME");
+    json_t *resp = NULL;
+    int rc;
+    if (optind < argc) {
+        char *n = cli_escape(argv[optind]), path[512];
+        snprintf(path, sizeof(path), "/pools/%s", n ? n : "");
+        free(n);
+        rc = cli_call(c, "GET", path, NULL, &resp);
+        if (rc == EXIT_OK && !c->json)
+            print_status(c, resp);
+    } else {
+        rc = cli_call(c, "GET", "/pools", NULL, &resp);
+        if (rc == EXIT_OK && !c->json) {
+            size_t i;
+            json_t *p;
+            json_array_foreach(get(resp, "pools"), i, p) {
+                if (i)
+                    printf("\n");
+                print_status(c, p);
+            }
+            if (json_array_size(get(resp, "pools")) == 0)
+                printf("no pools available\n");
+        }
+    }
+    return done(c, rc, resp, NULL, NULL, NULL);
+}
+
+/* The simple verbs: NAME [-f] -> one POST/DELETE. */
+static int pool_simple(struct cli *c, int argc, char **argv, const char *verb)
+{
+    static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"force", no_argument, NULL, 'f'},
+                                       {NULL, 0, NULL, 0}};
+    bool force = false;
+    bool takes_force = strcmp(verb, "export") == 0 || strcmp(verb, "destroy") == 0;
+    GETOPT_LOOP("pool", "f", lo,
+        case 'f':
+            if (!takes_force)
+                return cli_usage_error("pool", "pool %s has no option -f", verb);
+            force = true;
+            break;)
+    if (argc - optind != 1)
+        return cli_usage_error("pool", "pool %s needs exactly one NAME", verb);
+    const char *name = argv[optind];
+    char *n = cli_escape(name), path[512];
+    json_t *resp = NULL;
+    int rc;
+    if (strcmp(verb, "destroy") == 0) {
+        snprintf(path, sizeof(path), "/pools/%s%s", n ? n : "", force ? "?force=1" : "");
+        rc = cli_call(c, "DELETE", path, NULL, &resp);
+    } else {
+        snprintf(path, sizeof(path), "/pools/%s/%s", n ? n : "", verb);
+        json_t *body = force ? json_pack("{s:b}", "force", 1) : NULL;
+        rc = cli_call(c, "POST", path, body, &resp);
+        json_decref(body);
+    }
+    free(n);
+    if (rc != EXIT_OK || c->json)
+        return done(c, rc, resp, NULL, NULL, NULL);
+    char b[32];
+    if (strcmp(verb, "trim") == 0) {
+        printf("pool %s: trimmed %s\n", name, out_size(c, get(resp, "trimmed"), b, sizeof(b)));
+    } else if (strcmp(verb, "sync") == 0) {
+        printf("pool %s: synced, txg %s\n", name, out_u64(get(resp, "txg"), b, sizeof(b)));
+    } else if (strcmp(verb, "check") == 0) {
+        if (!json_is_true(get(resp, "consistent"))) {
+            rc = cli_fail("pool %s: inconsistent: %s", name,
+                          json_string_value(get(resp, "problem")));
+        } else {
+            printf("pool %s: consistent (no leaked or doubly referenced blocks)\n", name);
+        }
+    } else {
+        printf("pool %s %s\n", name, strcmp(verb, "export") == 0 ? "exported" : "destroyed");
+    }
+    json_decref(resp);
+    return rc;
+}
+
+static int pool_import(struct cli *c, int argc, char **argv)
+{
+    char *dir = NULL;
+    GETOPT_LOOP("pool", "d:", common_lo,
+        case 'd':
+            free(dir);
+            dir = abs_path(optarg);
+            break;)
+    if (argc - optind > 1) {
+        free(dir);
+        return cli_usage_error("pool", "pool import takes at most one NAME");
+    }
+    json_t *resp = NULL;
+    int rc;
+    if (optind == argc) {
+        char path[4200] = "/pools/importable";
+        if (dir) {
+            char *e = cli_escape(dir);
+            snprintf(path, sizeof(path), "/pools/importable?dir=%s", e ? e : "");
+            free(e);
+        }
+        rc = cli_call(c, "GET", path, NULL, &resp);
+        if (rc == EXIT_OK && !c->json) {
+            size_t i, k;
+            json_t *p, *v;
+            json_array_foreach(get(resp, "pools"), i, p) {
+                char b[32];
+                printf("   pool: %s\n     id: %s\n  state: %s (txg %s)\n", 
+                       json_string_value(get(p, "name")), json_string_value(get(p, "guid")),
+                       json_string_value(get(p, "state")), out_u64(get(p, "txg"), b, sizeof(b)));
+                json_array_foreach(get(p, "vdevs"), k, v)
+                    printf("   vdev: %s\n", json_string_value(v));
+                printf("\n");
+            }
+            if (json_array_size(get(resp, "pools")) == 0)
+                printf("no pools available to import%s\n", dir ? "" : " (try -d DIR)");
+            else
+                printf("import one with: berth pool import %s%sNAME\n", dir ? "-d " : "",
+                       dir ? "DIR " : "");
+        }
+    } else {
+        json_t *body = json_pack("{s:s}", "name", argv[optind]);
+        if (dir)
+            json_object_set_new(body, "dir", json_string(dir));
+        rc = cli_call(c, "POST", "/pools/import", body, &resp);
+        json_decref(body);
+        if (rc == EXIT_OK && !c->json)
+            printf("pool %s imported\n", argv[optind]);
+    }
+    free(dir);
+    return done(c, rc, resp, NULL, NULL, NULL);
+}
+
+static int pool_set(struct cli *c, int argc, char **argv)
+{
+    GETOPT_LOOP("pool", "", common_lo, )
+    if (argc - optind < 2)
+        return cli_usage_error("pool", "pool set needs PROP=VALUE... NAME");
+    json_t *props = json_object();
+    for (int i = optind; i < argc - 1; i++) {
+        char *eq = strchr(argv[i], '=');
+        if (!eq || eq == argv[i]) {
+            json_decref(props);
+            return cli_usage_error("pool", "expected PROP=VALUE, got '%s'", argv[i]);
+        }
+        *eq = '\0';
+        json_object_set_new(props, argv[i], json_string(eq + 1));
+    }
+    const char *name = argv[argc - 1];
+    char *n = cli_escape(name), path[512];
+    snprintf(path, sizeof(path), "/pools/%s", n ? n : "");
+    free(n);
+    json_t *body = json_pack("{s:o}", "properties", props), *resp = NULL;
+    int rc = cli_call(c, "PATCH", path, body, &resp);
+    json_decref(body);
+    return done(c, rc, resp, NULL, NULL, NULL);
+}
+
+static int pool_debug(struct cli *c, int argc, char **argv)
+{
+    GETOPT_LOOP("pool", "", common_lo, )
+    if (argc - optind != 2)
+        return cli_usage_error("pool", "pool debug needs NAME and KNOB");
+    char *n = cli_escape(argv[optind]), path[512];
+    snprintf(path, sizeof(path), "/pools/%s/debug", n ? n : "");
+    free(n);
+    json_t *body = json_pack("{s:s}", "knob", argv[optind + 1]), *resp = NULL;
+    int rc = cli_call(c, "POST", path, body, &resp);
+    json_decref(body);
+    return done(c, rc, resp, "pool %s: debug knob %s set\n", argv[optind], argv[optind + 1]);
+}
+
+int cmd_pool(struct cli *c, int argc, char **argv)
+{
+    if (argc < 1) {
+        help_pool(stderr);
+        return EXIT_USAGE;
+    }
+    const char *v = argv[0];
+    if (strcmp(v, "--help") == 0 || strcmp(v, "-h") == 0 || strcmp(v, "help") == 0) {
+        help_pool(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(v, "create") == 0)
+        return pool_create(c, argc, argv);
+    if (strcmp(v, "list") == 0)
+        return pool_list(c, argc, argv);
+    if (strcmp(v, "status") == 0)
+        return pool_status(c, argc, argv);
+    if (strcmp(v, "import") == 0)
+        return pool_import(c, argc, argv);
+    if (strcmp(v, "set") == 0)
+        return pool_set(c, argc, argv);
+    if (strcmp(v, "debug") == 0)
+        return pool_debug(c, argc, argv);
+    static const char *const simple[] = {"export", "trim", "destroy", "sync", "check"};
+    for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++)
+        if (strcmp(v, simple[i]) == 0)
+            return pool_simple(c, argc, argv, v);
+    return cli_usage_error("pool", "unknown pool command '%s'", v);
+}

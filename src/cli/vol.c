@@ -1,0 +1,378 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* berth vol ...: create, list, get, set, resize, destroy, uri.  Each is one
+ * API call on /pools/{pool}/volumes[/{vol}]; list and get print zfs-style
+ * tables of the Volume objects of docs/API.md. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void help_vol(FILE *f)
+{
+    fprintf(f,
+            "Usage: berth vol COMMAND [OPTIONS] [ARGS]\n"
+            "\n"
+            "  create [-b VOLBLOCKSIZE] [--thick] [-o PROP=VALUE]... -V SIZE POOL/VOL\n"
+            "      Create a volume (thin unless --thick; volblocksize 4K..128K, default 16K,\n"
+            "      fixed forever).  -o: compression=lz4|zstd|zstd-N|off, checksum=xxh3|sha256,\n"
+            "      refreservation=SIZE|none, readonly=on|off.\n"
+            "  list [-p] [-H] [POOL]       NAME USED REFER VOLSIZE RATIO\n"
+            "  get PROP[,PROP...]|all POOL/VOL\n"
+            "                              NAME PROPERTY VALUE; properties: volsize,\n"
+            "                              volblocksize, compression, checksum,\n"
+            "                              refreservation, readonly, used, referenced,\n"
+            "                              logicalused, compressratio, createtxg, guid,\n"
+            "                              nbd_clients, uri\n"
+            "  set PROP=VALUE... POOL/VOL  compression, checksum, refreservation, readonly,\n"
+            "                              volsize (grow only)\n"
+            "  resize [--force] POOL/VOL SIZE\n"
+            "                              grow; shrinking (frees the data past the end)\n"
+            "                              needs --force\n"
+            "  destroy [-f] POOL/VOL       destroy (-f: disconnect its NBD clients first)\n"
+            "  uri [--tcp] POOL/VOL        print the NBD URI of the volume, e.g.\n"
+            "                              nbd+unix:///tank/disk0?socket=/run/berth/nbd.sock\n"
+            "\n"
+            "Options: -p exact numbers, -H no header, --json the API's JSON.\n");
+}
+
+#define GETOPT_LOOP(shortopts, longopts, ...)                                                    \
+    optind = 0;                                                                                  \
+    opterr = 0;                                                                                  \
+    for (int opt_; (opt_ = getopt_long(argc, argv, ":" CLI_COMMON_SHORTOPTS shortopts,           \
+                                       longopts, NULL)) != -1;) {                                \
+        if (opt_ == 'h') {                                                                       \
+            help_vol(stdout);                                                                    \
+            return EXIT_OK;                                                                      \
+        }                                                                                        \
+        if (cli_common_opt(c, opt_))                                                             \
+            continue;                                                                            \
+        switch (opt_) {                                                                          \
+            __VA_ARGS__                                                                          \
+        default: return cli_getopt_error("vol", opt_, argv);                                     \
+        }                                                                                        \
+    }
+
+static const struct option common_lo[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+
+static json_t *get(json_t *o, const char *k)
+{
+    return json_object_get(o, k);
+}
+
+/* "/pools/P/volumes/V" + suffix, from "P/V"; usage error if malformed. */
+static int vol_path(const char *arg, const char *suffix, char *out, size_t len)
+{
+    char *p, *v;
+    int rc = cli_split_vol("vol", arg, &p, &v);
+    if (rc != EXIT_OK)
+        return rc;
+    snprintf(out, len, "/pools/%s/volumes/%s%s", p, v, suffix);
+    free(p);
+    free(v);
+    return EXIT_OK;
+}
+
+static int finish(struct cli *c, int rc, json_t *resp, const char *msg, const char *arg)
+{
+    if (rc == EXIT_OK) {
+        if (c->json)
+            out_json(resp);
+        else if (msg)
+            printf(msg, arg);
+    }
+    json_decref(resp);
+    return rc;
+}
+
+static int vol_create(struct cli *c, int argc, char **argv)
+{
+    static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"thick", no_argument, NULL, 'T'},
+                                       {NULL, 0, NULL, 0}};
+    json_t *props = json_object();
+    const char *size = NULL, *vbs = NULL;
+    bool thick = false;
+    GETOPT_LOOP("b:V:o:s", lo,
+        case 'b': vbs = optarg; break;
+        case 'V': size = optarg; break;
+        case 's': break; /* sparse: the default */
+        case 'T': thick = true; break;
+        case 'o': {
+            char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg) {
+                json_decref(props);
+                return cli_usage_error("vol", "-o expects PROP=VALUE, got '%s'", optarg);
+            }
+            *eq = '\0';
+            json_object_set_new(props, optarg, json_string(eq + 1));
+            break;
+        })
+    if (!size) {
+        json_decref(props);
+        return cli_usage_error("vol", "vol create needs -V SIZE");
+    }
+    if (argc - optind != 1) {
+        json_decref(props);
+        return cli_usage_error("vol", "vol create needs exactly one POOL/VOL");
+    }
+    char *p, *v;
+    int rc = cli_split_vol("vol", argv[optind], &p, &v);
+    if (rc != EXIT_OK) {
+        json_decref(props);
+        return rc;
+    }
+    const char *slash = strchr(argv[optind], '/');
+    json_t *body = json_pack("{s:s,s:s}", "name", slash + 1, "size", size);
+    if (vbs)
+        json_object_set_new(body, "volblocksize", json_string(vbs));
+    if (thick)
+        json_object_set_new(body, "thick", json_true());
+    if (json_object_size(props))
+        json_object_set(body, "properties", props);
+    json_decref(props);
+    char path[512];
+    snprintf(path, sizeof(path), "/pools/%s/volumes", p);
+    free(p);
+    free(v);
+    json_t *resp = NULL;
+    rc = cli_call(c, "POST", path, body, &resp);
+    json_decref(body);
+    return finish(c, rc, resp, "volume %s created\n", argv[optind]);
+}
+
+static int vol_list(struct cli *c, int argc, char **argv)
+{
+    GETOPT_LOOP("", common_lo, )
+    if (argc - optind > 1)
+        return cli_usage_error("vol", "vol list takes at most one POOL");
+    char path[512] = "/volumes";
+    if (optind < argc) {
+        char *e = cli_escape(argv[optind]);
+        snprintf(path, sizeof(path), "/pools/%s/volumes", e ? e : "");
+        free(e);
+    }
+    json_t *resp = NULL;
+    int rc = cli_call(c, "GET", path, NULL, &resp);
+    if (rc != EXIT_OK || c->json)
+        return finish(c, rc, resp, NULL, NULL);
+    static const char *const hdr[] = {"NAME", "USED", "REFER", "VOLSIZE", "RATIO"};
+    struct table *t = table_new(c, 5, hdr);
+    size_t i;
+    json_t *v;
+    json_array_foreach(get(resp, "volumes"), i, v) {
+        char u[32], r[32], s[32], x[32];
+        const char *row[] = {json_string_value(get(v, "full_name")),
+                             out_size(c, get(v, "used"), u, sizeof(u)),
+                             out_size(c, get(v, "referenced"), r, sizeof(r)),
+                             out_size(c, get(v, "volsize"), s, sizeof(s)),
+                             out_ratio(c, get(v, "compressratio"), x, sizeof(x))};
+        table_row(t, row);
+    }
+    if (json_array_size(get(resp, "volumes")) == 0) {
+        table_free(t);
+        if (!c->no_header)
+            printf("no volumes\n");
+    } else {
+        table_print(t);
+    }
+    json_decref(resp);
+    return EXIT_OK;
+}
+
+enum pfmt { P_SIZE, P_STR, P_NUM, P_RATIO, P_ONOFF };
+static const struct {
+    const char *name, *key;
+    enum pfmt fmt;
+} vol_props[] = {
+    {"volsize", "volsize", P_SIZE},
+    {"volblocksize", "volblocksize", P_SIZE},
+    {"compression", "compression", P_STR},
+    {"checksum", "checksum", P_STR},
+    {"refreservation", "refreservation", P_SIZE},
+    {"readonly", "readonly", P_ONOFF},
+    {"used", "used", P_SIZE},
+    {"referenced", "referenced", P_SIZE},
+    {"logicalused", "logicalused", P_SIZE},
+    {"compressratio", "compressratio", P_RATIO},
+    {"createtxg", "create_txg", P_NUM},
+    {"guid", "guid", P_STR},
+    {"nbd_clients", "nbd_clients", P_NUM},
+    {"uri", "uri", P_STR},
+};
+#define NPROPS (sizeof(vol_props) / sizeof(vol_props[0]))
+
+static int prop_index(const char *name)
+{
+    for (size_t i = 0; i < NPROPS; i++)
+        if (strcmp(vol_props[i].name, name) == 0 || strcmp(vol_props[i].key, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int vol_get(struct cli *c, int argc, char **argv)
+{
+    GETOPT_LOOP("", common_lo, )
+    if (argc - optind != 2)
+        return cli_usage_error("vol", "vol get needs PROP|all and POOL/VOL");
+    bool want[NPROPS] = {false};
+    char *list = strdup(argv[optind]);
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (strcmp(tok, "all") == 0) {
+            for (size_t i = 0; i < NPROPS; i++)
+                want[i] = true;
+            continue;
+        }
+        int k = prop_index(tok);
+        if (k < 0) {
+            int rc = cli_usage_error("vol", "unknown volume property '%s'", tok);
+            free(list);
+            return rc;
+        }
+        want[k] = true;
+    }
+    free(list);
+    char path[512];
+    int rc = vol_path(argv[optind + 1], "", path, sizeof(path));
+    if (rc != EXIT_OK)
+        return rc;
+    json_t *resp = NULL;
+    rc = cli_call(c, "GET", path, NULL, &resp);
+    if (rc != EXIT_OK || c->json)
+        return finish(c, rc, resp, NULL, NULL);
+    static const char *const hdr[] = {"NAME", "PROPERTY", "VALUE"};
+    struct table *t = table_new(c, 3, hdr);
+    for (size_t i = 0; i < NPROPS; i++) {
+        if (!want[i])
+            continue;
+        json_t *v = get(resp, vol_props[i].key);
+        char b[4200];
+        const char *val = b;
+        switch (vol_props[i].fmt) {
+        case P_SIZE: out_size(c, v, b, sizeof(b)); break;
+        case P_RATIO: out_ratio(c, v, b, sizeof(b)); break;
+        case P_ONOFF: val = json_is_true(v) ? "on" : "off"; break;
+        case P_NUM:
+        case P_STR: out_u64(v, b, sizeof(b)); break;
+        }
+        const char *row[] = {json_string_value(get(resp, "full_name")), vol_props[i].name, val};
+        table_row(t, row);
+    }
+    table_print(t);
+    json_decref(resp);
+    return EXIT_OK;
+}
+
+static int vol_set(struct cli *c, int argc, char **argv)
+{
+    GETOPT_LOOP("", common_lo, )
+    if (argc - optind < 2)
+        return cli_usage_error("vol", "vol set needs PROP=VALUE... POOL/VOL");
+    char path[512];
+    int rc = vol_path(argv[argc - 1], "", path, sizeof(path));
+    if (rc != EXIT_OK)
+        return rc;
+    json_t *props = json_object();
+    for (int i = optind; i < argc - 1; i++) {
+        char *eq = strchr(argv[i], '=');
+        if (!eq || eq == argv[i]) {
+            json_decref(props);
+            return cli_usage_error("vol", "expected PROP=VALUE, got '%s'", argv[i]);
+        }
+        *eq = '\0';
+        json_object_set_new(props, argv[i], json_string(eq + 1));
+    }
+    json_t *body = json_pack("{s:o}", "properties", props), *resp = NULL;
+    rc = cli_call(c, "PATCH", path, body, &resp);
+    json_decref(body);
+    return finish(c, rc, resp, NULL, NULL);
+}
+
+static int vol_resize(struct cli *c, int argc, char **argv)
+{
+    static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"force", no_argument, NULL, 'f'},
+                                       {NULL, 0, NULL, 0}};
+    bool force = false;
+    GETOPT_LOOP("f", lo, case 'f': force = true; break;)
+    if (argc - optind != 2)
+        return cli_usage_error("vol", "vol resize needs POOL/VOL and SIZE");
+    char path[512];
+    int rc = vol_path(argv[optind], "/resize", path, sizeof(path));
+    if (rc != EXIT_OK)
+        return rc;
+    json_t *body = json_pack("{s:s,s:b}", "size", argv[optind + 1], "force", force), *resp = NULL;
+    rc = cli_call(c, "POST", path, body, &resp);
+    json_decref(body);
+    if (rc == EXIT_OK && !c->json) {
+        char b[32];
+        printf("volume %s: volsize %s\n", argv[optind],
+               out_size(c, get(resp, "volsize"), b, sizeof(b)));
+    }
+    return finish(c, rc, resp, NULL, NULL);
+}
+
+static int vol_destroy(struct cli *c, int argc, char **argv)
+{
+    static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"force", no_argument, NULL, 'f'},
+                                       {NULL, 0, NULL, 0}};
+    bool force = false;
+    GETOPT_LOOP("f", lo, case 'f': force = true; break;)
+    if (argc - optind != 1)
+        return cli_usage_error("vol", "vol destroy needs exactly one POOL/VOL");
+    char path[512];
+    int rc = vol_path(argv[optind], force ? "?force=1" : "", path, sizeof(path));
+    if (rc != EXIT_OK)
+        return rc;
+    json_t *resp = NULL;
+    rc = cli_call(c, "DELETE", path, NULL, &resp);
+    return finish(c, rc, resp, "volume %s destroyed\n", argv[optind]);
+}
+
+static int vol_uri(struct cli *c, int argc, char **argv)
+{
+    static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"tcp", no_argument, NULL, 'T'},
+                                       {NULL, 0, NULL, 0}};
+    bool tcp = false;
+    GETOPT_LOOP("", lo, case 'T': tcp = true; break;)
+    if (argc - optind != 1)
+        return cli_usage_error("vol", "vol uri needs exactly one POOL/VOL");
+    char path[512];
+    int rc = vol_path(argv[optind], "", path, sizeof(path));
+    if (rc != EXIT_OK)
+        return rc;
+    json_t *resp = NULL;
+    rc = cli_call(c, "GET", path, NULL, &resp);
+    if (rc == EXIT_OK && !c->json) {
+        const char *uri = json_string_value(get(resp, tcp ? "uri_tcp" : "uri"));
+        if (uri)
+            printf("%s\n", uri);
+        else
+            rc = cli_fail("berthd does not serve NBD on TCP (start it with --nbd-tcp)");
+    }
+    return finish(c, rc, resp, NULL, NULL);
+}
+
+int cmd_vol(struct cli *c, int argc, char **argv)
+{
+    if (argc < 1) {
+        help_vol(stderr);
+        return EXIT_USAGE;
+    }
+    const char *v = argv[0];
+    if (strcmp(v, "--help") == 0 || strcmp(v, "-h") == 0 || strcmp(v, "help") == 0) {
+        help_vol(stdout);
+        return EXIT_OK;
+    }
+    static const struct {
+        const char *name;
+        int (*fn)(struct cli *, int, char **);
+    } cmds[] = {
+        {"create", vol_create}, {"list", vol_list},       {"get", vol_get}, {"set", vol_set},
+        {"resize", vol_resize}, {"destroy", vol_destroy}, {"uri", vol_uri},
+    };
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        if (strcmp(v, cmds[i].name) == 0)
+            return cmds[i].fn(c, argc, argv);
+    return cli_usage_error("vol", "unknown vol command '%s'", v);
+}

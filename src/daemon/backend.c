@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The NBD backend of berthd: export "pool/vol" is volume vol of pool pool,
+ * opened with bs_vol_open.  Opening takes the pool table's read lock briefly;
+ * I/O goes straight to the engine with no berthd lock at all.  Every open
+ * handle holds a reference on its pool entry and counts in entry->handles,
+ * which export/destroy wait on before they release the pool. */
+#include "berth/store.h"
+#include "common/util.h"
+#include "daemon/berthd.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define NBD_MAX_BLOCK (32u << 20)
+
+_Static_assert(NBD_EXT_HOLE == BS_EXTENT_HOLE && NBD_EXT_ZERO == BS_EXTENT_ZERO,
+               "extent flags pass through");
+_Static_assert(NBD_IOF_FUA == BS_IO_FUA && NBD_IOF_NO_HOLE == BS_IO_NO_HOLE &&
+                   NBD_IOF_FAST_ZERO == BS_IO_FAST_ZERO,
+               "I/O flags pass through");
+
+struct handle {
+    bs_vol *vol;
+    struct pool_entry *entry;
+};
+
+static int be_open(void *opaque, const char *name, void **out, struct nbd_export_info *info,
+                   struct berr *err)
+{
+    struct pooltab *t = opaque;
+    const char *slash = strchr(name, '/');
+    if (!slash || slash == name || strchr(slash + 1, '/'))
+        return berr_set(err, ENOENT, "no export '%.200s' (exports are named POOL/VOLUME)", name);
+    if (strchr(name, '@'))
+        return berr_set(err, ENOENT, "no export '%.200s' (snapshots are not served yet)", name);
+    char pool[64], vol[64];
+    size_t plen = (size_t)(slash - name);
+    if (plen >= sizeof(pool) || strlen(slash + 1) >= sizeof(vol))
+        return berr_set(err, ENOENT, "no export '%.200s'", name);
+    memcpy(pool, name, plen);
+    pool[plen] = '\0';
+    strcpy(vol, slash + 1);
+
+    struct handle *h = calloc(1, sizeof(*h));
+    if (!h)
+        return berr_set(err, ENOMEM, "out of memory");
+    pooltab_rdlock(t);
+    struct pool_entry *e = pooltab_find(t, pool);
+    int r;
+    if (!e || !e->pool) {
+        r = berr_set(err, ENOENT, "no export '%.200s': pool %s is %s", name, pool,
+                     e ? "UNAVAIL" : "not imported");
+    } else {
+        r = bs_vol_open(e->pool, vol, &h->vol, err);
+        if (r == 0) {
+            h->entry = e;
+            pool_entry_ref(e);
+            atomic_fetch_add(&e->handles, 1);
+        }
+    }
+    pooltab_unlock(t);
+    if (r < 0) {
+        free(h);
+        return r;
+    }
+    memset(info, 0, sizeof(*info));
+    info->size = bs_vol_size(h->vol);
+    info->min_block = 1;
+    info->pref_block = bs_vol_blocksize(h->vol);
+    info->max_block = NBD_MAX_BLOCK;
+    info->readonly = bs_vol_readonly(h->vol);
+    info->can_trim = info->can_zero = info->can_fast_zero = true;
+    info->can_flush = info->can_fua = info->can_cache = info->can_multi_conn = true;
+    snprintf(info->description, sizeof(info->description), "berth volume %s", name);
+    *out = h;
+    return 0;
+}
+
+static void be_close(void *handle)
+{
+    struct handle *h = handle;
+    if (!h)
+        return;
+    bs_vol_close(h->vol);
+    atomic_fetch_sub(&h->entry->handles, 1);
+    pool_entry_unref(h->entry);
+    free(h);
+}
+
+struct list_ctx {
+    const char *pool;
+    int (*cb)(const char *name, const char *desc, void *o);
+    void *o;
+};
+
+static int list_vol(const struct bs_vol_props *p, void *opaque)
+{
+    struct list_ctx *l = opaque;
+    char name[160];
+    snprintf(name, sizeof(name), "%s/%s", l->pool, p->name);
+    return l->cb(name, "berth volume", l->o);
+}
+
+static int be_list(void *opaque, int (*cb)(const char *name, const char *desc, void *o), void *o)
+{
+    struct pooltab *t = opaque;
+    int r = 0;
+    pooltab_rdlock(t);
+    for (struct pool_entry *e = t->head; e && r == 0; e = e->next) {
+        if (!e->pool)
+            continue;
+        struct list_ctx l = {e->name, cb, o};
+        r = bs_vol_list(e->pool, list_vol, &l, NULL);
+    }
+    pooltab_unlock(t);
+    return r < 0 ? r : 0;
+}
+
+static int be_pread(void *handle, void *buf, uint32_t len, uint64_t off)
+{
+    return bs_vol_pread(((struct handle *)handle)->vol, buf, len, off);
+}
+
+static int be_pwrite(void *handle, const void *buf, uint32_t len, uint64_t off, unsigned flags)
+{
+    return bs_vol_pwrite(((struct handle *)handle)->vol, buf, len, off, flags);
+}
+
+static int be_zero(void *handle, uint32_t len, uint64_t off, unsigned flags)
+{
+    return bs_vol_zero(((struct handle *)handle)->vol, len, off, flags);
+}
+
+static int be_trim(void *handle, uint32_t len, uint64_t off, unsigned flags)
+{
+    return bs_vol_trim(((struct handle *)handle)->vol, len, off, flags);
+}
+
+static int be_flush(void *handle)
+{
+    return bs_vol_flush(((struct handle *)handle)->vol);
+}
+
+static int be_cache(void *handle, uint32_t len, uint64_t off)
+{
+    return bs_vol_cache(((struct handle *)handle)->vol, len, off);
+}
+
+static int be_block_status(void *handle, uint32_t len, uint64_t off,
+                           int (*cb)(uint64_t off, uint64_t len, unsigned flags, void *o),
+                           void *o)
+{
+    return bs_vol_block_status(((struct handle *)handle)->vol, len, off, cb, o);
+}
+
+static uint64_t be_get_size(void *handle)
+{
+    return bs_vol_size(((struct handle *)handle)->vol);
+}
+
+void backend_init(struct nbd_backend *be, struct pooltab *t)
+{
+    memset(be, 0, sizeof(*be));
+    be->size = sizeof(*be);
+    be->opaque = t;
+    be->open = be_open;
+    be->close = be_close;
+    be->list = be_list;
+    be->pread = be_pread;
+    be->pwrite = be_pwrite;
+    be->zero = be_zero;
+    be->trim = be_trim;
+    be->flush = be_flush;
+    be->cache = be_cache;
+    be->block_status = be_block_status;
+    be->get_size = be_get_size;
+}

@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The pool registry: <state>/pools.json remembers which pools berthd had
+ * (name -> vdev paths) and where exported pools lived, so that a restart
+ * (clean or after SIGKILL) re-imports them.  It is rewritten atomically after
+ * every change of the set of pools.  Format:
+ *
+ *   {"version": 1,
+ *    "pools":    {"tank": {"vdevs": ["/srv/tank.img"]}},
+ *    "exported": {"old":  {"vdevs": ["/srv/old.img"]}}}
+ */
+#include "common/log.h"
+#include "common/util.h"
+#include "daemon/berthd.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define REGISTRY_MAX (4 << 20)
+
+/* Extract up to 8 vdev paths of an entry; false if malformed. */
+static bool entry_vdevs(json_t *v, const char **out, size_t *n)
+{
+    json_t *arr = json_object_get(v, "vdevs");
+    *n = 0;
+    if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > 8)
+        return false;
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        const char *s = json_string_value(json_array_get(arr, i));
+        if (!s || s[0] != '/')
+            return false;
+        out[(*n)++] = s;
+    }
+    return true;
+}
+
+static void import_one(struct berthd *d, const char *name, const char *const *vdevs, size_t n)
+{
+    struct berr err = {0};
+    bs_pool *p = NULL;
+    int r = bs_pool_import(vdevs, n, name, &p, &err);
+    if (r < 0) {
+        blog_err("pool %s: cannot import from %s: %s (listed as UNAVAIL)", name, vdevs[0],
+                 err.msg);
+        pooltab_add(&d->pools, name, NULL, vdevs, n, err.msg[0] ? err.msg : strerror(-r),
+                    NULL);
+        return;
+    }
+    if (pooltab_add(&d->pools, name, p, vdevs, n, NULL, &err) < 0) {
+        blog_err("pool %s: %s", name, err.msg);
+        bs_pool_close(p);
+        return;
+    }
+    blog_info("pool %s imported from %s", name, vdevs[0]);
+}
+
+static void move_aside(const char *path, const char *why)
+{
+    char bad[PATH_MAX + 64];
+    snprintf(bad, sizeof(bad), "%s.corrupt-%ld", path, (long)time(NULL));
+    if (rename(path, bad) == 0)
+        blog_err("%s: %s; moved to %s, starting with no pools", path, why, bad);
+    else
+        blog_err("%s: %s; starting with no pools", path, why);
+}
+
+void registry_load(struct berthd *d)
+{
+    struct berr err = {0};
+    char *text = NULL;
+    size_t len = 0;
+    int r = read_file_all(d->pools_json, REGISTRY_MAX, &text, &len, &err);
+    if (r == -ENOENT)
+        return;
+    if (r < 0) {
+        blog_err("cannot read %s: %s; starting with no pools", d->pools_json, err.msg);
+        return;
+    }
+    json_error_t je;
+    json_t *root = json_loadb(text, len, 0, &je);
+    free(text);
+    json_t *pools = json_object_get(root, "pools");
+    json_t *exported = json_object_get(root, "exported");
+    if (!json_is_object(root) || !json_is_object(pools) ||
+        (exported && !json_is_object(exported))) {
+        move_aside(d->pools_json, root ? "unexpected content" : je.text);
+        json_decref(root);
+        return;
+    }
+    const char *name;
+    json_t *v;
+    const char *vdevs[8];
+    size_t n;
+    json_object_foreach(exported, name, v) {
+        if (validate_name(name, "pool", NULL) == 0 && entry_vdevs(v, vdevs, &n))
+            pooltab_remember_exported(&d->pools, name, vdevs, n);
+    }
+    json_object_foreach(pools, name, v) {
+        if (validate_name(name, "pool", &err) < 0 || !entry_vdevs(v, vdevs, &n)) {
+            blog_err("%s: skipping malformed entry '%.64s'", d->pools_json, name);
+            continue;
+        }
+        import_one(d, name, vdevs, n);
+    }
+    json_decref(root);
+}
+
+static json_t *entries(struct pool_entry *e)
+{
+    json_t *o = json_object();
+    for (; o && e; e = e->next) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < e->nvdevs; i++)
+            json_array_append_new(arr, json_string(e->vdevs[i]));
+        json_object_set_new(o, e->name, json_pack("{s:o}", "vdevs", arr));
+    }
+    return o;
+}
+
+void registry_save(void *opaque)
+{
+    struct berthd *d = opaque;
+    json_t *root = json_pack("{s:i,s:o,s:o}", "version", 1, "pools", entries(d->pools.head),
+                             "exported", entries(d->pools.exported));
+    char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+    json_decref(root);
+    struct berr err = {0};
+    if (!text) {
+        blog_err("cannot save %s: out of memory", d->pools_json);
+        return;
+    }
+    size_t len = strlen(text);
+    text[len] = '\n';
+    if (write_file_atomic(d->pools_json, text, len + 1, 0600, &err) < 0)
+        blog_err("cannot save %s: %s", d->pools_json, err.msg);
+    free(text);
+}
+
+void registry_close_all(struct berthd *d)
+{
+    pooltab_wrlock(&d->pools);
+    for (struct pool_entry *e = d->pools.head; e; e = e->next) {
+        if (!e->pool)
+            continue;
+        blog_info("pool %s: closing", e->name);
+        bs_pool_close(e->pool);
+        e->pool = NULL;
+    }
+    pooltab_unlock(&d->pools);
+}

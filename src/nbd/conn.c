@@ -1,0 +1,487 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* One client connection: its reader thread, its pool of requests and the
+ * way replies leave the socket.
+ *
+ * State machine (the reader thread drives it):
+ *
+ *   HANDSHAKE     nbd_handshake() under a receive timeout
+ *        | GO / EXPORT_NAME            \ ABORT, EOF, violation, timeout
+ *        v                              v
+ *   TRANSMISSION  read header (+payload), validate, queue to the workers;
+ *        |        batches are handed over before the reader can block
+ *        | DISC, EOF, bad magic, oversized write, socket error, kick
+ *        v
+ *   DRAINING      stop reading; wait until every request has been replied
+ *        |        to or dropped (inflight == 0); stop the flusher
+ *        v
+ *   ZOMBIE        socket shut down, export closed, on srv->zombies; the
+ *                 next accept (or nbd_server_free) joins the thread, closes
+ *                 the fd and frees the struct
+ *
+ * Sending: a worker that finished a request takes c->wlock and, if nothing
+ * is queued before it, writes the whole reply with one non-blocking
+ * sendmsg().  If the socket is full the rest of the reply is queued and the
+ * connection's flusher thread (started on first need) writes the queue with
+ * blocking sends.  So a client that stops reading its replies stalls only
+ * its own flusher, never the shared workers; and since queued replies count
+ * as in flight, its reader stops at the budget below and memory stays
+ * bounded.  Once a send fails the connection is "broken": later replies are
+ * dropped and the socket is shut down, which ends the reader.
+ *
+ * Budget: at most NBD_CONN_MAX_INFLIGHT requests and NBD_CONN_MAX_BYTES of
+ * buffers per connection (one oversized request is always admitted when
+ * nothing else is in flight, so progress is guaranteed).
+ *
+ * Locks: srv->lock > c->lock; c->wlock is never held with another lock
+ * except that req_put() (c->lock) may run after it is released. */
+#include "nbd/nbd_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+
+#define NBD_CONN_MAX_INFLIGHT 64u
+#define NBD_CONN_MAX_BYTES (64u << 20)
+#define NBD_RBUF_SIZE (128u * 1024)
+#define NBD_KEEP_BUF (1u << 20)       /* pooled requests keep buffers up to this */
+#define NBD_REQ_OVERHEAD 4096u        /* charge of a request without data */
+#define NBD_BATCH 16u
+#define NBD_HANDSHAKE_TIMEOUT_S 60
+#define NBD_THREAD_STACK (512u * 1024)
+
+/* ---- socket I/O ------------------------------------------------------------ */
+static int sock_read(void *o, void *buf, size_t len)
+{
+    struct nbd_conn *c = o;
+    uint8_t *p = buf;
+    while (len) {
+        ssize_t n = recv(c->fd, p, len, MSG_WAITALL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EPIPE;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int sock_write(void *o, const void *buf, size_t len)
+{
+    struct nbd_conn *c = o;
+    const uint8_t *p = buf;
+    while (len) {
+        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Send what is left of r's reply.  1 when all is sent, 0 when the socket is
+ * full (only with MSG_DONTWAIT), -errno on error. */
+static int send_reply(int fd, struct nbd_req *r, int flags)
+{
+    while (r->iovpos < r->iovcnt) {
+        struct msghdr m = {.msg_iov = r->iov + r->iovpos,
+                           .msg_iovlen = (size_t)(r->iovcnt - r->iovpos)};
+        ssize_t n = sendmsg(fd, &m, flags | MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            return -errno;
+        }
+        size_t left = (size_t)n;
+        while (left && r->iovpos < r->iovcnt) {
+            struct iovec *v = &r->iov[r->iovpos];
+            if (left >= v->iov_len) {
+                left -= v->iov_len;
+                r->iovpos++;
+            } else {
+                v->iov_base = (uint8_t *)v->iov_base + left;
+                v->iov_len -= left;
+                left = 0;
+            }
+        }
+    }
+    return 1;
+}
+
+/* ---- request pool and budget ---------------------------------------------- */
+static bool budget_ok(const struct nbd_conn *c, size_t charge)
+{
+    return c->inflight == 0 ||
+           (c->inflight < NBD_CONN_MAX_INFLIGHT && c->inflight_bytes + charge <= NBD_CONN_MAX_BYTES);
+}
+
+/* Take a request, waiting for budget if `wait`; NULL if !wait and no budget,
+ * or on allocation failure. */
+static struct nbd_req *req_get(struct nbd_conn *c, size_t charge, bool wait)
+{
+    pthread_mutex_lock(&c->lock);
+    while (!budget_ok(c, charge)) {
+        if (!wait) {
+            pthread_mutex_unlock(&c->lock);
+            return NULL;
+        }
+        pthread_cond_wait(&c->cond, &c->lock);
+    }
+    struct nbd_req *r = c->free_reqs;
+    if (r) {
+        c->free_reqs = r->next;
+        c->nfree--;
+    }
+    c->inflight++;
+    c->inflight_bytes += charge;
+    pthread_mutex_unlock(&c->lock);
+    if (!r && !(r = calloc(1, sizeof(*r)))) {
+        pthread_mutex_lock(&c->lock);
+        c->inflight--;
+        c->inflight_bytes -= charge;
+        pthread_mutex_unlock(&c->lock);
+        return NULL;
+    }
+    r->next = NULL;
+    r->conn = c;
+    r->charge = charge;
+    r->error = 0;
+    r->errmsg = NULL;
+    return r;
+}
+
+static void req_free(struct nbd_req *r)
+{
+    free(r->buf);
+    free(r);
+}
+
+static void req_put(struct nbd_conn *c, struct nbd_req *r)
+{
+    pthread_mutex_lock(&c->lock);
+    c->inflight--;
+    c->inflight_bytes -= r->charge;
+    if (c->nfree < NBD_CONN_MAX_INFLIGHT && r->cap <= NBD_KEEP_BUF) {
+        r->next = c->free_reqs;
+        c->free_reqs = r;
+        c->nfree++;
+        r = NULL;
+    }
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    if (r)
+        req_free(r);
+}
+
+/* ---- sending ---------------------------------------------------------------- */
+static void set_broken(struct nbd_conn *c)
+{
+    /* wlock held */
+    if (!c->broken) {
+        c->broken = true;
+        shutdown(c->fd, SHUT_RDWR);
+    }
+}
+
+static void *flusher_main(void *arg)
+{
+    struct nbd_conn *c = arg;
+    pthread_mutex_lock(&c->wlock);
+    for (;;) {
+        while (!c->sendq && !c->closing)
+            pthread_cond_wait(&c->wcond, &c->wlock);
+        struct nbd_req *r = c->sendq;
+        if (!r)
+            break;
+        c->sendq = r->next;
+        if (!c->sendq)
+            c->sendq_tail = &c->sendq;
+        c->flusher_busy = true;
+        bool broken = c->broken;
+        pthread_mutex_unlock(&c->wlock);
+
+        int ret = broken ? -EPIPE : send_reply(c->fd, r, 0);
+        req_put(c, r);
+
+        pthread_mutex_lock(&c->wlock);
+        if (ret < 0)
+            set_broken(c);
+        c->flusher_busy = false;
+    }
+    pthread_mutex_unlock(&c->wlock);
+    return NULL;
+}
+
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setstacksize(&a, NBD_THREAD_STACK);
+    int e = pthread_create(t, &a, fn, arg);
+    pthread_attr_destroy(&a);
+    return -e;
+}
+
+void nbd_conn_send(struct nbd_conn *c, struct nbd_req *r)
+{
+    pthread_mutex_lock(&c->wlock);
+    if (c->broken)
+        goto drop;
+    if (!c->sendq && !c->flusher_busy) {
+        int ret = send_reply(c->fd, r, MSG_DONTWAIT);
+        if (ret != 0) {
+            if (ret < 0)
+                set_broken(c);
+            goto drop;
+        }
+    }
+    if (!c->flusher_started) {
+        if (start_thread(&c->flusher, flusher_main, c) < 0) {
+            set_broken(c);
+            goto drop;
+        }
+        c->flusher_started = true;
+    }
+    r->next = NULL;
+    *c->sendq_tail = r;
+    c->sendq_tail = &r->next;
+    pthread_cond_signal(&c->wcond);
+    pthread_mutex_unlock(&c->wlock);
+    return;
+drop:
+    pthread_mutex_unlock(&c->wlock);
+    req_put(c, r);
+}
+
+/* ---- reading ------------------------------------------------------------------ */
+struct batch {
+    struct nbd_req *head, **tail;
+    unsigned n;
+};
+
+static void batch_flush(struct nbd_server *srv, struct batch *b)
+{
+    if (b->n)
+        nbd_server_submit(srv, b->head, b->tail, b->n);
+    b->head = NULL;
+    b->tail = &b->head;
+    b->n = 0;
+}
+
+static size_t req_charge(const struct nbd_request *rq)
+{
+    switch (rq->type) {
+    case NBD_CMD_READ:
+    case NBD_CMD_WRITE:
+        return NBD_REQ_OVERHEAD + rq->len;
+    case NBD_CMD_BLOCK_STATUS:
+        return NBD_REQ_OVERHEAD + NBD_BS_MAX_EXTENTS * NBD_BS_DESC;
+    default:
+        return NBD_REQ_OVERHEAD;
+    }
+}
+
+static void transmit(struct nbd_conn *c)
+{
+    struct nbd_session *s = &c->sess;
+    _cleanup_free_ uint8_t *rb = malloc(NBD_RBUF_SIZE);
+    size_t rpos = 0, rlen = 0;
+    struct batch b = {NULL, &b.head, 0};
+
+    if (!rb)
+        return;
+    for (;;) {
+        if (rlen - rpos < NBD_REQUEST_SIZE) {
+            /* about to block: let the workers start on what we have */
+            batch_flush(c->srv, &b);
+            memmove(rb, rb + rpos, rlen - rpos);
+            rlen -= rpos;
+            rpos = 0;
+            ssize_t n = recv(c->fd, rb + rlen, NBD_RBUF_SIZE - rlen, 0);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            rlen += (size_t)n;
+            continue;
+        }
+        struct nbd_request rq;
+        nbd_request_parse(rb + rpos, &rq);
+        rpos += NBD_REQUEST_SIZE;
+        if (s->be->get_size)
+            s->size = s->be->get_size(s->handle);
+        const char *msg;
+        int err = nbd_request_check(&rq, s, &msg);
+        if (err == NBD_CHECK_DISCONNECT) {
+            blog_debug("nbd: %s: closing connection: %s", s->name, msg);
+            break;
+        }
+        if (rq.type == NBD_CMD_DISC)
+            break;
+
+        size_t charge = req_charge(&rq);
+        struct nbd_req *r = req_get(c, charge, false);
+        if (!r) {
+            batch_flush(c->srv, &b);
+            if (!(r = req_get(c, charge, true)))
+                break;
+        }
+        r->rq = rq;
+        r->error = err;
+        r->errmsg = msg;
+        if (nbd_request_has_payload(&rq)) {
+            /* read it even when the request is refused, to stay in sync */
+            if (nbd_req_reserve(r, rq.len) < 0) {
+                req_put(c, r);
+                break;
+            }
+            size_t have = MIN(rlen - rpos, (size_t)rq.len);
+            memcpy(r->buf, rb + rpos, have);
+            rpos += have;
+            if (have < rq.len) {
+                batch_flush(c->srv, &b);
+                if (sock_read(c, r->buf + have, rq.len - have) < 0) {
+                    req_put(c, r);
+                    break;
+                }
+            }
+        }
+        *b.tail = r;
+        b.tail = &r->next;
+        if (++b.n >= NBD_BATCH)
+            batch_flush(c->srv, &b);
+    }
+    batch_flush(c->srv, &b);
+}
+
+/* ---- lifecycle -------------------------------------------------------------------- */
+static void *reader_main(void *arg)
+{
+    struct nbd_conn *c = arg;
+    struct nbd_server *srv = c->srv;
+    struct timeval tv = {.tv_sec = NBD_HANDSHAKE_TIMEOUT_S};
+    struct nbd_hs_io io = {sock_read, sock_write, c};
+
+    /* a client that connects and says nothing must not hold a thread forever */
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    int ret = nbd_handshake(&srv->be, &io, &c->sess);
+    if (ret == 0) {
+        tv.tv_sec = 0;
+        setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        pthread_mutex_lock(&srv->lock);
+        c->transmitting = true;
+        pthread_mutex_unlock(&srv->lock);
+        transmit(c);
+    } else {
+        blog_debug("nbd: handshake ended: %s", strerror(-ret));
+    }
+
+    /* DRAINING */
+    pthread_mutex_lock(&c->lock);
+    while (c->inflight)
+        pthread_cond_wait(&c->cond, &c->lock);
+    pthread_mutex_unlock(&c->lock);
+    pthread_mutex_lock(&c->wlock);
+    c->closing = true;
+    pthread_cond_signal(&c->wcond);
+    pthread_mutex_unlock(&c->wlock);
+    if (c->flusher_started)
+        pthread_join(c->flusher, NULL);
+
+    /* ZOMBIE: the peer sees EOF now, the fd is closed by the reaper */
+    shutdown(c->fd, SHUT_RDWR);
+    nbd_session_close(&c->sess);
+    pthread_mutex_lock(&srv->lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->transmitting = false;
+    srv->nconns--;
+    c->prev = NULL;
+    c->next = srv->zombies;
+    srv->zombies = c;
+    pthread_cond_broadcast(&srv->cond);
+    pthread_mutex_unlock(&srv->lock);
+    return NULL;
+}
+
+static void conn_free(struct nbd_conn *c)
+{
+    while (c->free_reqs) {
+        struct nbd_req *r = c->free_reqs;
+        c->free_reqs = r->next;
+        req_free(r);
+    }
+    if (c->fd >= 0)
+        close(c->fd);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->wlock);
+    pthread_cond_destroy(&c->wcond);
+    free(c);
+}
+
+void nbd_conn_reap(struct nbd_server *srv)
+{
+    pthread_mutex_lock(&srv->lock);
+    struct nbd_conn *z = srv->zombies;
+    srv->zombies = NULL;
+    pthread_mutex_unlock(&srv->lock);
+    while (z) {
+        struct nbd_conn *next = z->next;
+        pthread_join(z->reader, NULL);
+        conn_free(z);
+        z = next;
+    }
+}
+
+int nbd_conn_start(struct nbd_server *srv, int fd)
+{
+    struct nbd_conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return -ENOMEM;
+    }
+    c->srv = srv;
+    c->fd = fd;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    pthread_mutex_init(&c->wlock, NULL);
+    pthread_cond_init(&c->wcond, NULL);
+    c->sendq_tail = &c->sendq;
+
+    pthread_mutex_lock(&srv->lock);
+    if (srv->stopping || srv->nconns >= srv->opts.max_conns) {
+        pthread_mutex_unlock(&srv->lock);
+        conn_free(c);
+        return -EBUSY;
+    }
+    int ret = start_thread(&c->reader, reader_main, c);
+    if (ret < 0) {
+        pthread_mutex_unlock(&srv->lock);
+        conn_free(c);
+        return ret;
+    }
+    /* the reader cannot unlink itself before we release srv->lock */
+    c->next = srv->conns;
+    if (c->next)
+        c->next->prev = c;
+    srv->conns = c;
+    srv->nconns++;
+    pthread_mutex_unlock(&srv->lock);
+    return 0;
+}

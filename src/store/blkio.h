@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Block I/O: the one place where block pointers turn into bytes and back.
+ *
+ * Reading a pointer: range check -> cache lookup (vdev, offset, birth) ->
+ * vdev read of the stored bytes -> checksum against the pointer ->
+ * decompress -> cache insert.  A mismatch anywhere counts a checksum error on
+ * the vdev and returns -EIO: wrong data is never handed out.
+ *
+ * Writing a block: all-zero data becomes a hole (no storage) when asked,
+ * otherwise compress (kept only if it saves 1/8), pad to the sector,
+ * checksum the stored bytes, allocate, write, fill the pointer.  Each writer
+ * thread brings its own scratch buffer so nothing is allocated per block. */
+#ifndef BERTH_STORE_BLKIO_H
+#define BERTH_STORE_BLKIO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/alloc.h"
+#include "store/bp.h"
+#include "store/cache.h"
+#include "store/vdev.h"
+
+/* The I/O context of one pool (fixed after import/create). */
+struct blkio {
+    struct vdev *vd;
+    struct alloc *alloc;
+    struct bcache *cache;
+    uint32_t cache_id;   /* distinguishes pools in the shared cache */
+    uint64_t data_start; /* absolute device offset of the data area */
+    uint64_t data_size;  /* bytes in the data area */
+    int ashift;
+};
+
+#define BLK_NOCACHE 1u /* read from the device even if cached, do not insert */
+
+/* Read and verify the block `bp` (not a hole).  On success *out holds a new
+ * reference to a buffer of bp->lsize bytes; the caller unrefs it. */
+int blk_read(const struct blkio *io, const struct blkptr *bp, unsigned flags, struct cbuf **out);
+
+/* Per-thread scratch space for blk_write. */
+struct blk_scratch {
+    uint8_t *buf;
+    size_t cap;
+};
+int blk_scratch_init(struct blk_scratch *s, uint32_t max_lsize, int ashift);
+void blk_scratch_free(struct blk_scratch *s);
+
+struct blk_wprops {
+    uint8_t type;  /* enum bp_type */
+    uint8_t level;
+    uint8_t comp;  /* enum bs_compress */
+    int comp_level;
+    uint8_t cksum; /* enum bs_checksum */
+    bool zero_is_hole;
+};
+
+/* Write lsize bytes from `data` (or from cb->data when data is NULL) for txg.
+ * Fills *bp (fill = 1 for data; the caller sets fill of indirects).  When `cb`
+ * is given and a block was written, the cache takes a reference to it under
+ * the new key, so the next read of the block is a hit. */
+int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_t lsize,
+              const struct blk_wprops *wp, uint64_t txg, struct blk_scratch *s,
+              struct blkptr *bp);
+
+/* Free the storage of bp (nothing for a hole) in txg. */
+void blk_free(const struct blkio *io, const struct blkptr *bp, uint64_t txg);
+
+/* Count a checksum error on the vdev (used by decoders of read blocks). */
+void blk_count_cksum_error(const struct blkio *io);
+
+#endif

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Objects: radix trees of block pointers over fixed-size data blocks
+ * (docs/FORMAT.md section 6).  Volumes and the MOS are objects.
+ *
+ * Lookups are lock-free walks from a copied root.  objtree_sync applies one
+ * txg's sorted leaf updates bottom-up, copy-on-write: every touched indirect
+ * is written anew and the old one freed in the syncing txg; an indirect
+ * whose children are all holes becomes a hole.  The descriptor's accounting
+ * (allocated, logical, physical bytes) is kept exact by deltas. */
+#ifndef BERTH_STORE_OBJTREE_H
+#define BERTH_STORE_OBJTREE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/blkio.h"
+
+#define OBJDESC_SIZE 192
+#define IND_SHIFT 15
+#define IND_SIZE (1u << IND_SHIFT)
+#define IND_NBP (IND_SIZE / BP_SIZE) /* 256 */
+#define OBJ_MAX_LEVELS 8 /* root level <= 7: 2^56 blocks */
+
+struct objdesc {
+    struct blkptr root;
+    uint8_t levels;  /* 1 = root is data block 0 */
+    uint8_t dshift;  /* log2 data block size */
+    uint8_t ishift;  /* IND_SHIFT */
+    uint64_t nblocks;   /* max block id + 1 covered */
+    uint64_t allocated; /* asize of every block of the tree */
+    uint64_t logical;   /* lsize of non-hole data blocks */
+    uint64_t physical;  /* asize of data blocks */
+};
+
+/* An empty object of `nblocks` blocks of 1<<dshift bytes. */
+void objdesc_init(struct objdesc *od, int dshift, uint64_t nblocks);
+void objdesc_encode(const struct objdesc *od, uint8_t out[OBJDESC_SIZE]);
+/* -EILSEQ if the descriptor is inconsistent. */
+int objdesc_decode(const uint8_t in[OBJDESC_SIZE], struct objdesc *od);
+/* Levels needed to address nblocks data blocks. */
+int objtree_levels_for(uint64_t nblocks);
+
+/* Find the pointer of data block blkid (a hole beyond the tree).  When the
+ * answer is a hole found at an indirect level, *hole_blocks (if non-NULL)
+ * is the number of blocks from blkid to the end of that hole's span (1 for a
+ * data-level hole).  -EIO if a block on the path fails verification. */
+int objtree_lookup(const struct blkio *io, const struct objdesc *od, uint64_t blkid,
+                   struct blkptr *out, uint64_t *hole_blocks);
+
+struct leaf_update {
+    uint64_t blkid;
+    struct blkptr bp; /* new pointer (data block or hole) */
+};
+
+struct objtree_wctx {
+    const struct blkio *io;
+    uint64_t txg;
+    uint8_t cksum;         /* checksum type for indirect blocks */
+    uint8_t dtype;         /* bp type of the data blocks (for holes) */
+    struct blk_scratch *s;
+};
+
+/* Apply updates u[0..n) (sorted by blkid, unique, all < new_nblocks) and
+ * resize the object to new_nblocks (freeing blocks at or beyond it).  The
+ * old leaves replaced by the updates are freed in w->txg.  On error the
+ * descriptor is unchanged but blocks may have been allocated/freed: the txg
+ * must not commit. */
+int objtree_sync(const struct objtree_wctx *w, struct objdesc *od, const struct leaf_update *u,
+                 size_t n, uint64_t new_nblocks);
+
+/* Free every block of the object in w->txg (volume destroy). */
+int objtree_free_all(const struct objtree_wctx *w, struct objdesc *od);
+
+/* Visit every non-hole block pointer of the tree (indirects before their
+ * children), reading and verifying every indirect with `flags`.  cb returns
+ * non-zero to stop (that value is returned). */
+typedef int (*objtree_visit_fn)(const struct blkptr *bp, uint64_t blkid, void *opaque);
+int objtree_walk(const struct blkio *io, const struct objdesc *od, unsigned flags,
+                 objtree_visit_fn cb, void *opaque);
+
+#endif

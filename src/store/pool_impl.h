@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Internal state of a pool and its volumes, shared by the engine core
+ * (pool.c, vol.c, voladmin.c, txg.c, check.c).
+ *
+ * Lock order (docs/ARCHITECTURE.md):
+ *   pool->admin_lock (control-plane calls, held across their txg waits)
+ *   -> pool->lock (namespace: dataset list, records, props)
+ *   -> ds->lock (dirty maps, committed root)
+ *   -> txg.lock
+ *   -> alloc / cache internal locks (leaves).
+ * pool->txg.sync_mutex is held by the sync thread across a whole txg; it is
+ * taken before pool->lock and never while holding ds->lock or txg.lock.
+ * No lock is held across device I/O except sync_mutex.
+ *
+ * Ownership: a `struct ds` (dataset: a volume) is reference-counted: the
+ * pool's list holds one reference until the txg that destroys it has
+ * committed, every open bs_vol handle holds one, the sync thread holds one
+ * per txg.  The committed tree `od` and the syncing map are written only by
+ * the sync thread (at publish, under ds->lock); the open map by writers under
+ * ds->lock. */
+#ifndef BERTH_STORE_POOL_IMPL_H
+#define BERTH_STORE_POOL_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "berth/store.h"
+#include "store/alloc.h"
+#include "store/blkio.h"
+#include "store/label.h"
+#include "store/mos.h"
+#include "store/objtree.h"
+#include "store/txg.h"
+#include "store/vdev.h"
+
+/* A dirty block of an open or syncing txg. */
+struct dirty_ent {
+    struct dirty_ent *next; /* hash chain */
+    uint64_t blkid;
+    struct cbuf *buf;       /* NULL: the whole block reads as zeros (hole) */
+};
+
+#define DIRTY_HOLE_BYTES 256 /* accounted per hole entry, so trims push syncs too */
+
+/* Hash map blkid -> dirty_ent (power-of-two buckets, grows at load 1). */
+struct dmap {
+    struct dirty_ent **tab;
+    size_t mask;
+    size_t count;
+    uint64_t bytes;
+};
+
+struct ds {
+    struct bs_pool *pool;
+    _Atomic int refs;
+    struct ds *next;          /* pool list (pool->lock) */
+    /* pool->lock: */
+    struct mos_ds rec;        /* persistent record; rec.od unused (see od) */
+    bool destroying;          /* gone from the namespace, freed by the next txg */
+    int nopen;                /* open handles */
+    /* lock-free copies for the data path */
+    _Atomic uint64_t volsize;
+    _Atomic bool readonly;
+    _Atomic bool gone;        /* destroyed while open: I/O fails */
+    /* ds->lock: */
+    pthread_mutex_t lock;
+    struct dmap open, syncing;
+    uint64_t open_txg;        /* txg of the open map */
+    uint64_t gen;             /* bumped at quiesce and publish */
+    uint64_t last_write_txg;  /* for bs_vol_flush */
+    struct objdesc od;        /* committed tree */
+};
+
+struct bs_vol {
+    struct bs_pool *pool;
+    struct ds *ds;
+};
+
+struct bs_pool {
+    char name[64];
+    uint64_t guid;
+    struct vdev *vd;
+    struct label_hdr hdr;
+    struct blkio io;
+    bool readonly;
+    pthread_mutex_t admin_lock;
+    pthread_mutex_t lock;
+    struct ds *ds_list;
+    uint64_t next_id;
+    uint8_t autotrim, comp, comp_level, cksum;
+    bool mos_dirty;           /* a namespace/property change waits for a txg */
+    /* committed MOS (sync thread; read by check under sync_mutex) */
+    struct objdesc mos_od;
+    uint8_t *mos_bytes;
+    size_t mos_len;
+    _Atomic uint64_t free_est; /* free bytes after the last txg (ENOSPC guard) */
+    uint64_t slop;             /* bytes kept free for metadata COW */
+    struct txg txg;
+};
+
+/* datasets (voladmin.c) */
+struct ds *ds_new(struct bs_pool *p, const struct mos_ds *rec);
+void ds_ref(struct ds *ds);
+void ds_unref(struct ds *ds);
+/* Find a live (not destroying) dataset by name; caller holds pool->lock. */
+struct ds *ds_find(struct bs_pool *p, const char *name);
+
+/* dirty maps (vol.c) */
+void dmap_clear(struct dmap *m); /* unref buffers, free entries */
+
+/* shared block cache (pool.c) */
+uint32_t pool_cache_id(void);
+
+/* Drop the pool without syncing or touching the labels: what a crash leaves
+ * behind.  For tests only. */
+void pool_abandon(bs_pool *p);
+
+#endif

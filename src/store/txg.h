@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Transaction groups: the sync thread of a pool, the dirty throttle and the
+ * waits for durability.  The state machine is described in txg.c. */
+#ifndef BERTH_STORE_TXG_H
+#define BERTH_STORE_TXG_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/blkio.h"
+
+struct bs_pool;
+struct wpool;
+
+struct txg {
+    pthread_mutex_t lock;     /* protects the fields up to `fault` */
+    pthread_cond_t cv_kick;   /* the sync thread waits here */
+    pthread_cond_t cv_done;   /* waiters: committed advanced, dirty dropped, fault */
+    uint64_t open_txg;        /* txg taking writes (changed under pool->lock too) */
+    uint64_t committed_txg;   /* last durable txg */
+    uint64_t want_txg;        /* highest txg someone waits for */
+    uint64_t last_sync_ns;
+    bool shutdown, started;
+    int fault;                /* first fatal sync error (-errno); 0 = healthy */
+    _Atomic uint64_t dirty_bytes; /* open + syncing dirty buffers */
+    _Atomic bool kicked;      /* a writer asked for an early sync */
+    _Atomic bool open_dirty;  /* the open txg holds changes */
+    pthread_mutex_t sync_mutex; /* held across one whole txg sync */
+    pthread_t thread;
+    struct wpool *workers;
+    struct blk_scratch scratch; /* the sync thread's own */
+};
+
+/* Set up (no thread yet); committed = the txg the pool was loaded at. */
+int txg_init(struct bs_pool *p, uint64_t committed);
+/* Start the sync thread and its workers. */
+int txg_start(struct bs_pool *p);
+/* Stop the thread (no final sync: call txg_sync_all first if wanted) and
+ * free everything.  Safe on a txg that was never started. */
+void txg_fini(struct bs_pool *p);
+
+/* Wait until txg t is durable; 0, or the pool's fault (-EIO ...). */
+int txg_wait(struct bs_pool *p, uint64_t t);
+/* Commit everything changed so far and wait. */
+int txg_sync_all(struct bs_pool *p);
+/* The txg that will carry a change made now (call under pool->lock) and mark
+ * it dirty. */
+uint64_t txg_dirty_open(struct bs_pool *p);
+/* Writers: account new dirty bytes, kick the sync thread past dirty_max/4. */
+void txg_add_dirty(struct bs_pool *p, int64_t bytes);
+/* Writers: wait while the pool holds more than dirty_max dirty bytes. */
+int txg_throttle(struct bs_pool *p);
+/* 0 if the pool can take writes, else -EIO (faulted) or -EROFS. */
+int txg_check_writable(struct bs_pool *p);
+
+#endif

@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Unit tests for src/store/alloc.c: ENOSPC, next-fit contiguity, the exact
+ * deferred-reuse rule, persistence through the double-slotted chunks and
+ * crash simulation, autotrim/trim_all on a real file, fragmentation, chunk
+ * slot validation, concurrency and speed. */
+#include "store/alloc.h"
+#include "common/util.h"
+#include "tap.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MiB (1ULL << 20)
+#define K4 4096ULL
+
+static char path[256];
+static struct vdev *v;
+static struct label_hdr h;
+
+static void setup(const char *dir, uint64_t size)
+{
+    struct berr e = {0};
+    snprintf(path, sizeof path, "%s/alloc.img", dir);
+    unlink(path);
+    vdev_open(path, size, false, &v, &e);
+    memset(&h, 0, sizeof h);
+    h.ashift = 12;
+    label_layout(&h, size);
+}
+
+static void teardown(void)
+{
+    vdev_close(v);
+    unlink(path);
+}
+
+static uint64_t fill(struct alloc *a, uint64_t txg)
+{
+    uint64_t off, n = 0;
+    while (alloc_alloc(a, MiB, txg, &off) == 0)
+        n += MiB;
+    while (alloc_alloc(a, K4, txg, &off) == 0)
+        n += K4;
+    return n;
+}
+
+static void test_basic(void)
+{
+    struct alloc *a;
+    struct alloc_stats st;
+    struct berr e = {0};
+    ok(alloc_create(v, &h, 1, &a, &e) == 0, "create: %s", e.msg);
+    alloc_stats(a, &st);
+    ok(st.size == h.data_end - h.data_start && st.allocated == 0 && st.free == st.size &&
+           st.fragmentation == 0,
+       "fresh map: all free, no fragmentation");
+    uint64_t off, prev = 0;
+    int contiguous = 1;
+    for (int i = 0; i < 100; i++) {
+        alloc_alloc(a, 16384, 2, &off);
+        if (i)
+            contiguous &= off == prev + 16384;
+        prev = off;
+    }
+    ok(contiguous, "100 consecutive allocations are contiguous");
+    ok(alloc_alloc(a, 1000, 2, &off) == -EINVAL && alloc_alloc(a, 0, 2, &off) == -EINVAL,
+       "asize not a sector multiple: EINVAL");
+    ok(alloc_is_allocated(a, 0, 100 * 16384) && !alloc_is_allocated(a, 0, 101 * 16384),
+       "is_allocated");
+    uint64_t got = fill(a, 2) + 100 * 16384;
+    alloc_stats(a, &st);
+    ok(got == st.size && st.allocated == st.size && st.free == 0,
+       "allocate until ENOSPC: every sector handed out once");
+    ok(alloc_alloc(a, K4, 2, &off) == -ENOSPC, "then ENOSPC");
+    alloc_destroy(a);
+}
+
+static void test_defer(void)
+{
+    struct alloc *a;
+    struct berr e = {0};
+    uint64_t off, x = 5 * MiB;
+    alloc_create(v, &h, 1, &a, &e);
+    fill(a, 10);
+    alloc_free(a, x, 64 * K4, 11);
+    ok(!alloc_is_allocated(a, x, K4), "freed: no longer committed");
+    alloc_txg_done(a, 11, false);
+    ok(alloc_alloc(a, K4, 12, &off) == -ENOSPC, "F=11 durable: still deferred");
+    alloc_txg_done(a, 12, false);
+    ok(alloc_alloc(a, K4, 13, &off) == -ENOSPC, "F+1 durable: still deferred");
+    alloc_txg_done(a, 13, false);
+    ok(alloc_alloc(a, 64 * K4, 14, &off) == 0 && off == x,
+       "F+ALLOC_DEFER_TXGS-1 durable: reusable in F+3");
+    /* a free of unallocated sectors is ignored (never deferred, never reused twice) */
+    alloc_free(a, x, 64 * K4, 14);
+    alloc_free(a, x, 64 * K4, 14);
+    alloc_txg_done(a, 16, false);
+    ok(alloc_alloc(a, 64 * K4, 17, &off) == 0 && off == x &&
+           alloc_alloc(a, K4, 17, &off) == -ENOSPC,
+       "double free releases the range once");
+    alloc_free(a, UINT64_MAX - 4095, K4, 17);
+    alloc_free(a, 3, K4, 17);
+    ok(1, "out-of-range and misaligned frees ignored");
+    alloc_destroy(a);
+}
+
+static int collect(uint64_t off, uint64_t len, void *o)
+{
+    uint64_t *acc = o;
+    acc[0]++;
+    acc[1] += len;
+    acc[2] = acc[2] * 31 + off + len;
+    return 0;
+}
+
+static void fingerprint(struct alloc *a, uint64_t fp[3])
+{
+    memset(fp, 0, 3 * sizeof(uint64_t));
+    alloc_foreach_allocated(a, collect, fp);
+}
+
+static void test_persist(void)
+{
+    struct alloc *a, *b;
+    struct berr e = {0};
+    uint64_t off, fa[3], fb[3], f2[3], f3[3];
+    alloc_create(v, &h, 1, &a, &e);
+    ok(alloc_load(v, &h, 1, &b, &e) == 0, "load the fresh map");
+    fingerprint(b, fb);
+    ok(fb[0] == 0, "loaded fresh map is empty");
+    alloc_destroy(b);
+
+    /* txg 2: allocations in several chunks */
+    for (int i = 0; i < 50; i++)
+        alloc_alloc(a, 3 * K4, 2, &off);
+    alloc_alloc(a, 150 * MiB, 2, &off); /* spans chunk boundaries */
+    ok(alloc_sync(a, 2) == 0, "sync txg 2");
+    alloc_txg_done(a, 2, false);
+    fingerprint(a, f2);
+    ok(alloc_load(v, &h, 2, &b, &e) == 0, "load at 2: %s", e.msg);
+    fingerprint(b, fb);
+    ok(memcmp(f2, fb, sizeof fb) == 0, "state at 2 round trips (%llu extents)",
+       (unsigned long long)fb[0]);
+    alloc_destroy(b);
+
+    /* txg 3: frees and allocations, synced but never committed (crash) */
+    alloc_free(a, 0, 3 * K4, 3);
+    alloc_alloc(a, MiB, 3, &off);
+    ok(alloc_sync(a, 3) == 0, "sync txg 3 (its uberblock never written)");
+    fingerprint(a, f3);
+    ok(alloc_load(v, &h, 2, &b, &e) == 0, "crash: load at 2");
+    fingerprint(b, fb);
+    ok(memcmp(f2, fb, sizeof fb) == 0, "slot of txg 3 ignored: state of 2");
+    alloc_destroy(a);
+
+    /* recovery continues from 2; txg 3 is redone without touching the chunk
+     * that the lost txg 3 changed: the next sync must still replace it */
+    alloc_alloc(b, 4 * K4, 3, &off);
+    fingerprint(b, fa);
+    ok(alloc_sync(b, 3) == 0, "redo txg 3 after recovery");
+    alloc_txg_done(b, 3, false);
+    ok(alloc_load(v, &h, 3, &a, &e) == 0, "load at 3");
+    fingerprint(a, fb);
+    ok(memcmp(fa, fb, sizeof fb) == 0 && memcmp(f3, fb, sizeof fb) != 0,
+       "load at 3 gives the redone txg, not the lost one");
+    alloc_destroy(a);
+
+    /* two syncs without a commit in between: the durable slot survives */
+    alloc_alloc(b, K4, 4, &off);
+    alloc_sync(b, 4);
+    alloc_alloc(b, K4, 5, &off);
+    alloc_sync(b, 5);
+    ok(alloc_load(v, &h, 3, &a, &e) == 0, "txgs 4, 5 synced, never durable: load at 3");
+    fingerprint(a, fb);
+    ok(memcmp(fa, fb, sizeof fb) == 0, "durable version of 3 intact");
+    alloc_destroy(a);
+    ok(alloc_sync(b, 2) == -EINVAL, "sync of a txg older than the durable one: EINVAL");
+    alloc_destroy(b);
+}
+
+static void test_load_defer(void)
+{
+    struct alloc *a, *b;
+    struct berr e = {0};
+    uint64_t off, x = 7 * MiB;
+    alloc_create(v, &h, 1, &a, &e);
+    fill(a, 2);
+    alloc_sync(a, 2);
+    alloc_txg_done(a, 2, false);
+    alloc_free(a, x, K4, 3);
+    alloc_sync(a, 3);
+    alloc_txg_done(a, 3, false);
+    alloc_destroy(a);
+    ok(alloc_load(v, &h, 3, &b, &e) == 0, "load at 3 after a free in 3");
+    ok(!alloc_is_allocated(b, x, K4), "freed block is free in the loaded map");
+    ok(alloc_alloc(b, K4, 4, &off) == -ENOSPC, "but its reuse is still deferred after import");
+    alloc_txg_done(b, 4, false);
+    ok(alloc_alloc(b, K4, 5, &off) == -ENOSPC, "still deferred when 4 is durable");
+    alloc_txg_done(b, 5, false);
+    ok(alloc_alloc(b, K4, 6, &off) == 0 && off == x, "reusable once 5 is durable");
+    alloc_destroy(b);
+}
+
+static void test_corrupt(void)
+{
+    struct alloc *a;
+    struct berr e = {0};
+    uint64_t off;
+    alloc_create(v, &h, 1, &a, &e);
+    alloc_alloc(a, K4, 2, &off);
+    alloc_sync(a, 2); /* chunk 0: slot 0 @1, slot 1 @2 */
+    alloc_txg_done(a, 2, false);
+    alloc_destroy(a);
+    uint8_t junk[16] = {1, 2, 3};
+    vdev_pwrite(v, junk, sizeof junk, h.bitmap_offset + h.bitmap_slot_size + 100);
+    ok(alloc_load(v, &h, 2, &a, &e) == 0 && !alloc_is_allocated(a, 0, K4),
+       "damaged newest slot: falls back to the older version");
+    alloc_destroy(a);
+    vdev_pwrite(v, junk, sizeof junk, h.bitmap_offset + 200);
+    ok(alloc_load(v, &h, 2, &a, &e) == -EILSEQ && strstr(e.msg, "chunk 0"),
+       "both slots damaged: EILSEQ: %s", e.msg);
+
+    /* the slot codec itself */
+    uint32_t ss = h.bitmap_slot_size, nb = h.bits_per_chunk;
+    uint8_t *s = calloc(1, ss);
+    uint64_t *w = calloc(nb / 64, 8), *w2 = calloc(nb / 64, 8), t;
+    for (uint32_t i = 0; i < nb / 64; i++)
+        w[i] = 0x0123456789abcdefULL * (i + 1);
+    alloc_chunk_encode(s, ss, 5, nb, 77, w);
+    ok(alloc_chunk_decode(s, ss, ss, 5, nb, &t, w2) == 0 && t == 77 &&
+           memcmp(w, w2, nb / 8) == 0,
+       "chunk slot round trip");
+    ok(alloc_chunk_decode(s, ss, ss, 6, nb, &t, NULL) == -EILSEQ, "wrong chunk index");
+    ok(alloc_chunk_decode(s, ss, ss, 5, nb - 64, &t, NULL) == -EILSEQ, "wrong bit count");
+    ok(alloc_chunk_decode(s, ss - 1, ss, 5, nb, &t, NULL) == -EILSEQ, "short buffer");
+    int all = 1;
+    for (uint32_t i = 0; i < ss; i += 3) {
+        s[i] ^= 0x10;
+        all &= alloc_chunk_decode(s, ss, ss, 5, nb, &t, NULL) == -EILSEQ;
+        s[i] ^= 0x10;
+    }
+    ok(all, "every flipped byte rejected");
+    alloc_chunk_encode(s, ss, 5, 100, 77, w); /* short last chunk: tail bits must be zero */
+    ok(alloc_chunk_decode(s, ss, ss, 5, 100, &t, NULL) == 0, "partial chunk round trip");
+    free(s);
+    free(w);
+    free(w2);
+}
+
+static uint64_t blocks(void)
+{
+    struct stat st;
+    stat(path, &st);
+    return (uint64_t)st.st_blocks;
+}
+
+static void test_trim(void)
+{
+    struct alloc *a;
+    struct berr e = {0};
+    uint64_t off, off2, n;
+    uint8_t *buf = malloc(8 * MiB), *r = malloc(8 * MiB);
+    memset(buf, 0x77, 8 * MiB);
+    alloc_create(v, &h, 1, &a, &e);
+    alloc_alloc(a, 8 * MiB, 2, &off);
+    alloc_alloc(a, 8 * MiB, 2, &off2);
+    vdev_pwrite(v, buf, 8 * MiB, h.data_start + off);
+    vdev_pwrite(v, buf, 8 * MiB, h.data_start + off2);
+    vdev_flush(v);
+    uint64_t b0 = blocks();
+    alloc_free(a, off, 8 * MiB, 3);
+    alloc_txg_done(a, 4, true);
+    ok(blocks() == b0, "not discarded while deferred");
+    alloc_txg_done(a, 5, true);
+    ok(blocks() + 16000 <= b0, "autotrim: released range punched (%llu -> %llu blocks)",
+       (unsigned long long)b0, (unsigned long long)blocks());
+    vdev_pread(v, r, 8 * MiB, h.data_start + off2);
+    ok(memcmp(buf, r, 8 * MiB) == 0, "allocated neighbour untouched");
+    /* data left in free space (e.g. from before a crash) goes with trim_all */
+    vdev_pwrite(v, buf, 8 * MiB, h.data_start + 100 * MiB);
+    vdev_flush(v);
+    b0 = blocks();
+    ok(alloc_trim_all(a, &n) == 0 && n > 100 * MiB, "trim_all discards free runs (%llu MiB)",
+       (unsigned long long)(n >> 20));
+    ok(blocks() + 16000 <= b0, "trim_all gave space back");
+    vdev_pread(v, r, 8 * MiB, h.data_start + off2);
+    ok(memcmp(buf, r, 8 * MiB) == 0, "trim_all leaves allocated data alone");
+    ok(alloc_alloc(a, 8 * MiB, 6, &off) == 0, "allocation works after trim_all");
+    free(buf);
+    free(r);
+    alloc_destroy(a);
+}
+
+static void test_frag(void)
+{
+    struct alloc *a;
+    struct alloc_stats st;
+    struct berr e = {0};
+    uint64_t off;
+    alloc_create(v, &h, 1, &a, &e);
+    fill(a, 2);
+    for (uint64_t o = 0; o < 64 * MiB; o += 2 * K4)
+        alloc_free(a, o, K4, 3);
+    alloc_stats(a, &st);
+    ok(st.fragmentation == 100, "every other 4K free: fragmentation 100 (%u)", st.fragmentation);
+    alloc_free(a, 100 * MiB, 64 * MiB, 3);
+    alloc_stats(a, &st);
+    ok(st.fragmentation == 33, "plus one 64M run: 33%% (%u)", st.fragmentation);
+    ok(st.free == 96 * MiB && st.allocated == st.size - st.free, "free and allocated bytes");
+    (void)off;
+    alloc_destroy(a);
+}
+
+struct thr {
+    struct alloc *a;
+    int fails;
+};
+
+static void *thr_alloc(void *p)
+{
+    struct thr *t = p;
+    uint64_t off;
+    for (int i = 0; i < 5000; i++)
+        t->fails += alloc_alloc(t->a, K4, 2, &off) != 0;
+    return NULL;
+}
+
+static void test_threads_speed(void)
+{
+    struct alloc *a;
+    struct alloc_stats st;
+    struct berr e = {0};
+    alloc_create(v, &h, 1, &a, &e);
+    pthread_t tid[4];
+    struct thr t[4];
+    for (int i = 0; i < 4; i++) {
+        t[i] = (struct thr){a, 0};
+        pthread_create(&tid[i], NULL, thr_alloc, &t[i]);
+    }
+    int fails = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(tid[i], NULL);
+        fails += t[i].fails;
+    }
+    alloc_stats(a, &st);
+    ok(fails == 0 && st.allocated == 20000 * K4, "4 threads x 5000 allocations, no overlap");
+    alloc_destroy(a);
+
+    alloc_create(v, &h, 1, &a, &e);
+    uint64_t off, t0 = now_ns();
+    int n = 0;
+    for (int i = 0; i < 60000; i++)
+        n += alloc_alloc(a, K4, 2, &off) == 0;
+    for (uint64_t o = 0; o < 60000 * K4; o += 2 * K4) /* fragment, then allocate again */
+        alloc_free(a, o, K4, 3);
+    alloc_txg_done(a, 5, false);
+    for (int i = 0; i < 30000; i++)
+        n += alloc_alloc(a, K4, 6, &off) == 0;
+    double s = (double)(now_ns() - t0) / 1e9;
+    diag("90000 allocations + 30000 frees in %.3f s", s);
+    ok(n == 90000 && s < 1.0, "fast: 90k allocations well under a second");
+    alloc_destroy(a);
+}
+
+int main(void)
+{
+    char dir[] = "/tmp/berth-test-alloc-XXXXXX";
+    if (!mkdtemp(dir))
+        tap_skip_all("cannot make a temp dir");
+    setup(dir, 300 * MiB);
+    diag("data area %llu MiB, %llu chunks", (unsigned long long)((h.data_end - h.data_start) >> 20),
+         (unsigned long long)h.bitmap_chunks);
+    test_basic();
+    test_defer();
+    test_persist();
+    test_load_defer();
+    test_corrupt();
+    test_trim();
+    test_frag();
+    test_threads_speed();
+    teardown();
+    rmdir(dir);
+    return done_testing();
+}

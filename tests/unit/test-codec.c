@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Unit tests for src/store/codec.c: the 1/8 compression rule, hostile
+ * decompression input, checksum known answers, and the property names. */
+#include "store/codec.h"
+#include "tap.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void fill_random(uint8_t *p, size_t n, uint64_t seed)
+{
+    uint64_t x = seed | 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = (uint8_t)x;
+    }
+}
+
+static void fill_text(uint8_t *p, size_t n)
+{
+    static const char w[] = "berth stores blocks copy-on-write with checksums; ";
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)w[i % (sizeof(w) - 1)];
+}
+
+static void test_roundtrip(enum bs_compress c, int level, const char *name)
+{
+    size_t len = 16384;
+    uint8_t *src = malloc(len), *dst = malloc(compress_bound(len)), *out = malloc(len);
+    fill_text(src, len);
+    long p = compress_block(c, level, src, len, dst, compress_bound(len));
+    ok(p > 0 && (size_t)p <= len - len / 8, "%s: compressible text kept (%ld bytes)", name, p);
+    ok(decompress_block(c, dst, (size_t)p, out, len) == 0 && memcmp(src, out, len) == 0,
+       "%s: round trip", name);
+    /* wrong lsize, truncated input, garbage: all -EILSEQ, never a crash */
+    ok(decompress_block(c, dst, (size_t)p, out, len - 1) == -EILSEQ, "%s: smaller lsize rejected",
+       name);
+    uint8_t *big = malloc(len + 1);
+    ok(decompress_block(c, dst, (size_t)p, big, len + 1) == -EILSEQ, "%s: larger lsize rejected",
+       name);
+    free(big);
+    int bad = 0;
+    for (size_t cut = 0; cut < (size_t)p; cut += 1 + (size_t)p / 50)
+        bad += decompress_block(c, dst, cut, out, len) == -EILSEQ;
+    ok(bad == (int)(((size_t)p - 1) / (1 + (size_t)p / 50)) + 1, "%s: every truncation rejected",
+       name);
+    int crashes_or_ok = 0;
+    for (int i = 0; i < 200; i++) {
+        uint8_t junk[512];
+        fill_random(junk, sizeof junk, (uint64_t)i * 7919 + 1);
+        crashes_or_ok += decompress_block(c, junk, sizeof junk, out, len) == 0;
+    }
+    ok(crashes_or_ok == 0, "%s: random garbage never decodes to lsize", name);
+    /* random data does not compress by 1/8: stored raw */
+    fill_random(src, len, 42);
+    ok(compress_block(c, level, src, len, dst, compress_bound(len)) == 0,
+       "%s: random data stored raw", name);
+    free(src);
+    free(dst);
+    free(out);
+}
+
+static void test_threshold(void)
+{
+    /* Data that compresses to just about 1/8: half random, half zeros with
+     * a varying split decides keep-or-raw exactly at len - len/8. */
+    size_t len = 4096;
+    uint8_t src[4096], dst[8192];
+    int kept_ok = 1;
+    for (size_t rnd = 3200; rnd <= 4000; rnd += 40) {
+        memset(src, 0, len);
+        fill_random(src, rnd, rnd);
+        long p = compress_block(BS_COMPRESS_LZ4, 0, src, len, dst, sizeof dst);
+        if (p < 0 || (p > 0 && (size_t)p > len - len / 8))
+            kept_ok = 0;
+    }
+    ok(kept_ok, "lz4: a kept result is never above len - len/8");
+    memset(src, 0, len);
+    ok(compress_block(BS_COMPRESS_OFF, 0, src, len, dst, sizeof dst) == 0, "off: always raw");
+    ok(compress_block(BS_COMPRESS_ZSTD, 99, src, len, dst, sizeof dst) == -EINVAL,
+       "zstd level 99 rejected");
+    ok(compress_block((enum bs_compress)7, 0, src, len, dst, sizeof dst) == -EINVAL,
+       "unknown compression rejected");
+    ok(decompress_block((enum bs_compress)7, src, 10, dst, 10) == -EILSEQ,
+       "unknown compression cannot decode");
+    ok(decompress_block(BS_COMPRESS_OFF, src, 10, dst, 11) == -EILSEQ, "off with psize != lsize");
+    ok(decompress_block(BS_COMPRESS_LZ4, src, 0, dst, 10) == -EILSEQ, "lz4 empty input");
+    ok(decompress_block(BS_COMPRESS_ZSTD, src, 0, dst, 10) == -EILSEQ, "zstd empty input");
+}
+
+static void *zstd_thread(void *arg)
+{
+    size_t len = 65536;
+    uint8_t *src = malloc(len), *dst = malloc(compress_bound(len)), *out = malloc(len);
+    long good = 1;
+    fill_text(src, len);
+    for (int i = 0; i < 50 && good; i++) {
+        long p = compress_block(BS_COMPRESS_ZSTD, 1 + i % 5, src, len, dst, compress_bound(len));
+        good = p > 0 && decompress_block(BS_COMPRESS_ZSTD, dst, (size_t)p, out, len) == 0 &&
+               memcmp(src, out, len) == 0;
+    }
+    free(src);
+    free(dst);
+    free(out);
+    return (void *)good;
+}
+
+static void test_threads(void)
+{
+    pthread_t t[4];
+    void *res;
+    int good = 1;
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, zstd_thread, NULL);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], &res);
+        good &= res != NULL;
+    }
+    ok(good, "zstd from 4 threads with per-thread contexts");
+}
+
+static void hex(const uint8_t *p, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", p[i]);
+}
+
+static void test_checksums(void)
+{
+    uint8_t c[32], d[32];
+    char h[65];
+    checksum_compute(BS_CHECKSUM_SHA256, "abc", 3, c);
+    hex(c, 32, h);
+    ok(strcmp(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") == 0,
+       "SHA-256(abc) known answer");
+    sha256("", 0, c);
+    hex(c, 32, h);
+    ok(strcmp(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855") == 0,
+       "SHA-256(\"\") known answer");
+    checksum_compute(BS_CHECKSUM_XXH3, "abc", 3, c);
+    ok(c[16] == 0 && memcmp(c + 16, (uint8_t[16]){0}, 16) == 0, "xxh3 zeroes bytes 16..31");
+    uint8_t x[16];
+    xxh3_128("abc", 3, x);
+    ok(memcmp(x, c, 16) == 0, "xxh3_128 matches checksum_compute");
+    /* XXH3-128("") = 0x99aa06d3014798d8_6001c324468d497f (xxhsum -H2), stored low64 first */
+    xxh3_128("", 0, x);
+    hex(x, 16, h);
+    ok(strcmp(h, "7f498d4624c30160d8984701d306aa99") == 0, "XXH3-128(\"\") known answer: %s", h);
+    memcpy(d, c, 32);
+    ok(checksum_equal(BS_CHECKSUM_XXH3, c, d), "xxh3 equal");
+    d[20] ^= 1;
+    ok(checksum_equal(BS_CHECKSUM_XXH3, c, d), "xxh3 compares only 16 bytes");
+    d[3] ^= 1;
+    ok(!checksum_equal(BS_CHECKSUM_XXH3, c, d), "xxh3 differs");
+    checksum_compute(BS_CHECKSUM_SHA256, "abc", 3, c);
+    memcpy(d, c, 32);
+    d[31] ^= 1;
+    ok(!checksum_equal(BS_CHECKSUM_SHA256, c, d), "sha256 compares all 32 bytes");
+    ok(!checksum_equal((enum bs_checksum)9, c, c), "unknown checksum type never equal");
+    checksum_compute((enum bs_checksum)9, "abc", 3, c);
+    ok(memcmp(c, (uint8_t[32]){0}, 32) == 0, "unknown checksum type gives zeroes");
+}
+
+static void test_names(void)
+{
+    char b[32];
+    struct berr e = {0};
+    enum bs_compress c;
+    int lvl;
+    ok(strcmp(bs_compress_name(BS_COMPRESS_OFF, 0, b, sizeof b), "off") == 0, "name off");
+    ok(strcmp(bs_compress_name(BS_COMPRESS_LZ4, 0, b, sizeof b), "lz4") == 0, "name lz4");
+    ok(strcmp(bs_compress_name(BS_COMPRESS_ZSTD, 3, b, sizeof b), "zstd") == 0, "name zstd");
+    ok(strcmp(bs_compress_name(BS_COMPRESS_ZSTD, 0, b, sizeof b), "zstd") == 0, "name zstd/0");
+    ok(strcmp(bs_compress_name(BS_COMPRESS_ZSTD, 19, b, sizeof b), "zstd-19") == 0, "zstd-19");
+    ok(bs_compress_parse("lz4", &c, &lvl, &e) == 0 && c == BS_COMPRESS_LZ4, "parse lz4");
+    ok(bs_compress_parse("on", &c, &lvl, &e) == 0 && c == BS_COMPRESS_LZ4, "parse on = lz4");
+    ok(bs_compress_parse("off", &c, &lvl, &e) == 0 && c == BS_COMPRESS_OFF, "parse off");
+    ok(bs_compress_parse("zstd", &c, &lvl, &e) == 0 && c == BS_COMPRESS_ZSTD && lvl == 3,
+       "parse zstd = level 3");
+    ok(bs_compress_parse("zstd-7", &c, &lvl, &e) == 0 && c == BS_COMPRESS_ZSTD && lvl == 7,
+       "parse zstd-7");
+    ok(bs_compress_parse("zstd-19", &c, &lvl, &e) == 0 && lvl == 19, "parse zstd-19");
+    const char *bad[] = {"zstd-0", "zstd-20", "zstd-", "zstd-1x", "zstd--1", "zstd-01", "LZ4",
+                         "", "gzip"};
+    int rejected = 0;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        rejected += bs_compress_parse(bad[i], &c, &lvl, &e) == -EINVAL;
+    ok(rejected == (int)(sizeof bad / sizeof bad[0]), "bad compression names rejected");
+    ok(strstr(e.msg, "zstd-19") && strstr(e.msg, "gzip"), "message names input and values: %s",
+       e.msg);
+    enum bs_checksum k;
+    ok(bs_checksum_parse("xxh3", &k, &e) == 0 && k == BS_CHECKSUM_XXH3, "parse xxh3");
+    ok(bs_checksum_parse("on", &k, &e) == 0 && k == BS_CHECKSUM_XXH3, "parse on = xxh3");
+    ok(bs_checksum_parse("sha256", &k, &e) == 0 && k == BS_CHECKSUM_SHA256, "parse sha256");
+    ok(bs_checksum_parse("md5", &k, &e) == -EINVAL && strstr(e.msg, "md5"), "md5: %s", e.msg);
+    ok(strcmp(bs_checksum_name(BS_CHECKSUM_XXH3), "xxh3") == 0 &&
+           strcmp(bs_checksum_name(BS_CHECKSUM_SHA256), "sha256") == 0,
+       "checksum names");
+}
+
+int main(void)
+{
+    test_roundtrip(BS_COMPRESS_LZ4, 0, "lz4");
+    test_roundtrip(BS_COMPRESS_ZSTD, 0, "zstd");
+    test_roundtrip(BS_COMPRESS_ZSTD, 19, "zstd-19");
+    test_threshold();
+    test_threads();
+    test_checksums();
+    test_names();
+    return done_testing();
+}

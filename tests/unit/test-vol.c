@@ -1,0 +1,401 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Volume data path against an in-memory model: random writes, zeroes and
+ * trims at random offsets and sizes (partial blocks, across boundaries),
+ * syncs, close/import round trips and bs_pool_check after every sync; holes
+ * and space accounting; compression; grow/shrink; block status; concurrent
+ * writers and readers; corruption of data blocks on disk. */
+#include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/util.h"
+#include "store/pool_impl.h"
+#include "store_test.h"
+#include "tap.h"
+
+#define MiB (1ULL << 20)
+
+static bs_pool *reopen(bs_pool *p, const char *path)
+{
+    struct berr e = {0};
+    const char *v[] = { path };
+    bs_pool_close(p);
+    bs_pool *np = NULL;
+    if (bs_pool_import(v, 1, NULL, &np, &e) < 0)
+        diag("import failed: %s", e.msg);
+    return np;
+}
+
+/* Random operations against a model; returns the number of mismatches. */
+static void model_test(uint32_t bs, uint64_t size, int ops, uint64_t seed)
+{
+    struct berr e = {0};
+    char name[64];
+    snprintf(name, sizeof name, "model-%u.img", bs);
+    const char *path = tmp_path(name);
+    const char *v[] = { path };
+    bs_pool *p;
+    if (bs_pool_create("m", v, 1, 256 * MiB, NULL, &p, &e) < 0) {
+        ok(0, "create: %s", e.msg);
+        return;
+    }
+    struct bs_vol_props vp;
+    bs_vol_props_init(p, &vp);
+    snprintf(vp.name, sizeof vp.name, "vol");
+    vp.volsize = size;
+    vp.volblocksize = bs;
+    ok(bs_vol_create(p, &vp, false, &e) == 0, "create %uK volume: %s", bs / 1024, e.msg);
+    uint8_t *model = calloc(1, size), *buf = malloc(512 * 1024), *rd = malloc(512 * 1024);
+    bs_vol *vol = NULL;
+    bs_vol_open(p, "vol", &vol, &e);
+    int bad_reads = 0, bad_ops = 0, checks = 0, bad_checks = 0, reopens = 0;
+    for (int i = 0; i < ops; i++) {
+        uint64_t k = xrand(&seed) % 100;
+        uint64_t len = 1 + xrand(&seed) % (k < 10 ? 512 * 1024 : 70000);
+        uint64_t off = xrand(&seed) % (size - len);
+        if (xrand(&seed) % 4 == 0) { /* aligned ops are common in practice */
+            off &= ~(uint64_t)(bs - 1);
+            len = ROUND_UP(len, bs);
+            if (off + len > size)
+                len = size - off;
+        }
+        int r = 0;
+        if (k < 55) {
+            pattern(buf, len, off, (uint32_t)i);
+            if (k < 8) /* all-zero writes must become holes */
+                memset(buf, 0, len);
+            r = bs_vol_pwrite(vol, buf, len, off, 0);
+            memcpy(model + off, buf, len);
+        } else if (k < 65) {
+            r = (k & 1) ? bs_vol_zero(vol, len, off, 0) : bs_vol_trim(vol, len, off, 0);
+            memset(model + off, 0, len);
+        } else if (k < 95) {
+            r = bs_vol_pread(vol, rd, len, off);
+            if (r == 0 && memcmp(rd, model + off, len) != 0)
+                bad_reads++;
+        } else if (k < 98) {
+            r = bs_pool_sync(p, &e);
+            checks++;
+            if (bs_pool_check(p, &e) != 0) {
+                bad_checks++;
+                diag("check: %s", e.msg);
+            }
+        } else {
+            bs_vol_close(vol);
+            vol = NULL;
+            p = reopen(p, path);
+            reopens++;
+            if (!p || bs_vol_open(p, "vol", &vol, &e) < 0)
+                break;
+        }
+        if (r < 0) {
+            bad_ops++;
+            diag("op %d (k=%llu) failed: %d %s", i, (unsigned long long)k, r, e.msg);
+        }
+    }
+    ok(bad_ops == 0, "%d random ops without errors", ops);
+    ok(bad_reads == 0, "reads matched the model (%d mismatches)", bad_reads);
+    ok(bad_checks == 0, "%d pool checks passed (%d reopens)", checks, reopens);
+    /* full verification after a final round trip */
+    bs_vol_close(vol);
+    p = reopen(p, path);
+    ok(p && bs_vol_open(p, "vol", &vol, &e) == 0, "final import");
+    int mism = 0;
+    for (uint64_t off = 0; p && off < size; off += 512 * 1024) {
+        uint64_t n = MIN(512 * 1024, size - off);
+        if (bs_vol_pread(vol, rd, n, off) < 0 || memcmp(rd, model + off, n) != 0)
+            mism++;
+    }
+    ok(mism == 0, "whole volume matches the model after import");
+    ok(p && bs_pool_check(p, &e) == 0, "final check: %s", e.msg);
+    bs_vol_close(vol);
+    bs_pool_close(p);
+    free(model);
+    free(buf);
+    free(rd);
+}
+
+static uint64_t vol_used(bs_pool *p, const char *name, struct bs_vol_props *out)
+{
+    struct berr e = {0};
+    bs_vol_get(p, name, out, &e);
+    return out->used;
+}
+
+static int count_extents(uint64_t off, uint64_t len, unsigned flags, void *opaque)
+{
+    uint64_t *acc = opaque; /* [0] = hole bytes, [1] = data bytes, [2] = calls, [3] = next */
+    if (off != acc[3])
+        acc[4]++;
+    acc[3] = off + len;
+    acc[(flags & BS_EXTENT_HOLE) ? 0 : 1] += len;
+    acc[2]++;
+    return 0;
+}
+
+static void space_test(void)
+{
+    struct berr e = {0};
+    const char *path = tmp_path("space.img");
+    const char *v[] = { path };
+    bs_pool *p;
+    ok(bs_pool_create("s", v, 1, 256 * MiB, NULL, &p, &e) == 0, "create: %s", e.msg);
+    struct bs_vol_props vp, got;
+    bs_vol_props_init(p, &vp);
+    snprintf(vp.name, sizeof vp.name, "a");
+    vp.volsize = 64 * MiB;
+    ok(bs_vol_create(p, &vp, false, &e) == 0, "create thin 64M");
+    bs_vol *vol;
+    bs_vol_open(p, "a", &vol, &e);
+    uint8_t *buf = malloc(16 * MiB), *rd = malloc(16 * MiB);
+    uint64_t seed = 99;
+    random_bytes(buf, 16 * MiB, &seed);
+    ok(bs_vol_pwrite(vol, buf, 16 * MiB, 0, 0) == 0, "16M random data");
+    bs_pool_sync(p, &e);
+    vol_used(p, "a", &got);
+    ok(got.logicalused == 16 * MiB && got.used >= 16 * MiB && got.used < 17 * MiB &&
+           got.compressratio < 1.01,
+       "random data stored raw: used %llu logical %llu ratio %.2f",
+       (unsigned long long)got.used, (unsigned long long)got.logicalused, got.compressratio);
+    struct bs_pool_stats st0, st1;
+    bs_pool_stats(p, &st0);
+    /* compressible data */
+    for (uint64_t i = 0; i < 16 * MiB; i += 64)
+        snprintf((char *)buf + i, 64, "line %llu of a very compressible text ........\n",
+                 (unsigned long long)i);
+    uint64_t phys0 = got.used;
+    ok(bs_vol_pwrite(vol, buf, 16 * MiB, 32 * MiB, 0) == 0, "16M text");
+    bs_pool_sync(p, &e);
+    vol_used(p, "a", &got);
+    ok(got.used - phys0 < 6 * MiB && got.compressratio > 1.3,
+       "text compresses: 16M stored in %llu bytes, volume ratio %.2f",
+       (unsigned long long)(got.used - phys0), got.compressratio);
+    ok(bs_vol_pread(vol, rd, 16 * MiB, 32 * MiB) == 0 && memcmp(rd, buf, 16 * MiB) == 0,
+       "compressed data reads back");
+    uint64_t used_before = got.used;
+    bs_pool_stats(p, &st0);
+    ok(bs_vol_trim(vol, 8 * MiB, 0, 0) == 0 && bs_vol_zero(vol, 8 * MiB + 100, 32 * MiB, 0) == 0,
+       "trim 8M + zero 8M");
+    bs_pool_sync(p, &e);
+    vol_used(p, "a", &got);
+    ok(got.used < used_before - 8 * MiB, "used drops: %llu -> %llu",
+       (unsigned long long)used_before, (unsigned long long)got.used);
+    ok(bs_vol_pread(vol, rd, 8 * MiB, 0) == 0 && buf_is_zero(rd, 8 * MiB), "trimmed reads zero");
+    /* the allocator releases after ALLOC_DEFER_TXGS more txgs */
+    for (int i = 0; i < 4; i++) {
+        uint8_t b[4096] = { (uint8_t)i + 1 };
+        bs_vol_pwrite(vol, b, 4096, 60 * MiB, 0);
+        bs_pool_sync(p, &e);
+    }
+    bs_pool_stats(p, &st1);
+    ok(st1.allocated < st0.allocated - 8 * MiB, "pool allocated drops: %llu -> %llu",
+       (unsigned long long)st0.allocated, (unsigned long long)st1.allocated);
+    /* block status: holes and data */
+    uint64_t acc[5] = { 0, 0, 0, 0, 0 };
+    int bsr = bs_vol_block_status(vol, 64 * MiB, 0, count_extents, acc);
+    ok(bsr == 0 && acc[4] == 0 && acc[0] + acc[1] == 64 * MiB,
+       "block status covers the range: hole %llu data %llu in %llu extents",
+       (unsigned long long)acc[0], (unsigned long long)acc[1], (unsigned long long)acc[2]);
+    ok(acc[1] >= 16 * MiB - 100 && acc[1] <= 17 * MiB, "data extents = what was written");
+    /* grow, then shrink with force */
+    ok(bs_vol_resize(p, "a", 40 * MiB, false, &e) == -EINVAL, "shrink needs force: %s", e.msg);
+    ok(bs_vol_resize(p, "a", 64 * MiB + 1, false, &e) == -EINVAL, "resize not a multiple");
+    ok(bs_vol_resize(p, "a", 2048 * MiB, false, &e) == 0, "grow to 2G: %s", e.msg);
+    ok(bs_vol_size(vol) == 2048 * MiB, "handle sees the new size");
+    memset(buf, 0x5a, MiB);
+    ok(bs_vol_pwrite(vol, buf, MiB, 2047 * MiB, 0) == 0, "write at the new end");
+    bs_pool_sync(p, &e);
+    ok(bs_pool_check(p, &e) == 0, "check after grow: %s", e.msg);
+    ok(bs_vol_resize(p, "a", 40 * MiB, true, &e) == 0, "shrink to 40M");
+    ok(bs_vol_pwrite(vol, buf, MiB, 40 * MiB, 0) == -EINVAL, "write past the end: EINVAL");
+    ok(bs_pool_check(p, &e) == 0, "check after shrink: %s", e.msg);
+    vol_used(p, "a", &got);
+    ok(got.logicalused <= 8 * MiB + 100, "data past the end freed: logical %llu",
+       (unsigned long long)got.logicalused);
+    ok(bs_vol_resize(p, "a", 64 * MiB, false, &e) == 0, "grow again");
+    ok(bs_vol_pread(vol, rd, 16 * MiB, 40 * MiB) == 0 && buf_is_zero(rd, 16 * MiB) &&
+           bs_vol_pread(vol, rd, 8 * MiB, 56 * MiB) == 0 && buf_is_zero(rd, 8 * MiB),
+       "regrown area reads zero");
+    ok(bs_vol_pread(vol, rd, 8 * MiB, 8 * MiB) == 0, "old data inside still readable");
+    bs_vol_close(vol);
+    ok(bs_vol_destroy(p, "a", false, &e) == 0, "destroy");
+    bs_pool_stats(p, &st1);
+    ok(bs_pool_check(p, &e) == 0, "check after destroy: %s", e.msg);
+    ok(st1.logical_bytes == 0 && st1.nvols == 0, "nothing left");
+    bs_pool_close(p);
+    free(buf);
+    free(rd);
+}
+
+struct thr {
+    bs_vol *vol;
+    int id;
+    uint64_t region, size;
+    int errors;
+};
+
+static void *writer(void *arg)
+{
+    struct thr *t = arg;
+    uint8_t buf[65536], rd[65536];
+    uint64_t seed = (uint64_t)t->id * 77 + 1;
+    for (int i = 0; i < 1500; i++) {
+        uint64_t len = 1 + xrand(&seed) % sizeof buf;
+        uint64_t off = t->region + xrand(&seed) % (t->size - len);
+        pattern(buf, len, off, 0xabc);
+        if (bs_vol_pwrite(t->vol, buf, len, off, 0) < 0)
+            t->errors++;
+        if (bs_vol_pread(t->vol, rd, len, off) < 0 || memcmp(rd, buf, len) != 0)
+            t->errors++;
+        if (i % 300 == 0 && bs_vol_flush(t->vol) < 0)
+            t->errors++;
+    }
+    return NULL;
+}
+
+static void *reader(void *arg)
+{
+    struct thr *t = arg;
+    uint8_t buf[65536], want[65536];
+    uint64_t seed = (uint64_t)t->id * 31 + 5;
+    for (int i = 0; i < 3000; i++) {
+        uint64_t len = 1 + xrand(&seed) % sizeof buf;
+        uint64_t off = t->region + xrand(&seed) % (t->size - len);
+        if (bs_vol_pread(t->vol, buf, len, off) < 0) {
+            t->errors++;
+            continue;
+        }
+        /* every byte is either still zero or the writers' pattern */
+        pattern(want, len, off, 0xabc);
+        for (uint64_t k = 0; k < len; k++)
+            if (buf[k] != 0 && buf[k] != want[k]) {
+                t->errors++;
+                break;
+            }
+    }
+    return NULL;
+}
+
+static void concurrency_test(void)
+{
+    struct berr e = {0};
+    const char *path = tmp_path("conc.img");
+    const char *v[] = { path };
+    bs_pool *p;
+    struct bs_tunables tun, old;
+    bs_tunables_get(&old);
+    tun = old;
+    tun.txg_timeout_ms = 50; /* many txgs under load */
+    tun.dirty_max_bytes = 8 * MiB;
+    bs_tunables_set(&tun);
+    ok(bs_pool_create("c", v, 1, 256 * MiB, NULL, &p, &e) == 0, "create: %s", e.msg);
+    struct bs_vol_props vp;
+    bs_vol_props_init(p, &vp);
+    snprintf(vp.name, sizeof vp.name, "c");
+    vp.volsize = 32 * MiB;
+    vp.volblocksize = 8192;
+    bs_vol_create(p, &vp, false, &e);
+    pthread_t th[8];
+    struct thr t[8];
+    for (int i = 0; i < 8; i++) {
+        t[i] = (struct thr){ .id = i, .region = (uint64_t)(i % 4) * 8 * MiB, .size = 8 * MiB };
+        bs_vol_open(p, "c", &t[i].vol, &e);
+        pthread_create(&th[i], NULL, i < 4 ? writer : reader, &t[i]);
+    }
+    int errs = 0;
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        errs += t[i].errors;
+        bs_vol_close(t[i].vol);
+    }
+    ok(errs == 0, "4 writers + 4 readers, no errors or torn data (%d)", errs);
+    struct bs_pool_stats st;
+    bs_pool_stats(p, &st);
+    ok(st.txg > 5, "several txgs synced under load (txg %llu)", (unsigned long long)st.txg);
+    ok(bs_pool_sync(p, &e) == 0 && bs_pool_check(p, &e) == 0, "check: %s", e.msg);
+    bs_pool_close(p);
+    bs_tunables_set(&old);
+}
+
+/* Flip bytes inside data blocks on disk: reads give -EIO or correct data. */
+static int collect(const struct blkptr *bp, uint64_t blkid, void *opaque)
+{
+    uint64_t *offs = opaque;
+    if (bp->level == 0 && offs[0] < 63)
+        offs[1 + offs[0]++] = bp->dva[0].offset + bp->dva[0].asize / 2;
+    return 0;
+}
+
+static void corruption_test(void)
+{
+    struct berr e = {0};
+    const char *path = tmp_path("corrupt.img");
+    const char *v[] = { path };
+    bs_pool *p;
+    ok(bs_pool_create("x", v, 1, 128 * MiB, NULL, &p, &e) == 0, "create");
+    struct bs_vol_props vp;
+    bs_vol_props_init(p, &vp);
+    snprintf(vp.name, sizeof vp.name, "x");
+    vp.volsize = 8 * MiB;
+    bs_vol_create(p, &vp, false, &e);
+    bs_vol *vol;
+    bs_vol_open(p, "x", &vol, &e);
+    uint8_t *buf = malloc(8 * MiB), *rd = malloc(8 * MiB);
+    uint64_t seed = 5;
+    random_bytes(buf, 4 * MiB, &seed);
+    pattern(buf + 4 * MiB, 4 * MiB, 0, 9); /* compressible half */
+    bs_vol_pwrite(vol, buf, 8 * MiB, 0, 0);
+    bs_vol_flush(vol);
+    uint64_t offs[64] = { 0 };
+    struct ds *d = vol->ds;
+    objtree_walk(&p->io, &d->od, 0, collect, offs);
+    uint64_t data_start = p->hdr.data_start;
+    bs_vol_close(vol);
+    bs_pool_close(p);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    for (uint64_t i = 0; i < offs[0]; i += 3) {
+        uint8_t b;
+        if (pread(fd, &b, 1, (off_t)(data_start + offs[1 + i])) == 1) {
+            b ^= 0x41;
+            if (pwrite(fd, &b, 1, (off_t)(data_start + offs[1 + i])) != 1)
+                break;
+        }
+    }
+    close(fd);
+    ok(bs_pool_import(v, 1, NULL, &p, &e) == 0, "import corrupted pool: %s", e.msg);
+    bs_vol_open(p, "x", &vol, &e);
+    int eio = 0, good = 0, wrong = 0;
+    for (uint64_t off = 0; off < 8 * MiB; off += 16384) {
+        int r = bs_vol_pread(vol, rd, 16384, off);
+        if (r == -EIO)
+            eio++;
+        else if (r == 0 && memcmp(rd, buf + off, 16384) == 0)
+            good++;
+        else
+            wrong++;
+    }
+    struct bs_pool_stats st;
+    bs_pool_stats(p, &st);
+    ok(wrong == 0 && eio > 0, "corrupt blocks: %d EIO, %d good, %d wrong", eio, good, wrong);
+    ok(st.checksum_errors >= (uint64_t)eio, "checksum errors counted: %llu",
+       (unsigned long long)st.checksum_errors);
+    ok(bs_pool_check(p, &e) == -EILSEQ, "check reports it: %s", e.msg);
+    bs_vol_close(vol);
+    bs_pool_close(p);
+    free(buf);
+    free(rd);
+}
+
+int main(void)
+{
+    model_test(16384, 48 * MiB, 3000, 1);
+    model_test(4096, 24 * MiB, 2000, 2);
+    model_test(131072, 64 * MiB, 1500, 3);
+    space_test();
+    concurrency_test();
+    corruption_test();
+    tmp_cleanup();
+    return done_testing();
+}
