@@ -92,7 +92,7 @@ static const struct api_field b_debug[] = {
 static const struct api_field b_vol_create[] = {
     {"name", FT_NAME, true, "volume", 0, 0, NULL},
     {"size", FT_SIZE, true, NULL, 0, 0, NULL},
-    {"volblocksize", FT_SIZE, false, NULL, 0, 0, NULL},
+    {"volblocksize", FT_BLOCKSIZE, false, NULL, 4096, 131072, NULL},
     {"thick", FT_BOOL, false, NULL, 0, 0, NULL},
     {"properties", FT_PROPS, false, NULL, 0, 0, vol_create_props},
     END,

@@ -58,6 +58,7 @@ enum api_ftype {
     FT_INT,   /* integer in min..max */
     FT_SIZE,  /* integer bytes >= 0, or a size string ("4G"); normalised to integer */
     FT_PROPS, /* object of properties, see struct api_prop */
+    FT_BLOCKSIZE, /* FT_SIZE that is a power of two in min..max */
 };
 
 enum api_pkind {

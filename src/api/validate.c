@@ -209,6 +209,22 @@ static int check_field(const struct api_field *f, json_t *v, json_t **norm, stru
         return *norm ? 0 : berr_set(err, ENOMEM, "out of memory");
     case FT_PROPS:
         return check_props(f->name, f->props, v, norm, err);
+    case FT_BLOCKSIZE: {
+        if (get_size(f->name, v, &sz, err) < 0)
+            return -err->code;
+        if (sz < (uint64_t)f->min || sz > (uint64_t)f->max || (sz & (sz - 1)) != 0) {
+            char shown[80];
+            if (json_is_string(v))
+                snprintf(shown, sizeof(shown), "%s", json_string_value(v));
+            else
+                snprintf(shown, sizeof(shown), "%" PRIu64, sz);
+            return berr_set(err, EINVAL, "field '%s': %s is invalid: use a power of two from "
+                            "%" PRId64 "K to %" PRId64 "K", f->name, shown, f->min >> 10,
+                            f->max >> 10);
+        }
+        *norm = json_integer((json_int_t)sz);
+        return *norm ? 0 : berr_set(err, ENOMEM, "out of memory");
+    }
     }
     return berr_set(err, EINVAL, "field '%s': bad schema", f->name);
 }
@@ -316,7 +332,7 @@ int api_validate_query(const struct api_route *r, json_t *query, json_t **out, s
         json_t *v = NULL;
         int rc = 0;
         if (f->type == FT_BOOL) {
-            bool b;
+            bool b = false;
             rc = query_bool(key, s, &b, err);
             v = json_boolean(b);
         } else {
@@ -328,8 +344,11 @@ int api_validate_query(const struct api_route *r, json_t *query, json_t **out, s
         if (rc < 0) {
             json_decref(v);
             json_decref(typed);
-            if (strncmp(err->msg, "field", 5) == 0)
-                memcpy(err->msg, "query", 5);
+            if (strncmp(err->msg, "field ", 6) == 0) {
+                char tmp[BERR_MSG_MAX];
+                snprintf(tmp, sizeof(tmp), "query parameter %s", err->msg + 6);
+                snprintf(err->msg, sizeof(err->msg), "%s", tmp);
+            }
             return rc;
         }
         json_object_set_new(typed, key, v);

@@ -13,6 +13,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+static inline void cleanup_jsonp(json_t **j)
+{
+    json_decref(*j);
+}
+#define _cleanup_json_ __attribute__((cleanup(cleanup_jsonp)))
+
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 
 struct cli {

@@ -3,6 +3,7 @@
  * check, set, debug.  Each is one API call; status/list format the Pool
  * objects of docs/API.md like zpool does. */
 #include "cli.h"
+#include "common/cleanup.h"
 #include "common/util.h"
 
 #include <getopt.h>
@@ -91,7 +92,7 @@ static const struct option common_lo[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0
 
 static int pool_create(struct cli *c, int argc, char **argv)
 {
-    json_t *body = json_object();
+    _cleanup_json_ json_t *body = json_object();
     int rc = EXIT_OK;
     GETOPT_LOOP("pool", "o:O:f", common_lo,
         case 'f': json_object_set_new(body, "force", json_true()); break;
@@ -99,7 +100,6 @@ static int pool_create(struct cli *c, int argc, char **argv)
         case 'O': {
             char *eq = strchr(optarg, '=');
             if (!eq) {
-                json_decref(body);
                 return cli_usage_error("pool", "-%c expects PROPERTY=VALUE, got '%s'", opt_,
                                        optarg);
             }
@@ -117,7 +117,6 @@ static int pool_create(struct cli *c, int argc, char **argv)
                                        strcmp(k, "checksum") == 0)) {
                 json_object_set_new(body, k, json_string(v));
             } else {
-                json_decref(body);
                 if (opt_ == 'o' && (strcmp(k, "ashift") == 0 || strcmp(k, "autotrim") == 0))
                     return cli_usage_error("pool", "bad value '%s' for %s (ashift: 0 or 9..16, "
                                            "autotrim: on|off)", v, k);
@@ -127,17 +126,14 @@ static int pool_create(struct cli *c, int argc, char **argv)
             }
             break;
         })
-    if (argc - optind != 2) {
-        json_decref(body);
+    if (argc - optind != 2)
         return cli_usage_error("pool", "pool create needs NAME and VDEV");
-    }
     char *vdev = abs_path(argv[optind + 1]);
     json_object_set_new(body, "name", json_string(argv[optind]));
     json_object_set_new(body, "vdevs", json_pack("[s]", vdev ? vdev : argv[optind + 1]));
     free(vdev);
     json_t *resp = NULL;
     rc = cli_call(c, "POST", "/pools", body, &resp);
-    json_decref(body);
     return done(c, rc, resp, "pool %s created\n", argv[optind], NULL);
 }
 
@@ -347,16 +343,14 @@ static int pool_simple(struct cli *c, int argc, char **argv, const char *verb)
 
 static int pool_import(struct cli *c, int argc, char **argv)
 {
-    char *dir = NULL;
+    _cleanup_free_ char *dir = NULL;
     GETOPT_LOOP("pool", "d:", common_lo,
         case 'd':
             free(dir);
             dir = abs_path(optarg);
             break;)
-    if (argc - optind > 1) {
-        free(dir);
+    if (argc - optind > 1)
         return cli_usage_error("pool", "pool import takes at most one NAME");
-    }
     json_t *resp = NULL;
     int rc;
     if (optind == argc) {
@@ -394,7 +388,6 @@ static int pool_import(struct cli *c, int argc, char **argv)
         if (rc == EXIT_OK && !c->json)
             printf("pool %s imported\n", argv[optind]);
     }
-    free(dir);
     return done(c, rc, resp, NULL, NULL, NULL);
 }
 
@@ -403,13 +396,11 @@ static int pool_set(struct cli *c, int argc, char **argv)
     GETOPT_LOOP("pool", "", common_lo, )
     if (argc - optind < 2)
         return cli_usage_error("pool", "pool set needs PROP=VALUE... NAME");
-    json_t *props = json_object();
+    _cleanup_json_ json_t *props = json_object();
     for (int i = optind; i < argc - 1; i++) {
         char *eq = strchr(argv[i], '=');
-        if (!eq || eq == argv[i]) {
-            json_decref(props);
+        if (!eq || eq == argv[i])
             return cli_usage_error("pool", "expected PROP=VALUE, got '%s'", argv[i]);
-        }
         *eq = '\0';
         json_object_set_new(props, argv[i], json_string(eq + 1));
     }
@@ -417,7 +408,7 @@ static int pool_set(struct cli *c, int argc, char **argv)
     char *n = cli_escape(name), path[512];
     snprintf(path, sizeof(path), "/pools/%s", n ? n : "");
     free(n);
-    json_t *body = json_pack("{s:o}", "properties", props), *resp = NULL;
+    json_t *body = json_pack("{s:O}", "properties", props), *resp = NULL;
     int rc = cli_call(c, "PATCH", path, body, &resp);
     json_decref(body);
     return done(c, rc, resp, NULL, NULL, NULL);

@@ -90,7 +90,7 @@ static int vol_create(struct cli *c, int argc, char **argv)
 {
     static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"thick", no_argument, NULL, 'T'},
                                        {NULL, 0, NULL, 0}};
-    json_t *props = json_object();
+    _cleanup_json_ json_t *props = json_object();
     const char *size = NULL, *vbs = NULL;
     bool thick = false;
     GETOPT_LOOP("b:V:o:s", lo,
@@ -100,28 +100,20 @@ static int vol_create(struct cli *c, int argc, char **argv)
         case 'T': thick = true; break;
         case 'o': {
             char *eq = strchr(optarg, '=');
-            if (!eq || eq == optarg) {
-                json_decref(props);
+            if (!eq || eq == optarg)
                 return cli_usage_error("vol", "-o expects PROP=VALUE, got '%s'", optarg);
-            }
             *eq = '\0';
             json_object_set_new(props, optarg, json_string(eq + 1));
             break;
         })
-    if (!size) {
-        json_decref(props);
+    if (!size)
         return cli_usage_error("vol", "vol create needs -V SIZE");
-    }
-    if (argc - optind != 1) {
-        json_decref(props);
+    if (argc - optind != 1)
         return cli_usage_error("vol", "vol create needs exactly one POOL/VOL");
-    }
     char *p, *v;
     int rc = cli_split_vol("vol", argv[optind], &p, &v);
-    if (rc != EXIT_OK) {
-        json_decref(props);
+    if (rc != EXIT_OK)
         return rc;
-    }
     const char *slash = strchr(argv[optind], '/');
     json_t *body = json_pack("{s:s,s:s}", "name", slash + 1, "size", size);
     if (vbs)
@@ -130,7 +122,6 @@ static int vol_create(struct cli *c, int argc, char **argv)
         json_object_set_new(body, "thick", json_true());
     if (json_object_size(props))
         json_object_set(body, "properties", props);
-    json_decref(props);
     char path[512];
     snprintf(path, sizeof(path), "/pools/%s/volumes", p);
     free(p);
@@ -273,17 +264,15 @@ static int vol_set(struct cli *c, int argc, char **argv)
     int rc = vol_path(argv[argc - 1], "", path, sizeof(path));
     if (rc != EXIT_OK)
         return rc;
-    json_t *props = json_object();
+    _cleanup_json_ json_t *props = json_object();
     for (int i = optind; i < argc - 1; i++) {
         char *eq = strchr(argv[i], '=');
-        if (!eq || eq == argv[i]) {
-            json_decref(props);
+        if (!eq || eq == argv[i])
             return cli_usage_error("vol", "expected PROP=VALUE, got '%s'", argv[i]);
-        }
         *eq = '\0';
         json_object_set_new(props, argv[i], json_string(eq + 1));
     }
-    json_t *body = json_pack("{s:o}", "properties", props), *resp = NULL;
+    json_t *body = json_pack("{s:O}", "properties", props), *resp = NULL;
     rc = cli_call(c, "PATCH", path, body, &resp);
     json_decref(body);
     return finish(c, rc, resp, NULL, NULL);

@@ -34,7 +34,7 @@
  *  - dirty_bytes counts open + syncing buffers; writers wait while it exceeds
  *    dirty_max, the sync thread starts early past dirty_max/4.
  *
- * Triggers: txg_timeout_ms since the last sync, dirty bytes past
+ * Triggers: txg_timeout_ms since the first change of the open txg, dirty bytes past
  * dirty_max/4 (kicked), or a waiter for the open txg (flush, admin). */
 #include "store/txg.h"
 
@@ -372,11 +372,14 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
     struct objdesc mos_od = p->mos_od;
     uint8_t *mbytes = NULL;
     size_t mlen = 0;
+    uint64_t T0 = now_ns(), T1 = 0, T2 = 0, T3 = 0;
     int r = quiesce(&c);
     if (r == 0)
         r = gather(&c);
+    T1 = now_ns();
     if (r == 0 && c.njobs)
         wp_run(p->txg.workers, leaf_job, &c, c.njobs, &p->txg.scratch);
+    T2 = now_ns();
     if (r == 0)
         r = atomic_load(&c.err);
     for (size_t i = 0; r == 0 && i < c.nsv; i++) {
@@ -391,6 +394,7 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
         else if (sv->n || nblocks != sv->od.nblocks)
             r = objtree_sync(&w, &sv->od, sv->u, sv->n, nblocks);
     }
+    T3 = now_ns();
     if (r == 0)
         r = write_mos(&c, &mos_od, &mbytes, &mlen);
     if (r == 0)
@@ -416,6 +420,9 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
         alloc_stats(p->io.alloc, &st);
         atomic_store(&p->free_est, st.free);
     }
+    blog_debug("pool %s txg %llu: %zu leaves; quiesce %.1f ms, leaves %.1f ms, trees %.1f ms, "
+               "commit %.1f ms", p->name, (unsigned long long)txg, c.njobs, (T1 - T0) / 1e6,
+               (T2 - T1) / 1e6, (T3 - T2) / 1e6, (now_ns() - T3) / 1e6);
     free(mbytes);
     for (size_t i = 0; i < c.nsv; i++) {
         free(c.sv[i].u);
@@ -438,15 +445,14 @@ static void *sync_main(void *arg)
         struct bs_tunables tun;
         bs_tunables_get(&tun);
         uint64_t now = now_ns();
-        uint64_t deadline = tx->last_sync_ns + (uint64_t)tun.txg_timeout_ms * 1000000u;
         bool dirty = atomic_load(&tx->open_dirty);
+        uint64_t deadline = tx->dirty_since_ns + (uint64_t)tun.txg_timeout_ms * 1000000u;
         bool go = !tx->fault && dirty &&
                   (tx->want_txg >= tx->open_txg || atomic_load(&tx->kicked) || now >= deadline);
         if (!go) {
-            if (!dirty || tx->fault)
-                tx->last_sync_ns = now; /* idle: the timer starts at the next change */
+            /* idle: txg_mark_dirty wakes us when the open txg gets a change */
+            uint64_t wake = (dirty && !tx->fault) ? deadline : now + 10000000000ull;
             struct timespec ts;
-            uint64_t wake = (dirty && !tx->fault) ? deadline : now + 1000000000ull;
             ts.tv_sec = (time_t)(wake / 1000000000u);
             ts.tv_nsec = (long)(wake % 1000000000u);
             /* now_ns is CLOCK_MONOTONIC; the condvar uses it too (txg_init) */
@@ -558,12 +564,31 @@ int txg_sync_all(struct bs_pool *p)
     return txg_wait(p, t);
 }
 
+static void mark_dirty_locked(struct txg *tx)
+{
+    if (!atomic_load(&tx->open_dirty)) {
+        atomic_store(&tx->open_dirty, true);
+        tx->dirty_since_ns = now_ns(); /* the txg timer starts at the first change */
+        pthread_cond_signal(&tx->cv_kick);
+    }
+}
+
+void txg_mark_dirty(struct bs_pool *p)
+{
+    struct txg *tx = &p->txg;
+    if (atomic_load_explicit(&tx->open_dirty, memory_order_relaxed))
+        return;
+    pthread_mutex_lock(&tx->lock);
+    mark_dirty_locked(tx);
+    pthread_mutex_unlock(&tx->lock);
+}
+
 uint64_t txg_dirty_open(struct bs_pool *p)
 {
     struct txg *tx = &p->txg;
     pthread_mutex_lock(&tx->lock);
     uint64_t t = tx->open_txg;
-    atomic_store(&tx->open_dirty, true);
+    mark_dirty_locked(tx);
     pthread_mutex_unlock(&tx->lock);
     return t;
 }

@@ -22,6 +22,7 @@ struct txg {
     uint64_t committed_txg;   /* last durable txg */
     uint64_t want_txg;        /* highest txg someone waits for */
     uint64_t last_sync_ns;
+    uint64_t dirty_since_ns;  /* first change of the open txg */
     bool shutdown, started;
     int fault;                /* first fatal sync error (-errno); 0 = healthy */
     _Atomic uint64_t dirty_bytes; /* open + syncing dirty buffers */
@@ -48,6 +49,8 @@ int txg_sync_all(struct bs_pool *p);
 /* The txg that will carry a change made now (call under pool->lock) and mark
  * it dirty. */
 uint64_t txg_dirty_open(struct bs_pool *p);
+/* Writers: the open txg holds a change (cheap when already marked). */
+void txg_mark_dirty(struct bs_pool *p);
 /* Writers: account new dirty bytes, kick the sync thread past dirty_max/4. */
 void txg_add_dirty(struct bs_pool *p, int64_t bytes);
 /* Writers: wait while the pool holds more than dirty_max dirty bytes. */

@@ -131,7 +131,7 @@ static void note_write(struct ds *ds, int64_t delta)
 {
     ds->open.bytes += (uint64_t)delta;
     ds->last_write_txg = ds->open_txg;
-    atomic_store_explicit(&ds->pool->txg.open_dirty, true, memory_order_relaxed);
+    txg_mark_dirty(ds->pool);
 }
 
 static int new_ent(uint64_t blkid, struct cbuf *buf, struct dirty_ent **out)

@@ -257,7 +257,8 @@ int vm_config_format(const struct vm_config *c, char **out, struct berr *err)
     }
     struct sbuf b = {0};
     if (!w.oom) {
-        qsort(w.v, w.n, sizeof(*w.v), entry_cmp);
+        if (w.n)
+            qsort(w.v, w.n, sizeof(*w.v), entry_cmp);
         for (size_t i = 0; i < c->n_comments; i++)
             sbuf_printf(&b, "%s\n", c->comments[i]);
         for (size_t i = 0; i < w.n; i++)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* JSON message stream and connection (see jstream.h). */
 #include "vm/jstream.h"
+#include "common/cleanup.h"
 #include "common/util.h"
 
 #include <fcntl.h>
@@ -32,7 +33,8 @@ static void reset_scan(struct jstream *js)
 
 static void consume(struct jstream *js, size_t n)
 {
-    memmove(js->buf, js->buf + n, js->len - n);
+    if (js->len > n)
+        memmove(js->buf, js->buf + n, js->len - n);
     js->len -= n;
     reset_scan(js);
 }
@@ -40,6 +42,8 @@ static void consume(struct jstream *js, size_t n)
 int jstream_feed(struct jstream *js, const void *data, size_t len)
 {
     const uint8_t *d = data;
+    if (!len)
+        return 0;
     if (js->want_ff) {
         const uint8_t *ff = memchr(d, 0xFF, len);
         if (!ff)
@@ -48,6 +52,8 @@ int jstream_feed(struct jstream *js, const void *data, size_t len)
         len -= (size_t)(ff + 1 - d);
         d = ff + 1;
     }
+    if (!len)
+        return 0;
     if (js->len + len > JSTREAM_MAX)
         return -EMSGSIZE;
     if (js->len + len > js->cap) {

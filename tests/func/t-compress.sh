@@ -13,6 +13,7 @@ start_berthd
 mkpool tank 1G
 mkdata "$T/text" 64 text
 mkdata "$T/rand" 64 random
+head -c $((4 * M)) "$T/text" >"$T/text4"   # zstd-19 is slow: a small sample
 
 put() { # put VOL FILE
   nbdcopy --flush "$2" "$(uri "$1")" || fail "nbdcopy $2 -> $1"
@@ -29,7 +30,7 @@ berth vol create -V 64M tank/rnd >/dev/null || fail "vol create tank/rnd"
 berth vol create -V 64M -o compression=zstd tank/zrnd >/dev/null || fail "vol create tank/zrnd"
 f0=$(file_alloc "$T/tank.img")
 
-put tank/lz "$T/text"; put tank/zs "$T/text"; put tank/zs19 "$T/text"; put tank/off "$T/text"
+put tank/lz "$T/text"; put tank/zs "$T/text"; put tank/zs19 "$T/text4"; put tank/off "$T/text"
 put tank/rnd "$T/rand"; put tank/zrnd "$T/rand"
 pool_sync tank 2
 
@@ -63,7 +64,8 @@ echo "pool file grew by $fa bytes for $((6 * 64)) MiB written"
 [ "$fa" -ge $((3 * 64 * M)) ] || fail "the pool file grew by only $fa bytes for 192 MiB of incompressible data"
 
 echo "== every volume reads back exactly"
-for v in lz zs zs19 off; do check_back tank/$v "$T/text"; done
+for v in lz zs off; do check_back tank/$v "$T/text"; done
+check_back tank/zs19 "$T/text4"
 for v in rnd zrnd; do check_back tank/$v "$T/rand"; done
 
 echo "== changing compression affects new writes only, old data still reads"
@@ -82,7 +84,7 @@ stop_berthd
 start_berthd
 r2=$(vol_prop tank/zs compressratio)
 fcmp "$r2" == "$r_zs" || fail "tank/zs ratio $r_zs became $r2 over a restart"
-check_back tank/zs19 "$T/text"
+check_back tank/zs19 "$T/text4"
 check_back tank/zrnd "$T/rand"
 
 berth pool check tank || fail "pool check"

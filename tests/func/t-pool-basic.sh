@@ -119,7 +119,7 @@ berth pool trim tank || fail "pool trim"
 
 echo "== destroy (busy with a client, then really)"
 berth vol create -V 16M other/v >/dev/null || fail "vol create other/v"
-nbdpy -c 'import nbd,sys,time; h=nbd.NBD(); h.connect_uri(sys.argv[1]); open(sys.argv[2],"w").close(); time.sleep(60)' "$(uri other/v)" "$T/connected" &
+"$NBDPY" -c 'import nbd,sys,time; h=nbd.NBD(); h.connect_uri(sys.argv[1]); open(sys.argv[2],"w").close(); time.sleep(60)' "$(uri other/v)" "$T/connected" &
 holder=$!
 add_cleanup "kill $holder"
 wait_until 10 test -e "$T/connected" || fail "nbd client did not connect"

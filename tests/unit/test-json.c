@@ -124,6 +124,10 @@ static void bad_bodies(void)
     BAD(R_VOL_PATCH, "{\"properties\":{\"compression\":5}}", EINVAL,
         "properties.compression");
     BAD(R_VOL_RESIZE, "{\"size\":true}", EINVAL, "field 'size'");
+    BAD(R_VOL_CREATE, "{\"name\":\"d\",\"size\":\"1G\",\"volblocksize\":\"3K\"}", EINVAL,
+        "3K is invalid: use a power of two from 4K to 128K");
+    BAD(R_VOL_CREATE, "{\"name\":\"d\",\"size\":\"1G\",\"volblocksize\":262144}", EINVAL,
+        "262144 is invalid");
     BAD(R_POOL_TRIM, "{\"x\":1}", EINVAL, "takes none");
     BAD(R_POOL_DEBUG, "{}", EINVAL, "'knob'");
     BAD(R_POOL_PATCH, "{\"properties\":{\"ashift\":9}}", EINVAL, "read-only");

@@ -162,6 +162,7 @@ static void space_test(void)
     struct bs_pool_stats st0, st1;
     bs_pool_stats(p, &st0);
     /* compressible data */
+    memset(buf, ' ', 16 * MiB);
     for (uint64_t i = 0; i < 16 * MiB; i += 64)
         snprintf((char *)buf + i, 64, "line %llu of a very compressible text ........\n",
                  (unsigned long long)i);

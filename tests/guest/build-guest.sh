@@ -1,0 +1,157 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Builds berth's test guest from Debian packages, at test/demo time, into a
+# cache directory (default /var/cache/berth-test-guest, or $BERTH_GUEST_DIR):
+#
+#   vmlinuz      the Debian cloud kernel (linux-image-cloud-amd64's versioned
+#                dependency, downloaded with apt-get download)
+#   initrd.img   a gzip'd newc cpio: busybox-static, the kernel modules a
+#                virtio guest needs (decompressed if shipped as .ko.xz/.ko.zst),
+#                qemu-ga with the shared libraries ldd finds for it, and /init
+#
+# /init loads the modules, mounts proc/sys/dev, prints "BERTH-GUEST: up",
+# starts qemu-ga in the background if the kernel command line has
+# berth.agent=1, runs /scripts/NAME for berth.script=NAME (scripts baked in
+# below; one can also be read from the first 4 KiB of /dev/vdb with
+# berth.script=vdb), prints "BERTH-GUEST: done rc=N" and powers off.
+#
+#   tests/guest/build-guest.sh [--force]     prints the cache dir on success
+set -euo pipefail
+dir=${BERTH_GUEST_DIR:-/var/cache/berth-test-guest}
+force=${1:-}
+self_sum=$(sha256sum "$0" | cut -c1-16)
+if [ "$force" != --force ] && [ -f "$dir/stamp" ] && [ "$(cat "$dir/stamp")" = "$self_sum" ] &&
+   [ -f "$dir/vmlinuz" ] && [ -f "$dir/initrd.img" ]; then
+  echo "$dir"; exit 0
+fi
+for t in apt-get apt-cache dpkg-deb busybox gzip ldd; do
+  command -v $t >/dev/null || { echo "build-guest: $t is missing" >&2; exit 77; }
+done
+mkdir -p "$dir"
+work=$(mktemp -d /tmp/berth-guest-XXXXXX)
+chmod 755 "$work"   # apt-get download runs as _apt
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+
+# linux-image-cloud-amd64 is a metapackage: its dependency is the real kernel
+kpkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+[ -n "$kpkg" ] || { echo "build-guest: cannot resolve linux-image-cloud-amd64 (apt-get update?)" >&2; exit 1; }
+apt-get download -q "$kpkg" qemu-guest-agent >apt.log 2>&1 || { cat apt.log >&2; exit 1; }
+dpkg-deb -x "$(ls ${kpkg}_*.deb)" k
+dpkg-deb -x "$(ls qemu-guest-agent_*.deb)" q
+kver=$(ls k/lib/modules)
+cp k/boot/vmlinuz-"$kver" vmlinuz
+
+root=$work/root
+mkdir -p $root/{bin,sbin,dev,proc,sys,tmp,etc,scripts,lib/modules,lib64,usr/lib,run,var/run}
+cp "$(command -v busybox)" $root/bin/busybox
+file_static() { ! ldd "$1" >/dev/null 2>&1; }
+file_static $root/bin/busybox || { echo "build-guest: busybox is not static (install busybox-static)" >&2; exit 1; }
+
+# modules: the wanted ones plus what they depend on (read from each .ko's
+# .modinfo "depends="; the package has no modules.dep), dependencies first
+want="virtio_pci virtio_scsi sd_mod virtio_blk virtio_net virtio_console virtio_balloon tpm_tis tpm_crb"
+: >$root/etc/modules-order
+declare -A done_mod=()
+add_mod() {
+  local m=$1 f
+  [ -n "${done_mod[$m]:-}" ] && return 0
+  done_mod[$m]=1
+  f=$(find k/lib/modules/$kver -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" | head -1)
+  if [ -z "$f" ]; then
+    m2=${m//_/[-_]}
+    if grep -q "/$m2.ko" k/lib/modules/$kver/modules.builtin; then return 0; fi  # built in
+    echo "build-guest: module $m neither a module nor built in" >&2; exit 1
+  fi
+  case "$f" in
+    *.xz) xz -dc "$f" >$root/lib/modules/$m.ko ;;
+    *.zst) zstd -qdc "$f" >$root/lib/modules/$m.ko ;;
+    *) cp "$f" $root/lib/modules/$m.ko ;;
+  esac
+  local deps
+  deps=$(tr '\0' '\n' <$root/lib/modules/$m.ko | grep -a '^depends=' | head -1 | cut -d= -f2 | tr ',' ' ')
+  for d in $deps; do add_mod "$d"; done
+  echo "$m" >>$root/etc/modules-order
+}
+for m in $want; do add_mod "$m"; done
+
+# qemu-ga and its libraries (the host's, same Debian release)
+cp q/usr/sbin/qemu-ga $root/sbin/qemu-ga
+ldd q/usr/sbin/qemu-ga | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | while read -r lib; do
+  mkdir -p "$root$(dirname "$lib")"
+  cp -L "$lib" "$root$lib"
+done
+cp -L /lib64/ld-linux-x86-64.so.2 $root/lib64/
+# qemu-ga's guest-shutdown runs /sbin/shutdown -P +0 ...
+printf '#!/bin/sh\nsync\nexec poweroff -f\n' >$root/sbin/shutdown
+chmod +x $root/sbin/shutdown
+
+cat >$root/init <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
+for m in $(cat /etc/modules-order); do insmod /lib/modules/$m.ko 2>/tmp/insmod.err || echo "BERTH-GUEST: insmod $m: $(cat /tmp/insmod.err)"; done
+arg() { for w in $(cat /proc/cmdline); do case $w in "$1"=*) echo "${w#*=}";; esac; done; }
+sleep 1   # let the disks settle (scsi scan is asynchronous)
+echo "BERTH-GUEST: up $(uname -r)"
+if [ "$(arg berth.agent)" = 1 ]; then
+  for p in /sys/class/virtio-ports/*; do
+    [ "$(cat $p/name 2>/dev/null)" = org.qemu.guest_agent.0 ] || continue
+    qemu-ga -m virtio-serial -p /dev/$(basename $p) -t /run >/tmp/qga.log 2>&1 &
+    echo "BERTH-GUEST: agent started on /dev/$(basename $p)"
+  done
+fi
+s=$(arg berth.script)
+rc=0
+if [ "$s" = vdb ]; then
+  head -c 4096 /dev/vdb | tr -d '\000' >/tmp/script.sh; sh /tmp/script.sh; rc=$?
+elif [ -n "$s" ] && [ -f /scripts/$s ]; then
+  sh /scripts/$s; rc=$?
+elif [ -n "$s" ]; then
+  echo "BERTH-GUEST: no script $s"; rc=127
+fi
+echo "BERTH-GUEST: done rc=$rc"
+[ "$(arg berth.stay)" = 1 ] && while :; do sleep 3600; done
+sync
+poweroff -f
+INIT
+chmod +x $root/init
+
+cat >$root/scripts/hello <<'S'
+echo "BERTH-GUEST: hello from userspace"
+S
+# 4 MiB pattern at the start of the first SCSI disk, then discard 4-8 MiB
+cat >$root/scripts/write-pattern <<'S'
+dev=/dev/sda
+[ -b $dev ] || { echo "BERTH-GUEST: no $dev"; exit 1; }
+yes 'BERTH-PATTERN-0123456789abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJKLM' | head -c 4194304 | dd of=$dev bs=1M conv=fsync 2>/dev/null
+echo "BERTH-GUEST: wrote pattern sha256 $(head -c 4194304 $dev | sha256sum | cut -c1-64)"
+if [ "$(cat /sys/block/sda/queue/discard_max_bytes)" != 0 ]; then
+  blkdiscard -o 4194304 -l 4194304 $dev && echo "BERTH-GUEST: discarded 4M-8M"
+else
+  echo "BERTH-GUEST: disk has no discard"
+fi
+sync
+S
+cat >$root/scripts/read-pattern <<'S'
+echo "BERTH-GUEST: read pattern sha256 $(head -c 4194304 /dev/sda | sha256sum | cut -c1-64)"
+S
+cat >$root/scripts/tpm <<'S'
+ls -l /dev/tpm* 2>&1
+echo "BERTH-GUEST: tpm version $(cat /sys/class/tpm/tpm0/tpm_version_major 2>/dev/null)"
+S
+cat >$root/scripts/wait-agent <<'S'
+echo "BERTH-GUEST: waiting for the host to shut me down through the agent"
+while :; do sleep 1; done
+S
+
+(cd $root && find . | busybox cpio -o -H newc 2>/dev/null | gzip -9) >initrd.img
+cp vmlinuz "$dir/vmlinuz.new" && mv "$dir/vmlinuz.new" "$dir/vmlinuz"
+cp initrd.img "$dir/initrd.img.new" && mv "$dir/initrd.img.new" "$dir/initrd.img"
+echo "$kpkg" >"$dir/kernel-package"
+echo "$self_sum" >"$dir/stamp"
+echo "$dir"
