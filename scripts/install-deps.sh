@@ -8,7 +8,7 @@ pkgs=(
   # build
   gcc make meson ninja-build pkg-config clang libclang-rt-14-dev
   liblz4-dev libzstd-dev libxxhash-dev libssl-dev libjansson-dev
-  libmicrohttpd-dev libcurl4-openssl-dev
+  libmicrohttpd-dev libcurl4-openssl-dev libargon2-dev
   # real clients and peers used by tests, the demo and benchmarks
   qemu-utils qemu-system-x86 qemu-system-common nbdkit libnbd-bin python3-libnbd
   fio e2fsprogs fuse3 util-linux curl procps psmisc kmod

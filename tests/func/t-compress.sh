@@ -19,7 +19,9 @@ put() { # put VOL FILE
   nbdcopy --flush "$2" "$(uri "$1")" || fail "nbdcopy $2 -> $1"
 }
 check_back() { # check_back VOL FILE
-  nbdcopy "$(uri "$1")" - | cmp -n "$(stat -c %s "$2")" - "$2" || fail "$1 does not read back as $2"
+  nbdcopy "$(uri "$1")" "$T/back" || fail "nbdcopy out of $1"
+  cmp -n "$(stat -c %s "$2")" "$T/back" "$2" || fail "$1 does not read back as $2"
+  rm -f "$T/back"
 }
 
 berth vol create -V 64M tank/lz >/dev/null || fail "vol create tank/lz"
