@@ -92,7 +92,7 @@ setup_target() {
     berth-lz4|berth-off)
       [ -n "$berthd_pid" ] || start_berthd
       local p=${t#berth-}
-      berth pool create -o size=$(( $(numfmt --from=iec "$size") * 2 )) "b$p" "$W/b$p.img" >/dev/null || exit 1
+      berth pool create -o size=$(( $(numfmt --from=iec "$size") * 4 )) "b$p" "$W/b$p.img" >/dev/null || exit 1
       if [ "$p" = off ]; then
         berth vol create -V "$size" -o compression=off "b$p/disk" >/dev/null || exit 1
       else

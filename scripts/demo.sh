@@ -11,6 +11,7 @@
 #   DEMO_DIR=DIR      where the demo lives (default ./demo)
 #   DEMO_POOL_SIZE, DEMO_VOL_SIZE   (default 4G, 2G)
 #   DEMO_SRC=DIR      files to copy into the filesystem (default /usr/share/doc)
+#   DEMO_NO_FUSE=1    skip nbdfuse + loop mount, use mkfs.ext4 -d + qemu-img convert
 set -u
 set -o pipefail
 cd "$(dirname "$0")/.."
@@ -87,7 +88,7 @@ echo "    $uri"
 
 # ---- a filesystem through a real client ----
 via=
-if [ "$(id -u)" = 0 ] && [ -c /dev/fuse ] && command -v nbdfuse >/dev/null && command -v fusermount3 >/dev/null; then
+if [ "${DEMO_NO_FUSE:-0}" != 1 ] && [ "$(id -u)" = 0 ] && [ -c /dev/fuse ] && command -v nbdfuse >/dev/null && command -v fusermount3 >/dev/null; then
   say "nbdfuse $fuse_mnt $uri   (the volume as a file), mkfs.ext4, mount -o loop, copy $src"
   mkdir -p "$fuse_mnt" "$fs_mnt"
   nbdfuse -P "$demo/nbdfuse.pid" "$fuse_mnt" "$uri" >"$demo/nbdfuse.log" 2>&1 &
@@ -138,24 +139,35 @@ fsz=$(stat -c %s "$demo/demo.img") fal=$(( $(stat -c %b "$demo/demo.img") * $(st
 printf 'The pool file %s is %s bytes long and takes %s MiB on the host disk (thin + compressed).\n' \
   "$demo/demo.img" "$fsz" "$((fal >> 20))"
 
+sock=$run/nbd.sock
 cat <<EOF
 
-berthd is running (pid $pid), log: $demo/berthd.log
-  export BERTH_SOCKET=$BERTH_SOCKET          # so that 'berth' finds this berthd
+berthd is running (pid $pid); its log is $demo/berthd.log.
+  export BERTH_SOCKET=$BERTH_SOCKET    # so that 'berth' finds this berthd
   export PATH=$build/src/cli:\$PATH
 
-Look at the filesystem:
+Look at the disk:
+  nbdinfo "$uri"
+  nbdinfo --map "$uri"          # data vs holes
   qemu-img info "$uri"
-  nbdinfo --map "$uri"                                      # data vs holes
-  mkdir -p /mnt/demo && nbdfuse $fuse_mnt "$uri" &           # then:
-  mount -o loop $fuse_mnt/nbd /mnt/demo                      # (umount; fusermount3 -u $fuse_mnt)
-Attach it to a VM:
-  qemu-system-x86_64 -m 1G -blockdev driver=nbd,server.type=unix,server.path=$run/nbd.sock,export=demo/disk0,discard=unmap,node-name=d0 -device virtio-blk-pci,drive=d0 ...
+
+Mount the filesystem (as root):
+  nbdfuse $fuse_mnt "$uri" &
+  mkdir -p /mnt/demo && mount -o loop $fuse_mnt/nbd /mnt/demo
+  ...  umount /mnt/demo && fusermount3 -u $fuse_mnt
+
 Copy a disk image in or out:
   qemu-img convert -n -O raw disk.qcow2 "$uri"
   qemu-img convert -O qcow2 "$uri" backup.qcow2
+
+Attach it to a VM:
+  qemu-system-x86_64 -m 1G \\
+    -blockdev driver=nbd,server.type=unix,server.path=$sock,export=demo/disk0,discard=unmap,node-name=disk0 \\
+    -device virtio-blk-pci,drive=disk0 ...
+
 More:
-  berth vol create -V 10G demo/disk1; berth pool status demo; berth pool trim demo
+  berth vol create -V 10G demo/disk1;  berth pool status demo;  berth pool trim demo
+
 Stop it:
-  kill $pid          # or re-run 'make demo', which stops it and starts over
+  kill $pid        # or run 'make demo' again: it stops this berthd and starts over
 EOF

@@ -261,7 +261,7 @@ cli_bad "" pool create onlyname
 cli_bad "" vol create tank/x
 cli_bad 10X vol create -V 10X tank/x
 cli_bad -1G vol create -V -1G tank/x
-cli_bad 3K vol create -b 3K -V 1G tank/x
+cli_bad volblocksize vol create -b 3K -V 1G tank/x
 cli_bad ashift pool create -o ashift=abc p "$T/p.img"
 cli_bad nosuch pool create -o nosuch=1 p "$T/p.img"
 cli_bad "" vol set novalue tank/v

@@ -50,5 +50,20 @@ fio_run seq1m-readonly-verify --uri="$(uri tank/s)" --rw=read --bs=1M --iodepth=
 
 berthd_alive
 berth pool check tank || fail "pool check"
+
+echo "== overwrite pressure: a volume of half the pool's size, rewritten whole 3 times"
+# copy-on-write needs room for the new blocks while the old ones are still
+# referenced (deferred frees): the engine must throttle writers (or at worst
+# return ENOSPC), never fault the pool
+berth pool create -o size=512M small "$T/small.img" >/dev/null || fail "pool create small"
+berth vol create -V 240M small/v >/dev/null || fail "vol create small/v"
+fio_run ow-prefill --uri="$(uri small/v)" --rw=write --bs=1M --iodepth=16 --size=240M
+fio_run ow-rand --uri="$(uri small/v)" --rw=randwrite --bs=4k --iodepth=16 --size=64M
+for i in 1 2 3; do
+  fio_run ow-seq$i --uri="$(uri small/v)" --rw=write --bs=1M --iodepth=16 --size=240M --verify=crc32c --do_verify=1
+  [ "$(pool_field small state)" = ONLINE ] || { berth pool status small; fail "pool small is $(pool_field small state) after overwrite $i"; }
+done
+berth pool check small || fail "pool check small"
+
 stop_berthd
 echo PASS

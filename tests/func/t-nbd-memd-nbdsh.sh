@@ -32,7 +32,8 @@ def expect(err, fn, *a):
     try:
         fn(*a)
     except nbd.Error as e:
-        assert e.errno == err, "%s%r: errno %s, wanted %s" % (fn.__name__, a, e.errno, err)
+        # python3-libnbd gives the symbolic name ("EINVAL")
+        assert e.errno in (err, errno.errorcode[err]), "%s%r: errno %s, wanted %s" % (fn.__name__, a, e.errno, err)
         return
     raise AssertionError("%s%r succeeded" % (fn.__name__, a))
 
@@ -75,8 +76,9 @@ assert len(ext) == 2, ext
 
 # many requests in flight, replies matched out of order
 cookies = [h.aio_pwrite(bytes([i]) * 4096, i * 4096) for i in range(64)]
-while any(not h.aio_command_completed(c) for c in cookies if c is not None):
+while h.aio_in_flight() > 0:
     h.poll(-1)
+assert all(h.aio_command_completed(c) for c in cookies)
 for i in range(64):
     assert h.pread(4096, i * 4096) == bytes([i]) * 4096
 h.shutdown()
@@ -91,7 +93,7 @@ expect(errno.EINVAL, h.pread, 0, 0)                       # zero length
 expect(errno.EINVAL, h.pread, 512, 0, nbd.CMD_FLAG_REQ_ONE)  # flag of another command
 expect(errno.EINVAL, h.block_status, 4096, 16 << 20, bs)
 expect(errno.EOVERFLOW, h.pread, (32 << 20) + 4096, 0)    # above max block size
-assert h.pread(4096, 65536) == b"\xab" * 4096             # still usable
+assert h.pread(4096, 81920) == bytes([20]) * 4096            # still usable
 h.shutdown()
 
 h = conn("r", strict=False)
@@ -120,7 +122,7 @@ print("nbdsh checks passed")
 PY
 
 # nbdsh itself, the way a user would poke at it
-nbdsh -u "nbd+unix:///d?socket=$S" -c 'assert h.pread(4, 65536) == b"\xab" * 4' || fail "nbdsh -c"
+nbdsh -u "nbd+unix:///d?socket=$S" -c 'assert h.pread(4, 4096 * 20) == b"\x14" * 4' || fail "nbdsh -c"
 
 kill -TERM $MEMD_PID; rc=0; wait $MEMD_PID || rc=$?
 grep -E "Sanitizer|runtime error" "$T/memd.log" && fail "sanitizer report"
