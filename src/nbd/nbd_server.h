@@ -72,7 +72,9 @@ int nbd_server_listen_unix(struct nbd_server *s, const char *path, struct berr *
 /* Listen on TCP host:port ("127.0.0.1", port; 0 picks a port, see bound_port) */
 int nbd_server_listen_tcp(struct nbd_server *s, const char *host, uint16_t port,
                           uint16_t *bound_port, struct berr *err);
-/* Drop every connection to an export (volume destroyed/exported). */
+/* Drop every connection to an export (volume destroyed/exported).
+ * Synchronous: returns once every such connection has drained and closed
+ * its backend handle, so never call it from a backend callback. */
 void nbd_server_kick_export(struct nbd_server *s, const char *name);
 /* Number of open connections to an export (EBUSY checks). */
 unsigned nbd_server_export_conns(struct nbd_server *s, const char *name);

@@ -82,12 +82,12 @@ void crypt_key_free(struct crypt_key *k);
 int crypt_key_fingerprint(const struct crypt_key *k, uint8_t out[CRYPT_FINGERPRINT_LEN]);
 
 /* The salt for the next block written under `k`: the current salt until it
- * has been handed out CRYPT_SALT_MAX_USES times (or crypt_key_rotate_salt is
- * called), then a new random one.  0 or -errno. */
+ * has been handed out `limit` times (CRYPT_SALT_MAX_USES by default), then a
+ * new random one.  0 or -errno. */
 int crypt_key_next_salt(struct crypt_key *k, uint8_t salt[CRYPT_SALT_LEN]);
-int crypt_key_rotate_salt(struct crypt_key *k);
-/* Tests only: lower the rotation limit to exercise rotation. */
-void crypt_key_set_salt_limit(struct crypt_key *k, uint64_t uses);
+/* Forget the current salt so the next block starts a new one (the engine may
+ * call this per txg); a non-zero `limit` replaces the rotation limit. */
+int crypt_key_rotate_salt(struct crypt_key *k, uint64_t limit);
 
 /* ---- block encryption ---- */
 
@@ -137,6 +137,18 @@ int crypt_meta_mac(const struct crypt_key *k, const void *aad, size_t aadlen, co
 /* 0 if `mac` matches (constant-time compare), -EIO if not, -ENOKEY/-ENOMEM. */
 int crypt_meta_verify(const struct crypt_key *k, const void *aad, size_t aadlen, const void *data,
                       size_t len, const uint8_t mac[CRYPT_MAC_LEN]);
+
+/* ---- one-shot AES-256-GCM with an explicit key ---- */
+
+/* For key wrapping and known-answer tests: no derivation, no caching. */
+int crypt_gcm_seal(const uint8_t key[CRYPT_KEY_LEN], const uint8_t iv[CRYPT_IV_LEN],
+                   const void *aad, size_t aadlen, const void *in, void *out, size_t len,
+                   uint8_t mac[CRYPT_MAC_LEN]);
+/* 0, or -EACCES when the tag does not verify (`out` is then zeroed), -EINVAL,
+ * -ENOMEM, -EIO. */
+int crypt_gcm_open(const uint8_t key[CRYPT_KEY_LEN], const uint8_t iv[CRYPT_IV_LEN],
+                   const void *aad, size_t aadlen, const void *in, void *out, size_t len,
+                   const uint8_t mac[CRYPT_MAC_LEN]);
 
 /* ---- key wrapping (used by keyslot.c) ---- */
 

@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# Crash consistency.  Two libnbd writers write numbered 4K blocks (content
+# Crash consistency.  Three libnbd writers write numbered 4K blocks (content
 # derived from block number and sequence number) with FLUSH every few writes
 # and occasional FUA writes, logging which writes were acknowledged durable.
 # berthd is killed with SIGKILL at random moments (10 times, 40 with
@@ -13,14 +13,17 @@ requires_nbdpy
 
 ITER=${BERTH_CRASH_ITER:-$([ "${BERTH_LONG:-0}" = 1 ] && echo 40 || echo 10)}
 TORN=${BERTH_TORN_ITER:-$([ "${BERTH_LONG:-0}" = 1 ] && echo 20 || echo 5)}
-NW=2            # writers
+NW=3            # writers: 2 synchronous, 1 with many writes in flight
 NB=4096         # 4K blocks per writer (16 MiB each)
 BS=4096
 
 cat >"$T/writer.py" <<'EOF'
-# writer URI LOG RUN FIRSTBLOCK NBLOCKS BS: write until the connection dies
+# writer URI LOG RUN FIRSTBLOCK NBLOCKS BS MODE: write until the connection dies.
+# MODE sync: one write at a time, 5% of them FUA; MODE aio: batches of up to 32
+# writes in flight at once (to distinct blocks, so their order does not matter).
 import nbd, os, random, struct, sys
 uri, logp, run, first, nb, bs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+mode = sys.argv[7] if len(sys.argv) > 7 else "sync"
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from blocks import content
 rnd = random.Random(run * 1000 + first)
@@ -31,14 +34,25 @@ try:
     h.connect_uri(uri)
     log.write("C\n")
     while True:
-        for _ in range(rnd.randint(1, 48)):
-            seq += 1
-            b = first + rnd.randrange(nb)
-            fua = rnd.random() < 0.05
-            log.write("I %d %d\n" % (b, seq))          # intent: sent, maybe lost
-            h.pwrite(content(b, seq, bs), b * bs, nbd.CMD_FLAG_FUA if fua else 0)
-            if fua:
-                log.write("A %d\n" % seq)              # this write is durable
+        if mode == "aio":
+            cookies = []
+            for b in rnd.sample(range(first, first + nb), rnd.randint(1, 32)):
+                seq += 1
+                log.write("I %d %d\n" % (b, seq))
+                cookies.append(h.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(content(b, seq, bs))), b * bs))
+            pending = set(cookies)
+            while pending:
+                h.poll(-1)
+                pending = {c for c in pending if not h.aio_command_completed(c)}
+        else:
+            for _ in range(rnd.randint(1, 48)):
+                seq += 1
+                b = first + rnd.randrange(nb)
+                fua = rnd.random() < 0.05
+                log.write("I %d %d\n" % (b, seq))          # intent: sent, maybe lost
+                h.pwrite(content(b, seq, bs), b * bs, nbd.CMD_FLAG_FUA if fua else 0)
+                if fua:
+                    log.write("A %d\n" % seq)              # this write is durable
         h.flush()
         log.write("F %d\n" % seq)                      # all writes of this run <= seq are durable
 except nbd.Error as e:
@@ -137,7 +151,7 @@ pool_consistent() {
 
 start_berthd
 mkpool tank 1G
-berth vol create -V 64M tank/v >/dev/null || fail "vol create"
+berth vol create -V 64M tank/v >/dev/null || fail "vol create"   # 3 x 16 MiB used
 U=$(uri tank/v)
 run=0
 
@@ -147,7 +161,7 @@ one_round() {
   run=$((run + 1))
   for ((i = 0; i < NW; i++)); do
     logs+=("$T/log.$run.$i")
-    nbdpy "$T/writer.py" "$U" "$T/log.$run.$i" "$run" $((i * NB)) "$NB" "$BS" &
+    nbdpy "$T/writer.py" "$U" "$T/log.$run.$i" "$run" $((i * NB)) "$NB" "$BS" "$([ $i = 2 ] && echo aio || echo sync)" &
     pids+=($!)
   done
   # let the writers get going: wait for their first flush (or 5 s)
@@ -163,7 +177,11 @@ one_round() {
   fi
   kill_berthd
   for i in "${pids[@]}"; do wait "$i"; done
-  grep -h '^E' "${logs[@]}" | head -2 | sed 's/^/    writer: /'
+  grep -h '^E' "${logs[@]}" | head -3 | sed 's/^/    writer: /'
+  for i in "${logs[@]}"; do
+    tail -1 "$i" | grep -q '^E' || fail "writer $i stopped for another reason than a lost connection (a bug in the writer?)"
+    grep -q '^I' "$i" || fail "writer $i wrote nothing"
+  done
   start_berthd
   [ "$(pool_field tank state)" = ONLINE ] || { berth pool status tank; fail "tank is not ONLINE after the crash"; }
   nbdpy "$T/verify.py" "$U" "$T/state.json" $((NW * NB)) "$BS" "${logs[@]}" || fail "round $run: acknowledged writes lost or garbage read"

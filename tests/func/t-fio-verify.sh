@@ -17,8 +17,9 @@ berth vol create -V 256M -b 64K tank/s >/dev/null || fail "vol create tank/s"
 fio_run() {
   local name=$1; shift
   echo "== fio $name"
-  if ! fio --name="$name" --ioengine=nbd --output-format=terse --terse-version=3 \
-      --group_reporting --verify_fatal=1 "$@" >"$T/fio-$name.out" 2>&1; then
+  # run in $T, and no verify state files (fio drops local-*-verify.state in the cwd)
+  if ! (cd "$T" && fio --name="$name" --ioengine=nbd --output-format=terse --terse-version=3 \
+      --group_reporting --verify_fatal=1 --verify_state_save=0 "$@") >"$T/fio-$name.out" 2>&1; then
     cat "$T/fio-$name.out"; fail "fio $name failed"
   fi
   grep -qiE 'verify: bad|crc32c: verify failed|bad magic' "$T/fio-$name.out" && { cat "$T/fio-$name.out"; fail "fio $name: verify errors"; }

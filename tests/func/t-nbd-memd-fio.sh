@@ -16,6 +16,7 @@ add_cleanup "kill -KILL $MEMD_PID"
 for _ in $(seq 100); do [ -S "$S" ] && [ -s "$T/port" ] && break; sleep 0.05; done
 [ -S "$S" ] || fail "nbd-memd did not start"
 PORT=$(cat "$T/port")
+cd "$T"   # fio drops verify state files in the working directory
 
 run_fio() {
   local uri=$1; shift

@@ -1,0 +1,594 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* AES-256-GCM block encryption, HKDF key derivation, metadata HMAC and
+ * secure key memory (see crypt.h for the key hierarchy).
+ *
+ * Invariants:
+ *  - Every secret byte we own is in crypt_secure_alloc() memory or on the
+ *    stack for the length of one call, and is cleansed before it goes away.
+ *  - A block IV is never reused under one block key: IVs are 96 random bits
+ *    from getrandom; the per-thread IV buffer is wiped on fork (and dropped on
+ *    a fork generation change where MADV_WIPEONFORK is missing), and a salt is
+ *    rotated after CRYPT_SALT_MAX_USES blocks.
+ *  - crypt_decrypt_block leaves either authenticated plaintext or zeros.
+ *  - A struct crypt_key that is all zeros (wiped by fork) is refused (-ENOKEY)
+ *    rather than used as an all-zero key.
+ *
+ * Concurrency: the per-key derived-key cache and salt state are guarded by
+ * the key's mutex.  Each thread caches one EVP context per direction together
+ * with the (key uid, salt) whose block key it holds, so repeated blocks under
+ * one salt only set a new IV.  Key uids come from a process-wide counter and
+ * are never reused, so a freed key can never be mistaken for a new one. */
+#include "store/crypt.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+
+#include "common/le.h"
+
+#define KEY_MAGIC 0x59454b4854524542ull /* "BERTHKEY" */
+#define SEC_HDR 64                      /* keeps the payload cache-line aligned */
+#define AAD_VERSION 1
+#define MAX_AAD (1u << 20)
+
+static const char INFO_BLOCK[] = "berth block key v1";
+static const char INFO_META[] = "berth metadata hmac v1";
+static const char INFO_CHECK[] = "berth key check v1";
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static int g_init_rc;
+static EVP_CIPHER *g_gcm;
+static EVP_KDF *g_hkdf;
+static EVP_MAC *g_hmac;
+static pthread_key_t g_tls_key;
+static atomic_uint_fast64_t g_next_uid = 1;
+static atomic_uint g_fork_gen;
+static atomic_bool g_mlock_failed;
+
+static void on_fork_child(void)
+{
+    atomic_fetch_add(&g_fork_gen, 1);
+}
+
+static void tls_destroy(void *p);
+
+static void global_init(void)
+{
+    g_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    g_hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    g_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (!g_gcm || !g_hkdf || !g_hmac) {
+        g_init_rc = -EIO;
+        return;
+    }
+    if (pthread_key_create(&g_tls_key, tls_destroy) != 0 ||
+        pthread_atfork(NULL, NULL, on_fork_child) != 0)
+        g_init_rc = -ENOMEM;
+}
+
+static int init(void)
+{
+    pthread_once(&g_once, global_init);
+    return g_init_rc;
+}
+
+void *crypt_secure_alloc(size_t len)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0)
+        pg = 4096;
+    if (len > SIZE_MAX / 2) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t maplen = (len + SEC_HDR + (size_t)pg - 1) / (size_t)pg * (size_t)pg;
+    uint8_t *m = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    if (mlock(m, maplen) != 0)
+        atomic_store(&g_mlock_failed, true);
+    (void)madvise(m, maplen, MADV_DONTDUMP);
+    (void)madvise(m, maplen, MADV_WIPEONFORK); /* EINVAL before Linux 4.14: fine */
+    memcpy(m, &maplen, sizeof maplen);
+    return m + SEC_HDR;
+}
+
+void crypt_secure_free(void *p)
+{
+    if (!p)
+        return;
+    uint8_t *base = (uint8_t *)p - SEC_HDR;
+    size_t maplen;
+    memcpy(&maplen, base, sizeof maplen);
+    if (maplen == 0)
+        return; /* wiped by fork: nothing secret left, size unknown */
+    OPENSSL_cleanse(base, maplen);
+    munlock(base, maplen);
+    munmap(base, maplen);
+}
+
+bool crypt_secure_mlock_failed(void)
+{
+    return atomic_load(&g_mlock_failed);
+}
+
+int crypt_random(void *buf, size_t len)
+{
+    for (uint8_t *b = buf; len > 0;) {
+        ssize_t n = getrandom(b, len, 0);
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n > 0) {
+            b += n;
+            len -= (size_t)n;
+        }
+    }
+    return 0;
+}
+
+#define IVP_PAGE 4096
+#define IVP_N 336 /* IVs per refill: 4032 bytes */
+
+struct iv_pool {
+    uint32_t avail;    /* 0 after a fork wipe: forces a refill */
+    uint32_t fork_gen; /* backup for kernels without MADV_WIPEONFORK */
+    uint8_t bytes[IVP_N * CRYPT_IV_LEN];
+};
+_Static_assert(sizeof(struct iv_pool) <= IVP_PAGE, "iv pool fits a page");
+
+struct crypt_tls {
+    EVP_CIPHER_CTX *ctx[2]; /* [0] encrypt, [1] decrypt */
+    uint64_t uid[2];        /* key uid whose block key ctx[i] holds, 0 = none */
+    uint8_t salt[2][CRYPT_SALT_LEN];
+    struct iv_pool *ivp;
+};
+
+static __thread struct crypt_tls *tls_cur;
+
+static void tls_destroy(void *p)
+{
+    struct crypt_tls *t = p;
+    if (!t)
+        return;
+    EVP_CIPHER_CTX_free(t->ctx[0]); /* cleanses the cached block keys */
+    EVP_CIPHER_CTX_free(t->ctx[1]);
+    if (t->ivp)
+        munmap(t->ivp, IVP_PAGE);
+    free(t);
+    tls_cur = NULL;
+}
+
+static struct crypt_tls *tls_get(void)
+{
+    if (tls_cur)
+        return tls_cur;
+    if (init() < 0)
+        return NULL;
+    struct crypt_tls *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->ctx[0] = EVP_CIPHER_CTX_new();
+    t->ctx[1] = EVP_CIPHER_CTX_new();
+    void *m = mmap(NULL, IVP_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    t->ivp = m == MAP_FAILED ? NULL : m;
+    if (!t->ctx[0] || !t->ctx[1] || !t->ivp || pthread_setspecific(g_tls_key, t) != 0) {
+        tls_destroy(t);
+        return NULL;
+    }
+    (void)madvise(t->ivp, IVP_PAGE, MADV_WIPEONFORK);
+    tls_cur = t;
+    return t;
+}
+
+int crypt_random_iv(uint8_t iv[CRYPT_IV_LEN])
+{
+    struct crypt_tls *t = tls_get();
+    if (!t)
+        return -ENOMEM;
+    struct iv_pool *p = t->ivp;
+    unsigned gen = atomic_load(&g_fork_gen);
+    if (p->avail == 0 || p->avail > IVP_N || p->fork_gen != gen) {
+        int rc = crypt_random(p->bytes, sizeof p->bytes);
+        if (rc < 0)
+            return rc;
+        p->avail = IVP_N;
+        p->fork_gen = gen;
+    }
+    uint8_t *src = p->bytes + (size_t)(IVP_N - p->avail) * CRYPT_IV_LEN;
+    memcpy(iv, src, CRYPT_IV_LEN);
+    memset(src, 0, CRYPT_IV_LEN); /* a handed-out IV never stays around to be handed out again */
+    p->avail--;
+    return 0;
+}
+
+int crypt_hkdf(const void *ikm, size_t ikmlen, const void *salt, size_t saltlen, const char *info,
+               void *out, size_t outlen)
+{
+    int rc = init();
+    if (rc == 0 && (!ikm || ikmlen == 0 || !out || outlen == 0 || (saltlen && !salt)))
+        rc = -EINVAL;
+    if (rc < 0)
+        return rc;
+    EVP_KDF_CTX *kc = EVP_KDF_CTX_new(g_hkdf);
+    if (!kc)
+        return -ENOMEM;
+    OSSL_PARAM params[5], *q = params;
+    *q++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
+    *q++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikmlen);
+    if (saltlen)
+        *q++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, saltlen);
+    if (info)
+        *q++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, strlen(info));
+    *q = OSSL_PARAM_construct_end();
+    rc = EVP_KDF_derive(kc, out, outlen, params) > 0 ? 0 : -EIO;
+    EVP_KDF_CTX_free(kc);
+    return rc;
+}
+
+struct dk_entry {
+    uint64_t lru; /* 0 = empty */
+    uint8_t salt[CRYPT_SALT_LEN];
+    uint8_t key[CRYPT_KEY_LEN];
+};
+
+struct crypt_key {
+    uint64_t magic; /* KEY_MAGIC while usable; 0 once wiped */
+    uint64_t uid;
+    pthread_mutex_t lock; /* guards everything below master/meta */
+    uint8_t master[CRYPT_KEY_LEN];
+    uint8_t meta[CRYPT_KEY_LEN]; /* metadata HMAC key */
+    uint8_t salt[CRYPT_SALT_LEN];
+    bool have_salt;
+    uint64_t salt_uses, salt_limit;
+    uint64_t tick;
+    struct dk_entry dk[CRYPT_DK_CACHE];
+};
+
+static bool key_ok(const struct crypt_key *k)
+{
+    return k && k->magic == KEY_MAGIC;
+}
+
+/* A key with its master bytes still to be filled in. */
+static int key_alloc(struct crypt_key **out)
+{
+    int rc = init();
+    struct crypt_key *k = rc < 0 ? NULL : crypt_secure_alloc(sizeof *k);
+    if (!k || pthread_mutex_init(&k->lock, NULL) != 0) {
+        crypt_secure_free(k);
+        return rc < 0 ? rc : -ENOMEM;
+    }
+    k->uid = atomic_fetch_add(&g_next_uid, 1);
+    k->salt_limit = CRYPT_SALT_MAX_USES;
+    *out = k;
+    return 0;
+}
+
+/* Finish a key whose master bytes are in place (frees it on failure). */
+static int key_finish(struct crypt_key *k, struct crypt_key **out)
+{
+    int rc = crypt_hkdf(k->master, CRYPT_KEY_LEN, NULL, 0, INFO_META, k->meta, CRYPT_KEY_LEN);
+    if (rc < 0) {
+        crypt_key_free(k);
+        return rc;
+    }
+    k->magic = KEY_MAGIC;
+    *out = k;
+    return 0;
+}
+
+/* From `raw`, or random bytes when raw is NULL. */
+static int key_new(const uint8_t *raw, struct crypt_key **out)
+{
+    struct crypt_key *k;
+    int rc = key_alloc(&k);
+    if (rc < 0)
+        return rc;
+    if (raw)
+        memcpy(k->master, raw, CRYPT_KEY_LEN);
+    else if ((rc = crypt_random(k->master, CRYPT_KEY_LEN)) < 0) {
+        crypt_key_free(k);
+        return rc;
+    }
+    return key_finish(k, out);
+}
+
+int crypt_key_generate(struct crypt_key **out)
+{
+    return key_new(NULL, out);
+}
+
+int crypt_key_from_bytes(const uint8_t raw[CRYPT_KEY_LEN], struct crypt_key **out)
+{
+    return key_new(raw, out);
+}
+
+void crypt_key_free(struct crypt_key *k)
+{
+    if (!k)
+        return;
+    if (k->uid != 0) /* else wiped by fork: the mutex was never ours */
+        pthread_mutex_destroy(&k->lock);
+    crypt_secure_free(k);
+}
+
+int crypt_key_fingerprint(const struct crypt_key *k, uint8_t out[CRYPT_FINGERPRINT_LEN])
+{
+    return key_ok(k) ? crypt_hkdf(k->master, CRYPT_KEY_LEN, NULL, 0, INFO_CHECK, out,
+                                  CRYPT_FINGERPRINT_LEN)
+                     : -ENOKEY;
+}
+
+int crypt_key_next_salt(struct crypt_key *k, uint8_t salt[CRYPT_SALT_LEN])
+{
+    if (!key_ok(k))
+        return -ENOKEY;
+    int rc = 0;
+    pthread_mutex_lock(&k->lock);
+    if (!k->have_salt || k->salt_uses >= k->salt_limit) {
+        rc = crypt_random(k->salt, CRYPT_SALT_LEN);
+        k->have_salt = rc == 0;
+        k->salt_uses = 0;
+    }
+    if (rc == 0) {
+        k->salt_uses++;
+        memcpy(salt, k->salt, CRYPT_SALT_LEN);
+    }
+    pthread_mutex_unlock(&k->lock);
+    return rc;
+}
+
+int crypt_key_rotate_salt(struct crypt_key *k, uint64_t limit)
+{
+    if (!key_ok(k))
+        return -ENOKEY;
+    pthread_mutex_lock(&k->lock);
+    k->have_salt = false;
+    if (limit)
+        k->salt_limit = limit;
+    pthread_mutex_unlock(&k->lock);
+    return 0;
+}
+
+/* The block key of (k, salt) into `out`, from the cache or freshly derived.
+ * The cache is logically const: it never changes what a key computes. */
+static int block_key(const struct crypt_key *ck, const uint8_t salt[CRYPT_SALT_LEN],
+                     uint8_t out[CRYPT_KEY_LEN])
+{
+    struct crypt_key *k = (struct crypt_key *)ck;
+    int rc = 0;
+    pthread_mutex_lock(&k->lock);
+    struct dk_entry *hit = NULL, *victim = &k->dk[0];
+    for (int i = 0; i < CRYPT_DK_CACHE; i++) {
+        struct dk_entry *e = &k->dk[i];
+        if (e->lru && memcmp(e->salt, salt, CRYPT_SALT_LEN) == 0) {
+            hit = e;
+            break;
+        }
+        if (e->lru < victim->lru)
+            victim = e;
+    }
+    if (!hit) {
+        hit = victim;
+        hit->lru = 0; /* stays empty if derivation fails */
+        memcpy(hit->salt, salt, CRYPT_SALT_LEN);
+        rc = crypt_hkdf(k->master, CRYPT_KEY_LEN, salt, CRYPT_SALT_LEN, INFO_BLOCK, hit->key,
+                        CRYPT_KEY_LEN);
+    }
+    if (rc == 0) {
+        hit->lru = ++k->tick;
+        memcpy(out, hit->key, CRYPT_KEY_LEN);
+    }
+    pthread_mutex_unlock(&k->lock);
+    return rc;
+}
+
+/* This thread's context for `dir` (0 enc, 1 dec), keyed for (k, salt) with `iv` set. */
+static int block_ctx(int dir, const struct crypt_key *k, const uint8_t salt[CRYPT_SALT_LEN],
+                     const uint8_t iv[CRYPT_IV_LEN], EVP_CIPHER_CTX **out)
+{
+    struct crypt_tls *t = tls_get();
+    if (!t)
+        return -ENOMEM;
+    EVP_CIPHER_CTX *c = t->ctx[dir];
+    int enc = dir == 0;
+    if (t->uid[dir] == k->uid && memcmp(t->salt[dir], salt, CRYPT_SALT_LEN) == 0) {
+        if (EVP_CipherInit_ex2(c, NULL, NULL, iv, enc, NULL) <= 0) {
+            t->uid[dir] = 0;
+            return -EIO;
+        }
+    } else {
+        uint8_t key[CRYPT_KEY_LEN];
+        t->uid[dir] = 0;
+        int rc = block_key(k, salt, key);
+        if (rc < 0)
+            return rc;
+        int good = EVP_CipherInit_ex2(c, g_gcm, key, iv, enc, NULL) > 0;
+        OPENSSL_cleanse(key, sizeof key);
+        if (!good)
+            return -EIO;
+        t->uid[dir] = k->uid;
+        memcpy(t->salt[dir], salt, CRYPT_SALT_LEN);
+    }
+    *out = c;
+    return 0;
+}
+
+/* ---- block encryption ---- */
+
+void crypt_block_aad(const struct crypt_block_id *id, uint8_t aad[CRYPT_AAD_LEN])
+{
+    memset(aad, 0, CRYPT_AAD_LEN);
+    aad[0] = AAD_VERSION;
+    aad[1] = id->type;
+    aad[2] = id->level;
+    aad[3] = id->comp;
+    /* 4..7 reserved, zero */
+    put_le64(aad + 8, id->key_guid);
+    put_le64(aad + 16, id->object);
+    put_le64(aad + 24, id->blkid);
+    put_le64(aad + 32, id->birth);
+    put_le32(aad + 40, id->lsize);
+    put_le32(aad + 44, id->psize);
+}
+
+/* One GCM operation on a context that already has key and IV.  A failed
+ * operation leaves zeros in `out`; a decrypt whose tag does not verify is
+ * -EACCES. */
+static int gcm_run(EVP_CIPHER_CTX *c, int enc, const void *aad, size_t aadlen, const void *in,
+                   void *out, size_t len, uint8_t mac[CRYPT_MAC_LEN])
+{
+    int n;
+    int good = (enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, CRYPT_MAC_LEN, mac) > 0) &&
+               (!aadlen || EVP_CipherUpdate(c, NULL, &n, aad, (int)aadlen) > 0) &&
+               (!len || EVP_CipherUpdate(c, out, &n, in, (int)len) > 0);
+    int rc = good ? 0 : -EIO;
+    if (rc == 0 && EVP_CipherFinal_ex(c, (uint8_t *)out + len, &n) <= 0)
+        rc = enc ? -EIO : -EACCES;
+    if (rc == 0 && enc && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, CRYPT_MAC_LEN, mac) <= 0)
+        rc = -EIO;
+    if (rc < 0 && len)
+        OPENSSL_cleanse(out, len);
+    return rc;
+}
+
+static int check_args(const void *aad, size_t aadlen, const void *in, const void *out, size_t len)
+{
+    if (len > CRYPT_MAX_BLOCK || aadlen > MAX_AAD || (aadlen && !aad) || (len && (!in || !out)))
+        return -EINVAL;
+    return init();
+}
+
+static int block_op(int enc, const struct crypt_key *k, const uint8_t salt[CRYPT_SALT_LEN],
+                    const uint8_t iv[CRYPT_IV_LEN], const void *aad, size_t aadlen,
+                    const void *in, void *out, size_t len, uint8_t mac[CRYPT_MAC_LEN])
+{
+    int rc = key_ok(k) ? check_args(aad, aadlen, in, out, len) : -ENOKEY;
+    EVP_CIPHER_CTX *c = NULL;
+    if (rc == 0)
+        rc = block_ctx(enc ? 0 : 1, k, salt, iv, &c);
+    if (rc < 0) {
+        if (!enc && len && out)
+            OPENSSL_cleanse(out, len);
+        return rc;
+    }
+    rc = gcm_run(c, enc, aad, aadlen, in, out, len, mac);
+    return rc == -EACCES ? -EIO : rc;
+}
+
+int crypt_encrypt_block(const struct crypt_key *k, const uint8_t salt[CRYPT_SALT_LEN],
+                        const uint8_t iv[CRYPT_IV_LEN], const void *aad, size_t aadlen,
+                        const void *in, void *out, size_t len, uint8_t mac[CRYPT_MAC_LEN])
+{
+    return block_op(1, k, salt, iv, aad, aadlen, in, out, len, mac);
+}
+
+int crypt_decrypt_block(const struct crypt_key *k, const uint8_t salt[CRYPT_SALT_LEN],
+                        const uint8_t iv[CRYPT_IV_LEN], const void *aad, size_t aadlen,
+                        const void *in, void *out, size_t len, const uint8_t mac[CRYPT_MAC_LEN])
+{
+    return block_op(0, k, salt, iv, aad, aadlen, in, out, len, (uint8_t *)mac);
+}
+
+/* ---- metadata authentication ---- */
+
+int crypt_meta_mac(const struct crypt_key *k, const void *aad, size_t aadlen, const void *data,
+                   size_t len, uint8_t mac[CRYPT_MAC_LEN])
+{
+    if (!key_ok(k) || (aadlen && !aad) || (len && !data))
+        return key_ok(k) ? -EINVAL : -ENOKEY;
+    EVP_MAC_CTX *mc = EVP_MAC_CTX_new(g_hmac);
+    if (!mc)
+        return -ENOMEM;
+    OSSL_PARAM params[2] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_end(),
+    };
+    uint8_t prefix[8], full[32];
+    size_t outl = 0;
+    put_le64(prefix, aadlen); /* frames aad || data unambiguously */
+    int good = EVP_MAC_init(mc, k->meta, CRYPT_KEY_LEN, params) > 0 &&
+               EVP_MAC_update(mc, prefix, sizeof prefix) > 0 &&
+               (!aadlen || EVP_MAC_update(mc, aad, aadlen) > 0) &&
+               (!len || EVP_MAC_update(mc, data, len) > 0) &&
+               EVP_MAC_final(mc, full, &outl, sizeof full) > 0 && outl == sizeof full;
+    EVP_MAC_CTX_free(mc);
+    if (good)
+        memcpy(mac, full, CRYPT_MAC_LEN);
+    OPENSSL_cleanse(full, sizeof full);
+    return good ? 0 : -EIO;
+}
+
+int crypt_meta_verify(const struct crypt_key *k, const void *aad, size_t aadlen, const void *data,
+                      size_t len, const uint8_t mac[CRYPT_MAC_LEN])
+{
+    uint8_t want[CRYPT_MAC_LEN];
+    int rc = crypt_meta_mac(k, aad, aadlen, data, len, want);
+    return rc < 0 ? rc : CRYPTO_memcmp(want, mac, CRYPT_MAC_LEN) == 0 ? 0 : -EIO;
+}
+
+static int gcm_oneshot(int enc, const uint8_t key[CRYPT_KEY_LEN], const uint8_t iv[CRYPT_IV_LEN],
+                       const void *aad, size_t aadlen, const void *in, void *out, size_t len,
+                       uint8_t mac[CRYPT_MAC_LEN])
+{
+    int rc = check_args(aad, aadlen, in, out, len);
+    if (rc < 0)
+        return rc;
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    if (!c)
+        return -ENOMEM;
+    if (EVP_CipherInit_ex2(c, g_gcm, key, iv, enc, NULL) > 0)
+        rc = gcm_run(c, enc, aad, aadlen, in, out, len, mac);
+    else
+        rc = -EIO;
+    EVP_CIPHER_CTX_free(c); /* cleanses the key schedule */
+    return rc;
+}
+
+int crypt_gcm_seal(const uint8_t key[CRYPT_KEY_LEN], const uint8_t iv[CRYPT_IV_LEN],
+                   const void *aad, size_t aadlen, const void *in, void *out, size_t len,
+                   uint8_t mac[CRYPT_MAC_LEN])
+{
+    return gcm_oneshot(1, key, iv, aad, aadlen, in, out, len, mac);
+}
+
+int crypt_gcm_open(const uint8_t key[CRYPT_KEY_LEN], const uint8_t iv[CRYPT_IV_LEN],
+                   const void *aad, size_t aadlen, const void *in, void *out, size_t len,
+                   const uint8_t mac[CRYPT_MAC_LEN])
+{
+    return gcm_oneshot(0, key, iv, aad, aadlen, in, out, len, (uint8_t *)mac);
+}
+
+int crypt_key_wrap(const struct crypt_key *k, const uint8_t kek[CRYPT_KEY_LEN],
+                   const uint8_t iv[CRYPT_IV_LEN], const void *aad, size_t aadlen,
+                   uint8_t wrapped[CRYPT_KEY_LEN], uint8_t mac[CRYPT_MAC_LEN])
+{
+    return !key_ok(k) ? -ENOKEY : crypt_gcm_seal(kek, iv, aad, aadlen, k->master, wrapped, CRYPT_KEY_LEN, mac);
+}
+
+int crypt_key_unwrap(const uint8_t kek[CRYPT_KEY_LEN], const uint8_t iv[CRYPT_IV_LEN],
+                     const void *aad, size_t aadlen, const uint8_t wrapped[CRYPT_KEY_LEN],
+                     const uint8_t mac[CRYPT_MAC_LEN], struct crypt_key **out)
+{
+    struct crypt_key *k;
+    int rc = key_alloc(&k);
+    if (rc < 0)
+        return rc;
+    rc = crypt_gcm_open(kek, iv, aad, aadlen, wrapped, k->master, CRYPT_KEY_LEN, mac);
+    if (rc < 0) {
+        crypt_key_free(k); /* cleanses whatever was decrypted */
+        return rc;
+    }
+    return key_finish(k, out);
+}
