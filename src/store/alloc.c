@@ -640,6 +640,14 @@ int alloc_trim_all(struct alloc *a, uint64_t *bytes)
 
 /* ---- inspection ---- */
 
+bool alloc_deferred_pending(struct alloc *a)
+{
+    pthread_mutex_lock(&a->lock);
+    bool pending = a->ndef > 0;
+    pthread_mutex_unlock(&a->lock);
+    return pending;
+}
+
 void alloc_stats(struct alloc *a, struct alloc_stats *st)
 {
     uint64_t small = 0, frag_run = FRAG_RUN_BYTES >> a->ashift;
@@ -654,6 +662,7 @@ void alloc_stats(struct alloc *a, struct alloc_stats *st)
     st->size = a->nsect << a->ashift;
     st->allocated = a->committed_sect << a->ashift;
     st->free = freesect << a->ashift;
+    st->available = a->inuse_free << a->ashift;
     st->fragmentation = freesect ? (unsigned)(small * 100 / freesect) : 0;
     pthread_mutex_unlock(&a->lock);
 }

@@ -47,6 +47,10 @@ int alloc_sync(struct alloc *a, uint64_t txg);
  * reusable; if autotrim, their ranges are discarded on the vdev. */
 void alloc_txg_done(struct alloc *a, uint64_t txg, bool autotrim);
 
+/* Are frees still waiting for their deferral to expire?  (The sync thread
+ * keeps committing txgs until they drain, so freed space always comes back.) */
+bool alloc_deferred_pending(struct alloc *a);
+
 /* Discard every free range (berth pool trim). */
 int alloc_trim_all(struct alloc *a, uint64_t *bytes);
 
@@ -54,6 +58,7 @@ struct alloc_stats {
     uint64_t size;          /* bytes in the data area */
     uint64_t allocated;     /* committed bytes */
     uint64_t free;
+    uint64_t available;     /* free and not deferred: what new writes can get now */
     unsigned fragmentation; /* percent of free bytes in runs shorter than 1 MiB */
 };
 void alloc_stats(struct alloc *a, struct alloc_stats *st);

@@ -54,6 +54,7 @@ static EVP_MAC *g_hmac;
 static pthread_key_t g_tls_key;
 static atomic_uint_fast64_t g_next_uid = 1;
 static atomic_uint g_fork_gen;
+static atomic_uint g_key_epoch; /* bumped by crypt_key_free */
 static atomic_bool g_mlock_failed;
 
 static void on_fork_child(void)
@@ -150,6 +151,7 @@ _Static_assert(sizeof(struct iv_pool) <= IVP_PAGE, "iv pool fits a page");
 struct crypt_tls {
     EVP_CIPHER_CTX *ctx[2]; /* [0] encrypt, [1] decrypt */
     uint64_t uid[2];        /* key uid whose block key ctx[i] holds, 0 = none */
+    unsigned epoch;         /* g_key_epoch when the contexts were last checked */
     uint8_t salt[2][CRYPT_SALT_LEN];
     struct iv_pool *ivp;
 };
@@ -158,9 +160,7 @@ static __thread struct crypt_tls *tls_cur;
 
 static void tls_destroy(void *p)
 {
-    struct crypt_tls *t = p;
-    if (!t)
-        return;
+    struct crypt_tls *t = p; /* never NULL: pthread skips NULL values */
     EVP_CIPHER_CTX_free(t->ctx[0]); /* cleanses the cached block keys */
     EVP_CIPHER_CTX_free(t->ctx[1]);
     if (t->ivp)
@@ -321,6 +321,7 @@ void crypt_key_free(struct crypt_key *k)
     if (k->uid != 0) /* else wiped by fork: the mutex was never ours */
         pthread_mutex_destroy(&k->lock);
     crypt_secure_free(k);
+    atomic_fetch_add(&g_key_epoch, 1);
 }
 
 int crypt_key_fingerprint(const struct crypt_key *k, uint8_t out[CRYPT_FINGERPRINT_LEN])
@@ -355,8 +356,7 @@ int crypt_key_rotate_salt(struct crypt_key *k, uint64_t limit)
         return -ENOKEY;
     pthread_mutex_lock(&k->lock);
     k->have_salt = false;
-    if (limit)
-        k->salt_limit = limit;
+    k->salt_limit = limit ? limit : k->salt_limit;
     pthread_mutex_unlock(&k->lock);
     return 0;
 }
@@ -376,8 +376,7 @@ static int block_key(const struct crypt_key *ck, const uint8_t salt[CRYPT_SALT_L
             hit = e;
             break;
         }
-        if (e->lru < victim->lru)
-            victim = e;
+        victim = e->lru < victim->lru ? e : victim;
     }
     if (!hit) {
         hit = victim;
@@ -401,6 +400,13 @@ static int block_ctx(int dir, const struct crypt_key *k, const uint8_t salt[CRYP
     struct crypt_tls *t = tls_get();
     if (!t)
         return -ENOMEM;
+    unsigned epoch = atomic_load(&g_key_epoch);
+    if (t->epoch != epoch) { /* a key was freed: cleanse the cached schedules */
+        EVP_CIPHER_CTX_reset(t->ctx[0]);
+        EVP_CIPHER_CTX_reset(t->ctx[1]);
+        t->uid[0] = t->uid[1] = 0;
+        t->epoch = epoch;
+    }
     EVP_CIPHER_CTX *c = t->ctx[dir];
     int enc = dir == 0;
     if (t->uid[dir] == k->uid && memcmp(t->salt[dir], salt, CRYPT_SALT_LEN) == 0) {
@@ -444,8 +450,7 @@ void crypt_block_aad(const struct crypt_block_id *id, uint8_t aad[CRYPT_AAD_LEN]
 }
 
 /* One GCM operation on a context that already has key and IV.  A failed
- * operation leaves zeros in `out`; a decrypt whose tag does not verify is
- * -EACCES. */
+ * decrypt leaves zeros in `out`; one whose tag does not verify is -EACCES. */
 static int gcm_run(EVP_CIPHER_CTX *c, int enc, const void *aad, size_t aadlen, const void *in,
                    void *out, size_t len, uint8_t mac[CRYPT_MAC_LEN])
 {
@@ -458,7 +463,7 @@ static int gcm_run(EVP_CIPHER_CTX *c, int enc, const void *aad, size_t aadlen, c
         rc = enc ? -EIO : -EACCES;
     if (rc == 0 && enc && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, CRYPT_MAC_LEN, mac) <= 0)
         rc = -EIO;
-    if (rc < 0 && len)
+    if (rc < 0 && len && !enc)
         OPENSSL_cleanse(out, len);
     return rc;
 }
@@ -548,10 +553,9 @@ static int gcm_oneshot(int enc, const uint8_t key[CRYPT_KEY_LEN], const uint8_t 
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
     if (!c)
         return -ENOMEM;
-    if (EVP_CipherInit_ex2(c, g_gcm, key, iv, enc, NULL) > 0)
-        rc = gcm_run(c, enc, aad, aadlen, in, out, len, mac);
-    else
-        rc = -EIO;
+    rc = EVP_CipherInit_ex2(c, g_gcm, key, iv, enc, NULL) > 0
+             ? gcm_run(c, enc, aad, aadlen, in, out, len, mac)
+             : -EIO;
     EVP_CIPHER_CTX_free(c); /* cleanses the key schedule */
     return rc;
 }

@@ -22,8 +22,9 @@
  * Every secret (master key, derived keys, user keys) lives in memory from
  * crypt_secure_alloc(): mlock'ed where RLIMIT_MEMLOCK allows, excluded from
  * core dumps, wiped in a forked child, and cleansed before it is unmapped.
- * OpenSSL's own copies (key schedules inside EVP contexts) are outside our
- * control; OpenSSL cleanses them when a context is reset or freed.
+ * OpenSSL's own copies (key schedules inside EVP contexts) are cleansed when
+ * a context is reset or freed: a thread resets its cached contexts at its
+ * next crypt call after any key is freed, and frees them when it exits.
  *
  * All functions are thread-safe; a struct crypt_key may be shared by any
  * number of threads.  Each thread keeps its own EVP contexts (and the last
@@ -115,7 +116,7 @@ void crypt_block_aad(const struct crypt_block_id *id, uint8_t aad[CRYPT_AAD_LEN]
  * buffer; no partial overlap) under the block key of (k, salt), with `iv`
  * (from crypt_random_iv: never reuse one) and `aad`.  Writes the 16-byte tag
  * to `mac`.  0, -EINVAL (len > CRYPT_MAX_BLOCK), -ENOKEY, -ENOMEM or -EIO
- * (OpenSSL failure). */
+ * (OpenSSL failure; `out` is then undefined). */
 int crypt_encrypt_block(const struct crypt_key *k, const uint8_t salt[CRYPT_SALT_LEN],
                         const uint8_t iv[CRYPT_IV_LEN], const void *aad, size_t aadlen,
                         const void *in, void *out, size_t len, uint8_t mac[CRYPT_MAC_LEN]);

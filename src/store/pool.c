@@ -146,8 +146,11 @@ static void update_space(bs_pool *p)
 {
     struct alloc_stats st;
     alloc_stats(p->io.alloc, &st);
-    atomic_store(&p->free_est, st.free);
-    p->slop = st.size / 32 + (1ULL << 20);
+    atomic_store(&p->free_est, st.available);
+    /* Room kept for what the dirty-byte estimate does not count: indirect
+     * blocks and the MOS rewritten by a txg.  3%, at least 16 MiB, but never
+     * more than a quarter of a tiny pool. */
+    p->slop = MIN(MAX(st.size / 32, 16ULL << 20), st.size / 4);
 }
 
 static int start(bs_pool *p, uint64_t committed, struct berr *err)
@@ -530,10 +533,17 @@ int bs_pool_sync(bs_pool *p, struct berr *err)
 {
     if (p->readonly)
         return 0;
-    int r = txg_sync_all(p);
-    if (r < 0)
-        return berr_set(err, -r, "pool '%s' cannot commit: it is faulted after an I/O error",
-                        p->name);
+    /* Commit, then keep committing until frees deferred by earlier txgs
+     * have become reusable: after `berth pool sync` the space of what was
+     * deleted or trimmed is free (and punched, with autotrim). */
+    for (int i = 0; i <= ALLOC_DEFER_TXGS; i++) {
+        int r = txg_sync_all(p);
+        if (r < 0)
+            return berr_set(err, -r, "pool '%s' cannot commit: it is faulted after an I/O error",
+                            p->name);
+        if (!alloc_deferred_pending(p->io.alloc))
+            break;
+    }
     return 0;
 }
 

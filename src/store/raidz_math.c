@@ -287,6 +287,8 @@ static int solve_data(unsigned np, struct raidz_col *cols, unsigned nd, const bo
     size_t psize = cols[0].size;
     if (nmd == 1 && rowsel[0] == 0) { /* D = P ^ the other data */
         struct raidz_col *x = &data[md[0]];
+        if (!x->size)
+            return 0;
         memcpy(x->buf, cols[0].buf, x->size);
         for (unsigned j = 0; j < nd; j++)
             if (j != md[0])
@@ -314,8 +316,10 @@ static int solve_data(unsigned np, struct raidz_col *cols, unsigned nd, const bo
         struct raidz_col *x = &data[md[0]], *y = &data[md[1]];
         mul_combine(x->buf, x->size, 2, b[0], s);
         size_t both = x->size < y->size ? x->size : y->size;
-        memcpy(y->buf, s[0], y->size);
-        xor_into(y->buf, x->buf, both);
+        if (y->size) {
+            memcpy(y->buf, s[0], y->size);
+            xor_into(y->buf, x->buf, both);
+        }
     } else if (rc == 0) {
         for (unsigned m = 0; m < nmd; m++)
             mul_combine(data[md[m]].buf, data[md[m]].size, nmd, b[m], s);
@@ -334,6 +338,8 @@ int raidz_reconstruct(unsigned nparity, struct raidz_col *cols, unsigned ncols,
         return -EIO;
     if (nmissing && !missing)
         return -EINVAL;
+    if (cols[0].size == 0)
+        return 0; /* an empty stripe: every column is empty */
     unsigned nd = ncols - nparity, md[3], nmd = 0, pmiss = 0;
     bool dmiss[RAIDZ_MAXCOLS] = {false};
     for (unsigned i = 0; i < nmissing; i++) {

@@ -418,7 +418,8 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
         alloc_txg_done(p->io.alloc, txg, p->autotrim);
         struct alloc_stats st;
         alloc_stats(p->io.alloc, &st);
-        atomic_store(&p->free_est, st.free);
+        /* not st.free: space freed in the last txgs is not reusable yet */
+        atomic_store(&p->free_est, st.available);
     }
     blog_debug("pool %s txg %llu: %zu leaves; quiesce %.1f ms, leaves %.1f ms, trees %.1f ms, "
                "commit %.1f ms", p->name, (unsigned long long)txg, c.njobs, (T1 - T0) / 1e6,
@@ -435,6 +436,8 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
 }
 
 /* ---- the sync thread ---- */
+
+static void mark_dirty_locked(struct txg *tx);
 
 static void *sync_main(void *arg)
 {
@@ -474,6 +477,11 @@ static void *sync_main(void *arg)
                      (unsigned long long)tx->committed_txg);
         } else {
             tx->committed_txg = t;
+            /* Deferred frees only become reusable (and are only punched) as
+             * later txgs commit: keep committing, even empty txgs, until
+             * they drain, or an idle pool would hold freed space forever. */
+            if (alloc_deferred_pending(p->io.alloc))
+                mark_dirty_locked(tx);
         }
         pthread_cond_broadcast(&tx->cv_done);
     }

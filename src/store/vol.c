@@ -247,11 +247,29 @@ out:
     return r;
 }
 
-static int space_check(struct bs_pool *p, uint64_t len)
+static bool space_short(struct bs_pool *p, uint64_t len)
 {
     uint64_t dirty = atomic_load_explicit(&p->txg.dirty_bytes, memory_order_relaxed);
     uint64_t free_b = atomic_load_explicit(&p->free_est, memory_order_relaxed);
-    return dirty + len + p->slop > free_b ? -ENOSPC : 0;
+    return dirty + len + p->slop > free_b;
+}
+
+/* Refuse a write that might not fit when its txg syncs (a sync that runs out
+ * of space would fault the pool).  Space is only short for now while dirty
+ * data is pending or frees are deferred: then wait for txgs to commit and
+ * look again; -ENOSPC only when the pool is really full. */
+static int space_check(struct bs_pool *p, uint64_t len)
+{
+    for (int i = 0; space_short(p, len); i++) {
+        if (i > ALLOC_DEFER_TXGS + 1)
+            return -ENOSPC;
+        if (atomic_load(&p->txg.dirty_bytes) == 0 && !alloc_deferred_pending(p->io.alloc))
+            return -ENOSPC;
+        int r = txg_sync_all(p);
+        if (r < 0)
+            return r;
+    }
+    return 0;
 }
 
 static int finish_write(bs_vol *v, unsigned flags, int r)

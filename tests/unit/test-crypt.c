@@ -170,6 +170,19 @@ static void test_roundtrip(void)
             inplace++;
     }
     is_int(good, 10, "round trips at 10 lengths (0 .. 1 MiB)");
+    {
+        /* freeing another key makes every thread drop its cached schedules */
+        uint8_t salt[8], iv[12], mac[16];
+        struct crypt_key *tmp;
+        crypt_key_next_salt(k, salt);
+        crypt_random_iv(iv);
+        crypt_encrypt_block(k, salt, iv, NULL, 0, pt, ct, 4096, mac);
+        crypt_key_generate(&tmp);
+        crypt_key_free(tmp);
+        ok(crypt_decrypt_block(k, salt, iv, NULL, 0, ct, back, 4096, mac) == 0 &&
+               memcmp(back, pt, 4096) == 0,
+           "still decrypts after another key was freed");
+    }
     is_int(inplace, 10, "in-place round trips");
     uint8_t salt[8] = {0}, iv[12] = {0}, mac[16];
     ok(crypt_encrypt_block(k, salt, iv, NULL, 0, pt, ct, (size_t)CRYPT_MAX_BLOCK + 1, mac) ==

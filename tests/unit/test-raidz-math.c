@@ -210,6 +210,21 @@ static void test_wide_and_invalid(void)
     }
     is_int(good, 200, "255 columns: 200 random triples rebuilt");
 
+    /* empty columns may have no buffer at all */
+    uint8_t pb[3][64], d0[64], d1[64], keep0[64];
+    for (int i = 0; i < 64; i++)
+        d0[i] = (uint8_t)(i * 7), d1[i] = (uint8_t)(i * 13 + 1);
+    memcpy(keep0, d0, 64);
+    struct raidz_col e[6] = {{pb[0], 64}, {pb[1], 64}, {pb[2], 64}, {d0, 64}, {NULL, 0}, {d1, 64}};
+    ok(raidz_generate(3, e, 6) == 0, "generate with an empty data column");
+    memset(d0, 0, 64);
+    memset(pb[0], 0, 64);
+    ok(raidz_reconstruct(3, e, 6, (unsigned[]){4, 3, 0}, 3) == 0 && memcmp(d0, keep0, 64) == 0,
+       "rebuild with an empty, bufferless data column missing");
+    struct raidz_col z[4] = {{NULL, 0}, {NULL, 0}, {NULL, 0}, {NULL, 0}};
+    ok(raidz_generate(2, z, 4) == 0 && raidz_reconstruct(2, z, 4, (unsigned[]){2, 3}, 2) == 0,
+       "an empty stripe");
+
     struct raidz_col *c = s.col;
     unsigned dup[2] = {4, 4}, out[1] = {255};
     is_int(raidz_generate(0, c, 5), -EINVAL, "nparity 0");
