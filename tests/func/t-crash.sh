@@ -48,9 +48,17 @@ try:
             for _ in range(rnd.randint(1, 48)):
                 seq += 1
                 b = first + rnd.randrange(nb)
-                fua = rnd.random() < 0.05
-                log.write("I %d %d\n" % (b, seq))          # intent: sent, maybe lost
-                h.pwrite(content(b, seq, bs), b * bs, nbd.CMD_FLAG_FUA if fua else 0)
+                fua = nbd.CMD_FLAG_FUA if rnd.random() < 0.05 else 0
+                op = rnd.random()
+                if op < 0.06:                                   # discard / write zeroes
+                    log.write("Z %d %d\n" % (b, seq))
+                    if op < 0.03:
+                        h.trim(bs, b * bs, fua)
+                    else:
+                        h.zero(bs, b * bs, fua)
+                else:
+                    log.write("I %d %d\n" % (b, seq))          # intent: sent, maybe lost
+                    h.pwrite(content(b, seq, bs), b * bs, fua)
                 if fua:
                     log.write("A %d\n" % seq)              # this write is durable
         h.flush()
@@ -84,6 +92,7 @@ logs = sys.argv[5:]
 base = json.load(open(statep)) if os.path.exists(statep) else {}
 base = {int(k): v for k, v in base.items()}
 writes = {}        # block -> [seq...] of this round
+zeros = set()      # seqs that were a TRIM or WRITE_ZEROES
 durable = {}       # block -> highest durable seq of this round
 nacked = 0
 for lp in logs:
@@ -93,8 +102,10 @@ for lp in logs:
     for line in open(lp):
         f = line.split()
         if not f: continue
-        if f[0] == "I" and len(f) == 3:
+        if f[0] in ("I", "Z") and len(f) == 3:
             ws.append((int(f[1]), int(f[2])))
+            if f[0] == "Z":
+                zeros.add(int(f[2]))
         elif f[0] == "A" and len(f) == 2:
             acked.add(int(f[1]))
         elif f[0] == "F" and len(f) == 2:
@@ -131,7 +142,9 @@ for c in range(nblocks * bs // chunk):
         now[b] = got
         old = base.get(b, 0)
         d = max(old, durable.get(b, 0))
-        ok = got == d or (got > d and got in writes.get(b, ()))
+        # what may be there: the newest durable state, or anything written after it
+        cands = [d] + [x for x in writes.get(b, ()) if x > d]
+        ok = any(got == (0 if (x == 0 or x in zeros) else x) for x in cands)
         if not ok:
             bad.append("block %d holds seq %d; durable was %d (baseline %d, writes since %s)" %
                        (b, got, d, old, writes.get(b, [])[-5:]))

@@ -198,6 +198,16 @@ for h in hs:
 print("32 connections ok")
 EOF
 
+echo "== NBD on loopback TCP (berthd --nbd-tcp 127.0.0.1:0)"
+stop_berthd
+start_berthd --nbd-tcp 127.0.0.1:0
+ut=$(berth --json vol get all tank/w | jfield uri_tcp) || fail "no uri_tcp for tank/w"
+echo "  $ut"
+[[ "$ut" == nbd://127.0.0.1:*/tank/w ]] || fail "uri_tcp is '$ut'"
+[ "$(nbdinfo --size "$ut")" -eq $((64 * MiB)) ] || fail "nbdinfo over TCP"
+qemu-io -f raw "$ut" -c 'write -P 0x7e 0 1M' -c 'read -P 0x7e 0 1M' >/dev/null || fail "qemu-io over TCP"
+qemu-io -f raw "$(uri tank/w)" -c 'read -P 0x7e 0 1M' >/dev/null || fail "a TCP write is not seen over the unix socket"
+
 berthd_alive
 stop_berthd
 echo "PASS"

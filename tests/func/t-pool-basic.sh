@@ -148,6 +148,26 @@ start_berthd
 qemu-io -f raw "$(uri tank/v)" -c 'read -P 0x79 16M 4M' -c 'read -P 0x77 0 8M' >/dev/null || fail "flushed data lost after kill -9"
 berth pool check tank || fail "pool check after kill -9"
 
+echo "== a second berthd on the same run/state dir refuses to start"
+out=$("$BERTHD_BIN" --state-dir "$STATE" --run-dir "$RUN" --test 2>&1); rc=$?
+echo "  $out"
+[ $rc -eq 1 ] || fail "a second berthd exited with $rc, want 1"
+echo "$out" | grep -qi 'already running' || fail "unclear message from a second berthd: $out"
+berthd_alive
+
+echo "== a pool whose file is missing at start is UNAVAIL, then importable again"
+stop_berthd
+mv "$T/existing.img" "$T/moved.img"
+start_berthd
+[ "$(pool_field ex state)" = UNAVAIL ] || fail "ex with its file gone is $(pool_field ex state), want UNAVAIL"
+berth pool list | grep -w ex | grep -q UNAVAIL || fail "pool list does not show ex as UNAVAIL"
+berth --json pool status ex | grep -q 'existing.img' || fail "the UNAVAIL pool does not say which file is missing"
+expect_fail berth vol create -V 16M ex/v
+[ "$(pool_field tank state)" = ONLINE ] || fail "tank is not ONLINE next to an UNAVAIL pool"
+mv "$T/moved.img" "$T/existing.img"
+berth pool import ex || fail "retrying the import of ex"
+[ "$(pool_field ex state)" = ONLINE ] || fail "ex is $(pool_field ex state) after the retried import"
+
 berthd_alive
 stop_berthd
 echo PASS

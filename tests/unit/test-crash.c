@@ -152,7 +152,8 @@ int main(void)
         total_flushes += flushes;
         runs++;
     }
-    diag("%d crash runs, %d acknowledged flushes verified", runs, total_flushes);
+    diag("%d crash runs (%d with damage), %d acknowledged flushes verified", runs, total_bad,
+         total_flushes);
     tmp_cleanup();
     return done_testing();
 }
