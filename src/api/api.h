@@ -18,6 +18,8 @@
 #include "common/err.h"
 
 struct nbd_server;
+struct vmm;
+struct vm_nettab;
 
 struct api_ctx {
     struct pooltab *pools;
@@ -25,6 +27,9 @@ struct api_ctx {
     char nbd_socket[PATH_MAX];  /* for volume URIs */
     char nbd_tcp[128];          /* "host:port" or "" */
     bool test_mode;             /* allow /debug */
+    struct vmm *vms;            /* VM supervisor; NULL: the VM routes answer 503 */
+    struct vm_nettab *nets;     /* bridges; NULL likewise */
+    const char *ovmf_dir;       /* NULL: /usr/share/OVMF (efidisk templates) */
     const char *version;
     /* Called with the table write-locked after every change of the set of
      * pools (create, import, export, destroy); the daemon rewrites
@@ -40,6 +45,11 @@ struct api_ctx {
 int api_dispatch(struct api_ctx *ctx, const char *method, const char *path, json_t *query,
                  const char *body, size_t body_len, json_t **resp, char *allow,
                  size_t allow_len);
+
+/* Volume I/O for the VM supervisor (swtpm state) over the pool table:
+ * fills a struct vm_store_ops whose opaque is ctx (api/vmstore.c). */
+struct vm_store_ops;
+void api_vm_store_ops(struct api_ctx *ctx, struct vm_store_ops *ops);
 
 /* HTTP status for a negative errno. */
 int api_http_status(int code);

@@ -5,6 +5,7 @@
 #include "api/handlers.h"
 #include "common/log.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static const api_handler_fn handlers[R__COUNT] = {
@@ -29,6 +30,24 @@ static const api_handler_fn handlers[R__COUNT] = {
     [R_VOL_PATCH] = h_vol_patch,
     [R_VOL_RESIZE] = h_vol_resize,
     [R_VOL_DELETE] = h_vol_delete,
+    [R_VMS_LIST] = h_vms_list,
+    [R_VM_CREATE] = h_vm_create,
+    [R_VM_GET] = h_vm_get,
+    [R_VM_DELETE] = h_vm_delete,
+    [R_VM_CONFIG_GET] = h_vm_config_get,
+    [R_VM_CONFIG_PATCH] = h_vm_config_patch,
+    [R_VM_START] = h_vm_start,
+    [R_VM_STOP] = h_vm_stop,
+    [R_VM_SHUTDOWN] = h_vm_shutdown,
+    [R_VM_RESET] = h_vm_reset,
+    [R_VM_SUSPEND] = h_vm_suspend,
+    [R_VM_RESUME] = h_vm_resume,
+    [R_VM_AGENT] = h_vm_agent,
+    [R_VM_CONSOLE] = h_vm_console,
+    [R_NETS_LIST] = h_nets_list,
+    [R_NET_CREATE] = h_net_create,
+    [R_NET_GET] = h_net_get,
+    [R_NET_DELETE] = h_net_delete,
 };
 
 int api_http_status(int code)
@@ -50,6 +69,8 @@ int api_http_status(int code)
     case API_EUNAVAIL: return 409;
     case EFBIG: return 413;
     case ENOSPC: return 507;
+    case ECANCELED: return 503;
+    case ETIMEDOUT: return 504;
     default: return 500;
     }
 }
@@ -112,6 +133,14 @@ int api_dispatch(struct api_ctx *ctx, const char *method, const char *path, json
             .body = b,
             .query = q,
         };
+        /* {vmid} and {net} are the only capture of their routes */
+        if (strstr(m.route->pattern, "{vmid}")) {
+            call.vmid = (uint32_t)strtoul(m.caps[0], NULL, 10);
+            call.pool = NULL;
+        } else if (strstr(m.route->pattern, "{net}")) {
+            call.net = m.caps[0];
+            call.pool = NULL;
+        }
         json_t *out = NULL;
         rc = handlers[m.route->id](&call, &out, &err);
         if (rc < 0) {

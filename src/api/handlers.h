@@ -11,6 +11,7 @@
 #define BERTH_API_HANDLERS_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 #include "api/api.h"
 #include "api/schema.h"
@@ -23,6 +24,8 @@ struct api_call {
     struct api_ctx *ctx;
     const char *pool; /* {pool} capture or NULL */
     const char *vol;  /* {vol} capture or NULL */
+    uint32_t vmid;    /* {vmid} capture or 0 */
+    const char *net;  /* {net} capture or NULL */
     json_t *body;     /* normalised object, never NULL */
     json_t *query;    /* typed object, never NULL */
 };
@@ -53,6 +56,39 @@ int h_vol_get(const struct api_call *c, json_t **out, struct berr *err);
 int h_vol_patch(const struct api_call *c, json_t **out, struct berr *err);
 int h_vol_resize(const struct api_call *c, json_t **out, struct berr *err);
 int h_vol_delete(const struct api_call *c, json_t **out, struct berr *err);
+
+int h_vms_list(const struct api_call *c, json_t **out, struct berr *err);
+int h_vm_create(const struct api_call *c, json_t **out, struct berr *err);
+int h_vm_get(const struct api_call *c, json_t **out, struct berr *err);
+int h_vm_delete(const struct api_call *c, json_t **out, struct berr *err);
+int h_vm_config_get(const struct api_call *c, json_t **out, struct berr *err);
+int h_vm_config_patch(const struct api_call *c, json_t **out, struct berr *err);
+int h_vm_start(const struct api_call *c, json_t **out, struct berr *err);
+int h_vm_stop(const struct api_call *c, json_t **out, struct berr *err);
+int h_vm_shutdown(const struct api_call *c, json_t **out, struct berr *err);
+int h_vm_reset(const struct api_call *c, json_t **out, struct berr *err);
+int h_vm_suspend(const struct api_call *c, json_t **out, struct berr *err);
+int h_vm_resume(const struct api_call *c, json_t **out, struct berr *err);
+int h_vm_agent(const struct api_call *c, json_t **out, struct berr *err);
+int h_vm_console(const struct api_call *c, json_t **out, struct berr *err);
+
+int h_nets_list(const struct api_call *c, json_t **out, struct berr *err);
+int h_net_create(const struct api_call *c, json_t **out, struct berr *err);
+int h_net_get(const struct api_call *c, json_t **out, struct berr *err);
+int h_net_delete(const struct api_call *c, json_t **out, struct berr *err);
+
+/* ---- h_vm_opts.c: create options / config edits that allocate volumes ---- */
+
+struct vm_config;
+/* Apply `opts` (object of strings, validated shape) to c, as POST /vms and
+ * PATCH set do: POOL:SIZE disks are created (names recorded in *created,
+ * a JSON array of "pool/vol" the caller destroys on a later failure).
+ * creating: also the create-only keys (tpm, cdrom) and the create defaults
+ * (efidisk for ovmf, disk options). */
+int api_vm_apply_opts(struct api_ctx *ctx, uint32_t vmid, struct vm_config *c, json_t *opts,
+                      bool creating, json_t *created, struct berr *err);
+/* Destroy the volumes listed in `created` (best effort, logged). */
+void api_vm_destroy_vols(struct api_ctx *ctx, json_t *created);
 
 /* ---- h_common.c ---- */
 

@@ -121,12 +121,46 @@ void api_match_free(struct api_match *m)
     m->route = NULL;
 }
 
+/* VMIDs: 100..999999999, decimal, no sign or leading zero (config.h). */
+static int validate_vmid(const char *s, struct berr *err)
+{
+    size_t l = strlen(s);
+    bool ok = l >= 3 && l <= 9 && s[0] != '0';
+    for (size_t i = 0; ok && i < l; i++)
+        ok = s[i] >= '0' && s[i] <= '9';
+    if (!ok)
+        return berr_set(err, EINVAL, "invalid VMID '%.32s' (a number from 100 to 999999999)", s);
+    return 0;
+}
+
+/* Linux interface names: 1..15 of [A-Za-z0-9_.-]. */
+static int validate_ifname(const char *s, struct berr *err)
+{
+    size_t l = strlen(s);
+    bool ok = l >= 1 && l <= 15 && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+    for (size_t i = 0; ok && i < l; i++)
+        ok = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+             (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '.' || s[i] == '-';
+    if (!ok)
+        return berr_set(err, EINVAL, "invalid network name '%.32s' (1..15 letters, digits, "
+                        "'_', '.', '-')", s);
+    return 0;
+}
+
 int api_validate_caps(const struct api_match *m, struct berr *err)
 {
     /* Captures are named in the pattern; map "{vol}" to "volume". */
     const char *p = m->route->pattern;
     int i = 0;
     while ((p = strchr(p, '{')) != NULL && i < m->ncaps) {
+        if (strncmp(p, "{vmid}", 6) == 0 || strncmp(p, "{net}", 5) == 0) {
+            int r = p[1] == 'v' ? validate_vmid(m->caps[i], err) : validate_ifname(m->caps[i], err);
+            if (r < 0)
+                return r;
+            i++;
+            p++;
+            continue;
+        }
         const char *what = strncmp(p, "{vol}", 5) == 0 ? "volume" : "pool";
         int r = validate_name(m->caps[i], what, err);
         if (r < 0)

@@ -109,6 +109,37 @@ static const struct api_field b_vol_resize[] = {
     END,
 };
 
+static const struct api_field b_vm_create[] = {
+    {"vmid", FT_INT, true, NULL, 100, 999999999, NULL},
+    {"options", FT_STRMAP, false, NULL, 0, 256, NULL},
+    END,
+};
+
+static const struct api_field b_vm_patch[] = {
+    {"set", FT_STRMAP, false, NULL, 0, 256, NULL},
+    {"delete", FT_STRS, false, NULL, 0, 256, NULL},
+    END,
+};
+
+static const struct api_field b_vm_shutdown[] = {
+    {"timeout", FT_INT, false, NULL, 0, 3600, NULL},
+    END,
+};
+
+static const struct api_field b_vm_agent[] = {
+    {"command", FT_STR, true, NULL, 0, 32, NULL},
+    {"args", FT_STRS, false, NULL, 1, 256, NULL},
+    {"timeout", FT_INT, false, NULL, 1, 3600, NULL},
+    END,
+};
+
+static const struct api_field b_net_create[] = {
+    {"name", FT_STR, true, NULL, 0, 15, NULL},
+    {"cidr", FT_STR_NULL, false, NULL, 0, 63, NULL},
+    {"uplink", FT_STR_NULL, false, NULL, 0, 15, NULL},
+    END,
+};
+
 /* ---- queries ---- */
 
 static const struct api_field q_force[] = {
@@ -118,6 +149,11 @@ static const struct api_field q_force[] = {
 
 static const struct api_field q_dir[] = {
     {"dir", FT_PATH, false, NULL, 0, 0, NULL},
+    END,
+};
+
+static const struct api_field q_purge[] = {
+    {"purge", FT_BOOL, false, NULL, 0, 0, NULL},
     END,
 };
 
@@ -145,6 +181,24 @@ const struct api_route api_routes[] = {
     {R_VOL_PATCH, "PATCH", "/pools/{pool}/volumes/{vol}", b_vol_patch, NULL, 200},
     {R_VOL_RESIZE, "POST", "/pools/{pool}/volumes/{vol}/resize", b_vol_resize, NULL, 200},
     {R_VOL_DELETE, "DELETE", "/pools/{pool}/volumes/{vol}", NULL, q_force, 200},
+    {R_VMS_LIST, "GET", "/vms", NULL, NULL, 200},
+    {R_VM_CREATE, "POST", "/vms", b_vm_create, NULL, 201},
+    {R_VM_GET, "GET", "/vms/{vmid}", NULL, NULL, 200},
+    {R_VM_DELETE, "DELETE", "/vms/{vmid}", NULL, q_purge, 200},
+    {R_VM_CONFIG_GET, "GET", "/vms/{vmid}/config", NULL, NULL, 200},
+    {R_VM_CONFIG_PATCH, "PATCH", "/vms/{vmid}/config", b_vm_patch, NULL, 200},
+    {R_VM_START, "POST", "/vms/{vmid}/start", NULL, NULL, 200},
+    {R_VM_STOP, "POST", "/vms/{vmid}/stop", NULL, NULL, 200},
+    {R_VM_SHUTDOWN, "POST", "/vms/{vmid}/shutdown", b_vm_shutdown, NULL, 200},
+    {R_VM_RESET, "POST", "/vms/{vmid}/reset", NULL, NULL, 200},
+    {R_VM_SUSPEND, "POST", "/vms/{vmid}/suspend", NULL, NULL, 200},
+    {R_VM_RESUME, "POST", "/vms/{vmid}/resume", NULL, NULL, 200},
+    {R_VM_AGENT, "POST", "/vms/{vmid}/agent", b_vm_agent, NULL, 200},
+    {R_VM_CONSOLE, "GET", "/vms/{vmid}/console", NULL, NULL, 200},
+    {R_NETS_LIST, "GET", "/networks", NULL, NULL, 200},
+    {R_NET_CREATE, "POST", "/networks", b_net_create, NULL, 201},
+    {R_NET_GET, "GET", "/networks/{net}", NULL, NULL, 200},
+    {R_NET_DELETE, "DELETE", "/networks/{net}", NULL, NULL, 200},
 };
 const size_t api_nroutes = sizeof(api_routes) / sizeof(api_routes[0]);
 _Static_assert(sizeof(api_routes) / sizeof(api_routes[0]) == R__COUNT, "one route per id");

@@ -46,6 +46,24 @@ enum api_route_id {
     R_VOL_PATCH,
     R_VOL_RESIZE,
     R_VOL_DELETE,
+    R_VMS_LIST,
+    R_VM_CREATE,
+    R_VM_GET,
+    R_VM_DELETE,
+    R_VM_CONFIG_GET,
+    R_VM_CONFIG_PATCH,
+    R_VM_START,
+    R_VM_STOP,
+    R_VM_SHUTDOWN,
+    R_VM_RESET,
+    R_VM_SUSPEND,
+    R_VM_RESUME,
+    R_VM_AGENT,
+    R_VM_CONSOLE,
+    R_NETS_LIST,
+    R_NET_CREATE,
+    R_NET_GET,
+    R_NET_DELETE,
     R__COUNT
 };
 
@@ -59,6 +77,9 @@ enum api_ftype {
     FT_SIZE,  /* integer bytes >= 0, or a size string ("4G"); normalised to integer */
     FT_PROPS, /* object of properties, see struct api_prop */
     FT_BLOCKSIZE, /* FT_SIZE that is a power of two in min..max */
+    FT_STRMAP,    /* object whose values are strings (VM config options), <= max keys */
+    FT_STRS,      /* array of strings, min..max elements (each may be empty) */
+    FT_STR_NULL,  /* FT_STR or null (null: as if absent; removed by normalisation) */
 };
 
 enum api_pkind {
@@ -86,7 +107,8 @@ struct api_field {
 struct api_route {
     enum api_route_id id;
     const char *method;
-    const char *pattern; /* below API_PREFIX; "{pool}" / "{vol}" capture a segment */
+    const char *pattern; /* below API_PREFIX; "{pool}" / "{vol}" / "{vmid}" / "{net}"
+                            capture a segment */
     const struct api_field *body;  /* NULL-name-terminated; NULL = no body fields */
     const struct api_field *query; /* idem for the query string */
     int ok_status;                 /* 200, 201 */
@@ -110,7 +132,8 @@ int api_route_match(const char *method, const char *path, struct api_match *m, c
                     size_t allow_len, struct berr *err);
 void api_match_free(struct api_match *m);
 
-/* Validate the captures of a match ({pool} and {vol} names). */
+/* Validate the captures of a match ({pool} and {vol} names, {vmid} a VMID
+ * 100..999999999, {net} an interface name). */
 int api_validate_caps(const struct api_match *m, struct berr *err);
 
 /* Parse and validate a body against a route.  An empty body is an empty

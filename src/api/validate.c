@@ -209,6 +209,53 @@ static int check_field(const struct api_field *f, json_t *v, json_t **norm, stru
         return *norm ? 0 : berr_set(err, ENOMEM, "out of memory");
     case FT_PROPS:
         return check_props(f->name, f->props, v, norm, err);
+    case FT_STR_NULL:
+        if (json_is_null(v))
+            return 0;
+        return check_string(f->name, v, f->max ? (size_t)f->max : 255, err);
+    case FT_STRMAP: {
+        if (!json_is_object(v))
+            return berr_set(err, EINVAL, "field '%s': expected an object of strings, got %s",
+                            f->name, type_name(v));
+        if (f->max && json_object_size(v) > (size_t)f->max)
+            return berr_set(err, EINVAL, "field '%s': more than %" PRId64 " keys", f->name,
+                            f->max);
+        const char *k;
+        json_t *e;
+        json_object_foreach(v, k, e) {
+            char sub[128];
+            snprintf(sub, sizeof(sub), "%s.%.64s", f->name, k);
+            if (!*k || strlen(k) > 64)
+                return berr_set(err, EINVAL, "field '%s': bad key '%.64s'", f->name, k);
+            if (!json_is_string(e))
+                return berr_set(err, EINVAL, "field '%s': expected a string, got %s", sub,
+                                type_name(e));
+            if (strlen(json_string_value(e)) != json_string_length(e))
+                return berr_set(err, EINVAL, "field '%s': contains a NUL character", sub);
+            if (json_string_length(e) > 8192)
+                return berr_set(err, EINVAL, "field '%s': longer than 8192 characters", sub);
+        }
+        return 0;
+    }
+    case FT_STRS: {
+        if (!json_is_array(v))
+            return berr_set(err, EINVAL, "field '%s': expected an array of strings, got %s",
+                            f->name, type_name(v));
+        size_t n = json_array_size(v);
+        if ((int64_t)n < f->min || (int64_t)n > f->max)
+            return berr_set(err, EINVAL, "field '%s': expected %" PRId64 "..%" PRId64
+                            " strings, got %zu", f->name, f->min, f->max, n);
+        for (size_t i = 0; i < n; i++) {
+            json_t *e = json_array_get(v, i);
+            if (!json_is_string(e))
+                return berr_set(err, EINVAL, "field '%s[%zu]': expected a string, got %s",
+                                f->name, i, type_name(e));
+            if (strlen(json_string_value(e)) != json_string_length(e))
+                return berr_set(err, EINVAL, "field '%s[%zu]': contains a NUL character",
+                                f->name, i);
+        }
+        return 0;
+    }
     case FT_BLOCKSIZE: {
         if (get_size(f->name, v, &sz, err) < 0)
             return -err->code;
@@ -252,6 +299,10 @@ static int check_object(const struct api_field *spec, json_t *obj, const char *k
         int r = check_field(f, val, &norm, err);
         if (r < 0)
             return r;
+        if (f->type == FT_STR_NULL && json_is_null(val)) {
+            json_object_del(obj, key);
+            continue;
+        }
         if (norm && json_object_set_new(obj, key, norm) < 0)
             return berr_set(err, ENOMEM, "out of memory");
     }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* berth, the command-line client: shared declarations.  main.c parses the
- * global options and picks the command group (pool.c, vol.c); client.c talks
+ * global options and picks the command group (pool.c, vol.c, vm.c with
+ * console.c, net.c); client.c talks
  * HTTP to berthd; output.c prints tables and sizes.
  *
  * Exit codes: 0 success, 1 operational error (the API said no), 2 usage error
@@ -61,10 +62,21 @@ int cli_getopt_error(const char *cmd, int opt, char **argv);
 /* Split "POOL/VOL" into escaped segments; usage error if malformed. */
 int cli_split_vol(const char *cmd, const char *arg, char **pool, char **vol);
 
+/* "/vms/{vmid}" + suffix into out, after checking that `vmid` is a decimal
+ * VMID (usage error naming it otherwise). */
+int cli_vm_path(const char *vmid, const char *suffix, char *out, size_t len);
+
 int cmd_pool(struct cli *c, int argc, char **argv);
 int cmd_vol(struct cli *c, int argc, char **argv);
+int cmd_vm(struct cli *c, int argc, char **argv);
+int cmd_net(struct cli *c, int argc, char **argv);
+/* console.c: `vm console` and `vm agent` (argv[0] is the verb) */
+int vm_console(struct cli *c, int argc, char **argv);
+int vm_agent(struct cli *c, int argc, char **argv);
 void help_main(FILE *f);
 void help_pool(FILE *f);
 void help_vol(FILE *f);
+void help_vm(FILE *f);
+void help_net(FILE *f);
 
 #endif

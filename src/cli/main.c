@@ -32,6 +32,9 @@ void help_main(FILE *f)
             "Commands:\n"
             "  pool create|list|status|export|import|trim|destroy|sync|check|set|debug\n"
             "  vol  create|list|get|set|resize|destroy|uri\n"
+            "  vm   create|list|config|set|start|shutdown|stop|reset|suspend|resume|\n"
+            "       status|console|agent|destroy\n"
+            "  net  create|list|destroy\n"
             "\n"
             "Exit status: 0 success, 1 the operation failed, 2 usage error,\n"
             "3 berthd is unreachable.\n");
@@ -44,11 +47,19 @@ static int dispatch(struct cli *c, int argc, char **argv)
         return cmd_pool(c, argc - 1, argv + 1);
     if (strcmp(cmd, "vol") == 0 || strcmp(cmd, "volume") == 0)
         return cmd_vol(c, argc - 1, argv + 1);
+    if (strcmp(cmd, "vm") == 0)
+        return cmd_vm(c, argc - 1, argv + 1);
+    if (strcmp(cmd, "net") == 0 || strcmp(cmd, "network") == 0)
+        return cmd_net(c, argc - 1, argv + 1);
     if (strcmp(cmd, "help") == 0) {
         if (argc > 1 && strcmp(argv[1], "pool") == 0)
             help_pool(stdout);
         else if (argc > 1 && (strcmp(argv[1], "vol") == 0 || strcmp(argv[1], "volume") == 0))
             help_vol(stdout);
+        else if (argc > 1 && strcmp(argv[1], "vm") == 0)
+            help_vm(stdout);
+        else if (argc > 1 && (strcmp(argv[1], "net") == 0 || strcmp(argv[1], "network") == 0))
+            help_net(stdout);
         else
             help_main(stdout);
         return EXIT_OK;

@@ -479,11 +479,13 @@ int bs_vol_block_status(bs_vol *v, uint64_t len, uint64_t off,
         struct dirty_ent *e = dmap_find(&ds->open, blkid);
         if (!e)
             e = dmap_find(&ds->syncing, blkid);
+        /* read the entry under the lock: publish frees syncing entries */
+        bool dirty = e != NULL, dirty_hole = e && !e->buf;
         bool maps_empty = ds->open.count == 0 && ds->syncing.count == 0;
         struct objdesc od = ds->od;
         pthread_mutex_unlock(&ds->lock);
-        if (e) {
-            fl = e->buf ? 0 : BS_EXTENT_HOLE | BS_EXTENT_ZERO;
+        if (dirty) {
+            fl = dirty_hole ? BS_EXTENT_HOLE | BS_EXTENT_ZERO : 0;
         } else {
             struct blkptr bp;
             uint64_t hb;

@@ -17,7 +17,9 @@ static void nbd_blockdev(struct argv_state *s, const char *node, const struct vm
     struct sbuf b = {0};
     sbuf_printf(&b, "driver=nbd,node-name=%s,server.type=unix,server.path=", node);
     sbuf_add_qemu(&b, s->ctx->nbd_socket);
-    sbuf_printf(&b, ",export=%s/%s", v->pool, v->vol);
+    /* berthd restarting (or an upgrade) drops the connection: QEMU pauses the
+     * requests and reconnects instead of failing them to the guest */
+    sbuf_printf(&b, ",export=%s/%s,reconnect-delay=%d", v->pool, v->vol, VM_NBD_RECONNECT_DELAY);
     if (ro)
         sbuf_add(&b, ",read-only=on");
     else if (discard == VM_DISCARD_ON)

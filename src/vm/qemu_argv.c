@@ -117,7 +117,8 @@ static void machine_and_firmware(struct argv_state *s)
                     "file.server.type=unix,file.server.path=",
                 (unsigned long long)fw.vars_size);
     sbuf_add_qemu(&b, s->ctx->nbd_socket);
-    sbuf_printf(&b, ",file.export=%s/%s", c->efidisk.vol.pool, c->efidisk.vol.vol);
+    sbuf_printf(&b, ",file.export=%s/%s,file.reconnect-delay=%d", c->efidisk.vol.pool,
+                c->efidisk.vol.vol, VM_NBD_RECONNECT_DELAY);
     strv_add(&s->sv, "-blockdev");
     strv_take(&s->sv, sbuf_steal(&b));
 }

@@ -18,6 +18,9 @@
 #include "vm/config.h"
 
 #define VM_SOCK_PATH_MAX 108 /* sun_path */
+/* Seconds QEMU's NBD client keeps guest requests waiting while berthd (the
+ * NBD server) is away, before failing them with I/O errors. */
+#define VM_NBD_RECONNECT_DELAY 300
 
 /* Files of a running VM inside its run directory. */
 struct vm_paths {

@@ -76,15 +76,15 @@ start_berthd() {
   [ -x "$BERTHD_BIN" ] || fail "no berthd at $BERTHD_BIN"
   "$BERTHD_BIN" --state-dir "$STATE" --run-dir "$RUN" --test "$@" >>"$T/berthd.log" 2>&1 &
   BERTHD_PID=$!
-  local i
-  for i in $(seq 200); do
+  local i secs=${BERTH_START_TIMEOUT:-30}
+  for ((i = 0; i < secs * 20; i++)); do
     if [ -S "$BERTH_SOCKET" ] && curl -sf --unix-socket "$BERTH_SOCKET" http://b/api/v1/health >/dev/null 2>&1; then
       return 0
     fi
     kill -0 "$BERTHD_PID" 2>/dev/null || { cat "$T/berthd.log"; fail "berthd exited at start"; }
     sleep 0.05
   done
-  fail "berthd did not come up in 10 s"
+  fail "berthd did not come up in $secs s"
 }
 
 check_sanitizer_log() {
@@ -119,7 +119,7 @@ mkpool() {
   berth pool create -o size="$size" "$name" "$T/$name.img" >/dev/null || fail "pool create $name"
 }
 
-# file_blocks FILE: allocated bytes of a file
+# file_alloc FILE: allocated bytes of a file
 file_alloc() { echo $(( $(stat -c %b "$1") * $(stat -c %B "$1") )); }
 
 # api METHOD PATH [JSON]: raw API call; prints the body, returns 0 on 2xx
@@ -281,4 +281,92 @@ PYEOF
 # pool_names: the names of the pools berthd has, sorted, one a line
 pool_names() {
   berth --json pool list | "$NBDPY" -c 'import json,sys; d=json.load(sys.stdin); d=d.get("pools", d) if isinstance(d, dict) else d; print("\n".join(sorted(p["name"] for p in d)))'
+}
+
+# ---- helpers for the VM tests (t-vm-*) ----
+#   requires_vm              skip unless QEMU and the test guest are available;
+#                            sets GUEST (vmlinuz, initrd.img) and registers a
+#                            cleanup that stops every VM of this berthd
+#   guest_boot_opts SCRIPT [CMDLINE...]
+#                            `berth vm create` options (one a line, for mapfile)
+#                            for a direct kernel boot of the test guest running
+#                            /scripts/SCRIPT
+#   vm_field VMID FIELD      a field of `berth --json vm status` (last_exit.X too)
+#   wait_vm_status SECS VMID STATUS...
+#                            wait until the VM's status is one of STATUS (fails
+#                            with the status and the VM log)
+#   console_capture VMID FILE
+#                            copy the VM's serial console into FILE in the
+#                            background (until the VM stops); sets CONSOLE_PID
+#   wait_console SECS FILE REGEX
+#                            wait until FILE matches REGEX (fails with its tail)
+#   vm_log VMID              the VM's log (QEMU stderr, berthd's lines)
+requires_vm() {
+  requires qemu-system-x86_64
+  GUEST=$("$BERTH_TOP/tests/guest/build-guest.sh") || {
+    [ $? = 77 ] && skip "cannot build the test guest (tests/guest/build-guest.sh)"
+    fail "tests/guest/build-guest.sh failed"
+  }
+  add_cleanup vm_stop_all
+}
+
+guest_boot_opts() {
+  local script=$1; shift
+  printf '%s\n' --kernel "$GUEST/vmlinuz" --initrd "$GUEST/initrd.img" --append \
+    "console=ttyS0 panic=-1 quiet berth.script=$script${*:+ $*}"
+}
+
+vm_log() { cat "$STATE/log/vm-$1.log" 2>/dev/null; }
+
+vm_field() {
+  local out
+  out=$(berth --json vm status "$1" 2>/dev/null) || return 1
+  jfield "$2" <<<"$out"
+}
+
+wait_vm_status() {
+  local secs=$1 vmid=$2 i s want; shift 2
+  for ((i = 0; i < secs * 10; i++)); do
+    s=$(vm_field "$vmid" status 2>/dev/null)
+    for want in "$@"; do [ "$s" = "$want" ] && return 0; done
+    sleep 0.1
+  done
+  echo "---- VM $vmid log (tail) ----"; vm_log "$vmid" | tail -n 30
+  berth vm status "$vmid"
+  fail "VM $vmid: status '$s' after $secs s, waited for: $*"
+}
+
+console_capture() {
+  "$BERTH_BIN" vm console "$1" </dev/null >"$2" 2>&1 &
+  CONSOLE_PID=$!
+  add_cleanup "kill $CONSOLE_PID"
+}
+
+wait_console() {
+  local secs=$1 file=$2 re=$3 i
+  for ((i = 0; i < secs * 10; i++)); do
+    grep -aqE "$re" "$file" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "---- console $file (tail) ----"; tail -n 25 "$file" | sed 's/^/  | /'
+  fail "console: no '$re' after $secs s"
+}
+
+# every VM of this berthd stopped (through berthd if it answers, else by the
+# pids in its run dir), so no QEMU or swtpm outlives the test
+vm_stop_all() {
+  local id p
+  if [ -n "${BERTH_SOCKET:-}" ] && [ -S "$BERTH_SOCKET" ]; then
+    for id in $("$BERTH_BIN" -H vm list 2>/dev/null | awk '$3 != "stopped" {print $1}'); do
+      timeout 30 "$BERTH_BIN" vm stop "$id" >/dev/null 2>&1
+    done
+  fi
+  for p in "${RUN:-$T/run}"/vm/*/*.pid; do
+    [ -f "$p" ] || continue
+    id=$(cat "$p" 2>/dev/null)
+    # only a process that belongs to this run dir (pids get reused)
+    [ -n "$id" ] && tr '\0' ' ' <"/proc/$id/cmdline" 2>/dev/null | grep -qF "${RUN:-$T/run}/" &&
+      kill -KILL "$id" 2>/dev/null
+  done
+  return 0
 }

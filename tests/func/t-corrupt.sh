@@ -9,6 +9,7 @@
 #     metadata, data), several rounds: the pool imports or fails with a clear
 #     error, every read returns the right data or EIO, berthd never dies;
 #  3. garbage, zeroed and truncated pool files: import gives a clear error.
+# BERTH_CORRUPT_ROUNDS (default 4, 20 with BERTH_LONG=1) sets the rounds of 2.
 . "$(dirname "$0")/functions.sh"
 requires cmp nbdcopy
 requires_nbdpy

@@ -198,6 +198,49 @@ for h in hs:
 print("32 connections ok")
 EOF
 
+echo "== ext4 through nbdfuse + loop mount: files survive, fsck is clean, fstrim gives space back"
+if [ "$(id -u)" = 0 ] && [ -c /dev/fuse ] && command -v nbdfuse >/dev/null && command -v fusermount3 >/dev/null &&
+   command -v mkfs.ext4 >/dev/null && command -v fstrim >/dev/null && losetup -f >/dev/null 2>&1; then
+  berth vol create -V 256M tank/fs >/dev/null || fail "vol create tank/fs"
+  mkdir -p "$T/fuse" "$T/mnt"
+  nbdfuse -P "$T/nbdfuse.pid" "$T/fuse" "$(uri tank/fs)" >"$T/nbdfuse.log" 2>&1 &
+  add_cleanup "fusermount3 -u $T/fuse"
+  wait_until 10 test -s "$T/nbdfuse.pid" || { cat "$T/nbdfuse.log"; fail "nbdfuse did not start"; }
+  mkfs.ext4 -q -F "$T/fuse/nbd" || fail "mkfs.ext4 on the volume"
+  mount -o loop "$T/fuse/nbd" "$T/mnt" || fail "loop mount of the volume"
+  add_cleanup "umount $T/mnt"
+  mkdata "$T/mnt/text" 32 text
+  mkdata "$T/mnt/random" 48 random
+  cp -r /usr/share/common-licenses "$T/mnt/" 2>/dev/null || true
+  (cd "$T/mnt" && find . -type f ! -name random -print0 | sort -z | xargs -0 sha256sum) >"$T/sums"
+  sync -f "$T/mnt"
+  pool_sync tank
+  u1=$(vol_prop tank/fs used)
+  rm "$T/mnt/random"
+  sync -f "$T/mnt"
+  fstrim "$T/mnt" || fail "fstrim"
+  ok=0
+  for i in $(seq 10); do
+    pool_sync tank
+    u2=$(vol_prop tank/fs used)
+    [ "$u2" -le $((u1 - 40 * MiB)) ] && { ok=1; break; }
+    sleep 0.2
+  done
+  echo "  used $u1 -> $u2 after deleting 48 MiB and fstrim"
+  [ $ok = 1 ] || fail "fstrim through loop + nbdfuse did not free the deleted file's space (used $u1 -> $u2)"
+  umount "$T/mnt" || fail "umount"
+  fsck.ext4 -fn "$T/fuse/nbd" >"$T/fsck.out" 2>&1 || { cat "$T/fsck.out"; fail "fsck.ext4 found errors"; }
+  fusermount3 -u "$T/fuse" || fail "fusermount3 -u"
+  # a second, independent client: the filesystem image read with qemu-img
+  qemu-img convert -f raw -O raw "$(uri tank/fs)" "$T/fs.img" || fail "qemu-img convert of the filesystem"
+  mount -o loop,ro "$T/fs.img" "$T/mnt" || fail "loop mount of the copied image"
+  (cd "$T/mnt" && sha256sum -c --quiet "$T/sums") || fail "files differ after umount / copy"
+  umount "$T/mnt"
+  rm -f "$T/fs.img"
+else
+  echo "  skipped: needs root, /dev/fuse, nbdfuse, fusermount3, mkfs.ext4, fstrim and a free loop device"
+fi
+
 echo "== NBD on loopback TCP (berthd --nbd-tcp 127.0.0.1:0)"
 stop_berthd
 start_berthd --nbd-tcp 127.0.0.1:0

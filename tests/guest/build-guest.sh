@@ -12,8 +12,9 @@
 # /init loads the modules, mounts proc/sys/dev, prints "BERTH-GUEST: up",
 # starts qemu-ga in the background if the kernel command line has
 # berth.agent=1, runs /scripts/NAME for berth.script=NAME (scripts baked in
-# below; one can also be read from the first 4 KiB of /dev/vdb with
-# berth.script=vdb), prints "BERTH-GUEST: done rc=N" and powers off.
+# below: hello, write-pattern, read-pattern, tpm, wait-agent, ticker,
+# net-ping, efi-tpm, demo-disk; one can also be read from the first 4 KiB of
+# /dev/vdb with berth.script=vdb), prints "BERTH-GUEST: done rc=N" and powers off.
 #
 #   tests/guest/build-guest.sh [--force]     prints the cache dir on success
 set -euo pipefail
@@ -74,6 +75,15 @@ add_mod() {
   echo "$m" >>$root/etc/modules-order
 }
 for m in $want; do add_mod "$m"; done
+# efivarfs is loaded by the efi-tpm script only (insmod fails without UEFI)
+mkdir -p $root/lib/modules/extra
+f=$(find k/lib/modules/$kver -name "efivarfs.ko*" | head -1)
+case "$f" in
+  "") ;;  # built in
+  *.xz) xz -dc "$f" >$root/lib/modules/extra/efivarfs.ko ;;
+  *.zst) zstd -qdc "$f" >$root/lib/modules/extra/efivarfs.ko ;;
+  *) cp "$f" $root/lib/modules/extra/efivarfs.ko ;;
+esac
 
 # qemu-ga and its libraries (the host's, same Debian release)
 cp q/usr/sbin/qemu-ga $root/sbin/qemu-ga
@@ -147,6 +157,69 @@ S
 cat >$root/scripts/wait-agent <<'S'
 echo "BERTH-GUEST: waiting for the host to shut me down through the agent"
 while :; do sleep 1; done
+S
+# the scripts below read their parameters from the kernel command line
+cat >$root/etc/arg.sh <<'S'
+arg() { for w in $(cat /proc/cmdline); do case $w in "$1"=*) echo "${w#*=}";; esac; done; }
+S
+# prints a numbered tick every second (lifecycle tests: pause, reset, reattach)
+cat >$root/scripts/ticker <<'S'
+i=0
+while :; do echo "BERTH-GUEST: tick $i"; i=$((i + 1)); sleep 1; done
+S
+# berth.ip=ADDR/LEN on eth0, then ping berth.ping=PEER (up to 30 tries)
+cat >$root/scripts/net-ping <<'S'
+. /etc/arg.sh
+ip=$(arg berth.ip) peer=$(arg berth.ping)
+ip link set lo up; ip link set eth0 up && ip addr add "$ip" dev eth0 || exit 1
+echo "BERTH-GUEST: eth0 $(cat /sys/class/net/eth0/address) $ip"
+i=0
+while [ $i -lt 30 ]; do
+  if ping -c 1 -W 1 "$peer" >/dev/null 2>&1; then
+    echo "BERTH-GUEST: ping $peer ok"; ping -c 2 "$peer"; exit 0
+  fi
+  i=$((i + 1))
+done
+echo "BERTH-GUEST: ping $peer failed"; exit 1
+S
+# UEFI + TPM: report both; keep a UEFI variable across boots (written when
+# berth.efivar=VALUE is given and the variable does not exist yet)
+cat >$root/scripts/efi-tpm <<'S'
+. /etc/arg.sh
+echo "BERTH-GUEST: efi $([ -d /sys/firmware/efi ] && echo yes || echo no)"
+ls -l /dev/tpm* 2>&1
+echo "BERTH-GUEST: tpm version $(cat /sys/class/tpm/tpm0/tpm_version_major 2>/dev/null)"
+[ -f /lib/modules/extra/efivarfs.ko ] && insmod /lib/modules/extra/efivarfs.ko
+mount -t efivarfs efivarfs /sys/firmware/efi/efivars || { echo "BERTH-GUEST: no efivarfs"; exit 1; }
+v=/sys/firmware/efi/efivars/BerthTest-5b0f3e62-8f0e-4c55-9a4c-1f2e3d4c5b6a
+if [ -f $v ]; then
+  echo "BERTH-GUEST: efivar $(tail -c +5 $v)"
+elif [ -n "$(arg berth.efivar)" ]; then
+  printf '\007\000\000\000%s' "$(arg berth.efivar)" >/tmp/efivar
+  dd if=/tmp/efivar of=$v bs=4096 2>/dev/null && echo "BERTH-GUEST: efivar set $(arg berth.efivar)"
+else
+  echo "BERTH-GUEST: efivar none"
+fi
+S
+# the demo: ext2 on /dev/sda, 32 MiB kept, 32 MiB written, deleted and trimmed
+cat >$root/scripts/demo-disk <<'S'
+dev=/dev/sda
+[ -b $dev ] || { echo "BERTH-GUEST: no $dev"; exit 1; }
+echo "guest: $dev is $(($(cat /sys/block/sda/size) / 2048)) MiB, discard up to $(cat /sys/block/sda/queue/discard_max_bytes) bytes"
+echo "guest: mke2fs $dev"
+mke2fs -F -b 4096 -L berth-demo $dev 2>&1 | sed "s/^/guest: /" || exit 1
+mkdir -p /mnt && mount -o discard $dev /mnt || exit 1
+echo "guest: writing 32 MiB of random data to /mnt/keep.bin"
+dd if=/dev/urandom of=/mnt/keep.bin bs=1M count=32 2>/dev/null
+echo "guest: $(sha256sum /mnt/keep.bin)"
+echo "guest: writing 32 MiB more to /mnt/scratch.bin, then deleting it (discard frees it)"
+dd if=/dev/urandom of=/mnt/scratch.bin bs=1M count=32 conv=fsync 2>/dev/null
+rm /mnt/scratch.bin
+sync
+fstrim -v /mnt | sed "s/^/guest: /"
+df -h /mnt | sed 's/^/guest: /'
+umount /mnt
+echo "BERTH-GUEST: demo disk written"
 S
 
 (cd $root && find . | busybox cpio -o -H newc 2>/dev/null | gzip -9) >initrd.img

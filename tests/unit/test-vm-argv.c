@@ -67,7 +67,7 @@ static const char *const expect_full[] = {
     "-blockdev", "driver=file,node-name=pflash0-file,read-only=on,filename=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
     "-blockdev", "driver=raw,node-name=pflash0,file=pflash0-file,read-only=on",
     "-blockdev", "driver=raw,node-name=drive-efidisk0,size=540672,file.driver=nbd,file.server.type=unix,"
-                 "file.server.path=" NBD ",file.export=tank/vm-100-efidisk0",
+                 "file.server.path=" NBD ",file.export=tank/vm-100-efidisk0,file.reconnect-delay=300",
     "-cpu", "host,+aes",
     "-smp", "8,sockets=2,cores=4,maxcpus=8",
     "-m", "4096",
@@ -94,20 +94,20 @@ static const char *const expect_full[] = {
     "-device", "vfio-pci,host=0000:02:00.0,id=hostpci1.0,bus=pcie.0,addr=0x11.0,multifunction=on,rombar=0",
     "-device", "vfio-pci,host=0000:02:00.1,id=hostpci1.1,bus=pcie.0,addr=0x11.1,rombar=0",
     "-blockdev", "driver=nbd,node-name=drive-scsi0,server.type=unix,server.path=" NBD
-                 ",export=tank/vm-100-disk-0,discard=unmap,detect-zeroes=unmap",
+                 ",export=tank/vm-100-disk-0,reconnect-delay=300,discard=unmap,detect-zeroes=unmap",
     "-object", "iothread,id=iothread-virtioscsi0",
     "-device", "virtio-scsi-pci,id=virtioscsi0,iothread=iothread-virtioscsi0",
     "-device", "scsi-hd,bus=virtioscsi0.0,channel=0,scsi-id=0,lun=0,drive=drive-scsi0,id=scsi0,rotation_rate=1,bootindex=100",
     "-blockdev", "driver=nbd,node-name=drive-scsi1,server.type=unix,server.path=" NBD
-                 ",export=tank/vm-100-disk-1,discard=ignore",
+                 ",export=tank/vm-100-disk-1,reconnect-delay=300,discard=ignore",
     "-device", "virtio-scsi-pci,id=virtioscsi1",
     "-device", "scsi-hd,bus=virtioscsi1.0,channel=0,scsi-id=0,lun=1,drive=drive-scsi1,id=scsi1,write-cache=off",
     "-blockdev", "driver=nbd,node-name=drive-virtio0,server.type=unix,server.path=" NBD
-                 ",export=tank/vm-100-disk-2,discard=unmap,detect-zeroes=unmap",
+                 ",export=tank/vm-100-disk-2,reconnect-delay=300,discard=unmap,detect-zeroes=unmap",
     "-object", "iothread,id=iothread-virtio0",
     "-device", "virtio-blk-pci,iothread=iothread-virtio0,drive=drive-virtio0,id=virtio0",
     "-blockdev", "driver=nbd,node-name=drive-sata0,server.type=unix,server.path=" NBD
-                 ",export=tank/vm-100-disk-3,discard=ignore,cache.no-flush=on",
+                 ",export=tank/vm-100-disk-3,reconnect-delay=300,discard=ignore,cache.no-flush=on",
     "-device", "ahci,id=ahci0",
     "-device", "ide-hd,bus=ahci0.0,drive=drive-sata0,id=sata0",
     "-device", "ide-cd,bus=ide.0,unit=0,id=ide0",
@@ -263,7 +263,7 @@ static void test_small(void)
         ok(has(argv, "unix:/run/a,,b/qmp.sock,server=on,wait=off"), "qmp path escaped");
         ok(has(argv, "/run/a,b/qemu.pid"), "pidfile is a plain argument, not escaped");
         ok(has(argv, "driver=nbd,node-name=drive-scsi0,server.type=unix,server.path=/run/n,,bd.sock,"
-                     "export=p/a,discard=ignore"), "nbd socket escaped");
+                     "export=p/a,reconnect-delay=300,discard=ignore"), "nbd socket escaped");
     }
     vm_argv_free(argv);
     argv = NULL;
