@@ -41,8 +41,15 @@ void bs_tunables_get(struct bs_tunables *t)
     t->txg_timeout_ms = atomic_load_explicit(&tun_timeout, memory_order_relaxed);
     t->sync_threads = atomic_load_explicit(&tun_threads, memory_order_relaxed);
     if (t->sync_threads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        t->sync_threads = n > 0 ? (unsigned)MIN(n, 64) : 1;
+        /* sysconf reads /sys: called on the write path, so ask once */
+        static _Atomic unsigned ncpu;
+        unsigned n = atomic_load_explicit(&ncpu, memory_order_relaxed);
+        if (n == 0) {
+            long c = sysconf(_SC_NPROCESSORS_ONLN);
+            n = c > 0 ? (unsigned)MIN(c, 64) : 1;
+            atomic_store_explicit(&ncpu, n, memory_order_relaxed);
+        }
+        t->sync_threads = n;
     }
 }
 
