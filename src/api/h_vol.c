@@ -2,6 +2,7 @@
 /* Volume endpoints: list, create, get, set properties, resize, destroy. */
 #include "api/handlers.h"
 #include "common/log.h"
+#include "vm/supervisor.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +169,10 @@ int h_vol_resize(const struct api_call *c, json_t **out, struct berr *err)
 int h_vol_delete(const struct api_call *c, json_t **out, struct berr *err)
 {
     bool force = api_get_bool(c->query, "force", false);
+    uint32_t vm = c->ctx->vms ? vmm_volume_user(c->ctx->vms, c->pool, c->vol) : 0;
+    if (vm)
+        return berr_set(err, EBUSY, "volume %s/%s is used by running VM %u; stop it first",
+                        c->pool, c->vol, vm);
     struct pool_entry *e;
     int r = api_pool_acquire(c, &e, err);
     if (r < 0)

@@ -375,7 +375,8 @@ static void print_exit(json_t *le)
     if (json_is_integer(get(le, "signal")) && json_integer_value(get(le, "signal")) > 0) {
         if (!reason || !strstr(reason, "signal"))
             printf(" (signal %s)", out_u64(get(le, "signal"), b, sizeof(b)));
-    } else if (json_is_integer(get(le, "code")) && (!reason || !strstr(reason, "code"))) {
+    } else if (json_is_integer(get(le, "code")) && json_integer_value(get(le, "code")) != 0 &&
+               (!reason || !strstr(reason, "code"))) {
         printf(" (exit code %s)", out_u64(get(le, "code"), b, sizeof(b)));
     }
     if (json_is_integer(get(le, "time")) && json_integer_value(get(le, "time")) > 0) {

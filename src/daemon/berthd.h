@@ -10,6 +10,8 @@
 #include "api/api.h"
 #include "api/pooltab.h"
 #include "nbd/nbd_server.h"
+#include "vm/net.h"
+#include "vm/supervisor.h"
 
 struct berthd {
     char state_dir[PATH_MAX];
@@ -19,6 +21,8 @@ struct berthd {
     struct nbd_server *nbd;
     struct api_server *api;
     struct api_ctx ctx;
+    struct vmm *vms;            /* VM supervisor (src/vm/supervisor.h) */
+    struct vm_nettab nets;      /* bridges, <state>/networks.json */
 };
 
 /* registry.c */

@@ -4,11 +4,15 @@
  * Startup: directories, single-instance locks (<run>/berthd.pid and
  * <state>/berthd.lock), engine tunables, re-import of the pools in
  * <state>/pools.json, the NBD server on <run>/nbd.sock (+ TCP when asked),
- * the API on <run>/berthd.sock.  Signals are blocked in every thread and
- * taken by the main thread with sigwait().
+ * the bridges of <state>/networks.json, the VM supervisor (configs of
+ * <state>/vm, reattach to QEMUs still running: the NBD server is up by
+ * then, so their disks reconnect), the API on <run>/berthd.sock.  Signals
+ * are blocked in every thread and taken by the main thread with sigwait().
  * Shutdown (SIGTERM/SIGINT): stop the API (waits for requests in flight),
- * close every NBD connection, close every pool (final txg sync), exit 0.
- * SIGKILL needs nothing: the next start re-imports the pools. */
+ * stop watching VMs (they keep running; their NBD disks pause until berthd
+ * is back), close every NBD connection, close every pool (final txg sync),
+ * exit 0.  SIGKILL needs nothing: the next start re-imports the pools and
+ * reattaches to the VMs. */
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/berthd.h"
@@ -48,7 +52,8 @@ static void usage(FILE *f)
             "  -h, --help          this help\n"
             "  -V, --version       print the version\n"
             "\n"
-            "Signals: SIGTERM/SIGINT shut down cleanly (final txg sync of every pool).\n"
+            "Signals: SIGTERM/SIGINT shut down cleanly (final txg sync of every pool);\n"
+            "running VMs keep running and are reattached at the next start.\n"
             "See docs/CLI.md and docs/API.md.\n");
 }
 
@@ -157,6 +162,36 @@ static int start_nbd(struct berthd *d, const char *tcp, struct berr *err)
     return 0;
 }
 
+static int start_vms(struct berthd *d, struct berr *err)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/networks.json", d->state_dir);
+    if (vm_nettab_init(&d->nets, path) < 0)
+        return berr_set(err, ENOMEM, "cannot initialise the network table");
+    vm_nettab_load(&d->nets);
+    d->ctx.nets = &d->nets;
+    struct vmm_opts vo = {.state_dir = d->state_dir, .run_dir = d->run_dir,
+                          .nbd_socket = d->ctx.nbd_socket};
+    api_vm_store_ops(&d->ctx, &vo.store);
+    int r = vmm_new(&vo, &d->vms, err);
+    if (r < 0)
+        return r;
+    vmm_load(d->vms);
+    d->ctx.vms = d->vms;
+    return 0;
+}
+
+static void stop_vms(struct berthd *d)
+{
+    vmm_free(d->vms); /* VMs keep running */
+    d->vms = NULL;
+    d->ctx.vms = NULL;
+    if (d->ctx.nets) {
+        vm_nettab_destroy(&d->nets);
+        d->ctx.nets = NULL;
+    }
+}
+
 static int run(struct berthd *d, const struct opts *o)
 {
     struct berr err = {0};
@@ -202,6 +237,8 @@ static int run(struct berthd *d, const struct opts *o)
     if (start_nbd(d, o->nbd_tcp, &err) < 0)
         goto fail_pools;
     d->ctx.nbd = d->nbd;
+    if (start_vms(d, &err) < 0)
+        goto fail_pools;
     snprintf(path, sizeof(path), "%s/berthd.sock", d->run_dir);
     if (api_server_start(&d->ctx, path, &d->api, &err) < 0)
         goto fail_pools;
@@ -224,7 +261,9 @@ static int run(struct berthd *d, const struct opts *o)
         blog_info("%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
         break;
     }
+    vmm_quiesce(d->vms);
     api_server_stop(d->api);
+    stop_vms(d);
     nbd_server_free(d->nbd);
     registry_close_all(d);
     pooltab_destroy(&d->pools);
@@ -234,6 +273,7 @@ static int run(struct berthd *d, const struct opts *o)
     return 0;
 
 fail_pools:
+    stop_vms(d);
     nbd_server_free(d->nbd);
     registry_close_all(d);
     pooltab_destroy(&d->pools);

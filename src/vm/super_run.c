@@ -308,7 +308,8 @@ fail:
     vm->swtpm_pid = 0;
     vm->started = 0;
     vm->last_exit = (struct vm_exit){.valid = true, .code = -1, .time = vm_now()};
-    snprintf(vm->last_exit.reason, sizeof vm->last_exit.reason, "failed to start: %s", err->msg);
+    snprintf(vm->last_exit.reason, sizeof vm->last_exit.reason, "%s%s",
+             strncmp(err->msg, "QEMU failed", 11) == 0 ? "" : "failed to start: ", err->msg);
     vm->status = VM_ST_STOPPED;
     pthread_cond_broadcast(&m->cond);
     pthread_mutex_unlock(&m->lock);

@@ -324,12 +324,13 @@ vm_field() {
   jfield "$2" <<<"$out"
 }
 
+# (polls without python, every 0.25 s: under TCG every CPU cycle counts)
 wait_vm_status() {
   local secs=$1 vmid=$2 i s want; shift 2
-  for ((i = 0; i < secs * 10; i++)); do
-    s=$(vm_field "$vmid" status 2>/dev/null)
+  for ((i = 0; i < secs * 4; i++)); do
+    s=$("$BERTH_BIN" --json vm status "$vmid" 2>/dev/null | sed -n 's/^  "status": "\([a-z-]*\)",*$/\1/p')
     for want in "$@"; do [ "$s" = "$want" ] && return 0; done
-    sleep 0.1
+    sleep 0.25
   done
   echo "---- VM $vmid log (tail) ----"; vm_log "$vmid" | tail -n 30
   berth vm status "$vmid"

@@ -28,7 +28,8 @@ bad() {
   for n in "${needles[@]}"; do
     [[ "${out,,}" == *"${n,,}"* ]] || fail "$*: the message does not name '$n': $out"
   done
-  echo "  ok ($rc): ${*:2:6} -> ${out%%$'\n'*}"
+  local cmd="${*:2}"
+  echo "  ok ($rc): ${cmd:0:72} -> ${out%%$'\n'*}"
 }
 
 start_berthd
