@@ -12,7 +12,7 @@ pkgs=(
   # real clients and peers used by tests, the demo and benchmarks
   qemu-utils qemu-system-x86 qemu-system-common nbdkit libnbd-bin python3-libnbd
   fio e2fsprogs fuse3 util-linux curl procps psmisc kmod
-  busybox-static socat iputils-ping iproute2 swtpm swtpm-tools ovmf qemu-guest-agent
+  busybox-static socat iputils-ping iproute2 swtpm swtpm-tools ovmf
 )
 
 missing=()

@@ -242,7 +242,88 @@ for o in 0 1 $(( sz / 262144 - 2 )) $(( sz / 262144 - 1 )); do
 done
 expect_fail berth pool import -d "$T/t" q
 
-berthd_alive
-nbdpy "$T/readcheck.py" "$(uri tank/b)" "$T/b.data" 16384 || fail "tank/b read wrong at the end"
+echo "== 4. hostile labels and uberblocks (fields changed, checksums recomputed)"
+# hostile.py IMG WHAT: change one field of every label header (or of the newest
+# uberblock in every label) and recompute its SHA-256, as an attacker would
+cat >"$T/hostile.py" <<'EOF'
+import hashlib, os, struct, sys
+img, what = sys.argv[1], sys.argv[2]
+fd = os.open(img, os.O_RDWR)
+size = os.fstat(fd).st_size // (256 << 10) * (256 << 10)
+labels = [0, 256 << 10, size - (512 << 10), size - (256 << 10)]
+HDR = {  # field: (offset, struct format, value)
+    "version": (8, "<I", 99), "hdrlen": (12, "<I", 0xffffffff),
+    "incompat": (16, "<Q", 1 << 63), "ro_compat": (24, "<Q", 1 << 62), "compat": (32, "<Q", 1 << 61),
+    "ashift": (128, "<B", 40), "state": (129, "<B", 77), "vdevtype": (130, "<B", 99),
+    "devsize": (136, "<Q", 1 << 62), "data_start": (144, "<Q", 1 << 62), "data_end": (152, "<Q", 1 << 62),
+    "bitmap_off": (160, "<Q", (1 << 63) - 4096), "bitmap_chunks": (168, "<Q", 1 << 40),
+    "slotsize": (176, "<I", 0), "bits_per_chunk": (180, "<I", 0xffffffff),
+    "nchildren": (192, "<Q", 1 << 32), "leaf_index": (200, "<Q", 1 << 40),
+    "name": (64, "64s", b"A" * 64),
+}
+UB = {  # uberblock field: (offset, format, value); the block pointer of the MOS root is at 56
+    "ub_mos_levels": (184, "<I", 200), "ub_mos_bsize": (188, "<I", 0x80000000),
+    "ub_mos_size": (192, "<Q", 1 << 60), "ub_bp_offset": (56, "<Q", 1 << 50),
+    "ub_bp_asize": (68, "<I", 0xfffff000), "ub_bp_lsize": (56 + 56, "<I", 0xffffffff),
+    "ub_bp_comp": (56 + 64, "<B", 9), "ub_bp_level": (56 + 67, "<B", 200),
+    "ub_features": (48, "<Q", 1 << 63), "ub_txg": (16, "<Q", (1 << 64) - 1),
+}
+if what in HDR:
+    off, fmt, val = HDR[what]
+    for base in labels:
+        h = bytearray(os.pread(fd, 16384, base))
+        struct.pack_into(fmt, h, off, val)
+        h[16352:16384] = hashlib.sha256(bytes(h[:16352])).digest()
+        os.pwrite(fd, bytes(h), base)
+else:
+    off, fmt, val = UB[what]
+    ashift = os.pread(fd, 1, 128)[0]
+    slot = max(4096, 1 << ashift)
+    for base in labels:
+        best = None
+        for s in range((240 << 10) // slot):
+            u = os.pread(fd, 1024, base + (16 << 10) + s * slot)
+            if u[:8] == struct.pack("<Q", 0x0042555448545245):
+                txg = struct.unpack_from("<Q", u, 16)[0]
+                if best is None or txg > best[0]:
+                    best = (txg, s, bytearray(u))
+        txg, s, u = best
+        struct.pack_into(fmt, u, off, val)
+        u[992:1024] = hashlib.sha256(bytes(u[:992])).digest()
+        os.pwrite(fd, bytes(u), base + (16 << 10) + s * slot)
+os.fsync(fd)
+EOF
+cat >"$T/readall.py" <<'EOF'
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+n, eio = h.get_size(), 0
+for off in range(0, n, 1 << 20):
+    try:
+        h.pread(min(1 << 20, n - off), off)
+    except nbd.Error:
+        eio += 1
+print("read %d MiB, %d MiB failed" % (n >> 20, eio))
+EOF
+mkdir -p "$T/h"
+for what in version hdrlen incompat ro_compat compat ashift state vdevtype devsize data_start data_end \
+            bitmap_off bitmap_chunks slotsize bits_per_chunk nchildren leaf_index name \
+            ub_mos_levels ub_mos_bsize ub_mos_size ub_bp_offset ub_bp_asize ub_bp_lsize ub_bp_comp \
+            ub_bp_level ub_features ub_txg; do
+  cp --sparse=always "$T/q.pristine" "$T/h/q.img"
+  nbdpy "$T/hostile.py" "$T/h/q.img" "$what" || fail "hostile.py $what"
+  if out=$(timeout 60 "$BERTH_BIN" pool import -d "$T/h" q 2>&1); then
+    # accepted (e.g. an older uberblock or an ignorable feature bit): it must serve sane data
+    echo "  $what: imported ($(pool_field q state))"
+    timeout 120 nbdpy "$T/readall.py" "$(uri q/v)" | sed 's/^/    /' || fail "$what: reading the imported pool failed"
+    timeout 60 "$BERTH_BIN" pool export -f q >/dev/null 2>&1 || timeout 60 "$BERTH_BIN" pool export q >/dev/null ||
+      fail "$what: export failed"
+  else
+    rc=$?
+    [ $rc -ne 124 ] || fail "$what: import hung (60 s)"
+    echo "  $what: refused: $out"
+    [ -n "$out" ] || fail "$what: refused without a message"
+  fi
+  berthd_alive
+done
 stop_berthd
 echo PASS
