@@ -92,11 +92,13 @@ for ((i = 0; i < runs; i++)); do
   [ -z "$accel" ] && accel=$(berth --json vm status $ID | python3 -c 'import json,sys; print(json.load(sys.stdin).get("accel"))')
   [ $i = 0 ] && tr '\0' '\n' <"/proc/$(berth --json vm status $ID | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')/cmdline" >"$W/argv"
   berth vm stop $ID >/dev/null || die "vm stop"
+  sleep 0.3  # let the previous QEMU's exit settle
   t=$(curl -s -o "$W/start.json" -w '%{time_total}' -X POST --unix-socket "$BERTH_SOCKET" \
         "http://b/api/v1/vms/$ID/start")
   grep -q '"status"' "$W/start.json" || die "API start: $(cat "$W/start.json")"
   api+=("$(echo "$t * 1000" | bc)")
   berth vm stop $ID >/dev/null || die "vm stop"
+  sleep 0.3
 done
 
 # 1b. the same argv, started directly
@@ -141,6 +143,7 @@ def once():
         cmd("cont")
     t1 = time.perf_counter()
     cmd("quit"); p.wait()
+    time.sleep(0.3)
     return (t1 - t0) * 1000
 once()  # warm the page cache
 print(" ".join("%.1f" % once() for _ in range(runs)))
@@ -151,7 +154,7 @@ echo "== vm start latency (accel $accel; $runs runs each)"
 echo "  berth vm start (CLI):   $(printf '%s\n' "${cli[@]}" | stats)"
 echo "  POST /vms/$ID/start:     $(printf '%s\n' "${api[@]}" | stats)"
 echo "  QEMU alone, same argv:  $(stats <"$W/direct")"
-overhead=$(echo "$(printf '%s\n' "${api[@]}" | median) - $(median <"$W/direct")" | bc)
+overhead=$(printf '%.1f' "$(echo "$(printf '%s\n' "${api[@]}" | median) - $(median <"$W/direct")" | bc)")
 echo "  berthd overhead (API median - QEMU median): $overhead ms (target <= 50 ms)"
 
 # 2. vm list with many defined VMs

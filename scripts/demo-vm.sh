@@ -32,6 +32,8 @@ berth_bin=$build/src/cli/berth
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'demo-vm: %s\n' "$*" >&2; exit 1; }
 berth() { "$berth_bin" "$@"; }
+# the console as text: no CRs, no firmware escape sequences, no blank lines
+console_text() { tr -d '\r' | sed 's/\x1b\[[0-9;=?]*[A-Za-z]//g' | grep -av '^\s*$' | sed 's/^/  console| /'; }
 show() { printf '\033[2m$ berth %s\033[0m\n' "$*"; berth "$@"; }
 
 [ -x "$berth_bin" ] || die "no berth in $build (run 'make' first)"
@@ -72,7 +74,7 @@ shown=0 ok=0
 for _ in $(seq 1800); do
   total=$(wc -l <"$console_log")
   if [ "$total" -gt "$shown" ]; then
-    sed -n "$((shown + 1)),${total}p" "$console_log" | tr -d '\r' | grep -av '^\s*$' | sed 's/^/  console| /'
+    sed -n "$((shown + 1)),${total}p" "$console_log" | console_text
     shown=$total
   fi
   grep -aq "BERTH-GUEST: demo disk written" "$console_log" && { ok=1; break; }
@@ -88,8 +90,7 @@ show vm shutdown --timeout 60 "$vmid" || die "vm shutdown failed"
 wait "$cpid" 2>/dev/null
 cpid=
 total=$(wc -l <"$console_log")
-[ "$total" -gt "$shown" ] && sed -n "$((shown + 1)),${total}p" "$console_log" | tr -d '\r' |
-  grep -av '^\s*$' | sed 's/^/  console| /'
+[ "$total" -gt "$shown" ] && sed -n "$((shown + 1)),${total}p" "$console_log" | console_text
 show vm status "$vmid"
 
 say "the pool usage it caused: the guest wrote 64 MiB and deleted 32 MiB of it"

@@ -163,8 +163,11 @@ int vm_console(struct cli *c, int argc, char **argv)
     int sock = connect_unix(sp);
     if (sock < 0) {
         int e = errno;
-        rc = cli_fail("cannot connect to the serial console of VM %s at %s: %s%s", vmid, sp,
-                      strerror(e), e == ENOENT || e == ECONNREFUSED ? " (is it running?)" : "");
+        if (e == ENOENT || e == ECONNREFUSED)
+            rc = cli_fail("VM %s is not running (no serial console at %s)", vmid, sp);
+        else
+            rc = cli_fail("cannot connect to the serial console of VM %s at %s: %s", vmid, sp,
+                          strerror(e));
         json_decref(resp);
         return rc;
     }

@@ -112,7 +112,7 @@ static void print_warnings(json_t *resp)
 }
 
 /* The qm-style option parser of create and set: --json/-p/-H/--help, --tpm
- * (create), --delete LIST (set), --KEY VALUE / --KEY=VALUE into `opts`, and
+ * (a flag), --delete LIST (set), --KEY VALUE / --KEY=VALUE into `opts`, and
  * exactly one positional VMID.  Returns EXIT_OK or a usage error; -1 when
  * help was printed. */
 static int parse_kv(struct cli *c, const char *verb, int argc, char **argv, json_t *opts,
@@ -154,7 +154,7 @@ static int parse_kv(struct cli *c, const char *verb, int argc, char **argv, json
         memcpy(k, key, klen);
         k[klen] = '\0';
         const char *val = eq ? eq + 1 : NULL;
-        if (strcmp(k, "tpm") == 0 && opts && !del) {
+        if (strcmp(k, "tpm") == 0) {
             /* a flag: --tpm, or --tpm=0|1 */
             if (val && strcmp(val, "0") != 0 && strcmp(val, "1") != 0)
                 return cli_usage_error("vm", "--tpm takes no value (or =0/=1), got '%s'", val);

@@ -26,7 +26,8 @@
 
 /* ---- tunables and the shared cache ---- */
 
-static _Atomic uint64_t tun_cache = 512ULL << 20, tun_dirty = 256ULL << 20;
+/* tun_dirty 0: the default, dirty_default() */
+static _Atomic uint64_t tun_cache = 512ULL << 20, tun_dirty = 0;
 static _Atomic unsigned tun_timeout = 5000, tun_threads = 0;
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -34,10 +35,29 @@ static struct bcache *g_cache;
 static unsigned g_cache_users;
 static uint32_t g_cache_next_id = 1;
 
+/* Default dirty limit: RAM/16, at least 64 MiB and at most 1 GiB.  Big
+ * txgs let random writes share the rewrite of their indirect blocks (with
+ * 256 MiB, ~1000 L1 indirects of a 4 GiB volume were rewritten for every
+ * 4-16k leaves); the limit bounds the memory the dirty buffers can take. */
+static uint64_t dirty_default(void)
+{
+    static _Atomic uint64_t cached;
+    uint64_t d = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (d)
+        return d;
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    d = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz / 16 : 256ULL << 20;
+    d = MIN(MAX(d, 64ULL << 20), 1ULL << 30);
+    atomic_store_explicit(&cached, d, memory_order_relaxed);
+    return d;
+}
+
 void bs_tunables_get(struct bs_tunables *t)
 {
     t->cache_bytes = atomic_load_explicit(&tun_cache, memory_order_relaxed);
     t->dirty_max_bytes = atomic_load_explicit(&tun_dirty, memory_order_relaxed);
+    if (t->dirty_max_bytes == 0)
+        t->dirty_max_bytes = dirty_default();
     t->txg_timeout_ms = atomic_load_explicit(&tun_timeout, memory_order_relaxed);
     t->sync_threads = atomic_load_explicit(&tun_threads, memory_order_relaxed);
     if (t->sync_threads == 0) {

@@ -194,7 +194,16 @@ struct sync_ctx {
     struct { struct sync_vol *sv; size_t k; } *jobs;
     size_t njobs;
     _Atomic int err;
+    _Atomic uint64_t wb_bytes; /* leaf bytes written, for the writeback hints */
 };
+
+/* The leaves of a txg are written through the page cache; the commit's first
+ * flush must wait until all of them reached the device.  Starting the
+ * writeback every WB_HINT_BYTES while the txg is still being written lets the
+ * device work in parallel with the compression and the tree rewrite, so the
+ * flush finds little left (a hint only: durability still comes from the
+ * flush alone). */
+#define WB_HINT_BYTES (16ULL << 20)
 
 static int cmp_ent(const void *a, const void *b)
 {
@@ -218,7 +227,12 @@ static void leaf_job(void *ctx, size_t i, struct blk_scratch *s)
     if (r < 0) {
         int zero = 0;
         atomic_compare_exchange_strong(&c->err, &zero, r);
+        return;
     }
+    uint64_t a = sv->u[k].bp.dva[0].asize;
+    uint64_t before = atomic_fetch_add_explicit(&c->wb_bytes, a, memory_order_relaxed);
+    if (!getenv("XNOWB") && (before + a) / WB_HINT_BYTES != before / WB_HINT_BYTES)
+        vdev_writeback_hint(c->p->vd, 0, 0);
 }
 
 /* Quiesce: snapshot the records and swap the maps (see the top comment). */
@@ -372,7 +386,7 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
     struct objdesc mos_od = p->mos_od;
     uint8_t *mbytes = NULL;
     size_t mlen = 0;
-    uint64_t T0 = now_ns(), T1 = 0, T2 = 0, T3 = 0;
+    uint64_t T0 = now_ns(), T1 = 0, T2 = 0, T3 = 0, T4 = 0, T5 = 0;
     int r = quiesce(&c);
     if (r == 0)
         r = gather(&c);
@@ -382,6 +396,8 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
     T2 = now_ns();
     if (r == 0)
         r = atomic_load(&c.err);
+    if (r == 0 && c.njobs && !getenv("XNOWB"))
+        vdev_writeback_hint(p->vd, 0, 0); /* the tail, while the trees are rewritten */
     for (size_t i = 0; r == 0 && i < c.nsv; i++) {
         struct sync_vol *sv = &c.sv[i];
         struct objtree_wctx w = {
@@ -399,6 +415,7 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
         r = write_mos(&c, &mos_od, &mbytes, &mlen);
     if (r == 0)
         r = alloc_sync(p->io.alloc, txg);
+    T4 = now_ns();
     if (r == 0)
         r = vdev_flush(p->vd);
     if (r == 0) {
@@ -412,6 +429,7 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
     }
     if (r == 0)
         r = vdev_flush(p->vd);
+    T5 = now_ns();
     if (r == 0) {
         publish(&c, &mos_od, mbytes, mlen);
         mbytes = NULL;
@@ -422,8 +440,10 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
         atomic_store(&p->free_est, st.available);
     }
     blog_debug("pool %s txg %llu: %zu leaves; quiesce %.1f ms, leaves %.1f ms, trees %.1f ms, "
-               "commit %.1f ms", p->name, (unsigned long long)txg, c.njobs, (T1 - T0) / 1e6,
-               (T2 - T1) / 1e6, (T3 - T2) / 1e6, (now_ns() - T3) / 1e6);
+               "mos+bitmap %.1f ms, commit %.1f ms, publish+trim %.1f ms", p->name,
+               (unsigned long long)txg, c.njobs, (T1 - T0) / 1e6, (T2 - T1) / 1e6,
+               (T3 - T2) / 1e6, (T4 - T3) / 1e6, T5 ? (T5 - T4) / 1e6 : 0.0,
+               T5 ? (now_ns() - T5) / 1e6 : 0.0);
     free(mbytes);
     for (size_t i = 0; i < c.nsv; i++) {
         free(c.sv[i].u);

@@ -210,6 +210,16 @@ int vdev_flush(struct vdev *v)
     return 0;
 }
 
+void vdev_writeback_hint(struct vdev *v, uint64_t off, uint64_t len)
+{
+    if (v->readonly || writes_dead(v))
+        return;
+    /* SYNC_FILE_RANGE_WRITE queues the dirty pages for writeback and does
+     * not wait for them (it may wait for a free slot in the device queue);
+     * the page cache keeps them readable as before. */
+    (void)sync_file_range(v->fd, (off64_t)off, (off64_t)len, SYNC_FILE_RANGE_WRITE);
+}
+
 int vdev_discard(struct vdev *v, uint64_t off, uint64_t len)
 {
     if (len == 0)

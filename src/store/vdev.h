@@ -46,6 +46,10 @@ void vdev_close(struct vdev *v); /* NULL accepted */
 int vdev_pread(struct vdev *v, void *buf, size_t len, uint64_t off);
 int vdev_pwrite(struct vdev *v, const void *buf, size_t len, uint64_t off);
 int vdev_flush(struct vdev *v);
+/* Start writing back [off, off+len) (len 0: to the end) without waiting,
+ * so that a later vdev_flush finds little left to do.  Only a hint: it
+ * makes nothing durable, errors are ignored (the flush reports them). */
+void vdev_writeback_hint(struct vdev *v, uint64_t off, uint64_t len);
 /* Give a range back to the host: punch a hole in a file, BLKDISCARD on a
  * device.  Failure to discard is not an error of the pool (returns 0 if
  * unsupported). */

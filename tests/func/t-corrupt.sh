@@ -305,6 +305,7 @@ for off in range(0, n, 1 << 20):
 print("read %d MiB, %d MiB failed" % (n >> 20, eio))
 EOF
 mkdir -p "$T/h"
+problems=()
 for what in version hdrlen incompat ro_compat compat ashift state vdevtype devsize data_start data_end \
             bitmap_off bitmap_chunks slotsize bits_per_chunk nchildren leaf_index name \
             ub_mos_levels ub_mos_bsize ub_mos_size ub_bp_offset ub_bp_asize ub_bp_lsize ub_bp_comp \
@@ -314,16 +315,24 @@ for what in version hdrlen incompat ro_compat compat ashift state vdevtype devsi
   if out=$(timeout 60 "$BERTH_BIN" pool import -d "$T/h" q 2>&1); then
     # accepted (e.g. an older uberblock or an ignorable feature bit): it must serve sane data
     echo "  $what: imported ($(pool_field q state))"
-    timeout 120 nbdpy "$T/readall.py" "$(uri q/v)" | sed 's/^/    /' || fail "$what: reading the imported pool failed"
+    if [ "$what" = ro_compat ]; then   # FORMAT.md: unknown ro_compat features import read-only
+      qemu-io -f raw "$(uri q/v)" -c 'write -P 1 0 4k' >/dev/null 2>&1 &&
+        problems+=("ro_compat: a pool with an unknown read-only-compatible feature bit was imported writable (FORMAT.md: read-only)")
+    fi
+    timeout 120 "$NBDPY" "$T/readall.py" "$(uri q/v)" | sed 's/^/    /' || problems+=("$what: reading the imported pool failed")
     timeout 60 "$BERTH_BIN" pool export -f q >/dev/null 2>&1 || timeout 60 "$BERTH_BIN" pool export q >/dev/null ||
       fail "$what: export failed"
   else
     rc=$?
     [ $rc -ne 124 ] || fail "$what: import hung (60 s)"
     echo "  $what: refused: $out"
-    [ -n "$out" ] || fail "$what: refused without a message"
+    [ -n "$out" ] || problems+=("$what: refused without a message")
   fi
   berthd_alive
 done
+if [ ${#problems[@]} -gt 0 ]; then
+  printf '  PROBLEM: %s\n' "${problems[@]}"
+  fail "${#problems[@]} problem(s) with hostile labels/uberblocks (above)"
+fi
 stop_berthd
 echo PASS

@@ -52,6 +52,21 @@ fio_run seq1m-readonly-verify --uri="$(uri tank/s)" --rw=read --bs=1M --iodepth=
 berthd_alive
 berth pool check tank || fail "pool check"
 
+echo "== memory: reads stay within the block cache limit (berthd --cache-size 32M)"
+if ldd "$BERTHD_BIN" 2>/dev/null | grep -qE 'libasan|libubsan'; then
+  echo "  skipped under sanitizers (their shadow memory and quarantine dominate RSS)"
+else
+  stop_berthd
+  start_berthd --cache-size 32M
+  rss0=$(awk '/VmRSS/ {print $2}' "/proc/$BERTHD_PID/status")
+  fio_run mem-read --uri="$(uri tank/s)" --rw=randread --bs=64k --iodepth=16 --numjobs=2 --size=128M --offset_increment=128M
+  fio_run mem-read4k --uri="$(uri tank/r)" --rw=randread --bs=4k --iodepth=16 --size=192M --io_size=64M
+  hwm=$(awk '/VmHWM/ {print $2}' "/proc/$BERTHD_PID/status")
+  echo "  RSS at start $((rss0 / 1024)) MiB, peak after 448 MiB of reads $((hwm / 1024)) MiB"
+  [ $((hwm - rss0)) -le $((32 * 1024 + 96 * 1024)) ] ||
+    fail "reading grew berthd by $(((hwm - rss0) / 1024)) MiB with a 32 MiB cache (allowed: cache + 96 MiB)"
+fi
+
 echo "== overwrite pressure: a volume of half the pool's size, rewritten whole 3 times"
 # copy-on-write needs room for the new blocks while the old ones are still
 # referenced (deferred frees): the engine must throttle writers (or at worst

@@ -38,6 +38,14 @@ berth vol create -V 16M tank/shared >/dev/null || fail "vol create"
 mapfile -t boot < <(guest_boot_opts hello)
 base=(--memory 256 --bios seabios)
 
+echo "== help"
+berth vm --help | grep -q "shutdown \[--timeout S\] VMID" || fail "berth vm --help"
+berth help vm | grep -q "console VMID" || fail "berth help vm"
+berth vm create --help | grep -q -- "--KEY VALUE" || fail "berth vm create --help"
+berth net --help | grep -q "create \[--cidr ADDR/LEN\] BRIDGE" || fail "berth net --help"
+berth help net | grep -q "destroy BRIDGE" || fail "berth help net"
+berth --help | grep -q "vm   create" || fail "berth --help lacks vm"
+
 echo "== CLI usage errors (exit 2)"
 bad 2 "VMID" "abc" -- berth vm create abc
 bad 2 "VMID" "12x" -- berth vm start 12x
@@ -118,6 +126,7 @@ st=$(api_status PATCH /vms/300/config '{"set": {"memory": "512"}, "delete": "nam
 
 echo "== state errors"
 bad 1 "running" -- berth vm agent 300 ping
+bad 1 "not running" -- berth vm console 300 </dev/null
 berth vm start 300 2>/dev/null || fail "vm start 300"
 bad 1 "" -- berth vm start 300
 bad 1 "running" -- berth vm destroy 300

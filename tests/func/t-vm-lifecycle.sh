@@ -6,6 +6,8 @@
 #  - suspend: paused, the ticks stop; resume: they go on;
 #  - reset: same QEMU process, the guest boots again;
 #  - stop: QEMU gone, last_exit "stopped";
+#  - `berth vm console` on a pty: raw mode, Ctrl-C goes to the guest, Ctrl-]
+#    detaches, and the terminal is restored;
 #  - shutdown --timeout 5 of a guest that ignores ACPI: stopped by force
 #    after the timeout;
 #  - kill -9 of berthd while the VM runs: QEMU keeps running, a new berthd
@@ -75,8 +77,44 @@ echo "  last exit: $reason"
 [[ "$reason" == stopped* ]] || fail "last_exit.reason after stop is '$reason'"
 berth vm stop $ID >/dev/null || fail "stop of a stopped VM should be a no-op"
 
-echo "== shutdown with a timeout, guest ignores ACPI"
+echo "== interactive console on a terminal: raw mode, Ctrl-] detaches, terminal restored"
 berth vm start $ID 2>/dev/null || fail "vm start (2)"
+nbdpy - "$BERTH_BIN" $ID <<'PY' || fail "interactive console (see above)"
+import os, pty, select, sys, time
+berth, vmid = sys.argv[1], sys.argv[2]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv("/bin/sh", ["sh", "-c", 'stty sane; "$0" vm console "$1"; echo "RC=$?"; stty -a', berth, vmid])
+out = b""
+def pump(want, secs):
+    global out
+    end = time.time() + secs
+    while want not in out and time.time() < end:
+        if select.select([fd], [], [], 0.2)[0]:
+            try:
+                out += os.read(fd, 65536)
+            except OSError:
+                break
+    return want in out
+got_tick = pump(b"BERTH-GUEST: tick", 120)
+os.write(fd, b"\x03")  # Ctrl-C goes to the guest in raw mode, it must not end the console
+time.sleep(0.5)
+os.write(fd, b"\x1d")  # Ctrl-]
+pump(b"RC=", 15)
+pump(b"icanon", 5)
+os.waitpid(pid, 0)
+text = out.decode(errors="replace")
+print("\n".join("  pty| " + l for l in text.replace("\r", "").splitlines() if "tick" in l or "RC=" in l or "etach" in l or "onnected" in l))
+after = text.split("RC=", 1)[1] if "RC=" in text else ""
+assert got_tick, "no guest output on the interactive console"
+assert "Connected to the serial console" in text, "no banner"
+assert "[detached]" in text, "Ctrl-] did not detach"
+assert after.startswith("0"), "berth vm console did not exit 0 after the detach"
+assert " icanon" in after and " echo" in after, "the terminal was left in raw mode: " + after[:300]
+print("  interactive console ok; terminal restored")
+PY
+
+echo "== shutdown with a timeout, guest ignores ACPI"
 t0=$(date +%s.%N)
 berth vm shutdown --timeout 5 $ID >"$T/sd" || fail "vm shutdown --timeout 5"
 dt=$(echo "$(date +%s.%N) - $t0" | bc)

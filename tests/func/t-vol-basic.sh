@@ -98,6 +98,28 @@ for bad in compression=gzip checksum=md5 refreservation=lots used=5 volblocksize
 done
 expect_fail berth vol set compression=lz4 tank/nosuchvol
 
+echo "== readonly=on refuses writes, keeps reads"
+qemu-io -f raw "$(uri tank/v)" -c 'write -P 0x44 0 64k' >/dev/null || fail "write before readonly"
+berth vol set readonly=on tank/v || fail "set readonly=on"
+[ "$(vol_prop tank/v readonly)" = on ] || fail "readonly is $(vol_prop tank/v readonly) after set on"
+nbdinfo --json "$(uri tank/v)" | grep -q '"is_read_only": true' || fail "NBD does not advertise a read-only volume as read-only"
+qemu-io -f raw "$(uri tank/v)" -c 'write -P 0x45 0 64k' >/dev/null 2>&1 && fail "a write to a readonly volume succeeded"
+PATH=/usr/bin:/bin nbdsh -u "$(uri tank/v)" -c '
+try:
+    h.pwrite(bytes(4096), 0)
+    raise SystemExit("write accepted on a read-only export")
+except nbd.Error as e:
+    print("  write refused:", e)
+h.set_strict_mode(0)    # send the write anyway: the server itself must refuse it
+try:
+    h.pwrite(bytes(4096), 0)
+    raise SystemExit("the server accepted a write on a read-only export")
+except nbd.Error as e:
+    print("  server refused:", e)
+assert h.pread(65536, 0) == b"\x44" * 65536' || fail "readonly volume: reads or refusal wrong"
+berth vol set readonly=off tank/v || fail "set readonly=off"
+qemu-io -f raw "$(uri tank/v)" -c 'write -P 0x45 0 64k' -c 'read -P 0x45 0 64k' >/dev/null || fail "write after readonly=off"
+
 echo "== resize: grow, shrink only with --force, shrunk data does not come back"
 qemu-io -f raw "$(uri tank/v)" -c 'write -P 0x11 0 1M' -c 'write -P 0x22 200M 1M' -c flush >/dev/null || fail "write before resize"
 berth vol resize tank/v 512M || fail "resize grow"
@@ -115,6 +137,30 @@ qemu-io -f raw "$(uri tank/v)" -c 'read -P 0x11 0 1M' >/dev/null || fail "data b
 qemu-io -f raw "$(uri tank/v)" -c 'read 200M 4k' 2>&1 | grep -q 'read 4096/4096' && fail "read past the shrunk end succeeded"
 berth vol resize tank/v 512M || fail "grow back"
 qemu-io -f raw "$(uri tank/v)" -c 'read -P 0 128M 384M' >/dev/null || fail "data past a shrink came back after growing again"
+echo "== shrink under a connected client: its I/O past the new end is refused, nothing comes back"
+berth vol create -V 64M tank/live >/dev/null || fail "vol create tank/live"
+nbdpy - "$(uri tank/live)" "$BERTH_BIN" <<'EOF' || fail "shrinking under a connected client misbehaved"
+import nbd, subprocess, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1]); h.set_strict_mode(0)   # the client keeps the old size
+h.pwrite(b"\x11" * 65536, 48 << 20); h.flush()
+r = subprocess.run([sys.argv[2], "vol", "resize", "--force", "tank/live", "32M"], capture_output=True, text=True)
+assert r.returncode == 0, "resize --force with a client connected: %s" % r.stderr
+for what, fn in (("write past the new end", lambda: h.pwrite(b"\x22" * 4096, 40 << 20)),
+                 ("read past the new end", lambda: h.pread(4096, 48 << 20))):
+    try:
+        fn()
+        raise SystemExit("the old connection could still " + what)
+    except nbd.Error as e:
+        print("  refused %s: %s" % (what, e))
+assert h.pread(4096, 0) == bytes(4096)
+h.shutdown()
+r = subprocess.run([sys.argv[2], "vol", "resize", "tank/live", "64M"], capture_output=True, text=True)
+assert r.returncode == 0, r.stderr
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+assert h.get_size() == 64 << 20
+assert h.pread(65536, 48 << 20) == bytes(65536), "data past a shrink came back"
+assert h.pread(4096, 40 << 20) == bytes(4096), "a refused write landed"
+EOF
 expect_fail berth vol resize tank/v 0
 expect_fail berth vol resize tank/v lots
 expect_fail berth vol resize tank/nosuchvol 1G
