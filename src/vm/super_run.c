@@ -400,6 +400,12 @@ int vmm_shutdown(struct vmm *m, uint32_t vmid, int timeout_s, bool *forced,
         struct qga *g = NULL;
         struct berr e = {0};
         if (qga_open(vm->paths.qga, AGENT_PROBE_MS, &g, &e) == 0) {
+            /* Say why before asking: the guest may power off (and the watcher
+             * record the exit) before guest-shutdown returns. */
+            pthread_mutex_lock(&m->lock);
+            vm->want_stop = true;
+            snprintf(vm->want_reason, sizeof vm->want_reason, "shutdown (agent)");
+            pthread_mutex_unlock(&m->lock);
             /* success has no reply: a timeout or EOF means it is going down */
             int ar = qga_execute(g, "guest-shutdown", NULL, AGENT_PROBE_MS, NULL, &e);
             if (ar == 0 || ar == -ETIMEDOUT || ar == -EPIPE)
