@@ -36,6 +36,7 @@ check-long: build build-asan build-fuzz
 
 demo: build
 	@scripts/demo.sh
+	@scripts/demo-vm.sh
 
 bench: build
 	@bench/run.sh
