@@ -49,16 +49,85 @@ struct bcache {
 
 /* ---- buffers ---- */
 
+/* Free lists of buffers of the block sizes the engine uses all the time
+ * (powers of two, 4 KiB .. 128 KiB: data blocks, indirects).  Every write
+ * used to malloc a volblocksize buffer and every txg freed tens of
+ * thousands of them; malloc's consolidation and trimming made the next
+ * allocations page-fault the memory back in (~15% of the write path's CPU).
+ * A list keeps at most POOL_CLASS_BYTES of idle buffers per size, so the
+ * memory it holds is bounded; beyond that buffers go back to malloc.
+ * A list's lock is innermost (pool_impl.h): it is taken under shard locks
+ * and ds->lock, and nothing is locked while it is held. */
+#define POOL_MIN_SHIFT 12
+#define POOL_MAX_SHIFT 17
+#if defined(__SANITIZE_ADDRESS__)
+#define POOL_CLASS_BYTES 0ULL /* let ASan see every use after free */
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define POOL_CLASS_BYTES 0ULL
+#endif
+#endif
+#ifndef POOL_CLASS_BYTES
+#define POOL_CLASS_BYTES (32ULL << 20)
+#endif
+
+struct buf_pool {
+    pthread_mutex_t lock;
+    struct cbuf *head; /* linked through the first bytes of data */
+    uint64_t n, max;
+};
+
+static struct buf_pool g_pools[POOL_MAX_SHIFT - POOL_MIN_SHIFT + 1] = {
+#define BP_INIT(s) { PTHREAD_MUTEX_INITIALIZER, NULL, 0, POOL_CLASS_BYTES >> (s) }
+    BP_INIT(12), BP_INIT(13), BP_INIT(14), BP_INIT(15), BP_INIT(16), BP_INIT(17),
+#undef BP_INIT
+};
+
+static struct buf_pool *pool_of(uint32_t size)
+{
+    if (size < (1u << POOL_MIN_SHIFT) || size > (1u << POOL_MAX_SHIFT) || (size & (size - 1)))
+        return NULL;
+    return &g_pools[__builtin_ctz(size) - POOL_MIN_SHIFT];
+}
+
 struct cbuf *cbuf_new(uint32_t size)
 {
-    size_t total = sizeof(struct cbuf) + (size_t)size;
-    total = (total + 63) & ~(size_t)63; /* aligned_alloc wants a multiple */
-    struct cbuf *b = aligned_alloc(64, total);
-    if (!b)
-        return NULL;
+    struct buf_pool *bp = pool_of(size);
+    struct cbuf *b = NULL;
+    if (bp) {
+        pthread_mutex_lock(&bp->lock);
+        if ((b = bp->head) != NULL) {
+            memcpy(&bp->head, b->data, sizeof bp->head);
+            bp->n--;
+        }
+        pthread_mutex_unlock(&bp->lock);
+    }
+    if (!b) {
+        size_t total = sizeof(struct cbuf) + (size_t)size;
+        total = (total + 63) & ~(size_t)63; /* aligned_alloc wants a multiple */
+        b = aligned_alloc(64, total);
+        if (!b)
+            return NULL;
+    }
     atomic_init(&b->refs, 1);
     b->size = size;
     return b;
+}
+
+static void cbuf_release(struct cbuf *b)
+{
+    struct buf_pool *bp = pool_of(b->size);
+    if (bp) {
+        pthread_mutex_lock(&bp->lock);
+        if (bp->n < bp->max) {
+            memcpy(b->data, &bp->head, sizeof bp->head);
+            bp->head = b;
+            bp->n++;
+            b = NULL;
+        }
+        pthread_mutex_unlock(&bp->lock);
+    }
+    free(b);
 }
 
 struct cbuf *cbuf_ref(struct cbuf *b)
@@ -71,7 +140,7 @@ struct cbuf *cbuf_ref(struct cbuf *b)
 void cbuf_unref(struct cbuf *b)
 {
     if (b && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
-        free(b);
+        cbuf_release(b);
 }
 
 /* ---- table ---- */

@@ -7,7 +7,9 @@
  *   -> pool->lock (namespace: dataset list, records, props)
  *   -> ds->lock (dirty maps, committed root)
  *   -> txg.lock
- *   -> alloc / cache internal locks (leaves).
+ *   -> alloc / cache shard locks
+ *   -> cbuf free-list locks (cache.c; innermost: cbuf_new/cbuf_unref may be
+ *      called under any of the above, and take no other lock).
  * pool->txg.sync_mutex is held by the sync thread across a whole txg; it is
  * taken before pool->lock and never while holding ds->lock or txg.lock.
  * No lock is held across device I/O except sync_mutex.

@@ -231,7 +231,7 @@ static void leaf_job(void *ctx, size_t i, struct blk_scratch *s)
     }
     uint64_t a = sv->u[k].bp.dva[0].asize;
     uint64_t before = atomic_fetch_add_explicit(&c->wb_bytes, a, memory_order_relaxed);
-    if (!getenv("XNOWB") && (before + a) / WB_HINT_BYTES != before / WB_HINT_BYTES)
+    if ((before + a) / WB_HINT_BYTES != before / WB_HINT_BYTES)
         vdev_writeback_hint(c->p->vd, 0, 0);
 }
 
@@ -396,7 +396,7 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
     T2 = now_ns();
     if (r == 0)
         r = atomic_load(&c.err);
-    if (r == 0 && c.njobs && !getenv("XNOWB"))
+    if (r == 0 && c.njobs)
         vdev_writeback_hint(p->vd, 0, 0); /* the tail, while the trees are rewritten */
     for (size_t i = 0; r == 0 && i < c.nsv; i++) {
         struct sync_vol *sv = &c.sv[i];

@@ -3,8 +3,8 @@
 # Crash consistency.  Three libnbd writers write numbered 4K blocks (content
 # derived from block number and sequence number; some are TRIMs or
 # WRITE_ZEROES instead) with FLUSH every few writes and occasional FUA, one of
-# them with many writes in flight, logging which writes were acknowledged
-# durable.
+# them with many writes in flight, on two volumes (16K blocks + lz4, 4K blocks
+# + zstd), logging which writes were acknowledged durable.
 # berthd is killed with SIGKILL at random moments (10 times, 40 with
 # BERTH_LONG=1), then restarted; every acknowledged write must be there (or a
 # later write of the same block), nothing else may appear, nothing may fail
@@ -16,7 +16,7 @@ requires_nbdpy
 
 ITER=${BERTH_CRASH_ITER:-$([ "${BERTH_LONG:-0}" = 1 ] && echo 40 || echo 10)}
 TORN=${BERTH_TORN_ITER:-$([ "${BERTH_LONG:-0}" = 1 ] && echo 20 || echo 5)}
-NW=3            # writers: 2 synchronous, 1 with many writes in flight
+NW=3            # writers: 2 synchronous on tank/v, 1 with many writes in flight on tank/w
 NB=4096         # 4K blocks per writer (16 MiB each)
 BS=4096
 
@@ -167,8 +167,10 @@ pool_consistent() {
 
 start_berthd
 mkpool tank 1G
-berth vol create -V 64M tank/v >/dev/null || fail "vol create"   # 3 x 16 MiB used
+berth vol create -V 64M tank/v >/dev/null || fail "vol create"   # 16K blocks, lz4: 2 x 16 MiB used
+berth vol create -V 32M -b 4K -o compression=zstd tank/w >/dev/null || fail "vol create tank/w"  # 16 MiB used
 U=$(uri tank/v)
+UW=$(uri tank/w)
 run=0
 
 # one_round TORN: start writers, crash berthd, restart, verify
@@ -177,7 +179,11 @@ one_round() {
   run=$((run + 1))
   for ((i = 0; i < NW; i++)); do
     logs+=("$T/log.$run.$i")
-    nbdpy "$T/writer.py" "$U" "$T/log.$run.$i" "$run" $((i * NB)) "$NB" "$BS" "$([ $i = 2 ] && echo aio || echo sync)" &
+    if [ $i = 2 ]; then
+      nbdpy "$T/writer.py" "$UW" "$T/log.$run.$i" "$run" 0 "$NB" "$BS" aio &
+    else
+      nbdpy "$T/writer.py" "$U" "$T/log.$run.$i" "$run" $((i * NB)) "$NB" "$BS" sync &
+    fi
     pids+=($!)
   done
   # let the writers get going: wait for their first flush (or 5 s)
@@ -200,7 +206,10 @@ one_round() {
   done
   start_berthd
   [ "$(pool_field tank state)" = ONLINE ] || { berth pool status tank; fail "tank is not ONLINE after the crash"; }
-  nbdpy "$T/verify.py" "$U" "$T/state.json" $((NW * NB)) "$BS" "${logs[@]}" || fail "round $run: acknowledged writes lost or garbage read"
+  nbdpy "$T/verify.py" "$U" "$T/state.json" $((2 * NB)) "$BS" "${logs[0]}" "${logs[1]}" ||
+    fail "round $run: tank/v: acknowledged writes lost or garbage read"
+  nbdpy "$T/verify.py" "$UW" "$T/state-w.json" "$NB" "$BS" "${logs[2]}" ||
+    fail "round $run: tank/w: acknowledged writes lost or garbage read"
   pool_consistent || fail "round $run: pool check failed"
   # torn or lost writes belong to uncommitted txgs: nothing committed may fail verification
   [ "$(pool_field tank checksum_errors)" = 0 ] || { berth pool status tank; fail "round $run: checksum errors after a crash"; }
@@ -215,7 +224,8 @@ echo "== clean shutdown after all that"
 berthd_alive
 stop_berthd
 start_berthd
-nbdpy "$T/verify.py" "$U" "$T/state.json" $((NW * NB)) "$BS" || fail "data changed over a clean restart"
+nbdpy "$T/verify.py" "$U" "$T/state.json" $((2 * NB)) "$BS" || fail "tank/v changed over a clean restart"
+nbdpy "$T/verify.py" "$UW" "$T/state-w.json" "$NB" "$BS" || fail "tank/w changed over a clean restart"
 pool_consistent || fail "pool check after clean restart"
 stop_berthd
 echo PASS

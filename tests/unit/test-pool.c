@@ -131,7 +131,8 @@ int main(void)
     bs_pool *p = NULL;
     struct bs_tunables tun;
     bs_tunables_get(&tun);
-    ok(tun.cache_bytes == 512 * MiB && tun.dirty_max_bytes == 256 * MiB &&
+    ok(tun.cache_bytes == 512 * MiB && tun.dirty_max_bytes >= 64 * MiB &&
+           tun.dirty_max_bytes <= 1024 * MiB &&
            tun.txg_timeout_ms == 5000 && tun.sync_threads >= 1,
        "tunable defaults (%u sync threads)", tun.sync_threads);
 
