@@ -21,6 +21,9 @@
 #define UB_SIZE 1024u
 #define BERTH_FORMAT_VERSION 1u
 #define BITMAP_OFFSET (512u * 1024)
+/* Read-only-compatible features this version understands (none yet): a pool
+ * with other ro_compat bits set is imported read-only. */
+#define FEATURES_RO_COMPAT_KNOWN 0ULL
 
 enum pool_state { POOL_STATE_ACTIVE = 0, POOL_STATE_EXPORTED = 1, POOL_STATE_DESTROYED = 2 };
 enum vdev_type { VDEV_TYPE_FILE = 1, VDEV_TYPE_DISK = 2, VDEV_TYPE_MIRROR = 10, VDEV_TYPE_RAIDZ = 11 };

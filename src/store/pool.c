@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "store/codec.h"
 #include "store/pool_impl.h"
@@ -382,6 +383,14 @@ int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs
         r = berr_set(err, EILSEQ, "the label of %s has an invalid layout", vdevs[0]);
         goto fail;
     }
+    /* Features a reader may ignore but must not write under (FORMAT.md 2):
+     * import read-only, never touching the device. */
+    if (p->hdr.features_ro_compat & ~FEATURES_RO_COMPAT_KNOWN) {
+        p->readonly = true;
+        blog_warn("pool '%s' on %s uses features this version cannot write (ro_compat %#llx): "
+                  "imported read-only", p->hdr.pool_name, vdevs[0],
+                  (unsigned long long)(p->hdr.features_ro_compat & ~FEATURES_RO_COMPAT_KNOWN));
+    }
     setup_io(p);
     int n = label_read_ubs(p->vd, &p->hdr, &ubs);
     if (n <= 0) {
@@ -415,7 +424,7 @@ int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs
     uint64_t committed = p->txg.committed_txg;
     free(steal_ptr(ubs));
     objtree_walk(&p->io, &p->mos_od, 0, add_mos_bytes, &p->mos_od);
-    if (p->hdr.state != POOL_STATE_ACTIVE) {
+    if (p->hdr.state != POOL_STATE_ACTIVE && !p->readonly) {
         p->hdr.state = POOL_STATE_ACTIVE;
         if ((r = label_write_hdr(p->vd, &p->hdr)) < 0 || (r = vdev_flush(p->vd)) < 0) {
             r = berr_set(err, -r, "cannot mark pool '%s' active on %s", p->name, vdevs[0]);
@@ -596,7 +605,7 @@ int bs_pool_stats(bs_pool *p, struct bs_pool_stats *o)
     snprintf(o->name, sizeof o->name, "%s", p->name);
     o->guid = p->guid;
     bool f = faulted(p);
-    snprintf(o->state, sizeof o->state, "%s", f ? "FAULTED" : "ONLINE");
+    snprintf(o->state, sizeof o->state, "%s", f ? "FAULTED" : p->readonly ? "READONLY" : "ONLINE");
     pthread_mutex_lock(&p->txg.lock);
     o->txg = p->txg.committed_txg;
     pthread_mutex_unlock(&p->txg.lock);

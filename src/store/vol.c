@@ -529,5 +529,5 @@ uint32_t bs_vol_blocksize(bs_vol *v)
 
 bool bs_vol_readonly(bs_vol *v)
 {
-    return atomic_load(&v->ds->readonly);
+    return v->pool->readonly || atomic_load(&v->ds->readonly);
 }
