@@ -106,7 +106,8 @@ static int pool_create(struct cli *c, int argc, char **argv)
             *eq = '\0';
             const char *k = optarg, *v = eq + 1;
             uint64_t n;
-            if (opt_ == 'o' && strcmp(k, "ashift") == 0 && parse_u64(v, 0, 16, &n, NULL) == 0) {
+            if (opt_ == 'o' && strcmp(k, "ashift") == 0 && parse_u64(v, 0, 16, &n, NULL) == 0 &&
+                (n == 0 || n >= 9)) {
                 json_object_set_new(body, "ashift", json_integer((json_int_t)n));
             } else if (opt_ == 'o' && strcmp(k, "autotrim") == 0 &&
                        (strcmp(v, "on") == 0 || strcmp(v, "off") == 0)) {
