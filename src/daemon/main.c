@@ -244,6 +244,7 @@ static int run(struct berthd *d, const struct opts *o)
         goto fail_pools;
     blog_info("berthd %s ready: API %s, NBD %s%s", BERTH_VERSION, path, d->ctx.nbd_socket,
               o->test_mode ? " (test mode)" : "");
+    vmm_autostart(d->vms); /* onboot VMs, once per host boot */
 
     sigset_t set;
     sigemptyset(&set);

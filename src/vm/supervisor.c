@@ -367,6 +367,61 @@ void vmm_load(struct vmm *m)
         blog_info("%zu VM config%s loaded", n, n == 1 ? "" : "s");
 }
 
+/* The kernel's boot id, or "" if unknown. */
+static void read_boot_id(char *buf, size_t len)
+{
+    buf[0] = '\0';
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+    if (!f)
+        return;
+    if (fgets(buf, (int)len, f))
+        buf[strcspn(buf, "\n")] = '\0';
+    fclose(f);
+}
+
+unsigned vmm_autostart(struct vmm *m)
+{
+    char path[PATH_MAX + 32], boot[64], seen[64] = "";
+    snprintf(path, sizeof path, "%s/onboot.bootid", m->run_dir);
+    read_boot_id(boot, sizeof boot);
+    FILE *f = fopen(path, "re");
+    if (f) {
+        if (fgets(seen, sizeof seen, f))
+            seen[strcspn(seen, "\n")] = '\0';
+        fclose(f);
+    }
+    if (boot[0] && strcmp(seen, boot) == 0)
+        return 0; /* this boot's autostart already happened */
+    if (boot[0]) {
+        char line[80];
+        int n = snprintf(line, sizeof line, "%s\n", boot);
+        write_file_atomic(path, line, (size_t)n, 0644, NULL);
+    }
+    /* collect first: vmm_start takes the locks itself */
+    uint32_t *ids = NULL;
+    size_t nids = 0;
+    pthread_mutex_lock(&m->lock);
+    ids = calloc(m->n ? m->n : 1, sizeof *ids);
+    for (size_t i = 0; ids && i < m->n; i++) {
+        struct vm *vm = m->v[i];
+        if (vm->defined && vm->cfg.onboot == 1 && vm->pid == 0)
+            ids[nids++] = vm->vmid;
+    }
+    pthread_mutex_unlock(&m->lock);
+    unsigned started = 0;
+    for (size_t i = 0; i < nids; i++) {
+        struct berr e = {0};
+        if (vmm_start(m, ids[i], &e) < 0)
+            blog_err("VM %u (onboot): %s", ids[i], e.msg);
+        else
+            started++;
+    }
+    free(ids);
+    if (nids)
+        blog_info("onboot: started %u of %zu VM%s", started, nids, nids == 1 ? "" : "s");
+    return started;
+}
+
 void vmm_quiesce(struct vmm *m)
 {
     if (!m)

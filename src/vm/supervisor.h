@@ -66,6 +66,10 @@ int vmm_new(const struct vmm_opts *o, struct vmm **out, struct berr *err);
 /* Load every <state>/vm/VMID.conf and reattach to QEMUs still running (their
  * pidfile and /proc cmdline match).  Problems are logged per VM. */
 void vmm_load(struct vmm *m);
+/* Start the VMs with `onboot: 1` that are not running, once per host boot
+ * (the boot id is remembered in <run>/vm/onboot.bootid): a berthd restart does
+ * not start VMs the user stopped on purpose.  Returns how many it started. */
+unsigned vmm_autostart(struct vmm *m);
 /* berthd is stopping: wake every waiter (shutdown timeouts end early). */
 void vmm_quiesce(struct vmm *m);
 /* Stop watching and free; running VMs keep running.  NULL accepted. */
