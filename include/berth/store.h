@@ -66,7 +66,7 @@ void bs_pool_opts_init(struct bs_pool_opts *o); /* fill with the defaults */
 /* Engine-wide tunables, set once before the first pool is opened. */
 struct bs_tunables {
     uint64_t cache_bytes;       /* block cache limit (default 512 MiB) */
-    uint64_t dirty_max_bytes;   /* writers wait above this (default 256 MiB) */
+    uint64_t dirty_max_bytes;   /* writers wait above this (default RAM/16, 64 MiB..1 GiB) */
     unsigned txg_timeout_ms;    /* sync at least this often (default 5000) */
     unsigned sync_threads;      /* compress/checksum workers (default ncpu) */
 };

@@ -16,7 +16,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <stdbool.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,34 +101,6 @@ size_t compress_bound(size_t len)
     return z > l ? z : l;
 }
 
-/* Early abort (as ZFS 2.2 does for zstd): before compressing a whole block,
- * try LZ4 on PROBE_SLICES slices of PROBE_BYTES spread over it.  If none of
- * them shrinks at all (by 1/32) the block is taken as incompressible and stored raw
- * without compressing it all (fio's and encrypted guests' data: LZ4 alone
- * was ~15% of the write path's CPU on it).  Slices at the start, the middle
- * and the end catch the common mixed block, a small write into a hole
- * (data + zeros).  A wrong guess only costs space, never correctness: raw
- * storage is always valid. */
-#define PROBE_MIN_LEN (8u << 10)
-#define PROBE_BYTES 1024u
-#define PROBE_SLICES 3u
-
-static bool worth_compressing(const uint8_t *src, size_t len, void *dst, size_t dstcap)
-{
-    if (len < PROBE_MIN_LEN || dstcap < PROBE_BYTES)
-        return true;
-    /* a looser bar than 1/8: small slices compress worse than the block,
-     * while random bytes never shrink by even 1/32 under LZ4 */
-    const int cap = (int)(PROBE_BYTES - PROBE_BYTES / 32);
-    for (unsigned i = 0; i < PROBE_SLICES; i++) {
-        size_t off = (len - PROBE_BYTES) * i / (PROBE_SLICES - 1);
-        int r = LZ4_compress_default((const char *)src + off, dst, (int)PROBE_BYTES, cap);
-        if (r > 0 && r <= cap)
-            return true;
-    }
-    return false;
-}
-
 long compress_block(enum bs_compress c, int level, const void *src, size_t len, void *dst,
                     size_t dstcap)
 {
@@ -144,8 +115,6 @@ long compress_block(enum bs_compress c, int level, const void *src, size_t len, 
     if (c == BS_COMPRESS_LZ4) {
         if (len > (size_t)LZ4_MAX_INPUT_SIZE)
             return 0;
-        if (!worth_compressing(src, len, dst, dstcap))
-            return 0;
         int cap = limit > INT_MAX ? INT_MAX : (int)limit;
         int r = LZ4_compress_default(src, dst, (int)len, cap);
         return r > 0 && (size_t)r <= limit ? r : 0;
@@ -155,8 +124,6 @@ long compress_block(enum bs_compress c, int level, const void *src, size_t len, 
             level = ZSTD_DEFAULT_LEVEL;
         if (level < ZSTD_minCLevel() || level > ZSTD_maxCLevel())
             return -EINVAL;
-        if (!worth_compressing(src, len, dst, dstcap))
-            return 0;
         ZSTD_CCtx *cctx = tls_cctx();
         if (!cctx)
             return -ENOMEM;
