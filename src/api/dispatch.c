@@ -2,6 +2,7 @@
 /* Request dispatch, independent of HTTP: match the route, validate captures,
  * query and body, run the handler, and turn a -errno into a JSON error with
  * the fitting status.  http.c calls api_dispatch(); unit tests call it too. */
+#include "common/util.h"
 #include "api/handlers.h"
 #include "common/log.h"
 
@@ -59,6 +60,9 @@ int api_http_status(int code)
     case EINVAL:
     case ERANGE:
     case ENAMETOOLONG:
+    case EISDIR:
+    case ENOTDIR:
+    case ENOTBLK:
     case ENOTSUP: return 400;
     case EPERM:
     case EACCES: return 403;
@@ -88,8 +92,11 @@ static const char *code_name(int code)
 
 json_t *api_error_json(int code, const char *message)
 {
-    return json_pack("{s:{s:s,s:s}}", "error", "code", code_name(code), "message",
-                     message && *message ? message : strerror(code < 0 ? -code : code));
+    /* messages quote client input: jansson refuses invalid UTF-8 */
+    char clean[BERR_MSG_MAX * 2];
+    utf8_sanitize(message && *message ? message : strerror(code < 0 ? -code : code), clean,
+                  sizeof clean);
+    return json_pack("{s:{s:s,s:s}}", "error", "code", code_name(code), "message", clean);
 }
 
 static int fail(int rc, const struct berr *err, json_t **resp)

@@ -58,11 +58,14 @@ int h_pool_create(const struct api_call *c, json_t **out, struct berr *err)
     pooltab_wrlock(c->ctx->pools);
     struct pool_entry *old = pooltab_find(c->ctx->pools, name);
     if (old) {
-        pooltab_unlock(c->ctx->pools);
+        /* build the message before unlocking: the entry may go away after */
         if (!old->pool)
-            return berr_set(err, EEXIST, "pool '%s' is already known to berthd (UNAVAIL: %s); "
-                            "export it first to forget it", name, old->error);
-        return berr_set(err, EEXIST, "pool '%s' already exists", name);
+            berr_set(err, EEXIST, "pool '%s' is already known to berthd (UNAVAIL: %s); "
+                     "export it first to forget it", name, old->error);
+        else
+            berr_set(err, EEXIST, "pool '%s' already exists", name);
+        pooltab_unlock(c->ctx->pools);
+        return -EEXIST;
     }
     bs_pool *p = NULL;
     int r = bs_pool_create(name, vdevs, nv, size, &opts, &p, err);

@@ -214,6 +214,7 @@ int api_server_start(struct api_ctx *ctx, const char *sock_path, struct api_serv
         return r;
     }
     s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                                MHD_USE_POLL /* not select(): fds above 1024 */ |
                                 MHD_USE_ITC | MHD_USE_ERROR_LOG,
                             0, NULL, NULL, on_request, s,
                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,

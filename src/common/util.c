@@ -328,3 +328,58 @@ bool buf_is_zero(const void *buf, size_t len)
             return false;
     return true;
 }
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 if it is not one. */
+static size_t utf8_seq_len(const unsigned char *p)
+{
+    unsigned char c = p[0];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) /* also stops at the NUL */
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0; /* overlong, out of range, or a surrogate */
+    return n;
+}
+
+void utf8_sanitize(const char *in, char *out, size_t outlen)
+{
+    if (outlen == 0)
+        return;
+    const unsigned char *p = (const unsigned char *)(in ? in : "");
+    size_t o = 0;
+    while (*p) {
+        size_t n = utf8_seq_len(p);
+        if (n == 0) {
+            if (o + 1 >= outlen)
+                break;
+            out[o++] = '?';
+            p++;
+            continue;
+        }
+        if (o + n >= outlen)
+            break;
+        memcpy(out + o, p, n);
+        o += n;
+        p += n;
+    }
+    out[o] = '\0';
+}

@@ -46,6 +46,11 @@ int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 int read_full(int fd, void *buf, size_t len);   /* -EPIPE on EOF before len */
 int write_full(int fd, const void *buf, size_t len);
 
+/* Copy `in` into out (size outlen, NUL-terminated), replacing every byte that
+ * is not part of a valid UTF-8 sequence with '?' and never cutting a
+ * character in half: for text that goes into JSON. */
+void utf8_sanitize(const char *in, char *out, size_t outlen);
+
 /* true if the buffer is all zero bytes (fast: word compares). */
 bool buf_is_zero(const void *buf, size_t len);
 

@@ -93,26 +93,46 @@ struct list_ctx {
     void *o;
 };
 
+/* Names collected under the pool-table lock and sent after it is released:
+ * the callback writes to a client socket, and a client that does not read
+ * must never hold up pool admin calls (which take the lock for writing). */
+struct name_list {
+    char (*names)[160];
+    size_t n, cap;
+};
+
 static int list_vol(const struct bs_vol_props *p, void *opaque)
 {
     struct list_ctx *l = opaque;
-    char name[160];
-    snprintf(name, sizeof(name), "%s/%s", l->pool, p->name);
-    return l->cb(name, "berth volume", l->o);
+    struct name_list *nl = l->o;
+    if (nl->n == nl->cap) {
+        size_t cap = nl->cap ? nl->cap * 2 : 64;
+        void *nn = realloc(nl->names, cap * sizeof(*nl->names));
+        if (!nn)
+            return -ENOMEM;
+        nl->names = nn;
+        nl->cap = cap;
+    }
+    snprintf(nl->names[nl->n++], sizeof(nl->names[0]), "%s/%s", l->pool, p->name);
+    return 0;
 }
 
 static int be_list(void *opaque, int (*cb)(const char *name, const char *desc, void *o), void *o)
 {
     struct pooltab *t = opaque;
+    struct name_list nl = {0};
     int r = 0;
     pooltab_rdlock(t);
     for (struct pool_entry *e = t->head; e && r == 0; e = e->next) {
         if (!e->pool)
             continue;
-        struct list_ctx l = {e->name, cb, o};
+        struct list_ctx l = {e->name, NULL, &nl};
         r = bs_vol_list(e->pool, list_vol, &l, NULL);
     }
     pooltab_unlock(t);
+    for (size_t i = 0; r == 0 && i < nl.n; i++)
+        r = cb(nl.names[i], "berth volume", o);
+    free(nl.names);
     return r < 0 ? r : 0;
 }
 

@@ -200,13 +200,13 @@ static int run(struct berthd *d, const struct opts *o)
     if (prepare_dir(o->state_dir, d->state_dir, 0700, &err) < 0 ||
         prepare_dir(o->run_dir, d->run_dir, 0755, &err) < 0)
         goto fail;
-    snprintf(path, sizeof(path), "%s/berthd.pid", d->run_dir);
-    snprintf(d->pools_json, sizeof(path), "%s/pools.json", d->state_dir);
     if (strlen(d->run_dir) + 16 > sizeof(d->ctx.nbd_socket) ||
         strlen(d->state_dir) + 16 > sizeof(d->pools_json)) {
         berr_set(&err, ENAMETOOLONG, "directory names are too long");
         goto fail;
     }
+    snprintf(path, sizeof(path), "%s/berthd.pid", d->run_dir);
+    snprintf(d->pools_json, sizeof(d->pools_json), "%s/pools.json", d->state_dir);
     char what[PATH_MAX + 32];
     snprintf(what, sizeof(what), "run dir %s", d->run_dir);
     if (pidfile_lock(path, what, &pidfd, &err) < 0)

@@ -38,5 +38,18 @@ int main(void)
     z[4098] = 0;
     z[1] = 1;
     ok(!buf_is_zero(z + 1, 100), "unaligned start non-zero");
+    char u[16];
+    utf8_sanitize("ab\xff" "c", u, sizeof u);
+    ok(strcmp(u, "ab?c") == 0, "invalid byte replaced: %s", u);
+    utf8_sanitize("caf\xc3\xa9", u, sizeof u);
+    ok(strcmp(u, "caf\xc3\xa9") == 0, "valid 2-byte sequence kept");
+    utf8_sanitize("abcd\xc3\xa9", u, 6);
+    ok(strcmp(u, "abcd") == 0, "a character is never cut in half: %s", u);
+    utf8_sanitize("\xc3", u, sizeof u);
+    ok(strcmp(u, "?") == 0, "truncated sequence replaced");
+    utf8_sanitize("\xed\xa0\x80x", u, sizeof u);
+    ok(strcmp(u, "???x") == 0, "surrogate rejected: %s", u);
+    utf8_sanitize("\xc0\xafx", u, sizeof u);
+    ok(strcmp(u, "??x") == 0, "overlong rejected");
     return done_testing();
 }
