@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "store/codec.h"
+#include "store/maprebuild.h"
 #include "store/pool_impl.h"
 
 /* ---- tunables and the shared cache ---- */
@@ -301,7 +302,8 @@ static int load_ub(bs_pool *p, const struct uberblock *ub, struct berr *err)
     od.levels = (uint8_t)ub->mos_levels;
     od.root = ub->mos_root;
     struct alloc *a = NULL;
-    int r = alloc_load(p->vd, &p->hdr, ub->txg, &a, err);
+    struct alloc_load_info li;
+    int r = alloc_load_checked(p->vd, &p->hdr, ub->txg, &a, &li, err);
     if (r < 0)
         return r;
     p->io.alloc = a;
@@ -336,7 +338,8 @@ static int load_ub(bs_pool *p, const struct uberblock *ub, struct berr *err)
         p->ds_list = d;
     }
     mos_dir_free(&dir);
-    return 0;
+    /* a damaged or stale map is rebuilt from the trees (maprebuild.c) */
+    return map_verify(p, ub, &li);
 }
 
 static int add_mos_bytes(const struct blkptr *bp, uint64_t blkid, void *opaque)
@@ -368,6 +371,14 @@ int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs
             berr_set(err, ENOENT, "%s holds no berth pool", vdevs[0]);
         else
             berr_wrap(err, "cannot import from %s", vdevs[0]);
+        goto fail;
+    }
+    /* the name comes from the device: it names API paths and NBD exports */
+    if (validate_name(p->hdr.pool_name, "pool", NULL) < 0) {
+        char shown[96];
+        utf8_sanitize(p->hdr.pool_name, shown, sizeof shown);
+        r = berr_set(err, EILSEQ, "the label of %s holds an invalid pool name '%s'", vdevs[0],
+                     shown);
         goto fail;
     }
     if (p->hdr.state == POOL_STATE_DESTROYED) {
@@ -437,6 +448,7 @@ int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs
     cache_put(steal_ptr(p->io.cache));
     if ((r = start(p, committed, err)) < 0)
         goto fail;
+    map_rebuild_commit(p);
     *out = p;
     return 0;
 fail:
@@ -488,7 +500,8 @@ int bs_pool_scan(const char *dir, int (*cb)(const struct bs_pool_found *f, void 
         if (n > 0)
             f.txg = ubs[0].txg;
         free(ubs);
-        snprintf(f.name, sizeof f.name, "%s", h.pool_name);
+        /* shown to users and put into JSON: never raw device bytes */
+        utf8_sanitize(h.pool_name, f.name, sizeof f.name);
         f.guid = h.pool_guid;
         snprintf(f.state, sizeof f.state, "%s",
                  h.state == POOL_STATE_EXPORTED ? "exported" : "active");
