@@ -17,6 +17,7 @@
 #define BERTH_NBD_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,11 +42,15 @@ struct nbd_session {
 };
 
 /* Byte stream of the handshake.  read/write return 0 or -errno; read returns
- * -EPIPE at end of stream.  Sockets in the server, memory in the fuzzers. */
+ * -EPIPE at end of stream.  Sockets in the server, memory in the fuzzers.
+ * admit (optional) is asked before an export is opened: 0, or -errno with a
+ * static message in *msg for the client (the server refuses exports that
+ * are being kicked). */
 struct nbd_hs_io {
     int (*read)(void *o, void *buf, size_t len);
     int (*write)(void *o, const void *buf, size_t len);
     void *o;
+    int (*admit)(void *o, const char *name, const char **msg);
 };
 
 /* Run the fixed newstyle handshake.  Returns 0 when the client entered
@@ -104,7 +109,7 @@ struct nbd_req {
     const char *errmsg;
     uint8_t *buf;                /* WRITE payload in, READ data / descriptors out */
     size_t cap;
-    size_t charge;               /* bytes counted against the connection budget */
+    size_t charge;               /* bytes counted against the budgets */
     struct iovec iov[NBD_REQ_IOV];
     int iovcnt, iovpos;          /* reply; iovpos advances on partial sends */
     size_t scratch_used;
@@ -142,6 +147,8 @@ struct nbd_listener {
     int fd;
     char *unix_path; /* unlinked at free */
     pthread_t thread;
+    int64_t warned_ms;   /* rate limit of the acceptor's warnings */
+    unsigned suppressed;
 };
 
 struct nbd_conn {
@@ -151,10 +158,11 @@ struct nbd_conn {
     pthread_t reader;
     struct nbd_session sess;
     bool transmitting;            /* counted by export_conns (srv->lock) */
+    int64_t hs_deadline;          /* CLOCK_MONOTONIC ms; 0 once transmitting */
 
     pthread_mutex_t lock;         /* budget, free list */
     pthread_cond_t cond;
-    unsigned inflight;
+    atomic_uint inflight;         /* written under lock; read bare by mem_wait */
     size_t inflight_bytes;
     struct nbd_req *free_reqs;
     unsigned nfree;
@@ -166,16 +174,31 @@ struct nbd_conn {
     pthread_t flusher;
 };
 
+/* An export name being kicked: handshakes refuse it (srv->lock) */
+struct nbd_closing {
+    struct nbd_closing *next;
+    unsigned refs;                /* concurrent kicks of the same name */
+    char name[];
+};
+
 struct nbd_server {
     struct nbd_backend be;
     struct nbd_server_opts opts;
 
-    pthread_mutex_t lock;         /* listeners, conns, zombies, stopping */
+    pthread_mutex_t lock;         /* listeners, conns, zombies, closing, stopping */
     pthread_cond_t cond;          /* a connection ended */
     struct nbd_listener *listeners;
     struct nbd_conn *conns, *zombies;
+    struct nbd_closing *closing;
     unsigned nconns;
     bool stopping;
+
+    /* global memory budget (conn.c): charges of requests in flight */
+    atomic_uint_least64_t mem_used, mem_peak;
+    atomic_uint mem_waiters;
+    pthread_mutex_t mlock;        /* only to sleep on mcond */
+    pthread_cond_t mcond;         /* mem_used fell (or a conn went idle) */
+    atomic_uint_least64_t mem_cached; /* buffer bytes kept in free lists */
 
     pthread_mutex_t qlock;        /* worker queue */
     pthread_cond_t qcond;
@@ -193,5 +216,8 @@ void nbd_conn_reap(struct nbd_server *srv); /* join zombies; srv->lock NOT held 
 /* server.c */
 void nbd_server_submit(struct nbd_server *srv, struct nbd_req *head, struct nbd_req **tail,
                        unsigned n);
+/* Is `name` being kicked?  srv->lock held. */
+bool nbd_server_closing(const struct nbd_server *srv, const char *name);
+int64_t nbd_now_ms(void); /* CLOCK_MONOTONIC */
 
 #endif

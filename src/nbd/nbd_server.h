@@ -59,9 +59,19 @@ struct nbd_backend {
 
 struct nbd_server;
 
+/* Zero members take their defaults; new members only at the end. */
 struct nbd_server_opts {
     unsigned workers;        /* worker threads (default 2 * ncpu, at least 4) */
     unsigned max_conns;      /* refuse beyond this (default 1024) */
+    /* whole-handshake deadline: a client that has not entered transmission
+     * by then, or stops reading replies during it, is dropped (60000) */
+    unsigned handshake_timeout_ms;
+    /* how long nbd_server_kick_export() waits for connections to go (10000) */
+    unsigned kick_timeout_ms;
+    /* request buffers in flight over all connections (1 GiB).  A connection
+     * with nothing in flight is always admitted one request, so the bound is
+     * mem_budget + max_conns * (one request of at most 32 MiB). */
+    uint64_t mem_budget;
 };
 
 /* Create a server (no listeners yet).  The backend struct is copied. */
@@ -72,10 +82,14 @@ int nbd_server_listen_unix(struct nbd_server *s, const char *path, struct berr *
 /* Listen on TCP host:port ("127.0.0.1", port; 0 picks a port, see bound_port) */
 int nbd_server_listen_tcp(struct nbd_server *s, const char *host, uint16_t port,
                           uint16_t *bound_port, struct berr *err);
-/* Drop every connection to an export (volume destroyed/exported).
- * Synchronous: returns once every such connection has drained and closed
- * its backend handle, so never call it from a backend callback. */
-void nbd_server_kick_export(struct nbd_server *s, const char *name);
+/* Drop every connection to an export (volume destroyed/exported).  While it
+ * runs, new clients asking for `name` are refused ("export is being
+ * removed"); the refusal ends when it returns, so a later export of the
+ * same name is served again.  Synchronous: waits until every such
+ * connection has drained and closed its backend handle, but at most
+ * opts.kick_timeout_ms, so never call it from a backend callback.  Returns
+ * the number of connections still open (0: the export is free). */
+unsigned nbd_server_kick_export(struct nbd_server *s, const char *name);
 /* Number of open connections to an export (EBUSY checks). */
 unsigned nbd_server_export_conns(struct nbd_server *s, const char *name);
 /* Stop listening, close every connection, wait for workers; NULL accepted. */

@@ -21,8 +21,13 @@
  *    hold the newest version <= durable_txg; so the version a crash falls back
  *    to is never overwritten;
  *  - after alloc_load(L), slots stamped > L are leftovers of txgs that never
- *    committed: their chunks are marked dirty so the next sync replaces them
- *    before any uberblock > L can be written.
+ *    committed: they count as not valid (slot_txg 0) and their chunks are
+ *    marked dirty so the next sync replaces them before any uberblock > L can
+ *    be written;
+ *  - the uberblock of T carries alloc_digest(T), the digest of the txgs of
+ *    the chunk versions current at T; import recomputes it from the versions
+ *    it chose (alloc_load_checked), so a damaged or stale newest version is
+ *    noticed and the map is rebuilt from the block trees (maprebuild.c).
  * Contract: alloc_sync(T) writes the state as it is; callers do not allocate
  * or free for T+1 until it returns (the sync thread serialises this).
  * Device I/O (chunk writes, discards) happens with the lock dropped; ranges
@@ -38,8 +43,6 @@
 #include "common/le.h"
 #include "store/codec.h"
 
-#define CHUNK_MAGIC 0x50414d5448545245ULL
-#define CHUNK_HDR 64u
 #define FRAG_RUN_BYTES (1ULL << 20)
 #define IO_BATCH_CHUNKS 64u
 
@@ -123,83 +126,24 @@ static uint64_t bits_apply(struct alloc *a, uint64_t *w, uint64_t s, uint64_t e,
     return changed;
 }
 
+/* The sectors [s, e) of a byte range: false if misaligned, empty or outside. */
+static bool to_sectors(const struct alloc *a, uint64_t off, uint64_t asize, uint64_t *s,
+                       uint64_t *e)
+{
+    uint64_t mask = (1ULL << a->ashift) - 1;
+    *s = off >> a->ashift;
+    *e = *s + (asize >> a->ashift);
+    return asize && !(off & mask) && !(asize & mask) && *s < a->nsect && *e <= a->nsect &&
+           *e > *s;
+}
+
 static uint32_t chunk_nbits(const struct alloc *a, uint64_t c)
 {
     uint64_t left = a->nsect - c * a->bpc;
     return left < a->bpc ? (uint32_t)left : a->bpc;
 }
 
-/* ---- chunk slots ---- */
-
-static void chunk_cksum(const uint8_t *buf, uint32_t slot_size, uint8_t out[16])
-{
-    /* The checksum covers the slot with its own field zeroed: hash a copy. */
-    uint8_t *tmp = malloc(slot_size);
-    if (!tmp) {
-        memset(out, 0, 16);
-        return;
-    }
-    memcpy(tmp, buf, slot_size);
-    memset(tmp + 32, 0, 16);
-    xxh3_128(tmp, slot_size, out);
-    free(tmp);
-}
-
-void alloc_chunk_encode(uint8_t *buf, uint32_t slot_size, uint64_t chunk, uint32_t nbits,
-                        uint64_t txg, const uint64_t *words)
-{
-    uint32_t nset = 0, nw = (nbits + 63) / 64;
-    memset(buf, 0, slot_size);
-    for (uint32_t i = 0; i < nw; i++) {
-        uint64_t w = words[i];
-        if (i == nw - 1 && nbits % 64)
-            w &= ~0ULL >> (64 - nbits % 64);
-        put_le64(buf + CHUNK_HDR + 8 * i, w);
-        nset += (uint32_t)__builtin_popcountll(w);
-    }
-    put_le64(buf, CHUNK_MAGIC);
-    put_le64(buf + 8, txg);
-    put_le64(buf + 16, chunk);
-    put_le32(buf + 24, nbits);
-    put_le32(buf + 28, nset);
-    chunk_cksum(buf, slot_size, buf + 32);
-}
-
-int alloc_chunk_decode(const uint8_t *buf, size_t len, uint32_t slot_size, uint64_t chunk,
-                       uint32_t nbits, uint64_t *txg, uint64_t *words)
-{
-    uint8_t ck[16];
-    if (slot_size < CHUNK_HDR + 8 || slot_size % 8 || len < slot_size)
-        return -EILSEQ;
-    if (nbits == 0 || nbits > (slot_size - CHUNK_HDR) * 8 || get_le64(buf) != CHUNK_MAGIC)
-        return -EILSEQ;
-    if (get_le64(buf + 16) != chunk || get_le32(buf + 24) != nbits)
-        return -EILSEQ;
-    for (int i = 48; i < 64; i++)
-        if (buf[i])
-            return -EILSEQ;
-    chunk_cksum(buf, slot_size, ck);
-    if (memcmp(ck, buf + 32, 16) != 0)
-        return -EILSEQ;
-    /* Bits past nbits must be clear, and nset must match the bits. */
-    uint32_t nset = 0, nw = (slot_size - CHUNK_HDR) / 8;
-    for (uint32_t i = 0; i < nw; i++) {
-        uint64_t w = get_le64(buf + CHUNK_HDR + 8 * i);
-        uint64_t lo = (uint64_t)i * 64;
-        if (lo >= nbits && w)
-            return -EILSEQ;
-        if (lo < nbits && nbits - lo < 64 && (w >> (nbits - lo)))
-            return -EILSEQ;
-        nset += (uint32_t)__builtin_popcountll(w);
-        if (words && lo < nbits)
-            words[i] = w;
-    }
-    if (nset != get_le32(buf + 28))
-        return -EILSEQ;
-    if (txg)
-        *txg = get_le64(buf + 8);
-    return 0;
-}
+/* ---- chunk slots (the slot codec is in allocslot.c) ---- */
 
 static uint64_t slot_offset(const struct alloc *a, uint64_t c, int s)
 {
@@ -207,6 +151,25 @@ static uint64_t slot_offset(const struct alloc *a, uint64_t c, int s)
 }
 
 /* ---- construction ---- */
+
+/* Everything free, nothing deferred; all chunks dirty if `dirty`. */
+static void clear_maps(struct alloc *a, bool dirty)
+{
+    size_t nwords = (size_t)(a->nchunks * a->bpc / 64);
+    memset(a->committed, 0, nwords * 8);
+    memset(a->inuse, 0, nwords * 8);
+    for (uint64_t c = 0; c < a->nchunks; c++) {
+        a->chunk_free[c] = chunk_nbits(a, c);
+        a->dirty[c] = dirty;
+    }
+    a->inuse_free = a->nsect;
+    a->committed_sect = 0;
+    a->ndef = 0;
+    a->cursor = 0;
+    /* Sectors past the end of the data area are never handed out. */
+    for (uint64_t s = a->nsect; s < nwords * 64; s++)
+        a->inuse[s >> 6] |= 1ULL << (s & 63);
+}
 
 static int alloc_init(struct vdev *v, const struct label_hdr *h, struct alloc **out,
                       struct berr *err)
@@ -238,12 +201,7 @@ static int alloc_init(struct vdev *v, const struct label_hdr *h, struct alloc **
         alloc_destroy(a);
         return berr_set(err, ENOMEM, "out of memory for the allocation map");
     }
-    for (uint64_t c = 0; c < a->nchunks; c++)
-        a->chunk_free[c] = chunk_nbits(a, c);
-    a->inuse_free = a->nsect;
-    /* Sectors past the end of the data area are never handed out. */
-    for (uint64_t s = a->nsect; s < nwords * 64; s++)
-        a->inuse[s >> 6] |= 1ULL << (s & 63);
+    clear_maps(a, false);
     *out = a;
     return 0;
 }
@@ -334,32 +292,57 @@ static void load_chunk(struct alloc *a, uint64_t c, const uint64_t *cur, uint64_
     a->chunk_free[c] = (uint32_t)freebits;
 }
 
+static bool blank(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return false;
+    return true;
+}
+
+/* Load chunk c from its two slots; with info (alloc_load_checked), a chunk
+ * without a valid version is counted and taken as fully allocated, and
+ * chosen[c] gets the txg of the version taken (0: none). */
 static int load_pair(struct alloc *a, const uint8_t *pair, uint64_t c, uint64_t L, uint64_t *w[2],
-                     struct berr *err)
+                     struct alloc_load_info *info, uint64_t *chosen, struct berr *err)
 {
     uint64_t t[2] = {0, 0};
+    uint32_t nbits = chunk_nbits(a, c);
     bool ok[2];
     for (int s = 0; s < 2; s++) {
-        ok[s] = alloc_chunk_decode(pair + (size_t)s * a->slot_size, a->slot_size, a->slot_size,
-                                   c, chunk_nbits(a, c), &t[s], w[s]) == 0;
-        a->slot_txg[c][s] = ok[s] ? t[s] : 0;
+        const uint8_t *slot = pair + (size_t)s * a->slot_size;
+        ok[s] = alloc_chunk_decode(slot, a->slot_size, a->slot_size, c, nbits, &t[s], w[s]) == 0;
+        a->slot_txg[c][s] = ok[s] && t[s] <= L ? t[s] : 0;
         if (ok[s] && t[s] > L)
             a->dirty[c] = true; /* a leftover of a txg that never committed */
+        if (!ok[s] && info && !blank(slot, a->slot_size) && info->ndamaged++ == 0)
+            info->first_damaged = c;
     }
     bool u0 = ok[0] && t[0] <= L, u1 = ok[1] && t[1] <= L;
-    if (!u0 && !u1)
+    if (!u0 && !u1 && !info)
         return berr_set(err, EILSEQ,
                         "allocation map chunk %llu has no valid copy at txg %llu (both slots "
                         "damaged); the pool cannot be imported",
                         (unsigned long long)c, (unsigned long long)L);
+    if (!u0 && !u1) {
+        if (info->nbad++ == 0)
+            info->first_bad = c;
+        for (uint32_t i = 0; i < (nbits + 63) / 64; i++)
+            w[0][i] = i == nbits / 64 ? ~0ULL >> (64 - nbits % 64) : ~0ULL;
+        load_chunk(a, c, w[0], NULL, 0, L);
+        chosen[c] = 0;
+        return 0;
+    }
     int best = u0 && (!u1 || t[0] >= t[1]) ? 0 : 1;
     bool both = u0 && u1 && t[0] != t[1];
     load_chunk(a, c, w[best], both ? w[1 - best] : NULL, t[best], L);
+    if (chosen)
+        chosen[c] = t[best];
     return 0;
 }
 
-int alloc_load(struct vdev *v, const struct label_hdr *h, uint64_t txg, struct alloc **out,
-               struct berr *err)
+static int load_map(struct vdev *v, const struct label_hdr *h, uint64_t txg, struct alloc **out,
+                    struct alloc_load_info *info, struct berr *err)
 {
     struct alloc *a;
     int r = alloc_init(v, h, &a, err);
@@ -369,7 +352,8 @@ int alloc_load(struct vdev *v, const struct label_hdr *h, uint64_t txg, struct a
     uint8_t *buf = malloc(IO_BATCH_CHUNKS * pair);
     uint64_t *w0 = calloc(a->bpc / 64, 8), *w1 = calloc(a->bpc / 64, 8);
     uint64_t *w[2] = {w0, w1};
-    if (!buf || !w0 || !w1)
+    uint64_t *chosen = info ? calloc(a->nchunks, 8) : NULL;
+    if (!buf || !w0 || !w1 || (info && !chosen))
         r = berr_set(err, ENOMEM, "out of memory loading the allocation map");
     for (uint64_t c0 = 0; r == 0 && c0 < a->nchunks; c0 += IO_BATCH_CHUNKS) {
         uint64_t n = MIN(IO_BATCH_CHUNKS, a->nchunks - c0);
@@ -379,11 +363,16 @@ int alloc_load(struct vdev *v, const struct label_hdr *h, uint64_t txg, struct a
             break;
         }
         for (uint64_t i = 0; r == 0 && i < n; i++)
-            r = load_pair(a, buf + i * pair, c0 + i, txg, w, err);
+            r = load_pair(a, buf + i * pair, c0 + i, txg, w, info, chosen, err);
+    }
+    if (r == 0 && info) {
+        ub_map_digest(chosen, a->nchunks, info->digest);
+        info->nchunks = (uint32_t)a->nchunks;
     }
     free(buf);
     free(w0);
     free(w1);
+    free(chosen);
     if (r < 0) {
         alloc_destroy(a);
         return r;
@@ -391,6 +380,59 @@ int alloc_load(struct vdev *v, const struct label_hdr *h, uint64_t txg, struct a
     a->durable_txg = txg;
     *out = a;
     return 0;
+}
+
+int alloc_load(struct vdev *v, const struct label_hdr *h, uint64_t txg, struct alloc **out,
+               struct berr *err)
+{
+    return load_map(v, h, txg, out, NULL, err);
+}
+
+int alloc_load_checked(struct vdev *v, const struct label_hdr *h, uint64_t txg,
+                       struct alloc **out, struct alloc_load_info *info, struct berr *err)
+{
+    memset(info, 0, sizeof *info);
+    return load_map(v, h, txg, out, info, err);
+}
+
+uint32_t alloc_digest(struct alloc *a, uint64_t txg, uint8_t out[16])
+{
+    uint64_t *cur = malloc(a->nchunks * 8);
+    memset(out, 0, 16);
+    if (!cur || a->nchunks > UINT32_MAX) {
+        free(cur);
+        return 0;
+    }
+    pthread_mutex_lock(&a->lock);
+    for (uint64_t c = 0; c < a->nchunks; c++) {
+        const uint64_t *t = a->slot_txg[c];
+        uint64_t b0 = t[0] <= txg ? t[0] : 0, b1 = t[1] <= txg ? t[1] : 0;
+        cur[c] = MAX(b0, b1); /* what a load at txg chooses */
+    }
+    pthread_mutex_unlock(&a->lock);
+    ub_map_digest(cur, a->nchunks, out);
+    free(cur);
+    return (uint32_t)a->nchunks;
+}
+
+void alloc_reset(struct alloc *a)
+{
+    pthread_mutex_lock(&a->lock);
+    clear_maps(a, true);
+    pthread_mutex_unlock(&a->lock);
+}
+
+int alloc_mark_allocated(struct alloc *a, uint64_t off, uint64_t asize)
+{
+    uint64_t s, e;
+    if (!to_sectors(a, off, asize, &s, &e))
+        return -EINVAL;
+    pthread_mutex_lock(&a->lock);
+    bool overlap = next_bit(a->committed, s, e, true) < e;
+    bits_apply(a, a->inuse, s, e, OP_SET);
+    a->committed_sect += bits_apply(a, a->committed, s, e, OP_SET);
+    pthread_mutex_unlock(&a->lock);
+    return overlap ? -EEXIST : 0;
 }
 
 void alloc_destroy(struct alloc *a)
@@ -463,11 +505,8 @@ int alloc_alloc(struct alloc *a, uint64_t asize, uint64_t txg, uint64_t *off)
 
 void alloc_free(struct alloc *a, uint64_t off, uint64_t asize, uint64_t txg)
 {
-    uint64_t mask = (1ULL << a->ashift) - 1;
-    if (asize == 0 || (off & mask) || (asize & mask))
-        return;
-    uint64_t s = off >> a->ashift, e = s + (asize >> a->ashift);
-    if (s >= a->nsect || e > a->nsect || e < s)
+    uint64_t s, e;
+    if (!to_sectors(a, off, asize, &s, &e))
         return;
     pthread_mutex_lock(&a->lock);
     /* Only sectors actually allocated are freed and deferred: a bogus free
@@ -555,7 +594,15 @@ static int dfree_cmp(const void *x, const void *y)
 
 /* Discard sector runs (held in inuse); sorts and merges r in place and
  * returns the merged count. */
-static size_t discard_runs(struct alloc *a, struct dfree *r, size_t n, uint64_t *bytes)
+/* Autotrim skips freed runs shorter than this (as ZFS's
+ * zfs_trim_extent_bytes_min): punching every scattered 16K block costs a
+ * syscall and a filesystem transaction each, which made sequential
+ * rewrites of a randomly written volume crawl.  `berth pool trim` gets
+ * them all back. */
+#define AUTOTRIM_MIN_BYTES (32u << 10)
+
+static size_t discard_runs(struct alloc *a, struct dfree *r, size_t n, uint64_t min_bytes,
+                           uint64_t *bytes)
 {
     size_t k = 0;
     qsort(r, n, sizeof(*r), dfree_cmp);
@@ -567,6 +614,8 @@ static size_t discard_runs(struct alloc *a, struct dfree *r, size_t n, uint64_t 
     }
     for (size_t i = 0; i < k; i++) {
         uint64_t len = r[i].n << a->ashift;
+        if (len < min_bytes)
+            continue;
         if (vdev_discard(a->v, a->data_start + (r[i].start << a->ashift), len) == 0 && bytes)
             *bytes += len;
     }
@@ -598,7 +647,7 @@ void alloc_txg_done(struct alloc *a, uint64_t txg, bool autotrim)
         return;
     }
     if (autotrim)
-        nrel = discard_runs(a, rel, nrel, NULL);
+        nrel = discard_runs(a, rel, nrel, AUTOTRIM_MIN_BYTES, NULL);
     pthread_mutex_lock(&a->lock);
     for (size_t i = 0; i < nrel; i++)
         bits_apply(a, a->inuse, rel[i].start, rel[i].start + rel[i].n, OP_RELEASE);
@@ -626,7 +675,7 @@ int alloc_trim_all(struct alloc *a, uint64_t *bytes)
             pthread_mutex_unlock(&a->lock);
             if (!n)
                 break;
-            n = discard_runs(a, runs, n, &total);
+            n = discard_runs(a, runs, n, 0, &total);
             pthread_mutex_lock(&a->lock);
             for (size_t i = 0; i < n; i++)
                 bits_apply(a, a->inuse, runs[i].start, runs[i].start + runs[i].n, OP_CLEAR);
@@ -669,11 +718,8 @@ void alloc_stats(struct alloc *a, struct alloc_stats *st)
 
 bool alloc_is_allocated(struct alloc *a, uint64_t off, uint64_t asize)
 {
-    uint64_t mask = (1ULL << a->ashift) - 1;
-    if (asize == 0 || (off & mask) || (asize & mask))
-        return false;
-    uint64_t s = off >> a->ashift, e = s + (asize >> a->ashift);
-    if (s >= a->nsect || e > a->nsect || e < s)
+    uint64_t s, e;
+    if (!to_sectors(a, off, asize, &s, &e))
         return false;
     pthread_mutex_lock(&a->lock);
     bool all = next_bit(a->committed, s, e, false) == e;

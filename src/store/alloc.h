@@ -36,6 +36,40 @@ int alloc_load(struct vdev *v, const struct label_hdr *h, uint64_t txg, struct a
                struct berr *err);
 void alloc_destroy(struct alloc *a); /* frees memory only; NULL accepted */
 
+/* What alloc_load_checked found. */
+struct alloc_load_info {
+    uint8_t digest[16];     /* ub_map_digest of the chosen versions' txgs (0: none) */
+    uint32_t nchunks;
+    uint64_t nbad;          /* chunks with no valid version <= txg */
+    uint64_t first_bad;
+    uint64_t ndamaged;      /* slots neither valid nor blank (all zero) */
+    uint64_t first_damaged;
+};
+/* alloc_load for import: a chunk with no valid version does not fail the
+ * load; it is counted in *info and loaded as fully allocated (nothing in it
+ * is handed out).  The caller compares info->digest with the uberblock's and,
+ * on any difference or bad chunk, rebuilds the map (alloc_reset, then
+ * alloc_mark_allocated for every block of every tree).  Fails only on I/O
+ * errors, a bad layout or no memory. */
+int alloc_load_checked(struct vdev *v, const struct label_hdr *h, uint64_t txg,
+                       struct alloc **out, struct alloc_load_info *info, struct berr *err);
+
+/* The digest of the map as of txg, for its uberblock (call after
+ * alloc_sync(txg) succeeded): ub_map_digest over, per chunk, the highest txg
+ * <= txg stamped in a valid slot.  Returns the chunk count, or 0 (digest
+ * zeroed: none recorded) if out of memory. */
+uint32_t alloc_digest(struct alloc *a, uint64_t txg, uint8_t out[16]);
+
+/* Rebuild, step 1: forget every allocation and deferred free (everything
+ * free), mark every chunk dirty so that the next alloc_sync rewrites all of
+ * them; the slot txgs are kept, so that rewrite still never overwrites the
+ * newest durable version. */
+void alloc_reset(struct alloc *a);
+/* Rebuild, step 2: mark [off, off+asize) allocated.  0; -EINVAL if misaligned
+ * or outside the data area (nothing marked); -EEXIST if a sector of it was
+ * already marked: two blocks overlap (the range is marked anyway). */
+int alloc_mark_allocated(struct alloc *a, uint64_t off, uint64_t asize);
+
 /* Allocate `asize` bytes (multiple of the sector) for txg.  Returns the
  * offset from the start of the data area in *off, or -ENOSPC. */
 int alloc_alloc(struct alloc *a, uint64_t asize, uint64_t txg, uint64_t *off);

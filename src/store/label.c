@@ -10,12 +10,17 @@
  *  - the uberblock of txg T lives in slot T % nslots; one found elsewhere is
  *    stale or misplaced and ignored;
  *  - every decoded structure passed magic, version, SHA-256 self checksum and
- *    field checks; unknown incompat features give -ENOTSUP, never a guess. */
+ *    field checks; unknown incompat features give -ENOTSUP, never a guess;
+ *  - an uberblock's allocation map digest (bytes 200..219) is opaque here:
+ *    alloc.c computes it, import compares it (maprebuild.c). */
 #include "store/label.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
 
 #include "common/cleanup.h"
 #include "common/le.h"
@@ -27,6 +32,9 @@
 #define LABEL_HDR_CKSUM_OFF (LABEL_HDR_SIZE - 32)
 #define LABEL_HDR_USED (208 + 8 * 32)
 #define UB_CKSUM_OFF (UB_SIZE - 32)
+#define UB_MAP_DIGEST_OFF 200
+#define UB_MAP_CHUNKS_OFF 216
+#define UB_RESERVED_OFF 220
 #define UB_RING_BYTES (LABEL_SIZE - LABEL_HDR_SIZE)
 #define MAX_CHILDREN 32
 #define FEATURES_INCOMPAT_KNOWN 0ULL
@@ -223,6 +231,8 @@ void ub_encode(const struct uberblock *ub, uint8_t out[UB_SIZE])
     put_le32(out + 184, ub->mos_levels);
     put_le32(out + 188, ub->mos_dblksz);
     put_le64(out + 192, ub->mos_size);
+    memcpy(out + UB_MAP_DIGEST_OFF, ub->map_digest, 16);
+    put_le32(out + UB_MAP_CHUNKS_OFF, ub->map_chunks);
     sha256(out, UB_CKSUM_OFF, out + UB_CKSUM_OFF);
 }
 
@@ -246,8 +256,13 @@ int ub_decode(const uint8_t *in, size_t len, struct uberblock *ub)
     t.mos_levels = get_le32(in + 184);
     t.mos_dblksz = get_le32(in + 188);
     t.mos_size = get_le64(in + 192);
+    memcpy(t.map_digest, in + UB_MAP_DIGEST_OFF, 16);
+    t.map_chunks = get_le32(in + UB_MAP_CHUNKS_OFF);
     if (t.version != BERTH_FORMAT_VERSION || get_le32(in + 12) != 0 ||
-        !bytes_zero(in + 200, UB_CKSUM_OFF - 200))
+        !bytes_zero(in + UB_RESERVED_OFF, UB_CKSUM_OFF - UB_RESERVED_OFF))
+        return -EILSEQ;
+    /* no chunk count: no digest either (an uberblock of an older version) */
+    if (t.map_chunks == 0 && !bytes_zero(t.map_digest, 16))
         return -EILSEQ;
     if (t.features_incompat & ~FEATURES_INCOMPAT_KNOWN)
         return -ENOTSUP;
@@ -260,6 +275,22 @@ int ub_decode(const uint8_t *in, size_t len, struct uberblock *ub)
         return -EILSEQ;
     *ub = t;
     return 0;
+}
+
+void ub_map_digest(const uint64_t *txgs, uint64_t n, uint8_t out[16])
+{
+    XXH3_state_t st;
+    uint8_t buf[512];
+    XXH3_128bits_reset(&st);
+    for (uint64_t i = 0; i < n;) {
+        size_t k = 0;
+        for (; k < sizeof buf / 8 && i < n; k++, i++)
+            put_le64(buf + 8 * k, txgs[i]);
+        XXH3_128bits_update(&st, buf, 8 * k);
+    }
+    XXH128_hash_t h = XXH3_128bits_digest(&st);
+    put_le64(out, h.low64);
+    put_le64(out + 8, h.high64);
 }
 
 uint32_t ub_slot_size(int ashift)

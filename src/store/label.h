@@ -60,6 +60,11 @@ struct uberblock {
     uint32_t mos_levels;
     uint32_t mos_dblksz;
     uint64_t mos_size;
+    /* Digest of the allocation map as of this txg (FORMAT.md 3, 4):
+     * XXH3-128 over the txg of each chunk's current version; map_chunks = 0
+     * means none was recorded (written by an older version). */
+    uint8_t map_digest[16];
+    uint32_t map_chunks;
 };
 
 /* Compute the layout fields (dev_size, data_start, data_end, bitmap_*) of
@@ -78,6 +83,10 @@ int label_hdr_decode(const uint8_t *in, size_t len, struct label_hdr *h);
 
 void ub_encode(const struct uberblock *ub, uint8_t out[UB_SIZE]);
 int ub_decode(const uint8_t *in, size_t len, struct uberblock *ub);
+
+/* The allocation map digest of an uberblock (FORMAT.md 3): XXH3-128 over
+ * txgs[0..n) as little-endian u64s, stored low64 then high64, little-endian. */
+void ub_map_digest(const uint64_t *txgs, uint64_t n, uint8_t out[16]);
 
 /* Slot size and count of the uberblock ring for an ashift. */
 uint32_t ub_slot_size(int ashift);

@@ -87,6 +87,7 @@ struct bs_pool {
     struct label_hdr hdr;
     struct blkio io;
     bool readonly;
+    bool map_rebuilt;         /* import rebuilt the allocation map (maprebuild.c) */
     pthread_mutex_t admin_lock;
     pthread_mutex_t lock;
     struct ds *ds_list;

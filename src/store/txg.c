@@ -425,6 +425,7 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
             .mos_root = mos_od.root, .mos_levels = mos_od.levels, .mos_dblksz = MOS_BLKSZ,
             .mos_size = mlen,
         };
+        ub.map_chunks = alloc_digest(p->io.alloc, txg, ub.map_digest); /* import checks it */
         r = label_write_ub(p->vd, &p->hdr, &ub);
     }
     if (r == 0)
