@@ -4,8 +4,10 @@
  *
  * State machine (the reader thread drives it):
  *
- *   HANDSHAKE     nbd_handshake() under a receive timeout
- *        | GO / EXPORT_NAME            \ ABORT, EOF, violation, timeout
+ *   HANDSHAKE     nbd_handshake() under one deadline for the whole of it
+ *        |        (opts.handshake_timeout_ms), sends and receives alike
+ *        | GO / EXPORT_NAME            \ ABORT, EOF, violation, deadline,
+ *        | (export not being kicked)    \ export being kicked
  *        v                              v
  *   TRANSMISSION  read header (+payload), validate, queue to the workers;
  *        |        batches are handed over before the reader can block
@@ -14,9 +16,20 @@
  *   DRAINING      stop reading; wait until every request has been replied
  *        |        to or dropped (inflight == 0); stop the flusher
  *        v
- *   ZOMBIE        socket shut down, export closed, on srv->zombies; the
- *                 next accept (or nbd_server_free) joins the thread, closes
- *                 the fd and frees the struct
+ *   ZOMBIE        export closed, request pool freed, off srv->conns, fd
+ *                 closed (so the fd count falls as clients leave), on
+ *                 srv->zombies: the next connection to end (or an accept,
+ *                 a kick, nbd_server_free) joins the thread and frees the
+ *                 struct, so at most one zombie outlives its neighbours
+ *
+ * Kick: the handshake asks conn_admit() before it opens an export; that
+ * refuses a name being kicked (srv->closing) and otherwise records it in
+ * c->opening until the handle is closed again (conn_release) or the
+ * connection enters TRANSMISSION, where `transmitting` is set under
+ * srv->lock only if the name is still not being kicked (if it is, `opening`
+ * stays until the connection ends).  A kick marks the name under the same
+ * lock before it shuts connections down, so it sees every connection that
+ * holds or may still open a handle of that export.
  *
  * Sending: a worker that finished a request takes c->wlock and, if nothing
  * is queued before it, writes the whole reply with one non-blocking
@@ -29,17 +42,25 @@
  * dropped and the socket is shut down, which ends the reader.
  *
  * Budget: at most NBD_CONN_MAX_INFLIGHT requests and NBD_CONN_MAX_BYTES of
- * buffers per connection (one oversized request is always admitted when
- * nothing else is in flight, so progress is guaranteed).
+ * buffers per connection, and opts.mem_budget bytes over all connections
+ * (srv->mem_used).  A connection with nothing in flight is always admitted
+ * one request, whatever its size and the global budget: replies stuck in
+ * the flushers of clients that do not read may hold the global budget
+ * forever, and must not starve everybody else.  So memory is bounded by
+ * mem_budget + max_conns * (one request), and every connection progresses.
+ * Idle request buffers kept in the per-connection free lists count against
+ * a separate cap (srv->mem_cached <= mem_budget / 4).
  *
- * Locks: srv->lock > c->lock; c->wlock is never held with another lock
- * except that req_put() (c->lock) may run after it is released. */
+ * Locks: srv->lock > c->lock; srv->mlock (only held to sleep on mcond) and
+ * c->wlock are never held with another lock (req_put() takes c->lock after
+ * releasing c->wlock). */
 #include "nbd/nbd_int.h"
 
+#include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 
 #include "common/cleanup.h"
 #include "common/log.h"
@@ -50,17 +71,40 @@
 #define NBD_KEEP_BUF (1u << 20)       /* pooled requests keep buffers up to this */
 #define NBD_REQ_OVERHEAD 4096u        /* charge of a request without data */
 #define NBD_BATCH 16u
-#define NBD_HANDSHAKE_TIMEOUT_S 60
 #define NBD_THREAD_STACK (512u * 1024)
 
 /* ---- socket I/O ------------------------------------------------------------ */
+/* During the handshake (hs_deadline set) every read and write waits at most
+ * until the deadline: a client that stops reading our option replies must
+ * not pin the reader thread in send(), nor one that trickles bytes keep it
+ * forever.  In transmission the socket blocks (a kick shuts it down). */
+static int sock_wait(struct nbd_conn *c, short events)
+{
+    if (!c->hs_deadline)
+        return 0;
+    for (;;) {
+        int64_t left = c->hs_deadline - nbd_now_ms();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        struct pollfd p = {.fd = c->fd, .events = events};
+        int n = poll(&p, 1, (int)MIN(left, (int64_t)INT_MAX));
+        if (n > 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return -errno;
+    }
+}
+
 static int sock_read(void *o, void *buf, size_t len)
 {
     struct nbd_conn *c = o;
     uint8_t *p = buf;
     while (len) {
-        ssize_t n = recv(c->fd, p, len, MSG_WAITALL);
-        if (n < 0 && errno == EINTR)
+        int ret = sock_wait(c, POLLIN);
+        if (ret < 0)
+            return ret;
+        ssize_t n = recv(c->fd, p, len, c->hs_deadline ? MSG_DONTWAIT : MSG_WAITALL);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n < 0)
             return -errno;
@@ -77,8 +121,11 @@ static int sock_write(void *o, const void *buf, size_t len)
     struct nbd_conn *c = o;
     const uint8_t *p = buf;
     while (len) {
-        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
+        int ret = sock_wait(c, POLLOUT);
+        if (ret < 0)
+            return ret;
+        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL | (c->hs_deadline ? MSG_DONTWAIT : 0));
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n < 0)
             return -errno;
@@ -127,9 +174,11 @@ static bool budget_ok(const struct nbd_conn *c, size_t charge)
 }
 
 /* Take a request, waiting for budget if `wait`; NULL if !wait and no budget,
- * or on allocation failure. */
+ * or on allocation failure.  Only the reader calls this, so budget it has
+ * seen stays available while it sleeps on the other budget. */
 static struct nbd_req *req_get(struct nbd_conn *c, size_t charge, bool wait)
 {
+    struct nbd_server *srv = c->srv;
     pthread_mutex_lock(&c->lock);
     while (!budget_ok(c, charge)) {
         if (!wait) {
@@ -138,10 +187,18 @@ static struct nbd_req *req_get(struct nbd_conn *c, size_t charge, bool wait)
         }
         pthread_cond_wait(&c->cond, &c->lock);
     }
+    if (!nbd_mem_take(srv, charge, c->inflight == 0)) {
+        pthread_mutex_unlock(&c->lock);
+        if (!wait)
+            return NULL;
+        nbd_mem_wait(srv, charge, &c->inflight);
+        pthread_mutex_lock(&c->lock);
+    }
     struct nbd_req *r = c->free_reqs;
     if (r) {
         c->free_reqs = r->next;
         c->nfree--;
+        atomic_fetch_sub(&srv->mem_cached, r->cap);
     }
     c->inflight++;
     c->inflight_bytes += charge;
@@ -151,6 +208,7 @@ static struct nbd_req *req_get(struct nbd_conn *c, size_t charge, bool wait)
         c->inflight--;
         c->inflight_bytes -= charge;
         pthread_mutex_unlock(&c->lock);
+        nbd_mem_release(srv, charge);
         return NULL;
     }
     r->next = NULL;
@@ -169,10 +227,12 @@ static void req_free(struct nbd_req *r)
 
 static void req_put(struct nbd_conn *c, struct nbd_req *r)
 {
+    struct nbd_server *srv = c->srv;
+    size_t charge = r->charge;
     pthread_mutex_lock(&c->lock);
     c->inflight--;
-    c->inflight_bytes -= r->charge;
-    if (c->nfree < NBD_CONN_MAX_INFLIGHT && r->cap <= NBD_KEEP_BUF) {
+    c->inflight_bytes -= charge;
+    if (c->nfree < NBD_CONN_MAX_INFLIGHT && r->cap <= NBD_KEEP_BUF && nbd_mem_keep(srv, r->cap)) {
         r->next = c->free_reqs;
         c->free_reqs = r;
         c->nfree++;
@@ -180,8 +240,25 @@ static void req_put(struct nbd_conn *c, struct nbd_req *r)
     }
     pthread_cond_signal(&c->cond);
     pthread_mutex_unlock(&c->lock);
+    nbd_mem_release(srv, charge);
     if (r)
         req_free(r);
+}
+
+/* Free the idle requests (the connection is ending). */
+static void pool_free(struct nbd_conn *c)
+{
+    pthread_mutex_lock(&c->lock);
+    struct nbd_req *r = c->free_reqs;
+    c->free_reqs = NULL;
+    c->nfree = 0;
+    pthread_mutex_unlock(&c->lock);
+    while (r) {
+        struct nbd_req *next = r->next;
+        atomic_fetch_sub(&c->srv->mem_cached, r->cap);
+        req_free(r);
+        r = next;
+    }
 }
 
 /* ---- sending ---------------------------------------------------------------- */
@@ -366,23 +443,67 @@ static void transmit(struct nbd_conn *c)
 }
 
 /* ---- lifecycle -------------------------------------------------------------------- */
+/* The handshake is about to open `name`: refuse it if it is being kicked,
+ * else let a kick count us until the handle is closed (conn_release) or the
+ * connection ends. */
+static int conn_admit(void *o, const char *name, const char **msg)
+{
+    struct nbd_conn *c = o;
+    char *copy = strdup(name);
+    int ret = 0;
+    pthread_mutex_lock(&c->srv->lock);
+    if (nbd_server_closing(c->srv, name)) {
+        *msg = "export is being removed";
+        ret = -ENOENT;
+    } else if (!copy) {
+        *msg = "out of memory";
+        ret = -ENOMEM;
+    } else {
+        free(c->opening);
+        c->opening = steal_ptr(copy);
+    }
+    pthread_mutex_unlock(&c->srv->lock);
+    free(copy);
+    return ret;
+}
+
+static void conn_release(void *o)
+{
+    struct nbd_conn *c = o;
+    pthread_mutex_lock(&c->srv->lock);
+    char *name = steal_ptr(c->opening);
+    pthread_mutex_unlock(&c->srv->lock);
+    free(name);
+}
+
+static void conn_free(struct nbd_conn *c);
+
 static void *reader_main(void *arg)
 {
     struct nbd_conn *c = arg;
     struct nbd_server *srv = c->srv;
-    struct timeval tv = {.tv_sec = NBD_HANDSHAKE_TIMEOUT_S};
-    struct nbd_hs_io io = {sock_read, sock_write, c};
+    struct nbd_hs_io io = {.read = sock_read, .write = sock_write, .o = c, .admit = conn_admit,
+                           .release = conn_release};
 
-    /* a client that connects and says nothing must not hold a thread forever */
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    c->hs_deadline = nbd_now_ms() + srv->opts.handshake_timeout_ms;
     int ret = nbd_handshake(&srv->be, &io, &c->sess);
+    c->hs_deadline = 0;
     if (ret == 0) {
-        tv.tv_sec = 0;
-        setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        /* a kick that began after conn_admit() said yes must not miss us;
+         * if refused, `opening` keeps us counted until the handle closes */
+        char *name = NULL;
         pthread_mutex_lock(&srv->lock);
-        c->transmitting = true;
+        bool refused = nbd_server_closing(srv, c->sess.name);
+        if (!refused) {
+            c->transmitting = true;
+            name = steal_ptr(c->opening);
+        }
         pthread_mutex_unlock(&srv->lock);
-        transmit(c);
+        free(name);
+        if (refused)
+            blog_debug("nbd: %s: export is being removed, closing", c->sess.name);
+        else
+            transmit(c);
     } else {
         blog_debug("nbd: handshake ended: %s", strerror(-ret));
     }
@@ -399,9 +520,10 @@ static void *reader_main(void *arg)
     if (c->flusher_started)
         pthread_join(c->flusher, NULL);
 
-    /* ZOMBIE: the peer sees EOF now, the fd is closed by the reaper */
+    /* ZOMBIE: the peer sees EOF now */
     shutdown(c->fd, SHUT_RDWR);
     nbd_session_close(&c->sess);
+    pool_free(c);
     pthread_mutex_lock(&srv->lock);
     if (c->prev)
         c->prev->next = c->next;
@@ -410,12 +532,28 @@ static void *reader_main(void *arg)
     if (c->next)
         c->next->prev = c->prev;
     c->transmitting = false;
+    char *opening = steal_ptr(c->opening);
     srv->nconns--;
+    /* we are the only zombie left; the earlier ones are ours to reap */
+    struct nbd_conn *z = srv->zombies;
     c->prev = NULL;
-    c->next = srv->zombies;
+    c->next = NULL;
     srv->zombies = c;
     pthread_cond_broadcast(&srv->cond);
     pthread_mutex_unlock(&srv->lock);
+    free(opening);
+    /* off srv->conns nobody shuts the fd down any more: the number cannot
+     * be reused under a kick */
+    close(c->fd);
+    c->fd = -1;
+    /* older zombies have released every lock, so joining them cannot wait
+     * on us; whoever reaps us waits for this */
+    while (z) {
+        struct nbd_conn *next = z->next;
+        pthread_join(z->reader, NULL);
+        conn_free(z);
+        z = next;
+    }
     return NULL;
 }
 
@@ -428,6 +566,7 @@ static void conn_free(struct nbd_conn *c)
     }
     if (c->fd >= 0)
         close(c->fd);
+    free(c->opening);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->wlock);

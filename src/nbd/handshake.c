@@ -15,6 +15,10 @@
  *                 EXPORT_NAME of an unknown export           -> close (no
  *                                                 error reply exists for it)
  *
+ * Before any export is opened io->admit may refuse it (the server refuses
+ * exports it is kicking): the client sees the same reply as for an
+ * unknown export, with the reason as its message.
+ *
  * Every option's data is read completely before it is parsed, so a parse
  * error never desynchronises the stream: the client gets
  * NBD_REP_ERR_INVALID (or _TOO_BIG, _UNKNOWN, _POLICY ...) with a message
@@ -157,6 +161,15 @@ static uint32_t open_error_rep(int code)
     }
 }
 
+/* Close a handle open_export() gave us (not the session's). */
+static void close_export(const struct nbd_hs_io *io, struct nbd_session *s, void *h)
+{
+    if (s->be->close)
+        s->be->close(h);
+    if (io->release)
+        io->release(io->o);
+}
+
 /* Open `name`; on failure reply to `opt` (unless opt is 0) and return the
  * reply's write result or 1 ("replied, go on"). */
 static int open_export(const struct nbd_hs_io *io, struct nbd_session *s, uint32_t opt,
@@ -165,12 +178,19 @@ static int open_export(const struct nbd_hs_io *io, struct nbd_session *s, uint32
     struct berr err = {0};
     memset(info, 0, sizeof(*info));
     *handle = NULL;
-    int ret = s->be->open(s->be->opaque, name, handle, info, &err);
+    const char *why = NULL;
+    int ret = io->admit ? io->admit(io->o, name, &why) : 0;
+    if (ret < 0) {
+        berr_set(&err, -ret, "export '%.200s': %s", name, why ? why : "refused");
+    } else {
+        ret = s->be->open(s->be->opaque, name, handle, info, &err);
+        if (ret < 0 && io->release)
+            io->release(io->o);
+    }
     if (ret >= 0 && !s->be->pwrite)
         info->readonly = true;
     if (ret >= 0 && nbd_info_sanitise(info, &err) < 0) {
-        if (s->be->close)
-            s->be->close(*handle);
+        close_export(io, s, *handle);
         *handle = NULL;
         ret = -EINVAL;
     }
@@ -258,8 +278,7 @@ static int opt_info_go(const struct nbd_hs_io *io, struct nbd_session *s, uint32
     /* a client that does not ask for block sizes may send unaligned
      * requests: refuse GO rather than fail its I/O later */
     if (opt == NBD_OPT_GO && !want_bs && info.min_block > 1) {
-        if (s->be->close)
-            s->be->close(h);
+        close_export(io, s, h);
         return send_err(io, opt, NBD_REP_ERR_BLOCK_SIZE_REQD,
                         "export '%.200s' needs %u-byte aligned requests", name, info.min_block);
     }
@@ -284,8 +303,7 @@ static int opt_info_go(const struct nbd_hs_io *io, struct nbd_session *s, uint32
     if (ret == 0)
         ret = send_ack(io, opt);
     if (ret < 0 || opt == NBD_OPT_INFO) {
-        if (s->be->close)
-            s->be->close(h);
+        close_export(io, s, h);
         return ret;
     }
     s->handle = h;
@@ -346,8 +364,7 @@ static int opt_meta(const struct nbd_hs_io *io, struct nbd_session *s, uint32_t 
     int ret = open_export(io, s, opt, name, &h, &info);
     if (ret != 0)
         return ret < 0 ? ret : 0;
-    if (s->be->close)
-        s->be->close(h);
+    close_export(io, s, h);
 
     if (match) {
         uint8_t id[4];

@@ -10,7 +10,8 @@
  *                its reply as an iovec in the struct nbd_req
  *   reply.c      reply encoders (simple, structured chunks) and errno mapping
  *   conn.c       a connection: reader thread, request pool, sending
- *   server.c     listeners, acceptors, the worker pool, kick and shutdown
+ *   server.c     listeners, acceptors, the worker pool, memory budget, kick
+ *                and shutdown
  *
  * Nothing here is stable API; the daemon uses nbd_server.h only. */
 #ifndef BERTH_NBD_INT_H
@@ -45,12 +46,16 @@ struct nbd_session {
  * -EPIPE at end of stream.  Sockets in the server, memory in the fuzzers.
  * admit (optional) is asked before an export is opened: 0, or -errno with a
  * static message in *msg for the client (the server refuses exports that
- * are being kicked). */
+ * are being kicked, and counts admitted ones until their handle is closed).
+ * release (optional) follows an admit once the handle opened under it is
+ * closed again or failed to open; after GO/EXPORT_NAME it is not called:
+ * the handle stays open in the session. */
 struct nbd_hs_io {
     int (*read)(void *o, void *buf, size_t len);
     int (*write)(void *o, const void *buf, size_t len);
     void *o;
     int (*admit)(void *o, const char *name, const char **msg);
+    void (*release)(void *o);
 };
 
 /* Run the fixed newstyle handshake.  Returns 0 when the client entered
@@ -158,6 +163,8 @@ struct nbd_conn {
     pthread_t reader;
     struct nbd_session sess;
     bool transmitting;            /* counted by export_conns (srv->lock) */
+    char *opening;                /* export admitted in the handshake, its
+                                     handle maybe open (srv->lock, malloc) */
     int64_t hs_deadline;          /* CLOCK_MONOTONIC ms; 0 once transmitting */
 
     pthread_mutex_t lock;         /* budget, free list */
@@ -216,6 +223,16 @@ void nbd_conn_reap(struct nbd_server *srv); /* join zombies; srv->lock NOT held 
 /* server.c */
 void nbd_server_submit(struct nbd_server *srv, struct nbd_req *head, struct nbd_req **tail,
                        unsigned n);
+/* The server-wide memory budget (opts.mem_budget).  take: add `charge` to
+ * mem_used if it fits, or anyway if `idle` (the caller's connection has
+ * nothing in flight); release: give it back and wake waiters; wait: sleep
+ * until take succeeds, `idle` being *inflight == 0; keep: may a free list
+ * keep a buffer of `cap` bytes (mem_cached, capped at mem_budget / 4)?  The
+ * caller subtracts kept bytes from mem_cached when it reuses or frees them. */
+bool nbd_mem_take(struct nbd_server *srv, size_t charge, bool idle);
+void nbd_mem_release(struct nbd_server *srv, size_t charge);
+void nbd_mem_wait(struct nbd_server *srv, size_t charge, atomic_uint *inflight);
+bool nbd_mem_keep(struct nbd_server *srv, size_t cap);
 /* Is `name` being kicked?  srv->lock held. */
 bool nbd_server_closing(const struct nbd_server *srv, const char *name);
 int64_t nbd_now_ms(void); /* CLOCK_MONOTONIC */

@@ -90,7 +90,8 @@ int nbd_server_listen_tcp(struct nbd_server *s, const char *host, uint16_t port,
  * opts.kick_timeout_ms, so never call it from a backend callback.  Returns
  * the number of connections still open (0: the export is free). */
 unsigned nbd_server_kick_export(struct nbd_server *s, const char *name);
-/* Number of open connections to an export (EBUSY checks). */
+/* Number of open connections to an export (EBUSY checks): those in
+ * transmission on it and those opening it in their handshake. */
 unsigned nbd_server_export_conns(struct nbd_server *s, const char *name);
 /* Stop listening, close every connection, wait for workers; NULL accepted. */
 void nbd_server_free(struct nbd_server *s);

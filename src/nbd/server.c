@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The NBD server object: listening sockets and their acceptor threads, the
- * shared worker pool, the connection registry (kick, counting) and orderly
- * shutdown.  Connections themselves live in conn.c.
+ * shared worker pool, the server-wide memory budget, the connection
+ * registry (kick, counting) and orderly shutdown.  Connections themselves
+ * live in conn.c.
  *
  * Worker pool: one FIFO of requests from all connections.  Readers append
  * whole batches and wake one idle worker; a worker that dequeues and sees
@@ -14,10 +15,19 @@
  * listening sockets wakes accept(), then join the acceptors), shut down
  * every connection's socket, wait until every connection has drained and
  * become a zombie, reap them, and only then stop the workers, which the
- * draining connections still needed. */
+ * draining connections still needed.
+ *
+ * Kick (nbd_server_kick_export): under srv->lock the name goes on
+ * srv->closing, so no handshake can open it any more and no connection can
+ * enter transmission on it (conn.c checks under the same lock); then every
+ * connection transmitting on it is shut down, again each time one ends or
+ * every 100 ms, until none is left or opts.kick_timeout_ms passed.  The
+ * mark is removed when the kick returns. */
 #include "nbd/nbd_int.h"
 
 #include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -30,6 +40,15 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+
+#define NBD_WARN_INTERVAL_MS 10000 /* acceptor warnings: at most one per interval */
+
+int64_t nbd_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ---- workers ------------------------------------------------------------------- */
 static void *worker_main(void *arg)
@@ -75,7 +94,86 @@ void nbd_server_submit(struct nbd_server *srv, struct nbd_req *head, struct nbd_
     pthread_mutex_unlock(&srv->qlock);
 }
 
+/* ---- memory budget --------------------------------------------------------------- */
+/* Charges of the requests in flight on all connections (see "Budget" in
+ * conn.c for the rule that keeps every connection progressing). */
+
+/* Add n to *v unless the sum passes limit (or `force`); the sum in *sum. */
+static bool add_capped(atomic_uint_least64_t *v, uint64_t n, uint64_t limit, bool force,
+                       uint64_t *sum)
+{
+    uint64_t cur = atomic_load(v);
+    do {
+        if (!force && (cur > limit || n > limit - cur))
+            return false;
+    } while (!atomic_compare_exchange_weak(v, &cur, cur + n));
+    *sum = cur + n;
+    return true;
+}
+
+bool nbd_mem_take(struct nbd_server *srv, size_t charge, bool idle)
+{
+    uint64_t sum;
+    if (!add_capped(&srv->mem_used, charge, srv->opts.mem_budget, idle, &sum))
+        return false;
+    uint64_t peak = atomic_load_explicit(&srv->mem_peak, memory_order_relaxed);
+    while (sum > peak && !atomic_compare_exchange_weak(&srv->mem_peak, &peak, sum))
+        ;
+    return true;
+}
+
+void nbd_mem_release(struct nbd_server *srv, size_t charge)
+{
+    atomic_fetch_sub(&srv->mem_used, charge);
+    /* seq_cst: either a waiter registered before our load and we wake it,
+     * or its check after registering sees our release */
+    if (atomic_load(&srv->mem_waiters)) {
+        pthread_mutex_lock(&srv->mlock);
+        pthread_cond_broadcast(&srv->mcond);
+        pthread_mutex_unlock(&srv->mlock);
+    }
+}
+
+void nbd_mem_wait(struct nbd_server *srv, size_t charge, atomic_uint *inflight)
+{
+    pthread_mutex_lock(&srv->mlock);
+    atomic_fetch_add(&srv->mem_waiters, 1);
+    while (!nbd_mem_take(srv, charge, atomic_load(inflight) == 0))
+        pthread_cond_wait(&srv->mcond, &srv->mlock);
+    atomic_fetch_sub(&srv->mem_waiters, 1);
+    pthread_mutex_unlock(&srv->mlock);
+}
+
+bool nbd_mem_keep(struct nbd_server *srv, size_t cap)
+{
+    uint64_t sum;
+    return add_capped(&srv->mem_cached, cap, srv->opts.mem_budget / 4, false, &sum);
+}
+
 /* ---- acceptors ----------------------------------------------------------------- */
+/* A client hammering a full server (max_conns) or a full fd table must not
+ * flood the log: one line per interval, counting what it left out. */
+static void __attribute__((format(printf, 2, 3)))
+warn_limited(struct nbd_listener *l, const char *fmt, ...)
+{
+    int64_t now = nbd_now_ms();
+    if (l->warned_ms && now - l->warned_ms < NBD_WARN_INTERVAL_MS) {
+        l->suppressed++;
+        return;
+    }
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (l->suppressed)
+        blog_warn("%s (%u similar messages suppressed)", msg, l->suppressed);
+    else
+        blog_warn("%s", msg);
+    l->warned_ms = now;
+    l->suppressed = 0;
+}
+
 static void *acceptor_main(void *arg)
 {
     struct nbd_listener *l = arg;
@@ -91,7 +189,7 @@ static void *acceptor_main(void *arg)
                 break;
             if (e == EINTR || e == ECONNABORTED)
                 continue;
-            blog_warn("nbd: accept: %s", strerror(e));
+            warn_limited(l, "nbd: accept: %s", strerror(e));
             /* EMFILE and friends: back off instead of spinning */
             nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
             continue;
@@ -103,7 +201,7 @@ static void *acceptor_main(void *arg)
         }
         int ret = nbd_conn_start(srv, fd);
         if (ret < 0)
-            blog_warn("nbd: refusing connection: %s", strerror(-ret));
+            warn_limited(l, "nbd: refusing connection: %s", strerror(-ret));
     }
     return NULL;
 }
@@ -190,28 +288,92 @@ int nbd_server_listen_tcp(struct nbd_server *s, const char *host, uint16_t port,
 }
 
 /* ---- registry -------------------------------------------------------------------- */
+/* Is c on `name`: transmitting on it, or opened it in the handshake? */
 static bool conn_is(const struct nbd_conn *c, const char *name)
 {
-    return c->transmitting && strcmp(c->sess.name, name) == 0;
+    return (c->transmitting && strcmp(c->sess.name, name) == 0) ||
+           (c->opening && strcmp(c->opening, name) == 0);
 }
 
-void nbd_server_kick_export(struct nbd_server *s, const char *name)
+bool nbd_server_closing(const struct nbd_server *srv, const char *name)
 {
-    pthread_mutex_lock(&s->lock);
-    for (struct nbd_conn *c = s->conns; c; c = c->next)
-        if (conn_is(c, name))
-            shutdown(c->fd, SHUT_RDWR);
-    /* synchronous: when we return no connection holds the export open */
-    for (;;) {
-        bool any = false;
-        for (struct nbd_conn *c = s->conns; c && !any; c = c->next)
-            any = conn_is(c, name);
-        if (!any)
-            break;
-        pthread_cond_wait(&s->cond, &s->lock);
+    for (const struct nbd_closing *k = srv->closing; k; k = k->next)
+        if (strcmp(k->name, name) == 0)
+            return true;
+    return false;
+}
+
+/* Mark `name` as being kicked (refcounted); srv->lock held.  false on ENOMEM. */
+static bool closing_add(struct nbd_server *s, const char *name)
+{
+    struct nbd_closing *k;
+    for (k = s->closing; k; k = k->next)
+        if (strcmp(k->name, name) == 0) {
+            k->refs++;
+            return true;
+        }
+    size_t len = strlen(name) + 1;
+    if (!(k = malloc(sizeof(*k) + len)))
+        return false;
+    memcpy(k->name, name, len);
+    k->refs = 1;
+    k->next = s->closing;
+    s->closing = k;
+    return true;
+}
+
+static void closing_del(struct nbd_server *s, const char *name)
+{
+    for (struct nbd_closing **p = &s->closing; *p; p = &(*p)->next) {
+        struct nbd_closing *k = *p;
+        if (strcmp(k->name, name) == 0) {
+            if (--k->refs == 0) {
+                *p = k->next;
+                free(k);
+            }
+            return;
+        }
     }
+}
+
+/* Shut down every connection transmitting on `name`; how many there are. */
+static unsigned shutdown_export(struct nbd_server *s, const char *name)
+{
+    unsigned n = 0;
+    for (struct nbd_conn *c = s->conns; c; c = c->next)
+        if (conn_is(c, name)) {
+            shutdown(c->fd, SHUT_RDWR);
+            n++;
+        }
+    return n;
+}
+
+unsigned nbd_server_kick_export(struct nbd_server *s, const char *name)
+{
+    int64_t deadline = nbd_now_ms() + s->opts.kick_timeout_ms;
+    pthread_mutex_lock(&s->lock);
+    /* without the mark (ENOMEM) new clients may slip in: still kick */
+    bool marked = closing_add(s, name);
+    unsigned left;
+    /* shutting down again is harmless; it catches any connection that got
+     * past an unmarked name */
+    while ((left = shutdown_export(s, name)) > 0) {
+        int64_t now = nbd_now_ms();
+        if (now >= deadline)
+            break;
+        int64_t until = MIN(deadline, now + 100); /* s->cond runs on CLOCK_MONOTONIC */
+        struct timespec ts = {.tv_sec = (time_t)(until / 1000),
+                              .tv_nsec = (long)(until % 1000) * 1000000L};
+        pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+    }
+    if (marked)
+        closing_del(s, name);
     pthread_mutex_unlock(&s->lock);
     nbd_conn_reap(s);
+    if (left)
+        blog_warn("nbd: %s: %u connection%s still draining after %u ms", name, left,
+                  left == 1 ? "" : "s", s->opts.kick_timeout_ms);
+    return left;
 }
 
 unsigned nbd_server_export_conns(struct nbd_server *s, const char *name)
@@ -246,8 +408,20 @@ int nbd_server_new(const struct nbd_backend *be, const struct nbd_server_opts *o
     s->opts.workers = MIN(s->opts.workers, 256u);
     if (!s->opts.max_conns)
         s->opts.max_conns = 1024;
+    if (!s->opts.handshake_timeout_ms)
+        s->opts.handshake_timeout_ms = 60000;
+    if (!s->opts.kick_timeout_ms)
+        s->opts.kick_timeout_ms = 10000;
+    if (!s->opts.mem_budget)
+        s->opts.mem_budget = UINT64_C(1) << 30;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->cond, NULL);
+    pthread_cond_init(&s->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&s->mlock, NULL);
+    pthread_cond_init(&s->mcond, NULL);
     pthread_mutex_init(&s->qlock, NULL);
     pthread_cond_init(&s->qcond, NULL);
     s->qtail = &s->qhead;
@@ -307,6 +481,8 @@ void nbd_server_free(struct nbd_server *s)
     free(s->workers);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->mlock);
+    pthread_cond_destroy(&s->mcond);
     pthread_mutex_destroy(&s->qlock);
     pthread_cond_destroy(&s->qcond);
     free(s);

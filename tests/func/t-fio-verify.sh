@@ -53,7 +53,7 @@ berthd_alive
 berth pool check tank || fail "pool check"
 
 echo "== memory: reads stay within the block cache limit (berthd --cache-size 32M)"
-if ldd "$BERTHD_BIN" 2>/dev/null | grep -qE 'libasan|libubsan'; then
+if ldd "$BERTHD_BIN" 2>/dev/null | grep -E 'libasan|libubsan' >/dev/null; then
   echo "  skipped under sanitizers (their shadow memory and quarantine dominate RSS)"
 else
   stop_berthd

@@ -62,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         nbd_mem_backend(mem, &be);
     }
     struct mio m = {data, size, 0};
-    struct nbd_hs_io io = {mread, mwrite, &m};
+    struct nbd_hs_io io = {.read = mread, .write = mwrite, .o = &m};
     struct nbd_session s;
     int ret = nbd_handshake(&be, &io, &s);
     if (ret == 0) {

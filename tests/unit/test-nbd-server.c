@@ -5,203 +5,31 @@
  * request magic, clients vanishing mid-request, a client that never reads
  * its replies, pipelining beyond the per-connection budget, kick, max_conns,
  * TCP, and shutdown with clients attached.  After each abuse a fresh client
- * must still be served. */
+ * must still be served.  A second server with short timeouts and a small
+ * memory budget, over a backend whose open and write can be held at a gate,
+ * checks the limits: kick against clients arriving mid-kick, the handshake
+ * deadline, the global memory budget, and that fds go when clients go. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/le.h"
 #include "nbd/membackend.h"
 #include "nbd/nbd_int.h"
+#include "nbd-client.h"
 #include "tap.h"
 
-static char sock_path[108];
 static struct nbd_mem *mem;
-
-/* ---- a tiny client ------------------------------------------------------------ */
-static int cl_connect(void)
-{
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    strcpy(sa.sun_path, sock_path);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        close(fd);
-        return -1;
-    }
-    struct timeval tv = {.tv_sec = 10};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    return fd;
-}
-
-static int rd(int fd, void *b, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = recv(fd, (uint8_t *)b + got, n - got, 0);
-        if (r <= 0)
-            return -1;
-        got += (size_t)r;
-    }
-    return 0;
-}
-
-static int wr(int fd, const void *b, size_t n)
-{
-    return send(fd, b, n, MSG_NOSIGNAL) == (ssize_t)n ? 0 : -1;
-}
-
-/* true if the server closed the connection (EOF or reset) */
-static bool closed_by_server(int fd)
-{
-    uint8_t b[256];
-    for (;;) {
-        ssize_t r = recv(fd, b, sizeof(b), 0);
-        if (r == 0 || (r < 0 && errno == ECONNRESET))
-            return true;
-        if (r < 0)
-            return false; /* timeout */
-    }
-}
-
-static int cl_hello(int fd, uint32_t cflags)
-{
-    uint8_t b[18];
-    if (rd(fd, b, 18) < 0 || get_be64(b) != NBD_MAGIC || get_be64(b + 8) != NBD_IHAVEOPT ||
-        get_be16(b + 16) != (NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES))
-        return -1;
-    put_be32(b, cflags);
-    return wr(fd, b, 4);
-}
-
-static int send_opt(int fd, uint32_t opt, const void *d, uint32_t len)
-{
-    uint8_t h[16];
-    put_be64(h, NBD_IHAVEOPT);
-    put_be32(h + 8, opt);
-    put_be32(h + 12, len);
-    if (wr(fd, h, 16) < 0)
-        return -1;
-    return len ? wr(fd, d, len) : 0;
-}
-
-/* read one option reply; returns its type, data in b (len in *len) */
-static int64_t read_rep(int fd, uint32_t opt, uint8_t *b, uint32_t *len)
-{
-    uint8_t h[20];
-    if (rd(fd, h, 20) < 0 || get_be64(h) != NBD_REP_MAGIC || get_be32(h + 8) != opt)
-        return -1;
-    *len = get_be32(h + 16);
-    if (*len > 8192 || rd(fd, b, *len) < 0)
-        return -1;
-    return get_be32(h + 12);
-}
-
-/* INFO/GO data for name with the given info requests */
-static size_t go_data(uint8_t *d, const char *name, size_t nlen, bool want_bs)
-{
-    put_be32(d, (uint32_t)nlen);
-    memcpy(d + 4, name, nlen);
-    put_be16(d + 4 + nlen, want_bs ? 2 : 1);
-    put_be16(d + 6 + nlen, NBD_INFO_NAME);
-    put_be16(d + 8 + nlen, NBD_INFO_BLOCK_SIZE);
-    return 6 + nlen + (want_bs ? 4 : 2);
-}
-
-static size_t meta_data(uint8_t *d, const char *name, const char *q)
-{
-    size_t nl = strlen(name), ql = q ? strlen(q) : 0;
-    put_be32(d, (uint32_t)nl);
-    memcpy(d + 4, name, nl);
-    put_be32(d + 4 + nl, q ? 1 : 0);
-    if (!q)
-        return 8 + nl;
-    put_be32(d + 8 + nl, (uint32_t)ql);
-    memcpy(d + 12 + nl, q, ql);
-    return 12 + nl + ql;
-}
-
-/* Full modern handshake: structured replies, base:allocation, GO.  Returns
- * the fd in transmission or -1; eflags and size from NBD_INFO_EXPORT. */
-static int cl_open(const char *name, uint16_t *eflags, uint64_t *size)
-{
-    uint8_t d[8192];
-    uint32_t len;
-    int fd = cl_connect();
-    if (fd < 0 || cl_hello(fd, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES) < 0)
-        goto fail;
-    if (send_opt(fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0) < 0 ||
-        read_rep(fd, NBD_OPT_STRUCTURED_REPLY, d, &len) != NBD_REP_ACK)
-        goto fail;
-    size_t n = meta_data(d, name, NBD_META_BASE_ALLOCATION);
-    if (send_opt(fd, NBD_OPT_SET_META_CONTEXT, d, (uint32_t)n) < 0 ||
-        read_rep(fd, NBD_OPT_SET_META_CONTEXT, d, &len) != NBD_REP_META_CONTEXT ||
-        read_rep(fd, NBD_OPT_SET_META_CONTEXT, d, &len) != NBD_REP_ACK)
-        goto fail;
-    n = go_data(d, name, strlen(name), true);
-    if (send_opt(fd, NBD_OPT_GO, d, (uint32_t)n) < 0)
-        goto fail;
-    for (;;) {
-        int64_t t = read_rep(fd, NBD_OPT_GO, d, &len);
-        if (t == NBD_REP_ACK)
-            return fd;
-        if (t != NBD_REP_INFO)
-            goto fail;
-        if (get_be16(d) == NBD_INFO_EXPORT) {
-            *size = get_be64(d + 2);
-            *eflags = get_be16(d + 10);
-        }
-    }
-fail:
-    if (fd >= 0)
-        close(fd);
-    return -1;
-}
-
-static int send_req(int fd, uint16_t flags, uint16_t type, uint64_t handle, uint64_t off,
-                    uint32_t len, const void *payload)
-{
-    uint8_t h[28];
-    put_be32(h, NBD_REQUEST_MAGIC);
-    put_be16(h + 4, flags);
-    put_be16(h + 6, type);
-    put_be64(h + 8, handle);
-    put_be64(h + 16, off);
-    put_be32(h + 24, len);
-    if (wr(fd, h, 28) < 0)
-        return -1;
-    return payload ? wr(fd, payload, len) : 0;
-}
-
-/* read a simple reply; returns error field or -1 */
-static int64_t read_simple(int fd, uint64_t *handle)
-{
-    uint8_t h[16];
-    if (rd(fd, h, 16) < 0 || get_be32(h) != NBD_SIMPLE_REPLY_MAGIC)
-        return -1;
-    *handle = get_be64(h + 8);
-    return get_be32(h + 4);
-}
-
-/* read one structured chunk header + payload into b */
-static int read_chunk(int fd, uint16_t *flags, uint16_t *type, uint64_t *handle, uint8_t *b,
-                      uint32_t *len, uint32_t cap)
-{
-    uint8_t h[20];
-    if (rd(fd, h, 20) < 0 || get_be32(h) != NBD_STRUCTURED_REPLY_MAGIC)
-        return -1;
-    *flags = get_be16(h + 4);
-    *type = get_be16(h + 6);
-    *handle = get_be64(h + 8);
-    *len = get_be32(h + 16);
-    return *len <= cap ? rd(fd, b, *len) : -1;
-}
 
 /* a fresh client can still do I/O: the server survived whatever came before */
 static bool server_alive(void)
@@ -305,7 +133,7 @@ static void test_options(void)
     int64_t t;
     while ((t = read_rep(fd, NBD_OPT_LIST, d, &len)) == NBD_REP_SERVER)
         names += len >= 4 && get_be32(d) <= len - 4;
-    ok(t == NBD_REP_ACK && names == 3, "LIST: 3 exports then ACK");
+    ok(t == NBD_REP_ACK && names == 4, "LIST: 4 exports then ACK");
 
     n = go_data(d, "nosuch", 6, true);
     send_opt(fd, NBD_OPT_INFO, d, (uint32_t)n);
@@ -502,6 +330,273 @@ static void test_limits_tcp(void)
         close(fds[i]);
 }
 
+/* ---- limits: a second server over a gated backend ------------------------- */
+static struct nbd_backend mem_be;
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static bool hold_open, hold_write; /* block open("slow") / every pwrite */
+
+static void gate_wait(const bool *held)
+{
+    pthread_mutex_lock(&gate_lock);
+    while (*held)
+        pthread_cond_wait(&gate_cond, &gate_lock);
+    pthread_mutex_unlock(&gate_lock);
+}
+
+static void gate_set(bool *held, bool v)
+{
+    pthread_mutex_lock(&gate_lock);
+    *held = v;
+    pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+}
+
+static int gated_open(void *o, const char *name, void **h, struct nbd_export_info *info,
+                      struct berr *err)
+{
+    if (strcmp(name, "slow") == 0)
+        gate_wait(&hold_open);
+    return mem_be.open(o, name, h, info, err);
+}
+
+static int gated_pwrite(void *h, const void *buf, uint32_t len, uint64_t off, unsigned flags)
+{
+    gate_wait(&hold_write);
+    return mem_be.pwrite(h, buf, len, off, flags);
+}
+
+/* 200 names of 4000 bytes: 800 KB of replies to one NBD_OPT_LIST */
+static int big_list(void *o, int (*cb)(const char *name, const char *desc, void *o), void *co)
+{
+    static char name[4001];
+    (void)o;
+    memset(name, 'n', 4000);
+    for (int i = 0; i < 200; i++)
+        if (cb(name, "", co))
+            break;
+    return 0;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static unsigned srv_nconns(struct nbd_server *s)
+{
+    pthread_mutex_lock(&s->lock);
+    unsigned n = s->nconns;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+static unsigned open_fds(void)
+{
+    unsigned n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    while (d && readdir(d))
+        n++;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* poll for cond for up to ms */
+#define WAIT_FOR(cond, ms)                                                                         \
+    for (int64_t wait_end_ = now_ms() + (ms); !(cond) && now_ms() < wait_end_;)                    \
+        usleep(5 * 1000)
+
+struct kick {
+    struct nbd_server *srv;
+    pthread_t t;
+    unsigned left;
+    int64_t ms;
+    atomic_bool done;
+};
+
+static void *kick_main(void *arg)
+{
+    struct kick *k = arg;
+    int64_t t0 = now_ms();
+    k->left = nbd_server_kick_export(k->srv, "slow");
+    k->ms = now_ms() - t0;
+    atomic_store(&k->done, true);
+    return NULL;
+}
+
+/* connect and send GO for `name` without reading the replies */
+static int go_nowait(const char *name)
+{
+    uint8_t d[64];
+    int fd = cl_connect();
+    if (fd >= 0 &&
+        (cl_hello(fd, NBD_FLAG_C_FIXED_NEWSTYLE) < 0 ||
+         send_opt(fd, NBD_OPT_GO, d, (uint32_t)go_data(d, name, strlen(name), true)) < 0)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void test_kick_race(struct nbd_server *srv)
+{
+    struct kick k = {.srv = srv};
+    uint8_t d[8192];
+    uint32_t len;
+
+    /* a client whose GO is in progress when the kick starts */
+    gate_set(&hold_open, true);
+    int b = go_nowait("slow");
+    WAIT_FOR(nbd_server_export_conns(srv, "slow") == 1, 2000);
+    ok(nbd_server_export_conns(srv, "slow") == 1, "a handshake opening the export counts");
+    pthread_create(&k.t, NULL, kick_main, &k);
+    usleep(200 * 1000);
+    ok(!atomic_load(&k.done), "kick waits for the handshake holding the export open");
+    gate_set(&hold_open, false);
+    pthread_join(k.t, NULL);
+    ok(k.left == 0 && k.ms < 1000, "kick returns 0 in %lld ms, within the bound", (long long)k.ms);
+    ok(nbd_mem_open_count(mem, "slow") == 0, "no handle of the export open after the kick");
+    ok(closed_by_server(b), "the client that completed GO during the kick is disconnected");
+    close(b);
+
+    /* a connection that cannot drain (its write is stuck in the backend) */
+    uint16_t ef;
+    uint64_t size;
+    int a = cl_open("slow", &ef, &size);
+    gate_set(&hold_write, true);
+    memset(d, 1, 4096);
+    send_req(a, 0, NBD_CMD_WRITE, 1, 0, 4096, d);
+    usleep(100 * 1000);
+    atomic_store(&k.done, false);
+    pthread_create(&k.t, NULL, kick_main, &k);
+    usleep(100 * 1000);
+    b = go_nowait("slow");
+    ok(read_rep(b, NBD_OPT_GO, d, &len) == NBD_REP_ERR_UNKNOWN &&
+           memmem(d, len, "being removed", 13),
+       "GO during a kick: ERR_UNKNOWN, export is being removed");
+    close(b);
+    pthread_join(k.t, NULL);
+    ok(k.left == 1 && k.ms >= 900 && k.ms < 3000,
+       "kick gives up after its timeout (%lld ms) and says 1 is left", (long long)k.ms);
+    b = cl_open("slow", &ef, &size);
+    ok(b >= 0, "after the kick returns the export is served again");
+    close(b);
+    gate_set(&hold_write, false);
+    ok(closed_by_server(a), "the stuck client is disconnected once its write ends");
+    close(a);
+    WAIT_FOR(nbd_server_export_conns(srv, "slow") == 0, 2000);
+    ok(nbd_server_export_conns(srv, "slow") == 0 && nbd_mem_open_count(mem, "slow") == 0,
+       "all gone");
+}
+
+static void test_hs_deadline(struct nbd_server *srv)
+{
+    /* asks for an 800 KB export list and never reads it */
+    int fd = cl_connect();
+    cl_hello(fd, NBD_FLAG_C_FIXED_NEWSTYLE);
+    send_opt(fd, NBD_OPT_LIST, NULL, 0);
+    int silent = cl_connect();
+    usleep(200 * 1000);
+    ok(srv_nconns(srv) == 2, "a client not reading the handshake and a silent one");
+    int64_t t0 = now_ms();
+    WAIT_FOR(srv_nconns(srv) == 0, 5000);
+    ok(srv_nconns(srv) == 0, "both dropped at the 1 s handshake deadline (%lld ms more)",
+       (long long)(now_ms() - t0));
+    ok(closed_by_server(fd) && closed_by_server(silent), "and they see EOF");
+    close(fd);
+    close(silent);
+}
+
+static void test_mem_budget(struct nbd_server *srv, uint64_t budget)
+{
+    uint16_t ef;
+    uint64_t size, h;
+    static uint8_t b[(1 << 20) + 64];
+    const uint32_t rl = 1u << 20;
+    enum { NC = 4, NR = 32 };
+    int fds[NC];
+
+    memset(b, 0x5a, sizeof(b)); /* data, so READ replies are not holes */
+    int w = cl_open("disk", &ef, &size);
+    ok(send_req(w, 0, NBD_CMD_WRITE, 1, 0, rl, b) == 0 && read_simple(w, &h) == 0,
+       "1 MiB of data written");
+    close(w);
+    /* each would be admitted 32 MiB by the per-connection budget */
+    for (int i = 0; i < NC; i++) {
+        fds[i] = cl_open("disk", &ef, &size);
+        for (int j = 0; j < NR; j++)
+            send_req(fds[i], 0, NBD_CMD_READ, (uint64_t)j, 0, rl, NULL);
+    }
+    uint64_t full = budget - (rl + 4096); /* no other request fits */
+    WAIT_FOR(atomic_load(&srv->mem_used) > full, 3000);
+    usleep(100 * 1000);
+    uint64_t peak = atomic_load(&srv->mem_peak), bound = budget + (NC + 1) * (rl + 4096);
+    ok(peak <= bound && atomic_load(&srv->mem_used) > full,
+       "%d clients x %d READs of 1 MiB, unread: peak %llu KiB <= %llu KiB", NC, NR,
+       (unsigned long long)(peak >> 10), (unsigned long long)(bound >> 10));
+    ok(server_alive(), "an idle newcomer is still served");
+    /* the first client reads its replies: it progresses while the others are stuck */
+    int got = 0;
+    for (int j = 0; j < NR; j++) {
+        uint16_t fl, ty;
+        uint32_t len;
+        if (read_chunk(fds[0], &fl, &ty, &h, b, &len, sizeof(b)) == 0 && len == 8 + rl)
+            got++;
+    }
+    is_int(got, NR, "every READ of the reading client answered");
+    for (int i = 0; i < NC; i++)
+        close(fds[i]);
+    WAIT_FOR(srv_nconns(srv) == 0 && atomic_load(&srv->mem_used) == 0, 5000);
+    ok(atomic_load(&srv->mem_used) == 0, "budget all returned when the clients are gone");
+    ok(atomic_load(&srv->mem_cached) <= budget / 4, "kept buffers within their cap");
+}
+
+static void test_fds_released(struct nbd_server *srv)
+{
+    enum { N = 50 };
+    int fds[N];
+    uint8_t hello[18];
+    unsigned base = open_fds();
+    for (int i = 0; i < N; i++) {
+        fds[i] = cl_connect();
+        rd(fds[i], hello, sizeof(hello));
+    }
+    ok(open_fds() == base + 2 * N, "%d connections: %u fds (both ends)", N, open_fds() - base);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    WAIT_FOR(open_fds() == base, 3000);
+    ok(open_fds() == base && srv_nconns(srv) == 0,
+       "their server side fds are closed without a new accept (%u left)", open_fds() - base);
+}
+
+static void test_limits(void)
+{
+    struct nbd_server *srv;
+    struct berr err = {0};
+    char path1[sizeof(sock_path)];
+    uint64_t budget = 8u << 20;
+    struct nbd_backend be = mem_be;
+    be.open = gated_open;
+    be.pwrite = gated_pwrite;
+    be.list = big_list;
+    struct nbd_server_opts o = {.workers = 4, .handshake_timeout_ms = 1000,
+                                .kick_timeout_ms = 1000, .mem_budget = budget};
+    memcpy(path1, sock_path, sizeof(path1));
+    snprintf(sock_path, sizeof(sock_path), "%s.2", path1);
+    ok(nbd_server_new(&be, &o, &srv, &err) == 0 &&
+           nbd_server_listen_unix(srv, sock_path, &err) == 0,
+       "limits server: 1 s handshake, 1 s kick, 8 MiB budget");
+    test_kick_race(srv);
+    test_hs_deadline(srv);
+    test_mem_budget(srv, budget);
+    test_fds_released(srv);
+    nbd_server_free(srv);
+    memcpy(sock_path, path1, sizeof(path1));
+}
+
 int main(void)
 {
     struct berr err = {0};
@@ -513,7 +608,9 @@ int main(void)
     nbd_mem_add(mem, "disk", 64u << 20, false, 0, &err);
     nbd_mem_add(mem, "ro", 1u << 20, true, 0, &err);
     nbd_mem_add(mem, "al", 1u << 20, false, 512, &err);
+    nbd_mem_add(mem, "slow", 1u << 20, false, 0, &err);
     nbd_mem_backend(mem, &be);
+    mem_be = be;
     ok(nbd_server_new(&be, &(struct nbd_server_opts){.workers = 4}, &srv, &err) == 0,
        "server created");
     ok(nbd_server_listen_unix(srv, sock_path, &err) == 0, "listening on %s", sock_path);
@@ -523,6 +620,7 @@ int main(void)
     test_abuse();
     test_stuck_client(srv);
     test_limits_tcp();
+    test_limits();
 
     /* free with a client in transmission */
     uint16_t ef;
