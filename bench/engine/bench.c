@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* In-process benchmark of the storage engine alone (no NBD): a pool file, a
+ * 4 GiB volume, writer/reader threads calling the store API directly.
+ * Environment: RANDDATA=1 (incompressible buffers, like fio's), FIO=SECS
+ * (fio-like mode: prefill, then each workload), WHICH=rwRW (rand write/read,
+ * seq Write/Read), NOTRIM=1 (autotrim off), DIRTY=MiB (dirty limit), NTHR=N,
+ * DBG=1 (per-txg timings).  Build and run: see docs/PERFORMANCE.md. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/resource.h>
+#include "berth/store.h"
+#include "common/util.h"
+#include "common/log.h"
+static bs_vol *g_vol; static uint64_t g_size; static int g_mode; static uint64_t g_bs; static double g_secs;
+static _Atomic uint64_t g_ops;
+static void *run(void *a) {
+    uint64_t seed = (uint64_t)(uintptr_t)a * 7919 + 1;
+    uint8_t *buf = aligned_alloc(4096, 1 << 20);
+    if (getenv("RANDDATA")) { uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 12345; for (size_t i = 0; i < (1<<20); i += 8) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; memcpy(buf + i, &x, 8); } } else for (size_t i = 0; i < (1<<20); i++) buf[i] = (uint8_t)(i * 31 + (i >> 7));
+    uint64_t t0 = now_ns(), n = 0, seq = ((uint64_t)(uintptr_t)a - 1) * (g_size / 4);
+    while (now_ns() - t0 < g_secs * 1e9) {
+        for (int k = 0; k < 64; k++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            uint64_t off;
+            if (g_mode < 2) off = ((seed >> 11) % (g_size / g_bs)) * g_bs;
+            else { off = seq; seq += g_bs; if (seq >= g_size) seq = 0; }
+            buf[0] = (uint8_t)seed; buf[100] = (uint8_t)(seed>>8); if (g_bs >= 4096 && getenv("RANDDATA")) { memcpy(buf + 8, &seed, 8); }
+            int r = (g_mode & 1) ? bs_vol_pread(g_vol, buf, g_bs, off) : bs_vol_pwrite(g_vol, buf, g_bs, off, 0);
+            if (r) { fprintf(stderr, "io err %d\n", r); exit(1); }
+            n++;
+        }
+    }
+    g_ops += n; free(buf); return NULL;
+}
+static void bench(const char *name, int mode, uint64_t bs, int nthr, double secs) {
+    g_mode = mode; g_bs = bs; g_secs = secs; g_ops = 0;
+    pthread_t th[16]; uint64_t t0 = now_ns(); struct rusage ru0, ru1; getrusage(RUSAGE_SELF, &ru0);
+    for (int i = 0; i < nthr; i++) pthread_create(&th[i], NULL, run, (void *)(uintptr_t)(i + 1));
+    for (int i = 0; i < nthr; i++) pthread_join(th[i], NULL);
+    double dt = (now_ns() - t0) / 1e9;
+    getrusage(RUSAGE_SELF, &ru1);
+    double cpu = (ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) + (ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e6 + (ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) + (ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6;
+    printf("%-22s %9.0f IOPS %8.1f MB/s  cpu %.1f us/op (%.2f cores)\n", name, g_ops / dt, g_ops * bs / dt / 1e6, cpu * 1e6 / g_ops, cpu / dt);
+}
+int main(int argc, char **argv) {
+    struct berr e = {0}; bs_pool *p;
+    const char *v[] = { argc > 1 ? argv[1] : "/tmp/bench/pool.img" };
+    unlink(v[0]);
+    if (getenv("DIRTY")) { struct bs_tunables tu; bs_tunables_get(&tu); tu.dirty_max_bytes = strtoull(getenv("DIRTY"), 0, 0) << 20; bs_tunables_set(&tu); }
+    struct bs_pool_opts o; bs_pool_opts_init(&o); if (getenv("NOTRIM")) o.autotrim = false;
+    if (bs_pool_create("b", v, 1, 8ULL << 30, &o, &p, &e)) { printf("%s\n", e.msg); return 1; }
+    struct bs_vol_props vp; bs_vol_props_init(p, &vp);
+    strcpy(vp.name, "v"); vp.volsize = 4ULL << 30;
+    bs_vol_create(p, &vp, false, &e);
+    bs_vol_open(p, "v", &g_vol, &e); g_size = vp.volsize;
+    int nthr = getenv("NTHR") ? atoi(getenv("NTHR")) : 4;
+    if (getenv("DBG")) blog_max_level = 3;
+    if (getenv("FIO")) {
+        double T = atof(getenv("FIO")); if (T <= 0) T = 8;
+        uint64_t t0 = now_ns(); uint8_t *b = malloc(1 << 20);
+        uint64_t x = 88172645463325252ULL; for (size_t i = 0; i < (1<<20); i += 8) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; memcpy(b + i, &x, 8); }
+        for (uint64_t o = 0; o < g_size; o += 1 << 20) { memcpy(b, &o, 8); if (bs_vol_pwrite(g_vol, b, 1 << 20, o, 0)) return 1; }
+        bs_pool_sync(p, &e); printf("prefill %.1f s\n", (now_ns() - t0) / 1e9); free(b);
+        const char *w = getenv("WHICH") ? getenv("WHICH") : "rwRW";
+        for (const char *c = w; *c; c++) {
+            if (*c == 'w') { bench("rand write 4K", 0, 4096, nthr, T); t0 = now_ns(); bs_pool_sync(p, &e); printf("  sync after %.2f s\n", (now_ns()-t0)/1e9); }
+            if (*c == 'r') bench("rand read 4K", 1, 4096, nthr, T);
+            if (*c == 'W') { bench("seq write 1M", 2, 1 << 20, nthr, T); t0 = now_ns(); bs_pool_sync(p, &e); printf("  sync after %.2f s\n", (now_ns()-t0)/1e9); }
+            if (*c == 'R') bench("seq read 1M", 3, 1 << 20, nthr, T);
+        }
+        bs_vol_close(g_vol); bs_pool_close(p); unlink(v[0]); return 0;
+    }
+    if (getenv("SEQONLY")) { bench("seq write 1M", 2, 1 << 20, nthr, 5); return 0; }
+    if (getenv("RANDFIRST")) { bench("rand write 4K fresh", 0, 4096, nthr, 6); bs_pool_sync(p, &e); bench("rand read 4K", 1, 4096, nthr, 4); }
+    bench("seq write 1M", 2, 1 << 20, nthr, 5);
+    bs_pool_sync(p, &e);
+    bench("seq read 1M", 3, 1 << 20, nthr, 4);
+    bench("rand write 4K", 0, 4096, nthr, 6);
+    bs_pool_sync(p, &e);
+    bench("rand read 4K", 1, 4096, nthr, 4);
+    struct bs_pool_stats st; bs_pool_stats(p, &st);
+    printf("txg %llu cache hits %llu misses %llu alloc %llu\n", (unsigned long long)st.txg, (unsigned long long)st.cache_hits, (unsigned long long)st.cache_misses, (unsigned long long)st.allocated);
+    bs_vol_close(g_vol); bs_pool_close(p); unlink(v[0]);
+    return 0;
+}
