@@ -55,6 +55,26 @@ int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * if `opt` was one of them (-p, -H, --json). */
 bool cli_common_opt(struct cli *c, int opt);
 #define CLI_COMMON_LONGOPTS {"json", no_argument, NULL, 'J'}, {"help", no_argument, NULL, 'h'}
+
+/* The option loop every command group uses: common options (-h, --json ...)
+ * first, then the cases given; `help` prints the group's usage and `group`
+ * names it in errors.  Expects `c`, `argc` and `argv` in scope. */
+#define CLI_GETOPT_LOOP(group, help, shortopts, longopts, ...)                                     \
+    optind = 0;                                                                                  \
+    opterr = 0;                                                                                  \
+    for (int opt_; (opt_ = getopt_long(argc, argv, ":" CLI_COMMON_SHORTOPTS shortopts,           \
+                                       longopts, NULL)) != -1;) {                                \
+        if (opt_ == 'h') {                                                                       \
+            help(stdout);                                                                        \
+            return EXIT_OK;                                                                      \
+        }                                                                                        \
+        if (cli_common_opt(c, opt_))                                                             \
+            continue;                                                                            \
+        switch (opt_) {                                                                          \
+            __VA_ARGS__                                                                          \
+        default: return cli_getopt_error(group, opt_, argv);                                     \
+        }                                                                                        \
+    }
 #define CLI_COMMON_SHORTOPTS "pHh"
 /* Report a getopt error ('?' or ':') for command `cmd`. */
 int cli_getopt_error(const char *cmd, int opt, char **argv);

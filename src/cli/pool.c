@@ -71,22 +71,8 @@ static int done(struct cli *c, int rc, json_t *resp, const char *fmt, const char
     return rc;
 }
 
-#define GETOPT_LOOP(cmd, shortopts, longopts, ...)                                               \
-    optind = 0;                                                                                  \
-    opterr = 0;                                                                                  \
-    for (int opt_; (opt_ = getopt_long(argc, argv, ":" CLI_COMMON_SHORTOPTS shortopts,           \
-                                       longopts, NULL)) != -1;) {                                \
-        if (opt_ == 'h') {                                                                       \
-            help_pool(stdout);                                                                   \
-            return EXIT_OK;                                                                      \
-        }                                                                                        \
-        if (cli_common_opt(c, opt_))                                                             \
-            continue;                                                                            \
-        switch (opt_) {                                                                          \
-            __VA_ARGS__                                                                          \
-        default: return cli_getopt_error(cmd, opt_, argv);                                       \
-        }                                                                                        \
-    }
+#define GETOPT_LOOP(cmd, shortopts, longopts, ...) \
+    CLI_GETOPT_LOOP(cmd, help_pool, shortopts, longopts, __VA_ARGS__)
 
 static const struct option common_lo[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
 

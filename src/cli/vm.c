@@ -65,22 +65,8 @@ int cli_vm_path(const char *vmid, const char *suffix, char *out, size_t len)
     return EXIT_OK;
 }
 
-#define GETOPT_LOOP(shortopts, longopts, ...)                                                    \
-    optind = 0;                                                                                  \
-    opterr = 0;                                                                                  \
-    for (int opt_; (opt_ = getopt_long(argc, argv, ":" CLI_COMMON_SHORTOPTS shortopts,           \
-                                       longopts, NULL)) != -1;) {                                \
-        if (opt_ == 'h') {                                                                       \
-            help_vm(stdout);                                                                     \
-            return EXIT_OK;                                                                      \
-        }                                                                                        \
-        if (cli_common_opt(c, opt_))                                                             \
-            continue;                                                                            \
-        switch (opt_) {                                                                          \
-            __VA_ARGS__                                                                          \
-        default: return cli_getopt_error("vm", opt_, argv);                                      \
-        }                                                                                        \
-    }
+#define GETOPT_LOOP(shortopts, longopts, ...) \
+    CLI_GETOPT_LOOP("vm", help_vm, shortopts, longopts, __VA_ARGS__)
 
 static const struct option common_lo[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
 

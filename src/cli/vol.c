@@ -37,22 +37,8 @@ void help_vol(FILE *f)
             "Options: -p exact numbers, -H no header, --json the API's JSON.\n");
 }
 
-#define GETOPT_LOOP(shortopts, longopts, ...)                                                    \
-    optind = 0;                                                                                  \
-    opterr = 0;                                                                                  \
-    for (int opt_; (opt_ = getopt_long(argc, argv, ":" CLI_COMMON_SHORTOPTS shortopts,           \
-                                       longopts, NULL)) != -1;) {                                \
-        if (opt_ == 'h') {                                                                       \
-            help_vol(stdout);                                                                    \
-            return EXIT_OK;                                                                      \
-        }                                                                                        \
-        if (cli_common_opt(c, opt_))                                                             \
-            continue;                                                                            \
-        switch (opt_) {                                                                          \
-            __VA_ARGS__                                                                          \
-        default: return cli_getopt_error("vol", opt_, argv);                                     \
-        }                                                                                        \
-    }
+#define GETOPT_LOOP(shortopts, longopts, ...) \
+    CLI_GETOPT_LOOP("vol", help_vol, shortopts, longopts, __VA_ARGS__)
 
 static const struct option common_lo[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
 
