@@ -92,11 +92,15 @@ struct bs_pool_found {
     char name[64];
     uint64_t guid;
     uint64_t txg;
-    char state[16];       /* "active" (not exported), "exported" */
+    char state[16];       /* "active" (not exported), "exported", or "damaged" */
     char vdev_path[4096]; /* the device/file it was found on */
+    char problem[256];    /* state "damaged": why the label cannot be used (name "" then) */
 };
 /* Scan a directory (files and block devices in it) for pool labels.  Calls
- * cb for each vdev with a valid label; cb returns non-zero to stop. */
+ * cb for each vdev with a valid label, and for each that holds a berth label
+ * it cannot use (damaged, or from a newer format: state "damaged", `problem`
+ * says why), so that an import can say why a pool was not found; cb returns
+ * non-zero to stop. */
 int bs_pool_scan(const char *dir, int (*cb)(const struct bs_pool_found *f, void *opaque),
                  void *opaque, struct berr *err);
 

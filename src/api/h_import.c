@@ -83,6 +83,8 @@ static json_t *group(const struct found_list *l)
 {
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < l->n; i++) {
+        if (l->v[i].problem[0])
+            continue; /* listed under "damaged" */
         bool seen = false;
         for (size_t k = 0; k < i; k++)
             if (l->v[k].guid == l->v[i].guid)
@@ -101,6 +103,17 @@ static json_t *group(const struct found_list *l)
     return arr;
 }
 
+/* Devices with a berth label that cannot be used: [{vdev, problem}]. */
+static json_t *damaged(const struct found_list *l)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < l->n; i++)
+        if (l->v[i].problem[0])
+            json_array_append_new(arr, json_pack("{s:s,s:s}", "vdev", l->v[i].vdev_path,
+                                                 "problem", l->v[i].problem));
+    return arr;
+}
+
 int h_pools_importable(const struct api_call *c, json_t **out, struct berr *err)
 {
     struct found_list l = {0};
@@ -110,7 +123,7 @@ int h_pools_importable(const struct api_call *c, json_t **out, struct berr *err)
         drop_in_use(c->ctx, &l);
     pooltab_unlock(c->ctx->pools);
     if (r == 0)
-        *out = json_pack("{s:o}", "pools", group(&l));
+        *out = json_pack("{s:o,s:o}", "pools", group(&l), "damaged", damaged(&l));
     free(l.v);
     return r < 0 ? r : 0;
 }
@@ -123,7 +136,7 @@ static int choose(const struct found_list *l, const char *name, const char *dir,
     bool have = false;
     *nv = 0;
     for (size_t i = 0; i < l->n; i++) {
-        if (strcmp(l->v[i].name, name) != 0)
+        if (l->v[i].problem[0] || strcmp(l->v[i].name, name) != 0)
             continue;
         if (have && l->v[i].guid != guid)
             return berr_set(err, EEXIST, "several different pools named '%s' were found; "
@@ -133,10 +146,17 @@ static int choose(const struct found_list *l, const char *name, const char *dir,
         if (*nv < 8)
             vdevs[(*nv)++] = l->v[i].vdev_path;
     }
-    if (!have)
-        return berr_set(err, ENOENT, "no importable pool named '%s' found %s%s", name,
+    if (!have) {
+        /* say why devices that look like pools were passed over */
+        char why[BERR_MSG_MAX] = "";
+        size_t w = 0;
+        for (size_t i = 0; i < l->n && w < sizeof why - 1; i++)
+            if (l->v[i].problem[0])
+                w += (size_t)snprintf(why + w, sizeof why - w, "; %s", l->v[i].problem);
+        return berr_set(err, ENOENT, "no importable pool named '%s' found %s%s%s", name,
                         dir ? "in " : "where exported pools lived (give a directory)",
-                        dir ? dir : "");
+                        dir ? dir : "", why);
+    }
     return 0;
 }
 

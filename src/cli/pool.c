@@ -360,6 +360,9 @@ static int pool_import(struct cli *c, int argc, char **argv)
                     printf("   vdev: %s\n", json_string_value(v));
                 printf("\n");
             }
+            json_array_foreach(get(resp, "damaged"), i, p)
+                printf("damaged: %s\n  problem: %s\n\n", json_string_value(get(p, "vdev")),
+                       json_string_value(get(p, "problem")));
             if (json_array_size(get(resp, "pools")) == 0)
                 printf("no pools available to import%s\n", dir ? "" : " (try -d DIR)");
             else

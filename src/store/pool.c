@@ -493,8 +493,18 @@ int bs_pool_scan(const char *dir, int (*cb)(const struct bs_pool_found *f, void 
         if (v.size < (64ULL << 20))
             continue;
         struct label_hdr h;
-        if (label_read_hdr(&v, &h, NULL) < 0 || h.state == POOL_STATE_DESTROYED)
+        struct berr le = {0};
+        int lr = label_read_hdr(&v, &h, &le);
+        if (lr == -ENOENT || (lr == 0 && h.state == POOL_STATE_DESTROYED))
+            continue; /* not berth's, or deliberately destroyed */
+        if (lr < 0) {
+            snprintf(f.state, sizeof f.state, "damaged");
+            utf8_sanitize(le.msg[0] ? le.msg : strerror(-lr), f.problem, sizeof f.problem);
+            r = cb(&f, opaque);
+            if (r)
+                break;
             continue;
+        }
         struct uberblock *ubs = NULL;
         int n = label_read_ubs(&v, &h, &ubs);
         if (n > 0)
