@@ -168,6 +168,21 @@ mv "$T/moved.img" "$T/existing.img"
 berth pool import ex || fail "retrying the import of ex"
 [ "$(pool_field ex state)" = ONLINE ] || fail "ex is $(pool_field ex state) after the retried import"
 
+echo "== a pool whose labels are all damaged: import by name says why"
+mkdir -p "$T/dmg"
+berth pool create -o size=128M dmg "$T/dmg/dmg.img" >/dev/null || fail "pool create dmg"
+berth pool export dmg || fail "pool export dmg"
+"$NBDPY" - "$T/dmg/dmg.img" <<'PY' || fail "damaging the labels"
+import sys
+f = open(sys.argv[1], "r+b"); size = f.seek(0, 2) // (256 << 10) * (256 << 10)
+for off in (0, 256 << 10, size - (512 << 10), size - (256 << 10)):
+    f.seek(off + 8); f.write(b"\x63\x00\x00\x00")  # format version 99: checksum now wrong
+PY
+out=$(berth pool import -d "$T/dmg" dmg 2>&1) && fail "a pool with damaged labels imported: $out"
+echo "  $out"
+[[ "$out" == *"damaged berth label"* ]] || fail "import by name does not say why: $out"
+berth pool import -d "$T/dmg" | grep -q "damaged: $T/dmg/dmg.img" || fail "listing does not show the damaged device"
+
 berthd_alive
 stop_berthd
 echo PASS
