@@ -89,6 +89,10 @@ static bool peer_allowed(struct MHD_Connection *conn)
     return cred.uid == 0 || cred.uid == geteuid();
 }
 
+/* Bodies up to this size that are too large are drained before the 413;
+ * beyond it the answer comes at once (and the connection is closed). */
+#define API_BODY_DRAIN_MAX (16u << 20)
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -105,7 +109,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return send_error(conn, -EACCES, "only root and berthd's user may use this socket");
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > API_BODY_MAX) {
+        unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
+        if (clen > API_BODY_MAX && clen <= API_BODY_DRAIN_MAX) {
+            /* Read (and drop) the body, then answer 413: answering first and
+             * closing with the body unread resets the connection, and the
+             * client may never see the answer. */
+            rs->too_big = true;
+            return MHD_YES;
+        }
+        if (clen > API_BODY_MAX) {
             char msg[128];
             snprintf(msg, sizeof(msg), "request body of %.24s bytes is larger than the limit "
                      "of %d", cl, API_BODY_MAX);

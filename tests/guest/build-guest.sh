@@ -29,13 +29,24 @@ for t in apt-get apt-cache dpkg-deb busybox gzip ldd; do
   command -v $t >/dev/null || { echo "build-guest: $t is missing" >&2; exit 77; }
 done
 mkdir -p "$dir"
+# tests run in parallel: one builds, the others wait and take its result
+exec 9>"$dir/.lock"
+flock 9
+if [ "$force" != --force ] && [ -f "$dir/stamp" ] && [ "$(cat "$dir/stamp")" = "$self_sum" ] &&
+   [ -f "$dir/vmlinuz" ] && [ -f "$dir/initrd.img" ]; then
+  echo "$dir"; exit 0
+fi
 work=$(mktemp -d /tmp/berth-guest-XXXXXX)
 chmod 755 "$work"   # apt-get download runs as _apt
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 
 # linux-image-cloud-amd64 is a metapackage: its dependency is the real kernel
-kpkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+if [ -z "$kpkg" ]; then   # no package lists yet on a fresh machine
+  apt-get update -qq >/dev/null 2>&1 || true
+  kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+fi
 [ -n "$kpkg" ] || { echo "build-guest: cannot resolve linux-image-cloud-amd64 (apt-get update?)" >&2; exit 1; }
 apt-get download -q "$kpkg" qemu-guest-agent >apt.log 2>&1 || { cat apt.log >&2; exit 1; }
 dpkg-deb -x "$(ls ${kpkg}_*.deb)" k
