@@ -13,6 +13,9 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#include "common/cleanup.h"
 
 static inline void cleanup_jsonp(json_t **j)
 {
@@ -49,6 +52,16 @@ void table_free(struct table *t);
 
 /* usage errors: print "berth: <msg>" + a hint, return EXIT_USAGE */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* One subcommand of a command group ("berth vol create ..."). */
+struct cli_cmd {
+    const char *name;
+    int (*fn)(struct cli *c, int argc, char **argv); /* argv[0] is the subcommand */
+};
+/* Run the subcommand named by argv[0] among cmds; handles a missing one,
+ * --help/-h/help and unknown names the same way for every group. */
+int cli_dispatch(struct cli *c, const char *group, void (*help)(FILE *f),
+                 const struct cli_cmd *cmds, size_t ncmds, int argc, char **argv);
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Parse the common options of a subcommand in the getopt loop: returns true

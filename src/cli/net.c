@@ -138,20 +138,8 @@ static int net_destroy(struct cli *c, int argc, char **argv)
 
 int cmd_net(struct cli *c, int argc, char **argv)
 {
-    if (argc < 1) {
-        help_net(stderr);
-        return EXIT_USAGE;
-    }
-    const char *v = argv[0];
-    if (strcmp(v, "--help") == 0 || strcmp(v, "-h") == 0 || strcmp(v, "help") == 0) {
-        help_net(stdout);
-        return EXIT_OK;
-    }
-    if (strcmp(v, "create") == 0)
-        return net_create(c, argc, argv);
-    if (strcmp(v, "list") == 0)
-        return net_list(c, argc, argv);
-    if (strcmp(v, "destroy") == 0)
-        return net_destroy(c, argc, argv);
-    return cli_usage_error("net", "unknown net command '%s'", v);
+    static const struct cli_cmd cmds[] = {
+        {"create", net_create}, {"list", net_list}, {"destroy", net_destroy},
+    };
+    return cli_dispatch(c, "net", help_net, cmds, ARRAY_SIZE(cmds), argc, argv);
 }

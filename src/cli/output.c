@@ -143,6 +143,24 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+int cli_dispatch(struct cli *c, const char *group, void (*help)(FILE *f),
+                 const struct cli_cmd *cmds, size_t ncmds, int argc, char **argv)
+{
+    if (argc < 1) {
+        help(stderr);
+        return EXIT_USAGE;
+    }
+    const char *v = argv[0];
+    if (strcmp(v, "--help") == 0 || strcmp(v, "-h") == 0 || strcmp(v, "help") == 0) {
+        help(stdout);
+        return EXIT_OK;
+    }
+    for (size_t i = 0; i < ncmds; i++)
+        if (strcmp(v, cmds[i].name) == 0)
+            return cmds[i].fn(c, argc, argv);
+    return cli_usage_error(group, "unknown %s command '%s'", group, v);
+}
+
 bool cli_common_opt(struct cli *c, int opt)
 {
     switch (opt) {

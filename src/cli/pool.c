@@ -418,32 +418,19 @@ static int pool_debug(struct cli *c, int argc, char **argv)
     return done(c, rc, resp, "pool %s: debug knob %s set\n", argv[optind], argv[optind + 1]);
 }
 
+/* export, trim, destroy, sync, check: POOL and maybe -f, one API call */
+static int pool_simple_cmd(struct cli *c, int argc, char **argv)
+{
+    return pool_simple(c, argc, argv, argv[0]);
+}
+
 int cmd_pool(struct cli *c, int argc, char **argv)
 {
-    if (argc < 1) {
-        help_pool(stderr);
-        return EXIT_USAGE;
-    }
-    const char *v = argv[0];
-    if (strcmp(v, "--help") == 0 || strcmp(v, "-h") == 0 || strcmp(v, "help") == 0) {
-        help_pool(stdout);
-        return EXIT_OK;
-    }
-    if (strcmp(v, "create") == 0)
-        return pool_create(c, argc, argv);
-    if (strcmp(v, "list") == 0)
-        return pool_list(c, argc, argv);
-    if (strcmp(v, "status") == 0)
-        return pool_status(c, argc, argv);
-    if (strcmp(v, "import") == 0)
-        return pool_import(c, argc, argv);
-    if (strcmp(v, "set") == 0)
-        return pool_set(c, argc, argv);
-    if (strcmp(v, "debug") == 0)
-        return pool_debug(c, argc, argv);
-    static const char *const simple[] = {"export", "trim", "destroy", "sync", "check"};
-    for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++)
-        if (strcmp(v, simple[i]) == 0)
-            return pool_simple(c, argc, argv, v);
-    return cli_usage_error("pool", "unknown pool command '%s'", v);
+    static const struct cli_cmd cmds[] = {
+        {"create", pool_create},     {"list", pool_list},         {"status", pool_status},
+        {"import", pool_import},     {"set", pool_set},           {"debug", pool_debug},
+        {"export", pool_simple_cmd}, {"trim", pool_simple_cmd},   {"destroy", pool_simple_cmd},
+        {"sync", pool_simple_cmd},   {"check", pool_simple_cmd},
+    };
+    return cli_dispatch(c, "pool", help_pool, cmds, ARRAY_SIZE(cmds), argc, argv);
 }

@@ -512,27 +512,12 @@ static int vm_destroy(struct cli *c, int argc, char **argv)
 
 int cmd_vm(struct cli *c, int argc, char **argv)
 {
-    if (argc < 1) {
-        help_vm(stderr);
-        return EXIT_USAGE;
-    }
-    const char *v = argv[0];
-    if (strcmp(v, "--help") == 0 || strcmp(v, "-h") == 0 || strcmp(v, "help") == 0) {
-        help_vm(stdout);
-        return EXIT_OK;
-    }
-    static const struct {
-        const char *name;
-        int (*fn)(struct cli *, int, char **);
-    } cmds[] = {
+    static const struct cli_cmd cmds[] = {
         {"create", vm_create},   {"list", vm_list},       {"config", vm_config},
         {"set", vm_set},         {"start", vm_action},    {"stop", vm_action},
         {"reset", vm_action},    {"suspend", vm_action},  {"resume", vm_action},
         {"shutdown", vm_shutdown}, {"status", vm_status}, {"console", vm_console},
         {"agent", vm_agent},     {"destroy", vm_destroy},
     };
-    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-        if (strcmp(v, cmds[i].name) == 0)
-            return cmds[i].fn(c, argc, argv);
-    return cli_usage_error("vm", "unknown vm command '%s'", v);
+    return cli_dispatch(c, "vm", help_vm, cmds, ARRAY_SIZE(cmds), argc, argv);
 }

@@ -330,24 +330,9 @@ static int vol_uri(struct cli *c, int argc, char **argv)
 
 int cmd_vol(struct cli *c, int argc, char **argv)
 {
-    if (argc < 1) {
-        help_vol(stderr);
-        return EXIT_USAGE;
-    }
-    const char *v = argv[0];
-    if (strcmp(v, "--help") == 0 || strcmp(v, "-h") == 0 || strcmp(v, "help") == 0) {
-        help_vol(stdout);
-        return EXIT_OK;
-    }
-    static const struct {
-        const char *name;
-        int (*fn)(struct cli *, int, char **);
-    } cmds[] = {
+    static const struct cli_cmd cmds[] = {
         {"create", vol_create}, {"list", vol_list},       {"get", vol_get}, {"set", vol_set},
         {"resize", vol_resize}, {"destroy", vol_destroy}, {"uri", vol_uri},
     };
-    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-        if (strcmp(v, cmds[i].name) == 0)
-            return cmds[i].fn(c, argc, argv);
-    return cli_usage_error("vol", "unknown vol command '%s'", v);
+    return cli_dispatch(c, "vol", help_vol, cmds, ARRAY_SIZE(cmds), argc, argv);
 }
