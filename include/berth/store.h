@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "common/err.h"
 
@@ -249,6 +250,135 @@ int bs_vol_cache(bs_vol *v, uint64_t len, uint64_t off);
 int bs_vol_block_status(bs_vol *v, uint64_t len, uint64_t off,
                         int (*cb)(uint64_t off, uint64_t len, unsigned flags, void *opaque),
                         void *opaque);
+
+/* ---- snapshots, clones, rollback (docs/SNAPSHOTS.md) ----
+ *
+ * A snapshot is named "VOL@SNAP" (each part a valid name of at most 63
+ * characters).  It is read-only and costs O(1) to create: it shares every
+ * block with its volume until the volume overwrites it.  bs_vol_open accepts
+ * a snapshot name and returns a read-only handle (bs_vol_readonly() true).
+ * A clone is a volume created from a snapshot, sharing its blocks. */
+
+#define BS_SNAP_NAME_MAX 128 /* "VOL@SNAP" plus NUL */
+
+struct bs_snap_props {
+    char name[BS_SNAP_NAME_MAX]; /* "VOL@SNAP" */
+    char volume[64];             /* VOL */
+    uint64_t guid;               /* identifies the snapshot in send streams */
+    uint64_t create_txg;         /* txg whose state it holds */
+    uint64_t creation;           /* unix time */
+    uint64_t volsize;
+    uint32_t volblocksize;
+    uint64_t used;               /* bytes freed if it were destroyed now (unique) */
+    uint64_t referenced;         /* allocated bytes reachable from it */
+    uint64_t logicalreferenced;  /* logical bytes of its non-hole data blocks */
+    double compressratio;
+    uint32_t nholds;             /* user holds (bs_snap_hold); > 0 blocks destroy */
+    char holds[256];             /* hold tags, comma-separated */
+    uint32_t nclones;            /* volumes created from it (bs_vol_clone) */
+    bool defer_destroy;          /* destroy requested; waits for its clones */
+};
+
+/* Create snapshots "VOL@SNAP" of several volumes atomically: all of them
+ * capture the same txg (the writes acknowledged before the call).  EEXIST if
+ * a name exists, ENOENT if a volume does not; nothing is created on error. */
+int bs_snap_create(bs_pool *p, const char *const *names, size_t n, struct berr *err);
+
+#define BS_DESTROY_FORCE 1u     /* volumes: close open handles (I/O then fails) */
+#define BS_DESTROY_RECURSIVE 2u /* volumes: also destroy its snapshots */
+#define BS_DESTROY_DEFER 4u     /* snapshots: if clones depend on it, hide it now and
+                                   destroy it when the last clone goes */
+
+/* Destroy a snapshot, freeing exactly the blocks only it held.  EBUSY if it
+ * has holds, or clones (unless BS_DESTROY_DEFER), or is open (unless
+ * BS_DESTROY_FORCE). */
+int bs_snap_destroy(bs_pool *p, const char *name, unsigned flags, struct berr *err);
+
+/* List snapshots of one volume (vol non-NULL) or of all volumes, ordered by
+ * volume name then creation txg. */
+int bs_snap_list(bs_pool *p, const char *vol,
+                 int (*cb)(const struct bs_snap_props *props, void *opaque), void *opaque,
+                 struct berr *err);
+int bs_snap_get(bs_pool *p, const char *name, struct bs_snap_props *out, struct berr *err);
+
+/* Holds: a tag (valid name) per hold; a held snapshot cannot be destroyed.
+ * EEXIST if the tag is already held, ENOENT on release of an unknown tag. */
+int bs_snap_hold(bs_pool *p, const char *name, const char *tag, struct berr *err);
+int bs_snap_release(bs_pool *p, const char *name, const char *tag, struct berr *err);
+
+/* Roll the volume back to any of its snapshots (not only the latest): its
+ * contents become the snapshot's; newer snapshots are KEPT and stay
+ * readable.  Writes since then are lost.  EBUSY if the volume is open,
+ * unless BS_DESTROY_FORCE (open handles then fail with ENXIO). */
+int bs_vol_rollback(bs_pool *p, const char *snapname, unsigned flags, struct berr *err);
+
+/* Create volume `newvol` from snapshot `snapname` instantly, sharing its
+ * blocks.  props (may be NULL) overrides compression/checksum/readonly. */
+int bs_vol_clone(bs_pool *p, const char *snapname, const char *newvol,
+                 const struct bs_vol_props *props, struct berr *err);
+
+/* Make clone `vol` independent of its origin volume: the origin snapshot and
+ * the snapshots before it move to `vol` (renamed vol@...); the former origin
+ * volume becomes a clone of vol@origin.  EEXIST on a snapshot name clash. */
+int bs_vol_promote(bs_pool *p, const char *vol, struct berr *err);
+
+/* Destroy with BS_DESTROY_* flags.  With snapshots and without
+ * BS_DESTROY_RECURSIVE: EBUSY.  A volume whose snapshots have clones: EBUSY
+ * (promote or destroy the clones first). */
+int bs_vol_destroy_ex(bs_pool *p, const char *name, unsigned flags, struct berr *err);
+
+/* Space of a volume and its snapshots (ZFS's definitions). */
+struct bs_vol_space {
+    uint64_t used;                 /* = the four usedby* below */
+    uint64_t usedbydataset;        /* freed if the volume (not its snapshots) went */
+    uint64_t usedbysnapshots;      /* freed if all its snapshots went */
+    uint64_t usedbyrefreservation; /* reserved but not yet written */
+    uint64_t usedbymeta;           /* deadlist objects of its snapshots */
+    uint64_t referenced;           /* allocated bytes reachable from the volume */
+    uint64_t written;              /* referenced bytes written since the latest snapshot */
+    uint64_t nsnapshots;
+    char origin[BS_SNAP_NAME_MAX]; /* "VOL@SNAP" for a clone, "" otherwise */
+};
+int bs_vol_space(bs_pool *p, const char *vol, struct bs_vol_space *out, struct berr *err);
+
+/* ---- send / receive (docs/STREAM.md) ---- */
+
+/* Sink and source of a stream: write all `len` bytes or return -errno;
+ * read up to `len` bytes, return the count (0 = end of stream) or -errno. */
+typedef int (*bs_write_fn)(void *opaque, const void *buf, size_t len);
+typedef ssize_t (*bs_read_fn)(void *opaque, void *buf, size_t len);
+
+struct bs_send_opts {
+    const char *from;        /* NULL: full stream; "VOL@A" or "@A": incremental from A */
+    bool intermediates;      /* -I: also every snapshot between from and snap */
+    const char *resume_token; /* continue a stream a receiver reported (bs_recv_token) */
+};
+struct bs_send_stats {
+    uint64_t bytes_sent;      /* stream bytes */
+    uint64_t bytes_read;      /* block bytes read from the pool */
+    uint64_t blocks, holes;   /* data records, free records */
+};
+int bs_send(bs_pool *p, const char *snapname, const struct bs_send_opts *opts, bs_write_fn wr,
+            void *opaque, struct bs_send_stats *st, struct berr *err);
+
+struct bs_recv_opts {
+    bool force;           /* roll the target back to the stream's base first (zfs recv -F) */
+    bool resumable;       /* keep a partial receive on error so it can be resumed */
+};
+struct bs_recv_stats {
+    uint64_t bytes_received;
+    char snapshot[BS_SNAP_NAME_MAX]; /* the last snapshot created */
+};
+/* Receive a stream into volume `vol` (a full stream creates it; an
+ * incremental one needs its base as vol's latest snapshot).  A bad,
+ * truncated or mismatched stream fails with a message and leaves `vol` as it
+ * was. */
+int bs_recv(bs_pool *p, const char *vol, const struct bs_recv_opts *opts, bs_read_fn rd,
+            void *opaque, struct bs_recv_stats *st, struct berr *err);
+/* The resume token of an interrupted resumable receive into vol (ENOENT if none). */
+int bs_recv_token(bs_pool *p, const char *vol, char *buf, size_t len, struct berr *err);
+/* Drop an interrupted receive's partial state. */
+int bs_recv_abort(bs_pool *p, const char *vol, struct berr *err);
 
 /* ---- debugging / fault injection (only used by tests) ---- */
 

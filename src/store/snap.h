@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Snapshots, clones and rollback: the engine-internal interface used by
+ * send/receive (send.c, recv.c).  The model is in docs/SNAPSHOTS.md and at
+ * the top of snap.c. */
+#ifndef BERTH_STORE_SNAP_H
+#define BERTH_STORE_SNAP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "berth/store.h"
+#include "store/objtree.h"
+
+struct bs_pool;
+struct ds;
+
+/* What send needs to know of a snapshot (a consistent copy). */
+struct snap_view {
+    struct objdesc od;     /* its tree (read-only forever) */
+    uint64_t txg;          /* create txg: every block in od has birth <= txg */
+    uint64_t guid;
+    uint64_t volsize;
+    uint32_t volblocksize;
+    uint8_t comp, comp_level, cksum;
+    uint64_t creation;
+    char name[BS_SNAP_NAME_MAX];
+};
+
+/* Describe an open handle (bs_vol_open of "VOL@SNAP"): -EINVAL if the handle
+ * is a volume, not a snapshot. */
+int snap_view_of(bs_vol *v, struct snap_view *out);
+
+/* Is snapshot `anc` (by guid) an ancestor of (or equal to) the snapshot open
+ * as v, following prev links across clone origins?  *anc_txg = its txg. */
+bool snap_is_ancestor(bs_vol *v, uint64_t anc_guid, uint64_t *anc_txg);
+
+/* The snapshots of vol's lineage strictly after `from_txg` up to and
+ * including `to` (names, oldest first; for send -I).  *names malloc'd array
+ * of BS_SNAP_NAME_MAX strings. */
+int snap_chain_between(struct bs_pool *p, const char *to, uint64_t from_txg,
+                       char (**names)[BS_SNAP_NAME_MAX], size_t *n, struct berr *err);
+
+/* ---- receive support ----
+ * A receive writes into a hidden volume named "VOL%recv" (invisible to
+ * listings, not exportable), opened with recv_open.  On success
+ * recv_finish atomically (one txg) makes it VOL and snapshots it; on
+ * failure recv_abort destroys it, or it stays for a resume. */
+
+struct recv_state {            /* persisted in the hidden volume's record */
+    uint64_t toguid;           /* guid of the snapshot being received */
+    uint64_t fromguid;         /* 0 for a full stream */
+    uint64_t offset;           /* stream data offset acknowledged (resume point) */
+    char snapname[64];         /* SNAP part of the snapshot being received */
+};
+
+/* Full stream: create VOL%recv with these properties.  EEXIST if VOL exists
+ * (full streams never overwrite), EBUSY if a receive into VOL is pending. */
+int recv_begin_full(struct bs_pool *p, const char *vol, uint64_t volsize, uint32_t volblocksize,
+                    const struct recv_state *rs, struct berr *err);
+/* Incremental: VOL%recv becomes a clone of VOL's latest snapshot, which
+ * must have guid rs->fromguid (EXDEV otherwise); VOL must be unchanged since
+ * that snapshot unless force (its changes are then discarded at finish). */
+int recv_begin_incr(struct bs_pool *p, const char *vol, uint64_t volsize,
+                    const struct recv_state *rs, bool force, struct berr *err);
+/* Open the hidden volume for writing (bs_vol_close when done). */
+int recv_open(struct bs_pool *p, const char *vol, bs_vol **out, struct berr *err);
+/* Read / update the persisted receive state (update waits for a txg). */
+int recv_get_state(struct bs_pool *p, const char *vol, struct recv_state *out);
+int recv_set_offset(struct bs_pool *p, const char *vol, uint64_t offset, struct berr *err);
+/* Make VOL%recv the volume VOL (discarding VOL's changes since the base,
+ * for an incremental) and snapshot it as VOL@rs.snapname with guid
+ * rs.toguid and creation time `creation`, in one txg. */
+int recv_finish(struct bs_pool *p, const char *vol, uint64_t creation, struct berr *err);
+/* Destroy VOL%recv (ENOENT if none). */
+int recv_discard(struct bs_pool *p, const char *vol, struct berr *err);
+
+#endif
