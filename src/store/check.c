@@ -55,16 +55,19 @@ static int visit(const struct blkptr *bp, uint64_t blkid, void *opaque)
     return 0;
 }
 
-static int walk_tree(struct cwalk *w, const struct objdesc *od, bool check_acct)
+/* Walk the blocks of od born after min_birth (0: all, and then check the
+ * tree's accounting if asked). */
+static int walk_tree(struct cwalk *w, const struct objdesc *od, uint64_t min_birth,
+                     bool check_acct)
 {
     memset(&w->sum, 0, sizeof w->sum);
-    int r = objtree_walk(&w->p->io, od, BLK_NOCACHE, visit, w);
+    int r = objtree_walk_since(&w->p->io, od, min_birth, BLK_NOCACHE, visit, w);
     if (r < 0) {
         if (w->err && w->err->code)
             return r;
         return berr_set(w->err, EILSEQ, "%s: tree is unreadable (%s)", w->what, strerror(-r));
     }
-    if (check_acct && (w->sum.allocated != od->allocated || w->sum.logical != od->logical ||
+    if (check_acct && min_birth == 0 && (w->sum.allocated != od->allocated || w->sum.logical != od->logical ||
                        w->sum.physical != od->physical))
         return berr_set(w->err, EILSEQ,
                         "%s: accounting is off: allocated %llu/%llu logical %llu/%llu "
@@ -130,15 +133,28 @@ int bs_pool_check(bs_pool *p, struct berr *err)
     char what[128];
     if (r == 0) {
         w.what = "pool directory (MOS)";
-        r = walk_tree(&w, &p->mos_od, true);
+        r = walk_tree(&w, &p->mos_od, 0, true);
     }
+    /* each dataset walks the blocks it owns (born after its previous
+     * snapshot): shared blocks are seen once, in their owner, and the bytes
+     * found must be its recorded `born` */
     for (size_t i = 0; r == 0 && i < nds; i++) {
-        pthread_mutex_lock(&dss[i]->lock);
-        struct objdesc od = dss[i]->od;
-        pthread_mutex_unlock(&dss[i]->lock);
-        snprintf(what, sizeof what, "volume '%s'", dss[i]->rec.name);
+        struct ds *d = dss[i];
+        pthread_mutex_lock(&d->lock);
+        struct objdesc od = d->od;
+        pthread_mutex_unlock(&d->lock);
+        snprintf(what, sizeof what, "%s '%s'", ds_is_snap(d) ? "snapshot" : "volume",
+                 d->rec.name);
         w.what = what;
-        r = walk_tree(&w, &od, true);
+        r = walk_tree(&w, &od, d->rec.lin.prev_txg, true);
+        if (r == 0 && w.sum.allocated != d->rec.lin.born)
+            r = berr_set(err, EILSEQ, "%s: space accounting is off: %llu bytes owned, %llu found",
+                         what, (unsigned long long)d->rec.lin.born,
+                         (unsigned long long)w.sum.allocated);
+        if (r == 0) {
+            snprintf(what, sizeof what, "deadlist of '%s'", d->rec.name);
+            r = walk_tree(&w, &d->rec.lin.dl, 0, false);
+        }
     }
     if (r == 0) {
         qsort(w.ext, w.n, sizeof *w.ext, cmp_ext);

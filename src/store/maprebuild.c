@@ -24,9 +24,10 @@
  *    blocks overlap, the map cannot be trusted: the pool is imported
  *    read-only and nothing is written;
  *  - a read-only import rebuilds in memory only.
- * No two trees share a block yet (no snapshots, clones or dedup): an
- * overlap is damage.  When sharing comes, a shared subtree must be marked
- * once (walk each by birth txg, as the dead lists do).
+ * Snapshots and clones share blocks: each dataset marks only the blocks it
+ * owns (born after its previous snapshot, objtree_walk_since), so every
+ * block is marked once and an overlap is still damage.  Deadlist objects
+ * are trees of their own.
  * Runs during import, before the sync thread starts: nothing else touches
  * the pool, and the allocator takes its own lock. */
 #include "store/maprebuild.h"
@@ -77,7 +78,9 @@ static void mark_all(bs_pool *p, struct rebuild *rb, char *bad, size_t badlen)
         return;
     }
     for (struct ds *d = p->ds_list; d; d = d->next) {
-        r = objtree_walk(&p->io, &d->od, BLK_NOCACHE, mark, rb);
+        r = objtree_walk_since(&p->io, &d->od, d->rec.lin.prev_txg, BLK_NOCACHE, mark, rb);
+        if (r == 0)
+            r = objtree_walk(&p->io, &d->rec.lin.dl, BLK_NOCACHE, mark, rb);
         if (r < 0) {
             snprintf(bad, badlen, "volume '%s': %s", d->rec.name, strerror(-r));
             return;

@@ -18,7 +18,8 @@
 
 static size_t ds_rec_len(const struct mos_ds *ds)
 {
-    return 8 + ROUND_UP(MOS_DS_FIXED + strlen(ds->name), 8);
+    return 8 + ROUND_UP(MOS_DS_FIXED2 + strlen(ds->name) + strlen(ds->holds) +
+                            strlen(ds->recv.snapname), 8);
 }
 
 int mos_encode(const struct mos_dir *d, uint8_t **out, size_t *len)
@@ -40,9 +41,10 @@ int mos_encode(const struct mos_dir *d, uint8_t **out, size_t *len)
     uint8_t *p = b + MOS_HDR_SIZE;
     for (size_t i = 0; i < d->nds; i++) {
         const struct mos_ds *ds = &d->ds[i];
-        size_t nlen = strlen(ds->name);
+        size_t nlen = strlen(ds->name), hlen = strlen(ds->holds),
+               slen = strlen(ds->recv.snapname);
         put_le32(p, MOS_REC_DATASET);
-        put_le32(p + 4, (uint32_t)(MOS_DS_FIXED + nlen));
+        put_le32(p + 4, (uint32_t)(MOS_DS_FIXED2 + nlen + hlen + slen));
         uint8_t *q = p + 8;
         put_le64(q, ds->id);
         put_le64(q + 8, ds->guid);
@@ -55,8 +57,26 @@ int mos_encode(const struct mos_dir *d, uint8_t **out, size_t *len)
         q[43] = ds->flags;
         put_le32(q + 44, ds->volblocksize);
         objdesc_encode(&ds->od, q + 48);
-        put_le16(q + 240, (uint16_t)nlen);
-        memcpy(q + 242, ds->name, nlen);
+        put_le64(q + 240, ds->creation);
+        put_le64(q + 248, ds->lin.prev_id);
+        put_le64(q + 256, ds->lin.prev_txg);
+        put_le64(q + 264, ds->lin.born);
+        put_le64(q + 272, ds->lin.dl_count);
+        put_le64(q + 280, ds->lin.dl_bytes);
+        put_le64(q + 288, ds->lin.dl_uniq);
+        put_le64(q + 296, ds->recv.toguid);
+        put_le64(q + 304, ds->recv.fromguid);
+        put_le64(q + 312, ds->recv.offset);
+        struct objdesc dl = ds->lin.dl;
+        if (dl.dshift == 0) /* a record made with {0}: an empty deadlist */
+            objdesc_init(&dl, DL_DSHIFT, 0);
+        objdesc_encode(&dl, q + 320);
+        put_le16(q + 512, (uint16_t)nlen);
+        put_le16(q + 514, (uint16_t)hlen);
+        put_le16(q + 516, (uint16_t)slen);
+        memcpy(q + MOS_DS_FIXED2, ds->name, nlen);
+        memcpy(q + MOS_DS_FIXED2 + nlen, ds->holds, hlen);
+        memcpy(q + MOS_DS_FIXED2 + nlen + hlen, ds->recv.snapname, slen);
         p += ds_rec_len(ds);
     }
     *out = b;
@@ -64,7 +84,40 @@ int mos_encode(const struct mos_dir *d, uint8_t **out, size_t *len)
     return 0;
 }
 
-static int decode_ds(const uint8_t *q, uint32_t rlen, struct mos_ds *ds)
+int mos_name_check(const char *name, uint8_t flags)
+{
+    char buf[128];
+    if (strlen(name) >= sizeof buf)
+        return -EILSEQ;
+    strcpy(buf, name);
+    char *at = strchr(buf, '@'), *pct = strchr(buf, '%');
+    if (flags & DS_FLAG_SNAPSHOT) {
+        if (!at || pct)
+            return -EILSEQ;
+        *at = '\0';
+        return validate_name(buf, "volume", NULL) < 0 || validate_name(at + 1, "snapshot", NULL) < 0
+                   ? -EILSEQ
+                   : 0;
+    }
+    if (flags & DS_FLAG_RECV) {
+        if (at || !pct || strcmp(pct, "%recv") != 0)
+            return -EILSEQ;
+        *pct = '\0';
+    }
+    return validate_name(buf, "volume", NULL) < 0 ? -EILSEQ : 0;
+}
+
+/* Copy a length-prefixed string of the record (no NUL inside, fits dst). */
+static int get_str(const uint8_t *src, size_t n, char *dst, size_t dstlen)
+{
+    if (n >= dstlen || memchr(src, 0, n))
+        return -EILSEQ;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+static int decode_ds(const uint8_t *q, uint32_t rlen, uint32_t version, struct mos_ds *ds)
 {
     if (rlen < MOS_DS_FIXED)
         return -EILSEQ;
@@ -79,16 +132,60 @@ static int decode_ds(const uint8_t *q, uint32_t rlen, struct mos_ds *ds)
     ds->cksum = q[42];
     ds->flags = q[43];
     ds->volblocksize = get_le32(q + 44);
-    uint16_t nlen = get_le16(q + 240);
-    if (nlen == 0 || nlen > 63 || (uint32_t)MOS_DS_FIXED + nlen != rlen)
-        return -EILSEQ;
-    memcpy(ds->name, q + 242, nlen);
-    ds->name[nlen] = '\0';
-    if (validate_name(ds->name, "volume", NULL) < 0)
+    if (version == 1) {
+        uint16_t nlen = get_le16(q + 240);
+        if (nlen == 0 || nlen > 63 || (uint32_t)MOS_DS_FIXED + nlen != rlen)
+            return -EILSEQ;
+        memcpy(ds->name, q + 242, nlen);
+        ds->name[nlen] = '\0';
+        objdesc_init(&ds->lin.dl, DL_DSHIFT, 0);
+        ds->lin.born = 0; /* recomputed at import (pool.c) */
+        if (ds->flags & ~DS_FLAG_READONLY)
+            return -EILSEQ;
+    } else {
+        if (rlen < MOS_DS_FIXED2)
+            return -EILSEQ;
+        uint16_t nlen = get_le16(q + 512), hlen = get_le16(q + 514), slen = get_le16(q + 516);
+        if ((uint32_t)MOS_DS_FIXED2 + nlen + hlen + slen != rlen || nlen == 0)
+            return -EILSEQ;
+        const uint8_t *sp = q + MOS_DS_FIXED2;
+        if (get_str(sp, nlen, ds->name, sizeof ds->name) < 0 ||
+            get_str(sp + nlen, hlen, ds->holds, sizeof ds->holds) < 0 ||
+            get_str(sp + nlen + hlen, slen, ds->recv.snapname, sizeof ds->recv.snapname) < 0)
+            return -EILSEQ;
+        ds->creation = get_le64(q + 240);
+        ds->lin.prev_id = get_le64(q + 248);
+        ds->lin.prev_txg = get_le64(q + 256);
+        ds->lin.born = get_le64(q + 264);
+        ds->lin.dl_count = get_le64(q + 272);
+        ds->lin.dl_bytes = get_le64(q + 280);
+        ds->lin.dl_uniq = get_le64(q + 288);
+        ds->recv.toguid = get_le64(q + 296);
+        ds->recv.fromguid = get_le64(q + 304);
+        ds->recv.offset = get_le64(q + 312);
+        if (objdesc_decode(q + 320, &ds->lin.dl) < 0 || ds->lin.dl.dshift != DL_DSHIFT ||
+            ds->lin.dl.nblocks != DIV_ROUND_UP(ds->lin.dl_count, (1u << DL_DSHIFT) / 32) ||
+            ds->lin.dl_uniq > ds->lin.dl_bytes || (ds->flags & ~DS_FLAGS_KNOWN) ||
+            ((ds->flags & DS_FLAG_SNAPSHOT) && (ds->flags & DS_FLAG_RECV)) ||
+            (ds->lin.prev_id == 0) != (ds->lin.prev_txg == 0) ||
+            ((ds->flags & DS_FLAG_SNAPSHOT) && ds->lin.prev_txg >= ds->create_txg) ||
+            ds->lin.prev_id == ds->id)
+            return -EILSEQ;
+        if (ds->holds[0]) {
+            if (!(ds->flags & DS_FLAG_SNAPSHOT))
+                return -EILSEQ;
+            char tags[256];
+            strcpy(tags, ds->holds);
+            char *save = NULL;
+            for (char *t = strtok_r(tags, ",", &save); t; t = strtok_r(NULL, ",", &save))
+                if (validate_name(t, "hold tag", NULL) < 0)
+                    return -EILSEQ;
+        }
+    }
+    if (mos_name_check(ds->name, ds->flags) < 0)
         return -EILSEQ;
     if (ds->comp > BS_COMPRESS_ZSTD || ds->comp_level > 19 ||
-        (ds->cksum != BS_CHECKSUM_XXH3 && ds->cksum != BS_CHECKSUM_SHA256) ||
-        (ds->flags & ~DS_FLAG_READONLY))
+        (ds->cksum != BS_CHECKSUM_XXH3 && ds->cksum != BS_CHECKSUM_SHA256))
         return -EILSEQ;
     uint32_t bs = ds->volblocksize;
     if (!IS_POW2(bs) || bs < 4096 || bs > 131072)
@@ -99,6 +196,8 @@ static int decode_ds(const uint8_t *q, uint32_t rlen, struct mos_ds *ds)
         return -EILSEQ;
     if ((1u << ds->od.dshift) != bs || ds->od.nblocks != ds->volsize / bs)
         return -EILSEQ;
+    if (version == 1)
+        ds->lin.born = ds->od.allocated; /* no snapshots: every block is its own */
     if (!bp_is_hole(&ds->od.root) && ds->od.root.type != BP_TYPE_INDIRECT &&
         ds->od.root.type != BP_TYPE_VOL_DATA)
         return -EILSEQ;
@@ -108,8 +207,10 @@ static int decode_ds(const uint8_t *q, uint32_t rlen, struct mos_ds *ds)
 int mos_decode(const uint8_t *buf, size_t len, struct mos_dir *d)
 {
     memset(d, 0, sizeof *d);
-    if (len < MOS_HDR_SIZE || get_le64(buf) != MOS_MAGIC || get_le32(buf + 8) != MOS_VERSION)
+    if (len < MOS_HDR_SIZE || get_le64(buf) != MOS_MAGIC || get_le32(buf + 8) < 1 ||
+        get_le32(buf + 8) > MOS_VERSION)
         return -EILSEQ;
+    uint32_t version = get_le32(buf + 8);
     uint32_t nrec = get_le32(buf + 12);
     d->next_id = get_le64(buf + 16);
     d->autotrim = buf[24];
@@ -136,7 +237,7 @@ int mos_decode(const uint8_t *buf, size_t len, struct mos_dir *d)
             goto bad;
         if (type == MOS_REC_DATASET) {
             struct mos_ds *ds = &d->ds[d->nds];
-            if (decode_ds(buf + pos + 8, rlen, ds) < 0)
+            if (decode_ds(buf + pos + 8, rlen, version, ds) < 0)
                 goto bad;
             if (ds->id == 0 || ds->id >= d->next_id)
                 goto bad;

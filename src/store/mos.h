@@ -11,22 +11,49 @@
 #include "store/objtree.h"
 
 #define MOS_MAGIC 0x00534f4d48545245ULL
-#define MOS_VERSION 1u
+#define MOS_VERSION 2u  /* 2: dataset records carry lineage (snapshots); 1 is still read */
 #define MOS_DSHIFT 14
 #define MOS_BLKSZ (1u << MOS_DSHIFT)
 #define MOS_HDR_SIZE 64
 #define MOS_MAX_SIZE (64u << 20) /* refuse to read a directory larger than this */
 #define MOS_REC_DATASET 1u
-#define MOS_DS_FIXED 242 /* dataset payload bytes before the name */
+#define MOS_DS_FIXED 242    /* v1 dataset payload bytes before the name */
+#define MOS_DS_FIXED2 520   /* v2 dataset payload bytes before the strings */
 
 #define DS_FLAG_READONLY 0x01u
+#define DS_FLAG_SNAPSHOT 0x02u  /* immutable; name "VOL@SNAP" */
+#define DS_FLAG_DEFER 0x04u     /* snapshot destroy requested, waits for its clones */
+#define DS_FLAG_RECV 0x08u      /* hidden receive target; name "VOL%recv" */
+#define DS_FLAGS_KNOWN 0x0fu
+
+#define DL_DSHIFT 14            /* deadlist object: 16 KiB blocks of 32-byte entries */
+
+/* Lineage and space of a dataset (docs/SNAPSHOTS.md).  Written only by the
+ * sync thread. */
+struct ds_lineage {
+    uint64_t prev_id;     /* the snapshot this dataset continues (0: none) */
+    uint64_t prev_txg;    /* its create txg (0: none): blocks born after are ours */
+    uint64_t born;        /* bytes of tree blocks born in (prev_txg, create/now] still allocated */
+    struct objdesc dl;    /* deadlist: blocks of prev that this dataset dropped */
+    uint64_t dl_count, dl_bytes;
+    uint64_t dl_uniq;     /* bytes of dl entries born after prev's prev_txg: prev's unique */
+};
+
+struct mos_recv {         /* DS_FLAG_RECV datasets only */
+    uint64_t toguid, fromguid, offset;
+    char snapname[64];
+};
 
 struct mos_ds {
     uint64_t id, guid, create_txg, volsize, refreservation;
     uint8_t comp, comp_level, cksum, flags;
     uint32_t volblocksize;
     struct objdesc od;
-    char name[64];
+    uint64_t creation;    /* unix time */
+    struct ds_lineage lin;
+    struct mos_recv recv;
+    char name[128];       /* VOL, VOL@SNAP or VOL%recv */
+    char holds[256];      /* snapshot hold tags, comma-separated */
 };
 
 struct mos_dir {
@@ -35,6 +62,9 @@ struct mos_dir {
     size_t nds;
     struct mos_ds *ds; /* malloc'd array */
 };
+
+/* 0 if `name` is well formed for a record with `flags`, else -EILSEQ. */
+int mos_name_check(const char *name, uint8_t flags);
 
 /* Serialise into a malloc'd buffer. */
 int mos_encode(const struct mos_dir *d, uint8_t **out, size_t *len);

@@ -175,7 +175,10 @@ static void acct_free(struct tsync *t, const struct blkptr *bp)
         t->od->logical -= bp->lsize;
         t->od->physical -= bp->dva[0].asize;
     }
-    blk_free(t->w->io, bp, t->w->txg);
+    if (t->w->kill)
+        t->w->kill(t->w->kctx, bp);
+    else
+        blk_free(t->w->io, bp, t->w->txg);
 }
 
 static void acct_new(struct tsync *t, const struct blkptr *bp)
@@ -192,7 +195,7 @@ static void acct_new(struct tsync *t, const struct blkptr *bp)
 /* Free the subtree under bp (at `level`) and bp itself. */
 static int free_tree(struct tsync *t, const struct blkptr *bp, int level)
 {
-    if (bp_is_hole(bp))
+    if (bp_is_hole(bp) || bp->birth <= t->w->keep_birth)
         return 0;
     if (level > 0) {
         struct blkptr *kids = t->kids[level];
@@ -371,6 +374,7 @@ int objtree_free_all(const struct objtree_wctx *w, struct objdesc *od)
 struct twalk {
     const struct blkio *io;
     unsigned flags;
+    uint64_t min_birth;
     objtree_visit_fn cb;
     void *opaque;
     struct blkptr (*kids)[IND_NBP];
@@ -378,7 +382,7 @@ struct twalk {
 
 static int walk_bp(struct twalk *t, const struct blkptr *bp, int L, uint64_t base)
 {
-    if (bp_is_hole(bp))
+    if (bp_is_hole(bp) || bp->birth <= t->min_birth)
         return 0;
     int r = t->cb(bp, base, t->opaque);
     if (r || L == 0)
@@ -398,7 +402,14 @@ static int walk_bp(struct twalk *t, const struct blkptr *bp, int L, uint64_t bas
 int objtree_walk(const struct blkio *io, const struct objdesc *od, unsigned flags,
                  objtree_visit_fn cb, void *opaque)
 {
-    struct twalk t = { .io = io, .flags = flags, .cb = cb, .opaque = opaque };
+    return objtree_walk_since(io, od, 0, flags, cb, opaque);
+}
+
+int objtree_walk_since(const struct blkio *io, const struct objdesc *od, uint64_t min_birth,
+                       unsigned flags, objtree_visit_fn cb, void *opaque)
+{
+    struct twalk t = { .io = io, .flags = flags, .min_birth = min_birth, .cb = cb,
+                       .opaque = opaque };
     t.kids = malloc(sizeof(*t.kids) * OBJ_MAX_LEVELS);
     if (!t.kids)
         return -ENOMEM;

@@ -58,6 +58,14 @@ struct objtree_wctx {
     uint8_t cksum;         /* checksum type for indirect blocks */
     uint8_t dtype;         /* bp type of the data blocks (for holes) */
     struct blk_scratch *s;
+    /* Dropping a block the tree no longer references: NULL frees it in txg;
+     * a snapshot-aware caller decides between freeing it and keeping it on
+     * a deadlist (snap.c). */
+    void (*kill)(void *kctx, const struct blkptr *bp);
+    void *kctx;
+    /* objtree_free_all: subtrees whose bp birth is <= keep_birth belong to an
+     * older snapshot and are left alone without being read. */
+    uint64_t keep_birth;
 };
 
 /* Apply updates u[0..n) (sorted by blkid, unique, all < new_nblocks) and
@@ -77,5 +85,9 @@ int objtree_free_all(const struct objtree_wctx *w, struct objdesc *od);
 typedef int (*objtree_visit_fn)(const struct blkptr *bp, uint64_t blkid, void *opaque);
 int objtree_walk(const struct blkio *io, const struct objdesc *od, unsigned flags,
                  objtree_visit_fn cb, void *opaque);
+/* The same, skipping (unread) every subtree whose bp birth is <= min_birth:
+ * the blocks a dataset owns, those born after its previous snapshot. */
+int objtree_walk_since(const struct blkio *io, const struct objdesc *od, uint64_t min_birth,
+                       unsigned flags, objtree_visit_fn cb, void *opaque);
 
 #endif

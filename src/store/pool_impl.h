@@ -75,6 +75,11 @@ struct ds {
     struct objdesc od;        /* committed tree */
 };
 
+static inline bool ds_is_snap(const struct ds *d)
+{
+    return (d->rec.flags & DS_FLAG_SNAPSHOT) != 0;
+}
+
 struct bs_vol {
     struct bs_pool *pool;
     struct ds *ds;
@@ -96,6 +101,7 @@ struct bs_pool {
     bool mos_dirty;           /* a namespace/property change waits for a txg */
     /* committed MOS (sync thread; read by check under sync_mutex) */
     struct objdesc mos_od;
+    struct synctask *tasks;   /* queued for the open txg (pool->lock; snap.c) */
     uint8_t *mos_bytes;
     size_t mos_len;
     _Atomic uint64_t free_est; /* free bytes after the last txg (ENOSPC guard) */
@@ -109,6 +115,14 @@ void ds_ref(struct ds *ds);
 void ds_unref(struct ds *ds);
 /* Find a live (not destroying) dataset by name; caller holds pool->lock. */
 struct ds *ds_find(struct bs_pool *p, const char *name);
+
+/* A volume (not a snapshot, not a receive in progress) by name. */
+struct ds *ds_find_vol(struct bs_pool *p, const char *name);
+/* Space of volume h (pool->lock held; snap.c). */
+int vol_space_locked(struct bs_pool *p, struct ds *h, struct bs_vol_space *o);
+
+/* Find a dataset by id (pool->lock held); NULL if none. */
+struct ds *ds_by_id(struct bs_pool *p, uint64_t id);
 
 /* dirty maps (vol.c) */
 void dmap_clear(struct dmap *m); /* unref buffers, free entries */

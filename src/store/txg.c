@@ -46,6 +46,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "store/pool_impl.h"
+#include "store/sync_impl.h"
 
 /* ---- worker pool: a parallel for over the leaves of a txg ---- */
 
@@ -176,27 +177,6 @@ static void wp_run(struct wpool *wp, wp_fn fn, void *ctx, size_t n, struct blk_s
 
 /* ---- one txg ---- */
 
-struct sync_vol {
-    struct ds *ds;
-    struct mos_ds rec;        /* record as of quiesce */
-    bool destroying;
-    struct objdesc od;        /* new tree */
-    struct leaf_update *u;
-    struct dirty_ent **ents;  /* parallel to u */
-    size_t n;
-};
-
-struct sync_ctx {
-    struct bs_pool *p;
-    uint64_t txg;
-    struct sync_vol *sv;
-    size_t nsv;
-    struct { struct sync_vol *sv; size_t k; } *jobs;
-    size_t njobs;
-    _Atomic int err;
-    _Atomic uint64_t wb_bytes; /* leaf bytes written, for the writeback hints */
-};
-
 /* The leaves of a txg are written through the page cache; the commit's first
  * flush must wait until all of them reached the device.  Starting the
  * writeback every WB_HINT_BYTES while the txg is still being written lets the
@@ -214,7 +194,7 @@ static int cmp_ent(const void *a, const void *b)
 static void leaf_job(void *ctx, size_t i, struct blk_scratch *s)
 {
     struct sync_ctx *c = ctx;
-    struct sync_vol *sv = c->jobs[i].sv;
+    struct sync_vol *sv = &c->sv[c->jobs[i].sv];
     size_t k = c->jobs[i].k;
     if (atomic_load(&c->err))
         return;
@@ -235,6 +215,36 @@ static void leaf_job(void *ctx, size_t i, struct blk_scratch *s)
         vdev_writeback_hint(c->p->vd, 0, 0);
 }
 
+struct sync_vol *sync_find(struct sync_ctx *c, const struct ds *d)
+{
+    for (size_t i = 0; i < c->nsv; i++)
+        if (c->sv[i].ds == d)
+            return &c->sv[i];
+    return NULL;
+}
+
+int sync_add(struct sync_ctx *c, struct ds *d, size_t *idx)
+{
+    if (c->nsv == c->sv_cap) {
+        size_t cap = c->sv_cap * 2;
+        struct sync_vol *n = realloc(c->sv, cap * sizeof *n);
+        if (!n)
+            return -ENOMEM;
+        memset(n + c->sv_cap, 0, (cap - c->sv_cap) * sizeof *n);
+        c->sv = n;
+        c->sv_cap = cap;
+    }
+    struct sync_vol *sv = &c->sv[c->nsv];
+    ds_ref(d);
+    sv->ds = d;
+    sv->txg = c->txg;
+    sv->rec = d->rec;
+    sv->od = d->od;
+    sv->created = true;
+    *idx = c->nsv++;
+    return 0;
+}
+
 /* Quiesce: snapshot the records and swap the maps (see the top comment). */
 static int quiesce(struct sync_ctx *c)
 {
@@ -243,12 +253,15 @@ static int quiesce(struct sync_ctx *c)
     size_t n = 0;
     for (struct ds *d = p->ds_list; d; d = d->next)
         n++;
-    c->sv = calloc(n ? n : 1, sizeof *c->sv);
+    c->sv_cap = n + 16;
+    c->sv = calloc(c->sv_cap, sizeof *c->sv);
     if (!c->sv) {
         pthread_mutex_unlock(&p->lock);
         return -ENOMEM;
     }
     p->mos_dirty = false;
+    c->tasks = p->tasks; /* the snapshot work queued for this txg */
+    p->tasks = NULL;
     pthread_mutex_lock(&p->txg.lock);
     p->txg.open_txg = c->txg + 1;
     atomic_store(&p->txg.open_dirty, false);
@@ -257,8 +270,11 @@ static int quiesce(struct sync_ctx *c)
         struct sync_vol *sv = &c->sv[c->nsv++];
         ds_ref(d);
         sv->ds = d;
+        sv->txg = c->txg;
         sv->rec = d->rec;
         sv->destroying = d->destroying;
+        struct ds *prev = d->rec.lin.prev_id ? ds_by_id(p, d->rec.lin.prev_id) : NULL;
+        sv->pp_txg = prev ? prev->rec.lin.prev_txg : 0;
         pthread_mutex_lock(&d->lock);
         /* the syncing map is empty here: the previous txg published it */
         struct dmap tmp = d->syncing;
@@ -300,7 +316,7 @@ static int gather(struct sync_ctx *c)
         for (size_t k = 0; k < sv->n; k++) {
             sv->u[k].blkid = sv->ents[k]->blkid;
             if (sv->ents[k]->buf) {
-                c->jobs[c->njobs].sv = sv;
+                c->jobs[c->njobs].sv = i;
                 c->jobs[c->njobs].k = k;
                 c->njobs++;
             } else {
@@ -352,6 +368,9 @@ static void publish(struct sync_ctx *c, struct objdesc *mos_od, uint8_t *mbytes,
     for (size_t i = 0; i < c->nsv; i++) {
         struct sync_vol *sv = &c->sv[i];
         struct ds *d = sv->ds;
+        pthread_mutex_lock(&p->lock);
+        d->rec.lin = sv->rec.lin;
+        pthread_mutex_unlock(&p->lock);
         pthread_mutex_lock(&d->lock);
         d->od = sv->od;
         struct dmap old = d->syncing;
@@ -405,11 +424,26 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
             .s = &p->txg.scratch,
         };
         uint64_t nblocks = sv->rec.volsize / sv->rec.volblocksize;
-        if (sv->destroying)
+        if (sv->destroying) {
+            /* blocks born up to prev_txg belong to the snapshot before it */
+            w.keep_birth = sv->rec.lin.prev_txg;
             r = objtree_free_all(&w, &sv->od);
-        else if (sv->n || nblocks != sv->od.nblocks)
+            if (r == 0)
+                r = dl_free_object(&c, &sv->rec.lin);
+        } else if (!ds_is_snap(sv->ds) && (sv->n || nblocks != sv->od.nblocks)) {
+            uint64_t before = sv->od.allocated;
+            w.kill = snap_kill;
+            w.kctx = sv;
             r = objtree_sync(&w, &sv->od, sv->u, sv->n, nblocks);
+            /* born: blocks written minus blocks freed (deadlisted ones stay
+             * allocated, owned by the snapshot) */
+            sv->rec.lin.born += sv->od.allocated - before + sv->dl_added;
+        }
     }
+    if (r == 0)
+        r = snap_run_tasks(&c);
+    if (r == 0)
+        r = dl_sync_all(&c);
     T3 = now_ns();
     if (r == 0)
         r = write_mos(&c, &mos_od, &mbytes, &mlen);
@@ -446,9 +480,11 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
                (T3 - T2) / 1e6, (T4 - T3) / 1e6, T5 ? (T5 - T4) / 1e6 : 0.0,
                T5 ? (now_ns() - T5) / 1e6 : 0.0);
     free(mbytes);
+    snap_tasks_done(&c, r);
     for (size_t i = 0; i < c.nsv; i++) {
         free(c.sv[i].u);
         free(c.sv[i].ents);
+        free(c.sv[i].dlp);
         ds_unref(c.sv[i].ds);
     }
     free(c.sv);

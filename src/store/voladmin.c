@@ -28,7 +28,7 @@ struct ds *ds_new(struct bs_pool *p, const struct mos_ds *rec)
     atomic_init(&ds->refs, 1);
     ds->rec = *rec;
     atomic_init(&ds->volsize, rec->volsize);
-    atomic_init(&ds->readonly, (rec->flags & DS_FLAG_READONLY) != 0);
+    atomic_init(&ds->readonly, (rec->flags & (DS_FLAG_READONLY | DS_FLAG_SNAPSHOT)) != 0);
     pthread_mutex_init(&ds->lock, NULL);
     ds->od = rec->od;
     ds->open_txg = p->txg.open_txg;
@@ -54,10 +54,24 @@ void ds_unref(struct ds *ds)
     free(ds);
 }
 
+struct ds *ds_find_vol(struct bs_pool *p, const char *name)
+{
+    struct ds *d = ds_find(p, name);
+    return d && !(d->rec.flags & (DS_FLAG_SNAPSHOT | DS_FLAG_RECV)) ? d : NULL;
+}
+
 struct ds *ds_find(struct bs_pool *p, const char *name)
 {
     for (struct ds *d = p->ds_list; d; d = d->next)
         if (!d->destroying && strcmp(d->rec.name, name) == 0)
+            return d;
+    return NULL;
+}
+
+struct ds *ds_by_id(struct bs_pool *p, uint64_t id)
+{
+    for (struct ds *d = p->ds_list; d; d = d->next)
+        if (d->rec.id == id && !d->destroying)
             return d;
     return NULL;
 }
@@ -115,7 +129,7 @@ static int check_size(uint64_t size, uint32_t bs, const char *what, struct berr 
     return 0;
 }
 
-static void fill_props(struct ds *d, struct bs_vol_props *o)
+static void fill_props(struct bs_pool *p, struct ds *d, struct bs_vol_props *o)
 {
     memset(o, 0, sizeof *o);
     snprintf(o->name, sizeof o->name, "%s", d->rec.name);
@@ -130,7 +144,8 @@ static void fill_props(struct ds *d, struct bs_vol_props *o)
     struct objdesc od = d->od;
     pthread_mutex_unlock(&d->lock);
     o->referenced = od.allocated;
-    o->used = MAX(od.allocated, d->rec.refreservation);
+    struct bs_vol_space sp;
+    o->used = vol_space_locked(p, d, &sp) == 0 ? sp.used : MAX(od.allocated, d->rec.refreservation);
     o->logicalused = od.logical;
     o->compressratio = od.physical ? (double)od.logical / (double)od.physical : 1.0;
     o->create_txg = d->rec.create_txg;
@@ -220,32 +235,6 @@ int bs_vol_create(bs_pool *p, const struct bs_vol_props *props, bool thick, stru
     return r;
 }
 
-int bs_vol_destroy(bs_pool *p, const char *name, bool force, struct berr *err)
-{
-    int r = 0;
-    if (p->readonly)
-        return berr_set(err, EROFS, "pool '%s' is read-only", p->name);
-    pthread_mutex_lock(&p->admin_lock);
-    pthread_mutex_lock(&p->lock);
-    struct ds *d = ds_find(p, name);
-    if (!d) {
-        r = no_vol(p, name, err);
-    } else if (d->nopen > 0 && !force) {
-        r = berr_set(err, EBUSY, "volume '%s' is in use (%d open handle%s); close it or force",
-                     name, d->nopen, d->nopen == 1 ? "" : "s");
-    } else {
-        d->destroying = true;
-        atomic_store(&d->gone, true);
-        p->mos_dirty = true;
-    }
-    uint64_t t = r == 0 ? txg_dirty_open(p) : 0;
-    pthread_mutex_unlock(&p->lock);
-    if (r == 0)
-        r = commit(p, t, err, "destroy volume");
-    pthread_mutex_unlock(&p->admin_lock);
-    return r;
-}
-
 static int cmp_props(const void *a, const void *b)
 {
     return strcmp(((const struct bs_vol_props *)a)->name, ((const struct bs_vol_props *)b)->name);
@@ -257,15 +246,15 @@ int bs_vol_list(bs_pool *p, int (*cb)(const struct bs_vol_props *props, void *op
     pthread_mutex_lock(&p->lock);
     size_t n = 0, i = 0;
     for (struct ds *d = p->ds_list; d; d = d->next)
-        n += !d->destroying;
+        n += !d->destroying && !(d->rec.flags & (DS_FLAG_SNAPSHOT | DS_FLAG_RECV));
     struct bs_vol_props *v = calloc(n ? n : 1, sizeof *v);
     if (!v) {
         pthread_mutex_unlock(&p->lock);
         return berr_set(err, ENOMEM, "out of memory");
     }
     for (struct ds *d = p->ds_list; d; d = d->next)
-        if (!d->destroying)
-            fill_props(d, &v[i++]);
+        if (!d->destroying && !(d->rec.flags & (DS_FLAG_SNAPSHOT | DS_FLAG_RECV)))
+            fill_props(p, d, &v[i++]);
     pthread_mutex_unlock(&p->lock);
     qsort(v, n, sizeof *v, cmp_props);
     int r = 0;
@@ -278,9 +267,9 @@ int bs_vol_list(bs_pool *p, int (*cb)(const struct bs_vol_props *props, void *op
 int bs_vol_get(bs_pool *p, const char *name, struct bs_vol_props *out, struct berr *err)
 {
     pthread_mutex_lock(&p->lock);
-    struct ds *d = ds_find(p, name);
+    struct ds *d = ds_find_vol(p, name);
     if (d)
-        fill_props(d, out);
+        fill_props(p, d, out);
     pthread_mutex_unlock(&p->lock);
     return d ? 0 : no_vol(p, name, err);
 }
@@ -291,7 +280,7 @@ static int resize_locked(bs_pool *p, const char *name, uint64_t new_size, bool f
     char a[32], b[32];
     int r = 0;
     pthread_mutex_lock(&p->lock);
-    struct ds *d = ds_find(p, name);
+    struct ds *d = ds_find_vol(p, name);
     if (!d) {
         pthread_mutex_unlock(&p->lock);
         return no_vol(p, name, err);
@@ -424,7 +413,7 @@ int bs_vol_set(bs_pool *p, const char *name, const char *prop, const char *value
         return berr_set(err, EROFS, "pool '%s' is read-only", p->name);
     pthread_mutex_lock(&p->admin_lock);
     pthread_mutex_lock(&p->lock);
-    struct ds *d = ds_find(p, name);
+    struct ds *d = ds_find_vol(p, name);
     int r = d ? set_locked(p, d, prop, value, err) : no_vol(p, name, err);
     uint64_t t = 0;
     if (r == 0) {
@@ -445,6 +434,8 @@ int bs_vol_open(bs_pool *p, const char *name, bs_vol **out, struct berr *err)
         return berr_set(err, ENOMEM, "out of memory");
     pthread_mutex_lock(&p->lock);
     struct ds *d = ds_find(p, name);
+    if (d && (d->rec.flags & DS_FLAG_RECV))
+        d = NULL; /* a receive in progress is not a volume yet */
     if (d) {
         ds_ref(d);
         d->nopen++;

@@ -89,7 +89,7 @@ int main(void)
     put_le64(c + 64 + 8, 2); /* first record's id = the second's */
     ok(mos_decode(c, len, &back) == -EILSEQ, "duplicate id");
     memcpy(c, buf, len);
-    c[64 + 8 + 242] = '/';
+    c[64 + 8 + MOS_DS_FIXED2] = '/';
     ok(mos_decode(c, len, &back) == -EILSEQ, "bad name");
     memcpy(c, buf, len);
     put_le32(c + 64 + 8 + 44, 5000);
