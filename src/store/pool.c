@@ -338,6 +338,30 @@ static int load_ub(bs_pool *p, const struct uberblock *ub, struct berr *err)
         p->ds_list = d;
     }
     mos_dir_free(&dir);
+    /* every prev link must name a snapshot of exactly that txg: the
+     * freeing rules trust it (a wrong one would free live blocks) */
+    for (struct ds *d = p->ds_list; d; d = d->next) {
+        if (!d->rec.lin.prev_id)
+            continue;
+        struct ds *pv = ds_by_id(p, d->rec.lin.prev_id);
+        if (!pv || !(pv->rec.flags & DS_FLAG_SNAPSHOT) ||
+            pv->rec.create_txg != d->rec.lin.prev_txg) {
+            berr_set(err, EILSEQ, "txg %llu: the pool directory is inconsistent ('%s' "
+                     "continues a snapshot that is missing or different)",
+                     (unsigned long long)ub->txg, d->rec.name);
+            /* undo this attempt: the caller tries an older uberblock */
+            while (p->ds_list) {
+                struct ds *n = p->ds_list->next;
+                ds_unref(p->ds_list);
+                p->ds_list = n;
+            }
+            free(p->mos_bytes);
+            p->mos_bytes = NULL;
+            alloc_destroy(p->io.alloc);
+            p->io.alloc = NULL;
+            return -EILSEQ;
+        }
+    }
     /* a damaged or stale map is rebuilt from the trees (maprebuild.c) */
     return map_verify(p, ub, &li);
 }
@@ -645,11 +669,14 @@ int bs_pool_stats(bs_pool *p, struct bs_pool_stats *o)
     o->compress_level = p->comp_level;
     o->checksum = p->cksum;
     for (struct ds *d = p->ds_list; d; d = d->next) {
+        /* volumes only: snapshots share their blocks */
+        if (d->destroying || (d->rec.flags & (DS_FLAG_SNAPSHOT | DS_FLAG_RECV)))
+            continue;
         pthread_mutex_lock(&d->lock);
         o->logical_bytes += d->od.logical;
         o->physical_bytes += d->od.physical;
         pthread_mutex_unlock(&d->lock);
-        o->nvols += !d->destroying;
+        o->nvols++;
     }
     pthread_mutex_unlock(&p->lock);
     o->compressratio =

@@ -1,0 +1,369 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* What send and receive need of the snapshot model (snap.h): a snapshot's
+ * view and lineage, and the hidden "VOL%recv" volume a receive writes into
+ * until recv_finish makes it the volume in one txg. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "common/cleanup.h"
+#include "common/util.h"
+#include "store/pool_impl.h"
+#include "store/snap.h"
+#include "store/snap_impl.h"
+#include "store/sync_impl.h"
+
+/* ---- send/receive support (snap.h) ---- */
+
+int snap_view_of(bs_vol *v, struct snap_view *out)
+{
+    struct ds *d = v->ds;
+    if (!ds_is_snap(d))
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&v->pool->lock);
+    out->od = d->od;
+    out->txg = d->rec.create_txg;
+    out->guid = d->rec.guid;
+    out->volsize = d->rec.volsize;
+    out->volblocksize = d->rec.volblocksize;
+    out->comp = d->rec.comp;
+    out->comp_level = d->rec.comp_level;
+    out->cksum = d->rec.cksum;
+    out->creation = d->rec.creation;
+    snprintf(out->name, sizeof out->name, "%s", d->rec.name);
+    pthread_mutex_unlock(&v->pool->lock);
+    return 0;
+}
+
+bool snap_is_ancestor(bs_vol *v, uint64_t anc_guid, uint64_t *anc_txg)
+{
+    struct bs_pool *p = v->pool;
+    bool found = false;
+    pthread_mutex_lock(&p->lock);
+    for (struct ds *d = v->ds; d; d = ds_by_id(p, d->rec.lin.prev_id)) {
+        if (ds_is_snap(d) && d->rec.guid == anc_guid) {
+            if (anc_txg)
+                *anc_txg = d->rec.create_txg;
+            found = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return found;
+}
+
+int snap_chain_between(struct bs_pool *p, const char *to, uint64_t from_txg,
+                       char (**names)[BS_SNAP_NAME_MAX], size_t *n, struct berr *err)
+{
+    *names = NULL;
+    *n = 0;
+    pthread_mutex_lock(&p->lock);
+    struct ds *s = find_snap(p, to);
+    size_t cnt = 0;
+    for (struct ds *d = s; d && d->rec.create_txg > from_txg; d = ds_by_id(p, d->rec.lin.prev_id))
+        cnt++;
+    char(*v)[BS_SNAP_NAME_MAX] = s ? calloc(cnt ? cnt : 1, sizeof *v) : NULL;
+    size_t k = cnt;
+    for (struct ds *d = s; v && d && d->rec.create_txg > from_txg;
+         d = ds_by_id(p, d->rec.lin.prev_id))
+        snprintf(v[--k], BS_SNAP_NAME_MAX, "%s", d->rec.name);
+    pthread_mutex_unlock(&p->lock);
+    if (!s)
+        return berr_set(err, ENOENT, "no snapshot '%s' in pool '%s'", to, p->name);
+    if (!v)
+        return berr_set(err, ENOMEM, "out of memory");
+    *names = v;
+    *n = cnt;
+    return 0;
+}
+
+static void recv_name(const char *vol, char out[BS_SNAP_NAME_MAX])
+{
+    snprintf(out, BS_SNAP_NAME_MAX, "%s%%recv", vol);
+}
+
+int recv_begin_full(struct bs_pool *p, const char *vol, uint64_t volsize, uint32_t volblocksize,
+                    const struct recv_state *rs, struct berr *err)
+{
+    int r = writable(p, err);
+    if (r == 0)
+        r = validate_name(vol, "volume", err);
+    if (r < 0)
+        return r;
+    if (!IS_POW2(volblocksize) || volblocksize < 4096 || volblocksize > 131072 || volsize == 0 ||
+        volsize % volblocksize || volsize / volblocksize > (1ULL << 48))
+        return berr_set(err, EINVAL, "stream has an invalid volume geometry (%llu bytes, %u)",
+                        (unsigned long long)volsize, volblocksize);
+    char hidden[BS_SNAP_NAME_MAX];
+    recv_name(vol, hidden);
+    pthread_mutex_lock(&p->admin_lock);
+    pthread_mutex_lock(&p->lock);
+    if (ds_find(p, vol)) {
+        r = berr_set(err, EEXIST,
+                     "volume '%s' exists; a full stream creates a new volume (receive an "
+                     "incremental, or destroy it first)",
+                     vol);
+    } else if (ds_find(p, hidden)) {
+        r = berr_set(err, EBUSY,
+                     "a receive into '%s' is pending; resume it with its token or abort it", vol);
+    } else {
+        struct mos_ds rec = {0};
+        snprintf(rec.name, sizeof rec.name, "%s", hidden);
+        rec.id = p->next_id++;
+        rec.guid = new_guid(rec.id);
+        rec.create_txg = p->txg.open_txg;
+        rec.creation = (uint64_t)time(NULL);
+        rec.volsize = volsize;
+        rec.volblocksize = volblocksize;
+        rec.comp = p->comp;
+        rec.comp_level = p->comp_level;
+        rec.cksum = p->cksum;
+        rec.flags = DS_FLAG_RECV;
+        rec.recv.toguid = rs->toguid;
+        rec.recv.fromguid = rs->fromguid;
+        rec.recv.offset = rs->offset;
+        snprintf(rec.recv.snapname, sizeof rec.recv.snapname, "%s", rs->snapname);
+        objdesc_init(&rec.od, __builtin_ctz(volblocksize), volsize / volblocksize);
+        objdesc_init(&rec.lin.dl, DL_DSHIFT, 0);
+        struct ds *d = ds_new(p, &rec);
+        if (!d) {
+            r = berr_set(err, ENOMEM, "out of memory");
+        } else {
+            d->next = p->ds_list;
+            p->ds_list = d;
+            p->mos_dirty = true;
+        }
+    }
+    uint64_t txg = r == 0 ? txg_dirty_open(p) : 0;
+    pthread_mutex_unlock(&p->lock);
+    if (r == 0) {
+        int w = txg_wait(p, txg);
+        if (w < 0)
+            r = berr_set(err, -w, "receive: pool '%s' could not commit (%s)", p->name,
+                         strerror(-w));
+    }
+    pthread_mutex_unlock(&p->admin_lock);
+    return r;
+}
+
+int recv_begin_incr(struct bs_pool *p, const char *vol, uint64_t volsize,
+                    const struct recv_state *rs, bool force, struct berr *err)
+{
+    (void)volsize; /* the clone takes the base's size; the stream resizes it */
+    int r = writable(p, err);
+    if (r < 0)
+        return r;
+    char hidden[BS_SNAP_NAME_MAX];
+    recv_name(vol, hidden);
+    struct synctask *t = task_new();
+    if (!t)
+        return berr_set(err, ENOMEM, "out of memory");
+    pthread_mutex_lock(&p->admin_lock);
+    r = txg_sync_all(p); /* so that `born` tells whether vol changed since its snapshot */
+    pthread_mutex_lock(&p->lock);
+    struct ds *h = find_head(p, vol);
+    struct ds *base = h ? ds_by_id(p, h->rec.lin.prev_id) : NULL;
+    struct st_item *it = NULL;
+    if (r < 0) {
+        r = berr_set(err, -r, "receive: pool '%s' could not sync (%s)", p->name, strerror(-r));
+    } else if (!h) {
+        r = berr_set(err, ENOENT, "no volume '%s' in pool '%s' to receive an incremental into",
+                     vol, p->name);
+    } else if (ds_find(p, hidden)) {
+        r = berr_set(err, EBUSY,
+                     "a receive into '%s' is pending; resume it with its token or abort it", vol);
+    } else if (!base || !owned_by(base, vol) || base->rec.guid != rs->fromguid) {
+        r = berr_set(err, EXDEV,
+                     "the stream's base snapshot is not the latest snapshot of '%s'%s%s%s", vol,
+                     base ? " (which is " : "", base ? base->rec.name : "", base ? ")" : "");
+    } else if (!force && (h->rec.lin.born || h->rec.lin.dl_count)) {
+        r = berr_set(err, EBUSY,
+                     "volume '%s' was modified since snapshot '%s'; roll it back or receive with "
+                     "force (-F)",
+                     vol, base->rec.name);
+    } else if (!(it = task_add(t, ST_NEW_HEAD))) {
+        r = berr_set(err, ENOMEM, "out of memory");
+    } else {
+        it->src = base;
+        head_tmpl(&it->tmpl, &h->rec, hidden);
+        it->tmpl.flags = DS_FLAG_RECV;
+        it->tmpl.guid = new_guid(h->rec.id);
+        it->tmpl.refreservation = 0;
+        it->tmpl.recv.toguid = rs->toguid;
+        it->tmpl.recv.fromguid = rs->fromguid;
+        it->tmpl.recv.offset = rs->offset;
+        snprintf(it->tmpl.recv.snapname, sizeof it->tmpl.recv.snapname, "%s", rs->snapname);
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (r == 0) {
+        r = task_run(p, t, "receive", err);
+    } else {
+        free(t->items);
+        free(t);
+    }
+    pthread_mutex_unlock(&p->admin_lock);
+    return r;
+}
+
+int recv_open(struct bs_pool *p, const char *vol, bs_vol **out, struct berr *err)
+{
+    char hidden[BS_SNAP_NAME_MAX];
+    recv_name(vol, hidden);
+    bs_vol *v = calloc(1, sizeof *v);
+    if (!v)
+        return berr_set(err, ENOMEM, "out of memory");
+    pthread_mutex_lock(&p->lock);
+    struct ds *d = ds_find(p, hidden);
+    if (d) {
+        ds_ref(d);
+        d->nopen++;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (!d) {
+        free(v);
+        return berr_set(err, ENOENT, "no receive in progress into '%s'", vol);
+    }
+    v->pool = p;
+    v->ds = d;
+    *out = v;
+    return 0;
+}
+
+int recv_get_state(struct bs_pool *p, const char *vol, struct recv_state *out)
+{
+    char hidden[BS_SNAP_NAME_MAX];
+    recv_name(vol, hidden);
+    pthread_mutex_lock(&p->lock);
+    struct ds *d = ds_find(p, hidden);
+    if (d) {
+        out->toguid = d->rec.recv.toguid;
+        out->fromguid = d->rec.recv.fromguid;
+        out->offset = d->rec.recv.offset;
+        snprintf(out->snapname, sizeof out->snapname, "%s", d->rec.recv.snapname);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return d ? 0 : -ENOENT;
+}
+
+int recv_set_offset(struct bs_pool *p, const char *vol, uint64_t offset, struct berr *err)
+{
+    char hidden[BS_SNAP_NAME_MAX];
+    recv_name(vol, hidden);
+    pthread_mutex_lock(&p->admin_lock);
+    pthread_mutex_lock(&p->lock);
+    struct ds *d = ds_find(p, hidden);
+    uint64_t txg = 0;
+    if (d) {
+        d->rec.recv.offset = offset;
+        p->mos_dirty = true;
+        txg = txg_dirty_open(p);
+    }
+    pthread_mutex_unlock(&p->lock);
+    int r = d ? txg_wait(p, txg) : -ENOENT;
+    pthread_mutex_unlock(&p->admin_lock);
+    if (r < 0)
+        return berr_set(err, -r, "receive into '%s': cannot record progress (%s)", vol,
+                        strerror(-r));
+    return 0;
+}
+
+int recv_finish(struct bs_pool *p, const char *vol, uint64_t creation, struct berr *err)
+{
+    char hidden[BS_SNAP_NAME_MAX];
+    recv_name(vol, hidden);
+    struct synctask *t = task_new();
+    if (!t)
+        return berr_set(err, ENOMEM, "out of memory");
+    int r = 0;
+    pthread_mutex_lock(&p->admin_lock);
+    pthread_mutex_lock(&p->lock);
+    struct ds *hd = ds_find(p, hidden);
+    struct ds *h = find_head(p, vol);
+    char snapname[BS_SNAP_NAME_MAX];
+    if (!hd) {
+        r = berr_set(err, ENOENT, "no receive in progress into '%s'", vol);
+    } else {
+        snprintf(snapname, sizeof snapname, "%s@%s", vol, hd->rec.recv.snapname);
+        if (ds_find(p, snapname)) {
+            r = berr_set(err, EEXIST, "snapshot '%s' already exists", snapname);
+        } else if (hd->rec.recv.fromguid && !h) {
+            r = berr_set(err, ENOENT, "volume '%s' went away during the receive", vol);
+        } else if (!hd->rec.recv.fromguid && h) {
+            r = berr_set(err, EEXIST, "volume '%s' was created during the receive", vol);
+        } else if (h && h->nopen > 0) {
+            r = berr_set(err, EBUSY,
+                         "volume '%s' is in use (%d open handle%s); close it to finish the "
+                         "receive",
+                         vol, h->nopen, h->nopen == 1 ? "" : "s");
+        }
+    }
+    if (r == 0 && h) {
+        struct st_item *it = task_add(t, ST_DESTROY);
+        if (it)
+            it->ds = h;
+        else
+            r = berr_set(err, ENOMEM, "out of memory");
+    }
+    if (r == 0) {
+        struct st_item *a = task_add(t, ST_RENAME);
+        struct st_item *b = a ? task_add(t, ST_SNAP) : NULL;
+        if (!b) {
+            r = berr_set(err, ENOMEM, "out of memory");
+        } else {
+            a = &t->items[t->n - 2];
+            a->ds = hd;
+            snprintf(a->name, sizeof a->name, "%s", vol);
+            a->tmpl.flags = 0;
+            b->ds = hd;
+            snprintf(b->name, sizeof b->name, "%s", snapname);
+            b->guid = hd->rec.recv.toguid;
+            b->creation = creation;
+            if (h)
+                atomic_store(&h->gone, true);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (r == 0) {
+        r = task_run(p, t, "receive", err);
+    } else {
+        free(t->items);
+        free(t);
+    }
+    pthread_mutex_unlock(&p->admin_lock);
+    return r;
+}
+
+int recv_discard(struct bs_pool *p, const char *vol, struct berr *err)
+{
+    char hidden[BS_SNAP_NAME_MAX];
+    recv_name(vol, hidden);
+    struct synctask *t = task_new();
+    if (!t)
+        return berr_set(err, ENOMEM, "out of memory");
+    int r = 0;
+    pthread_mutex_lock(&p->admin_lock);
+    pthread_mutex_lock(&p->lock);
+    struct ds *hd = ds_find(p, hidden);
+    struct st_item *it = NULL;
+    if (!hd)
+        r = berr_set(err, ENOENT, "no receive in progress into '%s'", vol);
+    else if (!(it = task_add(t, ST_DESTROY)))
+        r = berr_set(err, ENOMEM, "out of memory");
+    else {
+        it->ds = hd;
+        atomic_store(&hd->gone, true);
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (r == 0) {
+        r = task_run(p, t, "abort receive", err);
+    } else {
+        free(t->items);
+        free(t);
+    }
+    pthread_mutex_unlock(&p->admin_lock);
+    return r;
+}
+
