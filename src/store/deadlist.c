@@ -118,7 +118,8 @@ int dl_read_all(struct sync_ctx *c, const struct sync_vol *sv, struct dl_ent **o
             return r;
         }
     }
-    memcpy(v + k, sv->dlp, sv->ndlp * sizeof *v);
+    if (sv->ndlp) /* dlp may be NULL when empty */
+        memcpy(v + k, sv->dlp, sv->ndlp * sizeof *v);
     *out = v;
     *n = total;
     return 0;
