@@ -21,6 +21,21 @@ struct nbd_server;
 struct vmm;
 struct vm_nettab;
 
+/* Replication jobs live in the daemon (src/daemon/repl*.c); the API reaches
+ * them through these callbacks so that this library does not link the
+ * daemon.  `body` is the validated body of POST /replications; *out
+ * receives a new reference (a Replication object of docs/API.md). */
+struct api_repl_ops {
+    int (*create)(void *opaque, json_t *body, json_t **out, struct berr *err);
+    int (*list)(void *opaque, json_t **out, struct berr *err);
+    int (*get)(void *opaque, const char *name, json_t **out, struct berr *err);
+    int (*destroy)(void *opaque, const char *name, struct berr *err);
+    /* Run a cycle now; with `wait`, return when it is over (its error, if
+     * it failed), else as soon as it is queued. */
+    int (*run)(void *opaque, const char *name, bool wait, json_t **out, struct berr *err);
+    void *opaque;
+};
+
 struct api_ctx {
     struct pooltab *pools;
     struct nbd_server *nbd;     /* NULL in unit tests: no clients, nothing to kick */
@@ -29,6 +44,7 @@ struct api_ctx {
     bool test_mode;             /* allow /debug */
     struct vmm *vms;            /* VM supervisor; NULL: the VM routes answer 503 */
     struct vm_nettab *nets;     /* bridges; NULL likewise */
+    const struct api_repl_ops *repl; /* replication jobs; NULL likewise */
     const char *ovmf_dir;       /* NULL: /usr/share/OVMF (efidisk templates) */
     const char *version;
     /* Called with the table write-locked after every change of the set of

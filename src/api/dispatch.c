@@ -49,6 +49,30 @@ static const api_handler_fn handlers[R__COUNT] = {
     [R_NET_CREATE] = h_net_create,
     [R_NET_GET] = h_net_get,
     [R_NET_DELETE] = h_net_delete,
+    [R_SNAPS_ALL] = h_snaps_all,
+    [R_SNAPS_LIST] = h_snaps_list,
+    [R_SNAP_CREATE] = h_snap_create,
+    [R_SNAP_GET] = h_snap_get,
+    [R_SNAP_DELETE] = h_snap_delete,
+    [R_SNAP_HOLD] = h_snap_hold,
+    [R_SNAP_RELEASE] = h_snap_release,
+    [R_SNAP_CLONE] = h_snap_clone,
+    [R_SNAP_SEND] = h_stream_only,
+    [R_VOL_ROLLBACK] = h_vol_rollback,
+    [R_VOL_PROMOTE] = h_vol_promote,
+    [R_VOL_RECV] = h_stream_only,
+    [R_VOL_RECV_TOKEN] = h_vol_recv_token,
+    [R_VOL_RECV_ABORT] = h_vol_recv_abort,
+    [R_VM_SNAPS_LIST] = h_vm_snaps_list,
+    [R_VM_SNAP_CREATE] = h_vm_snap_create,
+    [R_VM_SNAP_DELETE] = h_vm_snap_delete,
+    [R_VM_ROLLBACK] = h_vm_rollback,
+    [R_VM_CLONE] = h_vm_clone,
+    [R_REPLS_LIST] = h_repls_list,
+    [R_REPL_CREATE] = h_repl_create,
+    [R_REPL_GET] = h_repl_get,
+    [R_REPL_DELETE] = h_repl_delete,
+    [R_REPL_RUN] = h_repl_run,
 };
 
 int api_http_status(int code)
@@ -72,6 +96,9 @@ int api_http_status(int code)
     case EROFS:
     case API_EUNAVAIL: return 409;
     case EFBIG: return 413;
+    case EBADMSG:
+    case EPROTO: return 400; /* a send stream that fails its checks */
+    case EXDEV: return 409;  /* an incremental stream on the wrong base */
     case ENOSPC: return 507;
     case ECANCELED: return 503;
     case ETIMEDOUT: return 504;
@@ -87,6 +114,10 @@ static const char *code_name(int code)
         return "too_large";
     if (code == API_EUNAVAIL)
         return "unavailable";
+    if (code == EBADMSG || code == EPROTO)
+        return "bad_stream";
+    if (code == EXDEV)
+        return "mismatch";
     return berr_code_name(code);
 }
 
@@ -140,13 +171,21 @@ int api_dispatch(struct api_ctx *ctx, const char *method, const char *path, json
             .body = b,
             .query = q,
         };
-        /* {vmid} and {net} are the only capture of their routes */
+        /* {vmid} and {net} come first in their routes; {vmsnap} follows {vmid} */
         if (strstr(m.route->pattern, "{vmid}")) {
             call.vmid = (uint32_t)strtoul(m.caps[0], NULL, 10);
             call.pool = NULL;
+            call.vol = NULL;
+            call.snap = strstr(m.route->pattern, "{vmsnap}") ? m.caps[1] : NULL;
         } else if (strstr(m.route->pattern, "{net}")) {
             call.net = m.caps[0];
             call.pool = NULL;
+        } else if (strstr(m.route->pattern, "{repl}")) {
+            call.repl = m.caps[0];
+            call.pool = NULL;
+        } else if (strstr(m.route->pattern, "{snap}")) {
+            call.snap = call.vol;
+            call.vol = NULL;
         }
         json_t *out = NULL;
         rc = handlers[m.route->id](&call, &out, &err);

@@ -380,7 +380,10 @@ void api_vm_destroy_vols(struct api_ctx *ctx, json_t *created)
         struct berr err = {0};
         pooltab_rdlock(ctx->pools);
         struct pool_entry *e = pooltab_find(ctx->pools, pool);
-        int r = e && e->pool ? bs_vol_destroy(e->pool, slash + 1, true, &err) : -ENOENT;
+        /* recursive: a purged VM's volumes take their VM snapshots along */
+        int r = e && e->pool ? bs_vol_destroy_ex(e->pool, slash + 1,
+                                                 BS_DESTROY_FORCE | BS_DESTROY_RECURSIVE, &err)
+                             : -ENOENT;
         pooltab_unlock(ctx->pools);
         if (r < 0)
             blog_err("cannot destroy volume %s: %s", full, err.msg[0] ? err.msg : strerror(-r));

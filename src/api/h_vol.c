@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Volume endpoints: list, create, get, set properties, resize, destroy. */
+/* Volume endpoints: list, create, get, set properties, resize, destroy.
+ * A Volume object is render_vol()'s properties plus the space accounting of
+ * bs_vol_space (usedby*, written, origin, snapshot_count). */
 #include "api/handlers.h"
 #include "common/log.h"
-#include "vm/supervisor.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,59 +22,71 @@ static int list_cb(const struct bs_vol_props *p, void *opaque)
     return 0;
 }
 
+/* Add the bs_vol_space fields to a rendered volume.  A failure (the volume
+ * went away since it was listed) leaves them out rather than failing a list. */
+static void add_space(bs_pool *p, const char *pool, json_t *o)
+{
+    struct bs_vol_space sp;
+    const char *name = json_string_value(json_object_get(o, "name"));
+    if (!name || bs_vol_space(p, name, &sp, NULL) < 0)
+        return;
+    json_object_set_new(o, "usedbysnapshots", json_u64(sp.usedbysnapshots));
+    json_object_set_new(o, "usedbydataset", json_u64(sp.usedbydataset));
+    json_object_set_new(o, "usedbyrefreservation", json_u64(sp.usedbyrefreservation));
+    json_object_set_new(o, "written", json_u64(sp.written));
+    json_object_set_new(o, "snapshot_count", json_u64(sp.nsnapshots));
+    if (sp.origin[0]) {
+        char full[256];
+        snprintf(full, sizeof(full), "%s/%s", pool, sp.origin);
+        json_object_set_new(o, "origin", json_string(full));
+    } else {
+        json_object_set_new(o, "origin", json_null());
+    }
+}
+
+/* One pool's volumes with their space (bs_vol_space is a control-plane call:
+ * made after bs_vol_list returns, not from inside its callback). */
+static int fill_vols(const struct api_call *c, struct pool_entry *e, json_t *arr,
+                     struct berr *err)
+{
+    size_t first = json_array_size(arr);
+    struct list_acc a = {c->ctx, e->name, arr};
+    int r = bs_vol_list(e->pool, list_cb, &a, err);
+    for (size_t i = first; r == 0 && i < json_array_size(arr); i++)
+        add_space(e->pool, e->name, json_array_get(arr, i));
+    return r;
+}
+
 int h_vols_all(const struct api_call *c, json_t **out, struct berr *err)
 {
-    json_t *arr = json_array();
-    if (!arr)
-        return berr_set(err, ENOMEM, "out of memory");
-    int r = 0;
-    pooltab_rdlock(c->ctx->pools);
-    for (struct pool_entry *e = c->ctx->pools->head; e && r == 0; e = e->next) {
-        if (!e->pool)
-            continue;
-        struct list_acc a = {c->ctx, e->name, arr};
-        r = bs_vol_list(e->pool, list_cb, &a, err);
-    }
-    pooltab_unlock(c->ctx->pools);
-    if (r < 0) {
-        json_decref(arr);
-        return r;
-    }
-    *out = json_pack("{s:o}", "volumes", arr);
-    return 0;
+    return api_list(c, true, "volumes", fill_vols, out, err);
 }
 
 int h_vols_list(const struct api_call *c, json_t **out, struct berr *err)
 {
-    struct pool_entry *e;
-    int r = api_pool_acquire(c, &e, err);
-    if (r < 0)
-        return r;
-    json_t *arr = json_array();
-    struct list_acc a = {c->ctx, e->name, arr};
-    r = arr ? bs_vol_list(e->pool, list_cb, &a, err) : berr_set(err, ENOMEM, "out of memory");
-    pooltab_unlock(c->ctx->pools);
-    if (r < 0) {
-        json_decref(arr);
-        return r;
-    }
-    *out = json_pack("{s:o}", "volumes", arr);
-    return 0;
+    return api_list(c, false, "volumes", fill_vols, out, err);
 }
 
-/* Render the current state of a volume (pool held by the caller). */
-static int get_vol(const struct api_call *c, struct pool_entry *e, const char *name,
-                   json_t **out, struct berr *err)
+int api_get_vol(struct api_ctx *ctx, struct pool_entry *e, const char *name, json_t **out,
+                struct berr *err)
 {
     struct bs_vol_props props;
     int r = bs_vol_get(e->pool, name, &props, err);
-    if (r == 0)
-        *out = render_vol(c->ctx, e->name, &props);
+    if (r == 0) {
+        *out = render_vol(ctx, e->name, &props);
+        if (*out)
+            add_space(e->pool, e->name, *out);
+    }
     return r;
 }
 
-/* Apply the create-time properties to props (strings as validate.c made them). */
-static int create_props(json_t *obj, struct bs_vol_props *props, struct berr *err)
+static int get_vol(const struct api_call *c, struct pool_entry *e, const char *name,
+                   json_t **out, struct berr *err)
+{
+    return api_get_vol(c->ctx, e, name, out, err);
+}
+
+int api_vol_apply_props(json_t *obj, struct bs_vol_props *props, struct berr *err)
 {
     const char *key;
     json_t *val;
@@ -111,7 +124,7 @@ int h_vol_create(const struct api_call *c, json_t **out, struct berr *err)
     props.volsize = (uint64_t)api_get_int(c->body, "size", 0);
     props.volblocksize = (uint32_t)vbs;
     bool thick = api_get_bool(c->body, "thick", false);
-    r = create_props(json_object_get(c->body, "properties"), &props, err);
+    r = api_vol_apply_props(json_object_get(c->body, "properties"), &props, err);
     if (r == 0)
         r = bs_vol_create(e->pool, &props, thick, err);
     if (r == 0) {
@@ -166,29 +179,55 @@ int h_vol_resize(const struct api_call *c, json_t **out, struct berr *err)
     return r;
 }
 
+static int snap_name_cb(const struct bs_snap_props *p, void *opaque)
+{
+    json_array_append_new(opaque, json_string(p->name));
+    return 0;
+}
+
+/* A recursive destroy takes the volume's snapshots too: their NBD exports
+ * are claimed like the volume's own. */
+static int claim_snapshots(const struct api_call *c, struct pool_entry *e, bool force,
+                           struct berr *err)
+{
+    json_t *names = json_array();
+    if (!names)
+        return berr_set(err, ENOMEM, "out of memory");
+    int r = bs_snap_list(e->pool, c->vol, snap_name_cb, names, err);
+    size_t i;
+    json_t *v;
+    json_array_foreach(names, i, v) {
+        if (r < 0)
+            break;
+        r = api_export_claim(c->ctx, e->name, json_string_value(v), force, "destroy it", err);
+    }
+    json_decref(names);
+    return r;
+}
+
 int h_vol_delete(const struct api_call *c, json_t **out, struct berr *err)
 {
     bool force = api_get_bool(c->query, "force", false);
-    uint32_t vm = c->ctx->vms ? vmm_volume_user(c->ctx->vms, c->pool, c->vol) : 0;
-    if (vm)
-        return berr_set(err, EBUSY, "volume %s/%s is used by running VM %u; stop it first",
-                        c->pool, c->vol, vm);
+    bool recursive = api_get_bool(c->query, "recursive", false);
+    int r = api_vol_vm_check(c->ctx, c->pool, c->vol, err);
+    if (r < 0)
+        return r;
     struct pool_entry *e;
-    int r = api_pool_acquire(c, &e, err);
+    r = api_pool_acquire(c, &e, err);
     if (r < 0)
         return r;
     struct bs_vol_props props;
     r = bs_vol_get(e->pool, c->vol, &props, err);
-    unsigned n = r == 0 ? api_export_conns(c->ctx, e->name, c->vol) : 0;
-    if (r == 0 && n && !force)
-        r = berr_set(err, EBUSY, "volume %s/%s is in use by %u NBD client%s; use force to "
-                     "disconnect them and destroy it", e->name, c->vol, n, n == 1 ? "" : "s");
-    else if (r == 0 && n)
-        r = api_export_kick(c->ctx, e->name, c->vol, err);
     if (r == 0)
-        r = bs_vol_destroy(e->pool, c->vol, force, err);
+        r = api_export_claim(c->ctx, e->name, c->vol, force, "destroy it", err);
+    if (r == 0 && recursive)
+        r = claim_snapshots(c, e, force, err);
+    unsigned flags = (force ? BS_DESTROY_FORCE : 0) | (recursive ? BS_DESTROY_RECURSIVE : 0);
     if (r == 0)
-        blog_info("volume %s/%s destroyed", e->name, c->vol);
+        r = bs_vol_destroy_ex(e->pool, c->vol, flags, err);
+    if (r == 0)
+        blog_info("volume %s/%s destroyed%s", e->name, c->vol,
+                  recursive ? " with its snapshots" : "");
     pooltab_unlock(c->ctx->pools);
     if (r == 0) {
         char full[160];

@@ -26,6 +26,9 @@ struct api_call {
     const char *vol;  /* {vol} capture or NULL */
     uint32_t vmid;    /* {vmid} capture or 0 */
     const char *net;  /* {net} capture or NULL */
+    const char *repl; /* {repl} capture or NULL */
+    const char *snap; /* {snap} capture ("VOL@SNAP"), {vmsnap} (a VM snapshot
+                         name) or NULL */
     json_t *body;     /* normalised object, never NULL */
     json_t *query;    /* typed object, never NULL */
 };
@@ -77,6 +80,40 @@ int h_net_create(const struct api_call *c, json_t **out, struct berr *err);
 int h_net_get(const struct api_call *c, json_t **out, struct berr *err);
 int h_net_delete(const struct api_call *c, json_t **out, struct berr *err);
 
+/* snapshots (h_snap.c), clones and rollback (h_clone.c), receive state
+ * (h_recv.c); send and recv themselves stream (api/stream.h) and answer
+ * h_stream_only when reached through api_dispatch */
+int h_snaps_all(const struct api_call *c, json_t **out, struct berr *err);
+int h_snaps_list(const struct api_call *c, json_t **out, struct berr *err);
+int h_snap_create(const struct api_call *c, json_t **out, struct berr *err);
+int h_snap_get(const struct api_call *c, json_t **out, struct berr *err);
+int h_snap_delete(const struct api_call *c, json_t **out, struct berr *err);
+int h_snap_hold(const struct api_call *c, json_t **out, struct berr *err);
+int h_snap_release(const struct api_call *c, json_t **out, struct berr *err);
+int h_snap_clone(const struct api_call *c, json_t **out, struct berr *err);
+int h_vol_rollback(const struct api_call *c, json_t **out, struct berr *err);
+int h_vol_promote(const struct api_call *c, json_t **out, struct berr *err);
+int h_vol_recv_token(const struct api_call *c, json_t **out, struct berr *err);
+int h_vol_recv_abort(const struct api_call *c, json_t **out, struct berr *err);
+int h_stream_only(const struct api_call *c, json_t **out, struct berr *err);
+
+/* VM snapshots, rollback, clones (h_vm_snap.c) */
+int h_vm_snaps_list(const struct api_call *c, json_t **out, struct berr *err);
+int h_vm_snap_create(const struct api_call *c, json_t **out, struct berr *err);
+int h_vm_snap_delete(const struct api_call *c, json_t **out, struct berr *err);
+int h_vm_rollback(const struct api_call *c, json_t **out, struct berr *err);
+int h_vm_clone(const struct api_call *c, json_t **out, struct berr *err);
+/* The engine side of VM snapshots (vmstore_snap.c); ops->opaque is ctx. */
+struct vm_snap_ops;
+void api_vm_snap_ops(struct api_ctx *ctx, struct vm_snap_ops *ops);
+
+/* replication jobs (h_repl.c, over ctx->repl) */
+int h_repls_list(const struct api_call *c, json_t **out, struct berr *err);
+int h_repl_create(const struct api_call *c, json_t **out, struct berr *err);
+int h_repl_get(const struct api_call *c, json_t **out, struct berr *err);
+int h_repl_delete(const struct api_call *c, json_t **out, struct berr *err);
+int h_repl_run(const struct api_call *c, json_t **out, struct berr *err);
+
 /* ---- h_vm_opts.c: create options / config edits that allocate volumes ---- */
 
 struct vm_config;
@@ -108,12 +145,41 @@ int api_pool_kick(struct api_ctx *ctx, struct pool_entry *e, struct berr *err);
 /* Disconnect the clients of one export and wait (bounded) for them to go. */
 int api_export_kick(struct api_ctx *ctx, const char *pool, const char *vol, struct berr *err);
 
+/* Before changing export "pool/name" (a volume or "vol@snap") under its
+ * clients: EBUSY naming the client count (`verb`: what force
+ * would then do, "destroy it")
+ * unless force, which disconnects them. */
+int api_export_claim(struct api_ctx *ctx, const char *pool, const char *name, bool force,
+                     const char *verb, struct berr *err);
+/* EBUSY if a running VM uses pool/vol. */
+int api_vol_vm_check(struct api_ctx *ctx, const char *pool, const char *vol, struct berr *err);
+
+/* A listing {key: [...]} of one pool (c->pool) or of every available pool:
+ * fill appends the objects of pool e to arr (the table read-locked). */
+typedef int (*api_fill_fn)(const struct api_call *c, struct pool_entry *e, json_t *arr,
+                           struct berr *err);
+int api_list(const struct api_call *c, bool all_pools, const char *key, api_fill_fn fill,
+             json_t **out, struct berr *err);
+
 void api_persist(struct api_ctx *ctx);
+
+/* ---- h_vol.c: shared with h_clone.c ---- */
+
+/* Render a volume with its space accounting (pool held by the caller). */
+int api_get_vol(struct api_ctx *ctx, struct pool_entry *e, const char *name, json_t **out,
+                struct berr *err);
+/* Apply create-time properties (an FT_PROPS object of strings: compression,
+ * checksum, refreservation, readonly) to props. */
+int api_vol_apply_props(json_t *obj, struct bs_vol_props *props, struct berr *err);
 
 /* ---- render.c ---- */
 
 json_t *render_pool(struct api_ctx *ctx, struct pool_entry *e);
 json_t *render_vol(struct api_ctx *ctx, const char *pool, const struct bs_vol_props *p);
+/* "uri" (and "uri_tcp" with --nbd-tcp) of the NBD export "pool/vol[@snap]". */
+void render_nbd_uris(struct api_ctx *ctx, json_t *o, const char *export_name);
+/* A ratio rounded to 2 decimals (1.00 for nonsense values). */
+json_t *json_ratio(double r);
 /* json_integer for uint64 values (saturating; sizes never get near 2^63). */
 json_t *json_u64(uint64_t v);
 /* Decimal string of a 64-bit GUID. */

@@ -3,9 +3,11 @@
  * (mode 0600), one thread per connection.  This file only moves bytes:
  * it collects the body (at most API_BODY_MAX; a larger one is refused with 413
  * without being buffered), the query string and the peer's credentials, and
- * hands the request to api_dispatch(). */
+ * hands the request to api_dispatch().  The streaming routes (send, recv)
+ * instead pass their bodies through as they come (api/stream.h). */
 #include "api/api.h"
 #include "api/schema.h"
+#include "api/stream.h"
 #include "common/log.h"
 
 #include <microhttpd.h>
@@ -30,6 +32,7 @@ struct req_state {
     char *body;
     size_t len, cap;
     bool too_big;
+    struct api_stream *stream; /* a streaming route, owned until its response takes it */
 };
 
 static enum MHD_Result send_json(struct MHD_Connection *conn, int status, json_t *j,
@@ -74,6 +77,54 @@ static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const c
     return MHD_YES;
 }
 
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct api_stream *st = cls;
+    ssize_t n = st->ops->read(st, buf, max);
+    if (n > 0)
+        return n;
+    /* END_WITH_ERROR closes the connection without the final empty chunk:
+     * the client sees a broken transfer, not a short stream */
+    return n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void stream_free(void *cls)
+{
+    struct api_stream *st = cls;
+    st->ops->free(st);
+}
+
+/* The request of a streaming route is complete: answer JSON, or stream. */
+static enum MHD_Result stream_respond(struct MHD_Connection *conn, struct req_state *rs)
+{
+    json_t *resp = NULL;
+    int status = rs->stream->ops->finish(rs->stream, &resp);
+    if (resp || !rs->stream->ops->read)
+        return send_json(conn, status, resp, NULL);
+    struct MHD_Response *r = MHD_create_response_from_callback(
+        MHD_SIZE_UNKNOWN, 64 * 1024, stream_reader, rs->stream, stream_free);
+    if (!r)
+        return MHD_NO;
+    rs->stream = NULL; /* the response owns it now */
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* The first call of a request to a streaming route: take it over. */
+static bool stream_open(struct api_server *s, struct MHD_Connection *conn, const char *url,
+                        const char *method, struct req_state *rs)
+{
+    json_t *query = json_object();
+    if (!query)
+        return false;
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_query, query);
+    rs->stream = api_stream_open(s->ctx, method, url, query);
+    json_decref(query);
+    return rs->stream != NULL;
+}
+
 /* Only root and berthd's own user may talk to berthd (the socket is 0600
  * too; this also covers a socket made reachable by a careless chmod). */
 static bool peer_allowed(struct MHD_Connection *conn)
@@ -107,6 +158,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = rs;
         if (!peer_allowed(conn))
             return send_error(conn, -EACCES, "only root and berthd's user may use this socket");
+        if (stream_open(s, conn, url, method, rs))
+            return MHD_YES; /* no body limit: the stream takes it as it comes */
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
@@ -123,6 +176,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                      "of %d", cl, API_BODY_MAX);
             return send_error(conn, -EFBIG, msg);
         }
+        return MHD_YES;
+    }
+    if (rs->stream) {
+        if (*upload_data_size == 0)
+            return stream_respond(conn, rs);
+        if (rs->stream->ops->feed)
+            rs->stream->ops->feed(rs->stream, upload_data, *upload_data_size);
+        *upload_data_size = 0;
         return MHD_YES;
     }
     if (*upload_data_size) {
@@ -173,6 +234,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     struct req_state *rs = *con_cls;
     if (rs) {
+        if (rs->stream)
+            rs->stream->ops->free(rs->stream);
         free(rs->body);
         free(rs);
         *con_cls = NULL;

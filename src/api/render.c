@@ -20,7 +20,7 @@ json_t *json_guid(uint64_t v)
     return json_string(buf);
 }
 
-static json_t *ratio(double r)
+json_t *json_ratio(double r)
 {
     if (!isfinite(r) || r < 0)
         r = 1.0;
@@ -109,7 +109,7 @@ json_t *render_pool(struct api_ctx *ctx, struct pool_entry *e)
     set(o, "capacity", json_u64(st->size ? st->allocated * 100 / st->size : 0));
     set(o, "logical_bytes", json_u64(st->logical_bytes));
     set(o, "physical_bytes", json_u64(st->physical_bytes));
-    set(o, "compressratio", ratio(st->compressratio));
+    set(o, "compressratio", json_ratio(st->compressratio));
     set(o, "read_errors", json_u64(st->read_errors));
     set(o, "write_errors", json_u64(st->write_errors));
     set(o, "checksum_errors", json_u64(st->checksum_errors));
@@ -134,7 +134,7 @@ json_t *render_vol(struct api_ctx *ctx, const char *pool, const struct bs_vol_pr
     json_t *o = json_object();
     if (!o)
         return NULL;
-    char full[160], buf[PATH_MAX + 256], cbuf[32];
+    char full[160], cbuf[32];
     snprintf(full, sizeof(full), "%s/%s", pool, p->name);
     set(o, "name", json_string(p->name));
     set(o, "pool", json_string(pool));
@@ -149,15 +149,21 @@ json_t *render_vol(struct api_ctx *ctx, const char *pool, const struct bs_vol_pr
     set(o, "used", json_u64(p->used));
     set(o, "referenced", json_u64(p->referenced));
     set(o, "logicalused", json_u64(p->logicalused));
-    set(o, "compressratio", ratio(p->compressratio));
+    set(o, "compressratio", json_ratio(p->compressratio));
     set(o, "create_txg", json_u64(p->create_txg));
     set(o, "guid", json_guid(p->guid));
     set(o, "nbd_clients", json_integer(api_export_conns(ctx, pool, p->name)));
-    snprintf(buf, sizeof(buf), "nbd+unix:///%s?socket=%s", full, ctx->nbd_socket);
+    render_nbd_uris(ctx, o, full);
+    return o;
+}
+
+void render_nbd_uris(struct api_ctx *ctx, json_t *o, const char *export_name)
+{
+    char buf[PATH_MAX + 512];
+    snprintf(buf, sizeof(buf), "nbd+unix:///%s?socket=%s", export_name, ctx->nbd_socket);
     set(o, "uri", json_string(buf));
     if (ctx->nbd_tcp[0]) {
-        snprintf(buf, sizeof(buf), "nbd://%s/%s", ctx->nbd_tcp, full);
+        snprintf(buf, sizeof(buf), "nbd://%s/%s", ctx->nbd_tcp, export_name);
         set(o, "uri_tcp", json_string(buf));
     }
-    return o;
 }

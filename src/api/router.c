@@ -149,7 +149,8 @@ static int validate_ifname(const char *s, struct berr *err)
 
 int api_validate_caps(const struct api_match *m, struct berr *err)
 {
-    /* Captures are named in the pattern; map "{vol}" to "volume". */
+    /* Captures are named in the pattern; map "{vol}" to "volume", "{snap}"
+     * to a snapshot name (each part a valid name). */
     const char *p = m->route->pattern;
     int i = 0;
     while ((p = strchr(p, '{')) != NULL && i < m->ncaps) {
@@ -161,8 +162,15 @@ int api_validate_caps(const struct api_match *m, struct berr *err)
             p++;
             continue;
         }
-        const char *what = strncmp(p, "{vol}", 5) == 0 ? "volume" : "pool";
-        int r = validate_name(m->caps[i], what, err);
+        int r;
+        if (strncmp(p, "{snap}", 6) == 0)
+            r = api_validate_snapname(m->caps[i], false, err);
+        else if (strncmp(p, "{vmsnap}", 8) == 0)
+            r = validate_name(m->caps[i], "snapshot", err); /* no VOL@ part */
+        else
+            r = validate_name(m->caps[i], strncmp(p, "{vol}", 5) == 0    ? "volume"
+                                          : strncmp(p, "{repl}", 6) == 0 ? "replication"
+                                                                         : "pool", err);
         if (r < 0)
             return r;
         i++;

@@ -51,6 +51,14 @@ static const struct api_prop vol_props[] = {
     {NULL, 0},
 };
 
+/* bs_vol_clone takes these from its props; the rest comes from the snapshot */
+static const struct api_prop clone_props[] = {
+    {"compression", PK_STR},
+    {"checksum", PK_STR},
+    {"readonly", PK_ONOFF},
+    {NULL, 0},
+};
+
 /* ---- bodies ---- */
 
 #define END {NULL, 0, false, NULL, 0, 0, NULL}
@@ -140,6 +148,64 @@ static const struct api_field b_net_create[] = {
     END,
 };
 
+static const struct api_field b_snap_create[] = {
+    {"names", FT_SNAPS, true, NULL, 1, 256, NULL},
+    END,
+};
+
+static const struct api_field b_snap_hold[] = {
+    {"tag", FT_NAME, true, "hold tag", 0, 0, NULL},
+    END,
+};
+
+static const struct api_field b_snap_clone[] = {
+    {"name", FT_NAME, true, "volume", 0, 0, NULL},
+    {"properties", FT_PROPS, false, NULL, 0, 0, clone_props},
+    END,
+};
+
+static const struct api_field b_vol_rollback[] = {
+    {"snapshot", FT_NAME, true, "snapshot", 0, 0, NULL},
+    {"force", FT_BOOL, false, NULL, 0, 0, NULL},
+    END,
+};
+
+static const struct api_field b_vm_snap_create[] = {
+    {"name", FT_NAME, true, "snapshot", 0, 0, NULL},
+    {"freeze_timeout", FT_INT, false, NULL, 1, 3600, NULL},
+    END,
+};
+
+static const struct api_field b_vm_rollback[] = {
+    {"snapshot", FT_NAME, true, "snapshot", 0, 0, NULL},
+    END,
+};
+
+static const struct api_field b_vm_clone[] = {
+    {"newid", FT_INT, true, NULL, 100, 999999999, NULL},
+    {"linked", FT_BOOL, false, NULL, 0, 0, NULL},
+    {"snapshot", FT_NAME, false, "snapshot", 0, 0, NULL},
+    {"name", FT_STR, false, NULL, 0, 63, NULL},
+    END,
+};
+
+static const struct api_field b_repl_create[] = {
+    {"name", FT_NAME, true, "replication", 0, 0, NULL},
+    {"source", FT_STR, true, NULL, 0, 128, NULL},
+    {"target", FT_STR, false, NULL, 0, 128, NULL},
+    {"target_cmd", FT_STR, false, NULL, 0, 4095, NULL},
+    {"every", FT_STR, true, NULL, 0, 64, NULL},
+    {"keep", FT_STR, true, NULL, 0, 255, NULL},
+    {"keep_target", FT_STR, false, NULL, 0, 255, NULL},
+    {"prefix", FT_STR, false, NULL, 0, 64, NULL},
+    END,
+};
+
+static const struct api_field b_repl_run[] = {
+    {"wait", FT_BOOL, false, NULL, 0, 0, NULL},
+    END,
+};
+
 /* ---- queries ---- */
 
 static const struct api_field q_force[] = {
@@ -154,6 +220,36 @@ static const struct api_field q_dir[] = {
 
 static const struct api_field q_purge[] = {
     {"purge", FT_BOOL, false, NULL, 0, 0, NULL},
+    END,
+};
+
+static const struct api_field q_vol_delete[] = {
+    {"force", FT_BOOL, false, NULL, 0, 0, NULL},
+    {"recursive", FT_BOOL, false, NULL, 0, 0, NULL},
+    END,
+};
+
+static const struct api_field q_snaps_list[] = {
+    {"volume", FT_NAME, false, "volume", 0, 0, NULL},
+    END,
+};
+
+static const struct api_field q_snap_delete[] = {
+    {"force", FT_BOOL, false, NULL, 0, 0, NULL},
+    {"defer", FT_BOOL, false, NULL, 0, 0, NULL},
+    END,
+};
+
+static const struct api_field q_snap_send[] = {
+    {"from", FT_SNAP, false, NULL, 1, 0, NULL}, /* "A", "@A" or "VOL@A" */
+    {"intermediates", FT_BOOL, false, NULL, 0, 0, NULL},
+    {"token", FT_STR, false, NULL, 0, 4096, NULL},
+    END,
+};
+
+static const struct api_field q_vol_recv[] = {
+    {"force", FT_BOOL, false, NULL, 0, 0, NULL},
+    {"resumable", FT_BOOL, false, NULL, 0, 0, NULL},
     END,
 };
 
@@ -180,7 +276,7 @@ const struct api_route api_routes[] = {
     {R_VOL_GET, "GET", "/pools/{pool}/volumes/{vol}", NULL, NULL, 200},
     {R_VOL_PATCH, "PATCH", "/pools/{pool}/volumes/{vol}", b_vol_patch, NULL, 200},
     {R_VOL_RESIZE, "POST", "/pools/{pool}/volumes/{vol}/resize", b_vol_resize, NULL, 200},
-    {R_VOL_DELETE, "DELETE", "/pools/{pool}/volumes/{vol}", NULL, q_force, 200},
+    {R_VOL_DELETE, "DELETE", "/pools/{pool}/volumes/{vol}", NULL, q_vol_delete, 200},
     {R_VMS_LIST, "GET", "/vms", NULL, NULL, 200},
     {R_VM_CREATE, "POST", "/vms", b_vm_create, NULL, 201},
     {R_VM_GET, "GET", "/vms/{vmid}", NULL, NULL, 200},
@@ -199,6 +295,34 @@ const struct api_route api_routes[] = {
     {R_NET_CREATE, "POST", "/networks", b_net_create, NULL, 201},
     {R_NET_GET, "GET", "/networks/{net}", NULL, NULL, 200},
     {R_NET_DELETE, "DELETE", "/networks/{net}", NULL, NULL, 200},
+    /* snapshots, clones, rollback, send/receive; send and recv stream their
+     * data outside this table's JSON rules (api/stream.h) */
+    {R_SNAPS_ALL, "GET", "/snapshots", NULL, NULL, 200},
+    {R_SNAPS_LIST, "GET", "/pools/{pool}/snapshots", NULL, q_snaps_list, 200},
+    {R_SNAP_CREATE, "POST", "/pools/{pool}/snapshots", b_snap_create, NULL, 201},
+    {R_SNAP_GET, "GET", "/pools/{pool}/snapshots/{snap}", NULL, NULL, 200},
+    {R_SNAP_DELETE, "DELETE", "/pools/{pool}/snapshots/{snap}", NULL, q_snap_delete, 200},
+    {R_SNAP_HOLD, "POST", "/pools/{pool}/snapshots/{snap}/hold", b_snap_hold, NULL, 200},
+    {R_SNAP_RELEASE, "POST", "/pools/{pool}/snapshots/{snap}/release", b_snap_hold, NULL, 200},
+    {R_SNAP_CLONE, "POST", "/pools/{pool}/snapshots/{snap}/clone", b_snap_clone, NULL, 201},
+    {R_SNAP_SEND, "GET", "/pools/{pool}/snapshots/{snap}/send", NULL, q_snap_send, 200},
+    {R_VOL_ROLLBACK, "POST", "/pools/{pool}/volumes/{vol}/rollback", b_vol_rollback, NULL, 200},
+    {R_VOL_PROMOTE, "POST", "/pools/{pool}/volumes/{vol}/promote", NULL, NULL, 200},
+    {R_VOL_RECV, "POST", "/pools/{pool}/volumes/{vol}/recv", NULL, q_vol_recv, 201},
+    {R_VOL_RECV_TOKEN, "GET", "/pools/{pool}/volumes/{vol}/recv-token", NULL, NULL, 200},
+    {R_VOL_RECV_ABORT, "DELETE", "/pools/{pool}/volumes/{vol}/recv", NULL, NULL, 200},
+    /* VM snapshots, rollback, clones */
+    {R_VM_SNAPS_LIST, "GET", "/vms/{vmid}/snapshots", NULL, NULL, 200},
+    {R_VM_SNAP_CREATE, "POST", "/vms/{vmid}/snapshots", b_vm_snap_create, NULL, 201},
+    {R_VM_SNAP_DELETE, "DELETE", "/vms/{vmid}/snapshots/{vmsnap}", NULL, NULL, 200},
+    {R_VM_ROLLBACK, "POST", "/vms/{vmid}/rollback", b_vm_rollback, NULL, 200},
+    {R_VM_CLONE, "POST", "/vms/{vmid}/clone", b_vm_clone, NULL, 201},
+    /* replication jobs (h_repl.c) */
+    {R_REPLS_LIST, "GET", "/replications", NULL, NULL, 200},
+    {R_REPL_CREATE, "POST", "/replications", b_repl_create, NULL, 201},
+    {R_REPL_GET, "GET", "/replications/{repl}", NULL, NULL, 200},
+    {R_REPL_DELETE, "DELETE", "/replications/{repl}", NULL, NULL, 200},
+    {R_REPL_RUN, "POST", "/replications/{repl}/run", b_repl_run, NULL, 200},
 };
 const size_t api_nroutes = sizeof(api_routes) / sizeof(api_routes[0]);
 _Static_assert(sizeof(api_routes) / sizeof(api_routes[0]) == R__COUNT, "one route per id");

@@ -64,6 +64,33 @@ enum api_route_id {
     R_NET_CREATE,
     R_NET_GET,
     R_NET_DELETE,
+    /* snapshots, clones, rollback, send/receive (h_snap.c, h_clone.c, h_send.c, h_recv.c) */
+    R_SNAPS_ALL,
+    R_SNAPS_LIST,
+    R_SNAP_CREATE,
+    R_SNAP_GET,
+    R_SNAP_DELETE,
+    R_SNAP_HOLD,
+    R_SNAP_RELEASE,
+    R_SNAP_CLONE,
+    R_SNAP_SEND,
+    R_VOL_ROLLBACK,
+    R_VOL_PROMOTE,
+    R_VOL_RECV,
+    R_VOL_RECV_TOKEN,
+    R_VOL_RECV_ABORT,
+    /* VM snapshots, rollback, clones (h_vm_snap.c) */
+    R_VM_SNAPS_LIST,
+    R_VM_SNAP_CREATE,
+    R_VM_SNAP_DELETE,
+    R_VM_ROLLBACK,
+    R_VM_CLONE,
+    /* replication jobs (h_repl.c) */
+    R_REPLS_LIST,
+    R_REPL_CREATE,
+    R_REPL_GET,
+    R_REPL_DELETE,
+    R_REPL_RUN,
     R__COUNT
 };
 
@@ -80,6 +107,9 @@ enum api_ftype {
     FT_STRMAP,    /* object whose values are strings (VM config options), <= max keys */
     FT_STRS,      /* array of strings, min..max elements (each may be empty) */
     FT_STR_NULL,  /* FT_STR or null (null: as if absent; removed by normalisation) */
+    FT_SNAP,      /* snapshot name "VOL@SNAP", each part a valid name; min 1: the
+                     "VOL" part is optional ("@SNAP" or "SNAP" also accepted) */
+    FT_SNAPS,     /* array of FT_SNAP (VOL part required), min..max elements */
 };
 
 enum api_pkind {
@@ -107,7 +137,8 @@ struct api_field {
 struct api_route {
     enum api_route_id id;
     const char *method;
-    const char *pattern; /* below API_PREFIX; "{pool}" / "{vol}" / "{vmid}" / "{net}"
+    const char *pattern; /* below API_PREFIX; "{pool}" / "{vol}" / "{snap}" ("VOL@SNAP") /
+                            "{vmid}" / "{net}" / "{vmsnap}" (a VM snapshot name)
                             capture a segment */
     const struct api_field *body;  /* NULL-name-terminated; NULL = no body fields */
     const struct api_field *query; /* idem for the query string */
@@ -132,9 +163,14 @@ int api_route_match(const char *method, const char *path, struct api_match *m, c
                     size_t allow_len, struct berr *err);
 void api_match_free(struct api_match *m);
 
-/* Validate the captures of a match ({pool} and {vol} names, {vmid} a VMID
- * 100..999999999, {net} an interface name). */
+/* Validate the captures of a match ({pool} and {vol} names, {snap} a
+ * snapshot name, {vmid} a VMID 100..999999999, {net} an interface name). */
 int api_validate_caps(const struct api_match *m, struct berr *err);
+
+/* A snapshot name "VOL@SNAP": both parts valid names (validate_name).  With
+ * vol_optional, "@SNAP" and "SNAP" are accepted too (a snapshot of the
+ * volume the context implies). */
+int api_validate_snapname(const char *s, bool vol_optional, struct berr *err);
 
 /* Parse and validate a body against a route.  An empty body is an empty
  * object.  *out (new reference) is the normalised object. */

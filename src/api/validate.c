@@ -54,6 +54,29 @@ static int check_path(const char *field, json_t *v, struct berr *err)
     return 0;
 }
 
+int api_validate_snapname(const char *s, bool vol_optional, struct berr *err)
+{
+    const char *at = strchr(s, '@');
+    if (!at && !vol_optional)
+        return berr_set(err, EINVAL, "'%.140s' is not a snapshot name (expected VOLUME@SNAPSHOT)",
+                        s);
+    if (at && strchr(at + 1, '@'))
+        return berr_set(err, EINVAL, "snapshot name '%.140s' has more than one '@'", s);
+    if (at && (at > s || !vol_optional)) {
+        char vol[80];
+        size_t n = (size_t)(at - s);
+        if (n >= sizeof(vol))
+            return berr_set(err, ENAMETOOLONG, "volume name in '%.100s...' is longer than 63 "
+                            "characters", s);
+        memcpy(vol, s, n);
+        vol[n] = '\0';
+        int r = validate_name(vol, "volume", err);
+        if (r < 0)
+            return r;
+    }
+    return validate_name(at ? at + 1 : s, "snapshot", err);
+}
+
 /* Size: integer >= 0 or a size string; returns the byte count. */
 static int get_size(const char *field, json_t *v, uint64_t *out, struct berr *err)
 {
@@ -256,6 +279,33 @@ static int check_field(const struct api_field *f, json_t *v, json_t **norm, stru
         }
         return 0;
     }
+    case FT_SNAP: {
+        int r = check_string(f->name, v, 255, err);
+        if (r < 0)
+            return r;
+        r = api_validate_snapname(json_string_value(v), f->min == 1, err);
+        return r < 0 ? berr_wrap(err, "field '%s'", f->name) : 0;
+    }
+    case FT_SNAPS: {
+        if (!json_is_array(v))
+            return berr_set(err, EINVAL, "field '%s': expected an array of snapshot names, "
+                            "got %s", f->name, type_name(v));
+        size_t n = json_array_size(v);
+        if ((int64_t)n < f->min || (int64_t)n > f->max)
+            return berr_set(err, EINVAL, "field '%s': expected %" PRId64 "..%" PRId64
+                            " snapshot names, got %zu", f->name, f->min, f->max, n);
+        for (size_t i = 0; i < n; i++) {
+            json_t *e = json_array_get(v, i);
+            char sub[64];
+            snprintf(sub, sizeof(sub), "%s[%zu]", f->name, i);
+            int r = check_string(sub, e, 255, err);
+            if (r < 0)
+                return r;
+            if (api_validate_snapname(json_string_value(e), false, err) < 0)
+                return berr_wrap(err, "field '%s'", sub);
+        }
+        return 0;
+    }
     case FT_BLOCKSIZE: {
         if (get_size(f->name, v, &sz, err) < 0)
             return -err->code;
@@ -387,10 +437,16 @@ int api_validate_query(const struct api_route *r, json_t *query, json_t **out, s
             rc = query_bool(key, s, &b, err);
             v = json_boolean(b);
         } else {
+            /* strings are checked like body fields of the same type */
             v = json_string_nocheck(s);
-            rc = v ? check_path(key, v, err) : berr_set(err, EINVAL,
-                                                         "query parameter '%.64s': bad value",
-                                                         key);
+            json_t *norm = NULL;
+            if (!v)
+                rc = berr_set(err, ENOMEM, "out of memory");
+            else if (f->type == FT_PATH)
+                rc = check_path(key, v, err);
+            else
+                rc = check_field(f, v, &norm, err);
+            json_decref(norm);
         }
         if (rc < 0) {
             json_decref(v);

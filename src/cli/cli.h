@@ -36,6 +36,15 @@ struct cli {
  * be NULL (not consumed).  On success returns 0 and *resp (new reference).
  * On failure prints "berth: <message>" and returns 1 or 3. */
 int cli_call(struct cli *c, const char *method, const char *path, json_t *body, json_t **resp);
+/* A request whose body or answer is a stream (send, recv): the request body
+ * is read from `in` to its end (NULL: none); a 2xx answer is copied to `out`
+ * (NULL: a JSON answer, returned in *resp).  Errors as cli_call, plus 1 if
+ * the stream broke off or `in`/`out` failed. */
+int cli_stream(struct cli *c, const char *method, const char *path, FILE *in, FILE *out,
+               json_t **resp);
+/* Append "?key=value" (or "&key=value" after the first) to path, the value
+ * URL-escaped. */
+void cli_query_add(char *path, size_t len, const char *key, const char *value);
 /* URL-escape one path segment into a malloc'd string (NULL on ENOMEM). */
 char *cli_escape(const char *s);
 
@@ -48,6 +57,8 @@ struct table;
 struct table *table_new(struct cli *c, int ncols, const char *const *header);
 void table_row(struct table *t, const char *const *cells);
 void table_print(struct table *t); /* prints and frees */
+/* table_print, or if no row was added, `empty` ("no volumes"; nothing with -H) */
+void table_print_or(struct table *t, const char *empty);
 void table_free(struct table *t);
 
 /* usage errors: print "berth: <msg>" + a hint, return EXIT_USAGE */
@@ -92,6 +103,23 @@ bool cli_common_opt(struct cli *c, int opt);
 /* Report a getopt error ('?' or ':') for command `cmd`. */
 int cli_getopt_error(const char *cmd, int opt, char **argv);
 
+/* props.c: `get PROP[,PROP...]|all NAME` over an API object.  A property is
+ * shown under `name` (also accepted: `key`, the JSON field) formatted as fmt. */
+enum cli_pfmt { P_SIZE, P_STR, P_NUM, P_RATIO, P_ONOFF, P_TIME, P_LIST };
+struct cli_prop {
+    const char *name, *key;
+    enum cli_pfmt fmt;
+};
+/* One value as text (sizes and times follow -p); may return buf or a literal. */
+const char *cli_prop_value(struct cli *c, json_t *v, enum cli_pfmt fmt, char *buf, size_t len);
+/* Mark in want[] the properties named in `list` ("all" for every one); a
+ * usage error of `group` naming an unknown one. */
+int cli_props_select(const char *group, const char *what, const struct cli_prop *props,
+                     size_t n, const char *list, bool *want);
+/* NAME PROPERTY VALUE rows of the wanted properties of obj. */
+void cli_props_print(struct cli *c, json_t *obj, const char *name, const struct cli_prop *props,
+                     size_t n, const bool *want);
+
 /* Split "POOL/VOL" into escaped segments; usage error if malformed. */
 int cli_split_vol(const char *cmd, const char *arg, char **pool, char **vol);
 
@@ -99,17 +127,41 @@ int cli_split_vol(const char *cmd, const char *arg, char **pool, char **vol);
  * VMID (usage error naming it otherwise). */
 int cli_vm_path(const char *vmid, const char *suffix, char *out, size_t len);
 
+/* snap.c: "POOL/VOL@NAME" into the raw POOL and "VOL@NAME" (malloc'd), and
+ * into the API path "/pools/P/snapshots/VOL@NAME" + suffix; usage errors of
+ * `cmd` if malformed. */
+int cli_split_snap(const char *cmd, const char *arg, char **pool, char **snap);
+int cli_snap_path(const char *cmd, const char *arg, const char *suffix, char *out, size_t len);
+
 int cmd_pool(struct cli *c, int argc, char **argv);
 int cmd_vol(struct cli *c, int argc, char **argv);
 int cmd_vm(struct cli *c, int argc, char **argv);
 int cmd_net(struct cli *c, int argc, char **argv);
+int cmd_repl(struct cli *c, int argc, char **argv); /* repl.c: berth replicate */
 /* console.c: `vm console` and `vm agent` (argv[0] is the verb) */
 int vm_console(struct cli *c, int argc, char **argv);
 int vm_agent(struct cli *c, int argc, char **argv);
+/* vm_snap.c: `vm snapshot [list|destroy]`, `vm rollback`, `vm clone` */
+int vm_snapshot(struct cli *c, int argc, char **argv);
+int vm_rollback(struct cli *c, int argc, char **argv);
+int vm_clone(struct cli *c, int argc, char **argv);
+/* vm.c: print the "warning"/"warnings" of an API answer on stderr */
+void vm_print_warnings(json_t *resp);
+/* snapshots (snap.c), rollback/clone/promote (clone.c), send/recv (send.c) */
+int cmd_snapshot(struct cli *c, int argc, char **argv);
+int cmd_rollback(struct cli *c, int argc, char **argv);
+int cmd_clone(struct cli *c, int argc, char **argv);
+int cmd_promote(struct cli *c, int argc, char **argv);
+int cmd_send(struct cli *c, int argc, char **argv);
+int cmd_recv(struct cli *c, int argc, char **argv);
+void help_snapshot(FILE *f);
+void help_clone(FILE *f);
+void help_send(FILE *f);
 void help_main(FILE *f);
 void help_pool(FILE *f);
 void help_vol(FILE *f);
 void help_vm(FILE *f);
 void help_net(FILE *f);
+void help_repl(FILE *f);
 
 #endif

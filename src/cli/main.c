@@ -35,14 +35,47 @@ void help_main(FILE *f)
             "  vm   create|list|config|set|start|shutdown|stop|reset|suspend|resume|\n"
             "       status|console|agent|destroy\n"
             "  net  create|list|destroy\n"
+            "  replicate create|list|run|status|destroy\n"
+            "  snapshot [-r] POOL/VOL@NAME...;  snapshot list|get|destroy|hold|release\n"
+            "  rollback, clone, promote          snapshots back to volumes\n"
+            "  send, recv                        snapshots as streams (between pools, hosts)\n"
             "\n"
             "Exit status: 0 success, 1 the operation failed, 2 usage error,\n"
             "3 berthd is unreachable.\n");
 }
 
+/* snapshots, clones, rollback, send/receive (snap.c, clone.c, send.c):
+ * argv[0] is the command */
+static const struct cli_cmd snap_cmds[] = {
+    {"snapshot", cmd_snapshot}, {"snap", cmd_snapshot},   {"rollback", cmd_rollback},
+    {"clone", cmd_clone},       {"promote", cmd_promote}, {"send", cmd_send},
+    {"recv", cmd_recv},         {"receive", cmd_recv},
+};
+
+static bool is_snap_cmd(const char *cmd)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(snap_cmds); i++)
+        if (strcmp(cmd, snap_cmds[i].name) == 0)
+            return true;
+    return false;
+}
+
+static void help_snap_cmds(FILE *f, const char *cmd)
+{
+    if (strncmp(cmd, "snap", 4) == 0)
+        help_snapshot(f);
+    else if (strcmp(cmd, "send") == 0 || strncmp(cmd, "rec", 3) == 0)
+        help_send(f);
+    else
+        help_clone(f);
+}
+
 static int dispatch(struct cli *c, int argc, char **argv)
 {
     const char *cmd = argv[0];
+    for (size_t i = 0; i < ARRAY_SIZE(snap_cmds); i++)
+        if (strcmp(cmd, snap_cmds[i].name) == 0)
+            return snap_cmds[i].fn(c, argc, argv);
     if (strcmp(cmd, "pool") == 0)
         return cmd_pool(c, argc - 1, argv + 1);
     if (strcmp(cmd, "vol") == 0 || strcmp(cmd, "volume") == 0)
@@ -51,11 +84,17 @@ static int dispatch(struct cli *c, int argc, char **argv)
         return cmd_vm(c, argc - 1, argv + 1);
     if (strcmp(cmd, "net") == 0 || strcmp(cmd, "network") == 0)
         return cmd_net(c, argc - 1, argv + 1);
+    if (strcmp(cmd, "replicate") == 0 || strcmp(cmd, "replication") == 0)
+        return cmd_repl(c, argc - 1, argv + 1);
     if (strcmp(cmd, "help") == 0) {
         if (argc > 1 && strcmp(argv[1], "pool") == 0)
             help_pool(stdout);
         else if (argc > 1 && (strcmp(argv[1], "vol") == 0 || strcmp(argv[1], "volume") == 0))
             help_vol(stdout);
+        else if (argc > 1 && strcmp(argv[1], "replicate") == 0)
+            help_repl(stdout);
+        else if (argc > 1 && is_snap_cmd(argv[1]))
+            help_snap_cmds(stdout, argv[1]);
         else if (argc > 1 && strcmp(argv[1], "vm") == 0)
             help_vm(stdout);
         else if (argc > 1 && (strcmp(argv[1], "net") == 0 || strcmp(argv[1], "network") == 0))

@@ -111,6 +111,17 @@ void table_print(struct table *t)
     table_free(t);
 }
 
+void table_print_or(struct table *t, const char *empty)
+{
+    if (t && t->nrows <= 1) {
+        if (!t->c->no_header)
+            printf("%s\n", empty);
+        table_free(t);
+        return;
+    }
+    table_print(t);
+}
+
 void table_free(struct table *t)
 {
     if (!t)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* berth vm ...: create, list, config, set, start, stop, reset, suspend,
- * resume, shutdown, status, destroy (console and agent are in console.c).
+ * resume, shutdown, status, destroy (console and agent are in console.c,
+ * snapshot, rollback and clone in vm_snap.c).
  * Each is one call on /vms[/{vmid}[/...]] of docs/API.md.  create and set take
  * `--KEY VALUE` for any config key (qm style), so their options are parsed
  * here by hand rather than with getopt: the keys are berthd's to validate. */
@@ -47,6 +48,18 @@ void help_vm(FILE *f)
             "                             talk to qemu-ga in the guest; exec prints the\n"
             "                             command's output and fails if it fails\n"
             "  destroy [--purge] VMID     remove the VM (--purge: and its volumes)\n"
+            "  snapshot [--freeze-timeout S] VMID NAME\n"
+            "                             snapshot all the VM's volumes at one moment; a\n"
+            "                             running VM's filesystems are frozen through its\n"
+            "                             agent (without one: crash-consistent, warned)\n"
+            "  snapshot list VMID         NAME CREATED FROZEN\n"
+            "  snapshot destroy VMID NAME destroy the snapshot of every volume\n"
+            "  rollback VMID NAME         volumes and config back to the snapshot (the VM\n"
+            "                             must be stopped; newer snapshots are kept)\n"
+            "  clone [--linked] [--snapshot NAME] [--name N] VMID NEWID\n"
+            "                             a new VM from a snapshot (default: one taken now):\n"
+            "                             full copy, or --linked sharing its blocks; new\n"
+            "                             MACs and SMBIOS UUID\n"
             "\n"
             "Options: -p exact numbers, -H no header, --json the API's JSON.\n");
 }
@@ -82,9 +95,7 @@ static int finish(struct cli *c, int rc, json_t *resp, const char *fmt, const ch
     return rc;
 }
 
-/* Print whatever warnings berthd attached to a response ("warning": "..." or
- * "warnings": [...]) on stderr. */
-static void print_warnings(json_t *resp)
+void vm_print_warnings(json_t *resp)
 {
     const char *w = json_string_value(get(resp, "warning"));
     if (w)
@@ -194,7 +205,7 @@ static int vm_create(struct cli *c, int argc, char **argv)
     rc = cli_call(c, "POST", "/vms", body, &resp);
     json_decref(body);
     if (rc == EXIT_OK)
-        print_warnings(resp);
+        vm_print_warnings(resp);
     return finish(c, rc, resp, "VM %s created\n", vmid);
 }
 
@@ -215,7 +226,7 @@ static int vm_set(struct cli *c, int argc, char **argv)
     rc = cli_call(c, "PATCH", path, body, &resp);
     json_decref(body);
     if (rc == EXIT_OK && !c->json) {
-        print_warnings(resp);
+        vm_print_warnings(resp);
         printf("VM %s updated\n", vmid);
         if (json_is_true(get(resp, "pending_restart")))
             printf("the change takes effect at the next start (the VM is running)\n");
@@ -439,7 +450,7 @@ static int vm_action(struct cli *c, int argc, char **argv)
     json_t *resp = NULL;
     rc = cli_call(c, "POST", path, NULL, &resp);
     if (rc == EXIT_OK && !c->json) {
-        print_warnings(resp);
+        vm_print_warnings(resp);
         const char *accel = json_string_value(get(resp, "accel"));
         char why[512];
         if (strcmp(verb, "start") == 0 && accel && strcmp(accel, "tcg") == 0 &&
@@ -478,7 +489,7 @@ static int vm_shutdown(struct cli *c, int argc, char **argv)
     rc = cli_call(c, "POST", path, body, &resp);
     json_decref(body);
     if (rc == EXIT_OK && !c->json) {
-        print_warnings(resp);
+        vm_print_warnings(resp);
         const char *how = json_string_value(get(resp, "method"));
         bool forced = json_is_true(get(resp, "forced"));
         if (forced)
@@ -517,7 +528,8 @@ int cmd_vm(struct cli *c, int argc, char **argv)
         {"set", vm_set},         {"start", vm_action},    {"stop", vm_action},
         {"reset", vm_action},    {"suspend", vm_action},  {"resume", vm_action},
         {"shutdown", vm_shutdown}, {"status", vm_status}, {"console", vm_console},
-        {"agent", vm_agent},     {"destroy", vm_destroy},
+        {"agent", vm_agent},     {"destroy", vm_destroy},   {"snapshot", vm_snapshot},
+        {"rollback", vm_rollback}, {"clone", vm_clone},
     };
     return cli_dispatch(c, "vm", help_vm, cmds, ARRAY_SIZE(cmds), argc, argv);
 }

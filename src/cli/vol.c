@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* berth vol ...: create, list, get, set, resize, destroy, uri.  Each is one
  * API call on /pools/{pool}/volumes[/{vol}]; list and get print zfs-style
- * tables of the Volume objects of docs/API.md. */
+ * tables of the Volume objects of docs/API.md (snapshots, clones and
+ * rollback are snap.c and clone.c). */
 #include "cli.h"
 
 #include <getopt.h>
@@ -18,19 +19,23 @@ void help_vol(FILE *f)
             "      Create a volume (thin unless --thick; volblocksize 4K..128K, default 16K,\n"
             "      fixed forever).  -o: compression=lz4|zstd|zstd-N|off, checksum=xxh3|sha256,\n"
             "      refreservation=SIZE|none, readonly=on|off.\n"
-            "  list [-p] [-H] [POOL]       NAME USED REFER VOLSIZE RATIO\n"
+            "  list [-p] [-H] [-o space] [POOL]\n"
+            "                              NAME USED REFER VOLSIZE RATIO; -o space: NAME USED\n"
+            "                              USEDSNAP USEDDS USEDREFRESERV WRITTEN SNAPS ORIGIN\n"
             "  get PROP[,PROP...]|all POOL/VOL\n"
             "                              NAME PROPERTY VALUE; properties: volsize,\n"
             "                              volblocksize, compression, checksum,\n"
-            "                              refreservation, readonly, used, referenced,\n"
-            "                              logicalused, compressratio, createtxg, guid,\n"
-            "                              nbd_clients, uri\n"
+            "                              refreservation, readonly, used, usedbysnapshots,\n"
+            "                              usedbydataset, usedbyrefreservation, referenced,\n"
+            "                              written, logicalused, compressratio, origin,\n"
+            "                              snapshot_count, createtxg, guid, nbd_clients, uri\n"
             "  set PROP=VALUE... POOL/VOL  compression, checksum, refreservation, readonly,\n"
             "                              volsize (grow only)\n"
             "  resize [--force] POOL/VOL SIZE\n"
             "                              grow; shrinking (frees the data past the end)\n"
             "                              needs --force\n"
-            "  destroy [-f] POOL/VOL       destroy (-f: disconnect its NBD clients first)\n"
+            "  destroy [-r] [-f] POOL/VOL  destroy (-r: with its snapshots; -f: disconnect\n"
+            "                              its NBD clients first)\n"
             "  uri [--tcp] POOL/VOL        print the NBD URI of the volume, e.g.\n"
             "                              nbd+unix:///tank/disk0?socket=/run/berth/nbd.sock\n"
             "\n"
@@ -118,9 +123,31 @@ static int vol_create(struct cli *c, int argc, char **argv)
     return finish(c, rc, resp, "volume %s created\n", argv[optind]);
 }
 
+/* `vol list -o space`: where the space goes (zfs list -o space) */
+static void space_row(struct cli *c, struct table *t, json_t *v)
+{
+    char u[32], s[32], d[32], r[32], w[32], n[32];
+    const char *origin = json_string_value(get(v, "origin"));
+    const char *row[] = {json_string_value(get(v, "full_name")),
+                         out_size(c, get(v, "used"), u, sizeof(u)),
+                         out_size(c, get(v, "usedbysnapshots"), s, sizeof(s)),
+                         out_size(c, get(v, "usedbydataset"), d, sizeof(d)),
+                         out_size(c, get(v, "usedbyrefreservation"), r, sizeof(r)),
+                         out_size(c, get(v, "written"), w, sizeof(w)),
+                         out_u64(get(v, "snapshot_count"), n, sizeof(n)),
+                         origin ? origin : "-"};
+    table_row(t, row);
+}
+
 static int vol_list(struct cli *c, int argc, char **argv)
 {
-    GETOPT_LOOP("", common_lo, )
+    bool space = false;
+    GETOPT_LOOP("o:", common_lo,
+        case 'o':
+            if (strcmp(optarg, "space") != 0)
+                return cli_usage_error("vol", "vol list -o takes only 'space', got '%s'", optarg);
+            space = true;
+            break;)
     if (argc - optind > 1)
         return cli_usage_error("vol", "vol list takes at most one POOL");
     char path[512] = "/volumes";
@@ -134,10 +161,16 @@ static int vol_list(struct cli *c, int argc, char **argv)
     if (rc != EXIT_OK || c->json)
         return finish(c, rc, resp, NULL, NULL);
     static const char *const hdr[] = {"NAME", "USED", "REFER", "VOLSIZE", "RATIO"};
-    struct table *t = table_new(c, 5, hdr);
+    static const char *const space_hdr[] = {"NAME",          "USED",    "USEDSNAP", "USEDDS",
+                                            "USEDREFRESERV", "WRITTEN", "SNAPS",    "ORIGIN"};
+    struct table *t = space ? table_new(c, 8, space_hdr) : table_new(c, 5, hdr);
     size_t i;
     json_t *v;
     json_array_foreach(get(resp, "volumes"), i, v) {
+        if (space) {
+            space_row(c, t, v);
+            continue;
+        }
         char u[32], r[32], s[32], x[32];
         const char *row[] = {json_string_value(get(v, "full_name")),
                              out_size(c, get(v, "used"), u, sizeof(u)),
@@ -146,22 +179,12 @@ static int vol_list(struct cli *c, int argc, char **argv)
                              out_ratio(c, get(v, "compressratio"), x, sizeof(x))};
         table_row(t, row);
     }
-    if (json_array_size(get(resp, "volumes")) == 0) {
-        table_free(t);
-        if (!c->no_header)
-            printf("no volumes\n");
-    } else {
-        table_print(t);
-    }
+    table_print_or(t, "no volumes");
     json_decref(resp);
     return EXIT_OK;
 }
 
-enum pfmt { P_SIZE, P_STR, P_NUM, P_RATIO, P_ONOFF };
-static const struct {
-    const char *name, *key;
-    enum pfmt fmt;
-} vol_props[] = {
+static const struct cli_prop vol_props[] = {
     {"volsize", "volsize", P_SIZE},
     {"volblocksize", "volblocksize", P_SIZE},
     {"compression", "compression", P_STR},
@@ -169,23 +192,21 @@ static const struct {
     {"refreservation", "refreservation", P_SIZE},
     {"readonly", "readonly", P_ONOFF},
     {"used", "used", P_SIZE},
+    {"usedbysnapshots", "usedbysnapshots", P_SIZE},
+    {"usedbydataset", "usedbydataset", P_SIZE},
+    {"usedbyrefreservation", "usedbyrefreservation", P_SIZE},
     {"referenced", "referenced", P_SIZE},
+    {"written", "written", P_SIZE},
     {"logicalused", "logicalused", P_SIZE},
     {"compressratio", "compressratio", P_RATIO},
+    {"origin", "origin", P_STR},
+    {"snapshot_count", "snapshot_count", P_NUM},
     {"createtxg", "create_txg", P_NUM},
     {"guid", "guid", P_STR},
     {"nbd_clients", "nbd_clients", P_NUM},
     {"uri", "uri", P_STR},
 };
-#define NPROPS (sizeof(vol_props) / sizeof(vol_props[0]))
-
-static int prop_index(const char *name)
-{
-    for (size_t i = 0; i < NPROPS; i++)
-        if (strcmp(vol_props[i].name, name) == 0 || strcmp(vol_props[i].key, name) == 0)
-            return (int)i;
-    return -1;
-}
+#define NPROPS ARRAY_SIZE(vol_props)
 
 static int vol_get(struct cli *c, int argc, char **argv)
 {
@@ -193,50 +214,18 @@ static int vol_get(struct cli *c, int argc, char **argv)
     if (argc - optind != 2)
         return cli_usage_error("vol", "vol get needs PROP|all and POOL/VOL");
     bool want[NPROPS] = {false};
-    char *list = strdup(argv[optind]);
-    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
-         tok = strtok_r(NULL, ",", &save)) {
-        if (strcmp(tok, "all") == 0) {
-            for (size_t i = 0; i < NPROPS; i++)
-                want[i] = true;
-            continue;
-        }
-        int k = prop_index(tok);
-        if (k < 0) {
-            int rc = cli_usage_error("vol", "unknown volume property '%s'", tok);
-            free(list);
-            return rc;
-        }
-        want[k] = true;
-    }
-    free(list);
+    int rc = cli_props_select("vol", "volume", vol_props, NPROPS, argv[optind], want);
+    if (rc != EXIT_OK)
+        return rc;
     char path[512];
-    int rc = vol_path(argv[optind + 1], "", path, sizeof(path));
+    rc = vol_path(argv[optind + 1], "", path, sizeof(path));
     if (rc != EXIT_OK)
         return rc;
     json_t *resp = NULL;
     rc = cli_call(c, "GET", path, NULL, &resp);
     if (rc != EXIT_OK || c->json)
         return finish(c, rc, resp, NULL, NULL);
-    static const char *const hdr[] = {"NAME", "PROPERTY", "VALUE"};
-    struct table *t = table_new(c, 3, hdr);
-    for (size_t i = 0; i < NPROPS; i++) {
-        if (!want[i])
-            continue;
-        json_t *v = get(resp, vol_props[i].key);
-        char b[4200];
-        const char *val = b;
-        switch (vol_props[i].fmt) {
-        case P_SIZE: out_size(c, v, b, sizeof(b)); break;
-        case P_RATIO: out_ratio(c, v, b, sizeof(b)); break;
-        case P_ONOFF: val = json_is_true(v) ? "on" : "off"; break;
-        case P_NUM:
-        case P_STR: out_u64(v, b, sizeof(b)); break;
-        }
-        const char *row[] = {json_string_value(get(resp, "full_name")), vol_props[i].name, val};
-        table_row(t, row);
-    }
-    table_print(t);
+    cli_props_print(c, resp, json_string_value(get(resp, "full_name")), vol_props, NPROPS, want);
     json_decref(resp);
     return EXIT_OK;
 }
@@ -290,15 +279,20 @@ static int vol_resize(struct cli *c, int argc, char **argv)
 static int vol_destroy(struct cli *c, int argc, char **argv)
 {
     static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"force", no_argument, NULL, 'f'},
+                                       {"recursive", no_argument, NULL, 'r'},
                                        {NULL, 0, NULL, 0}};
-    bool force = false;
-    GETOPT_LOOP("f", lo, case 'f': force = true; break;)
+    bool force = false, recursive = false;
+    GETOPT_LOOP("fr", lo, case 'f': force = true; break; case 'r': recursive = true; break;)
     if (argc - optind != 1)
         return cli_usage_error("vol", "vol destroy needs exactly one POOL/VOL");
     char path[512];
-    int rc = vol_path(argv[optind], force ? "?force=1" : "", path, sizeof(path));
+    int rc = vol_path(argv[optind], "", path, sizeof(path));
     if (rc != EXIT_OK)
         return rc;
+    if (force)
+        cli_query_add(path, sizeof(path), "force", "1");
+    if (recursive)
+        cli_query_add(path, sizeof(path), "recursive", "1");
     json_t *resp = NULL;
     rc = cli_call(c, "DELETE", path, NULL, &resp);
     return finish(c, rc, resp, "volume %s destroyed\n", argv[optind]);

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The NBD backend of berthd: export "pool/vol" is volume vol of pool pool,
- * opened with bs_vol_open.  Opening takes the pool table's read lock briefly;
+ * opened with bs_vol_open; "pool/vol@snap" is a snapshot, which the engine
+ * opens read-only (the NBD server then advertises NBD_FLAG_READ_ONLY and
+ * refuses writes with EPERM).  Opening takes the pool table's read lock briefly;
  * I/O goes straight to the engine with no berthd lock at all.  Every open
  * handle holds a reference on its pool entry and counts in entry->handles,
  * which export/destroy wait on before they release the pool. */
@@ -24,29 +26,49 @@ struct handle {
     struct pool_entry *entry;
 };
 
+/* Copy the n bytes at s into out (size 64) if they are a valid name. */
+static bool name_part(const char *s, size_t n, const char *what, char *out)
+{
+    if (n >= 64)
+        return false;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return validate_name(out, what, NULL) == 0;
+}
+
+/* "POOL/VOL" or "POOL/VOL@SNAP" into pool and vol ("VOL" or "VOL@SNAP"),
+ * each part a valid name, so that no engine-internal name (a receive in
+ * progress, "VOL%recv") can ever be opened. */
+static int split_export(const char *name, char *pool, char *vol, struct berr *err)
+{
+    const char *slash = strchr(name, '/');
+    const char *rest = slash ? slash + 1 : "";
+    const char *at = strchr(rest, '@');
+    char part[64];
+    bool ok = slash && name_part(name, (size_t)(slash - name), "pool", pool) &&
+              name_part(rest, at ? (size_t)(at - rest) : strlen(rest), "volume", part) &&
+              (!at || name_part(at + 1, strlen(at + 1), "snapshot", part));
+    if (!ok)
+        return berr_set(err, ENOENT, "no export '%.200s' (exports are named POOL/VOLUME or "
+                        "POOL/VOLUME@SNAPSHOT)", name);
+    snprintf(vol, BS_SNAP_NAME_MAX, "%s", rest);
+    return 0;
+}
+
 static int be_open(void *opaque, const char *name, void **out, struct nbd_export_info *info,
                    struct berr *err)
 {
     struct pooltab *t = opaque;
-    const char *slash = strchr(name, '/');
-    if (!slash || slash == name || strchr(slash + 1, '/'))
-        return berr_set(err, ENOENT, "no export '%.200s' (exports are named POOL/VOLUME)", name);
-    if (strchr(name, '@'))
-        return berr_set(err, ENOENT, "no export '%.200s' (snapshots are not served yet)", name);
-    char pool[64], vol[64];
-    size_t plen = (size_t)(slash - name);
-    if (plen >= sizeof(pool) || strlen(slash + 1) >= sizeof(vol))
-        return berr_set(err, ENOENT, "no export '%.200s'", name);
-    memcpy(pool, name, plen);
-    pool[plen] = '\0';
-    strcpy(vol, slash + 1);
+    char pool[64], vol[BS_SNAP_NAME_MAX];
+    int r = split_export(name, pool, vol, err);
+    if (r < 0)
+        return r;
 
     struct handle *h = calloc(1, sizeof(*h));
     if (!h)
         return berr_set(err, ENOMEM, "out of memory");
     pooltab_rdlock(t);
     struct pool_entry *e = pooltab_find(t, pool);
-    int r;
     if (!e || !e->pool) {
         r = berr_set(err, ENOENT, "no export '%.200s': pool %s is %s", name, pool,
                      e ? "UNAVAIL" : "not imported");
@@ -69,9 +91,11 @@ static int be_open(void *opaque, const char *name, void **out, struct nbd_export
     info->pref_block = bs_vol_blocksize(h->vol);
     info->max_block = NBD_MAX_BLOCK;
     info->readonly = bs_vol_readonly(h->vol);
-    info->can_trim = info->can_zero = info->can_fast_zero = true;
-    info->can_flush = info->can_fua = info->can_cache = info->can_multi_conn = true;
-    snprintf(info->description, sizeof(info->description), "berth volume %s", name);
+    info->can_trim = info->can_zero = info->can_fast_zero = !info->readonly;
+    info->can_fua = !info->readonly;
+    info->can_flush = info->can_cache = info->can_multi_conn = true;
+    snprintf(info->description, sizeof(info->description), "berth %s %s",
+             strchr(vol, '@') ? "snapshot" : "volume", name);
     *out = h;
     return 0;
 }
@@ -89,22 +113,20 @@ static void be_close(void *handle)
 
 struct list_ctx {
     const char *pool;
-    int (*cb)(const char *name, const char *desc, void *o);
-    void *o;
+    struct name_list *nl;
 };
 
 /* Names collected under the pool-table lock and sent after it is released:
  * the callback writes to a client socket, and a client that does not read
  * must never hold up pool admin calls (which take the lock for writing). */
 struct name_list {
-    char (*names)[160];
+    char (*names)[256]; /* "pool/vol" or "pool/vol@snap" */
     size_t n, cap;
 };
 
-static int list_vol(const struct bs_vol_props *p, void *opaque)
+static int add_name(struct list_ctx *l, const char *name)
 {
-    struct list_ctx *l = opaque;
-    struct name_list *nl = l->o;
+    struct name_list *nl = l->nl;
     if (nl->n == nl->cap) {
         size_t cap = nl->cap ? nl->cap * 2 : 64;
         void *nn = realloc(nl->names, cap * sizeof(*nl->names));
@@ -113,10 +135,21 @@ static int list_vol(const struct bs_vol_props *p, void *opaque)
         nl->names = nn;
         nl->cap = cap;
     }
-    snprintf(nl->names[nl->n++], sizeof(nl->names[0]), "%s/%s", l->pool, p->name);
+    snprintf(nl->names[nl->n++], sizeof(nl->names[0]), "%s/%s", l->pool, name);
     return 0;
 }
 
+static int list_vol(const struct bs_vol_props *p, void *opaque)
+{
+    return add_name(opaque, p->name);
+}
+
+static int list_snap(const struct bs_snap_props *p, void *opaque)
+{
+    return add_name(opaque, p->name);
+}
+
+/* NBD_OPT_LIST: every volume, then every snapshot (read-only exports). */
 static int be_list(void *opaque, int (*cb)(const char *name, const char *desc, void *o), void *o)
 {
     struct pooltab *t = opaque;
@@ -126,12 +159,15 @@ static int be_list(void *opaque, int (*cb)(const char *name, const char *desc, v
     for (struct pool_entry *e = t->head; e && r == 0; e = e->next) {
         if (!e->pool)
             continue;
-        struct list_ctx l = {e->name, NULL, &nl};
+        struct list_ctx l = {e->name, &nl};
         r = bs_vol_list(e->pool, list_vol, &l, NULL);
+        if (r == 0)
+            r = bs_snap_list(e->pool, NULL, list_snap, &l, NULL);
     }
     pooltab_unlock(t);
     for (size_t i = 0; r == 0 && i < nl.n; i++)
-        r = cb(nl.names[i], "berth volume", o);
+        r = cb(nl.names[i], strchr(nl.names[i], '@') ? "berth snapshot (read-only)"
+                                                      : "berth volume", o);
     free(nl.names);
     return r < 0 ? r : 0;
 }

@@ -13,6 +13,8 @@
 #include "vm/net.h"
 #include "vm/supervisor.h"
 
+struct repl_mgr;
+
 struct berthd {
     char state_dir[PATH_MAX];
     char run_dir[PATH_MAX];
@@ -23,6 +25,7 @@ struct berthd {
     struct api_ctx ctx;
     struct vmm *vms;            /* VM supervisor (src/vm/supervisor.h) */
     struct vm_nettab nets;      /* bridges, <state>/networks.json */
+    struct repl_mgr *repl;      /* replication jobs (repl.h), <state>/replications.json */
 };
 
 /* registry.c */

@@ -6,9 +6,12 @@
  * <state>/pools.json, the NBD server on <run>/nbd.sock (+ TCP when asked),
  * the bridges of <state>/networks.json, the VM supervisor (configs of
  * <state>/vm, reattach to QEMUs still running: the NBD server is up by
- * then, so their disks reconnect), the API on <run>/berthd.sock.  Signals
+ * then, so their disks reconnect), the replication scheduler
+ * (<state>/replications.json), the API on <run>/berthd.sock.  Signals
  * are blocked in every thread and taken by the main thread with sigwait().
- * Shutdown (SIGTERM/SIGINT): stop the API (waits for requests in flight),
+ * Shutdown (SIGTERM/SIGINT): stop the replication scheduler (a transfer in
+ * progress is cancelled, resumed at the next start), stop the API (waits
+ * for requests in flight),
  * stop watching VMs (they keep running; their NBD disks pause until berthd
  * is back), close every NBD connection, close every pool (final txg sync),
  * exit 0.  SIGKILL needs nothing: the next start re-imports the pools and
@@ -16,6 +19,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/berthd.h"
+#include "daemon/repl.h"
 
 #include <getopt.h>
 #include <signal.h>
@@ -239,6 +243,10 @@ static int run(struct berthd *d, const struct opts *o)
     d->ctx.nbd = d->nbd;
     if (start_vms(d, &err) < 0)
         goto fail_pools;
+    /* replication cycles need the pools only; a job's first cycle may start now */
+    if (repl_mgr_new(d->state_dir, &d->pools, &d->repl, &err) < 0 ||
+        repl_mgr_start(d->repl, &d->ctx, &err) < 0)
+        goto fail_pools;
     snprintf(path, sizeof(path), "%s/berthd.sock", d->run_dir);
     if (api_server_start(&d->ctx, path, &d->api, &err) < 0)
         goto fail_pools;
@@ -263,7 +271,9 @@ static int run(struct berthd *d, const struct opts *o)
         break;
     }
     vmm_quiesce(d->vms);
+    repl_mgr_stop(d->repl); /* cancels a transfer in progress; resumed at next start */
     api_server_stop(d->api);
+    repl_mgr_free(d->repl);
     stop_vms(d);
     nbd_server_free(d->nbd);
     registry_close_all(d);
@@ -274,6 +284,7 @@ static int run(struct berthd *d, const struct opts *o)
     return 0;
 
 fail_pools:
+    repl_mgr_free(d->repl);
     stop_vms(d);
     nbd_server_free(d->nbd);
     registry_close_all(d);

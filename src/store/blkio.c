@@ -6,6 +6,7 @@
  * error, never wrong data. */
 #include "store/blkio.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,12 +19,51 @@ void blk_count_cksum_error(const struct blkio *io)
     atomic_fetch_add(&io->vd->ctr.checksum_errors, 1);
 }
 
+/* Can bp be read at all?  (A pointer that fails this is corrupt.) */
+static bool bp_readable(const struct blkio *io, const struct blkptr *bp)
+{
+    return !bp_is_hole(bp) && bp->lsize != 0 && bp->psize != 0 && bp->psize <= bp->lsize &&
+           bp->lsize <= BP_MAX_LSIZE && bp->psize <= bp->dva[0].asize &&
+           (bp->comp != BS_COMPRESS_OFF || bp->psize == bp->lsize) &&
+           bp_check_range(bp, io->data_size, io->ashift, 1) == 0;
+}
+
+/* Read bp's psize stored bytes into `stored` and verify them. */
+static int read_stored(const struct blkio *io, const struct blkptr *bp, uint8_t *stored)
+{
+    if (vdev_pread(io->vd, stored, bp->psize, io->data_start + bp->dva[0].offset) < 0)
+        return -EIO;
+    uint8_t sum[32];
+    checksum_compute(bp->cksum, stored, bp->psize, sum);
+    if (!checksum_equal(bp->cksum, sum, bp->checksum)) {
+        blk_count_cksum_error(io);
+        return -EIO;
+    }
+    return 0;
+}
+
+int blk_read_raw(const struct blkio *io, const struct blkptr *bp, void *buf, size_t cap)
+{
+    if (!bp_readable(io, bp)) {
+        blk_count_cksum_error(io);
+        return -EIO;
+    }
+    if (bp->psize > cap)
+        return -EOVERFLOW;
+    return read_stored(io, bp, buf);
+}
+
+void blk_prefetch(const struct blkio *io, const struct blkptr *bp)
+{
+    if (bp_readable(io, bp))
+        (void)posix_fadvise(io->vd->fd, (off_t)(io->data_start + bp->dva[0].offset),
+                            (off_t)bp->psize, POSIX_FADV_WILLNEED);
+}
+
 int blk_read(const struct blkio *io, const struct blkptr *bp, unsigned flags, struct cbuf **out)
 {
     *out = NULL;
-    if (bp_is_hole(bp) || bp->lsize == 0 || bp->psize == 0 || bp->psize > bp->lsize ||
-        bp->lsize > BP_MAX_LSIZE || bp->psize > bp->dva[0].asize ||
-        bp_check_range(bp, io->data_size, io->ashift, 1) < 0) {
+    if (!bp_readable(io, bp)) {
         blk_count_cksum_error(io);
         return -EIO;
     }
@@ -46,28 +86,14 @@ int blk_read(const struct blkio *io, const struct blkptr *bp, unsigned flags, st
     if (!c)
         return -ENOMEM;
     bool raw = bp->comp == BS_COMPRESS_OFF;
-    if (raw && bp->psize != bp->lsize) {
-        cbuf_unref(c);
-        blk_count_cksum_error(io);
-        return -EIO;
-    }
     uint8_t *stored = raw ? c->data : malloc(bp->psize);
     if (!stored) {
         cbuf_unref(c);
         return -ENOMEM;
     }
-    int r = vdev_pread(io->vd, stored, bp->psize, io->data_start + off);
-    if (r < 0) {
-        r = -EIO;
+    int r = read_stored(io, bp, stored);
+    if (r < 0)
         goto fail;
-    }
-    uint8_t sum[32];
-    checksum_compute(bp->cksum, stored, bp->psize, sum);
-    if (!checksum_equal(bp->cksum, sum, bp->checksum)) {
-        blk_count_cksum_error(io);
-        r = -EIO;
-        goto fail;
-    }
     if (!raw) {
         r = decompress_block(bp->comp, stored, bp->psize, c->data, bp->lsize);
         if (r < 0) {

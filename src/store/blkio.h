@@ -14,6 +14,7 @@
 #define BERTH_STORE_BLKIO_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "store/alloc.h"
@@ -37,6 +38,19 @@ struct blkio {
 /* Read and verify the block `bp` (not a hole).  On success *out holds a new
  * reference to a buffer of bp->lsize bytes; the caller unrefs it. */
 int blk_read(const struct blkio *io, const struct blkptr *bp, unsigned flags, struct cbuf **out);
+
+/* Read and verify the stored bytes of `bp` (not a hole) without
+ * decompressing them: bp->psize bytes into buf (cap >= bp->psize), exactly
+ * as the checksum in bp covers them.  For send streams, which carry
+ * compressed blocks as they are.  Bypasses the cache (it holds decompressed
+ * blocks).  -EIO (and a counted checksum error) on any mismatch. */
+int blk_read_raw(const struct blkio *io, const struct blkptr *bp, void *buf, size_t cap);
+
+/* Hint that `bp` will be read soon: starts read-ahead of its stored bytes
+ * into the page cache without waiting (a sequential reader of scattered
+ * blocks, such as send, keeps the device busy this way).  Holes and bad
+ * pointers are ignored; so are errors: the read itself reports them. */
+void blk_prefetch(const struct blkio *io, const struct blkptr *bp);
 
 /* Per-thread scratch space for blk_write. */
 struct blk_scratch {

@@ -70,6 +70,11 @@ int vm_proc_spawn(char *const *argv, int out_fd, pid_t *pid, struct berr *err)
     return spawn(argv, -1, out_fd, out_fd, true, pid, err);
 }
 
+int vm_proc_spawn_in(char *const *argv, int in_fd, int out_fd, pid_t *pid, struct berr *err)
+{
+    return spawn(argv, in_fd, out_fd, out_fd, true, pid, err);
+}
+
 static int64_t mono_ms(void)
 {
     return (int64_t)(now_ns() / 1000000u);

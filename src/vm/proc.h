@@ -19,6 +19,10 @@
 /* Start argv[0] (searched in PATH) in a new session, stdin /dev/null,
  * stdout and stderr to out_fd (the VM's log).  *pid is the child. */
 int vm_proc_spawn(char *const *argv, int out_fd, pid_t *pid, struct berr *err);
+/* The same with stdin from in_fd (replication target commands read a send
+ * stream there); the session makes the child a process group leader, so
+ * kill(-pid) reaches everything it started. */
+int vm_proc_spawn_in(char *const *argv, int in_fd, int out_fd, pid_t *pid, struct berr *err);
 
 /* Run a helper command to completion (at most timeout_ms; then it is
  * killed).  A non-zero exit gives -EIO with "ARGV0 ARGV1 ...: <its stderr>";
