@@ -118,6 +118,10 @@ struct ds *ds_find(struct bs_pool *p, const char *name);
 
 /* A volume (not a snapshot, not a receive in progress) by name. */
 struct ds *ds_find_vol(struct bs_pool *p, const char *name);
+/* Resize a volume (recv: the hidden receive volume of that name); admin_lock
+ * held. */
+int vol_resize_locked(bs_pool *p, const char *name, uint64_t new_size, bool force, bool recv,
+                      struct berr *err);
 /* Space of volume h (pool->lock held; snap.c). */
 int vol_space_locked(struct bs_pool *p, struct ds *h, struct bs_vol_space *o);
 

@@ -152,7 +152,6 @@ int recv_begin_full(struct bs_pool *p, const char *vol, uint64_t volsize, uint32
 int recv_begin_incr(struct bs_pool *p, const char *vol, uint64_t volsize,
                     const struct recv_state *rs, bool force, struct berr *err)
 {
-    (void)volsize; /* the clone takes the base's size; the stream resizes it */
     int r = writable(p, err);
     if (r < 0)
         return r;
@@ -200,6 +199,9 @@ int recv_begin_incr(struct bs_pool *p, const char *vol, uint64_t volsize,
     pthread_mutex_unlock(&p->lock);
     if (r == 0) {
         r = task_run(p, t, "receive", err);
+        /* the clone has the base's size; the stream's snapshot may differ */
+        if (r == 0)
+            r = vol_resize_locked(p, hidden, volsize, true, true, err);
     } else {
         free(t->items);
         free(t);

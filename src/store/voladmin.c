@@ -274,13 +274,15 @@ int bs_vol_get(bs_pool *p, const char *name, struct bs_vol_props *out, struct be
     return d ? 0 : no_vol(p, name, err);
 }
 
-static int resize_locked(bs_pool *p, const char *name, uint64_t new_size, bool force,
-                         struct berr *err)
+int vol_resize_locked(bs_pool *p, const char *name, uint64_t new_size, bool force,
+                      bool recv, struct berr *err)
 {
     char a[32], b[32];
     int r = 0;
     pthread_mutex_lock(&p->lock);
-    struct ds *d = ds_find_vol(p, name);
+    struct ds *d = recv ? ds_find(p, name) : ds_find_vol(p, name);
+    if (d && recv && !(d->rec.flags & DS_FLAG_RECV))
+        d = NULL;
     if (!d) {
         pthread_mutex_unlock(&p->lock);
         return no_vol(p, name, err);
@@ -348,7 +350,7 @@ int bs_vol_resize(bs_pool *p, const char *name, uint64_t new_size, bool force,
     if (p->readonly)
         return berr_set(err, EROFS, "pool '%s' is read-only", p->name);
     pthread_mutex_lock(&p->admin_lock);
-    int r = resize_locked(p, name, new_size, force, err);
+    int r = vol_resize_locked(p, name, new_size, force, false, err);
     pthread_mutex_unlock(&p->admin_lock);
     return r;
 }

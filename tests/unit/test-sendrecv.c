@@ -137,11 +137,12 @@ static struct image image_of(bs_pool *p, const char *name)
         im.data = 1; /* never equal to a real image's */
         return im;
     }
-    uint8_t *buf = malloc(VOLSIZE);
-    if (bs_vol_pread(v, buf, VOLSIZE, 0) == 0)
-        im.data = XXH3_64bits(buf, VOLSIZE);
+    uint64_t size = bs_vol_size(v); /* volumes may have been resized */
+    uint8_t *buf = malloc(size);
+    if (bs_vol_pread(v, buf, size, 0) == 0)
+        im.data = XXH3_64bits(buf, size) ^ size;
     free(buf);
-    bs_vol_block_status(v, VOLSIZE, 0, hole_cb, &im);
+    bs_vol_block_status(v, size, 0, hole_cb, &im);
     bs_vol_close(v);
     return im;
 }
@@ -459,6 +460,21 @@ static void test_force_and_clone(void)
        (unsigned long long)st.blocks);
     ok(do_recv("z", &m, false, false, &e) == 0 && same_image("c@c1", "z@c1"),
        "z@c1 == c@c1: %s", e.msg);
+    free(m.b);
+    /* an incremental across a grow and then a shrink of the source */
+    ok(bs_vol_resize(src, "v", VOLSIZE * 2, false, &e) == 0 &&
+           write_blocks("v", NB + 3, 4, 2) == 0 && snap("v@grown") == 0,
+       "v grown to %u MiB, written past the old end", (unsigned)(VOLSIZE * 2 / MiB));
+    ok(do_send("v@grown", "@s7", false, NULL, &m, NULL) == 0 &&
+           do_recv("w", &m, false, false, &e) == 0 && same_image("v@grown", "w@grown"),
+       "incremental across a grow: %s", e.msg);
+    free(m.b);
+    ok(bs_vol_resize(src, "v", VOLSIZE / 2, true, &e) == 0 && write_blocks("v", 1, 2, 0) == 0 &&
+           snap("v@shrunk") == 0,
+       "v shrunk (and two blocks zeroed)");
+    ok(do_send("v@shrunk", "@grown", false, NULL, &m, NULL) == 0 &&
+           do_recv("w", &m, false, false, &e) == 0 && same_image("v@shrunk", "w@shrunk"),
+       "incremental across a shrink: %s", e.msg);
     free(m.b);
     /* not an ancestor */
     memset(&e, 0, sizeof e);
