@@ -78,12 +78,46 @@ static int compare_all(bs_pool *p)
     return bad;
 }
 
+struct usum {
+    bs_pool *p;
+    uint64_t sum;
+};
+
+static int add_used(const struct bs_vol_props *pr, void *o)
+{
+    struct usum *u = o;
+    struct bs_vol_space sp;
+    if (bs_vol_space(u->p, pr->name, &sp, NULL) == 0)
+        u->sum += sp.used - sp.usedbyrefreservation;
+    return 0;
+}
+
+/* The space of every volume (dataset + snapshots + deadlists) plus the pool
+ * directory adds up to the pool's allocated bytes, exactly (after a sync). */
+static int space_adds_up(bs_pool *p, const char *when)
+{
+    struct usum u = { .p = p };
+    bs_vol_list(p, add_used, &u, NULL);
+    struct bs_pool_stats st;
+    bs_pool_stats(p, &st);
+    uint64_t mos = p->mos_od.allocated;
+    if (u.sum + mos != st.allocated) {
+        diag("after %s: volumes use %llu + directory %llu != pool allocated %llu", when,
+             (unsigned long long)u.sum, (unsigned long long)mos,
+             (unsigned long long)st.allocated);
+        return -1;
+    }
+    return 0;
+}
+
 static int check(bs_pool *p, const char *when)
 {
     struct berr e = {0};
     int r = bs_pool_check(p, &e);
     if (r < 0)
         diag("check after %s: %s", when, e.msg);
+    if (r == 0 && space_adds_up(p, when) < 0)
+        r = -EILSEQ;
     return r;
 }
 
