@@ -74,6 +74,10 @@ struct cli_cmd {
 int cli_dispatch(struct cli *c, const char *group, void (*help)(FILE *f),
                  const struct cli_cmd *cmds, size_t ncmds, int argc, char **argv);
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The end of a command with a JSON answer: on success print it (--json) or
+ * the line fmt (may be NULL); frees resp; returns rc. */
+int cli_done(struct cli *c, int rc, json_t *resp, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Parse the common options of a subcommand in the getopt loop: returns true
  * if `opt` was one of them (-p, -H, --json). */
@@ -116,9 +120,10 @@ const char *cli_prop_value(struct cli *c, json_t *v, enum cli_pfmt fmt, char *bu
  * usage error of `group` naming an unknown one. */
 int cli_props_select(const char *group, const char *what, const struct cli_prop *props,
                      size_t n, const char *list, bool *want);
-/* NAME PROPERTY VALUE rows of the wanted properties of obj. */
-void cli_props_print(struct cli *c, json_t *obj, const char *name, const struct cli_prop *props,
-                     size_t n, const bool *want);
+/* GET path (an object with "full_name") and print its wanted properties as
+ * NAME PROPERTY VALUE rows (--json: the object). */
+int cli_props_get(struct cli *c, const char *path, const struct cli_prop *props, size_t n,
+                  const bool *want);
 
 /* Split "POOL/VOL" into escaped segments; usage error if malformed. */
 int cli_split_vol(const char *cmd, const char *arg, char **pool, char **vol);

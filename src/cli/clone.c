@@ -30,17 +30,6 @@ void help_clone(FILE *f)
 
 static const struct option common_lo[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
 
-static int done(struct cli *c, int rc, json_t *resp, const char *fmt, const char *a,
-                const char *b)
-{
-    if (rc == EXIT_OK && c->json)
-        out_json(resp);
-    else if (rc == EXIT_OK)
-        printf(fmt, a, b);
-    json_decref(resp);
-    return rc;
-}
-
 int cmd_rollback(struct cli *c, int argc, char **argv)
 {
     static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"force", no_argument, NULL, 'f'},
@@ -65,7 +54,7 @@ int cmd_rollback(struct cli *c, int argc, char **argv)
     json_decref(body);
     char vol[256];
     snprintf(vol, sizeof(vol), "%s/%s", pool, snap);
-    return done(c, rc, resp, "volume %s rolled back to %s\n", vol, argv[optind]);
+    return cli_done(c, rc, resp, "volume %s rolled back to %s\n", vol, argv[optind]);
 }
 
 int cmd_clone(struct cli *c, int argc, char **argv)
@@ -106,7 +95,7 @@ int cmd_clone(struct cli *c, int argc, char **argv)
         json_object_set(body, "properties", props);
     rc = cli_call(c, "POST", path, body, &resp);
     json_decref(body);
-    return done(c, rc, resp, "volume %s cloned from %s\n", target, argv[optind]);
+    return cli_done(c, rc, resp, "volume %s cloned from %s\n", target, argv[optind]);
 }
 
 int cmd_promote(struct cli *c, int argc, char **argv)
@@ -124,5 +113,5 @@ int cmd_promote(struct cli *c, int argc, char **argv)
     free(v);
     json_t *resp = NULL;
     rc = cli_call(c, "POST", path, NULL, &resp);
-    return done(c, rc, resp, "volume %s promoted%s\n", argv[optind], "");
+    return cli_done(c, rc, resp, "volume %s promoted\n", argv[optind]);
 }

@@ -132,6 +132,20 @@ void table_free(struct table *t)
     free(t);
 }
 
+int cli_done(struct cli *c, int rc, json_t *resp, const char *fmt, ...)
+{
+    if (rc == EXIT_OK && c->json) {
+        out_json(resp);
+    } else if (rc == EXIT_OK && fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vprintf(fmt, ap);
+        va_end(ap);
+    }
+    json_decref(resp);
+    return rc;
+}
+
 int cli_fail(const char *fmt, ...)
 {
     va_list ap;

@@ -58,8 +58,9 @@ int cli_props_select(const char *group, const char *what, const struct cli_prop 
     return EXIT_OK;
 }
 
-void cli_props_print(struct cli *c, json_t *obj, const char *name, const struct cli_prop *props,
-                     size_t n, const bool *want)
+/* NAME PROPERTY VALUE rows of the wanted properties of obj. */
+static void props_print(struct cli *c, json_t *obj, const char *name,
+                        const struct cli_prop *props, size_t n, const bool *want)
 {
     static const char *const hdr[] = {"NAME", "PROPERTY", "VALUE"};
     struct table *t = table_new(c, 3, hdr);
@@ -73,4 +74,15 @@ void cli_props_print(struct cli *c, json_t *obj, const char *name, const struct 
         table_row(t, row);
     }
     table_print(t);
+}
+
+int cli_props_get(struct cli *c, const char *path, const struct cli_prop *props, size_t n,
+                  const bool *want)
+{
+    json_t *resp = NULL;
+    int rc = cli_call(c, "GET", path, NULL, &resp);
+    if (rc == EXIT_OK && !c->json)
+        props_print(c, resp, json_string_value(json_object_get(resp, "full_name")), props, n,
+                    want);
+    return cli_done(c, rc, resp, NULL);
 }

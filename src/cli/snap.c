@@ -78,18 +78,6 @@ int cli_snap_path(const char *cmd, const char *arg, const char *suffix, char *ou
     return EXIT_OK;
 }
 
-static int finish(struct cli *c, int rc, json_t *resp, const char *msg, const char *arg)
-{
-    if (rc == EXIT_OK) {
-        if (c->json)
-            out_json(resp);
-        else if (msg)
-            printf(msg, arg);
-    }
-    json_decref(resp);
-    return rc;
-}
-
 /* -r POOL@NAME: NAME for every volume of POOL, appended to names. */
 static int add_pool_volumes(struct cli *c, const char *arg, json_t *names, char **pool)
 {
@@ -157,7 +145,7 @@ static int snap_create(struct cli *c, int argc, char **argv)
         json_array_foreach(get(resp, "snapshots"), i, v)
             printf("snapshot %s created\n", json_string_value(get(v, "full_name")));
     }
-    return finish(c, rc, resp, NULL, NULL);
+    return cli_done(c, rc, resp, NULL);
 }
 
 static int snap_list(struct cli *c, int argc, char **argv)
@@ -181,7 +169,7 @@ static int snap_list(struct cli *c, int argc, char **argv)
     json_t *resp = NULL;
     int rc = cli_call(c, "GET", path, NULL, &resp);
     if (rc != EXIT_OK || c->json)
-        return finish(c, rc, resp, NULL, NULL);
+        return cli_done(c, rc, resp, NULL);
     static const char *const hdr[] = {"NAME", "USED", "REFER", "CREATION", "HOLDS"};
     struct table *t = table_new(c, 5, hdr);
     size_t i;
@@ -232,14 +220,7 @@ static int snap_get(struct cli *c, int argc, char **argv)
     rc = cli_snap_path("snapshot", argv[optind + 1], "", path, sizeof(path));
     if (rc != EXIT_OK)
         return rc;
-    json_t *resp = NULL;
-    rc = cli_call(c, "GET", path, NULL, &resp);
-    if (rc != EXIT_OK || c->json)
-        return finish(c, rc, resp, NULL, NULL);
-    cli_props_print(c, resp, json_string_value(get(resp, "full_name")), snap_props, NPROPS,
-                    want);
-    json_decref(resp);
-    return EXIT_OK;
+    return cli_props_get(c, path, snap_props, NPROPS, want);
 }
 
 static int snap_destroy(struct cli *c, int argc, char **argv)
@@ -261,7 +242,7 @@ static int snap_destroy(struct cli *c, int argc, char **argv)
     json_t *resp = NULL;
     rc = cli_call(c, "DELETE", path, NULL, &resp);
     bool deferred = rc == EXIT_OK && json_is_true(get(resp, "deferred"));
-    return finish(c, rc, resp,
+    return cli_done(c, rc, resp,
                   deferred ? "snapshot %s hidden; it goes with its last clone\n"
                            : "snapshot %s destroyed\n",
                   argv[optind]);
@@ -286,7 +267,7 @@ static int snap_hold(struct cli *c, int argc, char **argv)
     if (rc == EXIT_OK && !c->json)
         printf("snapshot %s: hold '%s' %s\n", argv[optind + 1], argv[optind],
                hold ? "added" : "released");
-    return finish(c, rc, resp, NULL, NULL);
+    return cli_done(c, rc, resp, NULL);
 }
 
 int cmd_snapshot(struct cli *c, int argc, char **argv)

@@ -65,18 +65,6 @@ static int vol_path(const char *arg, const char *suffix, char *out, size_t len)
     return EXIT_OK;
 }
 
-static int finish(struct cli *c, int rc, json_t *resp, const char *msg, const char *arg)
-{
-    if (rc == EXIT_OK) {
-        if (c->json)
-            out_json(resp);
-        else if (msg)
-            printf(msg, arg);
-    }
-    json_decref(resp);
-    return rc;
-}
-
 static int vol_create(struct cli *c, int argc, char **argv)
 {
     static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"thick", no_argument, NULL, 'T'},
@@ -120,7 +108,7 @@ static int vol_create(struct cli *c, int argc, char **argv)
     json_t *resp = NULL;
     rc = cli_call(c, "POST", path, body, &resp);
     json_decref(body);
-    return finish(c, rc, resp, "volume %s created\n", argv[optind]);
+    return cli_done(c, rc, resp, "volume %s created\n", argv[optind]);
 }
 
 /* `vol list -o space`: where the space goes (zfs list -o space) */
@@ -159,7 +147,7 @@ static int vol_list(struct cli *c, int argc, char **argv)
     json_t *resp = NULL;
     int rc = cli_call(c, "GET", path, NULL, &resp);
     if (rc != EXIT_OK || c->json)
-        return finish(c, rc, resp, NULL, NULL);
+        return cli_done(c, rc, resp, NULL);
     static const char *const hdr[] = {"NAME", "USED", "REFER", "VOLSIZE", "RATIO"};
     static const char *const space_hdr[] = {"NAME",          "USED",    "USEDSNAP", "USEDDS",
                                             "USEDREFRESERV", "WRITTEN", "SNAPS",    "ORIGIN"};
@@ -221,13 +209,7 @@ static int vol_get(struct cli *c, int argc, char **argv)
     rc = vol_path(argv[optind + 1], "", path, sizeof(path));
     if (rc != EXIT_OK)
         return rc;
-    json_t *resp = NULL;
-    rc = cli_call(c, "GET", path, NULL, &resp);
-    if (rc != EXIT_OK || c->json)
-        return finish(c, rc, resp, NULL, NULL);
-    cli_props_print(c, resp, json_string_value(get(resp, "full_name")), vol_props, NPROPS, want);
-    json_decref(resp);
-    return EXIT_OK;
+    return cli_props_get(c, path, vol_props, NPROPS, want);
 }
 
 static int vol_set(struct cli *c, int argc, char **argv)
@@ -250,7 +232,7 @@ static int vol_set(struct cli *c, int argc, char **argv)
     json_t *body = json_pack("{s:O}", "properties", props), *resp = NULL;
     rc = cli_call(c, "PATCH", path, body, &resp);
     json_decref(body);
-    return finish(c, rc, resp, NULL, NULL);
+    return cli_done(c, rc, resp, NULL);
 }
 
 static int vol_resize(struct cli *c, int argc, char **argv)
@@ -273,7 +255,7 @@ static int vol_resize(struct cli *c, int argc, char **argv)
         printf("volume %s: volsize %s\n", argv[optind],
                out_size(c, get(resp, "volsize"), b, sizeof(b)));
     }
-    return finish(c, rc, resp, NULL, NULL);
+    return cli_done(c, rc, resp, NULL);
 }
 
 static int vol_destroy(struct cli *c, int argc, char **argv)
@@ -295,7 +277,7 @@ static int vol_destroy(struct cli *c, int argc, char **argv)
         cli_query_add(path, sizeof(path), "recursive", "1");
     json_t *resp = NULL;
     rc = cli_call(c, "DELETE", path, NULL, &resp);
-    return finish(c, rc, resp, "volume %s destroyed\n", argv[optind]);
+    return cli_done(c, rc, resp, "volume %s destroyed\n", argv[optind]);
 }
 
 static int vol_uri(struct cli *c, int argc, char **argv)
@@ -319,7 +301,7 @@ static int vol_uri(struct cli *c, int argc, char **argv)
         else
             rc = cli_fail("berthd does not serve NBD on TCP (start it with --nbd-tcp)");
     }
-    return finish(c, rc, resp, NULL, NULL);
+    return cli_done(c, rc, resp, NULL);
 }
 
 int cmd_vol(struct cli *c, int argc, char **argv)

@@ -6,19 +6,12 @@
 # volume is overwritten; rollback (to an older snapshot, keeping the newer
 # ones) restores byte-for-byte; clone + promote; send | recv into a second
 # pool, full and incremental, byte-identical; a corrupted or truncated stream
-# is refused and leaves the target as it was.
+# is refused and leaves the target as it was; a receive broken off resumes
+# from its token, or is dropped with recv -A.
 . "$(dirname "$0")/functions.sh"
 requires qemu-io nbdinfo nbdcopy cmp script
 requires_nbdpy
 
-# rc_of EXPECTED NEEDLE CMD...: run, check exit status and that stderr names NEEDLE
-rc_of() {
-  local want=$1 needle=$2 out rc; shift 2
-  out=$("$@" 2>&1 >/dev/null); rc=$?
-  [ "$rc" -eq "$want" ] || fail "$*: exit $rc, want $want (stderr: $out)"
-  [[ "$out" == *"$needle"* ]] || fail "$*: stderr does not mention '$needle': $out"
-  echo "  ok ($rc): $* -> ${out%%$'\n'*}"
-}
 # put FILE EXPORT: write FILE over the start of an export
 put() { nbdcopy "$1" "$(uri "$2")" || fail "nbdcopy $1 -> $2"; }
 # same EXPORT FILE: the export reads exactly as FILE
@@ -170,6 +163,36 @@ same tank2/a@s1 "$T/d1.img"
 rc_of 1 "" berth recv tank2/a <"$T/incr.stream"                 # applied already
 rc_of 1 "" berth send tank/a@nope
 rc_of 1 "" berth recv --token tank2/a                            # nothing interrupted
+
+echo "== an interrupted resumable receive resumes from its token"
+berth send tank/a@s1 >"$T/full.stream" || fail "send s1"
+# upload most of the stream, then break the connection off (no final chunk)
+python3 - "$BERTH_SOCKET" "$T/full.stream" <<'EOF2' || fail "partial upload"
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"POST /api/v1/pools/tank2/volumes/r/recv?resumable=1 HTTP/1.1\r\nHost: b\r\n"
+          b"Transfer-Encoding: chunked\r\n\r\n")
+d = open(sys.argv[2], "rb").read()
+d = d[: len(d) * 3 // 4]
+for i in range(0, len(d), 1 << 20):
+    c = d[i : i + (1 << 20)]
+    s.sendall(b"%x\r\n" % len(c) + c + b"\r\n")
+time.sleep(0.5)
+s.close()
+EOF2
+wait_until 10 berth recv --token tank2/r || fail "no resume token after the broken upload"
+tok=$(berth recv --token tank2/r)
+berth send -t "$tok" tank/a@s1 | berth recv -s tank2/r | grep -qx "received tank2/r@s1 (.*)" ||
+  fail "resumed receive"
+same tank2/r@s1 "$T/d1.img"
+rc_of 1 "" berth recv --token tank2/r                            # done: no token left
+# and one that is dropped instead
+berth send tank/a@s1 2>/dev/null | head -c 300000 | berth recv -s tank2/q >/dev/null 2>&1 &&
+  fail "a cut stream was received"
+berth recv --token tank2/q >/dev/null || fail "no token for the cut stream"
+berth recv -A tank2/q | grep -qx "volume tank2/q: interrupted receive aborted" || fail "recv -A"
+rc_of 1 "" berth recv --token tank2/q
 
 echo "== clone, promote"
 berth clone tank/a@s1 tank/c | grep -qx "volume tank/c cloned from tank/a@s1" || fail "clone"
