@@ -80,11 +80,18 @@ static void dependents(struct bs_pool *p, const struct ds *s, char *buf, size_t 
     for (struct ds *d = p->ds_list; d; d = d->next) {
         if (d->destroying || d->rec.lin.prev_id != s->rec.id)
             continue;
-        char nm[BS_SNAP_NAME_MAX];
+        char nm[BS_SNAP_NAME_MAX + 32], sv[64], dv[64];
+        vol_of(s->rec.name, sv);
+        vol_of(d->rec.name, dv);
         if (d->rec.flags & DS_FLAG_RECV)
-            snprintf(nm, sizeof nm, "a receive into %.63s", d->rec.name);
+            snprintf(nm, sizeof nm, "a receive into '%s'", dv);
+        else if (ds_is_snap(d))
+            snprintf(nm, sizeof nm, "%ssnapshot '%s'", strcmp(sv, dv) ? "" : "the newer ",
+                     d->rec.name);
+        else if (strcmp(sv, dv) == 0)
+            snprintf(nm, sizeof nm, "volume '%s' (rolled back to it)", dv);
         else
-            snprintf(nm, sizeof nm, "%s", d->rec.name);
+            snprintf(nm, sizeof nm, "clone '%s'", dv);
         int w = snprintf(buf + used, len - used, "%s%s", used ? ", " : "", nm);
         if (w < 0 || (size_t)w >= len - used)
             break;
@@ -119,8 +126,8 @@ int bs_snap_destroy(bs_pool *p, const char *name, unsigned flags, struct berr *e
             p->mos_dirty = true;
         } else {
             r = berr_set(err, EBUSY,
-                         "snapshot '%s' is the origin of %s; destroy or promote those first, or "
-                         "defer the destroy (-d)",
+                         "snapshot '%s' is the base of %s; destroy one of them first (promote a "
+                         "clone to keep it), or defer the destroy (-d)",
                          name, deps);
         }
     } else {
@@ -518,9 +525,13 @@ int bs_vol_destroy_ex(bs_pool *p, const char *name, unsigned flags, struct berr 
         for (struct ds *c = p->ds_list; r == 0 && c; c = c->next) {
             if (c->destroying || c->rec.lin.prev_id != d->rec.id || c == h || owned_by(c, name))
                 continue;
+            char cv[64];
+            vol_of(c->rec.name, cv);
             r = berr_set(err, EBUSY,
-                         "snapshot '%s' is the origin of '%s'; destroy or promote it first",
-                         d->rec.name, c->rec.name);
+                         "snapshot '%s' is the origin of volume '%s'%s%s%s; destroy that volume "
+                         "or promote it first",
+                         d->rec.name, cv, ds_is_snap(c) ? " (through its snapshot '" : "",
+                         ds_is_snap(c) ? c->rec.name : "", ds_is_snap(c) ? "')" : "");
         }
     }
     if (r == 0) {

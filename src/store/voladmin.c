@@ -445,6 +445,8 @@ int bs_vol_open(bs_pool *p, const char *name, bs_vol **out, struct berr *err)
     pthread_mutex_unlock(&p->lock);
     if (!d) {
         free(v);
+        if (strchr(name, '@'))
+            return berr_set(err, ENOENT, "no snapshot '%s' in pool '%s'", name, p->name);
         return no_vol(p, name, err);
     }
     v->pool = p;
