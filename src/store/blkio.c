@@ -18,8 +18,18 @@ void blk_count_cksum_error(const struct blkio *io)
     atomic_fetch_add(&io->vd->ctr.checksum_errors, 1);
 }
 
+static bool verify_bp(void *ctx, const void *buf, size_t len)
+{
+    const struct blkptr *bp = ctx;
+    uint8_t sum[32];
+    checksum_compute(bp->cksum, buf, len, sum);
+    return checksum_equal(bp->cksum, sum, bp->checksum);
+}
+
 int blk_read(const struct blkio *io, const struct blkptr *bp, unsigned flags, struct cbuf **out)
 {
+    /* taken first: the caller's pointer is valid now (see vdev.h heal_gen) */
+    uint64_t gen = vdev_heal_gen(io->vd);
     *out = NULL;
     if (bp_is_hole(bp) || bp->lsize == 0 || bp->psize == 0 || bp->psize > bp->lsize ||
         bp->lsize > BP_MAX_LSIZE || bp->psize > bp->dva[0].asize ||
@@ -56,18 +66,14 @@ int blk_read(const struct blkio *io, const struct blkptr *bp, unsigned flags, st
         cbuf_unref(c);
         return -ENOMEM;
     }
-    int r = vdev_pread(io->vd, stored, bp->psize, io->data_start + off);
-    if (r < 0) {
-        r = -EIO;
+    struct vdev_rio rq = {
+        .off = off, .psize = bp->psize, .asize = bp->dva[0].asize, .buf = stored,
+        .verify = verify_bp, .vctx = (void *)bp, .scrub = (flags & BLK_SCRUB) != 0, .gen = gen,
+    };
+    /* counts read and checksum errors on the leaves, heals what it can */
+    int r = vdev_read_block(io->vd, &rq);
+    if (r < 0)
         goto fail;
-    }
-    uint8_t sum[32];
-    checksum_compute(bp->cksum, stored, bp->psize, sum);
-    if (!checksum_equal(bp->cksum, sum, bp->checksum)) {
-        blk_count_cksum_error(io);
-        r = -EIO;
-        goto fail;
-    }
     if (!raw) {
         r = decompress_block(bp->comp, stored, bp->psize, c->data, bp->lsize);
         if (r < 0) {
@@ -146,7 +152,7 @@ int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_
     int r = alloc_alloc(io->alloc, asize, txg, &off);
     if (r < 0)
         return r;
-    r = vdev_pwrite(io->vd, src, asize, io->data_start + off);
+    r = vdev_write_block(io->vd, src, asize, off);
     if (r < 0) {
         alloc_free(io->alloc, off, asize, txg);
         return -EIO;
