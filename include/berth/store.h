@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* berth storage engine: the public interface.
  *
- * A pool is a set of vdevs (files or block devices; one vdev for now) holding
+ * A pool is a set of vdevs (files or block devices: one, or a mirror) holding
  * a copy-on-write tree of blocks committed in transaction groups (txgs).  A
  * volume is a thin block device inside a pool (like a ZFS zvol).  This header
  * is all that the NBD server, the daemon and the tests may use; nothing here
@@ -36,6 +36,8 @@ extern "C" {
 #endif
 
 typedef struct bs_pool bs_pool;
+
+#define BS_POOL_ERROR_NAME 160
 typedef struct bs_vol bs_vol;
 
 /* ---- enums shared with the on-disk format (values are stored on disk) ---- */
@@ -76,15 +78,23 @@ void bs_tunables_set(const struct bs_tunables *t);
 
 /* Create a pool on vdev paths (files are created if missing; `size` is
  * used for a new or shorter file and ignored for block devices, 0 = require an
- * existing file/device).  Fails with EEXIST if the device carries a berth
- * label and !opts->force. */
+ * existing file/device).  Fails with EEXIST if a device carries a berth
+ * label and !opts->force.
+ *
+ * The vdev spec (like zpool create): {PATH} is a pool on one device;
+ * {"mirror", PATH, PATH, ...} (2..32 devices) keeps a copy of every block on
+ * each of them, and its size is the smallest device's.  raidz and several
+ * top-level vdevs are not supported yet (ENOTSUP). */
 int bs_pool_create(const char *name, const char *const *vdevs, size_t nvdevs, uint64_t size,
                    const struct bs_pool_opts *opts, bs_pool **out, struct berr *err);
 
-/* Import a pool from the given vdev paths.  `name` may be NULL (take the
- * pool on those devices) or the expected pool name (ENOENT if different).
- * A pool not cleanly exported is imported all the same (that is crash
- * recovery); another process holding it open gives EBUSY. */
+/* Import a pool from the given vdev paths (every member of a mirror that
+ * is present, in any order; no "mirror" keyword).  `name` may be NULL (take
+ * the pool on those devices) or the expected pool name (ENOENT if
+ * different).  A mirror with members missing imports DEGRADED as long as
+ * one member is there (ENXIO naming the missing ones otherwise).  A pool not
+ * cleanly exported is imported all the same (that is crash recovery);
+ * another process holding it open gives EBUSY. */
 int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs_pool **out,
                    struct berr *err);
 
@@ -125,13 +135,31 @@ int bs_pool_trim(bs_pool *p, uint64_t *trimmed_bytes, struct berr *err);
 
 const char *bs_pool_name(const bs_pool *p);
 
+/* One leaf device of a pool. */
 struct bs_vdev_stats {
-    char path[4096];
+    char path[4096];         /* "missing-GUID" for a member missing since import */
     char type[16];           /* "file" or "disk" */
-    char state[16];          /* "ONLINE", "DEGRADED", "FAULTED", "OFFLINE" */
+    char state[16];          /* "ONLINE", "FAULTED" (a write failed), "OFFLINE",
+                                "UNAVAIL" (missing) */
     uint64_t size;           /* usable bytes */
     uint64_t read_errors, write_errors, checksum_errors;
     uint64_t reads, writes, bytes_read, bytes_written;
+    uint64_t guid;
+    bool stale;              /* missed txgs while away: a scrub repairs it */
+    uint64_t repaired_bytes; /* rewritten from a good copy (self-healing, scrub) */
+};
+
+/* The last or current scrub. */
+struct bs_scan_stats {
+    char state[16];          /* "none", "scanning", "paused", "finished", "canceled" */
+    uint64_t start_time, end_time; /* unix seconds (end 0 while running) */
+    uint64_t txg;            /* the committed txg whose blocks it verifies */
+    uint64_t examined;       /* bytes of blocks verified so far */
+    uint64_t total;          /* allocated bytes when it started */
+    uint64_t repaired;       /* bytes rewritten from good copies */
+    uint64_t errors;         /* blocks no copy could repair (bs_pool_errors) */
+    double rate;             /* bytes/s while scanning */
+    uint64_t eta_seconds;    /* 0 when unknown or done */
 };
 
 struct bs_pool_stats {
@@ -156,8 +184,48 @@ struct bs_pool_stats {
     uint64_t cache_bytes, cache_hits, cache_misses;
     size_t nvdevs;
     struct bs_vdev_stats vdevs[8];
+    char layout[16];         /* "single" or "mirror" */
+    struct bs_scan_stats scan;
 };
+/* state: "ONLINE", "DEGRADED" (a leaf is not ONLINE or is stale: redundancy
+ * is reduced but everything is served), "FAULTED" (a txg failed: reads only),
+ * "READONLY". */
 int bs_pool_stats(bs_pool *p, struct bs_pool_stats *out);
+
+/* Take a mirror member out of service (OFFLINE; not remembered across
+ * import) or bring one back (ONLINE, stale until a scrub has repaired what
+ * it missed).  `dev` is the leaf's path or index; a member missing since
+ * import is brought back by its (new) path.  EBUSY if it holds the only
+ * up-to-date copy; ENOTSUP on a single-device pool. */
+int bs_pool_offline(bs_pool *p, const char *dev, struct berr *err);
+int bs_pool_online(bs_pool *p, const char *dev, struct berr *err);
+
+/* Scrub: a background thread reads every allocated block of the pool as of
+ * the txg it starts from (the MOS, each volume's and snapshot's own blocks,
+ * deadlists), verifies every copy and rewrites bad ones from a good copy;
+ * blocks no copy can repair are listed by bs_pool_errors.  START begins a
+ * scrub (or resumes a paused one; EBUSY if one runs), PAUSE suspends it
+ * (freed space held for it is released), STOP cancels it.  While it runs,
+ * space freed by new writes is not reused until it finishes or pauses.
+ * Progress is in bs_pool_stats().scan.  Not resumed after export/import. */
+enum bs_scrub_cmd { BS_SCRUB_START = 0, BS_SCRUB_PAUSE = 1, BS_SCRUB_STOP = 2 };
+int bs_pool_scrub(bs_pool *p, enum bs_scrub_cmd cmd, struct berr *err);
+/* Wait until no scrub is scanning (finished, canceled, paused or none). */
+void bs_pool_scrub_wait(bs_pool *p);
+
+/* A block the last scrub could not repair. */
+struct bs_pool_error {
+    char dataset[BS_POOL_ERROR_NAME]; /* "VOL", "VOL@SNAP", "(pool directory)",
+                                         "deadlist of VOL@SNAP" */
+    char what[16];           /* "data" or "metadata" (an indirect block and below) */
+    uint64_t offset;         /* byte offset in the dataset (data), or of the first
+                                block the unreadable indirect covers */
+    uint64_t length;         /* bytes affected (data: the block size) */
+};
+/* cb for each error of the last scrub (at most 1024 are kept); returns the
+ * number of errors. */
+int bs_pool_errors(bs_pool *p, int (*cb)(const struct bs_pool_error *e, void *opaque),
+                   void *opaque);
 
 /* Change a pool property ("autotrim", "compression", "checksum"). */
 int bs_pool_set_prop(bs_pool *p, const char *prop, const char *value, struct berr *err);
@@ -382,10 +450,14 @@ int bs_recv_abort(bs_pool *p, const char *vol, struct berr *err);
 
 /* ---- debugging / fault injection (only used by tests) ---- */
 
-/* Knobs on a pool's vdev 0:
+/* Knobs on a pool's leaves: "vdev=N KNOB" sets KNOB on leaf N (the index
+ * in bs_pool_stats().vdevs), a bare KNOB on every leaf:
  *  "torn_write_after=N": the N-th vdev write from now writes only its first
  *      half and every later write fails with EIO (a simulated power cut);
- *  "fail_writes=on|off", "fail_reads=on|off": every I/O fails with EIO.
+ *  "fail_writes=on|off", "fail_reads=on|off": every I/O fails with EIO;
+ *  "corrupt=OFFSET:LEN": overwrite LEN bytes (<= 64 MiB) at OFFSET of the
+ *      data area (the offset of block pointers) with garbage, once;
+ *  "reset": every knob off.
  * EINVAL for unknown knobs. */
 int bs_pool_debug(bs_pool *p, const char *knob, struct berr *err);
 

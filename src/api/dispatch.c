@@ -24,6 +24,7 @@ static const api_handler_fn handlers[R__COUNT] = {
     [R_POOL_SYNC] = h_pool_sync,
     [R_POOL_CHECK] = h_pool_check,
     [R_POOL_DEBUG] = h_pool_debug,
+    [R_POOL_SCRUB] = h_pool_scrub,
     [R_VOLS_ALL] = h_vols_all,
     [R_VOLS_LIST] = h_vols_list,
     [R_VOL_CREATE] = h_vol_create,

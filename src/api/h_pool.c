@@ -35,7 +35,18 @@ int h_pool_create(const struct api_call *c, json_t **out, struct berr *err)
     const char *name = api_get_str(c->body, "name");
     json_t *jv = json_object_get(c->body, "vdevs");
     size_t nv = json_array_size(jv);
-    const char *vdevs[8];
+    /* {"layout": "mirror", "vdevs": [...]} is the engine's spec
+     * {"mirror", ...}; the pool table keeps the device paths only */
+    const char *spec[9];
+    const char *layout = api_get_str(c->body, "layout");
+    size_t k = 0;
+    if (layout && strcmp(layout, "single") != 0) {
+        if (strcmp(layout, "mirror") != 0)
+            return berr_set(err, EINVAL, "field 'layout': '%s' is not supported (single, "
+                            "mirror)", layout);
+        spec[k++] = layout;
+    }
+    const char **vdevs = spec + k;
     for (size_t i = 0; i < nv && i < 8; i++)
         vdevs[i] = json_string_value(json_array_get(jv, i));
 
@@ -68,7 +79,7 @@ int h_pool_create(const struct api_call *c, json_t **out, struct berr *err)
         return -EEXIST;
     }
     bs_pool *p = NULL;
-    int r = bs_pool_create(name, vdevs, nv, size, &opts, &p, err);
+    int r = bs_pool_create(name, spec, nv + k, size, &opts, &p, err);
     if (r == 0) {
         r = pooltab_add(c->ctx->pools, name, p, vdevs, nv, NULL, err);
         if (r < 0) {
@@ -249,5 +260,26 @@ int h_pool_debug(const struct api_call *c, json_t **out, struct berr *err)
         blog_warn("pool %s: debug knob %s", c->pool, knob);
         *out = json_pack("{s:s,s:s}", "name", c->pool, "knob", knob);
     }
+    return r;
+}
+
+int h_pool_scrub(const struct api_call *c, json_t **out, struct berr *err)
+{
+    const char *action = api_get_str(c->body, "action");
+    enum bs_scrub_cmd cmd = BS_SCRUB_START;
+    if (action && strcmp(action, "pause") == 0)
+        cmd = BS_SCRUB_PAUSE;
+    else if (action && strcmp(action, "stop") == 0)
+        cmd = BS_SCRUB_STOP;
+    else if (action && strcmp(action, "start") != 0)
+        return berr_set(err, EINVAL, "field 'action': '%s' is not start, pause or stop", action);
+    struct pool_entry *e;
+    int r = api_pool_acquire(c, &e, err);
+    if (r < 0)
+        return r;
+    r = bs_pool_scrub(e->pool, cmd, err);
+    pooltab_unlock(c->ctx->pools);
+    if (r == 0)
+        *out = json_pack("{s:s,s:s}", "name", c->pool, "action", action ? action : "start");
     return r;
 }

@@ -67,7 +67,17 @@ static json_t *render_vdev(const struct bs_vdev_stats *v)
     set(o, "writes", json_u64(v->writes));
     set(o, "bytes_read", json_u64(v->bytes_read));
     set(o, "bytes_written", json_u64(v->bytes_written));
+    set(o, "repaired_bytes", json_u64(v->repaired_bytes));
+    set(o, "stale", json_boolean(v->stale));
     return o;
+}
+
+static int render_error(const struct bs_pool_error *er, void *opaque)
+{
+    json_array_append_new(opaque, json_pack("{s:s,s:s,s:o,s:o}", "dataset", er->dataset, "what",
+                                            er->what, "offset", json_u64(er->offset), "length",
+                                            json_u64(er->length)));
+    return 0;
 }
 
 json_t *render_pool(struct api_ctx *ctx, struct pool_entry *e)
@@ -125,6 +135,18 @@ json_t *render_pool(struct api_ctx *ctx, struct pool_entry *e)
     for (size_t i = 0; i < n; i++)
         json_array_append_new(vd, render_vdev(&st->vdevs[i]));
     set(o, "vdevs", vd);
+    set(o, "layout", json_string(st->layout));
+    const struct bs_scan_stats *sc = &st->scan;
+    set(o, "scan", json_pack("{s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "state", sc->state,
+                             "start_time", json_u64(sc->start_time), "end_time",
+                             json_u64(sc->end_time), "txg", json_u64(sc->txg), "examined",
+                             json_u64(sc->examined), "total", json_u64(sc->total), "repaired",
+                             json_u64(sc->repaired), "errors", json_u64(sc->errors), "rate",
+                             json_u64((uint64_t)sc->rate), "eta_seconds",
+                             json_u64(sc->eta_seconds)));
+    json_t *errs = json_array();
+    bs_pool_errors(e->pool, render_error, errs);
+    set(o, "scan_errors", errs);
     free(st);
     return o;
 }

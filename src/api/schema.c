@@ -66,6 +66,7 @@ static const struct api_prop clone_props[] = {
 static const struct api_field b_pool_create[] = {
     {"name", FT_NAME, true, "pool", 0, 0, NULL},
     {"vdevs", FT_PATHS, true, NULL, 1, 8, NULL},
+    {"layout", FT_STR, false, NULL, 0, 16, NULL},
     {"size", FT_SIZE, false, NULL, 0, 0, NULL},
     {"force", FT_BOOL, false, NULL, 0, 0, NULL},
     {"ashift", FT_INT, false, NULL, 0, 16, NULL},
@@ -89,6 +90,11 @@ static const struct api_field b_pool_patch[] = {
 
 static const struct api_field b_force[] = {
     {"force", FT_BOOL, false, NULL, 0, 0, NULL},
+    END,
+};
+
+static const struct api_field b_scrub[] = {
+    {"action", FT_STR, false, NULL, 0, 16, NULL},
     END,
 };
 
@@ -270,6 +276,7 @@ const struct api_route api_routes[] = {
     {R_POOL_SYNC, "POST", "/pools/{pool}/sync", NULL, NULL, 200},
     {R_POOL_CHECK, "POST", "/pools/{pool}/check", NULL, NULL, 200},
     {R_POOL_DEBUG, "POST", "/pools/{pool}/debug", b_debug, NULL, 200},
+    {R_POOL_SCRUB, "POST", "/pools/{pool}/scrub", b_scrub, NULL, 200},
     {R_VOLS_ALL, "GET", "/volumes", NULL, NULL, 200},
     {R_VOLS_LIST, "GET", "/pools/{pool}/volumes", NULL, NULL, 200},
     {R_VOL_CREATE, "POST", "/pools/{pool}/volumes", b_vol_create, NULL, 201},

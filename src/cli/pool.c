@@ -19,8 +19,9 @@ void help_pool(FILE *f)
             "\n"
             "  create [-o ashift=N] [-o autotrim=on|off] [-o size=SIZE]\n"
             "         [-O compression=lz4|zstd|zstd-N|off] [-O checksum=xxh3|sha256] [-f]\n"
-            "         NAME VDEV\n"
-            "      Create a pool on a file or block device.  A missing file is created\n"
+            "         NAME VDEV | NAME mirror VDEV VDEV...\n"
+            "      Create a pool on a file or block device, or on a mirror of several\n"
+            "      (a copy of every block on each).  A missing file is created\n"
             "      with -o size.  ashift is detected when not given (files: 12).  A device\n"
             "      holding a berth pool is never overwritten without -f.\n"
             "  list [-p] [-H]             one line per pool: size, allocated, free, ratio\n"
@@ -32,6 +33,8 @@ void help_pool(FILE *f)
             "                             (from DIR, or where exported pools lived);\n"
             "                             with NAME: import that pool\n"
             "  trim NAME                  give all free space back to the device\n"
+            "  scrub [--pause|--stop] NAME  verify every block on every device in the\n"
+            "                             background, repairing bad copies\n"
             "  destroy [-f] NAME          wipe the pool's labels (-f: even with NBD clients)\n"
             "  sync NAME                  commit a transaction group now\n"
             "  check NAME                 verify space accounting (leaks, double references)\n"
@@ -113,12 +116,23 @@ static int pool_create(struct cli *c, int argc, char **argv)
             }
             break;
         })
-    if (argc - optind != 2)
-        return cli_usage_error("pool", "pool create needs NAME and VDEV");
-    char *vdev = abs_path(argv[optind + 1]);
+    int first = optind + 1;
+    if (argc - optind >= 2 && strcmp(argv[first], "mirror") == 0) {
+        json_object_set_new(body, "layout", json_string("mirror"));
+        first++;
+        if (argc - first < 2)
+            return cli_usage_error("pool", "a mirror needs at least two devices");
+    } else if (argc - optind != 2) {
+        return cli_usage_error("pool", "pool create needs NAME and VDEV (or mirror VDEV VDEV...)");
+    }
+    json_t *vdevs = json_array();
+    for (int i = first; i < argc; i++) {
+        char *vdev = abs_path(argv[i]);
+        json_array_append_new(vdevs, json_string(vdev ? vdev : argv[i]));
+        free(vdev);
+    }
     json_object_set_new(body, "name", json_string(argv[optind]));
-    json_object_set_new(body, "vdevs", json_pack("[s]", vdev ? vdev : argv[optind + 1]));
-    free(vdev);
+    json_object_set_new(body, "vdevs", vdevs);
     json_t *resp = NULL;
     rc = cli_call(c, "POST", "/pools", body, &resp);
     return done(c, rc, resp, "pool %s created\n", argv[optind], NULL);
@@ -211,6 +225,21 @@ static void print_status(struct cli *c, json_t *p)
                out_size(c, get(p, "cache_bytes"), b3, sizeof(b3)),
                out_u64(get(p, "cache_hits"), b4, sizeof(b4)));
     }
+    json_t *scan = get(p, "scan");
+    const char *sst = json_string_value(get(scan, "state"));
+    if (sst && strcmp(sst, "none") != 0) {
+        char e1[32], e2[32], e3[32];
+        printf("  scan: scrub %s: %s of %s examined, %s repaired, %" JSON_INTEGER_FORMAT
+               " errors", sst, out_size(c, get(scan, "examined"), e1, sizeof(e1)),
+               out_size(c, get(scan, "total"), e2, sizeof(e2)),
+               out_size(c, get(scan, "repaired"), e3, sizeof(e3)),
+               json_integer_value(get(scan, "errors")));
+        if (strcmp(sst, "scanning") == 0)
+            printf(", %s/s, %" JSON_INTEGER_FORMAT " s to go",
+                   out_size(c, get(scan, "rate"), e1, sizeof(e1)),
+                   json_integer_value(get(scan, "eta_seconds")));
+        printf("\n");
+    }
     printf("config:\n\n");
     size_t w = strlen(json_string_value(get(p, "name")));
     size_t i;
@@ -227,9 +256,14 @@ static void print_status(struct cli *c, json_t *p)
            out_u64(get(p, "read_errors"), b1, sizeof(b1)),
            out_u64(get(p, "write_errors"), b2, sizeof(b2)),
            out_u64(get(p, "checksum_errors"), b3, sizeof(b3)));
+    bool mirror = json_string_value(get(p, "layout")) &&
+                  strcmp(json_string_value(get(p, "layout")), "mirror") == 0;
+    if (mirror)
+        printf("\t%-*s  %-8s\n", (int)w, "  mirror-0", state);
     json_array_foreach(get(p, "vdevs"), i, v) {
         char name[4200];
-        snprintf(name, sizeof(name), "  %s", json_string_value(get(v, "path")));
+        snprintf(name, sizeof(name), "%s%s%s", mirror ? "    " : "  ",
+                 json_string_value(get(v, "path")), json_is_true(get(v, "stale")) ? " (stale)" : "");
         printf("\t%-*s  %-8s %5s %5s %5s\n", (int)w, name, json_string_value(get(v, "state")),
                out_u64(get(v, "read_errors"), b1, sizeof(b1)),
                out_u64(get(v, "write_errors"), b2, sizeof(b2)),
@@ -240,7 +274,14 @@ static void print_status(struct cli *c, json_t *p)
                       json_integer_value(get(p, "checksum_errors"));
     if (!json_is_integer(get(p, "size")))
         printf("\nerrors: pool unavailable\n");
-    else if (errs)
+    size_t ne = json_array_size(get(p, "scan_errors"));
+    if (ne) {
+        printf("\nerrors: %zu blocks the last scrub could not repair:\n", ne);
+        json_array_foreach(get(p, "scan_errors"), i, v)
+            printf("\t%s %s at offset %" JSON_INTEGER_FORMAT "\n",
+                   json_string_value(get(v, "dataset")), json_string_value(get(v, "what")),
+                   json_integer_value(get(v, "offset")));
+    } else if (errs)
         printf("\nerrors: %" JSON_INTEGER_FORMAT " I/O or checksum errors (reads that failed "
                "verification returned EIO, never wrong data)\n", errs);
     else
@@ -419,6 +460,32 @@ static int pool_debug(struct cli *c, int argc, char **argv)
 }
 
 /* export, trim, destroy, sync, check: POOL and maybe -f, one API call */
+static int pool_scrub(struct cli *c, int argc, char **argv)
+{
+    const char *action = "start", *name = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--pause") == 0)
+            action = "pause";
+        else if (strcmp(argv[i], "--stop") == 0)
+            action = "stop";
+        else if (argv[i][0] == '-' || name)
+            return cli_usage_error("pool", "usage: berth pool scrub [--pause|--stop] NAME");
+        else
+            name = argv[i];
+    }
+    if (!name)
+        return cli_usage_error("pool", "pool scrub needs NAME");
+    _cleanup_json_ json_t *body = json_pack("{s:s}", "action", action);
+    char path[256];
+    snprintf(path, sizeof path, "/pools/%s/scrub", name);
+    json_t *resp = NULL;
+    int rc = cli_call(c, "POST", path, body, &resp);
+    return done(c, rc, resp, strcmp(action, "start") == 0 ? "scrub of %s started\n"
+                             : strcmp(action, "pause") == 0 ? "scrub of %s paused\n"
+                                                             : "scrub of %s stopped\n",
+                name, NULL);
+}
+
 static int pool_simple_cmd(struct cli *c, int argc, char **argv)
 {
     return pool_simple(c, argc, argv, argv[0]);
@@ -430,7 +497,7 @@ int cmd_pool(struct cli *c, int argc, char **argv)
         {"create", pool_create},     {"list", pool_list},         {"status", pool_status},
         {"import", pool_import},     {"set", pool_set},           {"debug", pool_debug},
         {"export", pool_simple_cmd}, {"trim", pool_simple_cmd},   {"destroy", pool_simple_cmd},
-        {"sync", pool_simple_cmd},   {"check", pool_simple_cmd},
+        {"sync", pool_simple_cmd},   {"check", pool_simple_cmd},  {"scrub", pool_scrub},
     };
     return cli_dispatch(c, "pool", help_pool, cmds, ARRAY_SIZE(cmds), argc, argv);
 }

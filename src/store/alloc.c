@@ -64,6 +64,7 @@ struct alloc {
     uint64_t cursor, durable_txg, committed_sect, inuse_free;
     struct dfree *deferred;
     size_t ndef, capdef;
+    uint64_t hold;           /* != 0: frees of txgs > hold are not released (scrub) */
 };
 
 /* ---- bit helpers ---- */
@@ -634,7 +635,8 @@ void alloc_txg_done(struct alloc *a, uint64_t txg, bool autotrim)
         rel = malloc(a->ndef * sizeof(*rel));
     for (size_t i = 0; rel && i < a->ndef; i++) {
         /* The deferred-reuse rule (top of file): F + DEFER - 1 <= durable. */
-        if (a->deferred[i].txg + ALLOC_DEFER_TXGS - 1 <= txg)
+        if (a->deferred[i].txg + ALLOC_DEFER_TXGS - 1 <= txg &&
+            (!a->hold || a->deferred[i].txg <= a->hold))
             rel[nrel++] = a->deferred[i];
         else
             a->deferred[k++] = a->deferred[i];
@@ -646,6 +648,8 @@ void alloc_txg_done(struct alloc *a, uint64_t txg, bool autotrim)
         free(rel);
         return;
     }
+    /* no self-healing rewrite that began before this may land on them */
+    vdev_heal_fence(a->v);
     if (autotrim)
         nrel = discard_runs(a, rel, nrel, AUTOTRIM_MIN_BYTES, NULL);
     pthread_mutex_lock(&a->lock);
@@ -692,9 +696,27 @@ int alloc_trim_all(struct alloc *a, uint64_t *bytes)
 bool alloc_deferred_pending(struct alloc *a)
 {
     pthread_mutex_lock(&a->lock);
-    bool pending = a->ndef > 0;
+    bool pending = false;
+    /* held frees wait for alloc_hold_frees(a, 0), not for more txgs */
+    for (size_t i = 0; i < a->ndef && !pending; i++)
+        pending = !a->hold || a->deferred[i].txg <= a->hold;
     pthread_mutex_unlock(&a->lock);
     return pending;
+}
+
+void alloc_dirty_all(struct alloc *a)
+{
+    pthread_mutex_lock(&a->lock);
+    for (uint64_t c = 0; c < a->nchunks; c++)
+        a->dirty[c] = true;
+    pthread_mutex_unlock(&a->lock);
+}
+
+void alloc_hold_frees(struct alloc *a, uint64_t txg)
+{
+    pthread_mutex_lock(&a->lock);
+    a->hold = txg;
+    pthread_mutex_unlock(&a->lock);
 }
 
 void alloc_stats(struct alloc *a, struct alloc_stats *st)

@@ -85,6 +85,16 @@ void alloc_txg_done(struct alloc *a, uint64_t txg, bool autotrim);
  * keeps committing txgs until they drain, so freed space always comes back.) */
 bool alloc_deferred_pending(struct alloc *a);
 
+/* Have the next alloc_sync write every chunk (to every leaf of a mirror):
+ * a leaf that missed txgs gets the current map at once. */
+void alloc_dirty_all(struct alloc *a);
+
+/* Keep every block of the tree of committed txg `txg` on disk: frees made in
+ * txgs after it are not released (not handed out again, not trimmed) until
+ * the hold is lifted with txg 0.  A scrub walks that tree without locks
+ * meanwhile.  Blocks of the tree of txg T are only ever freed in txgs > T. */
+void alloc_hold_frees(struct alloc *a, uint64_t txg);
+
 /* Discard every free range (berth pool trim). */
 int alloc_trim_all(struct alloc *a, uint64_t *bytes);
 

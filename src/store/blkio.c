@@ -28,40 +28,54 @@ static bool bp_readable(const struct blkio *io, const struct blkptr *bp)
            bp_check_range(bp, io->data_size, io->ashift, 1) == 0;
 }
 
-/* Read bp's psize stored bytes into `stored` and verify them. */
-static int read_stored(const struct blkio *io, const struct blkptr *bp, uint8_t *stored)
+static bool verify_bp(void *ctx, const void *buf, size_t len)
 {
-    if (vdev_pread(io->vd, stored, bp->psize, io->data_start + bp->dva[0].offset) < 0)
-        return -EIO;
+    const struct blkptr *bp = ctx;
     uint8_t sum[32];
-    checksum_compute(bp->cksum, stored, bp->psize, sum);
-    if (!checksum_equal(bp->cksum, sum, bp->checksum)) {
-        blk_count_cksum_error(io);
-        return -EIO;
-    }
-    return 0;
+    checksum_compute(bp->cksum, buf, len, sum);
+    return checksum_equal(bp->cksum, sum, bp->checksum);
+}
+
+/* Read bp's psize stored bytes into `stored`, verified: the vdev tries every
+ * copy, counts the bad ones on their leaves and heals them (vdev_read_block);
+ * gen is vdev_heal_gen from when the caller got bp. */
+static int read_stored(const struct blkio *io, const struct blkptr *bp, uint8_t *stored,
+                       unsigned flags, uint64_t gen)
+{
+    struct vdev_rio rq = {
+        .off = bp->dva[0].offset, .psize = bp->psize, .asize = bp->dva[0].asize,
+        .buf = stored, .verify = verify_bp, .vctx = (void *)bp,
+        .scrub = (flags & BLK_SCRUB) != 0, .gen = gen,
+    };
+    return vdev_read_block(io->vd, &rq);
 }
 
 int blk_read_raw(const struct blkio *io, const struct blkptr *bp, void *buf, size_t cap)
 {
+    uint64_t gen = vdev_heal_gen(io->vd);
     if (!bp_readable(io, bp)) {
         blk_count_cksum_error(io);
         return -EIO;
     }
     if (bp->psize > cap)
         return -EOVERFLOW;
-    return read_stored(io, bp, buf);
+    return read_stored(io, bp, buf, 0, gen);
 }
 
 void blk_prefetch(const struct blkio *io, const struct blkptr *bp)
 {
-    if (bp_readable(io, bp))
-        (void)posix_fadvise(io->vd->fd, (off_t)(io->data_start + bp->dva[0].offset),
+    /* a hint to the first leaf that has the block (a mirror's copies are
+     * all at the same offset) */
+    struct vdev *leaf = io->vd->nchild ? io->vd->child[0] : io->vd;
+    if (bp_readable(io, bp) && leaf && leaf->fd >= 0)
+        (void)posix_fadvise(leaf->fd, (off_t)(io->data_start + bp->dva[0].offset),
                             (off_t)bp->psize, POSIX_FADV_WILLNEED);
 }
 
 int blk_read(const struct blkio *io, const struct blkptr *bp, unsigned flags, struct cbuf **out)
 {
+    /* taken first: the caller's pointer is valid now (see vdev.h heal_gen) */
+    uint64_t gen = vdev_heal_gen(io->vd);
     *out = NULL;
     if (!bp_readable(io, bp)) {
         blk_count_cksum_error(io);
@@ -91,7 +105,8 @@ int blk_read(const struct blkio *io, const struct blkptr *bp, unsigned flags, st
         cbuf_unref(c);
         return -ENOMEM;
     }
-    int r = read_stored(io, bp, stored);
+    /* counts read and checksum errors on the leaves, heals what it can */
+    int r = read_stored(io, bp, stored, flags, gen);
     if (r < 0)
         goto fail;
     if (!raw) {
@@ -172,7 +187,7 @@ int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_
     int r = alloc_alloc(io->alloc, asize, txg, &off);
     if (r < 0)
         return r;
-    r = vdev_pwrite(io->vd, src, asize, io->data_start + off);
+    r = vdev_write_block(io->vd, src, asize, off);
     if (r < 0) {
         alloc_free(io->alloc, off, asize, txg);
         return -EIO;

@@ -3,8 +3,10 @@
  *
  * Reading a pointer: range check -> cache lookup (vdev, offset, birth) ->
  * vdev read of the stored bytes -> checksum against the pointer ->
- * decompress -> cache insert.  A mismatch anywhere counts a checksum error on
- * the vdev and returns -EIO: wrong data is never handed out.
+ * decompress -> cache insert.  The vdev tree tries every copy until one
+ * verifies and rewrites the bad ones (self-healing, vdev_mirror.c); when no
+ * copy verifies the leaves count checksum errors and the read is -EIO: wrong
+ * data is never handed out.
  *
  * Writing a block: all-zero data becomes a hole (no storage) when asked,
  * otherwise compress (kept only if it saves 1/8), pad to the sector,
@@ -24,7 +26,7 @@
 
 /* The I/O context of one pool (fixed after import/create). */
 struct blkio {
-    struct vdev *vd;
+    struct vdev *vd;     /* the top-level vdev (a leaf or a mirror) */
     struct alloc *alloc;
     struct bcache *cache;
     uint32_t cache_id;   /* distinguishes pools in the shared cache */
@@ -34,6 +36,7 @@ struct blkio {
 };
 
 #define BLK_NOCACHE 1u /* read from the device even if cached, do not insert */
+#define BLK_SCRUB 2u   /* verify every copy and repair bad ones (scrub; with BLK_NOCACHE) */
 
 /* Read and verify the block `bp` (not a hole).  On success *out holds a new
  * reference to a buffer of bp->lsize bytes; the caller unrefs it. */

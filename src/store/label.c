@@ -30,14 +30,16 @@
 #define MiB (1024ULL * 1024)
 #define LABEL_MIN_DEV (64 * MiB)
 #define LABEL_HDR_CKSUM_OFF (LABEL_HDR_SIZE - 32)
-#define LABEL_HDR_USED (208 + 8 * 32)
+#define LABEL_HDR_USED_V1 (208 + 8 * 32) /* labels written before the vdev tree */
+#define LABEL_TOP_TYPE_OFF LABEL_HDR_USED_V1
+#define LABEL_HDR_USED (LABEL_HDR_USED_V1 + 8)
 #define UB_CKSUM_OFF (UB_SIZE - 32)
 #define UB_MAP_DIGEST_OFF 200
 #define UB_MAP_CHUNKS_OFF 216
 #define UB_RESERVED_OFF 220
 #define UB_RING_BYTES (LABEL_SIZE - LABEL_HDR_SIZE)
 #define MAX_CHILDREN 32
-#define FEATURES_INCOMPAT_KNOWN 0ULL
+#define FEATURES_INCOMPAT_KNOWN LABEL_FEAT_VDEV_TREE
 
 /* ---- layout ---- */
 
@@ -118,6 +120,7 @@ void label_hdr_encode(const struct label_hdr *h, uint8_t out[LABEL_HDR_SIZE])
     put_le64(out + 200, h->child_index);
     for (int i = 0; i < MAX_CHILDREN; i++)
         put_le64(out + 208 + 8 * i, h->child_guids[i]);
+    out[LABEL_TOP_TYPE_OFF] = h->top_type;
     sha256(out, LABEL_HDR_CKSUM_OFF, out + LABEL_HDR_CKSUM_OFF);
 }
 
@@ -129,7 +132,7 @@ static bool bytes_zero(const uint8_t *p, size_t n)
     return true;
 }
 
-static void hdr_fields(const uint8_t *in, struct label_hdr *h)
+static void hdr_fields(const uint8_t *in, uint32_t used, struct label_hdr *h)
 {
     h->version = get_le32(in + 8);
     h->features_incompat = get_le64(in + 16);
@@ -156,6 +159,7 @@ static void hdr_fields(const uint8_t *in, struct label_hdr *h)
     h->child_index = get_le64(in + 200);
     for (int i = 0; i < MAX_CHILDREN; i++)
         h->child_guids[i] = get_le64(in + 208 + 8 * i);
+    h->top_type = used >= LABEL_HDR_USED ? in[LABEL_TOP_TYPE_OFF] : 0;
 }
 
 static bool hdr_layout_ok(const struct label_hdr *h)
@@ -169,9 +173,35 @@ static bool hdr_layout_ok(const struct label_hdr *h)
            l.bits_per_chunk == h->bits_per_chunk;
 }
 
+/* The vdev tree (FORMAT.md 2): a single leaf, or a mirror of 2..32 leaves
+ * marked with the incompat feature; every child guid set and distinct, this
+ * leaf's own at its index. */
+static bool hdr_tree_ok(const struct label_hdr *h)
+{
+    bool tree = (h->features_incompat & LABEL_FEAT_VDEV_TREE) != 0;
+    if (h->top_type == 0) {
+        if (tree || h->nchildren != 1)
+            return false;
+    } else if (h->top_type == VDEV_TYPE_MIRROR) {
+        if (!tree || h->nchildren < 2)
+            return false;
+    } else {
+        return false;
+    }
+    for (uint64_t i = 0; i < h->nchildren; i++) {
+        if (h->child_guids[i] == 0)
+            return false;
+        for (uint64_t j = 0; j < i; j++)
+            if (h->child_guids[j] == h->child_guids[i])
+                return false;
+    }
+    return h->child_guids[h->child_index] == h->vdev_guid;
+}
+
 static bool hdr_fields_ok(const struct label_hdr *h, uint32_t used)
 {
-    if (h->version != BERTH_FORMAT_VERSION || used < LABEL_HDR_USED || used > LABEL_HDR_CKSUM_OFF)
+    if (h->version != BERTH_FORMAT_VERSION || used < LABEL_HDR_USED_V1 ||
+        used > LABEL_HDR_CKSUM_OFF)
         return false;
     size_t nlen = strnlen(h->pool_name, sizeof(h->pool_name));
     if (nlen == 0 || nlen == sizeof(h->pool_name))
@@ -190,7 +220,7 @@ static bool hdr_fields_ok(const struct label_hdr *h, uint32_t used)
     for (uint64_t i = h->nchildren; i < MAX_CHILDREN; i++)
         if (h->child_guids[i])
             return false;
-    return hdr_layout_ok(h);
+    return hdr_tree_ok(h) && hdr_layout_ok(h);
 }
 
 int label_hdr_decode(const uint8_t *in, size_t len, struct label_hdr *h)
@@ -204,7 +234,7 @@ int label_hdr_decode(const uint8_t *in, size_t len, struct label_hdr *h)
         return -EILSEQ;
     struct label_hdr t;
     memset(&t, 0, sizeof(t)); /* padding too: callers may memcmp headers */
-    hdr_fields(in, &t);
+    hdr_fields(in, get_le32(in + 12), &t);
     /* A newer version's feature words are checked before its layout: the
      * right answer to "needs features we lack" is ENOTSUP, not "corrupt". */
     if (t.version == BERTH_FORMAT_VERSION && (t.features_incompat & ~FEATURES_INCOMPAT_KNOWN))

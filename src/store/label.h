@@ -24,6 +24,9 @@
 /* Read-only-compatible features this version understands (none yet): a pool
  * with other ro_compat bits set is imported read-only. */
 #define FEATURES_RO_COMPAT_KNOWN 0ULL
+/* Incompatible feature: the pool's top-level vdev is a mirror (label
+ * top_type); versions without it must not import one leaf of it alone. */
+#define LABEL_FEAT_VDEV_TREE 2ULL
 
 enum pool_state { POOL_STATE_ACTIVE = 0, POOL_STATE_EXPORTED = 1, POOL_STATE_DESTROYED = 2 };
 enum vdev_type { VDEV_TYPE_FILE = 1, VDEV_TYPE_DISK = 2, VDEV_TYPE_MIRROR = 10, VDEV_TYPE_RAIDZ = 11 };
@@ -47,6 +50,7 @@ struct label_hdr {
     uint64_t create_txg;
     uint64_t nchildren, child_index;
     uint64_t child_guids[32];
+    uint8_t top_type;   /* 0: the leaf is the whole top-level vdev; VDEV_TYPE_MIRROR */
 };
 
 struct uberblock {
@@ -77,7 +81,10 @@ void label_hdr_encode(const struct label_hdr *h, uint8_t out[LABEL_HDR_SIZE]);
  * -ENOTSUP if it needs an unknown incompat feature.  Also -EILSEQ: pool or
  * vdev guid 0, empty or unterminated name (or bytes after its NUL), a vdev
  * type other than file/disk, nparity != 0, nchildren not 1..32, child_index
- * >= nchildren, child guids past nchildren.  Layout fields must equal what
+ * >= nchildren, child guids past nchildren; a top type other than 0 (then
+ * nchildren 1, no LABEL_FEAT_VDEV_TREE) or mirror (nchildren >= 2 and the
+ * feature), a zero or repeated child guid, or child_guids[child_index] !=
+ * vdev_guid.  Layout fields must equal what
  * label_layout computes for dev_size and ashift. */
 int label_hdr_decode(const uint8_t *in, size_t len, struct label_hdr *h);
 

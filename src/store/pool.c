@@ -141,6 +141,7 @@ static void pool_free(bs_pool *p)
 {
     if (!p)
         return;
+    scrub_fini(p);
     txg_fini(p);
     while (p->ds_list) {
         struct ds *d = p->ds_list;
@@ -164,6 +165,7 @@ void pool_abandon(bs_pool *p)
 static void setup_io(bs_pool *p)
 {
     p->io.vd = p->vd;
+    vdev_set_data(p->vd, p->hdr.data_start, p->hdr.data_end - p->hdr.data_start);
     p->io.data_start = p->hdr.data_start;
     p->io.data_size = p->hdr.data_end - p->hdr.data_start;
     p->io.ashift = p->hdr.ashift;
@@ -196,13 +198,21 @@ static int start(bs_pool *p, uint64_t committed, struct berr *err)
     return 0;
 }
 
-static uint64_t random_u64(void)
+uint64_t pool_random_u64(void)
 {
     uint64_t v = 0;
     while (v == 0)
         if (getrandom(&v, sizeof v, 0) != sizeof v)
             v = now_ns() * 0x9e3779b97f4a7c15ULL;
     return v;
+}
+
+/* "a", or "mirror of a, b, ..." for messages */
+static void spec_desc(const struct vdev_spec *s, char *buf, size_t len)
+{
+    size_t w = (size_t)snprintf(buf, len, "%s", s->top_type ? "mirror of " : "");
+    for (unsigned i = 0; i < s->n && w < len; i++)
+        w += (size_t)snprintf(buf + w, len - w, "%s%s", i ? ", " : "", s->paths[i]);
 }
 
 int bs_pool_create(const char *name, const char *const *vdevs, size_t nvdevs, uint64_t size,
@@ -216,8 +226,11 @@ int bs_pool_create(const char *name, const char *const *vdevs, size_t nvdevs, ui
     int r = validate_name(name, "pool", err);
     if (r < 0)
         return r;
-    if (nvdevs != 1)
-        return berr_set(err, ENOTSUP, "a pool has exactly one vdev for now (got %zu)", nvdevs);
+    struct vdev_spec spec;
+    if ((r = pool_vdev_spec(vdevs, nvdevs, &spec, err)) < 0)
+        return r;
+    char desc[256];
+    spec_desc(&spec, desc, sizeof desc);
     if (opts->ashift && (opts->ashift < 9 || opts->ashift > 16))
         return berr_set(err, EINVAL, "ashift %d is invalid: use 9 to 16, or 0 to detect it",
                         opts->ashift);
@@ -227,38 +240,25 @@ int bs_pool_create(const char *name, const char *const *vdevs, size_t nvdevs, ui
     bs_pool *p = pool_alloc();
     if (!p)
         return berr_set(err, ENOMEM, "out of memory");
-    r = vdev_open(vdevs[0], size, false, &p->vd, err);
+    r = pool_vdev_create(p, &spec, size, opts->force, err);
     if (r < 0)
         goto fail;
-    struct label_hdr old;
-    if (label_read_hdr(p->vd, &old, NULL) == 0 && old.state != POOL_STATE_DESTROYED &&
-        !opts->force) {
-        r = berr_set(err, EEXIST, "device %s holds pool '%s'; use -f to overwrite", vdevs[0],
-                     old.pool_name);
-        goto fail;
-    }
     struct label_hdr *h = &p->hdr;
     h->version = BERTH_FORMAT_VERSION;
-    h->pool_guid = random_u64();
-    h->vdev_guid = random_u64();
-    h->top_guid = h->vdev_guid;
+    h->pool_guid = pool_random_u64();
     snprintf(h->pool_name, sizeof h->pool_name, "%s", name);
     h->ashift = (uint8_t)(opts->ashift ? opts->ashift : p->vd->phys_sector_shift);
     h->state = POOL_STATE_ACTIVE;
-    h->vdev_type = p->vd->is_blockdev ? VDEV_TYPE_DISK : VDEV_TYPE_FILE;
     h->create_txg = 1;
-    h->nchildren = 1;
-    h->child_index = 0;
-    h->child_guids[0] = h->vdev_guid;
     r = label_layout(h, p->vd->size);
     if (r < 0) {
-        r = berr_set(err, -r, "device %s is too small for a pool (minimum 64 MiB)", vdevs[0]);
+        r = berr_set(err, -r, "%s: too small for a pool (minimum 64 MiB)", desc);
         goto fail;
     }
     setup_io(p);
     /* old labels go first, so a create cut short never imports as the old pool */
-    if ((r = label_wipe(p->vd)) < 0 || (r = label_write_hdr(p->vd, h)) < 0) {
-        r = berr_set(err, -r, "cannot write the labels of %s: %s", vdevs[0], strerror(-r));
+    if ((r = pool_write_labels(p, true)) < 0) {
+        r = berr_set(err, -r, "cannot write the labels of %s: %s", desc, strerror(-r));
         goto fail;
     }
     r = alloc_create(p->vd, h, h->create_txg, &p->io.alloc, err);
@@ -279,7 +279,7 @@ int bs_pool_create(const char *name, const char *const *vdevs, size_t nvdevs, ui
     pthread_mutex_unlock(&p->lock);
     r = txg_wait(p, t);
     if (r < 0) {
-        r = berr_set(err, -r, "cannot write the first transaction group to %s", vdevs[0]);
+        r = berr_set(err, -r, "cannot write the first transaction group to %s", desc);
         goto fail;
     }
     *out = p;
@@ -380,23 +380,13 @@ static int add_mos_bytes(const struct blkptr *bp, uint64_t blkid, void *opaque)
 int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs_pool **out,
                    struct berr *err)
 {
-    if (nvdevs != 1)
-        return berr_set(err, ENOTSUP, "a pool has exactly one vdev for now (got %zu)", nvdevs);
     bs_pool *p = pool_alloc();
     if (!p)
         return berr_set(err, ENOMEM, "out of memory");
     struct uberblock *ubs = NULL;
-    int r = vdev_open(vdevs[0], 0, false, &p->vd, err);
+    int r = pool_vdev_import(p, vdevs, nvdevs, err);
     if (r < 0)
         goto fail;
-    r = label_read_hdr(p->vd, &p->hdr, err);
-    if (r < 0) {
-        if (r == -ENOENT)
-            berr_set(err, ENOENT, "%s holds no berth pool", vdevs[0]);
-        else
-            berr_wrap(err, "cannot import from %s", vdevs[0]);
-        goto fail;
-    }
     /* the name comes from the device: it names API paths and NBD exports */
     if (validate_name(p->hdr.pool_name, "pool", NULL) < 0) {
         char shown[96];
@@ -427,7 +417,7 @@ int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs
                   (unsigned long long)(p->hdr.features_ro_compat & ~FEATURES_RO_COMPAT_KNOWN));
     }
     setup_io(p);
-    int n = label_read_ubs(p->vd, &p->hdr, &ubs);
+    int n = pool_read_ubs(p, &ubs);
     if (n <= 0) {
         r = berr_set(err, n < 0 ? -n : EILSEQ, "pool '%s' on %s has no valid uberblock", p->name,
                      vdevs[0]);
@@ -441,7 +431,7 @@ int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs
     }
     r = -EILSEQ;
     for (int i = 0; i < n && r < 0; i++) {
-        if (ubs[i].guid_sum != p->hdr.vdev_guid || ubs[i].features_incompat) {
+        if (ubs[i].guid_sum != p->guid_sum || ubs[i].features_incompat) {
             berr_set(&last, EILSEQ, "uberblock %llu does not match the device set",
                      (unsigned long long)ubs[i].txg);
             continue;
@@ -461,7 +451,7 @@ int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs
     objtree_walk(&p->io, &p->mos_od, 0, add_mos_bytes, &p->mos_od);
     if (p->hdr.state != POOL_STATE_ACTIVE && !p->readonly) {
         p->hdr.state = POOL_STATE_ACTIVE;
-        if ((r = label_write_hdr(p->vd, &p->hdr)) < 0 || (r = vdev_flush(p->vd)) < 0) {
+        if ((r = pool_write_labels(p, false)) < 0) {
             r = berr_set(err, -r, "cannot mark pool '%s' active on %s", p->name, vdevs[0]);
             goto fail;
         }
@@ -473,6 +463,7 @@ int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs
     if ((r = start(p, committed, err)) < 0)
         goto fail;
     map_rebuild_commit(p);
+    pool_refresh_stale(p);
     *out = p;
     return 0;
 fail:
@@ -570,6 +561,7 @@ int bs_pool_export(bs_pool *p, bool force, struct berr *err)
         return berr_set(err, EBUSY, "pool '%s' has %d open volume handle%s; close them or force",
                         p->name, n, n == 1 ? "" : "s");
     int r = 0;
+    scrub_fini(p);
     if (!p->readonly) {
         r = txg_sync_all(p);
         if (r < 0 || faulted(p)) {
@@ -578,7 +570,7 @@ int bs_pool_export(bs_pool *p, bool force, struct berr *err)
         } else {
             txg_fini(p);
             p->hdr.state = POOL_STATE_EXPORTED;
-            if ((r = label_write_hdr(p->vd, &p->hdr)) < 0 || (r = vdev_flush(p->vd)) < 0)
+            if ((r = pool_write_labels(p, false)) < 0)
                 r = berr_set(err, -r, "cannot mark pool '%s' exported: %s", p->name,
                              strerror(-r));
         }
@@ -591,6 +583,7 @@ void bs_pool_close(bs_pool *p)
 {
     if (!p)
         return;
+    scrub_fini(p);
     if (!p->readonly)
         txg_sync_all(p);
     pool_free(p);
@@ -602,10 +595,9 @@ int bs_pool_destroy(bs_pool *p, bool force, struct berr *err)
     if (n > 0 && !force)
         return berr_set(err, EBUSY, "pool '%s' has %d open volume handle%s; close them or force",
                         p->name, n, n == 1 ? "" : "s");
+    scrub_fini(p);
     txg_fini(p);
-    int r = label_wipe(p->vd);
-    if (r == 0)
-        r = vdev_flush(p->vd);
+    int r = pool_wipe_labels(p);
     if (r < 0)
         r = berr_set(err, -r, "cannot wipe the labels of pool '%s': %s", p->name, strerror(-r));
     pool_free(p);
@@ -652,7 +644,6 @@ int bs_pool_stats(bs_pool *p, struct bs_pool_stats *o)
     snprintf(o->name, sizeof o->name, "%s", p->name);
     o->guid = p->guid;
     bool f = faulted(p);
-    snprintf(o->state, sizeof o->state, "%s", f ? "FAULTED" : p->readonly ? "READONLY" : "ONLINE");
     pthread_mutex_lock(&p->txg.lock);
     o->txg = p->txg.committed_txg;
     pthread_mutex_unlock(&p->txg.lock);
@@ -681,23 +672,8 @@ int bs_pool_stats(bs_pool *p, struct bs_pool_stats *o)
     pthread_mutex_unlock(&p->lock);
     o->compressratio =
         o->physical_bytes ? (double)o->logical_bytes / (double)o->physical_bytes : 1.0;
-    struct vdev *v = p->vd;
-    struct bs_vdev_stats *vs = &o->vdevs[0];
-    o->nvdevs = 1;
-    snprintf(vs->path, sizeof vs->path, "%s", v->path);
-    snprintf(vs->type, sizeof vs->type, "%s", v->is_blockdev ? "disk" : "file");
-    snprintf(vs->state, sizeof vs->state, "%s", f ? "FAULTED" : "ONLINE");
-    vs->size = st.size;
-    vs->read_errors = atomic_load(&v->ctr.read_errors);
-    vs->write_errors = atomic_load(&v->ctr.write_errors);
-    vs->checksum_errors = atomic_load(&v->ctr.checksum_errors);
-    vs->reads = atomic_load(&v->ctr.reads);
-    vs->writes = atomic_load(&v->ctr.writes);
-    vs->bytes_read = atomic_load(&v->ctr.bytes_read);
-    vs->bytes_written = atomic_load(&v->ctr.bytes_written);
-    o->read_errors = vs->read_errors;
-    o->write_errors = vs->write_errors;
-    o->checksum_errors = vs->checksum_errors;
+    pool_vdev_stats(p, f, st.size, o);
+    scrub_stats(p, o);
     struct bcache_stats cs;
     bcache_stats(p->io.cache, &cs);
     o->cache_bytes = cs.bytes;
@@ -747,9 +723,4 @@ int bs_pool_set_prop(bs_pool *p, const char *prop, const char *value, struct ber
     if (r < 0)
         return berr_set(err, -r, "pool '%s' could not commit the change", p->name);
     return 0;
-}
-
-int bs_pool_debug(bs_pool *p, const char *knob, struct berr *err)
-{
-    return vdev_debug(p->vd, knob, err);
 }

@@ -88,7 +88,8 @@ struct bs_vol {
 struct bs_pool {
     char name[64];
     uint64_t guid;
-    struct vdev *vd;
+    uint64_t guid_sum;        /* of all leaves (uberblocks carry it) */
+    struct vdev *vd;          /* the top-level vdev: a leaf or a mirror */
     struct label_hdr hdr;
     struct blkio io;
     bool readonly;
@@ -107,7 +108,46 @@ struct bs_pool {
     _Atomic uint64_t free_est; /* free bytes after the last txg (ENOSPC guard) */
     uint64_t slop;             /* bytes kept free for metadata COW */
     struct txg txg;
+    struct scrub *scrub;      /* scrub.c; NULL until the first scrub */
 };
+
+/* A non-zero random 64-bit value (guids; pool.c). */
+uint64_t pool_random_u64(void);
+
+/* ---- the vdev tree (pool_vdev.c) ---- */
+
+/* A parsed vdev spec: {"mirror", PATH, PATH...} or {PATH}. */
+struct vdev_spec {
+    int top_type; /* 0: one leaf; VDEV_TYPE_MIRROR */
+    const char *paths[32];
+    unsigned n;
+};
+int pool_vdev_spec(const char *const *vdevs, size_t n, struct vdev_spec *s, struct berr *err);
+/* Open the leaves of a new pool (checking for old labels unless force) and
+ * build p->vd; fills the tree fields of p->hdr (guids, top type, features). */
+int pool_vdev_create(bs_pool *p, const struct vdev_spec *s, uint64_t size, bool force,
+                     struct berr *err);
+/* Open the given members, check their labels agree, assemble p->vd with
+ * placeholders for missing members (refused when redundancy cannot cover
+ * them) and set p->hdr from the labels. */
+int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, struct berr *err);
+/* The uberblocks of all present leaves, newest first, deduplicated; marks
+ * leaves that missed the newest txgs stale.  Count, or -errno. */
+int pool_read_ubs(bs_pool *p, struct uberblock **out);
+/* Write every usable leaf's label header (optionally wiping first) and
+ * flush it: 0 if at least one leaf took it. */
+int pool_write_labels(bs_pool *p, bool wipe_first);
+/* If a leaf is stale, have the next txg rewrite the whole allocation map
+ * (its chunks are on every leaf; the stale one lacks recent versions). */
+void pool_refresh_stale(bs_pool *p);
+int pool_wipe_labels(bs_pool *p);
+/* Per-leaf status and the pool state into o (nvdevs, vdevs[], error sums). */
+void pool_vdev_stats(bs_pool *p, bool faulted, uint64_t size, struct bs_pool_stats *o);
+
+/* ---- scrub (scrub.c) ---- */
+void scrub_stats(bs_pool *p, struct bs_pool_stats *o);
+/* Stop the scrub thread (pool teardown). */
+void scrub_fini(bs_pool *p);
 
 /* datasets (voladmin.c) */
 struct ds *ds_new(struct bs_pool *p, const struct mos_ds *rec);

@@ -455,7 +455,7 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
     if (r == 0) {
         struct uberblock ub = {
             .version = BERTH_FORMAT_VERSION, .txg = txg, .pool_guid = p->guid,
-            .guid_sum = p->hdr.vdev_guid, .timestamp = (uint64_t)time(NULL),
+            .guid_sum = p->guid_sum, .timestamp = (uint64_t)time(NULL),
             .mos_root = mos_od.root, .mos_levels = mos_od.levels, .mos_dblksz = MOS_BLKSZ,
             .mos_size = mlen,
         };

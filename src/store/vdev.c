@@ -27,6 +27,7 @@
 
 #include "common/cleanup.h"
 #include "common/util.h"
+#include "store/vdev_mirror.h"
 
 #define FILE_SECTOR_SHIFT 12
 
@@ -92,6 +93,7 @@ int vdev_open(const char *path, uint64_t create_size, bool readonly, struct vdev
         return berr_set(err, ENOMEM, "out of memory opening %s", path);
     }
     v->readonly = readonly;
+    pthread_rwlock_init(&v->heal_lock, NULL);
     v->fd = open(path, flags, 0600);
     if (v->fd < 0) {
         int e = errno;
@@ -117,14 +119,90 @@ int vdev_open(const char *path, uint64_t create_size, bool readonly, struct vdev
     return 0;
 }
 
+struct vdev *vdev_missing(const char *path, uint64_t guid)
+{
+    struct vdev *v = calloc(1, sizeof(*v));
+    if (!v || !(v->path = strdup(path))) {
+        free(v);
+        return NULL;
+    }
+    v->fd = -1;
+    v->guid = guid;
+    v->state = VDEV_STATE_UNAVAIL;
+    v->phys_sector_shift = FILE_SECTOR_SHIFT;
+    pthread_rwlock_init(&v->heal_lock, NULL);
+    return v;
+}
+
 void vdev_close(struct vdev *v)
 {
     if (!v)
         return;
+    for (unsigned i = 0; i < v->nchild; i++)
+        vdev_close(v->child[i]);
+    free(v->child);
     if (v->fd >= 0)
         close(v->fd); /* drops the flock too */
+    pthread_rwlock_destroy(&v->heal_lock);
     free(v->path);
     free(v);
+}
+
+const char *vdev_state_name(enum vdev_state s)
+{
+    static const char *const names[] = {"ONLINE", "DEGRADED", "FAULTED", "OFFLINE", "UNAVAIL"};
+    return (unsigned)s < 5 ? names[s] : "UNKNOWN";
+}
+
+void vdev_set_data(struct vdev *top, uint64_t data_start, uint64_t data_size)
+{
+    top->data_start = data_start;
+    top->data_size = data_size;
+    for (unsigned i = 0; i < top->nchild; i++)
+        vdev_set_data(top->child[i], data_start, data_size);
+}
+
+unsigned vdev_nleaves(const struct vdev *top)
+{
+    return top->kind == VDEV_KIND_LEAF ? 1 : top->nchild;
+}
+
+struct vdev *vdev_leaf(struct vdev *top, unsigned i)
+{
+    return top->kind == VDEV_KIND_LEAF ? top : top->child[i];
+}
+
+void vdev_heal_fence(struct vdev *top)
+{
+    pthread_rwlock_wrlock(&top->heal_lock);
+    atomic_fetch_add(&top->heal_gen, 1);
+    pthread_rwlock_unlock(&top->heal_lock);
+}
+
+/* A single leaf holds one copy: verify it, nothing to heal from. */
+static int leaf_read_block(struct vdev *v, struct vdev_rio *rq)
+{
+    if (vdev_pread(v, rq->buf, rq->psize, v->data_start + rq->off) < 0)
+        return -EIO;
+    if (!rq->verify(rq->vctx, rq->buf, rq->psize)) {
+        atomic_fetch_add(&v->ctr.checksum_errors, 1);
+        return -EIO;
+    }
+    return 0;
+}
+
+int vdev_read_block(struct vdev *top, struct vdev_rio *rq)
+{
+    if (top->kind == VDEV_KIND_MIRROR)
+        return mirror_read_block(top, rq);
+    return leaf_read_block(top, rq);
+}
+
+int vdev_write_block(struct vdev *top, const void *buf, size_t asize, uint64_t off)
+{
+    if (top->kind == VDEV_KIND_MIRROR)
+        return mirror_pwrite(top, buf, asize, top->data_start + off);
+    return vdev_pwrite(top, buf, asize, top->data_start + off) < 0 ? -EIO : 0;
 }
 
 static bool in_range(const struct vdev *v, size_t len, uint64_t off)
@@ -135,6 +213,10 @@ static bool in_range(const struct vdev *v, size_t len, uint64_t off)
 int vdev_pread(struct vdev *v, void *buf, size_t len, uint64_t off)
 {
     int r;
+    if (v->kind == VDEV_KIND_MIRROR)
+        return mirror_pread(v, buf, len, off);
+    if (v->fd < 0)
+        return -ENXIO;
     if (!in_range(v, len, off))
         r = -EINVAL;
     else if (atomic_load(&v->fail_reads))
@@ -170,6 +252,10 @@ static bool writes_dead(struct vdev *v)
 int vdev_pwrite(struct vdev *v, const void *buf, size_t len, uint64_t off)
 {
     int r;
+    if (v->kind == VDEV_KIND_MIRROR)
+        return mirror_pwrite(v, buf, len, off);
+    if (v->fd < 0)
+        return -ENXIO;
     if (!in_range(v, len, off)) {
         r = -EINVAL;
     } else if (writes_dead(v)) {
@@ -196,6 +282,10 @@ int vdev_pwrite(struct vdev *v, const void *buf, size_t len, uint64_t off)
 
 int vdev_flush(struct vdev *v)
 {
+    if (v->kind == VDEV_KIND_MIRROR)
+        return mirror_flush(v);
+    if (v->fd < 0)
+        return -ENXIO;
     if (writes_dead(v)) {
         atomic_fetch_add(&v->ctr.write_errors, 1);
         return -EIO;
@@ -212,7 +302,10 @@ int vdev_flush(struct vdev *v)
 
 void vdev_writeback_hint(struct vdev *v, uint64_t off, uint64_t len)
 {
-    if (v->readonly || writes_dead(v))
+    for (unsigned i = 0; i < v->nchild; i++)
+        if (vdev_usable(v->child[i]))
+            vdev_writeback_hint(v->child[i], off, len);
+    if (v->fd < 0 || v->readonly || writes_dead(v))
         return;
     /* SYNC_FILE_RANGE_WRITE queues the dirty pages for writeback and does
      * not wait for them (it may wait for a free slot in the device queue);
@@ -224,6 +317,10 @@ int vdev_discard(struct vdev *v, uint64_t off, uint64_t len)
 {
     if (len == 0)
         return 0;
+    if (v->kind == VDEV_KIND_MIRROR)
+        return mirror_discard(v, off, len);
+    if (v->fd < 0)
+        return -ENXIO;
     if (!in_range(v, len, off))
         return -EINVAL;
     if (v->readonly)
@@ -258,10 +355,42 @@ static int parse_onoff(const char *s, bool *out)
     return 0;
 }
 
+/* Overwrite [off, off+len) of the data area with garbage behind the
+ * engine's back (bit rot, a misdirected write): no counter moves. */
+static int corrupt_range(struct vdev *v, const char *val, struct berr *err)
+{
+    char *end;
+    errno = 0;
+    unsigned long long off = strtoull(val, &end, 0), len = 0;
+    if (errno == 0 && *end == ':')
+        len = strtoull(end + 1, &end, 0);
+    if (errno || *end || len == 0 || len > (64ULL << 20) || off > v->data_size ||
+        len > v->data_size - off)
+        return berr_set(err, EINVAL, "corrupt takes OFFSET:LEN inside the data area (%llu "
+                        "bytes), LEN at most 64 MiB, not '%s'", (unsigned long long)v->data_size,
+                        val);
+    if (v->fd < 0)
+        return berr_set(err, ENXIO, "%s is not open", v->path);
+    _cleanup_free_ uint8_t *junk = malloc(len);
+    if (!junk)
+        return berr_set(err, ENOMEM, "out of memory");
+    uint64_t x = off * 0x9e3779b97f4a7c15ULL + 0x1234567;
+    for (unsigned long long i = 0; i < len; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        junk[i] = (uint8_t)(x >> 24);
+    }
+    int r = pwrite_full(v->fd, junk, len, v->data_start + off);
+    if (r < 0)
+        return berr_set(err, -r, "cannot corrupt %s: %s", v->path, strerror(-r));
+    return 0;
+}
+
 int vdev_debug(struct vdev *v, const char *knob, struct berr *err)
 {
-    static const char valid[] =
-        "valid knobs: torn_write_after=N, fail_reads=on|off, fail_writes=on|off, reset";
+    static const char valid[] = "valid knobs: torn_write_after=N, fail_reads=on|off, "
+                                "fail_writes=on|off, corrupt=OFFSET:LEN, reset";
     const char *eq = knob ? strchr(knob, '=') : NULL;
     bool b;
 
@@ -286,6 +415,8 @@ int vdev_debug(struct vdev *v, const char *knob, struct berr *err)
         atomic_store(&v->torn_after, (int64_t)n);
         return 0;
     }
+    if (nlen == 7 && strncmp(knob, "corrupt", nlen) == 0)
+        return corrupt_range(v, val, err);
     if (nlen == 10 && strncmp(knob, "fail_reads", nlen) == 0) {
         if (parse_onoff(val, &b) < 0)
             return berr_set(err, EINVAL, "fail_reads takes on or off, not '%s'", val);

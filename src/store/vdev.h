@@ -1,5 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Leaf vdevs: a file or a block device that holds (part of) a pool.
+/* Vdevs: leaves (a file or a block device that holds (part of) a pool) and
+ * the top-level vdev of a pool, which is a leaf itself or a mirror of leaves
+ * (vdev_mirror.c).  A top-level vdev has one address space: the metadata
+ * region (labels, allocation bitmap) at the same absolute offsets on every
+ * leaf, written to all of them (vdev_pread/vdev_pwrite/...), and the data
+ * area, where a DVA offset names a block (vdev_read_block/vdev_write_block).
  *
  * A leaf is opened with O_CLOEXEC and locked with flock(LOCK_EX|LOCK_NB) so
  * two processes never import the same pool.  I/O counts itself (reads, writes,
@@ -9,6 +14,7 @@
 #ifndef BERTH_STORE_VDEV_H
 #define BERTH_STORE_VDEV_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -19,7 +25,23 @@
 struct vdev_counters {
     _Atomic uint64_t reads, writes, bytes_read, bytes_written;
     _Atomic uint64_t read_errors, write_errors, checksum_errors;
+    _Atomic uint64_t repaired_bytes; /* leaf: bytes rewritten by self-healing */
 };
+
+enum vdev_kind { VDEV_KIND_LEAF = 0, VDEV_KIND_MIRROR = 1 };
+
+/* Health of a vdev.  A leaf is ONLINE, FAULTED (a write or flush failed:
+ * nothing more is sent to it until bs_pool_online), OFFLINE (by request) or
+ * UNAVAIL (missing at import); a mirror is ONLINE, DEGRADED (some leaf is
+ * not ONLINE) or FAULTED (no leaf left). */
+enum vdev_state {
+    VDEV_STATE_ONLINE = 0,
+    VDEV_STATE_DEGRADED = 1,
+    VDEV_STATE_FAULTED = 2,
+    VDEV_STATE_OFFLINE = 3,
+    VDEV_STATE_UNAVAIL = 4,
+};
+const char *vdev_state_name(enum vdev_state s);
 
 struct vdev {
     char *path;
@@ -33,6 +55,23 @@ struct vdev {
     _Atomic int64_t torn_after; /* >0: countdown of writes until a torn write; 0 = off */
     _Atomic bool torn_done;     /* after the torn write every write fails */
     _Atomic bool fail_reads, fail_writes;
+    /* tree (vdev_mirror.c) */
+    enum vdev_kind kind;
+    _Atomic int state;          /* enum vdev_state */
+    _Atomic bool stale;         /* leaf: missed committed txgs (back after an outage) */
+    uint64_t guid;              /* leaf guid (from its label) */
+    uint64_t data_start;        /* absolute offset of the data area (vdev_set_data) */
+    uint64_t data_size;
+    struct vdev **child;        /* mirror: nchild leaves (UNAVAIL ones have fd -1) */
+    unsigned nchild;
+    _Atomic unsigned rr;        /* mirror: read rotation */
+    /* Self-healing rewrites a block in place; that is only safe while the
+     * block's sectors have not been handed out again.  The allocator bumps
+     * heal_gen (write-locked) before it releases freed sectors; a repair
+     * runs read-locked and only if heal_gen is what it was when the reader
+     * started (vdev_heal_gen), when its block pointer was known valid. */
+    pthread_rwlock_t heal_lock;
+    _Atomic uint64_t heal_gen;
 };
 
 /* Open (and lock) a leaf.  If `create_size` > 0 and path does not exist, a
@@ -55,8 +94,60 @@ void vdev_writeback_hint(struct vdev *v, uint64_t off, uint64_t len);
  * unsupported). */
 int vdev_discard(struct vdev *v, uint64_t off, uint64_t len);
 
-/* Fault injection: "torn_write_after=N", "fail_reads=on|off",
+/* Fault injection on a leaf: "torn_write_after=N", "fail_reads=on|off",
  * "fail_writes=on|off", "reset".  EINVAL for anything else. */
 int vdev_debug(struct vdev *v, const char *knob, struct berr *err);
+
+/* ---- the tree ---- */
+
+/* A placeholder leaf for a member missing at import (state UNAVAIL, no fd);
+ * `path` is shown in status. */
+struct vdev *vdev_missing(const char *path, uint64_t guid);
+/* A mirror over `n` leaves (taking ownership of them, also on error).  Its
+ * size is the smallest leaf's. */
+int vdev_mirror_new(struct vdev **leaves, unsigned n, struct vdev **out, struct berr *err);
+/* Record where the data area is (top-level vdev and all its leaves). */
+void vdev_set_data(struct vdev *top, uint64_t data_start, uint64_t data_size);
+/* Leaves of a top-level vdev: the vdev itself when it is a leaf. */
+unsigned vdev_nleaves(const struct vdev *top);
+struct vdev *vdev_leaf(struct vdev *top, unsigned i);
+/* Recompute a mirror's state from its leaves; returns the top's state. */
+enum vdev_state vdev_top_state(struct vdev *top);
+
+/* A leaf is usable for I/O (ONLINE). */
+static inline bool vdev_usable(struct vdev *v)
+{
+    return atomic_load(&v->state) == VDEV_STATE_ONLINE;
+}
+
+/* Verify the bytes of a block read from one copy. */
+typedef bool (*vdev_verify_fn)(void *ctx, const void *buf, size_t len);
+
+/* A read of one block of the data area. */
+struct vdev_rio {
+    uint64_t off;            /* DVA offset (from the start of the data area) */
+    size_t psize, asize;     /* bytes to verify; allocated bytes (psize padded with zeros) */
+    void *buf;               /* psize bytes: the verified block on success */
+    vdev_verify_fn verify;
+    void *vctx;
+    bool scrub;              /* read and verify every copy, repair each bad one */
+    uint64_t gen;            /* vdev_heal_gen when the caller got the block pointer */
+};
+
+/* Read and verify a block: 0 and a verified copy in rq->buf, or -EIO if no
+ * copy verifies (never wrong data).  A copy that fails to read or verify is
+ * counted on its leaf (read or checksum error) and, when a good copy was
+ * found, rewritten with it (counted in repaired_bytes). */
+int vdev_read_block(struct vdev *top, struct vdev_rio *rq);
+/* Write asize bytes at DVA offset off to every copy.  0 if enough copies
+ * were written (a mirror: one), else -EIO; a leaf that fails is FAULTED. */
+int vdev_write_block(struct vdev *top, const void *buf, size_t asize, uint64_t off);
+
+static inline uint64_t vdev_heal_gen(struct vdev *top)
+{
+    return atomic_load(&top->heal_gen);
+}
+/* Called by the allocator before sectors freed earlier become reusable. */
+void vdev_heal_fence(struct vdev *top);
 
 #endif

@@ -1,0 +1,482 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The vdev tree of a pool: parsing vdev specs, opening and labelling the
+ * leaves at create, finding and assembling them at import (DEGRADED when a
+ * member is missing and redundancy allows), per-leaf labels, status, fault
+ * injection, online/offline.
+ *
+ * Conventions:
+ *  - p->hdr is the pool's label template: everything but the per-leaf
+ *    fields (vdev_guid, child_index, vdev_type), which pool_write_labels
+ *    fills for each leaf;
+ *  - every leaf has the same layout (dev_size is the smallest member's), so
+ *    the bitmap and uberblock rings sit at the same offsets on all of them;
+ *  - leaf paths change only under p->lock (online of a member that was
+ *    missing); status copies them under it. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "store/pool_impl.h"
+
+#define MAX_LEAVES 32
+
+int pool_vdev_spec(const char *const *vdevs, size_t n, struct vdev_spec *s, struct berr *err)
+{
+    memset(s, 0, sizeof *s);
+    if (n == 0 || !vdevs[0])
+        return berr_set(err, EINVAL, "no vdevs given");
+    size_t first = 0;
+    if (strcmp(vdevs[0], "mirror") == 0) {
+        s->top_type = VDEV_TYPE_MIRROR;
+        first = 1;
+        if (n - first < 2)
+            return berr_set(err, EINVAL, "a mirror needs at least two devices (got %zu)",
+                            n - first);
+    } else if (strncmp(vdevs[0], "raidz", 5) == 0) {
+        return berr_set(err, ENOTSUP, "raidz is not supported yet; use mirror");
+    } else if (n != 1) {
+        return berr_set(err, ENOTSUP, "several devices need a layout: \"mirror DEV DEV...\" "
+                        "(striping over plain devices is not supported)");
+    }
+    if (n - first > MAX_LEAVES)
+        return berr_set(err, EINVAL, "at most %d devices per vdev (got %zu)", MAX_LEAVES,
+                        n - first);
+    for (size_t i = first; i < n; i++) {
+        if (!vdevs[i] || !vdevs[i][0])
+            return berr_set(err, EINVAL, "empty device path");
+        for (size_t j = first; j < i; j++)
+            if (strcmp(vdevs[i], vdevs[j]) == 0)
+                return berr_set(err, EINVAL, "device %s is given twice", vdevs[i]);
+        s->paths[s->n++] = vdevs[i];
+    }
+    return 0;
+}
+
+static void set_guid_sum(bs_pool *p)
+{
+    p->guid_sum = 0;
+    for (uint64_t i = 0; i < p->hdr.nchildren; i++)
+        p->guid_sum += p->hdr.child_guids[i];
+}
+
+int pool_vdev_create(bs_pool *p, const struct vdev_spec *s, uint64_t size, bool force,
+                     struct berr *err)
+{
+    struct vdev *leaves[MAX_LEAVES] = {NULL};
+    struct label_hdr *h = &p->hdr;
+    int r = 0;
+    for (unsigned i = 0; i < s->n && r == 0; i++) {
+        r = vdev_open(s->paths[i], size, false, &leaves[i], err);
+        if (r < 0)
+            break;
+        struct label_hdr old;
+        if (label_read_hdr(leaves[i], &old, NULL) == 0 && old.state != POOL_STATE_DESTROYED &&
+            !force)
+            r = berr_set(err, EEXIST, "device %s holds pool '%s'; use -f to overwrite",
+                         s->paths[i], old.pool_name);
+        leaves[i]->guid = pool_random_u64();
+        h->child_guids[i] = leaves[i]->guid;
+    }
+    if (r < 0) {
+        for (unsigned i = 0; i < s->n; i++)
+            vdev_close(leaves[i]);
+        return r;
+    }
+    h->nchildren = s->n;
+    h->top_type = (uint8_t)s->top_type;
+    h->features_incompat = s->top_type ? LABEL_FEAT_VDEV_TREE : 0;
+    h->top_guid = s->top_type ? pool_random_u64() : leaves[0]->guid;
+    h->vdev_guid = leaves[0]->guid;
+    h->child_index = 0;
+    h->vdev_type = leaves[0]->is_blockdev ? VDEV_TYPE_DISK : VDEV_TYPE_FILE;
+    set_guid_sum(p);
+    if (!s->top_type) {
+        p->vd = leaves[0];
+        return 0;
+    }
+    return vdev_mirror_new(leaves, s->n, &p->vd, err);
+}
+
+/* The label of leaf i: the template with the leaf's own fields. */
+static void leaf_hdr(bs_pool *p, unsigned i, struct label_hdr *out)
+{
+    struct vdev *l = vdev_leaf(p->vd, i);
+    *out = p->hdr;
+    out->vdev_guid = p->hdr.child_guids[i];
+    out->child_index = i;
+    out->vdev_type = l->is_blockdev ? VDEV_TYPE_DISK : VDEV_TYPE_FILE;
+}
+
+int pool_write_labels(bs_pool *p, bool wipe_first)
+{
+    unsigned n = vdev_nleaves(p->vd), ok = 0;
+    int first = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct vdev *l = vdev_leaf(p->vd, i);
+        if (!vdev_usable(l))
+            continue;
+        struct label_hdr h;
+        leaf_hdr(p, i, &h);
+        int r = wipe_first ? label_wipe(l) : 0;
+        if (r == 0)
+            r = label_write_hdr(l, &h);
+        if (r == 0)
+            r = vdev_flush(l);
+        if (r == 0)
+            ok++;
+        else if (!first)
+            first = r;
+    }
+    return ok ? 0 : first ? first : -EIO;
+}
+
+int pool_wipe_labels(bs_pool *p)
+{
+    unsigned n = vdev_nleaves(p->vd);
+    int ret = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct vdev *l = vdev_leaf(p->vd, i);
+        if (l->fd < 0)
+            continue;
+        int r = label_wipe(l);
+        if (r == 0)
+            r = vdev_flush(l);
+        if (r < 0 && ret == 0)
+            ret = r;
+    }
+    return ret;
+}
+
+/* ---- import ---- */
+
+/* Do two leaves' labels describe the same pool and tree? */
+static bool same_tree(const struct label_hdr *a, const struct label_hdr *b)
+{
+    return a->pool_guid == b->pool_guid && a->top_guid == b->top_guid &&
+           a->top_type == b->top_type && a->nchildren == b->nchildren &&
+           a->ashift == b->ashift && a->dev_size == b->dev_size &&
+           memcmp(a->child_guids, b->child_guids, sizeof a->child_guids) == 0;
+}
+
+int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, struct berr *err)
+{
+    struct vdev *found[MAX_LEAVES] = {NULL};
+    struct label_hdr hdrs[MAX_LEAVES];
+    int r = 0;
+    if (n == 0 || n > MAX_LEAVES)
+        return berr_set(err, EINVAL, "give 1 to %d device paths (got %zu)", MAX_LEAVES, n);
+    for (size_t i = 0; i < n && r == 0; i++) {
+        r = vdev_open(paths[i], 0, false, &found[i], err);
+        if (r < 0)
+            break;
+        r = label_read_hdr(found[i], &hdrs[i], err);
+        if (r == -ENOENT)
+            r = berr_set(err, ENOENT, "%s holds no berth pool", paths[i]);
+        else if (r < 0)
+            berr_wrap(err, "cannot import from %s", paths[i]);
+        else if (i > 0 && hdrs[i].pool_guid != hdrs[0].pool_guid)
+            r = berr_set(err, EINVAL, "%s and %s belong to different pools ('%s', '%s')",
+                         paths[0], paths[i], hdrs[0].pool_name, hdrs[i].pool_name);
+        else if (i > 0 && !same_tree(&hdrs[0], &hdrs[i]))
+            r = berr_set(err, EILSEQ, "the labels of %s and %s disagree about the devices "
+                         "of pool '%s'", paths[0], paths[i], hdrs[0].pool_name);
+    }
+    struct vdev *slot[MAX_LEAVES] = {NULL};
+    const struct label_hdr *h = &hdrs[0];
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        uint64_t k = hdrs[i].child_index;
+        if (slot[k])
+            r = berr_set(err, EINVAL, "%s and %s are the same member of pool '%s'",
+                         slot[k]->path, paths[i], h->pool_name);
+        slot[k] = found[i];
+        found[i]->guid = hdrs[i].vdev_guid;
+    }
+    if (r < 0) {
+        for (size_t i = 0; i < n; i++)
+            vdev_close(found[i]);
+        return r;
+    }
+    p->hdr = *h;
+    set_guid_sum(p);
+    unsigned missing = 0;
+    char names[256] = "";
+    size_t w = 0;
+    for (uint64_t k = 0; k < h->nchildren; k++) {
+        if (slot[k])
+            continue;
+        char desc[64];
+        snprintf(desc, sizeof desc, "missing-%016llx", (unsigned long long)h->child_guids[k]);
+        if (w < sizeof names)
+            w += (size_t)snprintf(names + w, sizeof names - w, "%s%s", missing ? ", " : "",
+                                  desc);
+        missing++;
+        slot[k] = vdev_missing(desc, h->child_guids[k]);
+        if (!slot[k])
+            r = berr_set(err, ENOMEM, "out of memory");
+    }
+    if (r == 0 && missing && (h->top_type == 0 || missing >= h->nchildren))
+        r = berr_set(err, ENXIO, "pool '%s' cannot be imported: %u of its %llu devices are "
+                     "missing (%s) and its redundancy cannot cover that", h->pool_name, missing,
+                     (unsigned long long)h->nchildren, names);
+    if (r < 0) {
+        for (uint64_t k = 0; k < h->nchildren; k++)
+            vdev_close(slot[k]);
+        return r;
+    }
+    if (h->top_type == 0) {
+        p->vd = slot[0];
+        return 0;
+    }
+    r = vdev_mirror_new(slot, (unsigned)h->nchildren, &p->vd, err);
+    if (r == 0 && missing)
+        blog_warn("pool '%s' imported DEGRADED: %s", h->pool_name, names);
+    return r;
+}
+
+static int ub_cmp_desc(const void *a, const void *b)
+{
+    const struct uberblock *x = a, *y = b;
+    return x->txg < y->txg ? 1 : x->txg > y->txg ? -1 : 0;
+}
+
+int pool_read_ubs(bs_pool *p, struct uberblock **out)
+{
+    unsigned n = vdev_nleaves(p->vd);
+    struct uberblock *all = NULL;
+    size_t total = 0;
+    uint64_t best[MAX_LEAVES] = {0}, newest = 0;
+    int last = -EIO;
+    *out = NULL;
+    for (unsigned i = 0; i < n; i++) {
+        struct vdev *l = vdev_leaf(p->vd, i);
+        struct uberblock *u = NULL;
+        if (l->fd < 0)
+            continue;
+        int k = label_read_ubs(l, &p->hdr, &u);
+        if (k < 0) {
+            last = k;
+            continue;
+        }
+        struct uberblock *m = realloc(all, (total + (size_t)k + 1) * sizeof *m);
+        if (!m) {
+            free(u);
+            free(all);
+            return -ENOMEM;
+        }
+        all = m;
+        if (k > 0)
+            memcpy(all + total, u, (size_t)k * sizeof *u);
+        total += (size_t)k;
+        best[i] = k > 0 ? u[0].txg : 0;
+        newest = MAX(newest, best[i]);
+        free(u);
+        last = 0;
+    }
+    if (!all)
+        return last;
+    qsort(all, total, sizeof *all, ub_cmp_desc);
+    size_t k = 0;
+    for (size_t i = 0; i < total; i++)
+        if (k == 0 || all[k - 1].txg != all[i].txg)
+            all[k++] = all[i];
+    /* a leaf that missed the newest txgs was away: read it last, and let a
+     * scrub repair it */
+    for (unsigned i = 0; i < n; i++)
+        if (vdev_leaf(p->vd, i)->fd >= 0 && best[i] < newest && n > 1)
+            atomic_store(&vdev_leaf(p->vd, i)->stale, true);
+    vdev_top_state(p->vd);
+    *out = all;
+    return (int)k;
+}
+
+void pool_refresh_stale(bs_pool *p)
+{
+    bool any = false;
+    for (unsigned i = 0; i < vdev_nleaves(p->vd); i++)
+        any |= atomic_load(&vdev_leaf(p->vd, i)->stale);
+    if (!any || p->readonly || !p->io.alloc)
+        return;
+    alloc_dirty_all(p->io.alloc);
+    txg_mark_dirty(p);
+}
+
+/* ---- status ---- */
+
+void pool_vdev_stats(bs_pool *p, bool faulted, uint64_t size, struct bs_pool_stats *o)
+{
+    enum vdev_state top = vdev_top_state(p->vd);
+    unsigned n = vdev_nleaves(p->vd);
+    snprintf(o->layout, sizeof o->layout, "%s", p->vd->kind == VDEV_KIND_MIRROR ? "mirror"
+                                                                                 : "single");
+    o->nvdevs = MIN(n, 8u);
+    pthread_mutex_lock(&p->lock);
+    for (unsigned i = 0; i < n; i++) {
+        struct vdev *v = vdev_leaf(p->vd, i);
+        enum vdev_state s = (enum vdev_state)atomic_load(&v->state);
+        o->read_errors += atomic_load(&v->ctr.read_errors);
+        o->write_errors += atomic_load(&v->ctr.write_errors);
+        o->checksum_errors += atomic_load(&v->ctr.checksum_errors);
+        if (i >= 8)
+            continue;
+        struct bs_vdev_stats *vs = &o->vdevs[i];
+        snprintf(vs->path, sizeof vs->path, "%s", v->path);
+        snprintf(vs->type, sizeof vs->type, "%s", v->is_blockdev ? "disk" : "file");
+        if (faulted && p->vd->kind == VDEV_KIND_LEAF)
+            s = VDEV_STATE_FAULTED;
+        snprintf(vs->state, sizeof vs->state, "%s", vdev_state_name(s));
+        vs->stale = atomic_load(&v->stale);
+        vs->guid = v->guid;
+        vs->size = size;
+        vs->read_errors = atomic_load(&v->ctr.read_errors);
+        vs->write_errors = atomic_load(&v->ctr.write_errors);
+        vs->checksum_errors = atomic_load(&v->ctr.checksum_errors);
+        vs->repaired_bytes = atomic_load(&v->ctr.repaired_bytes);
+        vs->reads = atomic_load(&v->ctr.reads);
+        vs->writes = atomic_load(&v->ctr.writes);
+        vs->bytes_read = atomic_load(&v->ctr.bytes_read);
+        vs->bytes_written = atomic_load(&v->ctr.bytes_written);
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (p->vd->kind != VDEV_KIND_LEAF)
+        o->checksum_errors += atomic_load(&p->vd->ctr.checksum_errors);
+    const char *st = faulted ? "FAULTED" : p->readonly ? "READONLY"
+                   : top == VDEV_STATE_ONLINE ? "ONLINE" : vdev_state_name(top);
+    snprintf(o->state, sizeof o->state, "%s", st);
+}
+
+/* ---- fault injection, online/offline ---- */
+
+int bs_pool_debug(bs_pool *p, const char *knob, struct berr *err)
+{
+    unsigned n = vdev_nleaves(p->vd), first = 0, last = n;
+    if (knob && strncmp(knob, "vdev=", 5) == 0) {
+        char *end;
+        errno = 0;
+        unsigned long i = strtoul(knob + 5, &end, 10);
+        if (errno || end == knob + 5 || *end != ' ' || i >= n)
+            return berr_set(err, EINVAL, "'vdev=N KNOB': N must be a leaf index below %u", n);
+        first = (unsigned)i;
+        last = first + 1;
+        knob = end + 1;
+    }
+    for (unsigned i = first; i < last; i++) {
+        struct vdev *l = vdev_leaf(p->vd, i);
+        if (l->fd < 0) {
+            if (last - first == 1)
+                return berr_set(err, ENXIO, "vdev %u (%s) is not present", i, l->path);
+            continue;
+        }
+        int r = vdev_debug(l, knob, err);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int find_leaf(bs_pool *p, const char *path, struct berr *err)
+{
+    unsigned n = vdev_nleaves(p->vd);
+    for (unsigned i = 0; i < n; i++)
+        if (strcmp(vdev_leaf(p->vd, i)->path, path) == 0)
+            return (int)i;
+    char *end;
+    unsigned long i = strtoul(path, &end, 10);
+    if (*path && !*end && i < n)
+        return (int)i; /* a leaf index */
+    return berr_set(err, ENOENT, "pool '%s' has no device %s", p->name, path);
+}
+
+int bs_pool_offline(bs_pool *p, const char *path, struct berr *err)
+{
+    if (p->vd->kind == VDEV_KIND_LEAF)
+        return berr_set(err, ENOTSUP, "pool '%s' has no redundancy: its only device cannot "
+                        "go offline", p->name);
+    pthread_mutex_lock(&p->admin_lock);
+    int i = find_leaf(p, path, err);
+    if (i >= 0) {
+        struct vdev *l = p->vd->child[i];
+        unsigned others = 0;
+        for (unsigned k = 0; k < p->vd->nchild; k++)
+            others += (int)k != i && vdev_usable(p->vd->child[k]) &&
+                      !atomic_load(&p->vd->child[k]->stale);
+        if (others == 0 && vdev_usable(l))
+            i = berr_set(err, EBUSY, "%s holds the only up-to-date copy of pool '%s'",
+                         l->path, p->name);
+        else
+            atomic_store(&l->state, VDEV_STATE_OFFLINE);
+        vdev_top_state(p->vd);
+    }
+    pthread_mutex_unlock(&p->admin_lock);
+    return i < 0 ? i : 0;
+}
+
+/* Bring back a member that was missing at import: open it, check it is that
+ * member, move its descriptor into the placeholder (published by the state
+ * store last, readers skip it until then). */
+static int reopen(bs_pool *p, struct vdev *ph, const char *path, struct berr *err)
+{
+    struct vdev *v;
+    struct label_hdr h;
+    int r = vdev_open(path, 0, false, &v, err);
+    if (r < 0)
+        return r;
+    r = label_read_hdr(v, &h, err);
+    if (r == 0 && (h.pool_guid != p->guid || h.vdev_guid != ph->guid))
+        r = berr_set(err, EINVAL, "%s is not the missing member %s of pool '%s'", path, ph->path,
+                     p->name);
+    if (r == 0 && v->size < p->hdr.dev_size)
+        r = berr_set(err, ENOSPC, "%s is smaller than the pool's devices", path);
+    if (r < 0) {
+        vdev_close(v);
+        return r;
+    }
+    pthread_mutex_lock(&p->lock);
+    char *old = ph->path;
+    ph->path = steal_ptr(v->path);
+    v->path = old;
+    ph->size = v->size;
+    ph->is_blockdev = v->is_blockdev;
+    ph->phys_sector_shift = v->phys_sector_shift;
+    ph->fd = v->fd;
+    v->fd = -1;
+    pthread_mutex_unlock(&p->lock);
+    vdev_close(v);
+    return 0;
+}
+
+int bs_pool_online(bs_pool *p, const char *path, struct berr *err)
+{
+    if (p->vd->kind == VDEV_KIND_LEAF)
+        return berr_set(err, ENOTSUP, "pool '%s' has a single device; it is always online",
+                        p->name);
+    pthread_mutex_lock(&p->admin_lock);
+    int i = find_leaf(p, path, err);
+    if (i < 0 && p->vd->nchild) {
+        /* a missing member given by its new path */
+        for (unsigned k = 0; k < p->vd->nchild && i < 0; k++)
+            if (p->vd->child[k]->fd < 0 && reopen(p, p->vd->child[k], path, NULL) == 0)
+                i = (int)k;
+        if (i < 0)
+            i = berr_set(err, ENOENT, "%s is neither a device of pool '%s' nor one of its "
+                     "missing members", path, p->name);
+    }
+    if (i >= 0) {
+        struct vdev *l = p->vd->child[i];
+        if (l->fd < 0) {
+            i = berr_set(err, ENXIO, "%s is missing: online it by its path", l->path);
+        } else if (!vdev_usable(l)) {
+            /* it missed writes: reads of it are verified, a scrub repairs
+             * the blocks, the next txg rewrites the whole allocation map */
+            atomic_store(&l->stale, true);
+            atomic_store(&l->state, VDEV_STATE_ONLINE);
+            pool_refresh_stale(p);
+        }
+        vdev_top_state(p->vd);
+    }
+    pthread_mutex_unlock(&p->admin_lock);
+    return i < 0 ? i : 0;
+}

@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Mirror top-level vdevs: N leaves holding the same bytes at the same
+ * offsets (labels and bitmap included; only each leaf's label header
+ * differs, by its own guid and index).
+ *
+ * Invariants:
+ *  - a write (block, bitmap chunk, uberblock) goes to every ONLINE leaf and
+ *    succeeds if at least one leaf took it; a leaf that failed while another
+ *    succeeded becomes FAULTED and receives no I/O until bs_pool_online
+ *    (then it is `stale`: it missed txgs, and a scrub repairs it).  When
+ *    every leaf fails, none is faulted (reads go on) and the write fails, so
+ *    the txg never commits;
+ *  - a block is returned only after one copy matched its checksum; copies
+ *    that failed to read or verify are counted on their leaf and rewritten
+ *    from the good copy, but only while the block's sectors cannot have been
+ *    reallocated (heal_gen unchanged, see vdev.h);
+ *  - reads rotate over the ONLINE leaves by offset (so random reads spread
+ *    over all of them), trying stale leaves last;
+ *  - metadata reads (labels, bitmap slots) carry their own checksums, which
+ *    this layer cannot check: they come from the first non-stale leaf that
+ *    reads without error, and the caller's validation falls back from there
+ *    (another label copy, or a rebuild of the allocation map). */
+#include "store/vdev_mirror.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cleanup.h"
+#include "common/util.h"
+
+#define MIRROR_MAX 32
+
+int vdev_mirror_new(struct vdev **leaves, unsigned n, struct vdev **out, struct berr *err)
+{
+    *out = NULL;
+    struct vdev *m = calloc(1, sizeof(*m));
+    struct vdev **kids = calloc(n ? n : 1, sizeof(*kids));
+    if (!m || !kids || !(m->path = strdup("mirror-0"))) {
+        free(m);
+        free(kids);
+        for (unsigned i = 0; i < n; i++)
+            vdev_close(leaves[i]);
+        return berr_set(err, ENOMEM, "out of memory");
+    }
+    memcpy(kids, leaves, n * sizeof(*kids));
+    m->kind = VDEV_KIND_MIRROR;
+    m->fd = -1;
+    m->child = kids;
+    m->nchild = n;
+    m->phys_sector_shift = 9;
+    pthread_rwlock_init(&m->heal_lock, NULL);
+    for (unsigned i = 0; i < n; i++) {
+        struct vdev *c = kids[i];
+        if (c->fd < 0)
+            continue;
+        if (m->size == 0 || c->size < m->size)
+            m->size = c->size;
+        if (c->phys_sector_shift > m->phys_sector_shift)
+            m->phys_sector_shift = c->phys_sector_shift;
+        m->is_blockdev |= c->is_blockdev;
+    }
+    vdev_top_state(m);
+    *out = m;
+    return 0;
+}
+
+enum vdev_state vdev_top_state(struct vdev *top)
+{
+    if (top->kind == VDEV_KIND_LEAF)
+        return (enum vdev_state)atomic_load(&top->state);
+    unsigned usable = 0, fresh = 0;
+    for (unsigned i = 0; i < top->nchild; i++) {
+        if (!vdev_usable(top->child[i]))
+            continue;
+        usable++;
+        fresh += !atomic_load(&top->child[i]->stale);
+    }
+    enum vdev_state s = fresh == top->nchild ? VDEV_STATE_ONLINE
+                        : usable == 0       ? VDEV_STATE_FAULTED
+                                            : VDEV_STATE_DEGRADED;
+    atomic_store(&top->state, (int)s);
+    return s;
+}
+
+/* The usable leaves in the order to read them: rotated by `start`, stale
+ * ones last.  Returns their count. */
+static unsigned read_order(struct vdev *m, unsigned start, unsigned *order)
+{
+    unsigned k = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (unsigned j = 0; j < m->nchild; j++) {
+            struct vdev *c = m->child[(start + j) % m->nchild];
+            if (vdev_usable(c) && atomic_load(&c->stale) == (pass == 1))
+                order[k++] = (start + j) % m->nchild;
+        }
+    }
+    return k;
+}
+
+int mirror_pread(struct vdev *m, void *buf, size_t len, uint64_t off)
+{
+    unsigned order[MIRROR_MAX];
+    unsigned n = read_order(m, 0, order);
+    int r = -EIO;
+    for (unsigned k = 0; k < n; k++) {
+        r = vdev_pread(m->child[order[k]], buf, len, off);
+        if (r == 0)
+            return 0;
+    }
+    return r;
+}
+
+/* Fault the leaves that failed an operation others completed. */
+static int settle(struct vdev *m, const bool *failed, unsigned ok)
+{
+    if (ok == 0)
+        return -EIO;
+    bool changed = false;
+    for (unsigned i = 0; i < m->nchild; i++) {
+        int online = VDEV_STATE_ONLINE;
+        if (failed[i])
+            changed |= atomic_compare_exchange_strong(&m->child[i]->state, &online,
+                                                      VDEV_STATE_FAULTED);
+    }
+    if (changed)
+        vdev_top_state(m);
+    return 0;
+}
+
+/* Write (buf != NULL) or flush every ONLINE leaf, then settle. */
+static int each_leaf(struct vdev *m, const void *buf, size_t len, uint64_t off)
+{
+    bool failed[MIRROR_MAX] = {false};
+    unsigned ok = 0;
+    for (unsigned i = 0; i < m->nchild; i++) {
+        struct vdev *c = m->child[i];
+        if (!vdev_usable(c))
+            continue;
+        int r = buf ? vdev_pwrite(c, buf, len, off) : vdev_flush(c);
+        if (r == 0)
+            ok++;
+        else
+            failed[i] = true;
+    }
+    return settle(m, failed, ok);
+}
+
+int mirror_pwrite(struct vdev *m, const void *buf, size_t len, uint64_t off)
+{
+    return each_leaf(m, buf, len, off);
+}
+
+int mirror_flush(struct vdev *m)
+{
+    return each_leaf(m, NULL, 0, 0);
+}
+
+int mirror_discard(struct vdev *m, uint64_t off, uint64_t len)
+{
+    for (unsigned i = 0; i < m->nchild; i++)
+        if (vdev_usable(m->child[i]))
+            (void)vdev_discard(m->child[i], off, len);
+    return 0;
+}
+
+/* Rewrite the copies marked bad with the verified bytes in rq->buf. */
+static void repair(struct vdev *m, const struct vdev_rio *rq, const bool *bad)
+{
+    _cleanup_free_ uint8_t *abuf = malloc(rq->asize);
+    if (!abuf)
+        return;
+    memcpy(abuf, rq->buf, rq->psize);
+    memset(abuf + rq->psize, 0, rq->asize - rq->psize);
+    pthread_rwlock_rdlock(&m->heal_lock);
+    if (atomic_load(&m->heal_gen) == rq->gen) {
+        for (unsigned i = 0; i < m->nchild; i++) {
+            struct vdev *c = m->child[i];
+            if (!bad[i] || !vdev_usable(c) || c->readonly)
+                continue;
+            if (vdev_pwrite(c, abuf, rq->asize, c->data_start + rq->off) == 0)
+                atomic_fetch_add(&c->ctr.repaired_bytes, rq->asize);
+        }
+    }
+    pthread_rwlock_unlock(&m->heal_lock);
+}
+
+int mirror_read_block(struct vdev *m, struct vdev_rio *rq)
+{
+    unsigned order[MIRROR_MAX];
+    /* rotate by 1 MiB regions: sequential reads stay on one leaf, random
+     * reads spread over all of them */
+    unsigned start = (unsigned)(((rq->off >> 20) * 0x9e3779b97f4a7c15ULL) >> 40) % m->nchild;
+    unsigned n = read_order(m, start, order);
+    bool bad[MIRROR_MAX] = {false}, anybad = false;
+    _cleanup_free_ uint8_t *tmp = NULL;
+    bool good = false;
+    for (unsigned k = 0; k < n; k++) {
+        struct vdev *c = m->child[order[k]];
+        uint8_t *dst = rq->buf;
+        if (good) {
+            if (!tmp && !(tmp = malloc(rq->psize)))
+                break;
+            dst = tmp;
+        }
+        bool ok = vdev_pread(c, dst, rq->psize, c->data_start + rq->off) == 0;
+        if (ok && !rq->verify(rq->vctx, dst, rq->psize)) {
+            atomic_fetch_add(&c->ctr.checksum_errors, 1);
+            ok = false;
+        }
+        if (!ok) {
+            bad[order[k]] = anybad = true;
+            continue;
+        }
+        if (!good) {
+            good = true;
+            if (!rq->scrub)
+                break;
+        }
+    }
+    if (!good)
+        return -EIO;
+    if (anybad)
+        repair(m, rq, bad);
+    return 0;
+}
