@@ -66,6 +66,20 @@ for w, desc, kind in workloads:
     if any((t, w) in rows for t in targets):
         print("| %s | %s |" % (desc, " | ".join(
             "%.0f" % rows[(t, w)][2] if (t, w) in rows else "-" for t in targets)))
+CPU = "server_CPU_us_per_request_"
+cpu = {k[len(CPU):]: v for k, v in extra.items() if k.startswith(CPU)}
+if cpu:
+    print()
+    print("Server CPU per request (µs, user + system; berthd including the txg "
+          "sync after each write workload):")
+    print()
+    print("| workload | " + " | ".join(targets) + " |")
+    print("|" + "---|" * (len(targets) + 1))
+    for w, desc, kind in workloads:
+        if any((t, w) in rows for t in targets):
+            print("| %s | %s |" % (desc, " | ".join(
+                cpu.get("%s_%s" % (t, w), "-") for t in targets)))
+extra = {k: v for k, v in extra.items() if not k.startswith(CPU)}
 if extra:
     print()
     for k, v in extra.items():

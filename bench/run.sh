@@ -85,7 +85,12 @@ wait_sock() {
   echo "bench: no socket $1" >&2; exit 1
 }
 
-# setup_target T: start T's server; sets $uri (not in a subshell: $pids must see the server)
+# CPU time (user + system, clock ticks) a process has used so far
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+hz=$(getconf CLK_TCK)
+
+# setup_target T: start T's server; sets $uri and $srv_pid (not in a subshell:
+# $pids must see the server)
 setup_target() {
   local t=$1
   case "$t" in
@@ -98,7 +103,8 @@ setup_target() {
       else
         berth vol create -V "$size" "b$p/disk" >/dev/null || exit 1
       fi
-      uri=$(berth vol uri "b$p/disk") || exit 1 ;;
+      uri=$(berth vol uri "b$p/disk") || exit 1
+      srv_pid=$berthd_pid ;;
     qsd-raw|qsd-qcow2)
       local f=$W/$t.img sock=$W/$t.sock
       if [ "$t" = qsd-raw ]; then
@@ -113,6 +119,7 @@ setup_target() {
           >"$W/$t.log" 2>&1 &
       fi
       pids+=($!)
+      srv_pid=$!
       wait_sock "$sock"
       uri="nbd+unix:///x?socket=$sock" ;;
     nbdkit)
@@ -120,6 +127,7 @@ setup_target() {
       truncate -s "$size" "$f"
       nbdkit -f -U "$sock" file "$f" >"$W/nbdkit.log" 2>&1 &
       pids+=($!)
+      srv_pid=$!
       wait_sock "$sock"
       uri="nbd+unix:///?socket=$sock" ;;
     *) echo "bench: unknown target $t" >&2; exit 2 ;;
@@ -140,14 +148,28 @@ fio_job() {
   local args=(--name="$name" --ioengine=nbd --uri="$uri" --rw="$rw" --bs="$bs" --iodepth=16 --numjobs=1
               --size="$size" --output-format=json --randrepeat=0 --norandommap)
   [ "$timed" = 1 ] && args+=(--time_based --runtime="$runtime" --ramp_time=1)
+  local c0 c1
+  c0=$(cpu_ticks "$srv_pid")
   fio "${args[@]}" >"$W/fio-$t-$name.json" 2>"$W/fio-$t-$name.err" || {
     cat "$W/fio-$t-$name.err" >&2; echo "bench: fio $name on $t failed" >&2; return 1; }
+  # berthd: count the txg sync the writes left behind too (all the work they
+  # caused); qsd/nbdkit leave theirs to the kernel's flusher threads
+  case "$t:$rw" in berth-*:*write) [ "$timed" = 1 ] && berth pool sync "b${t#berth-}" >/dev/null ;; esac
+  c1=$(cpu_ticks "$srv_pid")
   local dir=write
   case "$rw" in read|randread) dir=read ;; esac
   local s
   s=$("$top/bench/fio-summary.py" "$W/fio-$t-$name.json" "$dir") || return 1
-  [ "$timed" = 1 ] && echo "$t $name $s" >>"$results"
-  log "  $t $name: $s (IOPS B/s lat-us)"
+  # the server's CPU per request over the whole job (the ramp second too, so
+  # the divisor counts its requests as well: IOPS * (runtime + 1)); steadier
+  # than throughput on a shared machine
+  local cpu=""
+  if [ "$timed" = 1 ]; then
+    cpu=$(python3 -c "print('%.1f' % (($c1 - $c0) / $hz * 1e6 / (${s%% *} * ($runtime + 1))) if ${s%% *} else 'n/a')")
+    echo "$t $name $s" >>"$results"
+    echo "extra server_CPU_us_per_request_${t}_${name} $cpu" >>"$results"
+  fi
+  log "  $t $name: $s (IOPS B/s lat-us), server CPU ${cpu:-?} us/request"
 }
 
 for t in $targets; do

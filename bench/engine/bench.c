@@ -4,7 +4,8 @@
  * Environment: RANDDATA=1 (incompressible buffers, like fio's), FIO=SECS
  * (fio-like mode: prefill, then each workload), WHICH=rwRW (rand write/read,
  * seq Write/Read), NOTRIM=1 (autotrim off), DIRTY=MiB (dirty limit), NTHR=N,
- * DBG=1 (per-txg timings).  Build and run: see docs/PERFORMANCE.md. */
+ * DBG=1 (per-txg timings), COMP=off|lz4|zstd (volume compression, default
+ * the pool's: lz4).  Build and run: see docs/PERFORMANCE.md. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,15 +37,25 @@ static void *run(void *a) {
     }
     g_ops += n; free(buf); return NULL;
 }
+static struct rusage g_ru0;
+static double ru_cpu(const struct rusage *a, const struct rusage *b) {
+    return (b->ru_utime.tv_sec - a->ru_utime.tv_sec) + (b->ru_utime.tv_usec - a->ru_utime.tv_usec) / 1e6 + (b->ru_stime.tv_sec - a->ru_stime.tv_sec) + (b->ru_stime.tv_usec - a->ru_stime.tv_usec) / 1e6;
+}
 static void bench(const char *name, int mode, uint64_t bs, int nthr, double secs) {
     g_mode = mode; g_bs = bs; g_secs = secs; g_ops = 0;
-    pthread_t th[16]; uint64_t t0 = now_ns(); struct rusage ru0, ru1; getrusage(RUSAGE_SELF, &ru0);
+    pthread_t th[16]; uint64_t t0 = now_ns(); struct rusage ru1; getrusage(RUSAGE_SELF, &g_ru0);
     for (int i = 0; i < nthr; i++) pthread_create(&th[i], NULL, run, (void *)(uintptr_t)(i + 1));
     for (int i = 0; i < nthr; i++) pthread_join(th[i], NULL);
     double dt = (now_ns() - t0) / 1e9;
     getrusage(RUSAGE_SELF, &ru1);
-    double cpu = (ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) + (ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e6 + (ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) + (ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6;
+    double cpu = ru_cpu(&g_ru0, &ru1);
     printf("%-22s %9.0f IOPS %8.1f MB/s  cpu %.1f us/op (%.2f cores)\n", name, g_ops / dt, g_ops * bs / dt / 1e6, cpu * 1e6 / g_ops, cpu / dt);
+}
+/* After the sync that follows a write workload: CPU and minor page faults
+ * per operation including that sync (all the work the writes caused). */
+static void after_sync(double sync_s) {
+    struct rusage ru1; getrusage(RUSAGE_SELF, &ru1);
+    printf("  sync after %.2f s; incl. sync: cpu %.1f us/op, %.2f minor faults/op\n", sync_s, ru_cpu(&g_ru0, &ru1) * 1e6 / g_ops, (double)(ru1.ru_minflt - g_ru0.ru_minflt) / g_ops);
 }
 int main(int argc, char **argv) {
     struct berr e = {0}; bs_pool *p;
@@ -55,6 +66,7 @@ int main(int argc, char **argv) {
     if (bs_pool_create("b", v, 1, 8ULL << 30, &o, &p, &e)) { printf("%s\n", e.msg); return 1; }
     struct bs_vol_props vp; bs_vol_props_init(p, &vp);
     strcpy(vp.name, "v"); vp.volsize = 4ULL << 30;
+    if (getenv("COMP") && bs_compress_parse(getenv("COMP"), &vp.compression, &vp.compress_level, &e)) { printf("%s\n", e.msg); return 1; }
     bs_vol_create(p, &vp, false, &e);
     bs_vol_open(p, "v", &g_vol, &e); g_size = vp.volsize;
     int nthr = getenv("NTHR") ? atoi(getenv("NTHR")) : 4;
@@ -67,9 +79,9 @@ int main(int argc, char **argv) {
         bs_pool_sync(p, &e); printf("prefill %.1f s\n", (now_ns() - t0) / 1e9); free(b);
         const char *w = getenv("WHICH") ? getenv("WHICH") : "rwRW";
         for (const char *c = w; *c; c++) {
-            if (*c == 'w') { bench("rand write 4K", 0, 4096, nthr, T); t0 = now_ns(); bs_pool_sync(p, &e); printf("  sync after %.2f s\n", (now_ns()-t0)/1e9); }
+            if (*c == 'w') { bench("rand write 4K", 0, 4096, nthr, T); t0 = now_ns(); bs_pool_sync(p, &e); after_sync((now_ns()-t0)/1e9); }
             if (*c == 'r') bench("rand read 4K", 1, 4096, nthr, T);
-            if (*c == 'W') { bench("seq write 1M", 2, 1 << 20, nthr, T); t0 = now_ns(); bs_pool_sync(p, &e); printf("  sync after %.2f s\n", (now_ns()-t0)/1e9); }
+            if (*c == 'W') { bench("seq write 1M", 2, 1 << 20, nthr, T); t0 = now_ns(); bs_pool_sync(p, &e); after_sync((now_ns()-t0)/1e9); }
             if (*c == 'R') bench("seq read 1M", 3, 1 << 20, nthr, T);
         }
         bs_vol_close(g_vol); bs_pool_close(p); unlink(v[0]); return 0;

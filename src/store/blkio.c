@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "common/cleanup.h"
 #include "common/util.h"
@@ -144,8 +145,9 @@ int blk_scratch_init(struct blk_scratch *s, uint32_t max_lsize, int ashift)
 void blk_scratch_free(struct blk_scratch *s)
 {
     free(s->buf);
-    s->buf = NULL;
-    s->cap = 0;
+    free(s->bbuf);
+    s->buf = s->bbuf = NULL;
+    s->cap = s->bcap = 0;
 }
 
 int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_t lsize,
@@ -206,6 +208,151 @@ int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_
     if (cb)
         bcache_put(io->cache, io->cache_id, off, txg, cb);
     return 0;
+}
+
+/* ---- batches ----
+ *
+ * A run is a list of prepared blocks (compressed, padded and checksummed,
+ * pointers filled but for the location) that go to consecutive bytes on the
+ * vdev.  Output that is not the caller's buffer (compressed or padded
+ * blocks) lives in s->bbuf until the run is written. */
+struct run {
+    struct iovec iov[BLK_BATCH_MAX];
+    size_t idx[BLK_BATCH_MAX]; /* request of each iov */
+    int n;
+    uint64_t bytes;
+    size_t used; /* of s->bbuf */
+};
+
+static void run_done(const struct blkio *io, struct blk_wreq *r, const struct run *rn,
+                     const uint64_t *offs, uint64_t txg)
+{
+    for (int i = 0; i < rn->n; i++) {
+        struct blkptr *bp = r[rn->idx[i]].bp;
+        bp->dva[0].offset = offs[i];
+        bp->dva[0].vdev = 0;
+        bp->dva[0].asize = (uint32_t)rn->iov[i].iov_len;
+        bcache_put(io->cache, io->cache_id, offs[i], txg, r[rn->idx[i]].cb);
+    }
+}
+
+/* Write a run: one allocation and one write, or one per block. */
+static int run_write(const struct blkio *io, struct blk_wreq *r, struct run *rn, uint64_t txg,
+                     struct blk_scratch *s, uint64_t *written)
+{
+    uint64_t offs[BLK_BATCH_MAX], off;
+    int ret = 0;
+    if (rn->n == 0)
+        return 0;
+    if (rn->n > 1 && s->no_run_txg != txg) {
+        ret = alloc_alloc(io->alloc, rn->bytes, txg, &off);
+        if (ret == 0) {
+            if (vdev_pwritev(io->vd, rn->iov, rn->n, io->data_start + off) < 0) {
+                alloc_free(io->alloc, off, rn->bytes, txg);
+                return -EIO;
+            }
+            for (int i = 0; i < rn->n; i++) {
+                offs[i] = off;
+                off += rn->iov[i].iov_len;
+            }
+            goto done;
+        }
+        if (ret != -ENOSPC)
+            return ret;
+        s->no_run_txg = txg; /* no free run that long: per block from now on */
+    }
+    for (int i = 0; i < rn->n; i++) {
+        ret = alloc_alloc(io->alloc, rn->iov[i].iov_len, txg, &offs[i]);
+        if (ret < 0)
+            return ret;
+        if (vdev_pwrite(io->vd, rn->iov[i].iov_base, rn->iov[i].iov_len,
+                        io->data_start + offs[i]) < 0) {
+            alloc_free(io->alloc, offs[i], rn->iov[i].iov_len, txg);
+            return -EIO;
+        }
+    }
+done:
+    run_done(io, r, rn, offs, txg);
+    *written += rn->bytes;
+    rn->n = 0;
+    rn->bytes = 0;
+    rn->used = 0;
+    return 0;
+}
+
+int blk_write_batch(const struct blkio *io, struct blk_wreq *r, size_t n,
+                    const struct blk_wprops *wp, uint64_t txg, struct blk_scratch *s,
+                    uint64_t *written)
+{
+    const uint32_t sector = 1u << io->ashift;
+    if (n > BLK_BATCH_MAX)
+        return -EINVAL;
+    if (!s->bbuf) {
+        size_t cap = BLK_BATCH_BYTES + (size_t)BLK_BATCH_MAX * sector;
+        s->bbuf = aligned_alloc(64, ROUND_UP(cap, 64));
+        if (!s->bbuf)
+            return -ENOMEM;
+        s->bcap = cap;
+    }
+    struct run rn;
+    rn.n = 0;
+    rn.bytes = 0;
+    rn.used = 0;
+    for (size_t k = 0; k < n; k++) {
+        const uint8_t *data = r[k].cb->data;
+        const uint32_t lsize = r[k].lsize;
+        struct blkptr *bp = r[k].bp;
+        if (wp->zero_is_hole && buf_is_zero(data, lsize)) {
+            bp_make_hole(bp, txg, wp->level, wp->type);
+            continue;
+        }
+        /* room for this block's output, whatever it turns out to be */
+        size_t need = ROUND_UP((size_t)lsize, sector);
+        if (need > s->bcap)
+            return -EOVERFLOW;
+        if (rn.used + need > s->bcap) {
+            int ret = run_write(io, r, &rn, txg, s, written);
+            if (ret < 0)
+                return ret;
+        }
+        uint8_t *out = s->bbuf + rn.used;
+        long c = compress_block(wp->comp, wp->comp_level, data, lsize, out, need);
+        if (c < 0)
+            return (int)c;
+        const uint8_t *src = data;
+        uint32_t psize = lsize;
+        uint8_t comp = BS_COMPRESS_OFF;
+        if (c > 0) {
+            src = out;
+            psize = (uint32_t)c;
+            comp = wp->comp;
+        }
+        uint32_t asize = (uint32_t)ROUND_UP((uint64_t)psize, sector);
+        if (asize != psize) {
+            if (src != out)
+                memcpy(out, src, psize);
+            memset(out + psize, 0, asize - psize);
+            src = out;
+        }
+        if (src == out)
+            rn.used += asize;
+        memset(bp, 0, sizeof *bp);
+        checksum_compute(wp->cksum, src, psize, bp->checksum);
+        bp->birth = txg;
+        bp->lsize = lsize;
+        bp->psize = psize;
+        bp->comp = comp;
+        bp->cksum = wp->cksum;
+        bp->type = wp->type;
+        bp->level = wp->level;
+        bp->fill = 1;
+        rn.iov[rn.n].iov_base = (void *)src;
+        rn.iov[rn.n].iov_len = asize;
+        rn.idx[rn.n] = k;
+        rn.n++;
+        rn.bytes += asize;
+    }
+    return run_write(io, r, &rn, txg, s, written);
 }
 
 void blk_free(const struct blkio *io, const struct blkptr *bp, uint64_t txg)

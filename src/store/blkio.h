@@ -55,10 +55,14 @@ int blk_read_raw(const struct blkio *io, const struct blkptr *bp, void *buf, siz
  * pointers are ignored; so are errors: the read itself reports them. */
 void blk_prefetch(const struct blkio *io, const struct blkptr *bp);
 
-/* Per-thread scratch space for blk_write. */
+/* Per-thread scratch space for blk_write and blk_write_batch (the batch
+ * area is allocated on the first batch). */
 struct blk_scratch {
     uint8_t *buf;
     size_t cap;
+    uint8_t *bbuf;      /* compressed/padded blocks of one batch run */
+    size_t bcap;
+    uint64_t no_run_txg; /* a run allocation failed in this txg: stop trying */
 };
 int blk_scratch_init(struct blk_scratch *s, uint32_t max_lsize, int ashift);
 void blk_scratch_free(struct blk_scratch *s);
@@ -79,6 +83,30 @@ struct blk_wprops {
 int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_t lsize,
               const struct blk_wprops *wp, uint64_t txg, struct blk_scratch *s,
               struct blkptr *bp);
+
+/* Blocks per blk_write_batch call, and the bytes of compressed or padded
+ * output one run keeps in the scratch area before it is written. */
+#define BLK_BATCH_MAX VDEV_IOV_MAX
+#define BLK_BATCH_BYTES (1u << 20)
+
+struct blk_wreq {
+    struct cbuf *cb;      /* the block's data: lsize bytes of cb->data */
+    uint32_t lsize;
+    struct blkptr *bp;    /* filled as by blk_write */
+};
+
+/* blk_write(io, NULL, r[i].cb, r[i].lsize, ...) for n <= BLK_BATCH_MAX blocks
+ * of one dataset, with the same result per block, but the blocks that are
+ * stored get one allocated run and one vdev write (a pwritev) where
+ * possible: fewer system calls, and page-cache writes of up to 1 MiB that
+ * the kernel can back with large folios.  Falls back to one allocation per
+ * block when no run is free (fragmented space; then not tried again in this
+ * txg with this scratch).  *written += the bytes written.  On an error some
+ * blocks may already be written (as with a failing blk_write in a loop);
+ * the caller fails the txg. */
+int blk_write_batch(const struct blkio *io, struct blk_wreq *r, size_t n,
+                    const struct blk_wprops *wp, uint64_t txg, struct blk_scratch *s,
+                    uint64_t *written);
 
 /* Free the storage of bp (nothing for a hole) in txg. */
 void blk_free(const struct blkio *io, const struct blkptr *bp, uint64_t txg);

@@ -4,6 +4,7 @@
 #ifndef BERTH_STORE_CODEC_H
 #define BERTH_STORE_CODEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +19,13 @@ size_t compress_bound(size_t len);
  * BS_COMPRESS_OFF), or -errno on internal failure. */
 long compress_block(enum bs_compress c, int level, const void *src, size_t len, void *dst,
                     size_t dstcap);
+
+/* The sampling test compress_block runs first on blocks of 8 KiB and more:
+ * true when src[0..len) is surely not worth compressing with c (lz4 cannot
+ * shrink a 2 KiB sample of it by 1/16; for zstd also a near-uniform byte
+ * distribution); false for shorter blocks and BS_COMPRESS_OFF.
+ * Deterministic; 1-3 us for any block size. */
+bool compress_probe_incompressible(enum bs_compress c, const void *src, size_t len);
 
 /* Decompress exactly lsize bytes; -EILSEQ if src is not a valid stream that
  * yields exactly lsize bytes (never reads or writes out of bounds). */

@@ -50,6 +50,7 @@ struct sync_ctx {
     size_t nsv, sv_cap;
     struct { size_t sv; size_t k; } *jobs;
     size_t njobs;
+    size_t per;               /* leaves per leaf_job (txg.c) */
     struct synctask *tasks;   /* taken at quiesce */
     _Atomic int err;
     _Atomic uint64_t wb_bytes; /* leaf bytes written, for the writeback hints */

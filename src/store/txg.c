@@ -191,28 +191,41 @@ static int cmp_ent(const void *a, const void *b)
     return x->blkid < y->blkid ? -1 : x->blkid > y->blkid;
 }
 
+/* Job i writes leaves [i * per, (i + 1) * per) of the txg, consecutive ones
+ * of one volume together (blk_write_batch: one allocation and one pwritev
+ * per batch instead of one per 16K block). */
 static void leaf_job(void *ctx, size_t i, struct blk_scratch *s)
 {
     struct sync_ctx *c = ctx;
-    struct sync_vol *sv = &c->sv[c->jobs[i].sv];
-    size_t k = c->jobs[i].k;
-    if (atomic_load(&c->err))
-        return;
-    struct blk_wprops wp = {
-        .type = BP_TYPE_VOL_DATA, .level = 0, .comp = sv->rec.comp,
-        .comp_level = sv->rec.comp_level, .cksum = sv->rec.cksum, .zero_is_hole = true,
-    };
-    struct dirty_ent *e = sv->ents[k];
-    int r = blk_write(&c->p->io, NULL, e->buf, sv->rec.volblocksize, &wp, c->txg, s, &sv->u[k].bp);
-    if (r < 0) {
-        int zero = 0;
-        atomic_compare_exchange_strong(&c->err, &zero, r);
-        return;
+    size_t j = i * c->per, end = MIN(j + c->per, c->njobs);
+    while (j < end) {
+        if (atomic_load(&c->err))
+            return;
+        size_t svi = c->jobs[j].sv;
+        struct sync_vol *sv = &c->sv[svi];
+        struct blk_wprops wp = {
+            .type = BP_TYPE_VOL_DATA, .level = 0, .comp = sv->rec.comp,
+            .comp_level = sv->rec.comp_level, .cksum = sv->rec.cksum, .zero_is_hole = true,
+        };
+        struct blk_wreq rq[BLK_BATCH_MAX];
+        size_t n = 0;
+        for (; j < end && n < BLK_BATCH_MAX && c->jobs[j].sv == svi; j++, n++) {
+            size_t k = c->jobs[j].k;
+            rq[n].cb = sv->ents[k]->buf;
+            rq[n].lsize = sv->rec.volblocksize;
+            rq[n].bp = &sv->u[k].bp;
+        }
+        uint64_t a = 0;
+        int r = blk_write_batch(&c->p->io, rq, n, &wp, c->txg, s, &a);
+        if (r < 0) {
+            int zero = 0;
+            atomic_compare_exchange_strong(&c->err, &zero, r);
+            return;
+        }
+        uint64_t before = atomic_fetch_add_explicit(&c->wb_bytes, a, memory_order_relaxed);
+        if ((before + a) / WB_HINT_BYTES != before / WB_HINT_BYTES)
+            vdev_writeback_hint(c->p->vd, 0, 0);
     }
-    uint64_t a = sv->u[k].bp.dva[0].asize;
-    uint64_t before = atomic_fetch_add_explicit(&c->wb_bytes, a, memory_order_relaxed);
-    if ((before + a) / WB_HINT_BYTES != before / WB_HINT_BYTES)
-        vdev_writeback_hint(c->p->vd, 0, 0);
 }
 
 struct sync_vol *sync_find(struct sync_ctx *c, const struct ds *d)
@@ -410,8 +423,13 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
     if (r == 0)
         r = gather(&c);
     T1 = now_ns();
-    if (r == 0 && c.njobs)
-        wp_run(p->txg.workers, leaf_job, &c, c.njobs, &p->txg.scratch);
+    if (r == 0 && c.njobs) {
+        /* batches of up to BLK_BATCH_MAX leaves, but at least two per thread
+         * so that the threads finish together */
+        size_t threads = p->txg.workers->nthreads + 1;
+        c.per = MAX((size_t)1, MIN((size_t)BLK_BATCH_MAX, c.njobs / (2 * threads)));
+        wp_run(p->txg.workers, leaf_job, &c, (c.njobs + c.per - 1) / c.per, &p->txg.scratch);
+    }
     T2 = now_ns();
     if (r == 0)
         r = atomic_load(&c.err);

@@ -23,6 +23,7 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -270,6 +271,84 @@ int vdev_pwrite(struct vdev *v, const void *buf, size_t len, uint64_t off)
         r = -EIO;
     } else {
         r = pwrite_full(v->fd, buf, len, off);
+    }
+    if (r < 0) {
+        atomic_fetch_add(&v->ctr.write_errors, 1);
+        return r;
+    }
+    atomic_fetch_add(&v->ctr.writes, 1);
+    atomic_fetch_add(&v->ctr.bytes_written, len);
+    return 0;
+}
+
+/* pwritev until every byte is written (iov is consumed). */
+static int pwritev_full(int fd, struct iovec *iov, int cnt, uint64_t off)
+{
+    while (cnt > 0) {
+        ssize_t r = pwritev(fd, iov, cnt, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (r == 0)
+            return -EIO;
+        off += (uint64_t)r;
+        while (cnt > 0 && (size_t)r >= iov->iov_len) {
+            r -= (ssize_t)iov->iov_len;
+            iov++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + r;
+            iov->iov_len -= (size_t)r;
+        }
+    }
+    return 0;
+}
+
+int vdev_pwritev(struct vdev *v, const struct iovec *iov, int cnt, uint64_t off)
+{
+    if (v->kind == VDEV_KIND_MIRROR) {
+        /* every copy gets every piece (mirror_pwrite marks failing leaves) */
+        for (int i = 0; i < cnt; i++) {
+            int r = mirror_pwrite(v, iov[i].iov_base, iov[i].iov_len, off);
+            if (r < 0)
+                return r;
+            off += iov[i].iov_len;
+        }
+        return 0;
+    }
+    size_t len = 0;
+    for (int i = 0; i < cnt; i++)
+        len += iov[i].iov_len;
+    if (cnt == 1)
+        return vdev_pwrite(v, iov[0].iov_base, len, off);
+    struct iovec w[VDEV_IOV_MAX];
+    int r;
+    if (cnt < 1 || cnt > VDEV_IOV_MAX) {
+        r = -EINVAL;
+    } else if (!in_range(v, len, off)) {
+        r = -EINVAL;
+    } else if (writes_dead(v)) {
+        r = -EIO;
+    } else if (take_torn_turn(v)) {
+        /* as in vdev_pwrite: the first half of the bytes lands */
+        size_t half = (len / 2) & ~(size_t)511;
+        int n = 0;
+        atomic_store(&v->torn_done, true);
+        for (size_t left = half; left > 0 && n < cnt; n++) {
+            w[n] = iov[n];
+            if (w[n].iov_len > left)
+                w[n].iov_len = left;
+            left -= w[n].iov_len;
+        }
+        if (half)
+            (void)pwritev_full(v->fd, w, n, off);
+        r = -EIO;
+    } else {
+        memcpy(w, iov, (size_t)cnt * sizeof *w);
+        r = pwritev_full(v->fd, w, cnt, off);
     }
     if (r < 0) {
         atomic_fetch_add(&v->ctr.write_errors, 1);

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "common/err.h"
 
@@ -84,6 +85,11 @@ void vdev_close(struct vdev *v); /* NULL accepted */
 /* Full-length I/O at absolute device offsets; -EIO etc.  Counts errors. */
 int vdev_pread(struct vdev *v, void *buf, size_t len, uint64_t off);
 int vdev_pwrite(struct vdev *v, const void *buf, size_t len, uint64_t off);
+/* One write of cnt (1..VDEV_IOV_MAX) buffers to consecutive bytes from off
+ * (counted, checked and fault-injected as one vdev_pwrite of their total
+ * length). */
+#define VDEV_IOV_MAX 64
+int vdev_pwritev(struct vdev *v, const struct iovec *iov, int cnt, uint64_t off);
 int vdev_flush(struct vdev *v);
 /* Start writing back [off, off+len) (len 0: to the end) without waiting,
  * so that a later vdev_flush finds little left to do.  Only a hint: it

@@ -153,7 +153,7 @@ static int write_block(struct ds *ds, uint64_t blkid, uint32_t boff, const uint8
 {
     const uint32_t bs = ds->rec.volblocksize;
     const bool full = n == bs;
-    struct cbuf *nb = NULL, *base = NULL;
+    struct cbuf *nb = NULL, *base = NULL, *old = NULL;
     struct dirty_ent *ne = NULL;
     bool have_base = false;
     int r = 0;
@@ -164,6 +164,11 @@ static int write_block(struct ds *ds, uint64_t blkid, uint32_t boff, const uint8
         if (!nb)
             return -ENOMEM;
     }
+    /* A full block is copied before the lock is taken (nb is still private):
+     * the copy, and the page faults of a buffer fresh from malloc, no longer
+     * hold up the other writers and readers of the volume. */
+    if (src && full)
+        memcpy(nb->data, src, n);
     if (new_ent(blkid, NULL, &ne) < 0) {
         cbuf_unref(nb);
         return -ENOMEM;
@@ -172,7 +177,13 @@ static int write_block(struct ds *ds, uint64_t blkid, uint32_t boff, const uint8
     for (;;) {
         struct dirty_ent *e = dmap_find(&ds->open, blkid);
         if (e) {
-            if (!src && full) {
+            if (src && full) {
+                /* nobody holds an open entry's buffer outside ds->lock:
+                 * swap in the new one */
+                old = e->buf;
+                e->buf = steal_ptr(nb);
+                *delta = old ? 0 : bs - DIRTY_HOLE_BYTES;
+            } else if (!src && full) {
                 if (e->buf) {
                     cbuf_unref(e->buf);
                     e->buf = NULL;
@@ -192,9 +203,7 @@ static int write_block(struct ds *ds, uint64_t blkid, uint32_t boff, const uint8
             break;
         }
         if (full) {
-            if (src)
-                memcpy(nb->data, src, n);
-            ne->buf = steal_ptr(nb);
+            ne->buf = steal_ptr(nb); /* already filled if src */
             *delta = ne->buf ? bs : DIRTY_HOLE_BYTES;
         } else {
             struct dirty_ent *s = dmap_find(&ds->syncing, blkid);
@@ -241,6 +250,7 @@ static int write_block(struct ds *ds, uint64_t blkid, uint32_t boff, const uint8
     note_write(ds, *delta);
     pthread_mutex_unlock(&ds->lock);
 out:
+    cbuf_unref(old);
     cbuf_unref(base);
     cbuf_unref(nb);
     free(ne);

@@ -92,6 +92,51 @@ static void test_threshold(void)
     ok(decompress_block(BS_COMPRESS_ZSTD, src, 0, dst, 10) == -EILSEQ, "zstd empty input");
 }
 
+static void test_probe(void)
+{
+    size_t len = 16384;
+    uint8_t *src = malloc(len), *dst = malloc(compress_bound(len));
+    fill_random(src, len, 7);
+    ok(compress_probe_incompressible(BS_COMPRESS_LZ4, src, len) &&
+           compress_probe_incompressible(BS_COMPRESS_ZSTD, src, len),
+       "probe: random bytes are incompressible");
+    ok(!compress_probe_incompressible(BS_COMPRESS_LZ4, src, 4096), "probe: small blocks not sampled");
+    ok(!compress_probe_incompressible(BS_COMPRESS_OFF, src, len), "probe: nothing for off");
+    /* repeated random halves and quarters: lz4 saves far more than 1/8 */
+    memcpy(src + len / 2, src, len / 2);
+    ok(!compress_probe_incompressible(BS_COMPRESS_LZ4, src, len) &&
+           compress_block(BS_COMPRESS_LZ4, 0, src, len, dst, compress_bound(len)) > 0,
+       "probe: repeated halves are compressed");
+    for (int q = 1; q < 4; q++)
+        memcpy(src + q * len / 4, src, len / 4);
+    ok(!compress_probe_incompressible(BS_COMPRESS_LZ4, src, len), "probe: repeated quarters");
+    /* a random 32-byte hash at the start of every 256-byte record: the
+     * sample must not alias with the records */
+    fill_random(src, len, 8);
+    for (size_t r = 0; r < len; r += 256)
+        memset(src + r + 32, 0, 224);
+    ok(!compress_probe_incompressible(BS_COMPRESS_LZ4, src, len) &&
+           compress_block(BS_COMPRESS_LZ4, 0, src, len, dst, compress_bound(len)) > 0,
+       "probe: sparse records are compressed");
+    /* random with 1/4 zeroes in one place */
+    fill_random(src, len, 9);
+    memset(src + 5000, 0, len / 4);
+    ok(!compress_probe_incompressible(BS_COMPRESS_LZ4, src, len), "probe: a quarter of zeroes");
+    /* text-like data, and bytes of 6 bits' entropy that only zstd shrinks */
+    fill_text(src, len);
+    ok(!compress_probe_incompressible(BS_COMPRESS_LZ4, src, len) &&
+           !compress_probe_incompressible(BS_COMPRESS_ZSTD, src, len),
+       "probe: text is compressed");
+    fill_random(src, len, 10);
+    for (size_t i = 0; i < len; i++)
+        src[i] &= 0x3f;
+    ok(!compress_probe_incompressible(BS_COMPRESS_ZSTD, src, len) &&
+           compress_block(BS_COMPRESS_ZSTD, 0, src, len, dst, compress_bound(len)) > 0,
+       "probe: skewed bytes still go to zstd");
+    free(src);
+    free(dst);
+}
+
 static void *zstd_thread(void *arg)
 {
     size_t len = 65536;
@@ -208,6 +253,7 @@ int main(void)
     test_roundtrip(BS_COMPRESS_ZSTD, 0, "zstd");
     test_roundtrip(BS_COMPRESS_ZSTD, 19, "zstd-19");
     test_threshold();
+    test_probe();
     test_threads();
     test_checksums();
     test_names();
