@@ -76,6 +76,15 @@ struct bs_tunables {
 void bs_tunables_get(struct bs_tunables *t);
 void bs_tunables_set(const struct bs_tunables *t);
 
+/* One memory limit for the engine, like ZFS's ARC limit but covering dirty
+ * data too: of `bytes` minus `reserve` (what the caller keeps for itself,
+ * e.g. NBD request buffers), 1/4 (at most 1 GiB) bounds dirty data, 1/32 the
+ * idle buffers kept for reuse, the rest the block cache.  The engine's
+ * buffers then never exceed `bytes - reserve`. */
+void bs_memory_limit(uint64_t bytes, uint64_t reserve);
+/* The default limit: RAM/4, from 256 MiB to 4 GiB. */
+uint64_t bs_memory_default(void);
+
 /* Create a pool on vdev paths (files are created if missing; `size` is
  * used for a new or shorter file and ignored for block devices, 0 = require an
  * existing file/device).  Fails with EEXIST if a device carries a berth

@@ -21,6 +21,7 @@ struct berthd {
     char pools_json[PATH_MAX];
     struct pooltab pools;
     struct nbd_server *nbd;
+    uint64_t nbd_budget;      /* NBD request buffers: part of the memory limit */
     struct api_server *api;
     struct api_ctx ctx;
     struct vmm *vms;            /* VM supervisor (src/vm/supervisor.h) */

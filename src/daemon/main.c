@@ -16,6 +16,7 @@
  * is back), close every NBD connection, close every pool (final txg sync),
  * exit 0.  SIGKILL needs nothing: the next start re-imports the pools and
  * reattaches to the VMs. */
+#include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/berthd.h"
@@ -50,7 +51,8 @@ static void usage(FILE *f)
             "  --run-dir DIR       sockets and pidfile                  [/run/berth]\n"
             "                      API: DIR/berthd.sock, NBD: DIR/nbd.sock, DIR/berthd.pid\n"
             "  --nbd-tcp HOST:PORT also serve NBD on TCP (port 0: pick one, logged)\n"
-            "  --cache-size SIZE   block cache limit, e.g. 512M         [512M]\n"
+            "  --cache-size SIZE   memory limit of the storage engine and NBD server:\n"
+            "                      block cache + dirty data + request buffers [RAM/4, <= 4G]\n"
             "  --test              enable test-only endpoints (fault injection)\n"
             "  --log-level LEVEL   err, warn, info or debug             [info]\n"
             "  -h, --help          this help\n"
@@ -137,7 +139,7 @@ static int start_nbd(struct berthd *d, const char *tcp, struct berr *err)
 {
     struct nbd_backend be;
     backend_init(&be, &d->pools);
-    struct nbd_server_opts no = {0};
+    struct nbd_server_opts no = { .mem_budget = d->nbd_budget };
     int r = nbd_server_new(&be, &no, &d->nbd, err);
     if (r < 0)
         return r;
@@ -220,12 +222,15 @@ static int run(struct berthd *d, const struct opts *o)
     if (pidfile_lock(path, what, &lockfd, &err) < 0)
         goto fail;
 
-    if (o->cache_size) {
-        struct bs_tunables t;
-        bs_tunables_get(&t);
-        t.cache_bytes = o->cache_size;
-        bs_tunables_set(&t);
-    }
+    /* one limit bounds berthd's data memory: NBD request buffers take 1/8
+     * (at most 1 GiB), the engine the rest (bs_memory_limit) */
+    uint64_t mem = o->cache_size ? o->cache_size : bs_memory_default();
+    d->nbd_budget = MAX(MIN(mem / 8, 1ULL << 30), 1ULL << 20);
+    bs_memory_limit(mem, d->nbd_budget);
+    blog_info("memory limit %llu MiB: block cache, dirty data and buffers %llu MiB, NBD requests "
+              "%llu MiB", (unsigned long long)(mem >> 20),
+              (unsigned long long)((mem - d->nbd_budget) >> 20),
+              (unsigned long long)(d->nbd_budget >> 20));
     if (pooltab_init(&d->pools) < 0) {
         berr_set(&err, ENOMEM, "cannot initialise the pool table");
         goto fail;

@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cleanup.h"
+
 #define MAX_SHARDS 16u
 #define MIN_SHARD_BYTES (4ULL << 20)
 #define INITIAL_BUCKETS 256u
@@ -82,6 +84,19 @@ static struct buf_pool g_pools[POOL_MAX_SHIFT - POOL_MIN_SHIFT + 1] = {
     BP_INIT(12), BP_INIT(13), BP_INIT(14), BP_INIT(15), BP_INIT(16), BP_INIT(17),
 #undef BP_INIT
 };
+
+void cbuf_pool_set_limit(uint64_t total)
+{
+    if (POOL_CLASS_BYTES == 0)
+        return; /* sanitizer builds keep no idle buffers */
+    uint64_t per = MIN(total / (POOL_MAX_SHIFT - POOL_MIN_SHIFT + 1), (uint64_t)POOL_CLASS_BYTES);
+    for (int s = POOL_MIN_SHIFT; s <= POOL_MAX_SHIFT; s++) {
+        struct buf_pool *bp = &g_pools[s - POOL_MIN_SHIFT];
+        pthread_mutex_lock(&bp->lock);
+        bp->max = per >> s; /* buffers above it are freed as they come back */
+        pthread_mutex_unlock(&bp->lock);
+    }
+}
 
 static struct buf_pool *pool_of(uint32_t size)
 {

@@ -24,6 +24,9 @@ struct cbuf *cbuf_new(uint32_t size);
 struct cbuf *cbuf_ref(struct cbuf *b);
 void cbuf_unref(struct cbuf *b); /* NULL accepted */
 
+/* Idle buffers kept for reuse, over all sizes, at most `total` bytes. */
+void cbuf_pool_set_limit(uint64_t total);
+
 struct bcache;
 
 struct bcache *bcache_new(uint64_t limit_bytes);

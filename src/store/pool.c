@@ -75,6 +75,26 @@ void bs_tunables_get(struct bs_tunables *t)
     }
 }
 
+uint64_t bs_memory_default(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    uint64_t ram = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : 4ULL << 30;
+    return MIN(MAX(ram / 4, 256ULL << 20), 4ULL << 30);
+}
+
+void bs_memory_limit(uint64_t bytes, uint64_t reserve)
+{
+    uint64_t avail = bytes > reserve ? bytes - reserve : 0;
+    struct bs_tunables t;
+    bs_tunables_get(&t);
+    t.dirty_max_bytes = MAX(MIN(avail / 4, 1ULL << 30), 1ULL << 20);
+    uint64_t idle = avail / 32;
+    uint64_t rest = avail - t.dirty_max_bytes - idle;
+    t.cache_bytes = MAX(rest, 1ULL << 20);
+    bs_tunables_set(&t);
+    cbuf_pool_set_limit(idle);
+}
+
 void bs_tunables_set(const struct bs_tunables *t)
 {
     if (t->cache_bytes)

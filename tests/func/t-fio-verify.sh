@@ -65,6 +65,16 @@ else
   echo "  RSS at start $((rss0 / 1024)) MiB, peak after 448 MiB of reads $((hwm / 1024)) MiB"
   [ $((hwm - rss0)) -le $((32 * 1024 + 96 * 1024)) ] ||
     fail "reading grew berthd by $(((hwm - rss0) / 1024)) MiB with a 32 MiB cache (allowed: cache + 96 MiB)"
+  echo "== memory: writes stay within the memory limit too (berthd --cache-size 128M: cache, dirty data, NBD buffers)"
+  stop_berthd
+  start_berthd --cache-size 128M
+  rss0=$(awk '/VmRSS/ {print $2}' "/proc/$BERTHD_PID/status")
+  fio_run mem-write1m --uri="$(uri tank/s)" --rw=write --bs=1M --iodepth=16 --numjobs=2 --size=128M --offset_increment=128M
+  fio_run mem-write4k --uri="$(uri tank/r)" --rw=randwrite --bs=4k --iodepth=16 --numjobs=2 --size=128M --offset_increment=128M --io_size=64M
+  hwm=$(awk '/VmHWM/ {print $2}' "/proc/$BERTHD_PID/status")
+  echo "  RSS at start $((rss0 / 1024)) MiB, peak after 384 MiB of writes $((hwm / 1024)) MiB"
+  [ $((hwm - rss0)) -le $((128 * 1024 + 64 * 1024)) ] ||
+    fail "writing grew berthd by $(((hwm - rss0) / 1024)) MiB with a 128 MiB limit (allowed: limit + 64 MiB)"
 fi
 
 echo "== overwrite pressure: a volume of half the pool's size, rewritten whole 3 times"
