@@ -165,6 +165,11 @@ int vol_resize_locked(bs_pool *p, const char *name, uint64_t new_size, bool forc
 /* Space of volume h (pool->lock held; snap.c). */
 int vol_space_locked(struct bs_pool *p, struct ds *h, struct bs_vol_space *o);
 
+/* A new dataset from rec, linked into the pool (pool->lock held). */
+int ds_insert_new(struct bs_pool *p, const struct mos_ds *rec, struct berr *err);
+/* Wait until txg t, the one carrying an admin change, is durable. */
+int admin_commit(struct bs_pool *p, uint64_t t, struct berr *err, const char *what);
+
 /* Find a dataset by id (pool->lock held); NULL if none. */
 struct ds *ds_by_id(struct bs_pool *p, uint64_t id);
 

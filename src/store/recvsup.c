@@ -128,23 +128,12 @@ int recv_begin_full(struct bs_pool *p, const char *vol, uint64_t volsize, uint32
         snprintf(rec.recv.snapname, sizeof rec.recv.snapname, "%s", rs->snapname);
         objdesc_init(&rec.od, __builtin_ctz(volblocksize), volsize / volblocksize);
         objdesc_init(&rec.lin.dl, DL_DSHIFT, 0);
-        struct ds *d = ds_new(p, &rec);
-        if (!d) {
-            r = berr_set(err, ENOMEM, "out of memory");
-        } else {
-            d->next = p->ds_list;
-            p->ds_list = d;
-            p->mos_dirty = true;
-        }
+        r = ds_insert_new(p, &rec, err);
     }
     uint64_t txg = r == 0 ? txg_dirty_open(p) : 0;
     pthread_mutex_unlock(&p->lock);
-    if (r == 0) {
-        int w = txg_wait(p, txg);
-        if (w < 0)
-            r = berr_set(err, -w, "receive: pool '%s' could not commit (%s)", p->name,
-                         strerror(-w));
-    }
+    if (r == 0)
+        r = admin_commit(p, txg, err, "receive");
     pthread_mutex_unlock(&p->admin_lock);
     return r;
 }
@@ -328,14 +317,7 @@ int recv_finish(struct bs_pool *p, const char *vol, uint64_t creation, struct be
         }
     }
     pthread_mutex_unlock(&p->lock);
-    if (r == 0) {
-        r = task_run(p, t, "receive", err);
-    } else {
-        free(t->items);
-        free(t);
-    }
-    pthread_mutex_unlock(&p->admin_lock);
-    return r;
+    return task_finish(p, t, r, "receive", err);
 }
 
 int recv_discard(struct bs_pool *p, const char *vol, struct berr *err)
@@ -359,13 +341,6 @@ int recv_discard(struct bs_pool *p, const char *vol, struct berr *err)
         atomic_store(&hd->gone, true);
     }
     pthread_mutex_unlock(&p->lock);
-    if (r == 0) {
-        r = task_run(p, t, "abort receive", err);
-    } else {
-        free(t->items);
-        free(t);
-    }
-    pthread_mutex_unlock(&p->admin_lock);
-    return r;
+    return task_finish(p, t, r, "abort receive", err);
 }
 

@@ -201,6 +201,19 @@ struct ds *origin_of(struct bs_pool *p, struct ds *h, const char *vol)
     return NULL;
 }
 
+int task_finish(struct bs_pool *p, struct synctask *t, int r, const char *what,
+                struct berr *err)
+{
+    if (r == 0) {
+        r = task_run(p, t, what, err);
+    } else {
+        free(t->items);
+        free(t);
+    }
+    pthread_mutex_unlock(&p->admin_lock);
+    return r;
+}
+
 /* ---- syncing context ---- */
 
 void snap_kill(void *kctx, const struct blkptr *bp)

@@ -55,6 +55,11 @@ struct st_item *task_add(struct synctask *t, enum st_op op);
  * frees t. */
 int task_run(struct bs_pool *p, struct synctask *t, const char *what, struct berr *err);
 
+/* The end of a public call: run t if r is 0 (else free it), then drop
+ * admin_lock; returns the result. */
+int task_finish(struct bs_pool *p, struct synctask *t, int r, const char *what,
+                struct berr *err);
+
 int writable(struct bs_pool *p, struct berr *err);
 int busy_open(const struct ds *d, const char *what, struct berr *err);
 

@@ -62,14 +62,7 @@ int bs_snap_create(bs_pool *p, const char *const *names, size_t n, struct berr *
         }
     }
     pthread_mutex_unlock(&p->lock);
-    if (r == 0) {
-        r = task_run(p, t, "snapshot", err);
-    } else {
-        free(t->items);
-        free(t);
-    }
-    pthread_mutex_unlock(&p->admin_lock);
-    return r;
+    return task_finish(p, t, r, "snapshot", err);
 }
 
 /* Names of the datasets continuing s, comma-separated (pool->lock held). */
@@ -146,10 +139,7 @@ int bs_snap_destroy(bs_pool *p, const char *name, unsigned flags, struct berr *e
         r = task_run(p, t, "destroy snapshot", err);
         t = NULL;
     } else if (r == 0) {
-        int w = txg_wait(p, txg);
-        if (w < 0)
-            r = berr_set(err, -w, "destroy snapshot: pool '%s' could not commit (%s)", p->name,
-                         strerror(-w));
+        r = admin_commit(p, txg, err, "destroy snapshot");
     }
     if (t) {
         free(t->items);
@@ -353,12 +343,8 @@ static int hold_change(bs_pool *p, const char *name, const char *tag, bool add, 
         txg = txg_dirty_open(p);
     }
     pthread_mutex_unlock(&p->lock);
-    if (r == 0) {
-        int w = txg_wait(p, txg);
-        if (w < 0)
-            r = berr_set(err, -w, "pool '%s' could not commit the hold (%s)", p->name,
-                         strerror(-w));
-    }
+    if (r == 0)
+        r = admin_commit(p, txg, err, "hold");
     pthread_mutex_unlock(&p->admin_lock);
     if (r == 0 && deferred) /* the last hold of a deferred destroy */
         (void)bs_snap_destroy(p, name, BS_DESTROY_DEFER, NULL);
@@ -414,14 +400,7 @@ int bs_vol_rollback(bs_pool *p, const char *snapname, unsigned flags, struct ber
         atomic_store(&h->gone, true);
     }
     pthread_mutex_unlock(&p->lock);
-    if (r == 0) {
-        r = task_run(p, t, "rollback", err);
-    } else {
-        free(t->items);
-        free(t);
-    }
-    pthread_mutex_unlock(&p->admin_lock);
-    return r;
+    return task_finish(p, t, r, "rollback", err);
 }
 
 int bs_vol_clone(bs_pool *p, const char *snapname, const char *newvol,
@@ -466,14 +445,7 @@ int bs_vol_clone(bs_pool *p, const char *snapname, const char *newvol,
         }
     }
     pthread_mutex_unlock(&p->lock);
-    if (r == 0) {
-        r = task_run(p, t, "clone", err);
-    } else {
-        free(t->items);
-        free(t);
-    }
-    pthread_mutex_unlock(&p->admin_lock);
-    return r;
+    return task_finish(p, t, r, "clone", err);
 }
 
 
@@ -517,12 +489,8 @@ int bs_vol_promote(bs_pool *p, const char *vol, struct berr *err)
         txg = txg_dirty_open(p);
     }
     pthread_mutex_unlock(&p->lock);
-    if (r == 0) {
-        int w = txg_wait(p, txg);
-        if (w < 0)
-            r = berr_set(err, -w, "promote: pool '%s' could not commit (%s)", p->name,
-                         strerror(-w));
-    }
+    if (r == 0)
+        r = admin_commit(p, txg, err, "promote");
     pthread_mutex_unlock(&p->admin_lock);
     return r;
 }
@@ -604,14 +572,7 @@ int bs_vol_destroy_ex(bs_pool *p, const char *name, unsigned flags, struct berr 
     }
     pthread_mutex_unlock(&p->lock);
     free(snaps);
-    if (r == 0) {
-        r = task_run(p, t, "destroy volume", err);
-    } else {
-        free(t->items);
-        free(t);
-    }
-    pthread_mutex_unlock(&p->admin_lock);
-    return r;
+    return task_finish(p, t, r, "destroy volume", err);
 }
 
 int bs_vol_destroy(bs_pool *p, const char *name, bool force, struct berr *err)

@@ -68,6 +68,17 @@ struct ds *ds_find(struct bs_pool *p, const char *name)
     return NULL;
 }
 
+int ds_insert_new(struct bs_pool *p, const struct mos_ds *rec, struct berr *err)
+{
+    struct ds *d = ds_new(p, rec);
+    if (!d)
+        return berr_set(err, ENOMEM, "out of memory");
+    d->next = p->ds_list;
+    p->ds_list = d;
+    p->mos_dirty = true;
+    return 0;
+}
+
 struct ds *ds_by_id(struct bs_pool *p, uint64_t id)
 {
     for (struct ds *d = p->ds_list; d; d = d->next)
@@ -83,7 +94,7 @@ static int no_vol(struct bs_pool *p, const char *name, struct berr *err)
     return berr_set(err, ENOENT, "no volume '%s' in pool '%s'", name, p->name);
 }
 
-static int commit(struct bs_pool *p, uint64_t t, struct berr *err, const char *what)
+int admin_commit(struct bs_pool *p, uint64_t t, struct berr *err, const char *what)
 {
     int r = txg_wait(p, t);
     if (r < 0)
@@ -218,19 +229,12 @@ int bs_vol_create(bs_pool *p, const struct bs_vol_props *props, bool thick, stru
         rec.flags = props->readonly ? DS_FLAG_READONLY : 0;
         rec.volblocksize = bs;
         objdesc_init(&rec.od, __builtin_ctz(bs), props->volsize / bs);
-        struct ds *d = ds_new(p, &rec);
-        if (!d) {
-            r = berr_set(err, ENOMEM, "out of memory");
-        } else {
-            d->next = p->ds_list;
-            p->ds_list = d;
-            p->mos_dirty = true;
-        }
+        r = ds_insert_new(p, &rec, err);
     }
     uint64_t t = r == 0 ? txg_dirty_open(p) : 0;
     pthread_mutex_unlock(&p->lock);
     if (r == 0)
-        r = commit(p, t, err, "create volume");
+        r = admin_commit(p, t, err, "create volume");
     pthread_mutex_unlock(&p->admin_lock);
     return r;
 }
@@ -338,7 +342,7 @@ int vol_resize_locked(bs_pool *p, const char *name, uint64_t new_size, bool forc
     p->mos_dirty = true;
     uint64_t t = txg_dirty_open(p);
     pthread_mutex_unlock(&p->lock);
-    return commit(p, t, err, "resize volume");
+    return admin_commit(p, t, err, "resize volume");
 out:
     pthread_mutex_unlock(&p->lock);
     return r;
@@ -424,7 +428,7 @@ int bs_vol_set(bs_pool *p, const char *name, const char *prop, const char *value
     }
     pthread_mutex_unlock(&p->lock);
     if (r == 0)
-        r = commit(p, t, err, "set property");
+        r = admin_commit(p, t, err, "set property");
     pthread_mutex_unlock(&p->admin_lock);
     return r;
 }
