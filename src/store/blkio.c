@@ -12,6 +12,7 @@
 
 #include "common/cleanup.h"
 #include "common/util.h"
+#include "store/blkcrypt.h"
 #include "store/codec.h"
 
 void blk_count_cksum_error(const struct blkio *io)
@@ -35,7 +36,7 @@ static int read_stored(const struct blkio *io, const struct blkptr *bp, uint8_t 
         return -EIO;
     uint8_t sum[32];
     checksum_compute(bp->cksum, stored, bp->psize, sum);
-    if (!checksum_equal(bp->cksum, sum, bp->checksum)) {
+    if (!blk_sum_ok(bp, sum)) {
         blk_count_cksum_error(io);
         return -EIO;
     }
@@ -62,8 +63,14 @@ void blk_prefetch(const struct blkio *io, const struct blkptr *bp)
 
 int blk_read(const struct blkio *io, const struct blkptr *bp, unsigned flags, struct cbuf **out)
 {
+    return blk_read_crypt(io, bp, flags, NULL, out);
+}
+
+int blk_read_crypt(const struct blkio *io, const struct blkptr *bp, unsigned flags,
+                   const struct blk_crypt *bc, struct cbuf **out)
+{
     *out = NULL;
-    if (!bp_readable(io, bp)) {
+    if (!bp_readable(io, bp) || !blk_crypt_match(bp, bc)) {
         blk_count_cksum_error(io);
         return -EIO;
     }
@@ -92,6 +99,8 @@ int blk_read(const struct blkio *io, const struct blkptr *bp, unsigned flags, st
         return -ENOMEM;
     }
     int r = read_stored(io, bp, stored);
+    if (r == 0 && bc)
+        r = blk_unseal(io, bp, bc, stored);
     if (r < 0)
         goto fail;
     if (!raw) {
@@ -167,7 +176,10 @@ int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_
         src = s->buf;
     }
     memset(bp, 0, sizeof *bp);
-    checksum_compute(wp->cksum, src, psize, bp->checksum);
+    if (!wp->crypt)
+        checksum_compute(wp->cksum, src, psize, bp->checksum);
+    else if ((c = blk_seal(wp, comp, lsize, psize, txg, s, &src, bp)) < 0) /* checksums too */
+        return (int)c;
     uint64_t off;
     int r = alloc_alloc(io->alloc, asize, txg, &off);
     if (r < 0)

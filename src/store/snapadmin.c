@@ -171,6 +171,8 @@ static void fill_snap(struct bs_pool *p, struct ds *s, struct bs_snap_props *o)
         if (c == s->rec.holds || *c == ',')
             o->nholds++;
     o->defer_destroy = (s->rec.flags & DS_FLAG_DEFER) != 0;
+    o->encrypted = s->key != NULL;
+    o->keyloaded = !s->key || s->key->master;
     struct ds *child = NULL;
     size_t n = 0;
     for (struct ds *d = p->ds_list; d; d = d->next) {

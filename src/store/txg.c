@@ -45,6 +45,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "store/blkcrypt.h"
 #include "store/pool_impl.h"
 #include "store/sync_impl.h"
 
@@ -202,6 +203,8 @@ static void leaf_job(void *ctx, size_t i, struct blk_scratch *s)
         .type = BP_TYPE_VOL_DATA, .level = 0, .comp = sv->rec.comp,
         .comp_level = sv->rec.comp_level, .cksum = sv->rec.cksum, .zero_is_hole = true,
     };
+    struct blk_crypt bc;
+    wp.crypt = ds_blk_crypt(sv->ds, sv->u[k].blkid, &bc);
     struct dirty_ent *e = sv->ents[k];
     int r = blk_write(&c->p->io, NULL, e->buf, sv->rec.volblocksize, &wp, c->txg, s, &sv->u[k].bp);
     if (r < 0) {
@@ -348,7 +351,9 @@ static int write_mos(struct sync_ctx *c, struct objdesc *mos_od, uint8_t **mbyte
         d.ds[d.nds].od = c->sv[i].od;
         d.nds++;
     }
-    int r = mos_encode(&d, mbytes, mlen);
+    int r = vkeys_to_dir(p, &d);
+    if (r == 0)
+        r = mos_encode(&d, mbytes, mlen);
     mos_dir_free(&d);
     if (r < 0)
         return r;

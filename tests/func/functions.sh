@@ -9,6 +9,7 @@
 #   kill_berthd              SIGKILL (crash)
 #   berth ARGS               the CLI against that berthd
 #   expect_fail CMD...       the command must fail; its stderr is shown
+#   rc_of RC NEEDLE CMD...   the command exits RC and its stderr names NEEDLE
 #   fail MSG                 print and exit 1
 #   uri POOL/VOL             the NBD URI of a volume
 #   mkpool NAME [SIZE]       create a file-backed pool $T/NAME.img
@@ -113,6 +114,16 @@ kill_berthd() {
 }
 
 uri() { echo "nbd+unix:///$1?socket=$NBD_SOCK"; }
+
+# rc_of EXPECTED NEEDLE CMD...: run, check the exit status and that stderr
+# names NEEDLE
+rc_of() {
+  local want=$1 needle=$2 out rc; shift 2
+  out=$("$@" 2>&1 >/dev/null); rc=$?
+  [ "$rc" -eq "$want" ] || fail "$*: exit $rc, want $want (stderr: $out)"
+  [[ "$out" == *"$needle"* ]] || fail "$*: stderr does not mention '$needle': $out"
+  echo "  ok ($rc): $* -> ${out%%$'\n'*}"
+}
 
 mkpool() {
   local name=$1 size=${2:-1G}

@@ -11,14 +11,6 @@
 requires qemu-io nbdinfo nbdcopy cmp script
 requires_nbdpy
 
-# rc_of EXPECTED NEEDLE CMD...: run, check exit status and that stderr names NEEDLE
-rc_of() {
-  local want=$1 needle=$2 out rc; shift 2
-  out=$("$@" 2>&1 >/dev/null); rc=$?
-  [ "$rc" -eq "$want" ] || fail "$*: exit $rc, want $want (stderr: $out)"
-  [[ "$out" == *"$needle"* ]] || fail "$*: stderr does not mention '$needle': $out"
-  echo "  ok ($rc): $* -> ${out%%$'\n'*}"
-}
 # put FILE EXPORT: write FILE over the start of an export
 put() { nbdcopy "$1" "$(uri "$2")" || fail "nbdcopy $1 -> $2"; }
 # same EXPORT FILE: the export reads exactly as FILE

@@ -5,14 +5,6 @@
 # is unreachable, BERTH_SOCKET and --socket.
 . "$(dirname "$0")/functions.sh"
 
-# rc_of EXPECTED NEEDLE CMD...: run, check exit status and that stderr names NEEDLE
-rc_of() {
-  local want=$1 needle=$2 out rc; shift 2
-  out=$("$@" 2>&1 >/dev/null); rc=$?
-  [ "$rc" -eq "$want" ] || fail "$*: exit $rc, want $want (stderr: $out)"
-  [[ "$out" == *"$needle"* ]] || fail "$*: stderr does not mention '$needle': $out"
-  echo "  ok ($rc): $* -> ${out%%$'\n'*}"
-}
 
 echo "== help"
 berth --help | grep -q "pool create" || fail "berth --help lacks the command list"
