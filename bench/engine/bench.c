@@ -5,7 +5,8 @@
  * (fio-like mode: prefill, then each workload), WHICH=rwRW (rand write/read,
  * seq Write/Read), NOTRIM=1 (autotrim off), DIRTY=MiB (dirty limit), NTHR=N,
  * DBG=1 (per-txg timings), COMP=off|lz4|zstd (volume compression, default
- * the pool's: lz4).  Build and run: see docs/PERFORMANCE.md. */
+ * the pool's: lz4), ENC=1 (an encrypted volume, AES-256-GCM with a raw key).
+ * Build and run: see docs/PERFORMANCE.md. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +68,9 @@ int main(int argc, char **argv) {
     struct bs_vol_props vp; bs_vol_props_init(p, &vp);
     strcpy(vp.name, "v"); vp.volsize = 4ULL << 30;
     if (getenv("COMP") && bs_compress_parse(getenv("COMP"), &vp.compression, &vp.compress_level, &e)) { printf("%s\n", e.msg); return 1; }
-    bs_vol_create(p, &vp, false, &e);
+    static const uint8_t key[32] = "0123456789abcdef0123456789abcdef";
+    if (getenv("ENC")) { vp.encrypted = true; vp.keyformat = BS_KEYFORMAT_RAW; strcpy(vp.keylocation, "prompt"); vp.key = key; vp.keylen = 32; }
+    if (bs_vol_create(p, &vp, false, &e)) { printf("%s\n", e.msg); return 1; }
     bs_vol_open(p, "v", &g_vol, &e); g_size = vp.volsize;
     int nthr = getenv("NTHR") ? atoi(getenv("NTHR")) : 4;
     if (getenv("DBG")) blog_max_level = 3;

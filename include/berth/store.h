@@ -53,6 +53,46 @@ enum bs_checksum {
     BS_CHECKSUM_SHA256 = 2, /* SHA-256 */
 };
 
+/* Encryption (docs/FORMAT.md section 10).  A volume is encrypted or not from
+ * its creation.  Its data is encrypted (AES-256-GCM) under a random master
+ * key that up to BS_KEYSLOTS_MAX user keys wrap ("key slots"); a user key
+ * is 32 raw bytes, the same as 64 hex digits, or a passphrase of 8..512
+ * bytes (stretched by Argon2id or PBKDF2).  The key is found at the volume's
+ * keylocation: "file:///absolute/path" (loaded automatically at import) or
+ * "prompt" (the caller supplies it).  Snapshots and clones share the key of
+ * their volume. */
+#define BS_KEYLOCATION_MAX 1024
+#define BS_KEYSLOTS_MAX 8
+
+enum bs_keyformat {
+    BS_KEYFORMAT_NONE = 0,
+    BS_KEYFORMAT_RAW = 1,        /* 32 bytes */
+    BS_KEYFORMAT_HEX = 2,        /* 64 hex digits */
+    BS_KEYFORMAT_PASSPHRASE = 3, /* 8..512 bytes */
+};
+
+enum bs_kdf { BS_KDF_DEFAULT = 0, BS_KDF_ARGON2ID = 1, BS_KDF_PBKDF2 = 2 };
+
+/* KDF of a new passphrase slot; all zero = Argon2id t=3, 64 MiB, p=1.
+ * Ignored for raw and hex keys. */
+struct bs_kdf_opts {
+    enum bs_kdf kdf;
+    uint32_t t_cost;      /* Argon2 passes, or PBKDF2 iterations (0: default) */
+    uint32_t m_cost_kib;  /* Argon2 memory (0: default) */
+    uint32_t parallelism; /* Argon2 lanes (0: default) */
+};
+
+/* A user key handed to the bs_key_* calls.  The engine copies what it needs
+ * into locked memory; the caller wipes its own copy of `data`. */
+struct bs_key {
+    enum bs_keyformat format; /* 0: the volume's keyformat */
+    const void *data;         /* key material (a raw key may also be given as 64 hex
+                                 digits); NULL: read it from `location` */
+    size_t len;
+    const char *location;     /* NULL: the volume's keylocation */
+    struct bs_kdf_opts kdf;   /* for a new slot (bs_key_add, bs_key_change) */
+};
+
 /* ---- pools ---- */
 
 struct bs_pool_opts {
@@ -63,6 +103,13 @@ struct bs_pool_opts {
     enum bs_compress compression; /* default LZ4 */
     int compress_level;           /* zstd level, 0 = default (3) */
     enum bs_checksum checksum;    /* default XXH3 */
+    /* encryption defaults for new volumes (zpool create -O encryption=on
+     * -O keyformat=... -O keylocation=...); off by default.  With encryption
+     * on, keyformat is required and keylocation "" means "prompt"; a file://
+     * location must hold a key of that format when the pool is created. */
+    bool encryption;
+    enum bs_keyformat keyformat;
+    char keylocation[BS_KEYLOCATION_MAX];
 };
 void bs_pool_opts_init(struct bs_pool_opts *o); /* fill with the defaults */
 
@@ -191,6 +238,9 @@ struct bs_pool_stats {
     int compress_level;
     enum bs_checksum checksum;
     uint64_t cache_bytes, cache_hits, cache_misses;
+    bool encryption;              /* encryption defaults for new volumes */
+    enum bs_keyformat keyformat;
+    char keylocation[BS_KEYLOCATION_MAX];
     size_t nvdevs;
     struct bs_vdev_stats vdevs[8];
     char layout[16];         /* "single" or "mirror" */
@@ -236,7 +286,9 @@ struct bs_pool_error {
 int bs_pool_errors(bs_pool *p, int (*cb)(const struct bs_pool_error *e, void *opaque),
                    void *opaque);
 
-/* Change a pool property ("autotrim", "compression", "checksum"). */
+/* Change a pool property ("autotrim", "compression", "checksum", and the
+ * encryption defaults "encryption" (on|off|aes-256-gcm), "keyformat"
+ * (raw|hex|passphrase), "keylocation" (prompt|file:///path)). */
 int bs_pool_set_prop(bs_pool *p, const char *prop, const char *value, struct berr *err);
 
 /* ---- volumes ---- */
@@ -258,6 +310,17 @@ struct bs_vol_props {
     double compressratio;
     uint64_t create_txg;
     uint64_t guid;
+    /* encryption: bs_vol_props_init takes the pool's defaults; fixed at
+     * creation (keyformat/keylocation change with bs_key_change) */
+    bool encrypted;
+    enum bs_keyformat keyformat;
+    char keylocation[BS_KEYLOCATION_MAX];
+    const void *key;            /* create: key material (needed for keylocation=prompt;
+                                   else read from the file); the caller wipes it */
+    size_t keylen;
+    struct bs_kdf_opts kdf;     /* create: KDF of the first slot */
+    bool keyloaded;             /* read-only: "keystatus" available (or not encrypted) */
+    unsigned keyslots;          /* read-only: key slots in use */
 };
 
 /* Create a volume.  props->name, volsize must be set; volblocksize 0 means
@@ -287,7 +350,8 @@ int bs_vol_resize(bs_pool *p, const char *name, uint64_t new_size, bool force,
                   struct berr *err);
 
 /* Open a volume for I/O.  Handles are reference-counted by the pool; many may
- * be open at once (one per NBD connection).  The pool must outlive them. */
+ * be open at once (one per NBD connection).  The pool must outlive them.
+ * An encrypted volume or snapshot whose key is not loaded: EACCES. */
 int bs_vol_open(bs_pool *p, const char *name, bs_vol **out, struct berr *err);
 void bs_vol_close(bs_vol *v); /* NULL accepted */
 
@@ -354,6 +418,8 @@ struct bs_snap_props {
     char holds[256];             /* hold tags, comma-separated */
     uint32_t nclones;            /* volumes created from it (bs_vol_clone) */
     bool defer_destroy;          /* destroy requested; waits for its clones */
+    bool encrypted;              /* shares its volume's key */
+    bool keyloaded;
 };
 
 /* Create snapshots "VOL@SNAP" of several volumes atomically: all of them
@@ -456,6 +522,54 @@ int bs_recv(bs_pool *p, const char *vol, const struct bs_recv_opts *opts, bs_rea
 int bs_recv_token(bs_pool *p, const char *vol, char *buf, size_t len, struct berr *err);
 /* Drop an interrupted receive's partial state. */
 int bs_recv_abort(bs_pool *p, const char *vol, struct berr *err);
+
+/* ---- keys of encrypted volumes ----
+ *
+ * `name` is a volume or a snapshot: a key belongs to the volume that created
+ * it and is shared by its snapshots and clones, so loading or unloading it
+ * affects all of them.  Adding, removing or changing a key rewraps the
+ * master key in the key slots; data is never rewritten.  Wrong keys give
+ * EACCES, a volume that is not encrypted EINVAL, a locked key (where the
+ * call needs it loaded) EACCES. */
+
+/* Unlock with `key` (NULL: read the volume's keylocation) in any slot of
+ * its format.  EEXIST if already loaded. */
+int bs_key_load(bs_pool *p, const char *name, const struct bs_key *key, struct berr *err);
+/* Load every locked key of the pool: with key NULL from each file://
+ * keylocation, else by trying `key`.  Returns how many keys were loaded;
+ * when some could not be, also sets err to the first failure. */
+int bs_key_load_all(bs_pool *p, const struct bs_key *key, struct berr *err);
+/* Forget the key (wiped from memory).  EBUSY if the volume, a snapshot or a
+ * clone sharing the key is open or being received into. */
+int bs_key_unload(bs_pool *p, const char *name, struct berr *err);
+/* Add `newkey` in slot `slot` (-1: the first free one); the key must be
+ * loaded.  Returns the slot id; ENOSPC when all slots are used. */
+int bs_key_add(bs_pool *p, const char *name, const struct bs_key *newkey, int slot,
+               struct berr *err);
+/* Empty slot `slot`; the key must be loaded; the last slot cannot go (EBUSY). */
+int bs_key_remove(bs_pool *p, const char *name, int slot, struct berr *err);
+/* Replace slot `slot` (-1: the slot that loaded the key) by `newkey`,
+ * crash-safely (add, commit, remove, commit: a crash leaves the old or the
+ * new key working).  newkey->format and ->location, when set, become the
+ * volume's keyformat and keylocation.  Returns the new slot id. */
+int bs_key_change(bs_pool *p, const char *name, int slot, const struct bs_key *newkey,
+                  struct berr *err);
+
+struct bs_keyslot_info {
+    int slot;
+    enum bs_keyformat format;
+    enum bs_kdf kdf;          /* BS_KDF_DEFAULT: none (raw/hex) */
+    uint32_t t_cost, m_cost_kib, parallelism;
+    uint64_t created;         /* unix time */
+    bool loaded_by;           /* this slot unlocked the loaded key */
+};
+/* The used slots, in slot order; returns their count. */
+int bs_key_list(bs_pool *p, const char *name, struct bs_keyslot_info out[BS_KEYSLOTS_MAX],
+                struct berr *err);
+
+/* Names: "raw", "hex", "passphrase"; "none" for 0.  parse: EINVAL + message. */
+const char *bs_keyformat_name(enum bs_keyformat f);
+int bs_keyformat_parse(const char *s, enum bs_keyformat *f, struct berr *err);
 
 /* ---- debugging / fault injection (only used by tests) ---- */
 

@@ -64,6 +64,16 @@ int h_pool_create(const struct api_call *c, json_t **out, struct berr *err)
     s = api_get_str(c->body, "checksum");
     if (s && bs_checksum_parse(s, &opts.checksum, err) < 0)
         return berr_wrap(err, "field 'checksum'");
+    s = api_get_str(c->body, "encryption");
+    opts.encryption = s && (strcmp(s, "on") == 0 || strcmp(s, "aes-256-gcm") == 0);
+    if (s && !opts.encryption && strcmp(s, "off") != 0)
+        return berr_set(err, EINVAL, "field 'encryption': use on, aes-256-gcm or off");
+    s = api_get_str(c->body, "keyformat");
+    if (s && bs_keyformat_parse(s, &opts.keyformat, err) < 0)
+        return berr_wrap(err, "field 'keyformat'");
+    s = api_get_str(c->body, "keylocation");
+    if (s)
+        snprintf(opts.keylocation, sizeof(opts.keylocation), "%s", s);
     uint64_t size = (uint64_t)api_get_int(c->body, "size", 0);
 
     pooltab_wrlock(c->ctx->pools);

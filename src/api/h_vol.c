@@ -102,6 +102,16 @@ int api_vol_apply_props(json_t *obj, struct bs_vol_props *props, struct berr *er
             props->refreservation = strcmp(s, "none") == 0 ? 0 : strtoull(s, NULL, 10);
         } else if (strcmp(key, "readonly") == 0) {
             props->readonly = strcmp(s, "on") == 0;
+        } else if (strcmp(key, "encryption") == 0) {
+            props->encrypted = strcmp(s, "on") == 0 || strcmp(s, "aes-256-gcm") == 0;
+            if (!props->encrypted && strcmp(s, "off") != 0)
+                return berr_set(err, EINVAL, "property 'encryption': use on, aes-256-gcm or "
+                                "off, not '%s'", s);
+        } else if (strcmp(key, "keyformat") == 0) {
+            if (bs_keyformat_parse(s, &props->keyformat, err) < 0)
+                return berr_wrap(err, "property 'keyformat'");
+        } else if (strcmp(key, "keylocation") == 0) {
+            snprintf(props->keylocation, sizeof(props->keylocation), "%s", s);
         }
     }
     return 0;
@@ -125,8 +135,15 @@ int h_vol_create(const struct api_call *c, json_t **out, struct berr *err)
     props.volblocksize = (uint32_t)vbs;
     bool thick = api_get_bool(c->body, "thick", false);
     r = api_vol_apply_props(json_object_get(c->body, "properties"), &props, err);
+    struct bs_key k;
+    if (r == 0 && (r = api_key_from_body(c->body, &k, err)) == 0) {
+        props.key = k.data;
+        props.keylen = k.len;
+        props.kdf = k.kdf;
+    }
     if (r == 0)
         r = bs_vol_create(e->pool, &props, thick, err);
+    api_key_wipe(c->body);
     if (r == 0) {
         blog_info("volume %s/%s created", e->name, name);
         r = get_vol(c, e, name, out, err);

@@ -96,6 +96,19 @@ int h_vol_rollback(const struct api_call *c, json_t **out, struct berr *err);
 int h_vol_promote(const struct api_call *c, json_t **out, struct berr *err);
 int h_vol_recv_token(const struct api_call *c, json_t **out, struct berr *err);
 int h_vol_recv_abort(const struct api_call *c, json_t **out, struct berr *err);
+
+/* keys of encrypted volumes (h_key.c) */
+int h_pool_key_load(const struct api_call *c, json_t **out, struct berr *err);
+int h_key_load(const struct api_call *c, json_t **out, struct berr *err);
+int h_key_unload(const struct api_call *c, json_t **out, struct berr *err);
+int h_keys_list(const struct api_call *c, json_t **out, struct berr *err);
+int h_key_add(const struct api_call *c, json_t **out, struct berr *err);
+int h_key_remove(const struct api_call *c, json_t **out, struct berr *err);
+int h_key_change(const struct api_call *c, json_t **out, struct berr *err);
+/* The bs_key of a body ("key", "keyformat", "keylocation", "kdf",
+ * "iterations"); pointers into the body.  api_key_wipe cleanses "key". */
+int api_key_from_body(json_t *body, struct bs_key *k, struct berr *err);
+void api_key_wipe(json_t *body);
 int h_stream_only(const struct api_call *c, json_t **out, struct berr *err);
 
 /* VM snapshots, rollback, clones (h_vm_snap.c) */

@@ -236,6 +236,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (rs) {
         if (rs->stream)
             rs->stream->ops->free(rs->stream);
+        if (rs->body) /* it may carry key material (h_key.c) */
+            explicit_bzero(rs->body, rs->cap);
         free(rs->body);
         free(rs);
         *con_cls = NULL;

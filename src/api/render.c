@@ -127,6 +127,9 @@ json_t *render_pool(struct api_ctx *ctx, struct pool_entry *e)
     set(o, "compression",
         json_string(bs_compress_name(st->compression, st->compress_level, cbuf, sizeof(cbuf))));
     set(o, "checksum", json_string(bs_checksum_name(st->checksum)));
+    set(o, "encryption", json_string(st->encryption ? "aes-256-gcm" : "off"));
+    set(o, "keyformat", json_string(bs_keyformat_name(st->keyformat)));
+    set(o, "keylocation", json_string(st->keylocation[0] ? st->keylocation : "none"));
     set(o, "cache_bytes", json_u64(st->cache_bytes));
     set(o, "cache_hits", json_u64(st->cache_hits));
     set(o, "cache_misses", json_u64(st->cache_misses));
@@ -174,6 +177,12 @@ json_t *render_vol(struct api_ctx *ctx, const char *pool, const struct bs_vol_pr
     set(o, "compressratio", json_ratio(p->compressratio));
     set(o, "create_txg", json_u64(p->create_txg));
     set(o, "guid", json_guid(p->guid));
+    set(o, "encryption", json_string(p->encrypted ? "aes-256-gcm" : "off"));
+    set(o, "keyformat", json_string(bs_keyformat_name(p->encrypted ? p->keyformat : 0)));
+    set(o, "keylocation", json_string(p->encrypted ? p->keylocation : "none"));
+    set(o, "keystatus", json_string(!p->encrypted ? "none"
+                                    : p->keyloaded ? "available" : "unavailable"));
+    set(o, "keyslots", json_integer(p->keyslots));
     set(o, "nbd_clients", json_integer(api_export_conns(ctx, pool, p->name)));
     render_nbd_uris(ctx, o, full);
     return o;

@@ -13,6 +13,9 @@ static const struct api_prop pool_props[] = {
     {"autotrim", PK_ONOFF},
     {"compression", PK_STR},
     {"checksum", PK_STR},
+    {"encryption", PK_STR},
+    {"keyformat", PK_STR},
+    {"keylocation", PK_STR},
     {"name", PK_READONLY},
     {"guid", PK_READONLY},
     {"state", PK_READONLY},
@@ -30,6 +33,9 @@ static const struct api_prop vol_create_props[] = {
     {"checksum", PK_STR},
     {"refreservation", PK_SIZE_NONE},
     {"readonly", PK_ONOFF},
+    {"encryption", PK_STR},
+    {"keyformat", PK_STR},
+    {"keylocation", PK_STR},
     {NULL, 0},
 };
 
@@ -48,6 +54,10 @@ static const struct api_prop vol_props[] = {
     {"create_txg", PK_READONLY},
     {"createtxg", PK_READONLY},
     {"guid", PK_READONLY},
+    {"encryption", PK_READONLY},
+    {"keyformat", PK_READONLY},
+    {"keylocation", PK_READONLY},
+    {"keystatus", PK_READONLY},
     {NULL, 0},
 };
 
@@ -73,6 +83,9 @@ static const struct api_field b_pool_create[] = {
     {"autotrim", FT_BOOL, false, NULL, 0, 0, NULL},
     {"compression", FT_STR, false, NULL, 0, 32, NULL},
     {"checksum", FT_STR, false, NULL, 0, 32, NULL},
+    {"encryption", FT_STR, false, NULL, 0, 16, NULL},
+    {"keyformat", FT_STR, false, NULL, 0, 16, NULL},
+    {"keylocation", FT_STR, false, NULL, 0, 1023, NULL},
     END,
 };
 
@@ -109,6 +122,25 @@ static const struct api_field b_vol_create[] = {
     {"volblocksize", FT_BLOCKSIZE, false, NULL, 4096, 131072, NULL},
     {"thick", FT_BOOL, false, NULL, 0, 0, NULL},
     {"properties", FT_PROPS, false, NULL, 0, 0, vol_create_props},
+    {"key", FT_STR, false, NULL, 0, 512, NULL},
+    {"kdf", FT_STR, false, NULL, 0, 16, NULL},
+    {"iterations", FT_INT, false, NULL, 1, 20000000, NULL},
+    END,
+};
+
+/* key material and where it is: h_key.c */
+static const struct api_field b_key[] = {
+    {"key", FT_STR, false, NULL, 0, 512, NULL},
+    {"keyformat", FT_STR, false, NULL, 0, 16, NULL},
+    {"keylocation", FT_STR, false, NULL, 0, 1023, NULL},
+    {"kdf", FT_STR, false, NULL, 0, 16, NULL},
+    {"iterations", FT_INT, false, NULL, 1, 20000000, NULL},
+    {"slot", FT_INT, false, NULL, 0, 7, NULL},
+    END,
+};
+
+static const struct api_field q_slot[] = {
+    {"slot", FT_STR, true, NULL, 0, 1, NULL}, /* 0..7 (h_key.c) */
     END,
 };
 
@@ -318,6 +350,14 @@ const struct api_route api_routes[] = {
     {R_VOL_RECV, "POST", "/pools/{pool}/volumes/{vol}/recv", NULL, q_vol_recv, 201},
     {R_VOL_RECV_TOKEN, "GET", "/pools/{pool}/volumes/{vol}/recv-token", NULL, NULL, 200},
     {R_VOL_RECV_ABORT, "DELETE", "/pools/{pool}/volumes/{vol}/recv", NULL, NULL, 200},
+    /* keys of encrypted volumes (h_key.c) */
+    {R_POOL_KEY_LOAD, "POST", "/pools/{pool}/keys/load", b_key, NULL, 200},
+    {R_VOL_KEY_LOAD, "POST", "/pools/{pool}/volumes/{vol}/key/load", b_key, NULL, 200},
+    {R_VOL_KEY_UNLOAD, "POST", "/pools/{pool}/volumes/{vol}/key/unload", NULL, NULL, 200},
+    {R_VOL_KEYS_LIST, "GET", "/pools/{pool}/volumes/{vol}/keys", NULL, NULL, 200},
+    {R_VOL_KEY_ADD, "POST", "/pools/{pool}/volumes/{vol}/keys", b_key, NULL, 201},
+    {R_VOL_KEY_REMOVE, "DELETE", "/pools/{pool}/volumes/{vol}/keys", NULL, q_slot, 200},
+    {R_VOL_KEY_CHANGE, "POST", "/pools/{pool}/volumes/{vol}/key/change", b_key, NULL, 200},
     /* VM snapshots, rollback, clones */
     {R_VM_SNAPS_LIST, "GET", "/vms/{vmid}/snapshots", NULL, NULL, 200},
     {R_VM_SNAP_CREATE, "POST", "/vms/{vmid}/snapshots", b_vm_snap_create, NULL, 201},

@@ -80,6 +80,14 @@ enum api_route_id {
     R_VOL_RECV,
     R_VOL_RECV_TOKEN,
     R_VOL_RECV_ABORT,
+    /* keys of encrypted volumes (h_key.c) */
+    R_POOL_KEY_LOAD,
+    R_VOL_KEY_LOAD,
+    R_VOL_KEY_UNLOAD,
+    R_VOL_KEYS_LIST,
+    R_VOL_KEY_ADD,
+    R_VOL_KEY_REMOVE,
+    R_VOL_KEY_CHANGE,
     /* VM snapshots, rollback, clones (h_vm_snap.c) */
     R_VM_SNAPS_LIST,
     R_VM_SNAP_CREATE,

@@ -45,6 +45,9 @@ static int st_size(void *opaque, const char *pool, const char *vol, uint64_t *si
         r = berr_set(err, API_EUNAVAIL, "pool '%s' is UNAVAIL: %s", pool, e->error);
     else if ((r = bs_vol_get(e->pool, vol, &p, err)) == -ENOENT)
         r = berr_set(err, ENOENT, "volume %s/%s does not exist", pool, vol);
+    else if (r == 0 && p.encrypted && !p.keyloaded)
+        r = berr_set(err, EACCES, "volume %s/%s is encrypted and its key is not loaded: run "
+                     "'berth key load %s/%s' first", pool, vol, pool, vol);
     else if (r == 0)
         *size = p.volsize;
     pooltab_unlock(ctx->pools);

@@ -127,6 +127,8 @@ int cli_props_get(struct cli *c, const char *path, const struct cli_prop *props,
 
 /* Split "POOL/VOL" into escaped segments; usage error if malformed. */
 int cli_split_vol(const char *cmd, const char *arg, char **pool, char **vol);
+/* "/pools/P/volumes/V" + suffix from "P/V" (usage error of cmd if malformed). */
+int cli_vol_path(const char *cmd, const char *arg, const char *suffix, char *out, size_t len);
 
 /* "/vms/{vmid}" + suffix into out, after checking that `vmid` is a decimal
  * VMID (usage error naming it otherwise). */
@@ -168,5 +170,12 @@ void help_vol(FILE *f);
 void help_vm(FILE *f);
 void help_net(FILE *f);
 void help_repl(FILE *f);
+/* key.c: berth key ...; key material for it and for `vol create`: from
+ * `file`, the terminal (asked twice if `confirm`) or stdin; raw keys become
+ * 64 hex digits.  *out is freed with cli_key_free (wipes it). */
+int cmd_key(struct cli *c, int argc, char **argv);
+void help_key(FILE *f);
+int cli_read_key(const char *keyformat, const char *file, bool confirm, char **out);
+void cli_key_free(char *key);
 
 #endif

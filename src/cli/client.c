@@ -123,6 +123,8 @@ int cli_call(struct cli *c, const char *method, const char *path, json_t *body, 
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_cleanup(h);
     curl_slist_free_all(hdrs);
+    if (payload) /* it may carry key material (berth key, vol create) */
+        explicit_bzero(payload, strlen(payload));
     free(payload);
     int rc = json_outcome(c, cr, status, &b, resp);
     free(b.p);

@@ -36,6 +36,7 @@ void help_main(FILE *f)
             "       status|console|agent|destroy\n"
             "  net  create|list|destroy\n"
             "  replicate create|list|run|status|destroy\n"
+            "  key  load|unload|list|add|remove|change   keys of encrypted volumes\n"
             "  snapshot [-r] POOL/VOL@NAME...;  snapshot list|get|destroy|hold|release\n"
             "  rollback, clone, promote          snapshots back to volumes\n"
             "  send, recv                        snapshots as streams (between pools, hosts)\n"
@@ -86,6 +87,8 @@ static int dispatch(struct cli *c, int argc, char **argv)
         return cmd_net(c, argc - 1, argv + 1);
     if (strcmp(cmd, "replicate") == 0 || strcmp(cmd, "replication") == 0)
         return cmd_repl(c, argc - 1, argv + 1);
+    if (strcmp(cmd, "key") == 0)
+        return cmd_key(c, argc - 1, argv + 1);
     if (strcmp(cmd, "help") == 0) {
         if (argc > 1 && strcmp(argv[1], "pool") == 0)
             help_pool(stdout);
@@ -93,6 +96,8 @@ static int dispatch(struct cli *c, int argc, char **argv)
             help_vol(stdout);
         else if (argc > 1 && strcmp(argv[1], "replicate") == 0)
             help_repl(stdout);
+        else if (argc > 1 && strcmp(argv[1], "key") == 0)
+            help_key(stdout);
         else if (argc > 1 && is_snap_cmd(argv[1]))
             help_snap_cmds(stdout, argv[1]);
         else if (argc > 1 && strcmp(argv[1], "vm") == 0)

@@ -223,3 +223,15 @@ int cli_split_vol(const char *cmd, const char *arg, char **pool, char **vol)
     }
     return EXIT_OK;
 }
+
+int cli_vol_path(const char *cmd, const char *arg, const char *suffix, char *out, size_t len)
+{
+    char *p, *v;
+    int rc = cli_split_vol(cmd, arg, &p, &v);
+    if (rc != EXIT_OK)
+        return rc;
+    snprintf(out, len, "/pools/%s/volumes/%s%s", p, v, suffix);
+    free(p);
+    free(v);
+    return EXIT_OK;
+}

@@ -19,11 +19,13 @@ void help_pool(FILE *f)
             "\n"
             "  create [-o ashift=N] [-o autotrim=on|off] [-o size=SIZE]\n"
             "         [-O compression=lz4|zstd|zstd-N|off] [-O checksum=xxh3|sha256] [-f]\n"
-            "         NAME VDEV | NAME mirror VDEV VDEV...\n"
+            "         [-O encryption=on -O keyformat=raw|hex|passphrase\n"
+            "          -O keylocation=prompt|file:///PATH] NAME VDEV | NAME mirror VDEV VDEV...\n"
             "      Create a pool on a file or block device, or on a mirror of several\n"
-            "      (a copy of every block on each).  A missing file is created\n"
-            "      with -o size.  ashift is detected when not given (files: 12).  A device\n"
-            "      holding a berth pool is never overwritten without -f.\n"
+            "      (a copy of every block on each).  A missing file is created\n"            "      with -o size.  ashift is detected when not given (files: 12).  A device\n"
+            "      holding a berth pool is never overwritten without -f.  -O encryption=...\n"
+            "      makes new volumes encrypted by default (each with its own key slots;\n"
+            "      -o encryption=off on a volume opts out).\n"
             "  list [-p] [-H]             one line per pool: size, allocated, free, ratio\n"
             "  status [NAME]              state, space, compression, vdevs and their\n"
             "                             READ/WRITE/CKSUM error counters\n"
@@ -38,7 +40,8 @@ void help_pool(FILE *f)
             "  destroy [-f] NAME          wipe the pool's labels (-f: even with NBD clients)\n"
             "  sync NAME                  commit a transaction group now\n"
             "  check NAME                 verify space accounting (leaks, double references)\n"
-            "  set PROP=VALUE NAME        autotrim=on|off, compression=..., checksum=...\n"
+            "  set PROP=VALUE NAME        autotrim=on|off, compression=..., checksum=...,\n"
+            "                             encryption, keyformat, keylocation (defaults)\n"
             "  debug NAME KNOB            fault injection (berthd --test only), e.g.\n"
             "                             fail_reads=on, torn_write_after=N\n"
             "\n"
@@ -104,14 +107,18 @@ static int pool_create(struct cli *c, int argc, char **argv)
             } else if (opt_ == 'o' && strcmp(k, "size") == 0) {
                 json_object_set_new(body, "size", json_string(v));
             } else if (opt_ == 'O' && (strcmp(k, "compression") == 0 ||
-                                       strcmp(k, "checksum") == 0)) {
+                                       strcmp(k, "checksum") == 0 ||
+                                       strcmp(k, "encryption") == 0 ||
+                                       strcmp(k, "keyformat") == 0 ||
+                                       strcmp(k, "keylocation") == 0)) {
                 json_object_set_new(body, k, json_string(v));
             } else {
                 if (opt_ == 'o' && (strcmp(k, "ashift") == 0 || strcmp(k, "autotrim") == 0))
                     return cli_usage_error("pool", "bad value '%s' for %s (ashift: 0 or 9..16, "
                                            "autotrim: on|off)", v, k);
                 return cli_usage_error("pool", "unknown %s property '%s' (-o: ashift, autotrim, "
-                                       "size; -O: compression, checksum)",
+                                       "size; -O: compression, checksum, encryption, "
+                                       "keyformat, keylocation)",
                                        opt_ == 'o' ? "pool" : "volume-default", k);
             }
             break;
@@ -219,6 +226,11 @@ static void print_status(struct cli *c, json_t *p)
                "checksum=%s\n",
                json_integer_value(get(p, "ashift")), json_is_true(get(p, "autotrim")) ? "on" : "off",
                json_string_value(get(p, "compression")), json_string_value(get(p, "checksum")));
+        const char *enc = json_string_value(get(p, "encryption"));
+        if (enc && strcmp(enc, "off") != 0)
+            printf("        encryption=%s keyformat=%s keylocation=%s (defaults for new "
+                   "volumes)\n", enc, json_string_value(get(p, "keyformat")),
+                   json_string_value(get(p, "keylocation")));
         printf("  vols: %s  NBD clients: %s  cache: %s (hits %s)\n",
                out_u64(get(p, "nvols"), b1, sizeof(b1)),
                out_u64(get(p, "nbd_clients"), b2, sizeof(b2)),

@@ -18,7 +18,10 @@ void help_vol(FILE *f)
             "  create [-b VOLBLOCKSIZE] [--thick] [-o PROP=VALUE]... -V SIZE POOL/VOL\n"
             "      Create a volume (thin unless --thick; volblocksize 4K..128K, default 16K,\n"
             "      fixed forever).  -o: compression=lz4|zstd|zstd-N|off, checksum=xxh3|sha256,\n"
-            "      refreservation=SIZE|none, readonly=on|off.\n"
+            "      refreservation=SIZE|none, readonly=on|off; encryption=on|off,\n"
+            "      keyformat=raw|hex|passphrase, keylocation=prompt|file:///PATH (defaults:\n"
+            "      the pool's; encryption=on alone means keylocation=prompt).  A prompted\n"
+            "      key is read from --key-file FILE, the terminal or stdin.\n"
             "  list [-p] [-H] [-o space] [POOL]\n"
             "                              NAME USED REFER VOLSIZE RATIO; -o space: NAME USED\n"
             "                              USEDSNAP USEDDS USEDREFRESERV WRITTEN SNAPS ORIGIN\n"
@@ -28,7 +31,9 @@ void help_vol(FILE *f)
             "                              refreservation, readonly, used, usedbysnapshots,\n"
             "                              usedbydataset, usedbyrefreservation, referenced,\n"
             "                              written, logicalused, compressratio, origin,\n"
-            "                              snapshot_count, createtxg, guid, nbd_clients, uri\n"
+            "                              snapshot_count, createtxg, guid, nbd_clients, uri,\n"
+            "                              encryption, keyformat, keylocation, keystatus,\n"
+            "                              keyslots\n"
             "  set PROP=VALUE... POOL/VOL  compression, checksum, refreservation, readonly,\n"
             "                              volsize (grow only)\n"
             "  resize [--force] POOL/VOL SIZE\n"
@@ -55,24 +60,19 @@ static json_t *get(json_t *o, const char *k)
 /* "/pools/P/volumes/V" + suffix, from "P/V"; usage error if malformed. */
 static int vol_path(const char *arg, const char *suffix, char *out, size_t len)
 {
-    char *p, *v;
-    int rc = cli_split_vol("vol", arg, &p, &v);
-    if (rc != EXIT_OK)
-        return rc;
-    snprintf(out, len, "/pools/%s/volumes/%s%s", p, v, suffix);
-    free(p);
-    free(v);
-    return EXIT_OK;
+    return cli_vol_path("vol", arg, suffix, out, len);
 }
 
 static int vol_create(struct cli *c, int argc, char **argv)
 {
     static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"thick", no_argument, NULL, 'T'},
+                                       {"key-file", required_argument, NULL, 'k'},
                                        {NULL, 0, NULL, 0}};
     _cleanup_json_ json_t *props = json_object();
-    const char *size = NULL, *vbs = NULL;
+    const char *size = NULL, *vbs = NULL, *keyfile = NULL;
     bool thick = false;
-    GETOPT_LOOP("b:V:o:s", lo,
+    GETOPT_LOOP("b:V:o:sk:", lo,
+        case 'k': keyfile = optarg; break;
         case 'b': vbs = optarg; break;
         case 'V': size = optarg; break;
         case 's': break; /* sparse: the default */
@@ -99,6 +99,23 @@ static int vol_create(struct cli *c, int argc, char **argv)
         json_object_set_new(body, "volblocksize", json_string(vbs));
     if (thick)
         json_object_set_new(body, "thick", json_true());
+    /* encryption: the key is read here when it is prompted for */
+    const char *enc = json_string_value(json_object_get(props, "encryption"));
+    const char *loc = json_string_value(json_object_get(props, "keylocation"));
+    if (enc && strcmp(enc, "off") != 0 && !loc)
+        json_object_set_new(props, "keylocation", json_string(loc = "prompt"));
+    char *key = NULL;
+    if (keyfile || (loc && strcmp(loc, "prompt") == 0)) {
+        const char *fmt = json_string_value(json_object_get(props, "keyformat"));
+        if ((rc = cli_read_key(fmt, keyfile, true, &key)) != EXIT_OK) {
+            json_decref(body);
+            free(p);
+            free(v);
+            return rc;
+        }
+        json_object_set_new(body, "key", json_string(key));
+        cli_key_free(key);
+    }
     if (json_object_size(props))
         json_object_set(body, "properties", props);
     char path[512];
@@ -107,6 +124,9 @@ static int vol_create(struct cli *c, int argc, char **argv)
     free(v);
     json_t *resp = NULL;
     rc = cli_call(c, "POST", path, body, &resp);
+    json_t *jk = json_object_get(body, "key");
+    if (jk)
+        explicit_bzero((char *)json_string_value(jk), json_string_length(jk));
     json_decref(body);
     return cli_done(c, rc, resp, "volume %s created\n", argv[optind]);
 }
@@ -193,6 +213,11 @@ static const struct cli_prop vol_props[] = {
     {"guid", "guid", P_STR},
     {"nbd_clients", "nbd_clients", P_NUM},
     {"uri", "uri", P_STR},
+    {"encryption", "encryption", P_STR},
+    {"keyformat", "keyformat", P_STR},
+    {"keylocation", "keylocation", P_STR},
+    {"keystatus", "keystatus", P_STR},
+    {"keyslots", "keyslots", P_NUM},
 };
 #define NPROPS ARRAY_SIZE(vol_props)
 

@@ -13,6 +13,7 @@
 
 #include "common/cleanup.h"
 #include "common/util.h"
+#include "store/blkcrypt.h"
 #include "store/codec.h"
 
 void blk_count_cksum_error(const struct blkio *io)
@@ -34,7 +35,7 @@ static bool verify_bp(void *ctx, const void *buf, size_t len)
     const struct blkptr *bp = ctx;
     uint8_t sum[32];
     checksum_compute(bp->cksum, buf, len, sum);
-    return checksum_equal(bp->cksum, sum, bp->checksum);
+    return blk_sum_ok(bp, sum); /* an encrypted pointer keeps part of it */
 }
 
 /* Read bp's psize stored bytes into `stored`, verified: the vdev tries every
@@ -75,10 +76,16 @@ void blk_prefetch(const struct blkio *io, const struct blkptr *bp)
 
 int blk_read(const struct blkio *io, const struct blkptr *bp, unsigned flags, struct cbuf **out)
 {
+    return blk_read_crypt(io, bp, flags, NULL, out);
+}
+
+int blk_read_crypt(const struct blkio *io, const struct blkptr *bp, unsigned flags,
+                   const struct blk_crypt *bc, struct cbuf **out)
+{
     /* taken first: the caller's pointer is valid now (see vdev.h heal_gen) */
     uint64_t gen = vdev_heal_gen(io->vd);
     *out = NULL;
-    if (!bp_readable(io, bp)) {
+    if (!bp_readable(io, bp) || !blk_crypt_match(bp, bc)) {
         blk_count_cksum_error(io);
         return -EIO;
     }
@@ -108,6 +115,8 @@ int blk_read(const struct blkio *io, const struct blkptr *bp, unsigned flags, st
     }
     /* counts read and checksum errors on the leaves, heals what it can */
     int r = read_stored(io, bp, stored, flags, gen);
+    if (r == 0 && bc)
+        r = blk_unseal(io, bp, bc, stored);
     if (r < 0)
         goto fail;
     if (!raw) {
@@ -184,7 +193,10 @@ int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_
         src = s->buf;
     }
     memset(bp, 0, sizeof *bp);
-    checksum_compute(wp->cksum, src, psize, bp->checksum);
+    if (!wp->crypt)
+        checksum_compute(wp->cksum, src, psize, bp->checksum);
+    else if ((c = blk_seal(wp, comp, lsize, psize, txg, s, &src, bp)) < 0) /* checksums too */
+        return (int)c;
     uint64_t off;
     int r = alloc_alloc(io->alloc, asize, txg, &off);
     if (r < 0)

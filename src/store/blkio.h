@@ -3,14 +3,15 @@
  *
  * Reading a pointer: range check -> cache lookup (vdev, offset, birth) ->
  * vdev read of the stored bytes -> checksum against the pointer ->
- * decompress -> cache insert.  The vdev tree tries every copy until one
+ * [encrypted volume data: MAC, decrypt (blkcrypt.h)] -> decompress -> cache insert.  The vdev tree tries every copy until one
  * verifies and rewrites the bad ones (self-healing, vdev_mirror.c); when no
  * copy verifies the leaves count checksum errors and the read is -EIO: wrong
  * data is never handed out.
  *
  * Writing a block: all-zero data becomes a hole (no storage) when asked,
  * otherwise compress (kept only if it saves 1/8), pad to the sector,
- * checksum the stored bytes, allocate, write, fill the pointer.  Each writer
+ * [encrypt (blkcrypt.h)], checksum the stored bytes, allocate, write, fill
+ * the pointer.  Each writer
  * thread brings its own scratch buffer so nothing is allocated per block. */
 #ifndef BERTH_STORE_BLKIO_H
 #define BERTH_STORE_BLKIO_H
@@ -41,6 +42,15 @@ struct blkio {
 /* Read and verify the block `bp` (not a hole).  On success *out holds a new
  * reference to a buffer of bp->lsize bytes; the caller unrefs it. */
 int blk_read(const struct blkio *io, const struct blkptr *bp, unsigned flags, struct cbuf **out);
+
+/* Encryption context of a data block of an encrypted volume (blkcrypt.h). */
+struct blk_crypt;
+
+/* blk_read for a data block of a volume that may be encrypted: `bc` NULL for
+ * a plaintext volume, else its key and the block's identity; the MAC is
+ * verified after the checksum and before decompression (blkcrypt.h). */
+int blk_read_crypt(const struct blkio *io, const struct blkptr *bp, unsigned flags,
+                   const struct blk_crypt *bc, struct cbuf **out);
 
 /* Read and verify the stored bytes of `bp` (not a hole) without
  * decompressing them: bp->psize bytes into buf (cap >= bp->psize), exactly
@@ -74,6 +84,7 @@ struct blk_wprops {
     int comp_level;
     uint8_t cksum; /* enum bs_checksum */
     bool zero_is_hole;
+    const struct blk_crypt *crypt; /* non-NULL: encrypt after compression (blkcrypt.h) */
 };
 
 /* Write lsize bytes from `data` (or from cb->data when data is NULL) for txg.

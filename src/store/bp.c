@@ -9,8 +9,11 @@
  *    of 512, 0 < psize <= lsize <= 16 MiB, psize == lsize iff uncompressed,
  *    known compression/checksum/type, data blocks at level 0 with fill 1,
  *    indirect blocks at levels 1..8.
- * Reserved bytes and the IV (no encryption in v1) must be zero, so a decoded
- * pointer re-encodes to exactly the bytes it came from.  Whether DVAs point
+ * Reserved bytes and the IV must be zero, so a decoded pointer re-encodes to
+ * exactly the bytes it came from.  An encrypted block (flag bit1: volume
+ * data only, never a hole) instead carries a 12-byte IV (its last 4 bytes
+ * zero), its salt in DVA 2's offset (vdev and asize zero) and its MAC in the
+ * last 16 checksum bytes.  Whether DVAs point
  * inside the device is checked by bp_check_range, which needs the layout. */
 #include "store/bp.h"
 
@@ -118,7 +121,12 @@ static int validate_block(const struct blkptr *bp)
         return -EILSEQ;
     if (bp->cksum != BS_CHECKSUM_XXH3 && bp->cksum != BS_CHECKSUM_SHA256)
         return -EILSEQ;
-    if (bp->cksum == BS_CHECKSUM_XXH3 && !all_zero(bp->checksum + 16, 16))
+    bool enc = (bp->flags & BP_FLAG_ENCRYPTED) != 0;
+    if (bp->cksum == BS_CHECKSUM_XXH3 && !enc && !all_zero(bp->checksum + 16, 16))
+        return -EILSEQ;
+    if (enc && (bp->type != BP_TYPE_VOL_DATA || !all_zero(bp->iv + 12, 4) ||
+                all_zero(bp->iv, 12) ||
+                bp->dva[2].vdev != 0 || bp->dva[2].asize != 0))
         return -EILSEQ;
     switch (bp->type) {
     case BP_TYPE_VOL_DATA:
@@ -133,7 +141,7 @@ static int validate_block(const struct blkptr *bp)
     default:
         return -EILSEQ;
     }
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < (enc ? 2 : 3); i++) {
         const struct dva *d = &bp->dva[i];
         if (d->asize == 0) {
             if (!dva_unused(d))
@@ -154,13 +162,14 @@ int bp_decode(const uint8_t in[BP_SIZE], struct blkptr *bp)
     if (all_zero(in, BP_SIZE))
         return 0;
     decode_fields(in, bp);
-    if (!all_zero(in + BP_OFF_RSVD, 3) || !all_zero(bp->iv, sizeof(bp->iv)))
+    if (!all_zero(in + BP_OFF_RSVD, 3) ||
+        (!(bp->flags & BP_FLAG_ENCRYPTED) && !all_zero(bp->iv, sizeof(bp->iv))))
         goto bad;
     if (bp->flags & ~BP_FLAGS_KNOWN)
         goto bad;
     if (bp->level > BP_MAX_LEVEL || bp->type > BP_TYPE_MOS_DATA)
         goto bad;
-    if (bp_is_hole(bp) ? validate_hole(bp) : validate_block(bp))
+    if (bp_is_hole(bp) ? (bp->flags & BP_FLAG_ENCRYPTED) || validate_hole(bp) : validate_block(bp))
         goto bad;
     return 0;
 bad:

@@ -19,7 +19,7 @@ enum bp_type { BP_TYPE_NONE = 0, BP_TYPE_VOL_DATA = 1, BP_TYPE_INDIRECT = 2, BP_
 #define BP_FLAG_HOLE 0x01u
 #define BP_FLAG_ENCRYPTED 0x02u
 #define BP_FLAG_EMBEDDED 0x04u
-#define BP_FLAGS_KNOWN 0x01u /* v1 understands only holes */
+#define BP_FLAGS_KNOWN 0x03u /* holes, encrypted volume data */
 
 struct dva {
     uint64_t offset; /* bytes from the start of the vdev's data area */

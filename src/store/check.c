@@ -44,8 +44,14 @@ static int visit(const struct blkptr *bp, uint64_t blkid, void *opaque)
     if (bp->level == 0) {
         w->sum.logical += bp->lsize;
         w->sum.physical += bp->dva[0].asize;
-        struct cbuf *c;
-        int r = blk_read(&w->p->io, bp, BLK_NOCACHE, &c);
+        /* encrypted blocks: the checksum covers the ciphertext, so they are
+         * verified without a key */
+        struct cbuf *c = NULL;
+        uint8_t *raw = NULL;
+        int r = !(bp->flags & BP_FLAG_ENCRYPTED) ? blk_read(&w->p->io, bp, BLK_NOCACHE, &c)
+                : !(raw = malloc(bp->psize)) ? -ENOMEM
+                : blk_read_raw(&w->p->io, bp, raw, bp->psize);
+        free(raw);
         if (r < 0)
             return berr_set(w->err, EILSEQ, "%s: data block %llu at offset %llu fails "
                             "verification", w->what, (unsigned long long)blkid,

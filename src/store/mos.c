@@ -16,23 +16,49 @@
 #include "common/le.h"
 #include "common/util.h"
 
-static size_t ds_rec_len(const struct mos_ds *ds)
+static size_t ds_fixed(uint32_t version)
 {
-    return 8 + ROUND_UP(MOS_DS_FIXED2 + strlen(ds->name) + strlen(ds->holds) +
+    return version >= 3 ? MOS_DS_FIXED3 : MOS_DS_FIXED2;
+}
+
+static size_t ds_rec_len(const struct mos_ds *ds, uint32_t version)
+{
+    return 8 + ROUND_UP(ds_fixed(version) + strlen(ds->name) + strlen(ds->holds) +
                             strlen(ds->recv.snapname), 8);
+}
+
+/* Version 3 only when encryption is in use, so plaintext pools stay
+ * readable by version-2 readers. */
+static uint32_t dir_version(const struct mos_dir *d)
+{
+    bool crypt = d->nkeys || d->def.encryption || d->def.keyformat || d->def.location[0];
+    for (size_t i = 0; i < d->nds && !crypt; i++)
+        crypt = d->ds[i].key_id != 0;
+    return crypt ? MOS_VERSION : MOS_VERSION_PLAIN;
+}
+
+static bool has_def(const struct mos_dir *d)
+{
+    return d->def.encryption || d->def.keyformat || d->def.location[0];
 }
 
 int mos_encode(const struct mos_dir *d, uint8_t **out, size_t *len)
 {
+    uint32_t version = dir_version(d);
+    size_t fixed = ds_fixed(version);
     size_t total = MOS_HDR_SIZE;
     for (size_t i = 0; i < d->nds; i++)
-        total += ds_rec_len(&d->ds[i]);
+        total += ds_rec_len(&d->ds[i], version);
+    for (size_t i = 0; i < d->nkeys; i++)
+        total += 8 + ROUND_UP(mos_key_len(&d->keys[i]), 8);
+    if (has_def(d))
+        total += 8 + ROUND_UP(mos_cryptdef_len(&d->def), 8);
     uint8_t *b = calloc(1, total);
     if (!b)
         return -ENOMEM;
     put_le64(b, MOS_MAGIC);
-    put_le32(b + 8, MOS_VERSION);
-    put_le32(b + 12, (uint32_t)d->nds);
+    put_le32(b + 8, version);
+    put_le32(b + 12, (uint32_t)(d->nds + d->nkeys + has_def(d)));
     put_le64(b + 16, d->next_id);
     b[24] = d->autotrim;
     b[25] = d->comp;
@@ -44,7 +70,7 @@ int mos_encode(const struct mos_dir *d, uint8_t **out, size_t *len)
         size_t nlen = strlen(ds->name), hlen = strlen(ds->holds),
                slen = strlen(ds->recv.snapname);
         put_le32(p, MOS_REC_DATASET);
-        put_le32(p + 4, (uint32_t)(MOS_DS_FIXED2 + nlen + hlen + slen));
+        put_le32(p + 4, (uint32_t)(fixed + nlen + hlen + slen));
         uint8_t *q = p + 8;
         put_le64(q, ds->id);
         put_le64(q + 8, ds->guid);
@@ -74,10 +100,24 @@ int mos_encode(const struct mos_dir *d, uint8_t **out, size_t *len)
         put_le16(q + 512, (uint16_t)nlen);
         put_le16(q + 514, (uint16_t)hlen);
         put_le16(q + 516, (uint16_t)slen);
-        memcpy(q + MOS_DS_FIXED2, ds->name, nlen);
-        memcpy(q + MOS_DS_FIXED2 + nlen, ds->holds, hlen);
-        memcpy(q + MOS_DS_FIXED2 + nlen + hlen, ds->recv.snapname, slen);
-        p += ds_rec_len(ds);
+        if (version >= 3)
+            put_le64(q + MOS_DS_FIXED2, ds->key_id);
+        memcpy(q + fixed, ds->name, nlen);
+        memcpy(q + fixed + nlen, ds->holds, hlen);
+        memcpy(q + fixed + nlen + hlen, ds->recv.snapname, slen);
+        p += ds_rec_len(ds, version);
+    }
+    for (size_t i = 0; i < d->nkeys; i++) {
+        size_t n = mos_key_len(&d->keys[i]);
+        put_le32(p, MOS_REC_KEY);
+        put_le32(p + 4, (uint32_t)n);
+        mos_key_encode(&d->keys[i], p + 8);
+        p += 8 + ROUND_UP(n, 8);
+    }
+    if (has_def(d)) {
+        put_le32(p, MOS_REC_CRYPTDEF);
+        put_le32(p + 4, (uint32_t)mos_cryptdef_len(&d->def));
+        mos_cryptdef_encode(&d->def, p + 8);
     }
     *out = b;
     *len = total;
@@ -143,12 +183,15 @@ static int decode_ds(const uint8_t *q, uint32_t rlen, uint32_t version, struct m
         if (ds->flags & ~DS_FLAG_READONLY)
             return -EILSEQ;
     } else {
-        if (rlen < MOS_DS_FIXED2)
+        uint32_t fixed = (uint32_t)ds_fixed(version);
+        if (rlen < fixed)
             return -EILSEQ;
         uint16_t nlen = get_le16(q + 512), hlen = get_le16(q + 514), slen = get_le16(q + 516);
-        if ((uint32_t)MOS_DS_FIXED2 + nlen + hlen + slen != rlen || nlen == 0)
+        if (fixed + nlen + hlen + slen != rlen || nlen == 0 || get_le16(q + 518) != 0)
             return -EILSEQ;
-        const uint8_t *sp = q + MOS_DS_FIXED2;
+        if (version >= 3)
+            ds->key_id = get_le64(q + MOS_DS_FIXED2);
+        const uint8_t *sp = q + fixed;
         if (get_str(sp, nlen, ds->name, sizeof ds->name) < 0 ||
             get_str(sp + nlen, hlen, ds->holds, sizeof ds->holds) < 0 ||
             get_str(sp + nlen + hlen, slen, ds->recv.snapname, sizeof ds->recv.snapname) < 0)
@@ -224,8 +267,14 @@ int mos_decode(const uint8_t *buf, size_t len, struct mos_dir *d)
     if (nrec > (len - MOS_HDR_SIZE) / 8)
         return -EILSEQ;
     d->ds = calloc(nrec ? nrec : 1, sizeof *d->ds);
-    if (!d->ds)
+    /* a key record takes more than MOS_KEY_FIXED bytes: bound them too */
+    size_t maxkeys = MIN((size_t)nrec, (len - MOS_HDR_SIZE) / (8 + MOS_KEY_FIXED)) + 1;
+    d->keys = calloc(maxkeys, sizeof *d->keys);
+    bool seen_def = false;
+    if (!d->ds || !d->keys) {
+        mos_dir_free(d);
         return -ENOMEM;
+    }
     size_t pos = MOS_HDR_SIZE;
     for (uint32_t i = 0; i < nrec; i++) {
         if (len - pos < 8)
@@ -245,8 +294,29 @@ int mos_decode(const uint8_t *buf, size_t len, struct mos_dir *d)
                 if (d->ds[k].id == ds->id || strcmp(d->ds[k].name, ds->name) == 0)
                     goto bad;
             d->nds++;
+        } else if (type == MOS_REC_KEY && version >= 3) {
+            struct mos_key *k = &d->keys[d->nkeys];
+            if (d->nkeys + 1 >= maxkeys || mos_key_decode(buf + pos + 8, rlen, k) < 0 ||
+                k->id >= d->next_id)
+                goto bad;
+            for (size_t j = 0; j < d->nkeys; j++)
+                if (d->keys[j].id == k->id || d->keys[j].guid == k->guid)
+                    goto bad;
+            d->nkeys++;
+        } else if (type == MOS_REC_CRYPTDEF && version >= 3) {
+            if (seen_def || mos_cryptdef_decode(buf + pos + 8, rlen, &d->def) < 0)
+                goto bad;
+            seen_def = true;
         }
         pos += 8 + padded;
+    }
+    /* every encrypted dataset names a key that is there */
+    for (size_t i = 0; i < d->nds; i++) {
+        size_t j = 0;
+        while (d->ds[i].key_id && j < d->nkeys && d->keys[j].id != d->ds[i].key_id)
+            j++;
+        if (d->ds[i].key_id && j == d->nkeys)
+            goto bad;
     }
     return 0;
 bad:
@@ -259,6 +329,9 @@ void mos_dir_free(struct mos_dir *d)
     free(d->ds);
     d->ds = NULL;
     d->nds = 0;
+    free(d->keys); /* wrapped keys only: nothing secret */
+    d->keys = NULL;
+    d->nkeys = 0;
 }
 
 int mos_read(const struct blkio *io, const struct objdesc *od, uint64_t size, uint8_t **out)

@@ -8,10 +8,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "berth/store.h"
+#include "store/keyslot.h"
 #include "store/objtree.h"
 
 #define MOS_MAGIC 0x00534f4d48545245ULL
-#define MOS_VERSION 2u  /* 2: dataset records carry lineage (snapshots); 1 is still read */
+#define MOS_VERSION 3u  /* 3: encryption (key records, key id); 2: lineage; 1, 2 still read */
+#define MOS_VERSION_PLAIN 2u /* written while no key or encryption default exists */
 #define MOS_DSHIFT 14
 #define MOS_BLKSZ (1u << MOS_DSHIFT)
 #define MOS_HDR_SIZE 64
@@ -19,6 +22,10 @@
 #define MOS_REC_DATASET 1u
 #define MOS_DS_FIXED 242    /* v1 dataset payload bytes before the name */
 #define MOS_DS_FIXED2 520   /* v2 dataset payload bytes before the strings */
+#define MOS_DS_FIXED3 528   /* v3: + key id */
+#define MOS_REC_KEY 4u      /* key slots of one volume key (moskey.c) */
+#define MOS_REC_CRYPTDEF 6u /* the pool's encryption defaults (moskey.c) */
+#define MOS_KEY_FIXED 1064  /* key record payload bytes before the keylocation */
 
 #define DS_FLAG_READONLY 0x01u
 #define DS_FLAG_SNAPSHOT 0x02u  /* immutable; name "VOL@SNAP" */
@@ -52,8 +59,28 @@ struct mos_ds {
     uint64_t creation;    /* unix time */
     struct ds_lineage lin;
     struct mos_recv recv;
+    uint64_t key_id;      /* v3: the key record encrypting its data (0: plaintext) */
     char name[128];       /* VOL, VOL@SNAP or VOL%recv */
     char holds[256];      /* snapshot hold tags, comma-separated */
+};
+
+/* A volume key (record type 4): the master key wrapped in key slots.  Its id
+ * is the id of the volume that created it; it lives as long as a dataset
+ * (the volume, its snapshots, clones) names it in key_id. */
+struct mos_key {
+    uint64_t id, guid;      /* guid: the key guid bound into every block's AAD */
+    uint8_t suite;          /* 1: aes-256-gcm */
+    uint8_t keyformat;      /* enum keyformat expected by keylocation */
+    uint8_t fingerprint[CRYPT_FINGERPRINT_LEN];
+    struct keyslots slots;
+    char location[BS_KEYLOCATION_MAX]; /* "prompt" or "file:///..." */
+};
+
+/* The pool's encryption defaults for new volumes (record type 6). */
+struct mos_cryptdef {
+    uint8_t encryption;     /* 0 off, 1 aes-256-gcm */
+    uint8_t keyformat;      /* 0: none set */
+    char location[BS_KEYLOCATION_MAX];
 };
 
 struct mos_dir {
@@ -61,7 +88,20 @@ struct mos_dir {
     uint8_t autotrim, comp, comp_level, cksum;
     size_t nds;
     struct mos_ds *ds; /* malloc'd array */
+    size_t nkeys;
+    struct mos_key *keys; /* malloc'd array */
+    struct mos_cryptdef def;
 };
+
+/* ---- key records (moskey.c) ---- */
+size_t mos_key_len(const struct mos_key *k);    /* payload bytes */
+void mos_key_encode(const struct mos_key *k, uint8_t *out);
+int mos_key_decode(const uint8_t *in, uint32_t len, struct mos_key *k);
+size_t mos_cryptdef_len(const struct mos_cryptdef *d);
+void mos_cryptdef_encode(const struct mos_cryptdef *d, uint8_t *out);
+int mos_cryptdef_decode(const uint8_t *in, uint32_t len, struct mos_cryptdef *d);
+/* A keylocation is "prompt" or "file:///abs/path" (no NUL, < BS_KEYLOCATION_MAX). */
+bool mos_keylocation_ok(const char *s);
 
 /* 0 if `name` is well formed for a record with `flags`, else -EILSEQ. */
 int mos_name_check(const char *name, uint8_t flags);

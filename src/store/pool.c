@@ -168,6 +168,7 @@ static void pool_free(bs_pool *p)
         p->ds_list = d->next;
         ds_unref(d);
     }
+    vkeys_free(p);
     alloc_destroy(p->io.alloc);
     vdev_close(p->vd);
     cache_put(p->io.cache);
@@ -257,9 +258,13 @@ int bs_pool_create(const char *name, const char *const *vdevs, size_t nvdevs, ui
     if ((unsigned)opts->compression > BS_COMPRESS_ZSTD ||
         (opts->checksum != BS_CHECKSUM_XXH3 && opts->checksum != BS_CHECKSUM_SHA256))
         return berr_set(err, EINVAL, "invalid compression or checksum default");
+    struct mos_cryptdef cryptdef;
+    if ((r = cryptdef_from_opts(opts, &cryptdef, err)) < 0)
+        return r;
     bs_pool *p = pool_alloc();
     if (!p)
         return berr_set(err, ENOMEM, "out of memory");
+    p->cryptdef = cryptdef;
     r = pool_vdev_create(p, &spec, size, opts->force, err);
     if (r < 0)
         goto fail;
@@ -348,6 +353,10 @@ static int load_ub(bs_pool *p, const struct uberblock *ub, struct berr *err)
     p->comp_level = dir.comp_level;
     p->cksum = dir.cksum;
     p->txg.open_txg = ub->txg + 1; /* ds_new reads it */
+    if (vkeys_load_dir(p, &dir) < 0) { /* before the datasets, which point at them */
+        mos_dir_free(&dir);
+        return berr_set(err, ENOMEM, "out of memory");
+    }
     for (size_t i = 0; i < dir.nds; i++) {
         struct ds *d = ds_new(p, &dir.ds[i]);
         if (!d) {
@@ -375,6 +384,7 @@ static int load_ub(bs_pool *p, const struct uberblock *ub, struct berr *err)
                 ds_unref(p->ds_list);
                 p->ds_list = n;
             }
+            vkeys_free(p);
             free(p->mos_bytes);
             p->mos_bytes = NULL;
             alloc_destroy(p->io.alloc);
@@ -484,6 +494,10 @@ int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs
         goto fail;
     map_rebuild_commit(p);
     pool_refresh_stale(p);
+    /* keys at file:// locations unlock their volumes now; a missing or wrong
+     * key file leaves its volumes locked (they list with keystatus
+     * unavailable; bs_vol_open says why) */
+    bs_key_load_all(p, NULL, NULL);
     *out = p;
     return 0;
 fail:
@@ -699,6 +713,11 @@ int bs_pool_stats(bs_pool *p, struct bs_pool_stats *o)
     o->cache_bytes = cs.bytes;
     o->cache_hits = cs.hits;
     o->cache_misses = cs.misses;
+    pthread_mutex_lock(&p->lock);
+    o->encryption = p->cryptdef.encryption != 0;
+    o->keyformat = (enum bs_keyformat)p->cryptdef.keyformat;
+    snprintf(o->keylocation, sizeof o->keylocation, "%s", p->cryptdef.location);
+    pthread_mutex_unlock(&p->lock);
     return 0;
 }
 
@@ -719,15 +738,22 @@ int bs_pool_set_prop(bs_pool *p, const char *prop, const char *value, struct ber
         r = bs_compress_parse(value, &c, &lvl, err);
     } else if (strcmp(prop, "checksum") == 0) {
         r = bs_checksum_parse(value, &ck, err);
-    } else {
+    } else if (strcmp(prop, "encryption") && strcmp(prop, "keyformat") &&
+               strcmp(prop, "keylocation")) {
         return berr_set(err, EINVAL, "unknown pool property '%s' (autotrim, compression, "
-                        "checksum can be set)", prop);
+                        "checksum, encryption, keyformat, keylocation can be set)", prop);
     }
     if (r < 0)
         return r;
     pthread_mutex_lock(&p->admin_lock);
     pthread_mutex_lock(&p->lock);
-    if (prop[0] == 'a') {
+    if ((r = cryptdef_set(p, prop, value, err)) <= 0) {
+        if (r < 0) {
+            pthread_mutex_unlock(&p->lock);
+            pthread_mutex_unlock(&p->admin_lock);
+            return r;
+        }
+    } else if (prop[0] == 'a') {
         p->autotrim = on;
     } else if (prop[1] == 'o') {
         p->comp = (uint8_t)c;

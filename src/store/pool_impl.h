@@ -73,6 +73,7 @@ struct ds {
     uint64_t gen;             /* bumped at quiesce and publish */
     uint64_t last_write_txg;  /* for bs_vol_flush */
     struct objdesc od;        /* committed tree */
+    struct vkey *key;         /* rec.key_id's key, fixed for the ds's life (NULL: plaintext) */
 };
 
 static inline bool ds_is_snap(const struct ds *d)
@@ -105,6 +106,8 @@ struct bs_pool {
     struct synctask *tasks;   /* queued for the open txg (pool->lock; snap.c) */
     uint8_t *mos_bytes;
     size_t mos_len;
+    struct vkey *keys;         /* volume keys (pool->lock; keyadmin.c) */
+    struct mos_cryptdef cryptdef; /* encryption defaults (pool->lock) */
     _Atomic uint64_t free_est; /* free bytes after the last txg (ENOSPC guard) */
     uint64_t slop;             /* bytes kept free for metadata COW */
     struct txg txg;
@@ -148,6 +151,41 @@ void pool_vdev_stats(bs_pool *p, bool faulted, uint64_t size, struct bs_pool_sta
 void scrub_stats(bs_pool *p, struct bs_pool_stats *o);
 /* Stop the scrub thread (pool teardown). */
 void scrub_fini(bs_pool *p);
+/* A volume key in memory (keyadmin.c).  Entries live until the pool is
+ * freed; `rec` changes under admin_lock + pool->lock.  `master` is set
+ * under pool->lock and cleared only while no dataset using it is open and
+ * after a sync, so the data path and the sync thread read it unlocked. */
+struct vkey {
+    struct vkey *next;
+    struct mos_key rec;
+    struct crypt_key *master; /* NULL: locked */
+    int loaded_slot;          /* slot that unlocked it, -1 unknown */
+    bool unloading;           /* bs_key_unload in progress: opens fail */
+};
+
+/* keys (keyadmin.c); pool->lock held for vkey_find */
+struct vkey *vkey_find(struct bs_pool *p, uint64_t id);
+/* The encryption context of block blkid of d, in *bc; NULL if plaintext. */
+const struct blk_crypt *ds_blk_crypt(const struct ds *d, uint64_t blkid, struct blk_crypt *bc);
+/* A new key for a volume being created from props (KDF work: no lock held). */
+int vkey_new(struct bs_pool *p, const struct bs_vol_props *props, struct vkey **out,
+             struct berr *err);
+void vkey_free(struct vkey *k);
+/* user_key_parse, also taking a raw key written as 64 hex digits. */
+int vkey_parse(enum keyformat fmt, const void *buf, size_t len, struct user_key **uk,
+               struct berr *err);
+/* KDF parameters for a new slot of format fmt from the public options. */
+void vkey_kdf(enum keyformat fmt, const struct bs_kdf_opts *o, struct kdf_params *out);
+void vkeys_free(struct bs_pool *p);
+/* Import: key records of the directory into p->keys (before the datasets). */
+int vkeys_load_dir(struct bs_pool *p, const struct mos_dir *dir);
+/* Sync: copy the keys named by d->ds and the defaults into d (takes pool->lock). */
+int vkeys_to_dir(struct bs_pool *p, struct mos_dir *d);
+/* Pool create: check and store the encryption defaults. */
+int cryptdef_from_opts(const struct bs_pool_opts *o, struct mos_cryptdef *d, struct berr *err);
+/* bs_pool_set_prop for "encryption", "keyformat", "keylocation" (pool->lock held);
+ * 1 if prop is not one of them. */
+int cryptdef_set(struct bs_pool *p, const char *prop, const char *value, struct berr *err);
 
 /* datasets (voladmin.c) */
 struct ds *ds_new(struct bs_pool *p, const struct mos_ds *rec);

@@ -208,14 +208,17 @@ int recv_open(struct bs_pool *p, const char *vol, bs_vol **out, struct berr *err
         return berr_set(err, ENOMEM, "out of memory");
     pthread_mutex_lock(&p->lock);
     struct ds *d = ds_find(p, hidden);
-    if (d) {
+    bool locked = d && d->key && (!d->key->master || d->key->unloading);
+    if (d && !locked) {
         ds_ref(d);
         d->nopen++;
     }
     pthread_mutex_unlock(&p->lock);
-    if (!d) {
+    if (!d || locked) {
         free(v);
-        return berr_set(err, ENOENT, "no receive in progress into '%s'", vol);
+        return locked ? berr_set(err, EACCES, "'%s' is encrypted and its key is not loaded: "
+                                 "run 'berth key load %s/%s' first", vol, p->name, vol)
+                      : berr_set(err, ENOENT, "no receive in progress into '%s'", vol);
     }
     v->pool = p;
     v->ds = d;

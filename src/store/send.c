@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/blkcrypt.h"
 #include "store/pool_impl.h"
 #include "store/snap.h"
 #include "store/stream.h"
@@ -41,6 +42,7 @@ struct pending {
 
 struct sender {
     const struct blkio *io;
+    const struct ds *ds;     /* the snapshot being sent (its key decrypts) */
     bs_write_fn wr;
     void *opaque;
     struct stream_enc enc;
@@ -89,6 +91,9 @@ static int emit(struct sender *s, const void *b, size_t n)
 static int send_data(struct sender *s, const struct blkptr *bp, uint64_t blkid)
 {
     int r = blk_read_raw(s->io, bp, s->blk, s->blkcap);
+    struct blk_crypt bc;
+    if (r == 0 && (bp->flags & BP_FLAG_ENCRYPTED)) /* a plain stream: decrypt, keep compressed */
+        r = blk_unseal(s->io, bp, ds_blk_crypt(s->ds, blkid, &bc), s->blk);
     if (r < 0) {
         s->bad_blk = blkid;
         return r;
@@ -378,6 +383,7 @@ static int send_all(bs_pool *p, struct sender *s, const char *snapname,
         } else if ((r = snap_ref_open(p, names[i], &cur, err)) < 0) {
             break;
         }
+        s->ds = cur.v->ds;
         if (i >= k) {
             uint32_t flags = (i + 1 < n ? SBEGIN_MORE : 0) | (tp && i == k ? SBEGIN_RESUMED : 0);
             r = send_section(s, cur.name, &cur.view, prev.name, prev.v ? &prev.view : NULL, flags,

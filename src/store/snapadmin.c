@@ -189,6 +189,8 @@ static void fill_snap(struct ds *s, const struct kids *k, struct bs_snap_props *
             o->nholds++;
     o->defer_destroy = (s->rec.flags & DS_FLAG_DEFER) != 0;
     o->nclones = k->nclones;
+    o->encrypted = s->key != NULL;
+    o->keyloaded = !s->key || s->key->master;
     /* what a destroy would free now (0 while it cannot be destroyed) */
     o->used = k->n == 0 ? s->rec.lin.born : k->n == 1 ? k->first->rec.lin.dl_uniq : 0;
 }

@@ -45,6 +45,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "store/blkcrypt.h"
 #include "store/pool_impl.h"
 #include "store/sync_impl.h"
 
@@ -207,6 +208,20 @@ static void leaf_job(void *ctx, size_t i, struct blk_scratch *s)
             .type = BP_TYPE_VOL_DATA, .level = 0, .comp = sv->rec.comp,
             .comp_level = sv->rec.comp_level, .cksum = sv->rec.cksum, .zero_is_hole = true,
         };
+        struct blk_crypt bc;
+        size_t k0 = c->jobs[j].k;
+        if ((wp.crypt = ds_blk_crypt(sv->ds, sv->u[k0].blkid, &bc)) != NULL) {
+            /* encrypted: one block at a time (each has its own IV and AAD) */
+            int r = blk_write(&c->p->io, NULL, sv->ents[k0]->buf, sv->rec.volblocksize, &wp,
+                              c->txg, s, &sv->u[k0].bp);
+            if (r < 0) {
+                int zero = 0;
+                atomic_compare_exchange_strong(&c->err, &zero, r);
+                return;
+            }
+            j++;
+            continue;
+        }
         struct blk_wreq rq[BLK_BATCH_MAX];
         size_t n = 0;
         for (; j < end && n < BLK_BATCH_MAX && c->jobs[j].sv == svi; j++, n++) {
@@ -361,7 +376,9 @@ static int write_mos(struct sync_ctx *c, struct objdesc *mos_od, uint8_t **mbyte
         d.ds[d.nds].od = c->sv[i].od;
         d.nds++;
     }
-    int r = mos_encode(&d, mbytes, mlen);
+    int r = vkeys_to_dir(p, &d);
+    if (r == 0)
+        r = mos_encode(&d, mbytes, mlen);
     mos_dir_free(&d);
     if (r < 0)
         return r;

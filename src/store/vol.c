@@ -21,6 +21,7 @@
 
 #include "common/cleanup.h"
 #include "common/util.h"
+#include "store/blkcrypt.h"
 #include "store/pool_impl.h"
 
 /* ---- dirty maps ---- */
@@ -123,7 +124,8 @@ static int read_committed(struct ds *ds, const struct objdesc *od, uint64_t blki
         blk_count_cksum_error(&ds->pool->io);
         return -EIO;
     }
-    return blk_read(&ds->pool->io, &bp, 0, out);
+    struct blk_crypt bc;
+    return blk_read_crypt(&ds->pool->io, &bp, 0, ds_blk_crypt(ds, blkid, &bc), out);
 }
 
 /* Account a new open-map change (under ds->lock). */

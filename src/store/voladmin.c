@@ -15,6 +15,7 @@
 
 #include "common/cleanup.h"
 #include "common/util.h"
+#include "store/keyslot.h"
 #include "store/pool_impl.h"
 
 /* ---- datasets ---- */
@@ -32,6 +33,10 @@ struct ds *ds_new(struct bs_pool *p, const struct mos_ds *rec)
     pthread_mutex_init(&ds->lock, NULL);
     ds->od = rec->od;
     ds->open_txg = p->txg.open_txg;
+    if (rec->key_id && !(ds->key = vkey_find(p, rec->key_id))) {
+        ds_unref(ds); /* the directory decoder guarantees the key exists */
+        return NULL;
+    }
     return ds;
 }
 
@@ -161,6 +166,14 @@ static void fill_props(struct bs_pool *p, struct ds *d, struct bs_vol_props *o)
     o->compressratio = od.physical ? (double)od.logical / (double)od.physical : 1.0;
     o->create_txg = d->rec.create_txg;
     o->guid = d->rec.guid;
+    o->keyloaded = true;
+    if (d->key) {
+        o->encrypted = true;
+        o->keyformat = (enum bs_keyformat)d->key->rec.keyformat;
+        snprintf(o->keylocation, sizeof o->keylocation, "%s", d->key->rec.location);
+        o->keyloaded = d->key->master != NULL;
+        o->keyslots = (unsigned)keyslots_count(&d->key->rec.slots);
+    }
 }
 
 /* ---- public ---- */
@@ -173,8 +186,12 @@ void bs_vol_props_init(bs_pool *p, struct bs_vol_props *props)
     props->compression = p->comp;
     props->compress_level = p->comp_level;
     props->checksum = p->cksum;
+    props->encrypted = p->cryptdef.encryption != 0;
+    props->keyformat = (enum bs_keyformat)p->cryptdef.keyformat;
+    snprintf(props->keylocation, sizeof props->keylocation, "%s", p->cryptdef.location);
     pthread_mutex_unlock(&p->lock);
     props->compressratio = 1.0;
+    props->keyloaded = true;
 }
 
 int bs_vol_create(bs_pool *p, const struct bs_vol_props *props, bool thick, struct berr *err)
@@ -202,6 +219,10 @@ int bs_vol_create(bs_pool *p, const struct bs_vol_props *props, bool thick, stru
     if (p->readonly)
         return berr_set(err, EROFS, "pool '%s' is read-only", p->name);
     uint64_t refres = thick ? props->volsize : props->refreservation;
+    /* the key first: the KDF may take a second and needs no lock */
+    struct vkey *key = NULL;
+    if (props->encrypted && (r = vkey_new(p, props, &key, err)) < 0)
+        return berr_wrap(err, "cannot create encrypted volume '%s'", props->name);
 
     pthread_mutex_lock(&p->admin_lock);
     pthread_mutex_lock(&p->lock);
@@ -229,10 +250,16 @@ int bs_vol_create(bs_pool *p, const struct bs_vol_props *props, bool thick, stru
         rec.flags = props->readonly ? DS_FLAG_READONLY : 0;
         rec.volblocksize = bs;
         objdesc_init(&rec.od, __builtin_ctz(bs), props->volsize / bs);
+        if (key) {
+            key->rec.id = rec.key_id = rec.id;
+            key->next = p->keys;
+            p->keys = steal_ptr(key);
+        }
         r = ds_insert_new(p, &rec, err);
     }
     uint64_t t = r == 0 ? txg_dirty_open(p) : 0;
     pthread_mutex_unlock(&p->lock);
+    vkey_free(key); /* not used: the create failed */
     if (r == 0)
         r = admin_commit(p, t, err, "create volume");
     pthread_mutex_unlock(&p->admin_lock);
@@ -397,11 +424,13 @@ static int set_locked(bs_pool *p, struct ds *d, const char *prop, const char *va
         atomic_store(&d->readonly, on);
     } else {
         static const char *const ro[] = { "name", "volblocksize", "used", "referenced",
-                                          "logicalused", "compressratio", "create_txg", "guid" };
+                                          "logicalused", "compressratio", "create_txg", "guid",
+                                          "encryption", "keyformat", "keylocation", "keystatus" };
         for (size_t i = 0; i < ARRAY_SIZE(ro); i++)
             if (strcmp(prop, ro[i]) == 0)
                 return berr_set(err, EINVAL, "property '%s' is read-only%s", prop,
-                                i == 1 ? " (fixed when the volume is created)" : "");
+                                i == 1 || i == 8 ? " (fixed when the volume is created)"
+                                : i > 8 ? " (use 'berth key change' / 'key load')" : "");
         return berr_set(err, EINVAL, "unknown volume property '%s'", prop);
     }
     return 0;
@@ -442,6 +471,14 @@ int bs_vol_open(bs_pool *p, const char *name, bs_vol **out, struct berr *err)
     struct ds *d = ds_find(p, name);
     if (d && (d->rec.flags & DS_FLAG_RECV))
         d = NULL; /* a receive in progress is not a volume yet */
+    bool locked = d && d->key && (!d->key->master || d->key->unloading);
+    if (locked) {
+        pthread_mutex_unlock(&p->lock);
+        free(v);
+        return berr_set(err, EACCES, "'%s' is encrypted and its key is not loaded: run "
+                        "'berth key load %s/%.*s'", name, p->name, (int)strcspn(name, "@"),
+                        name);
+    }
     if (d) {
         ds_ref(d);
         d->nopen++;

@@ -125,6 +125,16 @@ kill_berthd() {
 
 uri() { echo "nbd+unix:///$1?socket=$NBD_SOCK"; }
 
+# rc_of EXPECTED NEEDLE CMD...: run, check the exit status and that stderr
+# names NEEDLE
+rc_of() {
+  local want=$1 needle=$2 out rc; shift 2
+  out=$("$@" 2>&1 >/dev/null); rc=$?
+  [ "$rc" -eq "$want" ] || fail "$*: exit $rc, want $want (stderr: $out)"
+  [[ "$out" == *"$needle"* ]] || fail "$*: stderr does not mention '$needle': $out"
+  echo "  ok ($rc): $* -> ${out%%$'\n'*}"
+}
+
 mkpool() {
   local name=$1 size=${2:-1G}
   berth pool create -o size="$size" "$name" "$T/$name.img" >/dev/null || fail "pool create $name"

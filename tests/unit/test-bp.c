@@ -96,7 +96,15 @@ static void test_rejections(void)
     REJECT("offset not 512-aligned", m.dva[0].offset = 100);
     REJECT("offset+asize overflow", m.dva[0].offset = UINT64_MAX - 511);
     REJECT("unknown flag", m.flags = 0x80);
-    REJECT("encrypted flag (v1)", m.flags = BP_FLAG_ENCRYPTED);
+    REJECT("encrypted flag without an IV", m.flags = BP_FLAG_ENCRYPTED);
+    REJECT("encrypted indirect", (m.flags = BP_FLAG_ENCRYPTED, m.iv[0] = 1,
+                                  m.type = BP_TYPE_INDIRECT, m.level = 1));
+    REJECT("encrypted with IV bytes 12..15", (m.flags = BP_FLAG_ENCRYPTED, m.iv[0] = 1,
+                                              m.iv[12] = 1));
+    REJECT("encrypted with a DVA 2 size", (m.flags = BP_FLAG_ENCRYPTED, m.iv[0] = 1,
+                                           m.dva[2].offset = 7, m.dva[2].asize = 512));
+    REJECT("encrypted hole", (m.flags = BP_FLAG_ENCRYPTED | BP_FLAG_HOLE, m.iv[0] = 1,
+                              m.dva[0] = (struct dva){0}));
     REJECT("non-zero IV", m.iv[3] = 1);
     REJECT("unused DVA with offset", m.dva[2].offset = 4096);
     REJECT("xxh3 with bytes 16..31 set", m.cksum = BS_CHECKSUM_XXH3);
@@ -109,6 +117,14 @@ static void test_rejections(void)
     bp_make_hole(&h, 5, 0, BP_TYPE_VOL_DATA);
     h.checksum[0] = 1;
     ok(enc_dec(&h, &b) == -EILSEQ, "rejects hole with checksum");
+    struct blkptr en = sample();
+    en.flags = BP_FLAG_ENCRYPTED;
+    memset(en.iv, 0xa5, 12);
+    en.dva[2].offset = 0x0123456789abcdefULL; /* the salt */
+    memset(en.checksum + 16, 0x5a, 16);       /* the MAC */
+    ok(enc_dec(&en, &b) == 0 && b.flags == BP_FLAG_ENCRYPTED && b.iv[11] == 0xa5 &&
+           b.dva[2].offset == en.dva[2].offset && b.checksum[31] == 0x5a,
+       "encrypted data pointer round trip (IV, salt, MAC)");
     uint8_t e[BP_SIZE];
     bp_encode(&(struct blkptr){0}, e);
     e[70] = 1;

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The encryption hooks of block I/O (docs/FORMAT.md sections 5 and 10):
+ * blk_write calls blk_seal after compression, blk_read calls blk_unseal
+ * after the checksum and before decompression.
+ *
+ * Invariants:
+ *  - an encrypted block pointer has BP_FLAG_ENCRYPTED, a random IV at bytes
+ *    80..91, its salt in DVA 2 (bytes 32..39), the first 16 bytes of its
+ *    checksum over the *ciphertext* (so a scrub verifies it without a key)
+ *    and the GCM tag in bytes 112..127;
+ *  - a block of an encrypted volume must be encrypted and a block of a
+ *    plaintext volume must not: a mismatch is a corrupt pointer (EIO, a
+ *    counted checksum error), so a tampered tree cannot downgrade a block to
+ *    plaintext;
+ *  - a tag that does not verify is EIO and a counted checksum error, and the
+ *    buffer is zeroed: unauthenticated plaintext never leaves this file. */
+#ifndef BERTH_STORE_BLKCRYPT_H
+#define BERTH_STORE_BLKCRYPT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/blkio.h"
+#include "store/crypt.h"
+
+/* What a data block of an encrypted volume is bound to (the AAD besides
+ * the pointer's own fields). */
+struct blk_crypt {
+    const struct crypt_key *key; /* the volume's master key (loaded) */
+    uint64_t key_guid;           /* guid of the key record (a clone shares its origin's) */
+    uint64_t object;             /* 0 for volume data (reserved for file datasets) */
+    uint64_t blkid;              /* the block's index in its object */
+};
+
+/* Salt of an encrypted pointer (DVA 2's offset field, little-endian). */
+void bp_get_salt(const struct blkptr *bp, uint8_t salt[CRYPT_SALT_LEN]);
+
+/* true if bp may be read with `bc` (NULL: a plaintext volume). */
+bool blk_crypt_match(const struct blkptr *bp, const struct blk_crypt *bc);
+
+/* Does `sum` (computed over the stored bytes) match bp's checksum?  An
+ * encrypted pointer keeps 16 bytes of it (the MAC takes the rest). */
+bool blk_sum_ok(const struct blkptr *bp, const uint8_t sum[32]);
+
+/* Encrypt the `psize` stored bytes at *src into s->buf (in place when they
+ * are there already; the sector padding after them stays zero), then
+ * fill bp's flag, IV, salt, checksum (of the ciphertext) and MAC.  bp must
+ * be zeroed; `comp`, `lsize`, `psize`, `txg` are what blk_write stores.
+ * *src then points at the ciphertext.  0 or -errno. */
+int blk_seal(const struct blk_wprops *wp, uint8_t comp, uint32_t lsize, uint32_t psize,
+             uint64_t txg, struct blk_scratch *s, const uint8_t **src, struct blkptr *bp);
+
+/* Authenticate and decrypt the bp->psize verified stored bytes in place.
+ * -EIO (counted as a checksum error, buf zeroed) if the tag fails. */
+int blk_unseal(const struct blkio *io, const struct blkptr *bp, const struct blk_crypt *bc,
+               uint8_t *buf);
+
+#endif
