@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "common/util.h"
 #include "store/keyslot.h"
 #include "store/pool_impl.h"
@@ -147,7 +148,12 @@ int bs_key_load_all(bs_pool *p, const struct bs_key *key, struct berr *err)
         struct berr e = {0};
         if (load_key(p, k, key, name, &e) >= 0) {
             loaded++;
-        } else if (!failed) {
+            continue;
+        }
+        if (!key) /* at import nobody else sees why the volume stays locked */
+            blog_warn("pool %s: key of '%s' not loaded from %s: %s", p->name, name,
+                      k->rec.location, e.msg);
+        if (!failed) {
             failed = true;
             if (err)
                 *err = e;
