@@ -5,8 +5,9 @@
  * (fio-like mode: prefill, then each workload), WHICH=rwRW (rand write/read,
  * seq Write/Read), NOTRIM=1 (autotrim off), DIRTY=MiB (dirty limit), NTHR=N,
  * DBG=1 (per-txg timings), COMP=off|lz4|zstd (volume compression, default
- * the pool's: lz4), ENC=1 (an encrypted volume, AES-256-GCM with a raw key).
- * Build and run: see docs/PERFORMANCE.md. */
+ * the pool's: lz4), ENC=1 (an encrypted volume, AES-256-GCM with a raw key),
+ * POOL_LAYOUT=TYPE:N (a mirror or raidz1..3 of N files POOL.0 .. POOL.N-1
+ * instead of one file POOL).  Build and run: see docs/PERFORMANCE.md. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,11 +61,18 @@ static void after_sync(double sync_s) {
 }
 int main(int argc, char **argv) {
     struct berr e = {0}; bs_pool *p;
-    const char *v[] = { argc > 1 ? argv[1] : "/tmp/bench/pool.img" };
-    unlink(v[0]);
+    const char *base = argc > 1 ? argv[1] : "/tmp/bench/pool.img";
+    const char *v[17] = { base }; char names[16][512], lay[16] = ""; size_t nv = 1;
+    if (getenv("POOL_LAYOUT")) {
+        unsigned n = 0;
+        if (sscanf(getenv("POOL_LAYOUT"), "%15[a-z0-9]:%u", lay, &n) != 2 || n < 2 || n > 16) { printf("POOL_LAYOUT is TYPE:N (N 2..16)\n"); return 1; }
+        v[0] = lay;
+        for (unsigned i = 0; i < n; i++) { snprintf(names[i], sizeof names[i], "%s.%u", base, i); v[nv++] = names[i]; unlink(names[i]); }
+    }
+    unlink(base);
     if (getenv("DIRTY")) { struct bs_tunables tu; bs_tunables_get(&tu); tu.dirty_max_bytes = strtoull(getenv("DIRTY"), 0, 0) << 20; bs_tunables_set(&tu); }
     struct bs_pool_opts o; bs_pool_opts_init(&o); if (getenv("NOTRIM")) o.autotrim = false;
-    if (bs_pool_create("b", v, 1, 8ULL << 30, &o, &p, &e)) { printf("%s\n", e.msg); return 1; }
+    if (bs_pool_create("b", v, nv, 8ULL << 30, &o, &p, &e)) { printf("%s\n", e.msg); return 1; }
     struct bs_vol_props vp; bs_vol_props_init(p, &vp);
     strcpy(vp.name, "v"); vp.volsize = 4ULL << 30;
     if (getenv("COMP") && bs_compress_parse(getenv("COMP"), &vp.compression, &vp.compress_level, &e)) { printf("%s\n", e.msg); return 1; }
@@ -87,7 +95,7 @@ int main(int argc, char **argv) {
             if (*c == 'W') { bench("seq write 1M", 2, 1 << 20, nthr, T); t0 = now_ns(); bs_pool_sync(p, &e); after_sync((now_ns()-t0)/1e9); }
             if (*c == 'R') bench("seq read 1M", 3, 1 << 20, nthr, T);
         }
-        bs_vol_close(g_vol); bs_pool_close(p); unlink(v[0]); return 0;
+        bs_vol_close(g_vol); bs_pool_close(p); unlink(base); for (size_t i = 1; i < nv; i++) unlink(v[i]); return 0;
     }
     if (getenv("SEQONLY")) { bench("seq write 1M", 2, 1 << 20, nthr, 5); return 0; }
     if (getenv("RANDFIRST")) { bench("rand write 4K fresh", 0, 4096, nthr, 6); bs_pool_sync(p, &e); bench("rand read 4K", 1, 4096, nthr, 4); }
@@ -99,6 +107,6 @@ int main(int argc, char **argv) {
     bench("rand read 4K", 1, 4096, nthr, 4);
     struct bs_pool_stats st; bs_pool_stats(p, &st);
     printf("txg %llu cache hits %llu misses %llu alloc %llu\n", (unsigned long long)st.txg, (unsigned long long)st.cache_hits, (unsigned long long)st.cache_misses, (unsigned long long)st.allocated);
-    bs_vol_close(g_vol); bs_pool_close(p); unlink(v[0]);
+    bs_vol_close(g_vol); bs_pool_close(p); unlink(base); for (size_t i = 1; i < nv; i++) unlink(v[i]);
     return 0;
 }

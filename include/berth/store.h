@@ -139,8 +139,11 @@ uint64_t bs_memory_default(void);
  *
  * The vdev spec (like zpool create): {PATH} is a pool on one device;
  * {"mirror", PATH, PATH, ...} (2..32 devices) keeps a copy of every block on
- * each of them, and its size is the smallest device's.  raidz and several
- * top-level vdevs are not supported yet (ENOTSUP). */
+ * each of them, and its size is the smallest device's; {"raidzN", PATH, ...}
+ * (N = 1..3, "raidz" = raidz1; N+1..32 devices) stripes every block with N
+ * parity columns over them (docs/FORMAT.md 2), so any N may fail; its space
+ * is raw (parity included).  Several top-level vdevs are not supported yet
+ * (ENOTSUP). */
 int bs_pool_create(const char *name, const char *const *vdevs, size_t nvdevs, uint64_t size,
                    const struct bs_pool_opts *opts, bs_pool **out, struct berr *err);
 
@@ -148,7 +151,8 @@ int bs_pool_create(const char *name, const char *const *vdevs, size_t nvdevs, ui
  * is present, in any order; no "mirror" keyword).  `name` may be NULL (take
  * the pool on those devices) or the expected pool name (ENOENT if
  * different).  A mirror with members missing imports DEGRADED as long as
- * one member is there (ENXIO naming the missing ones otherwise).  A pool not
+ * one member is there, a raidzN as long as at most N are missing (ENXIO
+ * naming the missing ones otherwise).  A pool not
  * cleanly exported is imported all the same (that is crash recovery);
  * another process holding it open gives EBUSY. */
 int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs_pool **out,
@@ -243,7 +247,7 @@ struct bs_pool_stats {
     char keylocation[BS_KEYLOCATION_MAX];
     size_t nvdevs;
     struct bs_vdev_stats vdevs[8];
-    char layout[16];         /* "single" or "mirror" */
+    char layout[16];         /* "single", "mirror", "raidz1", "raidz2", "raidz3" */
     struct bs_scan_stats scan;
 };
 /* state: "ONLINE", "DEGRADED" (a leaf is not ONLINE or is stale: redundancy
@@ -251,11 +255,12 @@ struct bs_pool_stats {
  * "READONLY". */
 int bs_pool_stats(bs_pool *p, struct bs_pool_stats *out);
 
-/* Take a mirror member out of service (OFFLINE; not remembered across
- * import) or bring one back (ONLINE, stale until a scrub has repaired what
- * it missed).  `dev` is the leaf's path or index; a member missing since
- * import is brought back by its (new) path.  EBUSY if it holds the only
- * up-to-date copy; ENOTSUP on a single-device pool. */
+/* Take a mirror or raidz member out of service (OFFLINE; not remembered
+ * across import) or bring one back (ONLINE, stale until a scrub has repaired
+ * what it missed).  `dev` is the leaf's path or index; a member missing since
+ * import is brought back by its (new) path.  EBUSY if the members left up to
+ * date could not serve every block (a mirror: none left; a raidz: fewer than
+ * all but nparity); ENOTSUP on a single-device pool. */
 int bs_pool_offline(bs_pool *p, const char *dev, struct berr *err);
 int bs_pool_online(bs_pool *p, const char *dev, struct berr *err);
 

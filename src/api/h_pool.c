@@ -35,15 +35,16 @@ int h_pool_create(const struct api_call *c, json_t **out, struct berr *err)
     const char *name = api_get_str(c->body, "name");
     json_t *jv = json_object_get(c->body, "vdevs");
     size_t nv = json_array_size(jv);
-    /* {"layout": "mirror", "vdevs": [...]} is the engine's spec
+    /* {"layout": "mirror"|"raidzN", "vdevs": [...]} is the engine's spec
      * {"mirror", ...}; the pool table keeps the device paths only */
     const char *spec[9];
     const char *layout = api_get_str(c->body, "layout");
     size_t k = 0;
     if (layout && strcmp(layout, "single") != 0) {
-        if (strcmp(layout, "mirror") != 0)
+        if (strcmp(layout, "mirror") != 0 && strcmp(layout, "raidz1") != 0 &&
+            strcmp(layout, "raidz2") != 0 && strcmp(layout, "raidz3") != 0)
             return berr_set(err, EINVAL, "field 'layout': '%s' is not supported (single, "
-                            "mirror)", layout);
+                            "mirror, raidz1, raidz2, raidz3)", layout);
         spec[k++] = layout;
     }
     const char **vdevs = spec + k;

@@ -20,9 +20,12 @@ void help_pool(FILE *f)
             "  create [-o ashift=N] [-o autotrim=on|off] [-o size=SIZE]\n"
             "         [-O compression=lz4|zstd|zstd-N|off] [-O checksum=xxh3|sha256] [-f]\n"
             "         [-O encryption=on -O keyformat=raw|hex|passphrase\n"
-            "          -O keylocation=prompt|file:///PATH] NAME VDEV | NAME mirror VDEV VDEV...\n"
+            "          -O keylocation=prompt|file:///PATH]\n"
+            "         NAME VDEV | NAME mirror VDEV VDEV... | NAME raidz1|raidz2|raidz3 VDEV...\n"
             "      Create a pool on a file or block device, or on a mirror of several\n"
-            "      (a copy of every block on each).  A missing file is created\n"            "      with -o size.  ashift is detected when not given (files: 12).  A device\n"
+            "      (a copy of every block on each), or a raidz of several (parity on 1..3\n"
+            "      of them: that many may fail).  A missing file is created\n"
+            "      with -o size.  ashift is detected when not given (files: 12).  A device\n"
             "      holding a berth pool is never overwritten without -f.  -O encryption=...\n"
             "      makes new volumes encrypted by default (each with its own key slots;\n"
             "      -o encryption=off on a volume opts out).\n"
@@ -124,13 +127,20 @@ static int pool_create(struct cli *c, int argc, char **argv)
             break;
         })
     int first = optind + 1;
-    if (argc - optind >= 2 && strcmp(argv[first], "mirror") == 0) {
-        json_object_set_new(body, "layout", json_string("mirror"));
+    static const char *const layouts[] = {"mirror", "raidz1", "raidz2", "raidz3"};
+    const char *layout = NULL;
+    for (size_t i = 0; argc - optind >= 2 && i < 4; i++)
+        if (strcmp(argv[first], layouts[i]) == 0)
+            layout = layouts[i];
+    if (layout) {
+        unsigned need = layout[0] == 'm' ? 2 : (unsigned)(layout[5] - '0') + 1;
+        json_object_set_new(body, "layout", json_string(layout));
         first++;
-        if (argc - first < 2)
-            return cli_usage_error("pool", "a mirror needs at least two devices");
+        if ((unsigned)(argc - first) < need)
+            return cli_usage_error("pool", "%s needs at least %u devices", layout, need);
     } else if (argc - optind != 2) {
-        return cli_usage_error("pool", "pool create needs NAME and VDEV (or mirror VDEV VDEV...)");
+        return cli_usage_error("pool", "pool create needs NAME and VDEV (or mirror|raidz1|raidz2|"
+                               "raidz3 VDEV VDEV...)");
     }
     json_t *vdevs = json_array();
     for (int i = first; i < argc; i++) {
@@ -268,10 +278,13 @@ static void print_status(struct cli *c, json_t *p)
            out_u64(get(p, "read_errors"), b1, sizeof(b1)),
            out_u64(get(p, "write_errors"), b2, sizeof(b2)),
            out_u64(get(p, "checksum_errors"), b3, sizeof(b3)));
-    bool mirror = json_string_value(get(p, "layout")) &&
-                  strcmp(json_string_value(get(p, "layout")), "mirror") == 0;
-    if (mirror)
-        printf("\t%-*s  %-8s\n", (int)w, "  mirror-0", state);
+    const char *lay = json_string_value(get(p, "layout"));
+    bool mirror = lay && strcmp(lay, "single") != 0; /* a tree: mirror-0, raidz1-0, ... */
+    if (mirror) {
+        char top[32];
+        snprintf(top, sizeof top, "  %s-0", lay);
+        printf("\t%-*s  %-8s\n", (int)w, top, state);
+    }
     json_array_foreach(get(p, "vdevs"), i, v) {
         char name[4200];
         snprintf(name, sizeof(name), "%s%s%s", mirror ? "    " : "  ",

@@ -54,7 +54,7 @@ struct alloc {
     pthread_mutex_t lock;
     struct vdev *v;
     int ashift;
-    uint64_t data_start, nsect;
+    uint64_t nsect;
     uint64_t bitmap_offset, nchunks;
     uint32_t slot_size, bpc; /* bits per chunk (a multiple of 64) */
     uint64_t *committed, *inuse;
@@ -182,8 +182,7 @@ static int alloc_init(struct vdev *v, const struct label_hdr *h, struct alloc **
     pthread_mutex_init(&a->lock, NULL);
     a->v = v;
     a->ashift = h->ashift;
-    a->data_start = h->data_start;
-    a->nsect = (h->data_end - h->data_start) >> h->ashift;
+    a->nsect = label_data_size(h) >> h->ashift;
     a->bitmap_offset = h->bitmap_offset;
     a->nchunks = h->bitmap_chunks;
     a->slot_size = h->bitmap_slot_size;
@@ -617,7 +616,7 @@ static size_t discard_runs(struct alloc *a, struct dfree *r, size_t n, uint64_t 
         uint64_t len = r[i].n << a->ashift;
         if (len < min_bytes)
             continue;
-        if (vdev_discard(a->v, a->data_start + (r[i].start << a->ashift), len) == 0 && bytes)
+        if (vdev_discard_block(a->v, r[i].start << a->ashift, len) == 0 && bytes)
             *bytes += len;
     }
     return k;

@@ -66,12 +66,8 @@ int blk_read_raw(const struct blkio *io, const struct blkptr *bp, void *buf, siz
 
 void blk_prefetch(const struct blkio *io, const struct blkptr *bp)
 {
-    /* a hint to the first leaf that has the block (a mirror's copies are
-     * all at the same offset) */
-    struct vdev *leaf = io->vd->nchild ? io->vd->child[0] : io->vd;
-    if (bp_readable(io, bp) && leaf && leaf->fd >= 0)
-        (void)posix_fadvise(leaf->fd, (off_t)(io->data_start + bp->dva[0].offset),
-                            (off_t)bp->psize, POSIX_FADV_WILLNEED);
+    if (bp_readable(io, bp))
+        vdev_prefetch_block(io->vd, bp->dva[0].offset, bp->psize);
 }
 
 int blk_read(const struct blkio *io, const struct blkptr *bp, unsigned flags, struct cbuf **out)
@@ -183,15 +179,17 @@ int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_
         comp = wp->comp;
     }
     uint32_t sector = 1u << io->ashift;
-    uint32_t asize = (uint32_t)ROUND_UP((uint64_t)psize, sector);
-    if (asize != psize) {
-        if (asize > s->cap)
+    uint32_t len = (uint32_t)ROUND_UP((uint64_t)psize, sector);
+    if (len != psize) {
+        if (len > s->cap)
             return -EOVERFLOW;
         if (src != s->buf)
             memcpy(s->buf, src, psize);
-        memset(s->buf + psize, 0, asize - psize);
+        memset(s->buf + psize, 0, len - psize);
         src = s->buf;
     }
+    /* a raidz allocates parity and padding besides the data */
+    uint32_t asize = (uint32_t)vdev_asize(io->vd, len);
     memset(bp, 0, sizeof *bp);
     if (!wp->crypt)
         checksum_compute(wp->cksum, src, psize, bp->checksum);
@@ -201,7 +199,7 @@ int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_
     int r = alloc_alloc(io->alloc, asize, txg, &off);
     if (r < 0)
         return r;
-    r = vdev_write_block(io->vd, src, asize, off);
+    r = vdev_write_block(io->vd, src, len, off);
     if (r < 0) {
         alloc_free(io->alloc, off, asize, txg);
         return -EIO;
@@ -225,14 +223,16 @@ int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_
 /* ---- batches ----
  *
  * A run is a list of prepared blocks (compressed, padded and checksummed,
- * pointers filled but for the location) that go to consecutive bytes on the
- * vdev.  Output that is not the caller's buffer (compressed or padded
- * blocks) lives in s->bbuf until the run is written. */
+ * pointers filled but for the location) allocated back to back on the vdev
+ * (each takes vdev_asize of its padded length).  Output that is not the
+ * caller's buffer (compressed or padded blocks) lives in s->bbuf until the
+ * run is written. */
 struct run {
     struct iovec iov[BLK_BATCH_MAX];
     size_t idx[BLK_BATCH_MAX]; /* request of each iov */
+    uint32_t asize[BLK_BATCH_MAX];
     int n;
-    uint64_t bytes;
+    uint64_t bytes;    /* allocated bytes */
     size_t used; /* of s->bbuf */
 };
 
@@ -243,7 +243,7 @@ static void run_done(const struct blkio *io, struct blk_wreq *r, const struct ru
         struct blkptr *bp = r[rn->idx[i]].bp;
         bp->dva[0].offset = offs[i];
         bp->dva[0].vdev = 0;
-        bp->dva[0].asize = (uint32_t)rn->iov[i].iov_len;
+        bp->dva[0].asize = rn->asize[i];
         bcache_put(io->cache, io->cache_id, offs[i], txg, r[rn->idx[i]].cb);
     }
 }
@@ -259,13 +259,13 @@ static int run_write(const struct blkio *io, struct blk_wreq *r, struct run *rn,
     if (rn->n > 1 && s->no_run_txg != txg) {
         ret = alloc_alloc(io->alloc, rn->bytes, txg, &off);
         if (ret == 0) {
-            if (vdev_pwritev(io->vd, rn->iov, rn->n, io->data_start + off) < 0) {
+            if (vdev_write_blocks(io->vd, rn->iov, rn->n, off) < 0) {
                 alloc_free(io->alloc, off, rn->bytes, txg);
                 return -EIO;
             }
             for (int i = 0; i < rn->n; i++) {
                 offs[i] = off;
-                off += rn->iov[i].iov_len;
+                off += rn->asize[i];
             }
             goto done;
         }
@@ -274,12 +274,11 @@ static int run_write(const struct blkio *io, struct blk_wreq *r, struct run *rn,
         s->no_run_txg = txg; /* no free run that long: per block from now on */
     }
     for (int i = 0; i < rn->n; i++) {
-        ret = alloc_alloc(io->alloc, rn->iov[i].iov_len, txg, &offs[i]);
+        ret = alloc_alloc(io->alloc, rn->asize[i], txg, &offs[i]);
         if (ret < 0)
             return ret;
-        if (vdev_pwrite(io->vd, rn->iov[i].iov_base, rn->iov[i].iov_len,
-                        io->data_start + offs[i]) < 0) {
-            alloc_free(io->alloc, offs[i], rn->iov[i].iov_len, txg);
+        if (vdev_write_block(io->vd, rn->iov[i].iov_base, rn->iov[i].iov_len, offs[i]) < 0) {
+            alloc_free(io->alloc, offs[i], rn->asize[i], txg);
             return -EIO;
         }
     }
@@ -361,8 +360,9 @@ int blk_write_batch(const struct blkio *io, struct blk_wreq *r, size_t n,
         rn.iov[rn.n].iov_base = (void *)src;
         rn.iov[rn.n].iov_len = asize;
         rn.idx[rn.n] = k;
+        rn.asize[rn.n] = (uint32_t)vdev_asize(io->vd, asize);
+        rn.bytes += rn.asize[rn.n];
         rn.n++;
-        rn.bytes += asize;
     }
     return run_write(io, r, &rn, txg, s, written);
 }

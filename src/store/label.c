@@ -39,7 +39,7 @@
 #define UB_RESERVED_OFF 220
 #define UB_RING_BYTES (LABEL_SIZE - LABEL_HDR_SIZE)
 #define MAX_CHILDREN 32
-#define FEATURES_INCOMPAT_KNOWN LABEL_FEAT_VDEV_TREE
+#define FEATURES_INCOMPAT_KNOWN (LABEL_FEAT_VDEV_TREE | LABEL_FEAT_RAIDZ)
 
 /* ---- layout ---- */
 
@@ -62,16 +62,20 @@ int label_layout(struct label_hdr *h, uint64_t size)
     uint32_t slot = bitmap_slot_size(h->ashift);
     uint32_t bits = (slot - 64) * 8;
     uint64_t data_end = (dev - 2 * LABEL_SIZE) & ~(sector - 1);
+    /* a raidz's data area spans the same range of every child */
+    uint64_t width = h->top_type == VDEV_TYPE_RAIDZ ? h->nchildren : 1;
+    if (width == 0 || width > MAX_CHILDREN)
+        return -EINVAL;
     /* Size the bitmap for the whole span after the bitmap's start (an upper
      * bound of the data area), then count the chunks the real area needs;
      * the region keeps its upper-bound size so data_start is stable. */
-    uint64_t upper = (data_end - BITMAP_OFFSET) >> h->ashift;
+    uint64_t upper = ((data_end - BITMAP_OFFSET) >> h->ashift) * width;
     uint64_t chunks = (upper + bits - 1) / bits;
     uint64_t data_start = BITMAP_OFFSET + chunks * 2 * slot;
     data_start = (data_start + MiB - 1) & ~(MiB - 1);
     if (data_start >= data_end)
         return -ENOSPC;
-    uint64_t nsect = (data_end - data_start) >> h->ashift;
+    uint64_t nsect = ((data_end - data_start) >> h->ashift) * width;
     h->dev_size = dev;
     h->data_start = data_start;
     h->data_end = data_end;
@@ -80,6 +84,12 @@ int label_layout(struct label_hdr *h, uint64_t size)
     h->bitmap_slot_size = slot;
     h->bits_per_chunk = bits;
     return 0;
+}
+
+uint64_t label_data_size(const struct label_hdr *h)
+{
+    uint64_t width = h->top_type == VDEV_TYPE_RAIDZ ? h->nchildren : 1;
+    return (h->data_end - h->data_start) * width;
 }
 
 static uint64_t label_offset(uint64_t dev_size, int i)
@@ -164,7 +174,8 @@ static void hdr_fields(const uint8_t *in, uint32_t used, struct label_hdr *h)
 
 static bool hdr_layout_ok(const struct label_hdr *h)
 {
-    struct label_hdr l = {.ashift = h->ashift};
+    struct label_hdr l = {.ashift = h->ashift, .top_type = h->top_type,
+                          .nchildren = h->nchildren};
     if (h->dev_size % LABEL_SIZE || label_layout(&l, h->dev_size) != 0)
         return false;
     return l.dev_size == h->dev_size && l.data_start == h->data_start &&
@@ -173,13 +184,21 @@ static bool hdr_layout_ok(const struct label_hdr *h)
            l.bits_per_chunk == h->bits_per_chunk;
 }
 
-/* The vdev tree (FORMAT.md 2): a single leaf, or a mirror of 2..32 leaves
- * marked with the incompat feature; every child guid set and distinct, this
- * leaf's own at its index. */
+/* The vdev tree (FORMAT.md 2): a single leaf, a mirror of 2..32 leaves
+ * marked with the incompat feature, or a raidz1..3 of nparity+1..32 leaves
+ * marked with both; every child guid set and distinct, this leaf's own at
+ * its index. */
 static bool hdr_tree_ok(const struct label_hdr *h)
 {
     bool tree = (h->features_incompat & LABEL_FEAT_VDEV_TREE) != 0;
-    if (h->top_type == 0) {
+    bool raidz = (h->features_incompat & LABEL_FEAT_RAIDZ) != 0;
+    if (h->top_type == VDEV_TYPE_RAIDZ) {
+        if (!tree || !raidz || h->nparity < 1 || h->nparity > 3 ||
+            h->nchildren < h->nparity + 1u)
+            return false;
+    } else if (raidz || h->nparity != 0) {
+        return false;
+    } else if (h->top_type == 0) {
         if (tree || h->nchildren != 1)
             return false;
     } else if (h->top_type == VDEV_TYPE_MIRROR) {
@@ -213,7 +232,7 @@ static bool hdr_fields_ok(const struct label_hdr *h, uint32_t used)
         return false;
     if (h->vdev_type != VDEV_TYPE_FILE && h->vdev_type != VDEV_TYPE_DISK)
         return false;
-    if (h->nparity != 0 || h->pool_guid == 0 || h->vdev_guid == 0)
+    if (h->pool_guid == 0 || h->vdev_guid == 0)
         return false;
     if (h->nchildren == 0 || h->nchildren > MAX_CHILDREN || h->child_index >= h->nchildren)
         return false;

@@ -27,6 +27,9 @@
 /* Incompatible feature: the pool's top-level vdev is a mirror (label
  * top_type); versions without it must not import one leaf of it alone. */
 #define LABEL_FEAT_VDEV_TREE 2ULL
+/* Incompatible feature: the top-level vdev is a raidz (top_type 11, nparity
+ * 1..3); its data area is interleaved over the leaves (FORMAT.md 2). */
+#define LABEL_FEAT_RAIDZ 4ULL
 
 enum pool_state { POOL_STATE_ACTIVE = 0, POOL_STATE_EXPORTED = 1, POOL_STATE_DESTROYED = 2 };
 enum vdev_type { VDEV_TYPE_FILE = 1, VDEV_TYPE_DISK = 2, VDEV_TYPE_MIRROR = 10, VDEV_TYPE_RAIDZ = 11 };
@@ -50,7 +53,8 @@ struct label_hdr {
     uint64_t create_txg;
     uint64_t nchildren, child_index;
     uint64_t child_guids[32];
-    uint8_t top_type;   /* 0: the leaf is the whole top-level vdev; VDEV_TYPE_MIRROR */
+    uint8_t top_type;   /* 0: the leaf is the whole top-level vdev; VDEV_TYPE_MIRROR,
+                           VDEV_TYPE_RAIDZ */
 };
 
 struct uberblock {
@@ -72,20 +76,25 @@ struct uberblock {
 };
 
 /* Compute the layout fields (dev_size, data_start, data_end, bitmap_*) of
- * `h` for a device of `size` bytes and h->ashift.  -ENOSPC if the device is
- * too small for a pool (minimum 64 MiB). */
+ * `h` for a device of `size` bytes, h->ashift and, for a raidz (h->top_type,
+ * h->nchildren), a bitmap covering the data areas of all children.  -ENOSPC
+ * if the device is too small for a pool (minimum 64 MiB). */
 int label_layout(struct label_hdr *h, uint64_t size);
+/* Bytes of the top-level vdev's data area: a leaf's (data_end - data_start),
+ * times nchildren for a raidz. */
+uint64_t label_data_size(const struct label_hdr *h);
 
 void label_hdr_encode(const struct label_hdr *h, uint8_t out[LABEL_HDR_SIZE]);
 /* -EILSEQ on bad magic/checksum/version or inconsistent layout fields;
  * -ENOTSUP if it needs an unknown incompat feature.  Also -EILSEQ: pool or
  * vdev guid 0, empty or unterminated name (or bytes after its NUL), a vdev
- * type other than file/disk, nparity != 0, nchildren not 1..32, child_index
- * >= nchildren, child guids past nchildren; a top type other than 0 (then
- * nchildren 1, no LABEL_FEAT_VDEV_TREE) or mirror (nchildren >= 2 and the
- * feature), a zero or repeated child guid, or child_guids[child_index] !=
- * vdev_guid.  Layout fields must equal what
- * label_layout computes for dev_size and ashift. */
+ * type other than file/disk, nchildren not 1..32, child_index >= nchildren,
+ * child guids past nchildren; a top type other than 0 (then nchildren 1, no
+ * LABEL_FEAT_VDEV_TREE), mirror (nchildren >= 2 and the feature) or raidz
+ * (nparity 1..3, nchildren >= nparity + 1, both features), nparity != 0
+ * for a non-raidz, a zero or repeated child guid, or
+ * child_guids[child_index] != vdev_guid.  Layout fields must equal what
+ * label_layout computes for dev_size, ashift and the tree. */
 int label_hdr_decode(const uint8_t *in, size_t len, struct label_hdr *h);
 
 void ub_encode(const struct uberblock *ub, uint8_t out[UB_SIZE]);

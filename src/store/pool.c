@@ -186,9 +186,9 @@ void pool_abandon(bs_pool *p)
 static void setup_io(bs_pool *p)
 {
     p->io.vd = p->vd;
-    vdev_set_data(p->vd, p->hdr.data_start, p->hdr.data_end - p->hdr.data_start);
+    vdev_set_data(p->vd, p->hdr.ashift, p->hdr.data_start, p->hdr.data_end - p->hdr.data_start);
     p->io.data_start = p->hdr.data_start;
-    p->io.data_size = p->hdr.data_end - p->hdr.data_start;
+    p->io.data_size = p->vd->data_size; /* a raidz's spans all its leaves */
     p->io.ashift = p->hdr.ashift;
     snprintf(p->name, sizeof p->name, "%s", p->hdr.pool_name);
     p->guid = p->hdr.pool_guid;

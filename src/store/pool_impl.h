@@ -121,7 +121,8 @@ uint64_t pool_random_u64(void);
 
 /* A parsed vdev spec: {"mirror", PATH, PATH...} or {PATH}. */
 struct vdev_spec {
-    int top_type; /* 0: one leaf; VDEV_TYPE_MIRROR */
+    int top_type; /* 0: one leaf; VDEV_TYPE_MIRROR, VDEV_TYPE_RAIDZ */
+    unsigned nparity; /* raidz: 1..3 */
     const char *paths[32];
     unsigned n;
 };

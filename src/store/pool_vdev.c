@@ -37,10 +37,21 @@ int pool_vdev_spec(const char *const *vdevs, size_t n, struct vdev_spec *s, stru
             return berr_set(err, EINVAL, "a mirror needs at least two devices (got %zu)",
                             n - first);
     } else if (strncmp(vdevs[0], "raidz", 5) == 0) {
-        return berr_set(err, ENOTSUP, "raidz is not supported yet; use mirror");
+        const char *k = vdevs[0] + 5;
+        if (*k == 0 || (k[0] >= '1' && k[0] <= '3' && k[1] == 0))
+            s->nparity = *k ? (unsigned)(k[0] - '0') : 1; /* "raidz" is raidz1, as in ZFS */
+        else
+            return berr_set(err, EINVAL, "unknown layout '%s': use raidz1, raidz2 or raidz3",
+                            vdevs[0]);
+        s->top_type = VDEV_TYPE_RAIDZ;
+        first = 1;
+        if (n - first < s->nparity + 1)
+            return berr_set(err, EINVAL, "raidz%u needs at least %u devices (got %zu)",
+                            s->nparity, s->nparity + 1, n - first);
     } else if (n != 1) {
         return berr_set(err, ENOTSUP, "several devices need a layout: \"mirror DEV DEV...\" "
-                        "(striping over plain devices is not supported)");
+                        "or \"raidz1|raidz2|raidz3 DEV DEV...\" (striping over plain "
+                        "devices is not supported)");
     }
     if (n - first > MAX_LEAVES)
         return berr_set(err, EINVAL, "at most %d devices per vdev (got %zu)", MAX_LEAVES,
@@ -88,7 +99,10 @@ int pool_vdev_create(bs_pool *p, const struct vdev_spec *s, uint64_t size, bool 
     }
     h->nchildren = s->n;
     h->top_type = (uint8_t)s->top_type;
+    h->nparity = (uint8_t)s->nparity;
     h->features_incompat = s->top_type ? LABEL_FEAT_VDEV_TREE : 0;
+    if (s->top_type == VDEV_TYPE_RAIDZ)
+        h->features_incompat |= LABEL_FEAT_RAIDZ;
     h->top_guid = s->top_type ? pool_random_u64() : leaves[0]->guid;
     h->vdev_guid = leaves[0]->guid;
     h->child_index = 0;
@@ -98,6 +112,8 @@ int pool_vdev_create(bs_pool *p, const struct vdev_spec *s, uint64_t size, bool 
         p->vd = leaves[0];
         return 0;
     }
+    if (s->top_type == VDEV_TYPE_RAIDZ)
+        return vdev_raidz_new(leaves, s->n, s->nparity, &p->vd, err);
     return vdev_mirror_new(leaves, s->n, &p->vd, err);
 }
 
@@ -158,6 +174,7 @@ static bool same_tree(const struct label_hdr *a, const struct label_hdr *b)
 {
     return a->pool_guid == b->pool_guid && a->top_guid == b->top_guid &&
            a->top_type == b->top_type && a->nchildren == b->nchildren &&
+           a->nparity == b->nparity &&
            a->ashift == b->ashift && a->dev_size == b->dev_size &&
            memcmp(a->child_guids, b->child_guids, sizeof a->child_guids) == 0;
 }
@@ -218,10 +235,14 @@ int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, struct berr
         if (!slot[k])
             r = berr_set(err, ENOMEM, "out of memory");
     }
-    if (r == 0 && missing && (h->top_type == 0 || missing >= h->nchildren))
+    /* how many members the layout can do without */
+    unsigned spare = h->top_type == VDEV_TYPE_RAIDZ    ? h->nparity
+                     : h->top_type == VDEV_TYPE_MIRROR ? (unsigned)h->nchildren - 1
+                                                       : 0;
+    if (r == 0 && missing > spare)
         r = berr_set(err, ENXIO, "pool '%s' cannot be imported: %u of its %llu devices are "
-                     "missing (%s) and its redundancy cannot cover that", h->pool_name, missing,
-                     (unsigned long long)h->nchildren, names);
+                     "missing (%s) and its redundancy covers %u", h->pool_name, missing,
+                     (unsigned long long)h->nchildren, names, spare);
     if (r < 0) {
         for (uint64_t k = 0; k < h->nchildren; k++)
             vdev_close(slot[k]);
@@ -231,7 +252,10 @@ int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, struct berr
         p->vd = slot[0];
         return 0;
     }
-    r = vdev_mirror_new(slot, (unsigned)h->nchildren, &p->vd, err);
+    if (h->top_type == VDEV_TYPE_RAIDZ)
+        r = vdev_raidz_new(slot, (unsigned)h->nchildren, h->nparity, &p->vd, err);
+    else
+        r = vdev_mirror_new(slot, (unsigned)h->nchildren, &p->vd, err);
     if (r == 0 && missing)
         blog_warn("pool '%s' imported DEGRADED: %s", h->pool_name, names);
     return r;
@@ -310,8 +334,11 @@ void pool_vdev_stats(bs_pool *p, bool faulted, uint64_t size, struct bs_pool_sta
 {
     enum vdev_state top = vdev_top_state(p->vd);
     unsigned n = vdev_nleaves(p->vd);
-    snprintf(o->layout, sizeof o->layout, "%s", p->vd->kind == VDEV_KIND_MIRROR ? "mirror"
-                                                                                 : "single");
+    if (p->vd->kind == VDEV_KIND_RAIDZ)
+        snprintf(o->layout, sizeof o->layout, "raidz%u", p->vd->nparity);
+    else
+        snprintf(o->layout, sizeof o->layout, "%s",
+                 p->vd->kind == VDEV_KIND_MIRROR ? "mirror" : "single");
     o->nvdevs = MIN(n, 8u);
     pthread_mutex_lock(&p->lock);
     for (unsigned i = 0; i < n; i++) {
@@ -403,9 +430,10 @@ int bs_pool_offline(bs_pool *p, const char *path, struct berr *err)
         for (unsigned k = 0; k < p->vd->nchild; k++)
             others += (int)k != i && vdev_usable(p->vd->child[k]) &&
                       !atomic_load(&p->vd->child[k]->stale);
-        if (others == 0 && vdev_usable(l))
-            i = berr_set(err, EBUSY, "%s holds the only up-to-date copy of pool '%s'",
-                         l->path, p->name);
+        /* the up-to-date leaves left must still hold every block */
+        if (vdev_usable(l) && p->vd->nchild - others > vdev_redundancy(p->vd))
+            i = berr_set(err, EBUSY, "taking %s offline would leave pool '%s' without an "
+                         "up-to-date copy of its data", l->path, p->name);
         else
             atomic_store(&l->state, VDEV_STATE_OFFLINE);
         vdev_top_state(p->vd);

@@ -29,6 +29,7 @@
 #include "common/cleanup.h"
 #include "common/util.h"
 #include "store/vdev_mirror.h"
+#include "store/vdev_raidz.h"
 
 #define FILE_SECTOR_SHIFT 12
 
@@ -155,12 +156,30 @@ const char *vdev_state_name(enum vdev_state s)
     return (unsigned)s < 5 ? names[s] : "UNKNOWN";
 }
 
-void vdev_set_data(struct vdev *top, uint64_t data_start, uint64_t data_size)
+void vdev_set_data(struct vdev *top, int ashift, uint64_t data_start, uint64_t leaf_size)
 {
+    top->ashift = ashift;
     top->data_start = data_start;
-    top->data_size = data_size;
+    top->data_size = top->kind == VDEV_KIND_RAIDZ ? leaf_size * top->nchild : leaf_size;
     for (unsigned i = 0; i < top->nchild; i++)
-        vdev_set_data(top->child[i], data_start, data_size);
+        vdev_set_data(top->child[i], ashift, data_start, leaf_size);
+}
+
+uint64_t vdev_asize(const struct vdev *top, uint64_t len)
+{
+    return top->kind == VDEV_KIND_RAIDZ ? raidz_asize(top, len) : len;
+}
+
+unsigned vdev_redundancy(const struct vdev *top)
+{
+    switch (top->kind) {
+    case VDEV_KIND_MIRROR:
+        return top->nchild - 1;
+    case VDEV_KIND_RAIDZ:
+        return top->nparity;
+    default:
+        return 0;
+    }
 }
 
 unsigned vdev_nleaves(const struct vdev *top)
@@ -196,14 +215,45 @@ int vdev_read_block(struct vdev *top, struct vdev_rio *rq)
 {
     if (top->kind == VDEV_KIND_MIRROR)
         return mirror_read_block(top, rq);
+    if (top->kind == VDEV_KIND_RAIDZ)
+        return raidz_read_block(top, rq);
     return leaf_read_block(top, rq);
 }
 
-int vdev_write_block(struct vdev *top, const void *buf, size_t asize, uint64_t off)
+int vdev_write_block(struct vdev *top, const void *buf, size_t len, uint64_t off)
 {
-    if (top->kind == VDEV_KIND_MIRROR)
-        return mirror_pwrite(top, buf, asize, top->data_start + off);
-    return vdev_pwrite(top, buf, asize, top->data_start + off) < 0 ? -EIO : 0;
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    return vdev_write_blocks(top, &iov, 1, off);
+}
+
+int vdev_write_blocks(struct vdev *top, const struct iovec *iov, int cnt, uint64_t off)
+{
+    if (top->kind == VDEV_KIND_RAIDZ)
+        return raidz_write_blocks(top, iov, cnt, off);
+    /* a mirror's vdev_pwritev gives every copy every piece */
+    return vdev_pwritev(top, iov, cnt, top->data_start + off) < 0 ? -EIO : 0;
+}
+
+int vdev_discard_block(struct vdev *top, uint64_t off, uint64_t len)
+{
+    if (top->kind == VDEV_KIND_RAIDZ) {
+        raidz_discard_block(top, off, len);
+        return 0;
+    }
+    return vdev_discard(top, top->data_start + off, len);
+}
+
+void vdev_prefetch_block(struct vdev *top, uint64_t off, uint64_t len)
+{
+    if (top->kind == VDEV_KIND_RAIDZ) {
+        raidz_prefetch_block(top, off, len);
+        return;
+    }
+    /* a mirror's copies are all at the same offset: hint the first */
+    struct vdev *leaf = top->nchild ? top->child[0] : top;
+    if (leaf->fd >= 0)
+        (void)posix_fadvise(leaf->fd, (off_t)(top->data_start + off), (off_t)len,
+                            POSIX_FADV_WILLNEED);
 }
 
 static bool in_range(const struct vdev *v, size_t len, uint64_t off)
@@ -214,7 +264,7 @@ static bool in_range(const struct vdev *v, size_t len, uint64_t off)
 int vdev_pread(struct vdev *v, void *buf, size_t len, uint64_t off)
 {
     int r;
-    if (v->kind == VDEV_KIND_MIRROR)
+    if (v->kind != VDEV_KIND_LEAF)
         return mirror_pread(v, buf, len, off);
     if (v->fd < 0)
         return -ENXIO;
@@ -253,7 +303,7 @@ static bool writes_dead(struct vdev *v)
 int vdev_pwrite(struct vdev *v, const void *buf, size_t len, uint64_t off)
 {
     int r;
-    if (v->kind == VDEV_KIND_MIRROR)
+    if (v->kind != VDEV_KIND_LEAF)
         return mirror_pwrite(v, buf, len, off);
     if (v->fd < 0)
         return -ENXIO;
@@ -309,7 +359,7 @@ static int pwritev_full(int fd, struct iovec *iov, int cnt, uint64_t off)
 
 int vdev_pwritev(struct vdev *v, const struct iovec *iov, int cnt, uint64_t off)
 {
-    if (v->kind == VDEV_KIND_MIRROR) {
+    if (v->kind != VDEV_KIND_LEAF) {
         /* every copy gets every piece (mirror_pwrite marks failing leaves) */
         for (int i = 0; i < cnt; i++) {
             int r = mirror_pwrite(v, iov[i].iov_base, iov[i].iov_len, off);
@@ -363,6 +413,8 @@ int vdev_flush(struct vdev *v)
 {
     if (v->kind == VDEV_KIND_MIRROR)
         return mirror_flush(v);
+    if (v->kind == VDEV_KIND_RAIDZ)
+        return raidz_flush(v);
     if (v->fd < 0)
         return -ENXIO;
     if (writes_dead(v)) {
@@ -396,7 +448,7 @@ int vdev_discard(struct vdev *v, uint64_t off, uint64_t len)
 {
     if (len == 0)
         return 0;
-    if (v->kind == VDEV_KIND_MIRROR)
+    if (v->kind != VDEV_KIND_LEAF)
         return mirror_discard(v, off, len);
     if (v->fd < 0)
         return -ENXIO;

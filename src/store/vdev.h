@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Vdevs: leaves (a file or a block device that holds (part of) a pool) and
- * the top-level vdev of a pool, which is a leaf itself or a mirror of leaves
- * (vdev_mirror.c).  A top-level vdev has one address space: the metadata
- * region (labels, allocation bitmap) at the same absolute offsets on every
- * leaf, written to all of them (vdev_pread/vdev_pwrite/...), and the data
- * area, where a DVA offset names a block (vdev_read_block/vdev_write_block).
+ * the top-level vdev of a pool, which is a leaf itself, a mirror of leaves
+ * (vdev_mirror.c) or a raidz over leaves (vdev_raidz.c).  A top-level vdev
+ * has two address spaces: the metadata region (labels, allocation bitmap)
+ * at the same absolute offsets on every leaf, written to all of them
+ * (vdev_pread/vdev_pwrite/...), and the data area, where a DVA offset names
+ * a block (vdev_read_block/vdev_write_block/vdev_write_blocks).  For a leaf
+ * or a mirror the data area is the leaf's; a raidz's is nchild times as
+ * large, interleaved over the children sector by sector, and a block takes
+ * vdev_asize(top, len) bytes of it (data, parity and padding).
  *
  * A leaf is opened with O_CLOEXEC and locked with flock(LOCK_EX|LOCK_NB) so
  * two processes never import the same pool.  I/O counts itself (reads, writes,
@@ -29,12 +33,13 @@ struct vdev_counters {
     _Atomic uint64_t repaired_bytes; /* leaf: bytes rewritten by self-healing */
 };
 
-enum vdev_kind { VDEV_KIND_LEAF = 0, VDEV_KIND_MIRROR = 1 };
+enum vdev_kind { VDEV_KIND_LEAF = 0, VDEV_KIND_MIRROR = 1, VDEV_KIND_RAIDZ = 2 };
 
 /* Health of a vdev.  A leaf is ONLINE, FAULTED (a write or flush failed:
  * nothing more is sent to it until bs_pool_online), OFFLINE (by request) or
  * UNAVAIL (missing at import); a mirror is ONLINE, DEGRADED (some leaf is
- * not ONLINE) or FAULTED (no leaf left). */
+ * not ONLINE) or FAULTED (no leaf left); a raidz is ONLINE, DEGRADED (up to
+ * nparity leaves not ONLINE) or FAULTED (more). */
 enum vdev_state {
     VDEV_STATE_ONLINE = 0,
     VDEV_STATE_DEGRADED = 1,
@@ -62,9 +67,11 @@ struct vdev {
     _Atomic bool stale;         /* leaf: missed committed txgs (back after an outage) */
     uint64_t guid;              /* leaf guid (from its label) */
     uint64_t data_start;        /* absolute offset of the data area (vdev_set_data) */
-    uint64_t data_size;
-    struct vdev **child;        /* mirror: nchild leaves (UNAVAIL ones have fd -1) */
+    uint64_t data_size;         /* bytes of the data area (raidz: nchild x a leaf's) */
+    int ashift;                 /* the pool's sector (vdev_set_data) */
+    struct vdev **child;        /* mirror/raidz: nchild leaves (UNAVAIL ones have fd -1) */
     unsigned nchild;
+    unsigned nparity;           /* raidz: 1..3 */
     _Atomic unsigned rr;        /* mirror: read rotation */
     /* Self-healing rewrites a block in place; that is only safe while the
      * block's sectors have not been handed out again.  The allocator bumps
@@ -112,12 +119,23 @@ struct vdev *vdev_missing(const char *path, uint64_t guid);
 /* A mirror over `n` leaves (taking ownership of them, also on error).  Its
  * size is the smallest leaf's. */
 int vdev_mirror_new(struct vdev **leaves, unsigned n, struct vdev **out, struct berr *err);
-/* Record where the data area is (top-level vdev and all its leaves). */
-void vdev_set_data(struct vdev *top, uint64_t data_start, uint64_t data_size);
+/* A raidz with `nparity` (1..3) over `n` (nparity+1..32) leaves, taking
+ * ownership of them, also on error.  Its size is the smallest leaf's. */
+int vdev_raidz_new(struct vdev **leaves, unsigned n, unsigned nparity, struct vdev **out,
+                   struct berr *err);
+/* Record where the data area is on every leaf (leaf_size bytes from
+ * data_start) and the pool's sector; the top's data_size becomes its whole
+ * data area (a raidz: nchild * leaf_size). */
+void vdev_set_data(struct vdev *top, int ashift, uint64_t data_start, uint64_t leaf_size);
+/* Bytes a block of `len` bytes (a multiple of the sector) allocates on top:
+ * len itself, or for a raidz len plus parity and padding. */
+uint64_t vdev_asize(const struct vdev *top, uint64_t len);
+/* How many leaves may be lost without losing data (0 for a single leaf). */
+unsigned vdev_redundancy(const struct vdev *top);
 /* Leaves of a top-level vdev: the vdev itself when it is a leaf. */
 unsigned vdev_nleaves(const struct vdev *top);
 struct vdev *vdev_leaf(struct vdev *top, unsigned i);
-/* Recompute a mirror's state from its leaves; returns the top's state. */
+/* Recompute a mirror's or raidz's state from its leaves; returns it. */
 enum vdev_state vdev_top_state(struct vdev *top);
 
 /* A leaf is usable for I/O (ONLINE). */
@@ -132,7 +150,8 @@ typedef bool (*vdev_verify_fn)(void *ctx, const void *buf, size_t len);
 /* A read of one block of the data area. */
 struct vdev_rio {
     uint64_t off;            /* DVA offset (from the start of the data area) */
-    size_t psize, asize;     /* bytes to verify; allocated bytes (psize padded with zeros) */
+    size_t psize, asize;     /* bytes to verify; the DVA's allocated bytes (vdev_asize of
+                                psize padded with zeros to the sector) */
     void *buf;               /* psize bytes: the verified block on success */
     vdev_verify_fn verify;
     void *vctx;
@@ -145,9 +164,21 @@ struct vdev_rio {
  * counted on its leaf (read or checksum error) and, when a good copy was
  * found, rewritten with it (counted in repaired_bytes). */
 int vdev_read_block(struct vdev *top, struct vdev_rio *rq);
-/* Write asize bytes at DVA offset off to every copy.  0 if enough copies
- * were written (a mirror: one), else -EIO; a leaf that fails is FAULTED. */
-int vdev_write_block(struct vdev *top, const void *buf, size_t asize, uint64_t off);
+/* Write a block of len bytes (psize padded to the sector) at DVA offset off,
+ * allocated with vdev_asize(top, len): every copy, or data and parity
+ * columns.  0 if enough was written to read it back (a mirror: one copy; a
+ * raidz: all but nparity columns), else -EIO; a leaf that fails is FAULTED
+ * (unless too many failed: then the write fails and nothing is faulted). */
+int vdev_write_block(struct vdev *top, const void *buf, size_t len, uint64_t off);
+/* Write cnt (1..VDEV_IOV_MAX) blocks allocated back to back from DVA offset
+ * off: block i has iov[i].iov_len bytes and starts vdev_asize() of the
+ * previous ones after off.  As vdev_write_block, in few large writes. */
+int vdev_write_blocks(struct vdev *top, const struct iovec *iov, int cnt, uint64_t off);
+/* Give a freed range [off, off+len) of the data area back to the host
+ * (vdev_discard on the leaves' part of it; errors as vdev_discard's). */
+int vdev_discard_block(struct vdev *top, uint64_t off, uint64_t len);
+/* Hint that the block of len bytes at off will be read soon. */
+void vdev_prefetch_block(struct vdev *top, uint64_t off, uint64_t len);
 
 static inline uint64_t vdev_heal_gen(struct vdev *top)
 {

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Mirror top-level vdevs: N leaves holding the same bytes at the same
  * offsets (labels and bitmap included; only each leaf's label header
- * differs, by its own guid and index).
+ * differs, by its own guid and index).  A raidz's metadata region (labels,
+ * bitmap) is mirrored the same way by the functions here; its data area is
+ * vdev_raidz.c's.
  *
  * Invariants:
  *  - a write (block, bitmap chunk, uberblock) goes to every ONLINE leaf and
@@ -23,6 +25,7 @@
 #include "store/vdev_mirror.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,6 +68,36 @@ int vdev_mirror_new(struct vdev **leaves, unsigned n, struct vdev **out, struct 
     return 0;
 }
 
+int vdev_raidz_new(struct vdev **leaves, unsigned n, unsigned nparity, struct vdev **out,
+                   struct berr *err)
+{
+    if (nparity < 1 || nparity > 3 || n < nparity + 1 || n > MIRROR_MAX) {
+        for (unsigned i = 0; i < n; i++)
+            vdev_close(leaves[i]);
+        return berr_set(err, EINVAL, "raidz%u needs %u to %d devices (got %u)", nparity,
+                        nparity + 1, MIRROR_MAX, n);
+    }
+    /* the same tree as a mirror (size, sector, metadata), other data area */
+    int r = vdev_mirror_new(leaves, n, out, err);
+    if (r < 0)
+        return r;
+    struct vdev *z = *out;
+    char name[16];
+    snprintf(name, sizeof name, "raidz%u-0", nparity);
+    char *nm = strdup(name);
+    if (!nm) {
+        vdev_close(z);
+        *out = NULL;
+        return berr_set(err, ENOMEM, "out of memory");
+    }
+    free(z->path);
+    z->path = nm;
+    z->kind = VDEV_KIND_RAIDZ;
+    z->nparity = nparity;
+    vdev_top_state(z);
+    return 0;
+}
+
 enum vdev_state vdev_top_state(struct vdev *top)
 {
     if (top->kind == VDEV_KIND_LEAF)
@@ -76,8 +109,10 @@ enum vdev_state vdev_top_state(struct vdev *top)
         usable++;
         fresh += !atomic_load(&top->child[i]->stale);
     }
+    /* a mirror needs one leaf, a raidz all but nparity */
+    unsigned need = top->kind == VDEV_KIND_RAIDZ ? top->nchild - top->nparity : 1;
     enum vdev_state s = fresh == top->nchild ? VDEV_STATE_ONLINE
-                        : usable == 0       ? VDEV_STATE_FAULTED
+                        : usable < need     ? VDEV_STATE_FAULTED
                                             : VDEV_STATE_DEGRADED;
     atomic_store(&top->state, (int)s);
     return s;
@@ -111,20 +146,25 @@ int mirror_pread(struct vdev *m, void *buf, size_t len, uint64_t off)
     return r;
 }
 
+void vdev_fault_failed(struct vdev *top, const bool *failed)
+{
+    bool changed = false;
+    for (unsigned i = 0; i < top->nchild; i++) {
+        int online = VDEV_STATE_ONLINE;
+        if (failed[i])
+            changed |= atomic_compare_exchange_strong(&top->child[i]->state, &online,
+                                                      VDEV_STATE_FAULTED);
+    }
+    if (changed)
+        vdev_top_state(top);
+}
+
 /* Fault the leaves that failed an operation others completed. */
 static int settle(struct vdev *m, const bool *failed, unsigned ok)
 {
     if (ok == 0)
         return -EIO;
-    bool changed = false;
-    for (unsigned i = 0; i < m->nchild; i++) {
-        int online = VDEV_STATE_ONLINE;
-        if (failed[i])
-            changed |= atomic_compare_exchange_strong(&m->child[i]->state, &online,
-                                                      VDEV_STATE_FAULTED);
-    }
-    if (changed)
-        vdev_top_state(m);
+    vdev_fault_failed(m, failed);
     return 0;
 }
 

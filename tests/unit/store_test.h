@@ -4,6 +4,8 @@
 #ifndef BERTH_STORE_TEST_H
 #define BERTH_STORE_TEST_H
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +67,44 @@ static inline void tmp_cleanup(void)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
     if (system(cmd) != 0)
         fprintf(stderr, "cannot remove %s\n", tmp_dir);
+}
+
+/* Write behind the engine's back (damage for self-healing tests). */
+static inline void raw_pwrite(const char *path, const void *buf, size_t len, uint64_t off)
+{
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0 || pwrite(fd, buf, len, (off_t)off) != (ssize_t)len)
+        fprintf(stderr, "# raw write to %s failed\n", path);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* Read volume `name` in bs-byte blocks and compare with model: counts of
+ * blocks that matched, failed with EIO, or came back wrong (or the volume
+ * did not open: one wrong). */
+static inline void vol_compare(bs_pool *p, const char *name, const uint8_t *model, uint64_t size,
+                               uint32_t bs, int *good, int *eio, int *wrong)
+{
+    struct berr e = {0};
+    bs_vol *v = NULL;
+    *good = *eio = *wrong = 0;
+    if (bs_vol_open(p, name, &v, &e) < 0) {
+        fprintf(stderr, "# open %s: %s\n", name, e.msg);
+        (*wrong)++;
+        return;
+    }
+    uint8_t *rd = malloc(bs);
+    for (uint64_t off = 0; off < size; off += bs) {
+        int r = bs_vol_pread(v, rd, bs, off);
+        if (r == -EIO)
+            (*eio)++;
+        else if (r == 0 && memcmp(rd, model + off, bs) == 0)
+            (*good)++;
+        else
+            (*wrong)++;
+    }
+    free(rd);
+    bs_vol_close(v);
 }
 
 #endif

@@ -30,6 +30,8 @@ static void setup(const char *dir, uint64_t size)
     memset(&h, 0, sizeof h);
     h.ashift = 12;
     label_layout(&h, size);
+    if (v) /* where autotrim's discards go (the pool does this at open) */
+        vdev_set_data(v, h.ashift, h.data_start, h.data_end - h.data_start);
 }
 
 static void teardown(void)

@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Raidz top-level vdevs: the data-area operations vdev.c dispatches to when
+ * a vdev's kind is VDEV_KIND_RAIDZ (see vdev_raidz.c).  Metadata I/O (labels,
+ * bitmap) of a raidz is mirrored to every leaf by the mirror functions.
+ * Internal to vdev*.c. */
+#ifndef BERTH_STORE_VDEV_RAIDZ_H
+#define BERTH_STORE_VDEV_RAIDZ_H
+
+#include "store/vdev.h"
+
+uint64_t raidz_asize(const struct vdev *rz, uint64_t len);
+int raidz_read_block(struct vdev *rz, struct vdev_rio *rq);
+int raidz_write_blocks(struct vdev *rz, const struct iovec *iov, int cnt, uint64_t off);
+int raidz_flush(struct vdev *rz);
+void raidz_discard_block(struct vdev *rz, uint64_t off, uint64_t len);
+void raidz_prefetch_block(struct vdev *rz, uint64_t off, uint64_t len);
+
+#endif
