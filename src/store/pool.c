@@ -704,8 +704,9 @@ int bs_pool_stats(bs_pool *p, struct bs_pool_stats *o)
         o->nvols++;
     }
     pthread_mutex_unlock(&p->lock);
-    o->compressratio =
-        o->physical_bytes ? (double)o->logical_bytes / (double)o->physical_bytes : 1.0;
+    o->compressratio = o->physical_bytes ? (double)o->logical_bytes /
+                                               (o->physical_bytes * vdev_data_fraction(p->vd))
+                                         : 1.0;
     pool_vdev_stats(p, f, st.size, o);
     scrub_stats(p, o);
     struct bcache_stats cs;

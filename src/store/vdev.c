@@ -170,6 +170,13 @@ uint64_t vdev_asize(const struct vdev *top, uint64_t len)
     return top->kind == VDEV_KIND_RAIDZ ? raidz_asize(top, len) : len;
 }
 
+double vdev_data_fraction(const struct vdev *top)
+{
+    if (top->kind == VDEV_KIND_RAIDZ && top->nchild > top->nparity)
+        return (double)(top->nchild - top->nparity) / (double)top->nchild;
+    return 1.0;
+}
+
 unsigned vdev_redundancy(const struct vdev *top)
 {
     switch (top->kind) {

@@ -130,6 +130,10 @@ void vdev_set_data(struct vdev *top, int ashift, uint64_t data_start, uint64_t l
 /* Bytes a block of `len` bytes (a multiple of the sector) allocates on top:
  * len itself, or for a raidz len plus parity and padding. */
 uint64_t vdev_asize(const struct vdev *top, uint64_t len);
+/* The share of allocated bytes that holds data, not parity ((n - p) / n for
+ * a raidz, about: padding aside): compression ratios divide by it so that
+ * parity does not count as "stored data". */
+double vdev_data_fraction(const struct vdev *top);
 /* How many leaves may be lost without losing data (0 for a single leaf). */
 unsigned vdev_redundancy(const struct vdev *top);
 /* Leaves of a top-level vdev: the vdev itself when it is a leaf. */

@@ -163,7 +163,8 @@ static void fill_props(struct bs_pool *p, struct ds *d, struct bs_vol_props *o)
     struct bs_vol_space sp;
     o->used = vol_space_locked(p, d, &sp) == 0 ? sp.used : MAX(od.allocated, d->rec.refreservation);
     o->logicalused = od.logical;
-    o->compressratio = od.physical ? (double)od.logical / (double)od.physical : 1.0;
+    o->compressratio =
+        od.physical ? (double)od.logical / (od.physical * vdev_data_fraction(p->vd)) : 1.0;
     o->create_txg = d->rec.create_txg;
     o->guid = d->rec.guid;
     o->keyloaded = true;
