@@ -263,27 +263,31 @@ static void print_status(struct cli *c, json_t *p)
         printf("\n");
     }
     printf("config:\n\n");
+    const char *lay = json_string_value(get(p, "layout"));
+    bool mirror = lay && strcmp(lay, "single") != 0; /* a tree: mirror-0, raidz1-0, ... */
+    /* the NAME column fits the pool name and every device as printed:
+     * indented by 2 (4 under a mirror or raidz), " (stale)" after it */
     size_t w = strlen(json_string_value(get(p, "name")));
     size_t i;
     json_t *v;
     json_array_foreach(get(p, "vdevs"), i, v) {
         const char *path = json_string_value(get(v, "path"));
-        if (path && strlen(path) + 2 > w)
-            w = strlen(path) + 2;
+        size_t n = (path ? strlen(path) : 0) + (mirror ? 4 : 2) +
+                   (json_is_true(get(v, "stale")) ? strlen(" (stale)") : 0);
+        if (n > w)
+            w = n;
     }
-    if (w < 8)
-        w = 8;
+    if (w < 10)
+        w = 10;
     printf("\t%-*s  %-8s %5s %5s %5s\n", (int)w, "NAME", "STATE", "READ", "WRITE", "CKSUM");
     printf("\t%-*s  %-8s %5s %5s %5s\n", (int)w, json_string_value(get(p, "name")), state,
            out_u64(get(p, "read_errors"), b1, sizeof(b1)),
            out_u64(get(p, "write_errors"), b2, sizeof(b2)),
            out_u64(get(p, "checksum_errors"), b3, sizeof(b3)));
-    const char *lay = json_string_value(get(p, "layout"));
-    bool mirror = lay && strcmp(lay, "single") != 0; /* a tree: mirror-0, raidz1-0, ... */
     if (mirror) {
         char top[32];
         snprintf(top, sizeof top, "  %s-0", lay);
-        printf("\t%-*s  %-8s\n", (int)w, top, state);
+        printf("\t%-*s  %s\n", (int)w, top, state);
     }
     json_array_foreach(get(p, "vdevs"), i, v) {
         char name[4200];
@@ -297,8 +301,10 @@ static void print_status(struct cli *c, json_t *p)
     json_int_t errs = json_integer_value(get(p, "read_errors")) +
                       json_integer_value(get(p, "write_errors")) +
                       json_integer_value(get(p, "checksum_errors"));
-    if (!json_is_integer(get(p, "size")))
+    if (!json_is_integer(get(p, "size"))) {
         printf("\nerrors: pool unavailable\n");
+        return;
+    }
     size_t ne = json_array_size(get(p, "scan_errors"));
     if (ne) {
         printf("\nerrors: %zu blocks the last scrub could not repair:\n", ne);
@@ -306,7 +312,11 @@ static void print_status(struct cli *c, json_t *p)
             printf("\t%s %s at offset %" JSON_INTEGER_FORMAT "\n",
                    json_string_value(get(v, "dataset")), json_string_value(get(v, "what")),
                    json_integer_value(get(v, "offset")));
-    } else if (errs)
+    } else if (errs && mirror)
+        printf("\nerrors: %" JSON_INTEGER_FORMAT " device errors (the counters above); "
+               "reads were served from a good copy where one existed, and `berth pool scrub` "
+               "lists blocks that have none\n", errs);
+    else if (errs)
         printf("\nerrors: %" JSON_INTEGER_FORMAT " I/O or checksum errors (reads that failed "
                "verification returned EIO, never wrong data)\n", errs);
     else

@@ -87,9 +87,10 @@ static struct buf_pool g_pools[POOL_MAX_SHIFT - POOL_MIN_SHIFT + 1] = {
 
 void cbuf_pool_set_limit(uint64_t total)
 {
-    if (POOL_CLASS_BYTES == 0)
-        return; /* sanitizer builds keep no idle buffers */
-    uint64_t per = MIN(total / (POOL_MAX_SHIFT - POOL_MIN_SHIFT + 1), (uint64_t)POOL_CLASS_BYTES);
+    uint64_t per = total / (POOL_MAX_SHIFT - POOL_MIN_SHIFT + 1);
+    uint64_t cap = POOL_CLASS_BYTES; /* 0 in sanitizer builds: no idle buffers */
+    if (per > cap)
+        per = cap;
     for (int s = POOL_MIN_SHIFT; s <= POOL_MAX_SHIFT; s++) {
         struct buf_pool *bp = &g_pools[s - POOL_MIN_SHIFT];
         pthread_mutex_lock(&bp->lock);
