@@ -32,6 +32,7 @@
 #define LABEL_HDR_CKSUM_OFF (LABEL_HDR_SIZE - 32)
 #define LABEL_HDR_USED_V1 (208 + 8 * 32) /* labels written before the vdev tree */
 #define LABEL_TOP_TYPE_OFF LABEL_HDR_USED_V1
+#define LABEL_STALE_OFF (LABEL_TOP_TYPE_OFF + 4) /* u32 stale mask */
 #define LABEL_HDR_USED (LABEL_HDR_USED_V1 + 8)
 #define UB_CKSUM_OFF (UB_SIZE - 32)
 #define UB_MAP_DIGEST_OFF 200
@@ -131,6 +132,7 @@ void label_hdr_encode(const struct label_hdr *h, uint8_t out[LABEL_HDR_SIZE])
     for (int i = 0; i < MAX_CHILDREN; i++)
         put_le64(out + 208 + 8 * i, h->child_guids[i]);
     out[LABEL_TOP_TYPE_OFF] = h->top_type;
+    put_le32(out + LABEL_STALE_OFF, h->stale_mask);
     sha256(out, LABEL_HDR_CKSUM_OFF, out + LABEL_HDR_CKSUM_OFF);
 }
 
@@ -170,6 +172,9 @@ static void hdr_fields(const uint8_t *in, uint32_t used, struct label_hdr *h)
     for (int i = 0; i < MAX_CHILDREN; i++)
         h->child_guids[i] = get_le64(in + 208 + 8 * i);
     h->top_type = used >= LABEL_HDR_USED ? in[LABEL_TOP_TYPE_OFF] : 0;
+    h->stale_mask = used >= LABEL_HDR_USED ? get_le32(in + LABEL_STALE_OFF) : 0;
+    if (h->nchildren < 32)
+        h->stale_mask &= (1u << h->nchildren) - 1;
 }
 
 static bool hdr_layout_ok(const struct label_hdr *h)

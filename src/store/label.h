@@ -55,6 +55,8 @@ struct label_hdr {
     uint64_t child_guids[32];
     uint8_t top_type;   /* 0: the leaf is the whole top-level vdev; VDEV_TYPE_MIRROR,
                            VDEV_TYPE_RAIDZ */
+    uint32_t stale_mask; /* bit i: child i missed committed txgs and is not
+                            repaired yet (a scrub clears it) */
 };
 
 struct uberblock {

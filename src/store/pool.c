@@ -453,6 +453,8 @@ int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs
                      vdevs[0]);
         goto fail;
     }
+    if ((r = pool_check_fresh(p, err)) < 0)
+        goto fail;
     struct berr last = {0};
     p->io.cache = cache_get(&p->io.cache_id);
     if (!p->io.cache) {

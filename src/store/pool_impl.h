@@ -144,6 +144,9 @@ int pool_write_labels(bs_pool *p, bool wipe_first);
 /* If a leaf is stale, have the next txg rewrite the whole allocation map
  * (its chunks are on every leaf; the stale one lacks recent versions). */
 void pool_refresh_stale(bs_pool *p);
+/* Import: refuse (ENXIO) when the present members that are not stale cannot
+ * provide every block (a mirror: none; a raidz: fewer than n - parity). */
+int pool_check_fresh(bs_pool *p, struct berr *err);
 int pool_wipe_labels(bs_pool *p);
 /* Per-leaf status and the pool state into o (nvdevs, vdevs[], error sums). */
 void pool_vdev_stats(bs_pool *p, bool faulted, uint64_t size, struct bs_pool_stats *o);

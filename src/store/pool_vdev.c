@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/log.h"
@@ -125,6 +126,12 @@ static void leaf_hdr(bs_pool *p, unsigned i, struct label_hdr *out)
     out->vdev_guid = p->hdr.child_guids[i];
     out->child_index = i;
     out->vdev_type = l->is_blockdev ? VDEV_TYPE_DISK : VDEV_TYPE_FILE;
+    /* which members missed writes: persisted, so that a later import (even
+     * of a stale member alone) knows it is not current */
+    out->stale_mask = 0;
+    for (unsigned k = 0; k < vdev_nleaves(p->vd) && k < 32; k++)
+        if (atomic_load(&vdev_leaf(p->vd, k)->stale))
+            out->stale_mask |= 1u << k;
 }
 
 int pool_write_labels(bs_pool *p, bool wipe_first)
@@ -186,6 +193,23 @@ int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, struct berr
     int r = 0;
     if (n == 0 || n > MAX_LEAVES)
         return berr_set(err, EINVAL, "give 1 to %d device paths (got %zu)", MAX_LEAVES, n);
+    /* a member path that no longer exists is a missing member (the others'
+     * labels say which); the pool imports DEGRADED if redundancy allows */
+    const char *present[MAX_LEAVES];
+    size_t np = 0;
+    struct berr gone = {0};
+    for (size_t i = 0; i < n; i++) {
+        if (n > 1 && access(paths[i], F_OK) < 0 && errno == ENOENT) {
+            if (!gone.code)
+                berr_set(&gone, ENOENT, "%s does not exist", paths[i]);
+            continue;
+        }
+        present[np++] = paths[i];
+    }
+    if (np == 0)
+        return berr_set(err, ENOENT, "none of the devices exists (%s)", gone.msg);
+    paths = present;
+    n = np;
     for (size_t i = 0; i < n && r == 0; i++) {
         r = vdev_open(paths[i], 0, false, &found[i], err);
         if (r < 0)
@@ -212,6 +236,14 @@ int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, struct berr
         slot[k] = found[i];
         found[i]->guid = hdrs[i].vdev_guid;
     }
+    /* members any label records as stale stay stale until a scrub: their
+     * uberblocks may be new (they took later txgs) but blocks are missing */
+    uint32_t stale = 0;
+    for (size_t i = 0; r == 0 && i < n; i++)
+        stale |= hdrs[i].stale_mask;
+    for (size_t i = 0; r == 0 && i < n; i++)
+        if (hdrs[i].child_index < 32 && (stale >> hdrs[i].child_index) & 1)
+            atomic_store(&found[i]->stale, true);
     if (r < 0) {
         for (size_t i = 0; i < n; i++)
             vdev_close(found[i]);
@@ -324,8 +356,38 @@ void pool_refresh_stale(bs_pool *p)
         any |= atomic_load(&vdev_leaf(p->vd, i)->stale);
     if (!any || p->readonly || !p->io.alloc)
         return;
+    (void)pool_write_labels(p, false); /* record who is stale before new txgs land */
     alloc_dirty_all(p->io.alloc);
     txg_mark_dirty(p);
+}
+
+int pool_check_fresh(bs_pool *p, struct berr *err)
+{
+    unsigned n = vdev_nleaves(p->vd), fresh = 0, present = 0;
+    if (n < 2)
+        return 0;
+    char stale[512] = "";
+    size_t w = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct vdev *l = vdev_leaf(p->vd, i);
+        if (l->fd < 0)
+            continue;
+        present++;
+        if (!atomic_load(&l->stale))
+            fresh++;
+        else if (w < sizeof stale)
+            w += (size_t)snprintf(stale + w, sizeof stale - w, "%s%s", w ? ", " : "", l->path);
+    }
+    unsigned need = p->vd->kind == VDEV_KIND_RAIDZ ? n - p->vd->nparity : 1;
+    if (fresh >= need)
+        return 0;
+    return berr_set(err, ENXIO,
+                    "pool '%s': %s missed writes while away and %s not repaired; the "
+                    "device%s with the newest data %s missing: bring %s back (importing "
+                    "without %s would go back in time)",
+                    p->name, stale, present - fresh == 1 ? "is" : "are", need - fresh == 1 ? "" : "s",
+                    need - fresh == 1 ? "is" : "are", need - fresh == 1 ? "it" : "them",
+                    need - fresh == 1 ? "it" : "them");
 }
 
 /* ---- status ---- */

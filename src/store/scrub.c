@@ -247,10 +247,13 @@ static void *scrub_main(void *arg)
         /* every block of the scrub's txg was verified on every copy: leaves
          * that came back stale hold everything now (cleared before waiters
          * see "finished") */
+        bool cleared = false;
         for (unsigned i = 0; i < vdev_nleaves(p->vd); i++)
             if (vdev_usable(vdev_leaf(p->vd, i)))
-                atomic_store(&vdev_leaf(p->vd, i)->stale, false);
+                cleared |= atomic_exchange(&vdev_leaf(p->vd, i)->stale, false);
         vdev_top_state(p->vd);
+        if (cleared && !p->readonly) /* the labels stop calling them stale */
+            (void)pool_write_labels(p, false);
     }
     s->state = done ? SC_FINISHED : SC_CANCELED;
     s->end_time = (uint64_t)time(NULL);

@@ -16,10 +16,10 @@
 #  5. kill -9 of berthd during a scrub that is repairing a damaged device:
 #     after a restart `pool check` passes, a new scrub completes and repairs,
 #     a second finds nothing;
-#  6. known bugs, as XFAIL (BERTH_XFAIL_STRICT=1 makes them fail): staleness
-#     lost over a second export/import (the once-stale device alone must
-#     then give EIO for what it missed, never old data); berthd
-#     restarted with a member missing lists the pool UNAVAIL.
+#  6. a member that missed writes stays stale across export/import (the
+#     labels record it) and alone it is refused (or gives EIO), never old
+#     data; berthd restarted with a member missing brings the pool up
+#     DEGRADED, and the member is taken back by export/import + scrub.
 . "$(dirname "$0")/functions.sh"
 requires fio cmp nbdcopy
 fio --enghelp 2>/dev/null | grep -qw nbd || skip "fio has no nbd engine"
@@ -186,18 +186,7 @@ verify_all r1 r2 r4a r4b
 berth pool export fm >/dev/null || fail "export fm (5)"
 MU cmp "$A" "$B" || fail "the devices differ at the end"
 
-echo "== 6. known bugs (reported; XFAIL until fixed, BERTH_XFAIL_STRICT=1 fails on them)"
-# xfail DESC CMD...: CMD checks the right behaviour
-xfail() {
-  local desc=$1; shift
-  if "$@"; then
-    echo "  XPASS (fixed? make it a plain check): $desc"
-  elif [ "${BERTH_XFAIL_STRICT:-0}" = 1 ]; then
-    fail "known bug: $desc"
-  else
-    echo "  XFAIL (known bug): $desc"
-  fi
-}
+echo "== 6. staleness survives export/import; a stale member alone is refused; a restart with a member missing comes up DEGRADED"
 berth pool import fm >/dev/null || fail "import fm (6)"
 # a) a device that came back stale must stay stale until a scrub has
 #    repaired it, across export/import (and restarts): it misses the blocks
@@ -216,8 +205,8 @@ berth pool debug fm "vdev=1 fail_writes=off" >/dev/null
 berth pool export fm >/dev/null && berth pool import fm >/dev/null || fail "export/import (6a)"
 [ "$(vdev_field fm 1 stale)" = true ] || fail "b.img is not stale after missing writes (6a)"
 berth pool export fm >/dev/null && berth pool import fm >/dev/null || fail "export/import (6a, 2)"
-xfail "a stale device is taken for an up-to-date one after a second export/import (no scrub in between)" \
-  [ "$(vdev_field fm 1 stale)" = true ]
+[ "$(vdev_field fm 1 stale)" = true ] ||
+  fail "a stale device is taken for an up-to-date one after a second export/import (no scrub in between)"
 # with a.img gone, b.img alone must give 0x22 or EIO (or refuse to import),
 # never the overwritten 0x11
 berth pool export fm >/dev/null || fail "export (6a, 3)"
@@ -256,11 +245,12 @@ nbdpy -c 'import nbd,sys; h=nbd.NBD(); h.connect_uri(sys.argv[1]); assert h.prea
 stop_berthd
 mv "$B" "$T/away/b.img"
 start_berthd
-xfail "berthd restarted with one mirror member missing lists the pool UNAVAIL (want DEGRADED)" \
-  state_is fm DEGRADED
-xfail "retrying the import of that pool by name fails on the missing member" \
-  berth pool import fm
+state_is fm DEGRADED || fail "berthd restarted with one mirror member missing: pool is $(pool_field fm state), want DEGRADED"
 mv "$T/away/b.img" "$B"
+# the member is back: an export and import by name takes it again (stale)
+berth pool export fm >/dev/null && berth pool import fm >/dev/null || fail "re-import fm with both devices (6b)"
+read -r rep errs < <(scrub fm)
+[ "$errs" = 0 ] || fail "scrub (6b): $errs errors"
 state_is fm ONLINE || berth pool import fm >/dev/null || fail "import fm with both devices back (6b)"
 state_is fm ONLINE || fail "fm is $(pool_field fm state) at the end"
 verify_all r1 r2 r4a r4b
