@@ -562,6 +562,7 @@ int bs_pool_online(bs_pool *p, const char *path, struct berr *err)
             /* it missed writes: reads of it are verified, a scrub repairs
              * the blocks, the next txg rewrites the whole allocation map */
             atomic_store(&l->stale, true);
+            atomic_fetch_add(&l->stale_gen, 1); /* a running scrub must not clear it */
             atomic_store(&l->state, VDEV_STATE_ONLINE);
             pool_refresh_stale(p);
         }

@@ -64,6 +64,10 @@ struct scrub {
     uint64_t errors, scan_ns, pass_start_ns;
     struct bs_pool_error *errs;
     size_t nerr;
+    /* leaves usable at the start and their stale_gen: only those, unchanged,
+     * hold every block the scrub walked (one onlined mid-scrub does not) */
+    uint32_t start_usable;
+    uint32_t start_gen[32];
     /* position (scrub thread) */
     uint64_t pos_id, pos_blk;
     int pos_part;
@@ -248,9 +252,12 @@ static void *scrub_main(void *arg)
          * that came back stale hold everything now (cleared before waiters
          * see "finished") */
         bool cleared = false;
-        for (unsigned i = 0; i < vdev_nleaves(p->vd); i++)
-            if (vdev_usable(vdev_leaf(p->vd, i)))
-                cleared |= atomic_exchange(&vdev_leaf(p->vd, i)->stale, false);
+        for (unsigned i = 0; i < vdev_nleaves(p->vd) && i < 32; i++) {
+            struct vdev *l = vdev_leaf(p->vd, i);
+            if (vdev_usable(l) && (s->start_usable >> i & 1) &&
+                atomic_load(&l->stale_gen) == s->start_gen[i])
+                cleared |= atomic_exchange(&l->stale, false);
+        }
         vdev_top_state(p->vd);
         if (cleared && !p->readonly) /* the labels stop calling them stale */
             (void)pool_write_labels(p, false);
@@ -325,6 +332,13 @@ int bs_pool_scrub(bs_pool *p, enum bs_scrub_cmd cmd, struct berr *err)
             s->pos_id = 0;
             s->pos_part = 0;
             s->pos_blk = 0;
+            s->start_usable = 0;
+            for (unsigned i = 0; i < vdev_nleaves(p->vd) && i < 32; i++) {
+                struct vdev *l = vdev_leaf(p->vd, i);
+                s->start_gen[i] = atomic_load(&l->stale_gen);
+                if (vdev_usable(l))
+                    s->start_usable |= 1u << i;
+            }
             atomic_store(&s->req, 0);
             pthread_mutex_lock(&p->txg.lock);
             s->txg = p->txg.committed_txg;

@@ -65,6 +65,7 @@ struct vdev {
     enum vdev_kind kind;
     _Atomic int state;          /* enum vdev_state */
     _Atomic bool stale;         /* leaf: missed committed txgs (back after an outage) */
+    _Atomic uint32_t stale_gen; /* leaf: bumped each time it comes back (online) */
     uint64_t guid;              /* leaf guid (from its label) */
     uint64_t data_start;        /* absolute offset of the data area (vdev_set_data) */
     uint64_t data_size;         /* bytes of the data area (raidz: nchild x a leaf's) */
