@@ -294,3 +294,22 @@ int h_pool_scrub(const struct api_call *c, json_t **out, struct berr *err)
         *out = json_pack("{s:s,s:s}", "name", c->pool, "action", action ? action : "start");
     return r;
 }
+
+/* Take a member of a mirror or raidz out of service or bring it back. */
+int h_pool_device(const struct api_call *c, json_t **out, struct berr *err)
+{
+    const char *dev = api_get_str(c->body, "device");
+    const char *action = api_get_str(c->body, "action");
+    bool online = strcmp(action, "online") == 0;
+    if (!online && strcmp(action, "offline") != 0)
+        return berr_set(err, EINVAL, "field 'action': '%s' is not online or offline", action);
+    struct pool_entry *e;
+    int r = api_pool_acquire(c, &e, err);
+    if (r < 0)
+        return r;
+    r = online ? bs_pool_online(e->pool, dev, err) : bs_pool_offline(e->pool, dev, err);
+    pooltab_unlock(c->ctx->pools);
+    if (r == 0)
+        *out = json_pack("{s:s,s:s,s:s}", "name", c->pool, "device", dev, "action", action);
+    return r;
+}

@@ -111,6 +111,12 @@ static const struct api_field b_scrub[] = {
     END,
 };
 
+static const struct api_field b_device[] = {
+    {"device", FT_STR, true, NULL, 1, 4096, NULL},
+    {"action", FT_STR, true, NULL, 1, 16, NULL},
+    END,
+};
+
 static const struct api_field b_debug[] = {
     {"knob", FT_STR, true, NULL, 0, 128, NULL},
     END,
@@ -309,6 +315,7 @@ const struct api_route api_routes[] = {
     {R_POOL_CHECK, "POST", "/pools/{pool}/check", NULL, NULL, 200},
     {R_POOL_DEBUG, "POST", "/pools/{pool}/debug", b_debug, NULL, 200},
     {R_POOL_SCRUB, "POST", "/pools/{pool}/scrub", b_scrub, NULL, 200},
+    {R_POOL_DEVICE, "POST", "/pools/{pool}/devices", b_device, NULL, 200},
     {R_VOLS_ALL, "GET", "/volumes", NULL, NULL, 200},
     {R_VOLS_LIST, "GET", "/pools/{pool}/volumes", NULL, NULL, 200},
     {R_VOL_CREATE, "POST", "/pools/{pool}/volumes", b_vol_create, NULL, 201},

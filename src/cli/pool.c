@@ -38,6 +38,9 @@ void help_pool(FILE *f)
             "                             (from DIR, or where exported pools lived);\n"
             "                             with NAME: import that pool\n"
             "  trim NAME                  give all free space back to the device\n"
+            "  online NAME DEVICE | offline NAME DEVICE\n"
+            "                             bring a mirror/raidz member (path or index) back\n"
+            "                             (stale until a scrub) or take it out of service\n"
             "  scrub [--pause|--stop] NAME  verify every block on every device in the\n"
             "                             background, repairing bad copies\n"
             "  destroy [-f] NAME          wipe the pool's labels (-f: even with NBD clients)\n"
@@ -521,6 +524,23 @@ static int pool_scrub(struct cli *c, int argc, char **argv)
                 name, NULL);
 }
 
+/* online|offline NAME DEV */
+static int pool_device(struct cli *c, int argc, char **argv)
+{
+    if (argc != 3 || argv[1][0] == '-' || argv[2][0] == '\0')
+        return cli_usage_error("pool", "usage: berth pool %s NAME DEVICE", argv[0]);
+    _cleanup_json_ json_t *body = json_pack("{s:s,s:s}", "device", argv[2], "action", argv[0]);
+    char path[256];
+    snprintf(path, sizeof path, "/pools/%s/devices", argv[1]);
+    json_t *resp = NULL;
+    int rc = cli_call(c, "POST", path, body, &resp);
+    return done(c, rc, resp,
+                strcmp(argv[0], "online") == 0
+                    ? "%s: device back online (stale until `berth pool scrub` repairs it)\n"
+                    : "%s: device offline\n",
+                argv[1], NULL);
+}
+
 static int pool_simple_cmd(struct cli *c, int argc, char **argv)
 {
     return pool_simple(c, argc, argv, argv[0]);
@@ -533,6 +553,7 @@ int cmd_pool(struct cli *c, int argc, char **argv)
         {"import", pool_import},     {"set", pool_set},           {"debug", pool_debug},
         {"export", pool_simple_cmd}, {"trim", pool_simple_cmd},   {"destroy", pool_simple_cmd},
         {"sync", pool_simple_cmd},   {"check", pool_simple_cmd},  {"scrub", pool_scrub},
+        {"online", pool_device},     {"offline", pool_device},
     };
     return cli_dispatch(c, "pool", help_pool, cmds, ARRAY_SIZE(cmds), argc, argv);
 }
