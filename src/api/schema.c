@@ -238,6 +238,7 @@ static const struct api_field b_repl_create[] = {
     {"source", FT_STR, true, NULL, 0, 128, NULL},
     {"target", FT_STR, false, NULL, 0, 128, NULL},
     {"target_cmd", FT_STR, false, NULL, 0, 4095, NULL},
+    {"remote", FT_STR, false, NULL, 0, 4095, NULL},
     {"every", FT_STR, true, NULL, 0, 64, NULL},
     {"keep", FT_STR, true, NULL, 0, 255, NULL},
     {"keep_target", FT_STR, false, NULL, 0, 255, NULL},

@@ -15,13 +15,15 @@ void help_repl(FILE *f)
     fprintf(f,
             "Usage: berth replicate COMMAND [OPTIONS] [ARGS]\n"
             "\n"
-            "  create NAME --source POOL/VOL (--target POOL/VOL | --target-cmd CMD)\n"
+            "  create NAME --source POOL/VOL (--target POOL/VOL [--remote CMD] | --target-cmd CMD)\n"
             "         --every DURATION --keep GRID [--keep-target GRID] [--prefix PREFIX]\n"
             "      Every DURATION (15m, 1h, 1h30m; seconds such as 2s are accepted),\n"
             "      snapshot the source as VOL@PREFIX<UTC time> (prefix default repl_),\n"
             "      send it (incrementally from the newest snapshot both sides have) to\n"
-            "      the target volume, or into `sh -c CMD` (e.g. 'ssh host berth recv\n"
-            "      tank/vm1'), then prune both sides by GRID: PERIOD:COUNT,... e.g.\n"
+            "      the target volume (with --remote 'ssh host berth': that volume on\n"
+            "      the other host, listed, resumed and pruned through the command), or\n"
+            "      into `sh -c CMD` (e.g. 'ssh host berth recv tank/vm1'; that side is\n"
+            "      not pruned), then prune both sides by GRID: PERIOD:COUNT,... e.g.\n"
             "      1h:24,1d:7,1w:4 keeps the newest snapshot of each of 24 hourly, then\n"
             "      7 daily, then 4 weekly intervals (--keep-target: another grid for\n"
             "      the target).\n"
@@ -118,6 +120,7 @@ static int repl_create(struct cli *c, int argc, char **argv)
         {"source", required_argument, NULL, 'S'},
         {"target", required_argument, NULL, 'T'},
         {"target-cmd", required_argument, NULL, 'C'},
+        {"remote", required_argument, NULL, 'R'},
         {"every", required_argument, NULL, 'E'},
         {"keep", required_argument, NULL, 'K'},
         {"keep-target", required_argument, NULL, 'k'},
@@ -126,11 +129,11 @@ static int repl_create(struct cli *c, int argc, char **argv)
     };
     static const char *const keys[] = {
         ['S'] = "source", ['T'] = "target", ['C'] = "target_cmd", ['E'] = "every",
-        ['K'] = "keep", ['k'] = "keep_target", ['P'] = "prefix",
+        ['K'] = "keep", ['k'] = "keep_target", ['P'] = "prefix", ['R'] = "remote",
     };
     _cleanup_json_ json_t *body = json_object();
     GETOPT_LOOP("", lo,
-        case 'S': case 'T': case 'C': case 'E': case 'K': case 'k': case 'P':
+        case 'S': case 'T': case 'C': case 'E': case 'K': case 'k': case 'P': case 'R':
             json_object_set_new(body, keys[opt_], json_string(optarg));
             break;)
     if (argc - optind != 1)

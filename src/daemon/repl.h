@@ -41,6 +41,8 @@ struct repl_cfg {
     char src_pool[64], src_vol[64];
     char dst_pool[64], dst_vol[64]; /* "" when target_cmd is used */
     char target_cmd[REPL_CMD_MAX];  /* "" for a local target */
+    char remote[REPL_CMD_MAX];      /* a prefix running berth on the target host: then
+                                       dst_pool/dst_vol name the volume there */
     uint64_t every;                 /* seconds */
     struct repl_grid keep, keep_target;
     char prefix[REPL_PREFIX_MAX + 1];
@@ -150,5 +152,17 @@ int repl_xfer_local(bs_pool *src, const char *snap, const struct bs_send_opts *s
 int repl_xfer_cmd(bs_pool *src, const char *snap, const struct bs_send_opts *so,
                   const char *cmd, const char *log_path, atomic_bool *cancel, uint64_t *bytes,
                   struct berr *err);
+
+/* A target on another host (repl_remote.c): cfg->remote is a command prefix
+ * that runs the berth CLI there.  List: its snapshots (name VOL@SNAP, guid,
+ * holds, creation) into *v (malloc'd); a missing volume has none. */
+int repl_remote_list(const struct repl_cfg *c, struct bs_snap_props **v, size_t *n,
+                     struct berr *err);
+int repl_remote_destroy(const struct repl_cfg *c, const char *snap, struct berr *err);
+/* The resume token of an interrupted receive there (-ENOENT: none). */
+int repl_remote_token(const struct repl_cfg *c, char *buf, size_t len, struct berr *err);
+int repl_remote_abort(const struct repl_cfg *c, struct berr *err);
+/* The command that receives a stream there. */
+void repl_remote_recv_cmd(const struct repl_cfg *c, char *buf, size_t len);
 
 #endif

@@ -12,8 +12,10 @@
  *   4. after a success prune both sides by their grids (repl_prune_plan),
  *      protecting the new base, held snapshots and other snapshots.
  *
- * A target command cannot be listed: the job remembers what it took
- * (remote_base) and prunes only the source.  Nothing is pruned after a
+ * A remote target (cfg->remote, repl_remote.c) is listed, resumed and pruned
+ * through commands on its host, like a local one.  A bare target command
+ * cannot be listed: the job remembers what it took (remote_base) and prunes
+ * only the source.  Nothing is pruned after a
  * failure, so a broken link never costs the snapshots it still needs. */
 #include "common/log.h"
 #include "common/util.h"
@@ -53,6 +55,9 @@ static int list_snaps(bs_pool *p, const char *vol, struct snaplist *l, struct be
         return 0;
     return bs_snap_list(p, vol, collect, l, err);
 }
+
+struct cycle;
+static int list_remote(struct cycle *cy, struct berr *err);
 
 static const char *short_name(const struct bs_snap_props *p)
 {
@@ -98,10 +103,25 @@ struct cycle {
     struct repl_mgr *m;
     struct repl_job *j;
     const struct repl_cfg *c;
-    struct pool_entry *src, *dst; /* dst NULL for a target command */
+    struct pool_entry *src, *dst; /* dst NULL for a target command or a remote target */
+    bool remote;                  /* cfg->remote: the target is on another host */
     struct snaplist ss, ts;       /* source and (local) target snapshots */
     struct repl_outcome *o;
 };
+
+/* The remote target's snapshots into cy->ts (oldest first, as listed). */
+static int list_remote(struct cycle *cy, struct berr *err)
+{
+    struct bs_snap_props *v = NULL;
+    size_t n = 0;
+    int r = repl_remote_list(cy->c, &v, &n, err);
+    if (r < 0)
+        return r;
+    free(cy->ts.v);
+    cy->ts.v = v;
+    cy->ts.n = cy->ts.cap = n;
+    return 0;
+}
 
 /* Step 1.  Two cycles in the same second (a `run` right after a scheduled
  * one) would want the same name: the second one reuses the snapshot. */
@@ -145,10 +165,13 @@ static int transfer(struct cycle *cy, const char *to, const char *from, const ch
         r = repl_xfer_local(cy->src->pool, snap, &so, cy->dst->pool, cy->c->dst_vol,
                             &cy->j->cancel, &bytes, err);
     } else {
-        char log[PATH_MAX + 128];
+        char log[PATH_MAX + 128], cmd[REPL_CMD_MAX + 160];
         snprintf(log, sizeof(log), "%s/%s.log", cy->m->log_dir, cy->c->name);
-        r = repl_xfer_cmd(cy->src->pool, snap, &so, cy->c->target_cmd, log, &cy->j->cancel,
-                          &bytes, err);
+        if (cy->remote)
+            repl_remote_recv_cmd(cy->c, cmd, sizeof(cmd));
+        else
+            snprintf(cmd, sizeof(cmd), "%s", cy->c->target_cmd);
+        r = repl_xfer_cmd(cy->src->pool, snap, &so, cmd, log, &cy->j->cancel, &bytes, err);
     }
     cy->o->bytes += bytes;
     return r;
@@ -158,7 +181,8 @@ static int transfer(struct cycle *cy, const char *to, const char *from, const ch
 static int resume(struct cycle *cy, struct berr *err)
 {
     char token[4096];
-    int r = bs_recv_token(cy->dst->pool, cy->c->dst_vol, token, sizeof(token), NULL);
+    int r = cy->remote ? repl_remote_token(cy->c, token, sizeof(token), NULL)
+                       : bs_recv_token(cy->dst->pool, cy->c->dst_vol, token, sizeof(token), NULL);
     if (r == -ENOENT)
         return 0;
     char to[REPL_SNAP_MAX], from[REPL_SNAP_MAX];
@@ -181,7 +205,7 @@ static int resume(struct cycle *cy, struct berr *err)
                   err->msg);
     }
     berr_clear(err);
-    r = bs_recv_abort(cy->dst->pool, cy->c->dst_vol, err);
+    r = cy->remote ? repl_remote_abort(cy->c, err) : bs_recv_abort(cy->dst->pool, cy->c->dst_vol, err);
     return r == -ENOENT ? 0 : r;
 }
 
@@ -191,7 +215,7 @@ static const char *shared_base(struct cycle *cy)
     const char *base = NULL;
     for (size_t i = 0; i < cy->ss.n; i++) {
         const char *n = short_name(&cy->ss.v[i]);
-        if (cy->dst) {
+        if (cy->dst || cy->remote) {
             const struct bs_snap_props *t = find_snap(&cy->ts, n);
             if (t && t->guid == cy->ss.v[i].guid)
                 base = n;
@@ -205,6 +229,7 @@ static const char *shared_base(struct cycle *cy)
 /* Step 4 on one side. */
 static void prune(struct cycle *cy, bs_pool *p, const char *pool, const struct snaplist *l,
                   const struct repl_grid *g, const char *base)
+/* p NULL: the remote target */
 {
     if (l->n == 0)
         return;
@@ -221,7 +246,8 @@ static void prune(struct cycle *cy, bs_pool *p, const char *pool, const struct s
         if (!s[i].destroy)
             continue;
         struct berr e = {0};
-        int r = bs_snap_destroy(p, l->v[i].name, 0, &e);
+        int r = p ? bs_snap_destroy(p, l->v[i].name, 0, &e)
+                  : repl_remote_destroy(cy->c, short_name(&l->v[i]), &e);
         if (r == 0) {
             cy->o->pruned++;
             blog_debug("replication %s: pruned %s/%s", cy->c->name, pool, l->v[i].name);
@@ -248,10 +274,12 @@ static int run_steps(struct cycle *cy, struct berr *err)
     int r = take_snapshot(cy, err);
     if (r == 0)
         r = list_snaps(cy->src->pool, c->src_vol, &cy->ss, err);
-    if (r == 0 && cy->dst)
+    if (r == 0 && (cy->dst || cy->remote))
         r = resume(cy, err);
     if (r == 0 && cy->dst)
         r = list_snaps(cy->dst->pool, c->dst_vol, &cy->ts, err);
+    if (r == 0 && cy->remote)
+        r = list_remote(cy, err);
     if (r < 0)
         return r;
     /* the newest source snapshot of this job is what the target should reach */
@@ -271,33 +299,39 @@ static int run_steps(struct cycle *cy, struct berr *err)
         return berr_set(err, EEXIST, "target %s/%s exists and shares no snapshot with %s/%s: "
                         "destroy it (or choose another target) for a full send", c->dst_pool,
                         c->dst_vol, c->src_pool, c->src_vol);
+    if (!base && cy->remote && cy->ts.n)
+        return berr_set(err, EEXIST, "remote target %s/%s has snapshots but none shared with "
+                        "%s/%s: destroy it there (or choose another target) for a full send",
+                        c->dst_pool, c->dst_vol, c->src_pool, c->src_vol);
     if (!base || strcmp(base, to) != 0) {
-        if (cy->dst)
+        if (cy->dst || cy->remote)
             repl_note_inflight(cy->m, cy->j, to, base);
         r = transfer(cy, to, base ? base : "", NULL, err);
         if (r < 0)
             return r;
-        if (cy->dst)
+        if (cy->dst || cy->remote)
             repl_note_inflight(cy->m, cy->j, NULL, NULL);
         note_newest(cy, to);
-        if (!cy->dst)
+        if (!cy->dst && !cy->remote)
             snprintf(cy->o->remote_base, sizeof(cy->o->remote_base), "%s", to);
     }
     /* prune with fresh lists: the transfer added snapshots to the target */
     prune(cy, cy->src->pool, c->src_pool, &cy->ss, &c->keep, to);
     if (cy->dst && list_snaps(cy->dst->pool, c->dst_vol, &cy->ts, NULL) == 0)
         prune(cy, cy->dst->pool, c->dst_pool, &cy->ts, &c->keep_target, to);
+    if (cy->remote && list_remote(cy, NULL) == 0)
+        prune(cy, NULL, c->dst_pool, &cy->ts, &c->keep_target, to);
     return 0;
 }
 
 int repl_cycle(struct repl_mgr *m, struct repl_job *j, struct repl_outcome *o, struct berr *err)
 {
-    struct cycle cy = {.m = m, .j = j, .c = &j->cfg, .o = o};
+    struct cycle cy = {.m = m, .j = j, .c = &j->cfg, .o = o, .remote = j->cfg.remote[0] != 0};
     pthread_mutex_lock(&m->lock);
     snprintf(o->remote_base, sizeof(o->remote_base), "%s", j->st.remote_base);
     pthread_mutex_unlock(&m->lock);
     int r = pool_get(m->pools, cy.c->src_pool, "source", &cy.src, err);
-    if (r == 0 && cy.c->dst_pool[0])
+    if (r == 0 && cy.c->dst_pool[0] && !cy.remote)
         r = pool_get(m->pools, cy.c->dst_pool, "target", &cy.dst, err);
     if (r == 0)
         r = run_steps(&cy, err);

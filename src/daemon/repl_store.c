@@ -48,6 +48,7 @@ int repl_cfg_from_json(json_t *o, struct repl_cfg *c, struct berr *err)
     const char *name = str(o, "name"), *target = str(o, "target");
     const char *cmd = str(o, "target_cmd"), *every = str(o, "every"), *keep = str(o, "keep");
     const char *keep_t = str(o, "keep_target"), *prefix = str(o, "prefix");
+    const char *remote = str(o, "remote");
     int r = validate_name(name, "replication", err);
     if (r < 0)
         return r;
@@ -60,9 +61,19 @@ int repl_cfg_from_json(json_t *o, struct repl_cfg *c, struct berr *err)
     if (target) {
         if (split_vol("target", target, c->dst_pool, c->dst_vol, err) < 0)
             return -EINVAL;
-        if (strcmp(c->src_pool, c->dst_pool) == 0 && strcmp(c->src_vol, c->dst_vol) == 0)
+        if (!remote && strcmp(c->src_pool, c->dst_pool) == 0 &&
+            strcmp(c->src_vol, c->dst_vol) == 0)
             return berr_set(err, EINVAL, "the target is the source (%s)", target);
+        if (remote) {
+            if (!*remote || strlen(remote) >= sizeof(c->remote))
+                return berr_set(err, EINVAL, "field 'remote': 1 to %d characters",
+                                REPL_CMD_MAX - 1);
+            snprintf(c->remote, sizeof(c->remote), "%s", remote);
+        }
     } else {
+        if (remote)
+            return berr_set(err, EINVAL, "'remote' goes with 'target' (the volume on the "
+                            "remote host), not with 'target_cmd'");
         if (!*cmd || strlen(cmd) >= sizeof(c->target_cmd))
             return berr_set(err, EINVAL, "field 'target_cmd': 1 to %d characters",
                             REPL_CMD_MAX - 1);
@@ -109,6 +120,7 @@ json_t *repl_job_json(const struct repl_job *j, int64_t now)
         "created", (json_int_t)s->created);
     if (!o)
         return NULL;
+    json_object_set_new(o, "remote", str_or_null(c->remote));
     json_object_set_new(o, "last_run", time_or_null(s->last_run));
     json_object_set_new(o, "last_success", time_or_null(s->last_success));
     json_object_set_new(o, "last_error", str_or_null(s->last_error));

@@ -7,8 +7,9 @@
 # (checked against an independent implementation of the grid), and kept a
 # held and a foreign snapshot; status reports success, lag and bytes.  A
 # failing target command is reported and recovers; jobs survive a restart;
-# a transfer cut short by a stop resumes at the next start; bad input is
-# refused.
+# a transfer cut short by a stop resumes at the next start; a target reached
+# through --remote (berth on the other host) is replicated, listed and pruned
+# by commands; bad input is refused.
 . "$(dirname "$0")/functions.sh"
 requires qemu-io
 requires_nbdpy
@@ -186,6 +187,25 @@ wait_until 30 state_is k ok || fail "did not recover: $(api GET /replications/k)
 [ "$(jget k last_success)" -ge "$(jget k last_error_time)" ] || fail "last success before the error"
 ls "$T"/stream.* >/dev/null 2>&1 || fail "the target command got no stream"
 berth replicate run k | grep -q "replication k: cycle done" || fail "run k"
+
+echo "== a remote target (--remote: berth on the other host; here the same berthd through the CLI)"
+berth vol create -V 16M src/x >/dev/null || fail "vol create x"
+nbdpy -c 'import nbd,sys,os; h=nbd.NBD(); h.connect_uri(sys.argv[1]); h.pwrite(os.urandom(1 << 20), 0); h.flush()' "$(uri src/x)" ||
+  fail "write src/x"
+berth replicate create r --source src/x --target dst/rx --remote "$BERTH_BIN --socket $BERTH_SOCKET" \
+  --every 1s --keep 1s:2 --keep-target 1s:3 --prefix r_ >/dev/null || fail "create r"
+cycles() { [ "$(jget r runs)" -ge 5 ] && [ "$(jget r state)" = ok ]; }
+wait_until 60 cycles || fail "remote job did not run: $(api GET /replications/r)"
+berth replicate destroy r >/dev/null || fail "destroy r"
+sleep 1
+rs=$(snaps dst rx)
+n=$(echo "$rs" | wc -w)
+echo "  remote target has $n snapshots: $(echo $rs)"
+[ "$n" -ge 1 ] && [ "$n" -le 4 ] || fail "remote target not pruned to its grid (1s:3 + the base): $n"
+last=$(echo "$rs" | tail -1)
+nbdpy "$T/hash.py" "$NBD_SOCK" "src/x@$last" "dst/rx@$last" | awk '{print $2}' | sort -u | wc -l |
+  grep -qx 1 || fail "dst/rx@$last differs from src/x@$last"
+berth pool check dst >/dev/null || fail "pool check dst after remote replication"
 
 echo "== restart: jobs and their history survive"
 runs=$(jget k runs)
