@@ -5,7 +5,9 @@
 #include "common/log.h"
 
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <time.h>
 
 int h_pools_list(const struct api_call *c, json_t **out, struct berr *err)
 {
@@ -106,6 +108,31 @@ int h_pool_create(const struct api_call *c, json_t **out, struct berr *err)
     return r;
 }
 
+int parse_scrub_schedule(const char *v, uint64_t *every, struct berr *err)
+{
+    static const struct { const char *name; uint64_t secs; } named[] = {
+        {"off", 0}, {"none", 0}, {"daily", 86400}, {"weekly", 7 * 86400},
+        {"monthly", 30 * 86400},
+    };
+    if (!v)
+        return berr_set(err, EINVAL, "scrub-schedule needs a value");
+    for (size_t i = 0; i < sizeof named / sizeof *named; i++)
+        if (strcmp(v, named[i].name) == 0) {
+            *every = named[i].secs;
+            return 0;
+        }
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    uint64_t unit = *end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600 : *end == 'd' ? 86400 : 0;
+    if (end == v || errno || !unit || end[1] || n == 0 || n > 3650ULL * 86400 / unit)
+        return berr_set(err, EINVAL,
+                        "scrub-schedule '%s': use off, daily, weekly, monthly or a period such "
+                        "as 12h, 14d", v);
+    *every = n * unit;
+    return 0;
+}
+
 int h_pool_patch(const struct api_call *c, json_t **out, struct berr *err)
 {
     struct pool_entry *e;
@@ -114,7 +141,20 @@ int h_pool_patch(const struct api_call *c, json_t **out, struct berr *err)
         return r;
     const char *key;
     json_t *val;
+    bool persist = false;
     json_object_foreach(json_object_get(c->body, "properties"), key, val) {
+        if (strcmp(key, "scrub-schedule") == 0 || strcmp(key, "scrub_schedule") == 0) {
+            /* berthd's, not the engine's: kept in pools.json */
+            uint64_t every;
+            r = parse_scrub_schedule(json_string_value(val), &every, err);
+            if (r < 0)
+                break;
+            atomic_store(&e->scrub_every, every);
+            if (every && !atomic_load(&e->last_scrub))
+                atomic_store(&e->last_scrub, (int64_t)time(NULL)); /* first one in `every` */
+            persist = true;
+            continue;
+        }
         r = bs_pool_set_prop(e->pool, key, json_string_value(val), err);
         if (r < 0)
             break;
@@ -122,6 +162,8 @@ int h_pool_patch(const struct api_call *c, json_t **out, struct berr *err)
     if (r == 0)
         *out = render_pool(c->ctx, e);
     pooltab_unlock(c->ctx->pools);
+    if (persist && c->ctx->persist)
+        c->ctx->persist(c->ctx->persist_opaque);
     return r;
 }
 

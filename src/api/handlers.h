@@ -190,6 +190,8 @@ int api_vol_apply_props(json_t *obj, struct bs_vol_props *props, struct berr *er
 /* ---- render.c ---- */
 
 json_t *render_pool(struct api_ctx *ctx, struct pool_entry *e);
+/* off|none|daily|weekly|monthly|N{s,m,h,d} -> seconds (0 = off). */
+int parse_scrub_schedule(const char *v, uint64_t *every, struct berr *err);
 json_t *render_vol(struct api_ctx *ctx, const char *pool, const struct bs_vol_props *p);
 /* "uri" (and "uri_tcp" with --nbd-tcp) of the NBD export "pool/vol[@snap]". */
 void render_nbd_uris(struct api_ctx *ctx, json_t *o, const char *export_name);

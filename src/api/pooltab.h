@@ -30,6 +30,10 @@ struct pool_entry {
     char error[BERR_MSG_MAX];
     atomic_uint refs;
     atomic_uint handles; /* open NBD volume handles on this pool */
+    /* scrub schedule (berthd, persisted in pools.json; scrubsched.c) */
+    _Atomic uint64_t scrub_every;  /* seconds, 0 = off */
+    _Atomic int64_t last_scrub;    /* unix time the last scrub finished (or the
+                                      schedule was set), 0 = never */
     struct pool_entry *next;
 };
 

@@ -112,6 +112,9 @@ json_t *render_pool(struct api_ctx *ctx, struct pool_entry *e)
     set(o, "txg", json_u64(st->txg));
     set(o, "ashift", json_integer(st->ashift));
     set(o, "autotrim", json_boolean(st->autotrim));
+    set(o, "scrub_schedule_seconds", json_u64(atomic_load(&e->scrub_every)));
+    int64_t ls = atomic_load(&e->last_scrub);
+    set(o, "last_scrub", ls ? json_integer(ls) : json_null());
     set(o, "size", json_u64(st->size));
     set(o, "allocated", json_u64(st->allocated));
     set(o, "free", json_u64(st->free));

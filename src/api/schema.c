@@ -16,6 +16,8 @@ static const struct api_prop pool_props[] = {
     {"encryption", PK_STR},
     {"keyformat", PK_STR},
     {"keylocation", PK_STR},
+    {"scrub-schedule", PK_STR},
+    {"scrub_schedule", PK_STR},
     {"name", PK_READONLY},
     {"guid", PK_READONLY},
     {"state", PK_READONLY},

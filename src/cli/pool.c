@@ -47,7 +47,8 @@ void help_pool(FILE *f)
             "  sync NAME                  commit a transaction group now\n"
             "  check NAME                 verify space accounting (leaks, double references)\n"
             "  set PROP=VALUE NAME        autotrim=on|off, compression=..., checksum=...,\n"
-            "                             encryption, keyformat, keylocation (defaults)\n"
+            "                             encryption, keyformat, keylocation (defaults),\n"
+            "                             scrub-schedule=off|daily|weekly|monthly|14d|12h\n"
             "  debug NAME KNOB            fault injection (berthd --test only), e.g.\n"
             "                             fail_reads=on, torn_write_after=N\n"
             "\n"
@@ -239,6 +240,10 @@ static void print_status(struct cli *c, json_t *p)
                "checksum=%s\n",
                json_integer_value(get(p, "ashift")), json_is_true(get(p, "autotrim")) ? "on" : "off",
                json_string_value(get(p, "compression")), json_string_value(get(p, "checksum")));
+        json_int_t every = json_integer_value(get(p, "scrub_schedule_seconds"));
+        if (every > 0)
+            printf("        scrub-schedule: every %" JSON_INTEGER_FORMAT " s (%.1f days)\n", every,
+                   (double)every / 86400);
         const char *enc = json_string_value(get(p, "encryption"));
         if (enc && strcmp(enc, "off") != 0)
             printf("        encryption=%s keyformat=%s keylocation=%s (defaults for new "

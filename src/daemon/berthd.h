@@ -26,6 +26,7 @@ struct berthd {
     struct api_ctx ctx;
     struct vmm *vms;            /* VM supervisor (src/vm/supervisor.h) */
     struct vm_nettab nets;      /* bridges, <state>/networks.json */
+    struct scrubsched *scrubs;  /* scheduled scrubs */
     struct repl_mgr *repl;      /* replication jobs (repl.h), <state>/replications.json */
 };
 
@@ -37,6 +38,12 @@ void registry_load(struct berthd *d);
 /* The api_ctx persist callback: rewrite pools.json from the table (the caller
  * holds the table lock).  Errors are logged here. */
 void registry_save(void *opaque);
+
+/* Scheduled scrubs (scrubsched.c): a thread started after the pools are
+ * imported, stopped before they close. */
+struct scrubsched;
+struct scrubsched *scrubsched_start(struct berthd *d);
+void scrubsched_stop(struct scrubsched *s); /* NULL accepted */
 /* Close every pool (final txg sync) and empty the table. */
 void registry_close_all(struct berthd *d);
 

@@ -252,6 +252,9 @@ static int run(struct berthd *d, const struct opts *o)
     if (repl_mgr_new(d->state_dir, &d->pools, &d->repl, &err) < 0 ||
         repl_mgr_start(d->repl, &d->ctx, &err) < 0)
         goto fail_pools;
+    d->scrubs = scrubsched_start(d);
+    if (!d->scrubs)
+        blog_warn("cannot start the scrub scheduler: scheduled scrubs will not run");
     snprintf(path, sizeof(path), "%s/berthd.sock", d->run_dir);
     if (api_server_start(&d->ctx, path, &d->api, &err) < 0)
         goto fail_pools;
@@ -278,6 +281,7 @@ static int run(struct berthd *d, const struct opts *o)
     vmm_quiesce(d->vms);
     repl_mgr_stop(d->repl); /* cancels a transfer in progress; resumed at next start */
     api_server_stop(d->api);
+    scrubsched_stop(d->scrubs);
     repl_mgr_free(d->repl);
     stop_vms(d);
     nbd_server_free(d->nbd);
@@ -289,6 +293,7 @@ static int run(struct berthd *d, const struct opts *o)
     return 0;
 
 fail_pools:
+    scrubsched_stop(d->scrubs);
     repl_mgr_free(d->repl);
     stop_vms(d);
     nbd_server_free(d->nbd);

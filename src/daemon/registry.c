@@ -13,6 +13,7 @@
 #include "daemon/berthd.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,15 @@ void registry_load(struct berthd *d)
             continue;
         }
         import_one(d, name, vdevs, n);
+        /* the scrub schedule (scrubsched.c) is berthd's own pool setting */
+        json_int_t every = json_integer_value(json_object_get(v, "scrub_every"));
+        json_int_t last = json_integer_value(json_object_get(v, "last_scrub"));
+        struct pool_entry *e = every > 0 && every <= 3650LL * 86400 ? pooltab_find(&d->pools, name)
+                                                                  : NULL;
+        if (e) {
+            atomic_store(&e->scrub_every, (uint64_t)every);
+            atomic_store(&e->last_scrub, last > 0 ? (int64_t)last : (int64_t)time(NULL));
+        }
     }
     json_decref(root);
 }
@@ -114,12 +124,29 @@ static json_t *entries(struct pool_entry *e)
         json_t *arr = json_array();
         for (size_t i = 0; i < e->nvdevs; i++)
             json_array_append_new(arr, json_string(e->vdevs[i]));
-        json_object_set_new(o, e->name, json_pack("{s:o}", "vdevs", arr));
+        json_t *ent = json_pack("{s:o}", "vdevs", arr);
+        if (ent && atomic_load(&e->scrub_every)) {
+            json_object_set_new(ent, "scrub_every", json_integer((json_int_t)atomic_load(&e->scrub_every)));
+            json_object_set_new(ent, "last_scrub", json_integer(atomic_load(&e->last_scrub)));
+        }
+        json_object_set_new(o, e->name, ent);
     }
     return o;
 }
 
+static void registry_save_locked(void *opaque);
+
 void registry_save(void *opaque)
+{
+    /* API calls and the scrub scheduler save from their own threads; the
+     * temporary file of write_file_atomic is one per process */
+    static pthread_mutex_t save_lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&save_lock);
+    registry_save_locked(opaque);
+    pthread_mutex_unlock(&save_lock);
+}
+
+static void registry_save_locked(void *opaque)
 {
     struct berthd *d = opaque;
     json_t *root = json_pack("{s:i,s:o,s:o}", "version", 1, "pools", entries(d->pools.head),

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Scheduled scrubs (`berth pool set NAME scrub-schedule=monthly`): a thread
+ * that, once a second, looks at every imported pool with a schedule:
+ *
+ *   - a scrub that finished since we last looked moves last_scrub to its end
+ *     time (persisted in pools.json, so a restart keeps the rhythm);
+ *   - no scrub scanning or paused, and last_scrub + every in the past: start
+ *     one (a paused scrub is the user's: it is left alone).
+ *
+ * Nothing here can fail berthd: an error starting a scrub is logged and
+ * tried again at the next period. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "daemon/berthd.h"
+
+struct scrubsched {
+    struct berthd *d;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cv;
+    bool stop;
+};
+
+static void tick(struct berthd *d)
+{
+    bool changed = false;
+    int64_t now = (int64_t)time(NULL);
+    pooltab_rdlock(&d->pools);
+    for (struct pool_entry *e = d->pools.head; e; e = e->next) {
+        uint64_t every = atomic_load(&e->scrub_every);
+        if (!every || !e->pool)
+            continue;
+        struct bs_pool_stats *st = calloc(1, sizeof(*st));
+        if (!st || bs_pool_stats(e->pool, st) < 0) {
+            free(st);
+            continue;
+        }
+        const char *state = st->scan.state;
+        int64_t end = (int64_t)st->scan.end_time;
+        if (strcmp(state, "finished") == 0 && end > atomic_load(&e->last_scrub)) {
+            atomic_store(&e->last_scrub, end);
+            changed = true;
+        }
+        bool busy = strcmp(state, "scanning") == 0 || strcmp(state, "paused") == 0;
+        if (!busy && now >= atomic_load(&e->last_scrub) + (int64_t)every) {
+            struct berr err = {0};
+            if (bs_pool_scrub(e->pool, BS_SCRUB_START, &err) == 0) {
+                blog_info("pool %s: scheduled scrub started", e->name);
+                /* the next one counts from this one's end (set when it finishes);
+                 * until then, do not start it again */
+                atomic_store(&e->last_scrub, now);
+                changed = true;
+            } else {
+                blog_warn("pool %s: scheduled scrub: %s", e->name, err.msg);
+                atomic_store(&e->last_scrub, now); /* retry after a period */
+            }
+        }
+        free(st);
+    }
+    pooltab_unlock(&d->pools);
+    if (changed)
+        registry_save(d);
+}
+
+static void *main_loop(void *arg)
+{
+    struct scrubsched *s = arg;
+    pthread_mutex_lock(&s->lock);
+    while (!s->stop) {
+        pthread_mutex_unlock(&s->lock);
+        tick(s->d);
+        pthread_mutex_lock(&s->lock);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        if (!s->stop)
+            pthread_cond_timedwait(&s->cv, &s->lock, &ts);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+struct scrubsched *scrubsched_start(struct berthd *d)
+{
+    struct scrubsched *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->d = d;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    if (pthread_create(&s->thread, NULL, main_loop, s) != 0) {
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->cv);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void scrubsched_stop(struct scrubsched *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stop = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
