@@ -220,6 +220,10 @@ struct bs_scan_stats {
     uint64_t errors;         /* blocks no copy could repair (bs_pool_errors) */
     double rate;             /* bytes/s while scanning */
     uint64_t eta_seconds;    /* 0 when unknown or done */
+    struct bs_scrub_pos {    /* where a scanning or paused scrub is (to resume it */
+        uint64_t id, blk;    /* after a restart: bs_pool_scrub_resume) */
+        int part;
+    } pos;
 };
 
 struct bs_pool_stats {
@@ -274,6 +278,11 @@ int bs_pool_online(bs_pool *p, const char *dev, struct berr *err);
  * Progress is in bs_pool_stats().scan.  Not resumed after export/import. */
 enum bs_scrub_cmd { BS_SCRUB_START = 0, BS_SCRUB_PAUSE = 1, BS_SCRUB_STOP = 2 };
 int bs_pool_scrub(bs_pool *p, enum bs_scrub_cmd cmd, struct berr *err);
+/* Start a scrub at `pos` (a position bs_pool_stats reported before a
+ * restart): what came before it was verified by the interrupted scrub.  A
+ * resumed scrub does not clear the stale marks of devices (only a whole one
+ * proves they hold everything).  EBUSY if a scrub runs. */
+int bs_pool_scrub_resume(bs_pool *p, const struct bs_scrub_pos *pos, struct berr *err);
 /* Wait until no scrub is scanning (finished, canceled, paused or none). */
 void bs_pool_scrub_wait(bs_pool *p);
 

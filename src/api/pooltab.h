@@ -34,6 +34,11 @@ struct pool_entry {
     _Atomic uint64_t scrub_every;  /* seconds, 0 = off */
     _Atomic int64_t last_scrub;    /* unix time the last scrub finished (or the
                                       schedule was set), 0 = never */
+    /* a scrub in progress, saved so that a restart resumes it (scrubsched.c):
+     * 0 none, 1 scanning, 2 paused; and its position */
+    _Atomic int scrub_saved;
+    _Atomic uint64_t scrub_pos_id, scrub_pos_blk;
+    _Atomic int scrub_pos_part;
     struct pool_entry *next;
 };
 

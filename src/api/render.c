@@ -150,6 +150,11 @@ json_t *render_pool(struct api_ctx *ctx, struct pool_entry *e)
                              json_u64(sc->repaired), "errors", json_u64(sc->errors), "rate",
                              json_u64((uint64_t)sc->rate), "eta_seconds",
                              json_u64(sc->eta_seconds)));
+    json_t *scan = json_object_get(o, "scan");
+    if (scan)
+        json_object_set_new(scan, "pos", json_pack("{s:o,s:i,s:o}", "id", json_u64(sc->pos.id),
+                                                   "part", sc->pos.part, "blk",
+                                                   json_u64(sc->pos.blk)));
     json_t *errs = json_array();
     bs_pool_errors(e->pool, render_error, errs);
     set(o, "scan_errors", errs);

@@ -107,11 +107,27 @@ void registry_load(struct berthd *d)
         /* the scrub schedule (scrubsched.c) is berthd's own pool setting */
         json_int_t every = json_integer_value(json_object_get(v, "scrub_every"));
         json_int_t last = json_integer_value(json_object_get(v, "last_scrub"));
-        struct pool_entry *e = every > 0 && every <= 3650LL * 86400 ? pooltab_find(&d->pools, name)
-                                                                  : NULL;
-        if (e) {
+        struct pool_entry *e = pooltab_find(&d->pools, name);
+        if (e && every > 0 && every <= 3650LL * 86400) {
             atomic_store(&e->scrub_every, (uint64_t)every);
             atomic_store(&e->last_scrub, last > 0 ? (int64_t)last : (int64_t)time(NULL));
+        }
+        /* a scrub the last run did not finish goes on where it was */
+        json_t *sp = json_object_get(v, "scrub_in_progress");
+        if (e && e->pool && json_is_object(sp)) {
+            struct bs_scrub_pos pos = {
+                .id = (uint64_t)json_integer_value(json_object_get(sp, "id")),
+                .part = (int)json_integer_value(json_object_get(sp, "part")),
+                .blk = (uint64_t)json_integer_value(json_object_get(sp, "blk")),
+            };
+            struct berr serr = {0};
+            if (bs_pool_scrub_resume(e->pool, &pos, &serr) < 0) {
+                blog_warn("pool %s: cannot resume its scrub: %s", name, serr.msg);
+            } else {
+                blog_info("pool %s: scrub resumed where it was", name);
+                if (json_is_true(json_object_get(sp, "paused")))
+                    (void)bs_pool_scrub(e->pool, BS_SCRUB_PAUSE, NULL);
+            }
         }
     }
     json_decref(root);
@@ -125,6 +141,13 @@ static json_t *entries(struct pool_entry *e)
         for (size_t i = 0; i < e->nvdevs; i++)
             json_array_append_new(arr, json_string(e->vdevs[i]));
         json_t *ent = json_pack("{s:o}", "vdevs", arr);
+        if (ent && atomic_load(&e->scrub_saved))
+            json_object_set_new(ent, "scrub_in_progress",
+                                json_pack("{s:I,s:i,s:I,s:b}", "id",
+                                          (json_int_t)atomic_load(&e->scrub_pos_id), "part",
+                                          atomic_load(&e->scrub_pos_part), "blk",
+                                          (json_int_t)atomic_load(&e->scrub_pos_blk), "paused",
+                                          atomic_load(&e->scrub_saved) == 2));
         if (ent && atomic_load(&e->scrub_every)) {
             json_object_set_new(ent, "scrub_every", json_integer((json_int_t)atomic_load(&e->scrub_every)));
             json_object_set_new(ent, "last_scrub", json_integer(atomic_load(&e->last_scrub)));

@@ -1,6 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Scheduled scrubs (`berth pool set NAME scrub-schedule=monthly`): a thread
- * that, once a second, looks at every imported pool with a schedule:
+/* Scheduled scrubs (`berth pool set NAME scrub-schedule=monthly`) and
+ * scrubs that survive a restart: a thread that, once a second, looks at
+ * every imported pool:
+ *
+ *   - a scrub scanning or paused: its position is saved in pools.json (every
+ *     5 s, and when it starts, pauses or ends), and the next berthd start
+ *     resumes it there (registry.c, bs_pool_scrub_resume);
+ *
+ * and, for a pool with a schedule:
  *
  *   - a scrub that finished since we last looked moves last_scrub to its end
  *     time (persisted in pools.json, so a restart keeps the rhythm);
@@ -26,17 +33,38 @@ struct scrubsched {
     bool stop;
 };
 
-static void tick(struct berthd *d)
+/* Remember where a scrub in progress is (pools.json), or that none is. */
+static bool save_progress(struct pool_entry *e, const struct bs_scan_stats *sc, int64_t now,
+                          int64_t *last_save)
+{
+    int saved = strcmp(sc->state, "scanning") == 0 ? 1 : strcmp(sc->state, "paused") == 0 ? 2 : 0;
+    int was = atomic_load(&e->scrub_saved);
+    if (saved == was && (saved == 0 || now < *last_save + 5))
+        return false; /* the position is written every 5 s while scanning */
+    atomic_store(&e->scrub_pos_id, sc->pos.id);
+    atomic_store(&e->scrub_pos_part, sc->pos.part);
+    atomic_store(&e->scrub_pos_blk, sc->pos.blk);
+    atomic_store(&e->scrub_saved, saved);
+    *last_save = now;
+    return true;
+}
+
+static void tick(struct berthd *d, int64_t *last_save)
 {
     bool changed = false;
     int64_t now = (int64_t)time(NULL);
     pooltab_rdlock(&d->pools);
     for (struct pool_entry *e = d->pools.head; e; e = e->next) {
-        uint64_t every = atomic_load(&e->scrub_every);
-        if (!every || !e->pool)
+        if (!e->pool)
             continue;
         struct bs_pool_stats *st = calloc(1, sizeof(*st));
         if (!st || bs_pool_stats(e->pool, st) < 0) {
+            free(st);
+            continue;
+        }
+        changed |= save_progress(e, &st->scan, now, last_save);
+        uint64_t every = atomic_load(&e->scrub_every);
+        if (!every) {
             free(st);
             continue;
         }
@@ -70,10 +98,11 @@ static void tick(struct berthd *d)
 static void *main_loop(void *arg)
 {
     struct scrubsched *s = arg;
+    int64_t last_save = 0;
     pthread_mutex_lock(&s->lock);
     while (!s->stop) {
         pthread_mutex_unlock(&s->lock);
-        tick(s->d);
+        tick(s->d, &last_save);
         pthread_mutex_lock(&s->lock);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

@@ -67,6 +67,7 @@ struct scrub {
     /* leaves usable at the start and their stale_gen: only those, unchanged,
      * hold every block the scrub walked (one onlined mid-scrub does not) */
     uint32_t start_usable;
+    bool resumed;               /* started at a saved position: stale marks stay */
     uint32_t start_gen[32];
     /* position (scrub thread) */
     uint64_t pos_id, pos_blk;
@@ -254,7 +255,7 @@ static void *scrub_main(void *arg)
         bool cleared = false;
         for (unsigned i = 0; i < vdev_nleaves(p->vd) && i < 32; i++) {
             struct vdev *l = vdev_leaf(p->vd, i);
-            if (vdev_usable(l) && (s->start_usable >> i & 1) &&
+            if (!s->resumed && vdev_usable(l) && (s->start_usable >> i & 1) &&
                 atomic_load(&l->stale_gen) == s->start_gen[i])
                 cleared |= atomic_exchange(&l->stale, false);
         }
@@ -298,7 +299,8 @@ static void join_locked(struct scrub *s)
     pthread_mutex_lock(&s->lock);
 }
 
-int bs_pool_scrub(bs_pool *p, enum bs_scrub_cmd cmd, struct berr *err)
+static int scrub_cmd(bs_pool *p, enum bs_scrub_cmd cmd, const struct bs_scrub_pos *from,
+                     struct berr *err)
 {
     if (p->readonly)
         return berr_set(err, EROFS, "pool '%s' is read-only: a scrub could not repair it",
@@ -332,6 +334,12 @@ int bs_pool_scrub(bs_pool *p, enum bs_scrub_cmd cmd, struct berr *err)
             s->pos_id = 0;
             s->pos_part = 0;
             s->pos_blk = 0;
+            s->resumed = from != NULL;
+            if (from) {
+                s->pos_id = from->id;
+                s->pos_part = from->part;
+                s->pos_blk = from->blk;
+            }
             s->start_usable = 0;
             for (unsigned i = 0; i < vdev_nleaves(p->vd) && i < 32; i++) {
                 struct vdev *l = vdev_leaf(p->vd, i);
@@ -366,6 +374,18 @@ int bs_pool_scrub(bs_pool *p, enum bs_scrub_cmd cmd, struct berr *err)
     pthread_mutex_unlock(&s->lock);
     pthread_mutex_unlock(&p->admin_lock);
     return r;
+}
+
+int bs_pool_scrub(bs_pool *p, enum bs_scrub_cmd cmd, struct berr *err)
+{
+    return scrub_cmd(p, cmd, NULL, err);
+}
+
+int bs_pool_scrub_resume(bs_pool *p, const struct bs_scrub_pos *pos, struct berr *err)
+{
+    if (pos->part < 0 || pos->part > 1)
+        return berr_set(err, EINVAL, "bad scrub position");
+    return scrub_cmd(p, BS_SCRUB_START, pos, err);
 }
 
 void bs_pool_scrub_wait(bs_pool *p)
@@ -420,6 +440,9 @@ void scrub_stats(bs_pool *p, struct bs_pool_stats *o)
     sc->errors = s->errors;
     uint64_t ns = s->scan_ns + (s->state == SC_SCANNING ? now_ns() - s->pass_start_ns : 0);
     sc->rate = ns ? (double)sc->examined * 1e9 / (double)ns : 0;
+    sc->pos.id = s->pos_id;
+    sc->pos.part = s->pos_part;
+    sc->pos.blk = s->pos_blk; /* written by the scrub thread: a hint, read racily */
     if (s->state == SC_SCANNING && sc->rate > 0 && sc->total > sc->examined)
         sc->eta_seconds = (uint64_t)((double)(sc->total - sc->examined) / sc->rate) + 1;
     pthread_mutex_unlock(&s->lock);

@@ -1,9 +1,11 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# Scheduled scrubs (berth pool set NAME scrub-schedule=...): bad values are
+# Scheduled scrubs (berth pool set NAME scrub-schedule=...) and scrubs that
+# survive a crash: bad values are
 # refused; with a 2 s period scrubs start by themselves and finish (the
 # pool's last_scrub moves on), data stays intact; the schedule and the time
-# of the last scrub survive a restart (pools.json), and "off" stops it.
+# of the last scrub survive a restart (pools.json), and "off" stops it; a
+# paused scrub comes back paused at its position after kill -9 and finishes.
 . "$(dirname "$0")/functions.sh"
 requires nbdcopy
 
@@ -36,6 +38,36 @@ berth pool set scrub-schedule=off tank >/dev/null || fail "set off"
 grep -q '"scrub_every"' "$STATE/pools.json" && fail "schedule still in pools.json after off"
 [ "$(nbdcopy "$(uri tank/v)" - | sha256sum)" = "$(sha256sum <"$T/data" | sed 's/ .*/  -/')" ] ||
   fail "data changed"
+berth pool check tank >/dev/null || fail "pool check"
+
+echo "== a scrub interrupted by a crash goes on where it was after the restart"
+berth vol create -V 384M tank/big >/dev/null || fail "vol create big"
+nbdcopy <(head -c 384M /dev/urandom) "$(uri tank/big)" || fail "fill big"
+berth pool sync tank >/dev/null
+paused=0
+for try in 1 2 3; do
+  berth pool scrub tank >/dev/null || fail "scrub"
+  if berth pool scrub --pause tank >/dev/null 2>&1 && [ "$(jpool tank scan.state)" = paused ]; then
+    paused=1; break
+  fi
+  wait_until 30 eval '[ "$(jpool tank scan.state)" != scanning ]'
+done
+if [ $paused = 1 ]; then
+  pos=$(jpool tank scan.pos.blk)
+  saved() { grep -q '"scrub_in_progress"' "$STATE/pools.json"; }
+  wait_until 10 saved || fail "the paused scrub is not in pools.json"
+  kill_berthd
+  start_berthd
+  [ "$(jpool tank scan.state)" = paused ] || fail "the scrub did not come back paused: $(jpool tank scan.state)"
+  echo "  paused at block $pos of some dataset; after the crash: $(jpool tank scan.state) at $(jpool tank scan.pos.id)/$(jpool tank scan.pos.part)/$(jpool tank scan.pos.blk)"
+  berth pool scrub tank >/dev/null || fail "resume the scrub"
+  done_() { [ "$(jpool tank scan.state)" = finished ]; }
+  wait_until 60 done_ || fail "the resumed scrub did not finish: $(jpool tank scan.state)"
+  [ "$(jpool tank scan.errors)" = 0 ] || fail "the resumed scrub found errors"
+  wait_until 10 eval '! grep -q "\"scrub_in_progress\"" "$STATE/pools.json"' || fail "finished scrub still saved"
+else
+  echo "  SKIP part: the scrub always finished before it could be paused"
+fi
 berth pool check tank >/dev/null || fail "pool check"
 stop_berthd
 echo PASS
