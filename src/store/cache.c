@@ -379,6 +379,27 @@ void bcache_remove(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth
     pthread_mutex_unlock(&s->lock);
 }
 
+void bcache_purge(struct bcache *c, uint32_t vdev)
+{
+    for (unsigned i = 0; i < c->nshards; i++) {
+        struct shard *s = &c->shards[i];
+        pthread_mutex_lock(&s->lock);
+        for (struct centry *e = s->head, *next; e; e = next) {
+            next = e->next;
+            if (e->vdev != vdev)
+                continue;
+            /* wipe what nobody else holds now (a reader's copy-out in
+             * progress keeps its reference and the bytes until it is done) */
+            if (atomic_load(&e->buf->refs) == 1)
+                explicit_bzero(e->buf->data, e->buf->size);
+            struct centry **pp = find_slot(s, key_hash(e->vdev, e->off, e->birth), e->vdev,
+                                           e->off, e->birth);
+            entry_drop(s, pp, e);
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
 void bcache_stats(struct bcache *c, struct bcache_stats *st)
 {
     memset(st, 0, sizeof(*st));

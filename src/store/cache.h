@@ -37,6 +37,9 @@ void bcache_set_limit(struct bcache *c, uint64_t limit_bytes);
 struct cbuf *bcache_get(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth);
 /* Insert (the cache takes its own reference; replaces nothing if present). */
 void bcache_put(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth, struct cbuf *b);
+/* Drop (and wipe where no one else holds them) every entry of one key space
+ * `vdev`: the decrypted blocks of a pool whose key was unloaded. */
+void bcache_purge(struct bcache *c, uint32_t vdev);
 /* Drop an entry (e.g. a block found corrupt). */
 void bcache_remove(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth);
 

@@ -199,6 +199,8 @@ int bs_key_unload(bs_pool *p, const char *name, struct berr *err)
         pthread_mutex_unlock(&p->lock);
     }
     crypt_key_free(old);
+    if (old) /* decrypted blocks of its volumes must not outlive the key */
+        bcache_purge(p->io.cache, p->io.cache_id);
     pthread_mutex_unlock(&p->admin_lock);
     return r;
 }

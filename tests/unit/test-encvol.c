@@ -244,7 +244,19 @@ static void test_keys(const uint8_t *plain, const uint8_t *rawkey)
     ok((berr_clear(&e), bs_key_unload(p, "pv", &e) == -EBUSY), "unload refused while open: %s", e.msg);
     bs_vol_close(v);
     ok(bs_snap_create(p, (const char *[]){ "pv@s1" }, 1, &e) == 0, "snapshot");
+    {
+        /* read the volume so that its plaintext is cached, then unload */
+        uint8_t b[16384];
+        ok(bs_vol_open(p, "pv", &v, &e) == 0 && bs_vol_pread(v, b, sizeof b, 0) == 0, "read");
+        bs_vol_close(v);
+    }
+    struct bs_pool_stats cs0, cs1;
+    bs_pool_stats(p, &cs0);
     ok((berr_clear(&e), bs_key_unload(p, "pv", &e) == 0), "unload: %s", e.msg);
+    bs_pool_stats(p, &cs1);
+    ok(cs0.cache_bytes > 0 && cs1.cache_bytes < cs0.cache_bytes,
+       "unload drops the pool's cached (decrypted) blocks: %llu -> %llu bytes",
+       (unsigned long long)cs0.cache_bytes, (unsigned long long)cs1.cache_bytes);
     ok((berr_clear(&e), bs_vol_open(p, "pv", &v, &e) == -EACCES && strstr(e.msg, "key load")),
        "locked volume does not open: %s", e.msg);
     ok(bs_vol_open(p, "pv@s1", &v, &e) == -EACCES, "nor its snapshot");
