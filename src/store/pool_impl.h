@@ -209,6 +209,10 @@ int vol_space_locked(struct bs_pool *p, struct ds *h, struct bs_vol_space *o);
 
 /* A new dataset from rec, linked into the pool (pool->lock held). */
 int ds_insert_new(struct bs_pool *p, const struct mos_ds *rec, struct berr *err);
+/* The end of an admin call that changed records (pool->lock and admin_lock
+ * held, both released): if r is 0 mark the directory dirty and wait for the
+ * txg carrying it.  Returns the result. */
+int admin_record_commit(struct bs_pool *p, int r, const char *what, struct berr *err);
 /* Wait until txg t, the one carrying an admin change, is durable. */
 int admin_commit(struct bs_pool *p, uint64_t t, struct berr *err, const char *what);
 

@@ -341,15 +341,7 @@ static int hold_change(bs_pool *p, const char *name, const char *tag, bool add, 
         memcpy(h, nh, sizeof nh);
     }
     bool deferred = r == 0 && !add && !h[0] && (s->rec.flags & DS_FLAG_DEFER);
-    uint64_t txg = 0;
-    if (r == 0) {
-        p->mos_dirty = true;
-        txg = txg_dirty_open(p);
-    }
-    pthread_mutex_unlock(&p->lock);
-    if (r == 0)
-        r = admin_commit(p, txg, err, "hold");
-    pthread_mutex_unlock(&p->admin_lock);
+    r = admin_record_commit(p, r, "hold", err);
     if (r == 0 && deferred) /* the last hold of a deferred destroy */
         (void)bs_snap_destroy(p, name, BS_DESTROY_DEFER, NULL);
     return r;
@@ -487,15 +479,7 @@ int bs_vol_promote(bs_pool *p, const char *vol, struct berr *err)
             snprintf(d->rec.name, sizeof d->rec.name, "%s", nn);
         }
     }
-    uint64_t txg = 0;
-    if (r == 0) {
-        p->mos_dirty = true;
-        txg = txg_dirty_open(p);
-    }
-    pthread_mutex_unlock(&p->lock);
-    if (r == 0)
-        r = admin_commit(p, txg, err, "promote");
-    pthread_mutex_unlock(&p->admin_lock);
+    r = admin_record_commit(p, r, "promote", err);
     return r;
 }
 

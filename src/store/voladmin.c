@@ -108,6 +108,20 @@ int admin_commit(struct bs_pool *p, uint64_t t, struct berr *err, const char *wh
     return 0;
 }
 
+int admin_record_commit(struct bs_pool *p, int r, const char *what, struct berr *err)
+{
+    uint64_t t = 0;
+    if (r == 0) {
+        p->mos_dirty = true;
+        t = txg_dirty_open(p);
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (r == 0)
+        r = admin_commit(p, t, err, what);
+    pthread_mutex_unlock(&p->admin_lock);
+    return r;
+}
+
 /* Bytes a new reservation may take: free space minus what existing
  * reservations still hold back and the metadata slop.  pool->lock held. */
 static uint64_t reservable(struct bs_pool *p)
@@ -451,16 +465,7 @@ int bs_vol_set(bs_pool *p, const char *name, const char *prop, const char *value
     pthread_mutex_lock(&p->lock);
     struct ds *d = ds_find_vol(p, name);
     int r = d ? set_locked(p, d, prop, value, err) : no_vol(p, name, err);
-    uint64_t t = 0;
-    if (r == 0) {
-        p->mos_dirty = true;
-        t = txg_dirty_open(p);
-    }
-    pthread_mutex_unlock(&p->lock);
-    if (r == 0)
-        r = admin_commit(p, t, err, "set property");
-    pthread_mutex_unlock(&p->admin_lock);
-    return r;
+    return admin_record_commit(p, r, "set property", err);
 }
 
 int bs_vol_open(bs_pool *p, const char *name, bs_vol **out, struct berr *err)
