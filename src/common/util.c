@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -246,6 +247,32 @@ int pread_full(int fd, void *buf, size_t len, uint64_t off)
         p += r;
         len -= (size_t)r;
         off += (uint64_t)r;
+    }
+    return 0;
+}
+
+/* pwritev until every byte is written (iov is consumed). */
+int pwritev_full(int fd, struct iovec *iov, int cnt, uint64_t off)
+{
+    while (cnt > 0) {
+        ssize_t r = pwritev(fd, iov, cnt, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (r == 0)
+            return -EIO;
+        off += (uint64_t)r;
+        while (cnt > 0 && (size_t)r >= iov->iov_len) {
+            r -= (ssize_t)iov->iov_len;
+            iov++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + r;
+            iov->iov_len -= (size_t)r;
+        }
     }
     return 0;
 }

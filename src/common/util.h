@@ -43,6 +43,9 @@ uint64_t now_ns(void);
  * -errno (-EIO on unexpected EOF for reads). */
 int pread_full(int fd, void *buf, size_t len, uint64_t off);
 int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+struct iovec;
+/* The same for a vector; iov is consumed. */
+int pwritev_full(int fd, struct iovec *iov, int cnt, uint64_t off);
 int read_full(int fd, void *buf, size_t len);   /* -EPIPE on EOF before len */
 int write_full(int fd, const void *buf, size_t len);
 

@@ -155,6 +155,21 @@ void blk_scratch_free(struct blk_scratch *s)
     s->cap = s->bcap = 0;
 }
 
+/* The fields of a data block pointer that blk_write and blk_write_batch set
+ * alike (the DVA and checksum are filled by each). */
+static void bp_set_written(struct blkptr *bp, const struct blk_wprops *wp, uint64_t txg,
+                           uint32_t lsize, uint32_t psize, uint8_t comp)
+{
+    bp->birth = txg;
+    bp->lsize = lsize;
+    bp->psize = psize;
+    bp->comp = comp;
+    bp->cksum = wp->cksum;
+    bp->type = wp->type;
+    bp->level = wp->level;
+    bp->fill = 1;
+}
+
 int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_t lsize,
               const struct blk_wprops *wp, uint64_t txg, struct blk_scratch *s,
               struct blkptr *bp)
@@ -207,14 +222,7 @@ int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_
     bp->dva[0].offset = off;
     bp->dva[0].vdev = 0;
     bp->dva[0].asize = asize;
-    bp->birth = txg;
-    bp->lsize = lsize;
-    bp->psize = psize;
-    bp->comp = comp;
-    bp->cksum = wp->cksum;
-    bp->type = wp->type;
-    bp->level = wp->level;
-    bp->fill = 1;
+    bp_set_written(bp, wp, txg, lsize, psize, comp);
     if (cb)
         bcache_put(io->cache, io->cache_id, off, txg, cb);
     return 0;
@@ -349,14 +357,7 @@ int blk_write_batch(const struct blkio *io, struct blk_wreq *r, size_t n,
             rn.used += asize;
         memset(bp, 0, sizeof *bp);
         checksum_compute(wp->cksum, src, psize, bp->checksum);
-        bp->birth = txg;
-        bp->lsize = lsize;
-        bp->psize = psize;
-        bp->comp = comp;
-        bp->cksum = wp->cksum;
-        bp->type = wp->type;
-        bp->level = wp->level;
-        bp->fill = 1;
+        bp_set_written(bp, wp, txg, lsize, psize, comp);
         rn.iov[rn.n].iov_base = (void *)src;
         rn.iov[rn.n].iov_len = asize;
         rn.idx[rn.n] = k;

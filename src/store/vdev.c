@@ -338,32 +338,6 @@ int vdev_pwrite(struct vdev *v, const void *buf, size_t len, uint64_t off)
     return 0;
 }
 
-/* pwritev until every byte is written (iov is consumed). */
-static int pwritev_full(int fd, struct iovec *iov, int cnt, uint64_t off)
-{
-    while (cnt > 0) {
-        ssize_t r = pwritev(fd, iov, cnt, (off_t)off);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (r == 0)
-            return -EIO;
-        off += (uint64_t)r;
-        while (cnt > 0 && (size_t)r >= iov->iov_len) {
-            r -= (ssize_t)iov->iov_len;
-            iov++;
-            cnt--;
-        }
-        if (cnt > 0) {
-            iov->iov_base = (char *)iov->iov_base + r;
-            iov->iov_len -= (size_t)r;
-        }
-    }
-    return 0;
-}
-
 int vdev_pwritev(struct vdev *v, const struct iovec *iov, int cnt, uint64_t off)
 {
     if (v->kind != VDEV_KIND_LEAF) {
