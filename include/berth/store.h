@@ -205,13 +205,18 @@ struct bs_vdev_stats {
     uint64_t read_errors, write_errors, checksum_errors;
     uint64_t reads, writes, bytes_read, bytes_written;
     uint64_t guid;
-    bool stale;              /* missed txgs while away: a scrub repairs it */
+    bool stale;              /* missed txgs while away: a resilver (or scrub) repairs it */
     uint64_t repaired_bytes; /* rewritten from a good copy (self-healing, scrub) */
+    uint64_t dtl_lo, dtl_hi; /* the txgs it missed and lacks (0, 0: none) */
+    bool resilvering;        /* a running resilver is filling it */
+    char replacing[256];     /* "" or the path of the device it replaced (until resilvered) */
 };
 
-/* The last or current scrub. */
+/* The last or current scan: a scrub or a resilver. */
 struct bs_scan_stats {
     char state[16];          /* "none", "scanning", "paused", "finished", "canceled" */
+    char func[16];           /* "scrub" or "resilver" */
+    uint64_t resilvered;     /* resilver: bytes written to the resilvering devices */
     uint64_t start_time, end_time; /* unix seconds (end 0 while running) */
     uint64_t txg;            /* the committed txg whose blocks it verifies */
     uint64_t examined;       /* bytes of blocks verified so far */
@@ -267,6 +272,33 @@ int bs_pool_stats(bs_pool *p, struct bs_pool_stats *out);
  * all but nparity); ENOTSUP on a single-device pool. */
 int bs_pool_offline(bs_pool *p, const char *dev, struct berr *err);
 int bs_pool_online(bs_pool *p, const char *dev, struct berr *err);
+
+/* Device replacement (vdev_replace.c).  Each changes the pool's vdev tree
+ * crash-safely (FORMAT.md 2, "Changing the tree": every label is rewritten
+ * with the next txg as config_txg, then that txg commits) and, for a new
+ * device, starts a resilver that copies the allocated blocks to it
+ * (progress in bs_pool_stats().scan with func "resilver").
+ *
+ * replace: `new_dev` (a file, created if absent, or a block device of at
+ * least the pool's device size, not in use by a pool unless force) takes the
+ * place of mirror or raidz member `old_dev` (path, index, or the
+ * "missing-GUID" name of a member missing since import); the old device
+ * leaves the pool at once (its label is wiped if it is readable), so the
+ * members left must hold every block (EBUSY otherwise).
+ * attach: `new_dev` becomes a mirror copy of `existing` (a single-device
+ * pool becomes a 2-way mirror; a mirror gains a member, up to 32; ENOTSUP
+ * on raidz).
+ * detach: a mirror member leaves the pool (its label is wiped); EBUSY if
+ * the members left would not hold an up-to-date copy of every block; a
+ * 2-way mirror becomes a mirror of one (it can be attached to again). */
+int bs_pool_replace(bs_pool *p, const char *old_dev, const char *new_dev, bool force,
+                    struct berr *err);
+int bs_pool_attach(bs_pool *p, const char *existing, const char *new_dev, bool force,
+                   struct berr *err);
+int bs_pool_detach(bs_pool *p, const char *dev, struct berr *err);
+/* Wait until no scan is scanning; true if there was no resilver or the
+ * last one finished (false: it was interrupted or failed). */
+bool bs_pool_resilver_wait(bs_pool *p);
 
 /* Scrub: a background thread reads every allocated block of the pool as of
  * the txg it starts from (the MOS, each volume's and snapshot's own blocks,

@@ -47,7 +47,7 @@ static int read_stored(const struct blkio *io, const struct blkptr *bp, uint8_t 
     struct vdev_rio rq = {
         .off = bp->dva[0].offset, .psize = bp->psize, .asize = bp->dva[0].asize,
         .buf = stored, .verify = verify_bp, .vctx = (void *)bp,
-        .scrub = (flags & BLK_SCRUB) != 0, .gen = gen,
+        .scrub = (flags & BLK_SCRUB) != 0, .gen = gen, .birth = bp->birth,
     };
     return vdev_read_block(io->vd, &rq);
 }

@@ -33,7 +33,13 @@
 #define LABEL_HDR_USED_V1 (208 + 8 * 32) /* labels written before the vdev tree */
 #define LABEL_TOP_TYPE_OFF LABEL_HDR_USED_V1
 #define LABEL_STALE_OFF (LABEL_TOP_TYPE_OFF + 4) /* u32 stale mask */
-#define LABEL_HDR_USED (LABEL_HDR_USED_V1 + 8)
+#define LABEL_HDR_USED_V2 (LABEL_HDR_USED_V1 + 8) /* + top type, stale mask */
+/* + label generation, config txg, per-child DTLs, resilver position */
+#define LABEL_GEN_OFF LABEL_HDR_USED_V2
+#define LABEL_CONFIG_TXG_OFF (LABEL_GEN_OFF + 8)
+#define LABEL_DTL_OFF (LABEL_CONFIG_TXG_OFF + 8)      /* 32 x {u64 lo, u64 hi} */
+#define LABEL_RSV_OFF (LABEL_DTL_OFF + 16 * 32)       /* u64 id, u64 blk, u32 part, u32 valid */
+#define LABEL_HDR_USED (LABEL_RSV_OFF + 24)
 #define UB_CKSUM_OFF (UB_SIZE - 32)
 #define UB_MAP_DIGEST_OFF 200
 #define UB_MAP_CHUNKS_OFF 216
@@ -133,6 +139,16 @@ void label_hdr_encode(const struct label_hdr *h, uint8_t out[LABEL_HDR_SIZE])
         put_le64(out + 208 + 8 * i, h->child_guids[i]);
     out[LABEL_TOP_TYPE_OFF] = h->top_type;
     put_le32(out + LABEL_STALE_OFF, h->stale_mask);
+    put_le64(out + LABEL_GEN_OFF, h->label_gen);
+    put_le64(out + LABEL_CONFIG_TXG_OFF, h->config_txg);
+    for (int i = 0; i < MAX_CHILDREN; i++) {
+        put_le64(out + LABEL_DTL_OFF + 16 * i, h->dtl[i].lo);
+        put_le64(out + LABEL_DTL_OFF + 16 * i + 8, h->dtl[i].hi);
+    }
+    put_le64(out + LABEL_RSV_OFF, h->rsv_id);
+    put_le64(out + LABEL_RSV_OFF + 8, h->rsv_blk);
+    put_le32(out + LABEL_RSV_OFF + 16, h->rsv_part);
+    put_le32(out + LABEL_RSV_OFF + 20, h->rsv_valid);
     sha256(out, LABEL_HDR_CKSUM_OFF, out + LABEL_HDR_CKSUM_OFF);
 }
 
@@ -171,10 +187,22 @@ static void hdr_fields(const uint8_t *in, uint32_t used, struct label_hdr *h)
     h->child_index = get_le64(in + 200);
     for (int i = 0; i < MAX_CHILDREN; i++)
         h->child_guids[i] = get_le64(in + 208 + 8 * i);
-    h->top_type = used >= LABEL_HDR_USED ? in[LABEL_TOP_TYPE_OFF] : 0;
-    h->stale_mask = used >= LABEL_HDR_USED ? get_le32(in + LABEL_STALE_OFF) : 0;
+    h->top_type = used >= LABEL_HDR_USED_V2 ? in[LABEL_TOP_TYPE_OFF] : 0;
+    h->stale_mask = used >= LABEL_HDR_USED_V2 ? get_le32(in + LABEL_STALE_OFF) : 0;
     if (h->nchildren < 32)
         h->stale_mask &= (1u << h->nchildren) - 1;
+    if (used < LABEL_HDR_USED)
+        return; /* older labels: no generation, config txg, DTLs (all zero) */
+    h->label_gen = get_le64(in + LABEL_GEN_OFF);
+    h->config_txg = get_le64(in + LABEL_CONFIG_TXG_OFF);
+    for (int i = 0; i < MAX_CHILDREN; i++) {
+        h->dtl[i].lo = get_le64(in + LABEL_DTL_OFF + 16 * i);
+        h->dtl[i].hi = get_le64(in + LABEL_DTL_OFF + 16 * i + 8);
+    }
+    h->rsv_id = get_le64(in + LABEL_RSV_OFF);
+    h->rsv_blk = get_le64(in + LABEL_RSV_OFF + 8);
+    h->rsv_part = get_le32(in + LABEL_RSV_OFF + 16);
+    h->rsv_valid = get_le32(in + LABEL_RSV_OFF + 20);
 }
 
 static bool hdr_layout_ok(const struct label_hdr *h)
@@ -207,7 +235,7 @@ static bool hdr_tree_ok(const struct label_hdr *h)
         if (tree || h->nchildren != 1)
             return false;
     } else if (h->top_type == VDEV_TYPE_MIRROR) {
-        if (!tree || h->nchildren < 2)
+        if (!tree || h->nchildren < 1) /* 1: a mirror its other members left (detach) */
             return false;
     } else {
         return false;
@@ -242,8 +270,16 @@ static bool hdr_fields_ok(const struct label_hdr *h, uint32_t used)
     if (h->nchildren == 0 || h->nchildren > MAX_CHILDREN || h->child_index >= h->nchildren)
         return false;
     for (uint64_t i = h->nchildren; i < MAX_CHILDREN; i++)
-        if (h->child_guids[i])
+        if (h->child_guids[i] || h->dtl[i].lo || h->dtl[i].hi)
             return false;
+    /* a DTL is empty (0, 0) or a txg range lo <= hi; a resilver position
+     * names part 0 or 1 */
+    for (uint64_t i = 0; i < h->nchildren; i++)
+        if ((h->dtl[i].lo == 0) != (h->dtl[i].hi == 0) || h->dtl[i].lo > h->dtl[i].hi)
+            return false;
+    if (h->rsv_valid > 1 || h->rsv_part > 1 || (!h->rsv_valid && (h->rsv_id || h->rsv_blk ||
+                                                                    h->rsv_part)))
+        return false;
     return hdr_tree_ok(h) && hdr_layout_ok(h);
 }
 

@@ -56,7 +56,25 @@ struct label_hdr {
     uint8_t top_type;   /* 0: the leaf is the whole top-level vdev; VDEV_TYPE_MIRROR,
                            VDEV_TYPE_RAIDZ */
     uint32_t stale_mask; /* bit i: child i missed committed txgs and is not
-                            repaired yet (a scrub clears it) */
+                            repaired yet (a scrub or resilver clears it) */
+    /* Header length >= 1024 (FORMAT.md 2): */
+    uint64_t label_gen;  /* bumped by every label write of the pool: the
+                            highest among a pool's labels is the newest word
+                            about DTLs and stale members */
+    uint64_t config_txg; /* the txg from which this vdev tree (children,
+                            top type) is the pool's: set by replace, attach,
+                            detach; in force once an uberblock of a txg >= it
+                            exists (pool_vdev_import) */
+    struct label_dtl {
+        uint64_t lo, hi; /* child i missed the txgs lo..hi (0, 0: nothing) */
+    } dtl[32];
+    /* where the resilver of the DTLs above has got to (rsv_valid 1): what
+     * came before (dataset rsv_id, part rsv_part, block rsv_blk) is copied
+     * and durable on the resilvering members */
+    uint64_t rsv_id, rsv_blk;
+    uint32_t rsv_part, rsv_valid;
+    bool rewrite;        /* in memory only: import found labels of other
+                            generations; write them all anew */
 };
 
 struct uberblock {

@@ -22,8 +22,13 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "store/pool_impl.h"
+#include "store/resilver.h"
 
 #define MAX_LEAVES 32
+
+/* Serialises label writes (all pools: rare), so that label_gen orders them
+ * and two writers never interleave their four copies. */
+static pthread_mutex_t label_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int pool_vdev_spec(const char *const *vdevs, size_t n, struct vdev_spec *s, struct berr *err)
 {
@@ -129,15 +134,34 @@ static void leaf_hdr(bs_pool *p, unsigned i, struct label_hdr *out)
     /* which members missed writes: persisted, so that a later import (even
      * of a stale member alone) knows it is not current */
     out->stale_mask = 0;
-    for (unsigned k = 0; k < vdev_nleaves(p->vd) && k < 32; k++)
-        if (atomic_load(&vdev_leaf(p->vd, k)->stale))
+    for (unsigned k = 0; k < vdev_nleaves(p->vd) && k < 32; k++) {
+        struct vdev *c = vdev_leaf(p->vd, k);
+        if (atomic_load(&c->stale))
             out->stale_mask |= 1u << k;
+        /* the txgs each member missed, and how far their resilver got */
+        out->dtl[k].hi = atomic_load(&c->dtl_hi);
+        out->dtl[k].lo = out->dtl[k].hi ? MAX(atomic_load(&c->dtl_lo), 1) : 0;
+        if (out->dtl[k].lo > out->dtl[k].hi)
+            out->dtl[k].lo = out->dtl[k].hi;
+    }
+    struct bs_scrub_pos pos;
+    out->rsv_valid = 0;
+    out->rsv_id = out->rsv_blk = 0;
+    out->rsv_part = 0;
+    if (scan_label_pos(p, &pos) && pos.part >= 0 && pos.part <= 1) {
+        out->rsv_valid = 1;
+        out->rsv_id = pos.id;
+        out->rsv_blk = pos.blk;
+        out->rsv_part = (uint32_t)pos.part;
+    }
 }
 
 int pool_write_labels(bs_pool *p, bool wipe_first)
 {
     unsigned n = vdev_nleaves(p->vd), ok = 0;
     int first = 0;
+    pthread_mutex_lock(&label_lock);
+    p->hdr.label_gen++;
     for (unsigned i = 0; i < n; i++) {
         struct vdev *l = vdev_leaf(p->vd, i);
         if (!vdev_usable(l))
@@ -154,6 +178,7 @@ int pool_write_labels(bs_pool *p, bool wipe_first)
         else if (!first)
             first = r;
     }
+    pthread_mutex_unlock(&label_lock);
     return ok ? 0 : first ? first : -EIO;
 }
 
@@ -184,6 +209,63 @@ static bool same_tree(const struct label_hdr *a, const struct label_hdr *b)
            a->nparity == b->nparity &&
            a->ashift == b->ashift && a->dev_size == b->dev_size &&
            memcmp(a->child_guids, b->child_guids, sizeof a->child_guids) == 0;
+}
+
+static uint64_t tree_guid_sum(const struct label_hdr *h)
+{
+    uint64_t sum = 0;
+    for (uint64_t i = 0; i < h->nchildren; i++)
+        sum += h->child_guids[i];
+    return sum;
+}
+
+/* Is the vdev tree of label c in force: has a txg from its config_txg on
+ * been committed with its device set (uberblock guid sum)?  Trees are
+ * switched (replace, attach, detach: vdev_replace.c) by writing every label
+ * with config_txg T+1 and then committing txg T+1; before that commit the
+ * old tree holds. */
+static bool config_committed(struct vdev **found, const struct label_hdr *hdrs, size_t n,
+                             const struct label_hdr *c)
+{
+    uint64_t sum = tree_guid_sum(c);
+    for (size_t j = 0; j < n; j++) {
+        struct uberblock *u = NULL;
+        int k = label_read_ubs(found[j], &hdrs[j], &u);
+        bool hit = false;
+        for (int i = 0; i < k && !hit; i++)
+            hit = u[i].txg >= c->config_txg && u[i].guid_sum == sum;
+        free(u);
+        if (hit)
+            return true;
+    }
+    return false;
+}
+
+static bool newer_label(const struct label_hdr *a, const struct label_hdr *b)
+{
+    return a->config_txg != b->config_txg ? a->config_txg > b->config_txg
+                                          : a->label_gen > b->label_gen;
+}
+
+/* The label whose tree is in force: the newest committed configuration
+ * (the newest label of it), or the newest configuration if none is
+ * committed (a pool whose members all took the new labels but not yet the
+ * txg: the old members are then all in the new tree too). */
+static size_t pick_config(struct vdev **found, const struct label_hdr *hdrs, size_t n)
+{
+    bool same = true;
+    for (size_t i = 1; i < n; i++)
+        same &= hdrs[i].config_txg == hdrs[0].config_txg;
+    size_t best = SIZE_MAX, newest = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (newer_label(&hdrs[i], &hdrs[newest]))
+            newest = i;
+        if (best != SIZE_MAX && !newer_label(&hdrs[i], &hdrs[best]))
+            continue;
+        if (same || config_committed(found, hdrs, n, &hdrs[i]))
+            best = i;
+    }
+    return best == SIZE_MAX ? newest : best;
 }
 
 int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, struct berr *err)
@@ -222,34 +304,72 @@ int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, struct berr
         else if (i > 0 && hdrs[i].pool_guid != hdrs[0].pool_guid)
             r = berr_set(err, EINVAL, "%s and %s belong to different pools ('%s', '%s')",
                          paths[0], paths[i], hdrs[0].pool_name, hdrs[i].pool_name);
-        else if (i > 0 && !same_tree(&hdrs[0], &hdrs[i]))
-            r = berr_set(err, EILSEQ, "the labels of %s and %s disagree about the devices "
-                         "of pool '%s'", paths[0], paths[i], hdrs[0].pool_name);
     }
+    /* the vdev tree in force: labels may disagree after a crash in the
+     * middle of a replace, attach or detach (pick_config) */
+    size_t wi = r == 0 ? pick_config(found, hdrs, n) : 0;
+    const struct label_hdr *h = &hdrs[wi];
+    for (size_t i = 0; r == 0 && i < n; i++)
+        if (hdrs[i].config_txg == h->config_txg && !same_tree(h, &hdrs[i]))
+            r = berr_set(err, EILSEQ, "the labels of %s and %s disagree about the devices "
+                         "of pool '%s'", paths[wi], paths[i], h->pool_name);
     struct vdev *slot[MAX_LEAVES] = {NULL};
-    const struct label_hdr *h = &hdrs[0];
     for (size_t i = 0; r == 0 && i < n; i++) {
-        uint64_t k = hdrs[i].child_index;
+        int k = -1;
+        for (uint64_t j = 0; j < h->nchildren; j++)
+            if (h->child_guids[j] == hdrs[i].vdev_guid)
+                k = (int)j;
+        if (k < 0) {
+            /* replaced or detached before the configuration in force */
+            blog_warn("%s is no longer a device of pool '%s' (replaced or detached): ignored",
+                      paths[i], h->pool_name);
+            vdev_close(steal_ptr(found[i]));
+            continue;
+        }
         if (slot[k])
             r = berr_set(err, EINVAL, "%s and %s are the same member of pool '%s'",
                          slot[k]->path, paths[i], h->pool_name);
         slot[k] = found[i];
         found[i]->guid = hdrs[i].vdev_guid;
     }
-    /* members any label records as stale stay stale until a scrub: their
-     * uberblocks may be new (they took later txgs) but blocks are missing */
+    /* members the newest labels record as stale stay stale until a resilver
+     * or scrub: their uberblocks may be new (they took later txgs) but
+     * blocks are missing (their DTL says which txgs) */
     uint32_t stale = 0;
-    for (size_t i = 0; r == 0 && i < n; i++)
+    struct label_dtl dtl[MAX_LEAVES];
+    memset(dtl, 0, sizeof dtl);
+    bool mixed = false;
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        if (!found[i])
+            continue;
+        if (hdrs[i].config_txg != h->config_txg || hdrs[i].label_gen != h->label_gen) {
+            mixed = true;
+            continue;
+        }
         stale |= hdrs[i].stale_mask;
-    for (size_t i = 0; r == 0 && i < n; i++)
-        if (hdrs[i].child_index < 32 && (stale >> hdrs[i].child_index) & 1)
-            atomic_store(&found[i]->stale, true);
+        for (uint64_t k = 0; k < h->nchildren; k++) {
+            const struct label_dtl *d = &hdrs[i].dtl[k];
+            if (!d->hi)
+                continue;
+            dtl[k].lo = dtl[k].hi ? MIN(dtl[k].lo, d->lo) : d->lo;
+            dtl[k].hi = MAX(dtl[k].hi, d->hi);
+        }
+    }
+    for (uint64_t k = 0; r == 0 && k < h->nchildren; k++) {
+        if (!slot[k])
+            continue;
+        if ((stale >> k) & 1)
+            atomic_store(&slot[k]->stale, true);
+        if (dtl[k].hi)
+            dtl_add(slot[k], dtl[k].lo, dtl[k].hi);
+    }
     if (r < 0) {
         for (size_t i = 0; i < n; i++)
             vdev_close(found[i]);
         return r;
     }
     p->hdr = *h;
+    p->hdr.rewrite = mixed;
     set_guid_sum(p);
     unsigned missing = 0;
     char names[256] = "";
@@ -341,9 +461,22 @@ int pool_read_ubs(bs_pool *p, struct uberblock **out)
             all[k++] = all[i];
     /* a leaf that missed the newest txgs was away: read it last, and let a
      * scrub repair it */
-    for (unsigned i = 0; i < n; i++)
-        if (vdev_leaf(p->vd, i)->fd >= 0 && best[i] < newest && n > 1)
-            atomic_store(&vdev_leaf(p->vd, i)->stale, true);
+    for (unsigned i = 0; i < n; i++) {
+        struct vdev *l = vdev_leaf(p->vd, i);
+        if (l->fd < 0 || n < 2)
+            continue;
+        uint64_t lo = 0, hi = atomic_load(&l->dtl_hi);
+        if (best[i] < newest)
+            lo = best[i] + 1; /* it missed the txgs after its newest uberblock */
+        else if (atomic_load(&l->stale) && !hi)
+            lo = 1; /* stale in a label of a version without DTLs: all of it */
+        if (lo && (!hi || lo < atomic_load(&l->dtl_lo) || newest > hi)) {
+            dtl_add(l, lo, newest);
+            p->hdr.rsv_valid = 0; /* a saved resilver position was for other DTLs */
+        }
+        if (lo)
+            atomic_store(&l->stale, true);
+    }
     vdev_top_state(p->vd);
     *out = all;
     return (int)k;
@@ -354,8 +487,18 @@ void pool_refresh_stale(bs_pool *p)
     bool any = false;
     for (unsigned i = 0; i < vdev_nleaves(p->vd); i++)
         any |= atomic_load(&vdev_leaf(p->vd, i)->stale);
+    if (p->hdr.rewrite && !p->readonly)
+        (void)pool_write_labels(p, false); /* labels of several generations: one now */
+    p->hdr.rewrite = false;
     if (!any || p->readonly || !p->io.alloc)
         return;
+    /* resilver what they missed, from where an interrupted resilver of the
+     * same DTLs got (the labels' position; it stays in them meanwhile) */
+    struct bs_scrub_pos pos = {.id = p->hdr.rsv_id, .blk = p->hdr.rsv_blk,
+                               .part = (int)p->hdr.rsv_part};
+    bool resume = p->hdr.rsv_valid;
+    p->hdr.rsv_valid = 0;
+    (void)resilver_request(p, resume ? &pos : NULL);
     (void)pool_write_labels(p, false); /* record who is stale before new txgs land */
     alloc_dirty_all(p->io.alloc);
     txg_mark_dirty(p);
@@ -418,6 +561,13 @@ void pool_vdev_stats(bs_pool *p, bool faulted, uint64_t size, struct bs_pool_sta
             s = VDEV_STATE_FAULTED;
         snprintf(vs->state, sizeof vs->state, "%s", vdev_state_name(s));
         vs->stale = atomic_load(&v->stale);
+        vs->dtl_hi = atomic_load(&v->dtl_hi);
+        vs->dtl_lo = vs->dtl_hi ? atomic_load(&v->dtl_lo) : 0;
+        vs->resilvering = vs->dtl_hi && s == VDEV_STATE_ONLINE;
+        /* a replaced device hangs off its successor until the pool closes */
+        vs->replacing[0] = 0;
+        if (vs->resilvering && v->nchild && atomic_load(&v->child[0]->state) == VDEV_STATE_OFFLINE)
+            snprintf(vs->replacing, sizeof vs->replacing, "%s", v->child[0]->path);
         vs->guid = v->guid;
         vs->size = size;
         vs->read_errors = atomic_load(&v->ctr.read_errors);
@@ -466,7 +616,7 @@ int bs_pool_debug(bs_pool *p, const char *knob, struct berr *err)
     return 0;
 }
 
-static int find_leaf(bs_pool *p, const char *path, struct berr *err)
+int pool_find_leaf(bs_pool *p, const char *path, struct berr *err)
 {
     unsigned n = vdev_nleaves(p->vd);
     for (unsigned i = 0; i < n; i++)
@@ -485,7 +635,7 @@ int bs_pool_offline(bs_pool *p, const char *path, struct berr *err)
         return berr_set(err, ENOTSUP, "pool '%s' has no redundancy: its only device cannot "
                         "go offline", p->name);
     pthread_mutex_lock(&p->admin_lock);
-    int i = find_leaf(p, path, err);
+    int i = pool_find_leaf(p, path, err);
     if (i >= 0) {
         struct vdev *l = p->vd->child[i];
         unsigned others = 0;
@@ -544,7 +694,7 @@ int bs_pool_online(bs_pool *p, const char *path, struct berr *err)
         return berr_set(err, ENOTSUP, "pool '%s' has a single device; it is always online",
                         p->name);
     pthread_mutex_lock(&p->admin_lock);
-    int i = find_leaf(p, path, err);
+    int i = pool_find_leaf(p, path, err);
     if (i < 0 && p->vd->nchild) {
         /* a missing member given by its new path */
         for (unsigned k = 0; k < p->vd->nchild && i < 0; k++)
@@ -559,11 +709,10 @@ int bs_pool_online(bs_pool *p, const char *path, struct berr *err)
         if (l->fd < 0) {
             i = berr_set(err, ENXIO, "%s is missing: online it by its path", l->path);
         } else if (!vdev_usable(l)) {
-            /* it missed writes: reads of it are verified, a scrub repairs
-             * the blocks, the next txg rewrites the whole allocation map */
-            atomic_store(&l->stale, true);
-            atomic_fetch_add(&l->stale_gen, 1); /* a running scrub must not clear it */
-            atomic_store(&l->state, VDEV_STATE_ONLINE);
+            /* it missed writes: its DTL says which txgs, reads avoid it for
+             * those, a resilver copies them, the next txg rewrites the
+             * whole allocation map */
+            dtl_leaf_back(p, l);
             pool_refresh_stale(p);
         }
         vdev_top_state(p->vd);

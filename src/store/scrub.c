@@ -1,5 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Scrub: verify every allocated block of a pool, repairing bad copies.
+/* Scans: a scrub verifies every allocated block of a pool, repairing bad
+ * copies; a resilver (resilver.c) walks the same way but only the blocks
+ * born in the txgs its target leaves missed (their DTLs, dtl.c), copying
+ * them to those leaves.  A pool has one scan at a time (as ZFS's dsl_scan):
+ * a resilver preempts a scrub (the scrub is canceled) and a scrub is
+ * refused while a resilver runs; a resilver cannot be paused or stopped by
+ * the user.
  *
  * State machine (s->lock):
  *
@@ -28,7 +34,15 @@
  * Every block is read with BLK_SCRUB: all copies are read and verified and
  * bad ones rewritten (vdev_mirror.c).  A block no copy can repair is
  * recorded (dataset name + offset); an unreadable indirect block ends that
- * unit and is recorded as metadata. */
+ * unit and is recorded as metadata.
+ *
+ * A resilver walks with min_birth = its DTL's lo - 1 (subtrees older than
+ * what the targets missed are skipped unread), copies each block born in
+ * lo..hi, and every RSV_DURABLE_BYTES or second flushes the targets and
+ * records the position reached in the labels (resilver.c), from where an
+ * import after a crash resumes it.  It is finished only when a pass ran to
+ * its end: then the targets' DTLs and stale marks are cleared and the labels
+ * rewritten; until then they stay (an interrupted resilver is never "done"). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,10 +51,13 @@
 #include "common/cleanup.h"
 #include "common/util.h"
 #include "store/pool_impl.h"
+#include "store/resilver.h"
 
 #define SCRUB_MAX_ERRORS 1024
 
 enum scrub_state { SC_NONE, SC_SCANNING, SC_PAUSED, SC_FINISHED, SC_CANCELED };
+enum scan_func { SCAN_SCRUB, SCAN_RESILVER };
+#define RSV_DURABLE_BYTES (64u << 20)
 static const char *const state_names[] = {"none", "scanning", "paused", "finished", "canceled"};
 
 struct unit {
@@ -72,6 +89,15 @@ struct scrub {
     /* position (scrub thread) */
     uint64_t pos_id, pos_blk;
     int pos_part;
+    /* resilver (set at start under lock; the targets change only there) */
+    enum scan_func func;
+    struct rsv_target tg;
+    _Atomic uint64_t copied;    /* bytes written to the targets */
+    uint64_t copied_at_save, save_ns;
+    /* the durable resilver position (pos_lock, innermost: labels read it) */
+    pthread_mutex_t pos_lock;
+    bool dpos_valid;
+    struct bs_scrub_pos dpos;
 };
 
 static uint64_t leaves_repaired(bs_pool *p)
@@ -153,6 +179,62 @@ static int snapshot(bs_pool *p, struct unit **out, size_t *n, uint64_t *txg)
     return 0;
 }
 
+/* The resilver's position reached so far is made durable: the targets
+ * flushed, then the labels record it (leaf_hdr asks scan_label_pos). */
+static void resilver_save(bs_pool *p, struct scrub *s)
+{
+    if (resilver_flush(p, &s->tg) < 0)
+        return;
+    pthread_mutex_lock(&s->pos_lock);
+    s->dpos_valid = true;
+    s->dpos.id = s->pos_id;
+    s->dpos.part = s->pos_part;
+    s->dpos.blk = s->pos_blk;
+    pthread_mutex_unlock(&s->pos_lock);
+    if (!p->readonly)
+        (void)pool_write_labels(p, false);
+    s->copied_at_save = atomic_load(&s->copied);
+    s->save_ns = now_ns();
+}
+
+static int resilver_visit(bs_pool *p, struct scrub *s, const char *name,
+                          const struct blkptr *bp)
+{
+    uint64_t copied = 0;
+    int r = resilver_block(p, &s->tg, bp, &copied);
+    atomic_fetch_add(&s->copied, copied);
+    atomic_fetch_add(&s->examined, bp->dva[0].asize);
+    if (r < 0) {
+        pthread_mutex_lock(&s->lock);
+        s->errors++;
+        if (s->nerr < SCRUB_MAX_ERRORS) {
+            struct bs_pool_error *e = &s->errs[s->nerr++];
+            memset(e, 0, sizeof *e);
+            snprintf(e->dataset, sizeof e->dataset, "%s", name);
+            snprintf(e->what, sizeof e->what, "%s", bp->level ? "metadata" : "data");
+            e->length = bp->lsize;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (bp->level == 0 && (atomic_load(&s->copied) - s->copied_at_save >= RSV_DURABLE_BYTES ||
+                           now_ns() - s->save_ns >= 1000000000ull))
+        resilver_save(p, s);
+    return 0;
+}
+
+bool scan_label_pos(bs_pool *p, struct bs_scrub_pos *pos)
+{
+    struct scrub *s = p->scrub;
+    if (!s)
+        return false;
+    pthread_mutex_lock(&s->pos_lock);
+    bool v = s->dpos_valid;
+    if (v)
+        *pos = s->dpos;
+    pthread_mutex_unlock(&s->pos_lock);
+    return v;
+}
+
 struct visit_ctx {
     bs_pool *p;
     struct scrub *s;
@@ -165,6 +247,8 @@ static int visit(const struct blkptr *bp, uint64_t blkid, void *opaque)
     struct scrub *s = v->s;
     if (atomic_load(&s->req))
         return 1; /* pause or stop: end the pass here */
+    if (bp->level > 0 && s->func == SCAN_RESILVER) /* copied again on a resume: harmless */
+        return resilver_visit(v->p, s, v->u->name, bp);
     if (bp->level > 0) {
         /* the walk reads and verifies it (BLK_SCRUB) right after this; one
          * on the path to the resume position was counted before the pause */
@@ -174,6 +258,11 @@ static int visit(const struct blkptr *bp, uint64_t blkid, void *opaque)
     }
     if (blkid < s->pos_blk)
         return 0; /* done before a pause */
+    if (s->func == SCAN_RESILVER) {
+        int r = resilver_visit(v->p, s, v->u->name, bp);
+        s->pos_blk = blkid + 1;
+        return r;
+    }
     struct cbuf *c = NULL;
     if (blk_read(&v->p->io, bp, BLK_NOCACHE | BLK_SCRUB, &c) < 0)
         record(s, v->u, "data", blkid, (uint64_t)1 << v->u->od.dshift);
@@ -202,8 +291,14 @@ static int run_pass(bs_pool *p, struct scrub *s)
             s->pos_blk = 0;
         }
         struct visit_ctx v = { .p = p, .s = s, .u = &u[i] };
-        r = objtree_walk_since(&p->io, &u[i].od, u[i].min_birth, BLK_NOCACHE | BLK_SCRUB, visit,
-                               &v);
+        uint64_t min_birth = u[i].min_birth;
+        unsigned flags = BLK_NOCACHE | BLK_SCRUB;
+        if (s->func == SCAN_RESILVER) {
+            /* only what the targets missed; reads avoid them (their DTL) */
+            min_birth = MAX(min_birth, s->tg.lo - 1);
+            flags = BLK_NOCACHE;
+        }
+        r = objtree_walk_since(&p->io, &u[i].od, min_birth, flags, visit, &v);
         if (r < 0) {
             record(s, &u[i], "metadata", s->pos_blk, 0);
             r = 0;
@@ -220,12 +315,51 @@ static int run_pass(bs_pool *p, struct scrub *s)
     return r;
 }
 
+/* Reset the progress of a new scan (s->lock held). */
+static void scan_reset(bs_pool *p, struct scrub *s, const struct bs_scrub_pos *from)
+{
+    struct alloc_stats st;
+    alloc_stats(p->io.alloc, &st);
+    s->start_time = (uint64_t)time(NULL);
+    s->end_time = 0;
+    s->total = st.allocated;
+    s->repaired0 = leaves_repaired(p);
+    atomic_store(&s->examined, 0);
+    atomic_store(&s->copied, 0);
+    s->copied_at_save = 0;
+    s->save_ns = now_ns();
+    s->errors = s->nerr = 0;
+    s->scan_ns = 0;
+    s->pos_id = from ? from->id : 0;
+    s->pos_part = from ? from->part : 0;
+    s->pos_blk = from ? from->blk : 0;
+    s->resumed = from != NULL;
+    s->start_usable = 0;
+    for (unsigned i = 0; i < vdev_nleaves(p->vd) && i < 32; i++) {
+        struct vdev *l = vdev_leaf(p->vd, i);
+        s->start_gen[i] = atomic_load(&l->stale_gen);
+        if (vdev_usable(l))
+            s->start_usable |= 1u << i;
+    }
+    pthread_mutex_lock(&p->txg.lock);
+    s->txg = p->txg.committed_txg;
+    pthread_mutex_unlock(&p->txg.lock);
+    /* a resilver resumed at a position the labels recorded keeps it there
+     * until it gets further */
+    pthread_mutex_lock(&s->pos_lock);
+    s->dpos_valid = from && s->func == SCAN_RESILVER;
+    if (from)
+        s->dpos = *from;
+    pthread_mutex_unlock(&s->pos_lock);
+}
+
 static void *scrub_main(void *arg)
 {
     bs_pool *p = arg;
     struct scrub *s = p->scrub;
     bool done = false;
     pthread_mutex_lock(&s->lock);
+again:
     for (;;) {
         if (s->state == SC_PAUSED) {
             if (atomic_load(&s->req) == 2)
@@ -248,7 +382,25 @@ static void *scrub_main(void *arg)
         s->state = SC_PAUSED;
         pthread_cond_broadcast(&s->cv);
     }
-    if (done) {
+    if (done && s->func == SCAN_RESILVER) {
+        /* every block the targets missed is on them once flushed: their
+         * DTLs and stale marks go (a target that failed or went away and
+         * came back meanwhile keeps its own) */
+        pthread_mutex_unlock(&s->lock);
+        bool ok = resilver_flush(p, &s->tg) == 0;
+        pthread_mutex_lock(&s->lock);
+        pthread_mutex_lock(&s->pos_lock);
+        s->dpos_valid = false;
+        pthread_mutex_unlock(&s->pos_lock);
+        if (ok && s->errors == 0)
+            resilver_done(p, &s->tg);
+        if (s->errors == 0 && atomic_load(&s->req) != 2 && resilver_targets(p, &s->tg) > 0) {
+            /* another leaf came back meanwhile (its own DTL): go on with it */
+            scan_reset(p, s, NULL);
+            done = false;
+            goto again;
+        }
+    } else if (done) {
         /* every block of the scrub's txg was verified on every copy: leaves
          * that came back stale hold everything now (cleared before waiters
          * see "finished") */
@@ -256,8 +408,10 @@ static void *scrub_main(void *arg)
         for (unsigned i = 0; i < vdev_nleaves(p->vd) && i < 32; i++) {
             struct vdev *l = vdev_leaf(p->vd, i);
             if (!s->resumed && vdev_usable(l) && (s->start_usable >> i & 1) &&
-                atomic_load(&l->stale_gen) == s->start_gen[i])
+                atomic_load(&l->stale_gen) == s->start_gen[i]) {
                 cleared |= atomic_exchange(&l->stale, false);
+                dtl_clear(l);
+            }
         }
         vdev_top_state(p->vd);
         if (cleared && !p->readonly) /* the labels stop calling them stale */
@@ -283,6 +437,7 @@ static struct scrub *scrub_get(bs_pool *p)
         return NULL;
     }
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->pos_lock, NULL);
     pthread_cond_init(&s->cv, NULL);
     p->scrub = s;
     return s;
@@ -299,6 +454,34 @@ static void join_locked(struct scrub *s)
     pthread_mutex_lock(&s->lock);
 }
 
+/* Start a scan of kind func (s->lock held, no scan scanning or paused). */
+static int scan_start(bs_pool *p, struct scrub *s, enum scan_func func,
+                      const struct bs_scrub_pos *from, struct berr *err)
+{
+    join_locked(s);
+    s->func = func;
+    s->state = SC_SCANNING;
+    scan_reset(p, s, from);
+    atomic_store(&s->req, 0);
+    if (pthread_create(&s->thread, NULL, scrub_main, p) != 0) {
+        s->state = SC_NONE;
+        return berr_set(err, EAGAIN, "cannot start the %s thread",
+                        func == SCAN_RESILVER ? "resilver" : "scrub");
+    }
+    s->have_thread = true;
+    return 0;
+}
+
+/* Stop the scan that runs (s->lock held): it ends canceled. */
+static void scan_stop_locked(struct scrub *s)
+{
+    if (s->state != SC_SCANNING && s->state != SC_PAUSED)
+        return;
+    atomic_store(&s->req, 2);
+    pthread_cond_broadcast(&s->cv);
+    join_locked(s);
+}
+
 static int scrub_cmd(bs_pool *p, enum bs_scrub_cmd cmd, const struct bs_scrub_pos *from,
                      struct berr *err)
 {
@@ -313,52 +496,20 @@ static int scrub_cmd(bs_pool *p, enum bs_scrub_cmd cmd, const struct bs_scrub_po
         return berr_set(err, ENOMEM, "out of memory");
     }
     pthread_mutex_lock(&s->lock);
-    if (cmd == BS_SCRUB_START) {
+    bool active = s->state == SC_SCANNING || s->state == SC_PAUSED;
+    if (active && s->func == SCAN_RESILVER) {
+        r = berr_set(err, EBUSY, "pool '%s' is being resilvered; a scrub can start when it "
+                     "has finished (a resilver cannot be paused or stopped)", p->name);
+    } else if (cmd == BS_SCRUB_START) {
         if (s->state == SC_SCANNING) {
             r = berr_set(err, EBUSY, "pool '%s' is being scrubbed already", p->name);
         } else if (s->state == SC_PAUSED) {
             s->state = SC_SCANNING;
             pthread_cond_broadcast(&s->cv);
         } else {
-            join_locked(s);
-            struct alloc_stats st;
-            alloc_stats(p->io.alloc, &st);
-            s->state = SC_SCANNING;
-            s->start_time = (uint64_t)time(NULL);
-            s->end_time = 0;
-            s->total = st.allocated;
-            s->repaired0 = leaves_repaired(p);
-            atomic_store(&s->examined, 0);
-            s->errors = s->nerr = 0;
-            s->scan_ns = 0;
-            s->pos_id = 0;
-            s->pos_part = 0;
-            s->pos_blk = 0;
-            s->resumed = from != NULL;
-            if (from) {
-                s->pos_id = from->id;
-                s->pos_part = from->part;
-                s->pos_blk = from->blk;
-            }
-            s->start_usable = 0;
-            for (unsigned i = 0; i < vdev_nleaves(p->vd) && i < 32; i++) {
-                struct vdev *l = vdev_leaf(p->vd, i);
-                s->start_gen[i] = atomic_load(&l->stale_gen);
-                if (vdev_usable(l))
-                    s->start_usable |= 1u << i;
-            }
-            atomic_store(&s->req, 0);
-            pthread_mutex_lock(&p->txg.lock);
-            s->txg = p->txg.committed_txg;
-            pthread_mutex_unlock(&p->txg.lock);
-            if (pthread_create(&s->thread, NULL, scrub_main, p) != 0) {
-                s->state = SC_NONE;
-                r = berr_set(err, EAGAIN, "cannot start the scrub thread");
-            } else {
-                s->have_thread = true;
-            }
+            r = scan_start(p, s, SCAN_SCRUB, from, err);
         }
-    } else if (s->state != SC_SCANNING && s->state != SC_PAUSED) {
+    } else if (!active) {
         r = berr_set(err, ENOENT, "pool '%s' has no scrub in progress", p->name);
     } else if (cmd == BS_SCRUB_PAUSE) {
         if (s->state == SC_SCANNING) {
@@ -367,13 +518,41 @@ static int scrub_cmd(bs_pool *p, enum bs_scrub_cmd cmd, const struct bs_scrub_po
                 pthread_cond_wait(&s->cv, &s->lock);
         }
     } else {
-        atomic_store(&s->req, 2);
-        pthread_cond_broadcast(&s->cv);
-        join_locked(s);
+        scan_stop_locked(s);
     }
     pthread_mutex_unlock(&s->lock);
     pthread_mutex_unlock(&p->admin_lock);
     return r;
+}
+
+int scan_resilver(bs_pool *p, const struct bs_scrub_pos *from, struct berr *err)
+{
+    if (p->readonly)
+        return 0; /* nothing can be written: the DTLs stay for a writable import */
+    struct scrub *s = scrub_get(p);
+    if (!s)
+        return berr_set(err, ENOMEM, "out of memory");
+    pthread_mutex_lock(&s->lock);
+    /* a resilver preempts a scrub; a running resilver starts over with
+     * the targets as they are now */
+    scan_stop_locked(s);
+    join_locked(s);
+    int r = 0;
+    if (resilver_targets(p, &s->tg) > 0)
+        r = scan_start(p, s, SCAN_RESILVER, from, err);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+void scan_stop_resilver(bs_pool *p)
+{
+    struct scrub *s = p->scrub;
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    if (s->func == SCAN_RESILVER)
+        scan_stop_locked(s);
+    pthread_mutex_unlock(&s->lock);
 }
 
 int bs_pool_scrub(bs_pool *p, enum bs_scrub_cmd cmd, struct berr *err)
@@ -401,6 +580,18 @@ void bs_pool_scrub_wait(bs_pool *p)
     pthread_mutex_unlock(&s->lock);
 }
 
+bool bs_pool_resilver_wait(bs_pool *p)
+{
+    bs_pool_scrub_wait(p);
+    struct scrub *s = p->scrub;
+    if (!s)
+        return true;
+    pthread_mutex_lock(&s->lock);
+    bool ok = s->func != SCAN_RESILVER || s->state == SC_FINISHED;
+    pthread_mutex_unlock(&s->lock);
+    return ok;
+}
+
 void scrub_fini(bs_pool *p)
 {
     struct scrub *s = p->scrub;
@@ -415,6 +606,7 @@ void scrub_fini(bs_pool *p)
     pthread_mutex_unlock(&s->lock);
     p->scrub = NULL;
     pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->pos_lock);
     pthread_mutex_destroy(&s->lock);
     free(s->errs);
     free(s);
@@ -429,6 +621,8 @@ void scrub_stats(bs_pool *p, struct bs_pool_stats *o)
         return;
     pthread_mutex_lock(&s->lock);
     snprintf(sc->state, sizeof sc->state, "%s", state_names[s->state]);
+    snprintf(sc->func, sizeof sc->func, "%s", s->func == SCAN_RESILVER ? "resilver" : "scrub");
+    sc->resilvered = atomic_load(&s->copied);
     sc->start_time = s->start_time;
     sc->end_time = s->end_time;
     sc->txg = s->txg;

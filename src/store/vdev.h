@@ -81,6 +81,11 @@ struct vdev {
      * started (vdev_heal_gen), when its block pointer was known valid. */
     pthread_rwlock_t heal_lock;
     _Atomic uint64_t heal_gen;
+    /* leaf: dirty time log (dtl.c): the txgs dtl_lo..dtl_hi it missed
+     * (dtl_hi 0: none).  Set before the leaf is ONLINE again, cleared by a
+     * complete resilver or scrub; a normal read never uses this leaf for a
+     * block born in that range. */
+    _Atomic uint64_t dtl_lo, dtl_hi;
 };
 
 /* Open (and lock) a leaf.  If `create_size` > 0 and path does not exist, a
@@ -162,7 +167,17 @@ struct vdev_rio {
     void *vctx;
     bool scrub;              /* read and verify every copy, repair each bad one */
     uint64_t gen;            /* vdev_heal_gen when the caller got the block pointer */
+    uint64_t birth;          /* the block's birth txg (0: unknown): leaves whose DTL
+                                holds it are not read (unless scrub) */
 };
+
+/* Does leaf l lack blocks born in txg birth (its DTL holds it)?  birth 0
+ * (unknown): whether it has a DTL at all. */
+static inline bool vdev_dtl_has(struct vdev *l, uint64_t birth)
+{
+    uint64_t hi = atomic_load(&l->dtl_hi);
+    return hi && (birth == 0 || (birth >= atomic_load(&l->dtl_lo) && birth <= hi));
+}
 
 /* Read and verify a block: 0 and a verified copy in rq->buf, or -EIO if no
  * copy verifies (never wrong data).  A copy that fails to read or verify is
@@ -184,6 +199,14 @@ int vdev_write_blocks(struct vdev *top, const struct iovec *iov, int cnt, uint64
 int vdev_discard_block(struct vdev *top, uint64_t off, uint64_t len);
 /* Hint that the block of len bytes at off will be read soon. */
 void vdev_prefetch_block(struct vdev *top, uint64_t off, uint64_t len);
+
+/* Resilver: write the copies (mirror) or columns (raidz) that the leaves in
+ * `mask` (bit i: child i) hold of the block at DVA offset off, from its
+ * psize verified stored bytes (allocated asize bytes).  *written += the
+ * bytes written.  A leaf that fails is FAULTED, and the call -EIO.
+ * (vdev_mirror.c) */
+int vdev_resilver_write(struct vdev *top, const void *data, size_t psize, size_t asize,
+                        uint64_t off, uint32_t mask, uint64_t *written);
 
 static inline uint64_t vdev_heal_gen(struct vdev *top)
 {

@@ -23,6 +23,7 @@
  *    reads without error, and the caller's validation falls back from there
  *    (another label copy, or a rebuild of the allocation map). */
 #include "store/vdev_mirror.h"
+#include "store/vdev_raidz.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -37,8 +38,14 @@
 int vdev_mirror_new(struct vdev **leaves, unsigned n, struct vdev **out, struct berr *err)
 {
     *out = NULL;
+    if (n > MIRROR_MAX) {
+        for (unsigned i = 0; i < n; i++)
+            vdev_close(leaves[i]);
+        return berr_set(err, EINVAL, "at most %d devices per vdev", MIRROR_MAX);
+    }
     struct vdev *m = calloc(1, sizeof(*m));
-    struct vdev **kids = calloc(n ? n : 1, sizeof(*kids));
+    /* room for 32: attach appends while readers walk the array */
+    struct vdev **kids = calloc(MIRROR_MAX, sizeof(*kids));
     if (!m || !kids || !(m->path = strdup("mirror-0"))) {
         free(m);
         free(kids);
@@ -119,14 +126,17 @@ enum vdev_state vdev_top_state(struct vdev *top)
 }
 
 /* The usable leaves in the order to read them: rotated by `start`, stale
- * ones last.  Returns their count. */
-static unsigned read_order(struct vdev *m, unsigned start, unsigned *order)
+ * ones last; unless `all`, none whose DTL holds `birth` (it lacks the
+ * block: the resilver has not copied it yet).  Returns their count. */
+static unsigned read_order(struct vdev *m, unsigned start, unsigned *order, uint64_t birth,
+                           bool all)
 {
     unsigned k = 0;
     for (int pass = 0; pass < 2; pass++) {
         for (unsigned j = 0; j < m->nchild; j++) {
             struct vdev *c = m->child[(start + j) % m->nchild];
-            if (vdev_usable(c) && atomic_load(&c->stale) == (pass == 1))
+            if (vdev_usable(c) && atomic_load(&c->stale) == (pass == 1) &&
+                (all || !vdev_dtl_has(c, birth)))
                 order[k++] = (start + j) % m->nchild;
         }
     }
@@ -136,7 +146,7 @@ static unsigned read_order(struct vdev *m, unsigned start, unsigned *order)
 int mirror_pread(struct vdev *m, void *buf, size_t len, uint64_t off)
 {
     unsigned order[MIRROR_MAX];
-    unsigned n = read_order(m, 0, order);
+    unsigned n = read_order(m, 0, order, 0, true);
     int r = -EIO;
     for (unsigned k = 0; k < n; k++) {
         r = vdev_pread(m->child[order[k]], buf, len, off);
@@ -231,7 +241,9 @@ int mirror_read_block(struct vdev *m, struct vdev_rio *rq)
     /* rotate by 1 MiB regions: sequential reads stay on one leaf, random
      * reads spread over all of them */
     unsigned start = (unsigned)(((rq->off >> 20) * 0x9e3779b97f4a7c15ULL) >> 40) % m->nchild;
-    unsigned n = read_order(m, start, order);
+    /* a scrub reads and repairs every copy, those in a DTL included; a
+     * normal read skips copies a resilver has not written yet */
+    unsigned n = read_order(m, start, order, rq->birth, rq->scrub);
     bool bad[MIRROR_MAX] = {false}, anybad = false;
     _cleanup_free_ uint8_t *tmp = NULL;
     bool good = false;
@@ -263,4 +275,37 @@ int mirror_read_block(struct vdev *m, struct vdev_rio *rq)
     if (anybad)
         repair(m, rq, bad);
     return 0;
+}
+
+/* ---- resilver ---- */
+
+int vdev_resilver_write(struct vdev *top, const void *data, size_t psize, size_t asize,
+                        uint64_t off, uint32_t mask, uint64_t *written)
+{
+    if (top->kind == VDEV_KIND_RAIDZ)
+        return raidz_resilver_write(top, data, psize, off, mask, written);
+    if (top->kind != VDEV_KIND_MIRROR)
+        return 0; /* a single leaf has no other copy to fill */
+    if (psize > asize || off > top->data_size || asize > top->data_size - off)
+        return -EIO;
+    _cleanup_free_ uint8_t *abuf = calloc(1, asize);
+    if (!abuf)
+        return -ENOMEM;
+    memcpy(abuf, data, psize);
+    bool failed[MIRROR_MAX] = {false}, any = false;
+    int ret = 0;
+    for (unsigned i = 0; i < top->nchild; i++) {
+        struct vdev *c = top->child[i];
+        if (!(mask >> i & 1) || !vdev_usable(c))
+            continue;
+        if (vdev_pwrite(c, abuf, asize, c->data_start + off) < 0) {
+            failed[i] = any = true;
+            ret = -EIO;
+        } else {
+            *written += asize;
+        }
+    }
+    if (any)
+        vdev_fault_failed(top, failed);
+    return ret;
 }

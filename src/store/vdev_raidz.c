@@ -280,6 +280,13 @@ struct rz_read {
 static void read_col(struct rz_read *x, unsigned c)
 {
     struct vdev *l = x->rz->child[x->m.col[c].child];
+    if (!x->rq->scrub && vdev_usable(l) && vdev_dtl_has(l, x->rq->birth)) {
+        /* the leaf missed this block's txg and no resilver wrote it yet:
+         * a missing column (reconstructed, not read, not "healed") */
+        x->read[c] = false;
+        x->err[c] = true;
+        return;
+    }
     x->read[c] = true;
     x->err[c] = !vdev_usable(l) ||
                 vdev_pread(l, x->cols[c].buf, x->cols[c].size, x->m.col[c].off) < 0;
@@ -474,4 +481,51 @@ void raidz_prefetch_block(struct vdev *rz, uint64_t off, uint64_t len)
             (void)posix_fadvise(l->fd, (off_t)(rz->data_start + (r0 << sh)),
                                 (off_t)((r1 - r0 + 1) << sh), POSIX_FADV_WILLNEED);
     }
+}
+
+/* ---- resilver ---- */
+
+int raidz_resilver_write(struct vdev *rz, const void *data, size_t psize, uint64_t off,
+                         uint32_t mask, uint64_t *written)
+{
+    size_t dlen = ROUND_UP(psize, (size_t)1 << rz->ashift);
+    if (psize == 0 || off > rz->data_size || raidz_asize(rz, dlen) > rz->data_size - off)
+        return -EIO;
+    struct rz_map m;
+    rz_map(rz, off, dlen, &m);
+    _cleanup_free_ uint8_t *buf = calloc(1, dlen);
+    _cleanup_free_ uint8_t *par = malloc(rz_parity_bytes(rz, &m));
+    struct raidz_col cols[RZ_MAXCHILD];
+    struct iovec v[4];
+    if (!buf || !par)
+        return -ENOMEM;
+    memcpy(buf, data, psize);
+    rz_bufs(rz, &m, buf, par, cols);
+    if (raidz_generate(rz->nparity, cols, m.acols) < 0)
+        return -EIO;
+    struct raidz_col *cp = cols;
+    bool failed[RZ_MAXCHILD] = {false}, any = false;
+    int ret = 0;
+    for (unsigned k = 0; k < rz->nchild; k++) {
+        struct vdev *l = rz->child[k];
+        if (!(mask >> k & 1) || !vdev_usable(l))
+            continue;
+        uint64_t start = 0;
+        int nv = child_pieces(rz, k, &m, &cp, 1, v, &start);
+        if (nv <= 0) {
+            if (nv < 0)
+                ret = nv;
+            continue;
+        }
+        if (write_child(l, v, nv, start) < 0) {
+            failed[k] = any = true;
+            ret = -EIO;
+            continue;
+        }
+        for (int j = 0; j < nv; j++)
+            *written += v[j].iov_len;
+    }
+    if (any)
+        vdev_fault_failed(rz, failed);
+    return ret;
 }

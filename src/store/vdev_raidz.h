@@ -13,6 +13,11 @@ int raidz_read_block(struct vdev *rz, struct vdev_rio *rq);
 int raidz_write_blocks(struct vdev *rz, const struct iovec *iov, int cnt, uint64_t off);
 int raidz_flush(struct vdev *rz);
 void raidz_discard_block(struct vdev *rz, uint64_t off, uint64_t len);
+/* Write the columns (and padding) that children in mask hold of the block
+ * of psize verified bytes at off; *written += bytes written.  A child that
+ * fails is FAULTED; -EIO then. */
+int raidz_resilver_write(struct vdev *rz, const void *data, size_t psize, uint64_t off,
+                         uint32_t mask, uint64_t *written);
 void raidz_prefetch_block(struct vdev *rz, uint64_t off, uint64_t len);
 
 #endif

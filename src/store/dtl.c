@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Dirty time logs: which txgs a leaf missed (resilver.h).
+ *
+ * Invariants:
+ *  - a leaf's DTL is set before it is ONLINE again, so no normal read uses
+ *    it for a block it lacks (vdev_mirror.c, vdev_raidz.c skip it);
+ *  - it only grows (dtl_add unions) until a complete resilver or scrub that
+ *    started after its last growth clears it (stale_gen guards that);
+ *  - the range is conservative: txgs the leaf did get may be in it (its
+ *    blocks are then copied again), never a txg it missed outside it.  A
+ *    leaf back after an outage missed the txgs after its newest uberblock
+ *    (uberblock T is written to a leaf only after all of T's blocks were)
+ *    up to the last txg synced before it was ONLINE again (taken under the
+ *    sync mutex, so no txg is half written meanwhile). */
+#include <stdlib.h>
+
+#include "common/cleanup.h"
+#include "common/util.h"
+#include "store/resilver.h"
+
+void dtl_add(struct vdev *l, uint64_t lo, uint64_t hi)
+{
+    if (lo == 0)
+        lo = 1;
+    if (hi < lo)
+        return;
+    uint64_t ohi = atomic_load(&l->dtl_hi);
+    if (ohi) {
+        lo = MIN(lo, atomic_load(&l->dtl_lo));
+        hi = MAX(hi, ohi);
+    }
+    /* lo first: a reader that sees the new hi sees a lo at least as low */
+    atomic_store(&l->dtl_lo, lo);
+    atomic_store(&l->dtl_hi, hi);
+}
+
+void dtl_clear(struct vdev *l)
+{
+    atomic_store(&l->dtl_hi, 0);
+    atomic_store(&l->dtl_lo, 0);
+}
+
+uint64_t dtl_leaf_newest(bs_pool *p, struct vdev *l)
+{
+    struct uberblock *u = NULL;
+    int k = l->fd >= 0 ? label_read_ubs(l, &p->hdr, &u) : 0;
+    uint64_t t = 0;
+    for (int i = 0; i < k; i++)
+        if (u[i].guid_sum == p->guid_sum)
+            t = MAX(t, u[i].txg);
+    free(u);
+    return t;
+}
+
+void dtl_leaf_back(bs_pool *p, struct vdev *l)
+{
+    scan_stop_resilver(p);
+    uint64_t have = dtl_leaf_newest(p, l);
+    pthread_mutex_lock(&p->txg.sync_mutex);
+    pthread_mutex_lock(&p->txg.lock);
+    uint64_t last = p->txg.open_txg - 1; /* every txg before the open one is done */
+    pthread_mutex_unlock(&p->txg.lock);
+    if (have < last) {
+        dtl_add(l, have + 1, last);
+        atomic_store(&l->stale, true);
+        atomic_fetch_add(&l->stale_gen, 1); /* a running scrub must not clear it */
+    }
+    atomic_store(&l->state, VDEV_STATE_ONLINE);
+    pthread_mutex_unlock(&p->txg.sync_mutex);
+}

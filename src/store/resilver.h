@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Dirty time logs (dtl.c), resilver (resilver.c) and the scan hooks they
+ * use (scrub.c).  Internal to the engine.
+ *
+ * A leaf's DTL is the range of txgs lo..hi whose blocks it may lack (it was
+ * offline, faulted or missing then, or it is new).  It lives in the leaf
+ * (struct vdev dtl_lo/dtl_hi) and in every label (FORMAT.md 2).  A resilver
+ * copies the blocks born in the DTLs of its targets to them and then clears
+ * the DTLs. */
+#ifndef BERTH_STORE_RESILVER_H
+#define BERTH_STORE_RESILVER_H
+
+#include "store/pool_impl.h"
+
+/* ---- DTLs (dtl.c) ---- */
+
+/* Widen l's DTL to cover lo..hi (lo >= 1). */
+void dtl_add(struct vdev *l, uint64_t lo, uint64_t hi);
+void dtl_clear(struct vdev *l);
+/* A leaf of p->vd that was OFFLINE or FAULTED comes back (admin_lock held):
+ * its DTL gets the txgs after its newest uberblock up to the last one
+ * synced, and it is ONLINE (stale if it missed anything) before the next
+ * txg syncs.  A running resilver is stopped first: its position in the
+ * labels was for the old DTLs. */
+void dtl_leaf_back(bs_pool *p, struct vdev *l);
+/* The newest txg whose uberblock leaf l holds (0: none readable). */
+uint64_t dtl_leaf_newest(bs_pool *p, struct vdev *l);
+
+/* ---- resilver (resilver.c) ---- */
+
+struct rsv_target {
+    uint32_t mask;      /* leaves (bit i: child i of p->vd) being filled */
+    uint64_t lo, hi;    /* the union of their DTLs */
+    uint32_t gen[32];   /* their stale_gen when the resilver started */
+};
+/* The usable leaves of p->vd with a DTL; returns how many. */
+unsigned resilver_targets(bs_pool *p, struct rsv_target *tg);
+/* Copy bp's stored bytes (verified, from a copy outside the targets) to the
+ * targets whose DTL holds its birth; *copied += bytes written.  -EIO if no
+ * good copy exists. */
+int resilver_block(bs_pool *p, const struct rsv_target *tg, const struct blkptr *bp,
+                   uint64_t *copied);
+/* Make what was copied durable (flush the targets). */
+int resilver_flush(bs_pool *p, const struct rsv_target *tg);
+/* A whole pass finished: clear the DTLs and stale marks of the targets still
+ * usable and unchanged, rewrite the labels. */
+void resilver_done(bs_pool *p, const struct rsv_target *tg);
+/* Start (or restart) the resilver if a usable leaf has a DTL, from `from`
+ * when it resumes a position recorded in the labels for the same DTLs. */
+int resilver_request(bs_pool *p, const struct bs_scrub_pos *from);
+
+/* The index of the leaf of p->vd named by path (or "missing-GUID" name, or
+ * index); -ENOENT with a message if none (pool_vdev.c). */
+int pool_find_leaf(bs_pool *p, const char *path, struct berr *err);
+
+/* ---- scan hooks (scrub.c) ---- */
+
+/* Start a resilver of the current targets (preempting a scrub, restarting a
+ * resilver); nothing if no target.  Caller holds admin_lock or is import. */
+int scan_resilver(bs_pool *p, const struct bs_scrub_pos *from, struct berr *err);
+/* Stop a running resilver (it ends canceled, its DTLs stay). */
+void scan_stop_resilver(bs_pool *p);
+/* The durable position of the running resilver, for the labels. */
+bool scan_label_pos(bs_pool *p, struct bs_scrub_pos *pos);
+
+#endif

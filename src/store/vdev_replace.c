@@ -1,0 +1,356 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Changing a pool's vdev tree while it runs: replace a mirror or raidz
+ * member, attach a mirror member (a single-device pool becomes a mirror),
+ * detach one.  A new member is resilvered (resilver.c): its DTL is every
+ * txg so far.
+ *
+ * The switch is ordered by txgs (FORMAT.md 2, "Changing the tree").  Under
+ * the sync mutex (no txg is being written), with T+1 the open txg:
+ *   1. the new device's labels are wiped (no uberblock of its own);
+ *   2. p->hdr gets the new tree with config_txg = T+1, the new guid sum, and
+ *      the in-memory tree is changed;
+ *   3. every member's label is rewritten (new and old members alike);
+ * then txg T+1 is committed: its uberblocks carry the new tree's guid sum.
+ * Import takes the newest tree for which an uberblock of a txg >= its
+ * config_txg exists, else the newest (pool_vdev.c pick_config): a crash
+ * before T+1 commits imports the old tree (the new device ignored, the old
+ * member still there), after it the new tree (the new device stale with its
+ * DTL, resilvered).  A member leaving the pool has its label wiped only after
+ * T+1 has committed, so it stays importable as the old tree until then.
+ *
+ * Concurrency: readers walk p->vd->child[] without locks.  So a leaf taken
+ * out of the tree is never freed while the pool lives: it goes OFFLINE (no
+ * new I/O, no self-healing write: repairs check vdev_usable under the heal
+ * lock, whose write side is taken once as a barrier), its fd is closed, and
+ * its struct hangs off a remaining leaf's (unused) child list, freed with the
+ * tree by vdev_close.  A mirror's child array has room for 32 from the
+ * start, so attach only appends.  A single leaf becomes a mirror in place:
+ * the top struct (p->vd, also p->io.vd) turns into the mirror and keeps its
+ * fd open until the pool closes, for reads already under way; the leaf goes
+ * on as a new struct over a dup of that fd. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "store/resilver.h"
+
+#define MAX_LEAVES 32
+
+/* Open the device that joins the pool. */
+static int open_new(bs_pool *p, const char *path, bool force, struct vdev **out,
+                    struct berr *err)
+{
+    for (unsigned i = 0; i < vdev_nleaves(p->vd); i++)
+        if (strcmp(vdev_leaf(p->vd, i)->path, path) == 0)
+            return berr_set(err, EINVAL, "%s is already a device of pool '%s'", path, p->name);
+    struct vdev *v;
+    int r = vdev_open(path, p->hdr.dev_size, false, &v, err);
+    if (r < 0)
+        return r;
+    struct label_hdr old;
+    if (v->size < p->hdr.dev_size)
+        r = berr_set(err, ENOSPC, "%s is too small: %llu bytes, the pool's devices have %llu",
+                     path, (unsigned long long)v->size, (unsigned long long)p->hdr.dev_size);
+    else if (label_read_hdr(v, &old, NULL) == 0 && old.state != POOL_STATE_DESTROYED && !force)
+        r = berr_set(err, EEXIST, "device %s holds pool '%s'; use -f to overwrite", path,
+                     old.pool_name);
+    else if ((r = label_wipe(v)) == 0)
+        r = vdev_flush(v);
+    if (r < 0 && !err->code)
+        berr_set(err, -r, "cannot prepare %s: %s", path, strerror(-r));
+    if (r < 0) {
+        vdev_close(v);
+        return r;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The open txg, with the sync mutex held: the first txg of a new tree. */
+static uint64_t open_txg(bs_pool *p)
+{
+    pthread_mutex_lock(&p->txg.lock);
+    uint64_t t = p->txg.open_txg;
+    pthread_mutex_unlock(&p->txg.lock);
+    return t;
+}
+
+static void set_sum(bs_pool *p)
+{
+    p->guid_sum = 0;
+    for (uint64_t i = 0; i < p->hdr.nchildren; i++)
+        p->guid_sum += p->hdr.child_guids[i];
+}
+
+/* Make nl a member that lacks txgs 1..t-1 (a new device). */
+static void new_member(bs_pool *p, struct vdev *nl, const struct vdev *like, uint64_t t)
+{
+    nl->guid = pool_random_u64();
+    vdev_set_data(nl, like->ashift, like->data_start,
+                  p->vd->kind == VDEV_KIND_RAIDZ ? p->vd->data_size / p->vd->nchild
+                                                 : p->vd->data_size);
+    if (t > 1)
+        dtl_add(nl, 1, t - 1);
+    atomic_store(&nl->stale, true);
+    atomic_fetch_add(&nl->stale_gen, 1);
+    atomic_store(&nl->state, VDEV_STATE_ONLINE);
+}
+
+/* Keep a leaf that left the tree until the pool closes (see the top). */
+static void retire(struct vdev *keeper, struct vdev *old, int as_state)
+{
+    atomic_store(&old->state, as_state);
+    struct vdev **k = realloc(keeper->child, (keeper->nchild + 1) * sizeof *k);
+    if (k) {
+        k[keeper->nchild] = old;
+        keeper->child = k;
+        keeper->nchild++;
+    }
+}
+
+/* After txg t (the new tree's first) committed: wipe the label of a member
+ * that left (so it never imports as part of the pool), then close it. */
+static void forget(bs_pool *p, struct vdev *old)
+{
+    pthread_rwlock_wrlock(&p->vd->heal_lock); /* no repair writes to it after this */
+    pthread_rwlock_unlock(&p->vd->heal_lock);
+    if (old->fd >= 0) {
+        if (label_wipe(old) == 0)
+            (void)vdev_flush(old);
+        close(old->fd);
+        old->fd = -1;
+    }
+}
+
+/* The tree in p->hdr and p->vd changed (sync mutex held): record it in
+ * every label. */
+static int write_tree(bs_pool *p, uint64_t t, struct berr *err)
+{
+    p->hdr.config_txg = t;
+    set_sum(p);
+    vdev_top_state(p->vd);
+    int r = pool_write_labels(p, false);
+    if (r < 0)
+        berr_set(err, -r, "cannot write the labels of pool '%s': %s", p->name, strerror(-r));
+    return r;
+}
+
+/* Commit txg t, start the resilver, say what happened. */
+static int finish(bs_pool *p, uint64_t t, const char *what, struct berr *err)
+{
+    txg_mark_dirty(p);
+    int r = admin_commit(p, t, err, what);
+    if (r == 0)
+        pool_refresh_stale(p); /* bitmap to the new member, resilver */
+    return r;
+}
+
+/* Can the members other than `skip` serve every block? */
+static bool others_hold_all(bs_pool *p, int skip)
+{
+    unsigned fresh = 0, n = vdev_nleaves(p->vd);
+    for (unsigned k = 0; k < n; k++) {
+        struct vdev *l = vdev_leaf(p->vd, k);
+        fresh += (int)k != skip && vdev_usable(l) && !atomic_load(&l->stale);
+    }
+    unsigned need = p->vd->kind == VDEV_KIND_RAIDZ ? n - p->vd->nparity : 1;
+    return fresh >= need;
+}
+
+static int check_writable(bs_pool *p, struct berr *err)
+{
+    if (p->readonly)
+        return berr_set(err, EROFS, "pool '%s' is read-only", p->name);
+    if (txg_check_writable(p) < 0)
+        return berr_set(err, EIO, "pool '%s' is faulted: its devices cannot change", p->name);
+    return 0;
+}
+
+int bs_pool_replace(bs_pool *p, const char *old_dev, const char *new_dev, bool force,
+                    struct berr *err)
+{
+    if (!old_dev || !*old_dev || !new_dev || !*new_dev)
+        return berr_set(err, EINVAL, "replace needs the old and the new device");
+    int r = check_writable(p, err);
+    if (r < 0)
+        return r;
+    if (p->vd->kind == VDEV_KIND_LEAF)
+        return berr_set(err, ENOTSUP, "pool '%s' has a single device: attach a new one "
+                        "(berth pool attach), then detach the old one", p->name);
+    pthread_mutex_lock(&p->admin_lock);
+    int k = pool_find_leaf(p, old_dev, err);
+    struct vdev *nl = NULL, *old = NULL;
+    uint64_t t = 0;
+    if (k >= 0 && !others_hold_all(p, k))
+        k = berr_set(err, EBUSY, "replacing %s would leave pool '%s' without an up-to-date "
+                     "copy of its data: the other devices are missing or not resilvered",
+                     vdev_leaf(p->vd, (unsigned)k)->path, p->name);
+    if (k >= 0)
+        k = open_new(p, new_dev, force, &nl, err) < 0 ? -1 : k;
+    if (k >= 0) {
+        scan_stop_resilver(p);
+        pthread_mutex_lock(&p->txg.sync_mutex);
+        t = open_txg(p);
+        old = p->vd->child[k];
+        new_member(p, nl, old, t);
+        pthread_mutex_lock(&p->lock);
+        p->hdr.child_guids[k] = nl->guid;
+        p->vd->child[k] = nl;
+        retire(nl, old, VDEV_STATE_OFFLINE); /* shown as "replacing" until resilvered */
+        pthread_mutex_unlock(&p->lock);
+        r = write_tree(p, t, err);
+        pthread_mutex_unlock(&p->txg.sync_mutex);
+        if (r == 0)
+            r = finish(p, t, "replace", err);
+        if (r == 0)
+            forget(p, old);
+        if (r == 0)
+            blog_info("pool '%s': %s replaced by %s, resilvering", p->name, old->path,
+                      nl->path);
+    }
+    pthread_mutex_unlock(&p->admin_lock);
+    return k < 0 ? k : r;
+}
+
+/* A single leaf becomes a mirror of itself (sync mutex and p->lock held). */
+static int leaf_to_mirror(bs_pool *p, struct berr *err)
+{
+    struct vdev *top = p->vd;
+    struct vdev *l0 = calloc(1, sizeof *l0);
+    struct vdev **kids = calloc(MAX_LEAVES, sizeof *kids);
+    char *mpath = strdup("mirror-0");
+    int fd = top->fd >= 0 ? fcntl(top->fd, F_DUPFD_CLOEXEC, 3) : -1;
+    if (!l0 || !kids || !mpath || fd < 0 || !(l0->path = strdup(top->path))) {
+        if (fd >= 0)
+            close(fd);
+        if (l0)
+            free(l0->path);
+        free(l0);
+        free(kids);
+        free(mpath);
+        return berr_set(err, ENOMEM, "cannot turn pool '%s' into a mirror: out of memory",
+                        p->name);
+    }
+    l0->fd = fd;
+    l0->is_blockdev = top->is_blockdev;
+    l0->readonly = top->readonly;
+    l0->size = top->size;
+    l0->phys_sector_shift = top->phys_sector_shift;
+    l0->kind = VDEV_KIND_LEAF;
+    atomic_store(&l0->state, VDEV_STATE_ONLINE);
+    l0->guid = top->guid;
+    pthread_rwlock_init(&l0->heal_lock, NULL);
+    vdev_set_data(l0, top->ashift, top->data_start, top->data_size);
+    kids[0] = l0;
+    top->child = kids;
+    top->nchild = 1;
+    char *opath = top->path;
+    top->path = mpath;
+    free(opath);
+    p->hdr.top_type = VDEV_TYPE_MIRROR;
+    p->hdr.features_incompat |= LABEL_FEAT_VDEV_TREE;
+    p->hdr.top_guid = pool_random_u64();
+    /* last: from here on every new I/O takes the mirror paths */
+    atomic_thread_fence(memory_order_release);
+    top->kind = VDEV_KIND_MIRROR;
+    return 0;
+}
+
+int bs_pool_attach(bs_pool *p, const char *existing, const char *new_dev, bool force,
+                   struct berr *err)
+{
+    if (!existing || !*existing || !new_dev || !*new_dev)
+        return berr_set(err, EINVAL, "attach needs an existing and a new device");
+    int r = check_writable(p, err);
+    if (r < 0)
+        return r;
+    if (p->vd->kind == VDEV_KIND_RAIDZ)
+        return berr_set(err, ENOTSUP, "pool '%s' is a raidz: devices cannot be attached to it "
+                        "(replace one instead)", p->name);
+    pthread_mutex_lock(&p->admin_lock);
+    int k = pool_find_leaf(p, existing, err);
+    struct vdev *nl = NULL;
+    if (k >= 0 && vdev_nleaves(p->vd) >= MAX_LEAVES)
+        k = berr_set(err, ENOSPC, "pool '%s' has %d devices already, the most a mirror can "
+                     "have", p->name, MAX_LEAVES);
+    if (k >= 0)
+        k = open_new(p, new_dev, force, &nl, err) < 0 ? -1 : k;
+    if (k >= 0) {
+        scan_stop_resilver(p);
+        pthread_mutex_lock(&p->txg.sync_mutex);
+        uint64_t t = open_txg(p);
+        pthread_mutex_lock(&p->lock);
+        if (p->vd->kind == VDEV_KIND_LEAF)
+            r = leaf_to_mirror(p, err);
+        if (r == 0) {
+            new_member(p, nl, p->vd->child[0], t);
+            unsigned n = p->vd->nchild;
+            p->vd->child[n] = steal_ptr(nl);
+            p->hdr.child_guids[n] = p->vd->child[n]->guid;
+            p->hdr.nchildren = n + 1;
+            atomic_thread_fence(memory_order_release);
+            p->vd->nchild = n + 1;
+        }
+        pthread_mutex_unlock(&p->lock);
+        if (r == 0)
+            r = write_tree(p, t, err);
+        pthread_mutex_unlock(&p->txg.sync_mutex);
+        if (r == 0)
+            r = finish(p, t, "attach", err);
+        if (r == 0)
+            blog_info("pool '%s': %s attached, resilvering", p->name, new_dev);
+        vdev_close(nl);
+    }
+    pthread_mutex_unlock(&p->admin_lock);
+    return k < 0 ? k : r;
+}
+
+int bs_pool_detach(bs_pool *p, const char *dev, struct berr *err)
+{
+    if (!dev || !*dev)
+        return berr_set(err, EINVAL, "detach needs a device");
+    int r = check_writable(p, err);
+    if (r < 0)
+        return r;
+    if (p->vd->kind != VDEV_KIND_MIRROR)
+        return berr_set(err, ENOTSUP, "only mirror members can be detached (pool '%s' is %s)",
+                        p->name, p->vd->kind == VDEV_KIND_RAIDZ ? "a raidz" : "a single device");
+    pthread_mutex_lock(&p->admin_lock);
+    int k = pool_find_leaf(p, dev, err);
+    if (k >= 0 && p->vd->nchild < 2)
+        k = berr_set(err, EBUSY, "%s is the only device of pool '%s'", dev, p->name);
+    else if (k >= 0 && !others_hold_all(p, k))
+        k = berr_set(err, EBUSY, "detaching %s would lose the last valid copy of pool '%s''s "
+                     "data: the other devices are missing or not resilvered", dev, p->name);
+    if (k >= 0) {
+        scan_stop_resilver(p);
+        pthread_mutex_lock(&p->txg.sync_mutex);
+        uint64_t t = open_txg(p);
+        pthread_mutex_lock(&p->lock);
+        unsigned n = p->vd->nchild;
+        struct vdev *old = p->vd->child[k];
+        atomic_store(&old->state, VDEV_STATE_UNAVAIL);
+        p->vd->child[k] = p->vd->child[n - 1];
+        p->hdr.child_guids[k] = p->hdr.child_guids[n - 1];
+        p->hdr.child_guids[n - 1] = 0;
+        p->hdr.nchildren = n - 1;
+        p->vd->nchild = n - 1;
+        retire(p->vd->child[0], old, VDEV_STATE_UNAVAIL);
+        pthread_mutex_unlock(&p->lock);
+        r = write_tree(p, t, err);
+        pthread_mutex_unlock(&p->txg.sync_mutex);
+        if (r == 0)
+            r = finish(p, t, "detach", err);
+        if (r == 0)
+            forget(p, old);
+        if (r == 0)
+            blog_info("pool '%s': %s detached", p->name, old->path);
+    }
+    pthread_mutex_unlock(&p->admin_lock);
+    return k < 0 ? k : r;
+}
