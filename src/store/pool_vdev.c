@@ -144,15 +144,18 @@ static void leaf_hdr(bs_pool *p, unsigned i, struct label_hdr *out)
         if (out->dtl[k].lo > out->dtl[k].hi)
             out->dtl[k].lo = out->dtl[k].hi;
     }
+    /* a running resilver's durable position; else the template's (one
+     * interrupted by an export, kept for the next import) */
     struct bs_scrub_pos pos;
-    out->rsv_valid = 0;
-    out->rsv_id = out->rsv_blk = 0;
-    out->rsv_part = 0;
     if (scan_label_pos(p, &pos) && pos.part >= 0 && pos.part <= 1) {
         out->rsv_valid = 1;
         out->rsv_id = pos.id;
         out->rsv_blk = pos.blk;
         out->rsv_part = (uint32_t)pos.part;
+    }
+    if (!out->rsv_valid) {
+        out->rsv_id = out->rsv_blk = 0;
+        out->rsv_part = 0;
     }
 }
 
@@ -591,6 +594,20 @@ void pool_vdev_stats(bs_pool *p, bool faulted, uint64_t size, struct bs_pool_sta
 
 int bs_pool_debug(bs_pool *p, const char *knob, struct berr *err)
 {
+    if (knob && strncmp(knob, "resilver_delay_ms=", 18) == 0) {
+        char *end;
+        errno = 0;
+        unsigned long ms = strtoul(knob + 18, &end, 10);
+        if (errno || end == knob + 18 || *end || ms > 10000)
+            return berr_set(err, EINVAL, "resilver_delay_ms takes 0..10000");
+        return scan_set_delay(p, (unsigned)ms, err);
+    }
+    if (knob && strncmp(knob, "tree_crash=", 11) == 0) {
+        if (strcmp(knob + 11, "on") && strcmp(knob + 11, "off"))
+            return berr_set(err, EINVAL, "tree_crash takes on or off");
+        replace_debug_crash(strcmp(knob + 11, "on") == 0);
+        return 0;
+    }
     unsigned n = vdev_nleaves(p->vd), first = 0, last = n;
     if (knob && strncmp(knob, "vdev=", 5) == 0) {
         char *end;

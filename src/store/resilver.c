@@ -88,6 +88,7 @@ void resilver_done(bs_pool *p, const struct rsv_target *tg)
         cleared = true;
     }
     vdev_top_state(p->vd);
+    p->hdr.rsv_valid = 0;
     if (cleared && !p->readonly)
         (void)pool_write_labels(p, false);
 }

@@ -60,6 +60,11 @@ int pool_find_leaf(bs_pool *p, const char *path, struct berr *err);
 int scan_resilver(bs_pool *p, const struct bs_scrub_pos *from, struct berr *err);
 /* Stop a running resilver (it ends canceled, its DTLs stay). */
 void scan_stop_resilver(bs_pool *p);
+/* Test knob: sleep ms after each data block a resilver copies. */
+int scan_set_delay(bs_pool *p, unsigned ms, struct berr *err);
+/* Test knob (vdev_replace.c): the next replace/attach/detach stops after
+ * writing the labels, before its txg commits, and fails (a crash there). */
+void replace_debug_crash(bool on);
 /* The durable position of the running resilver, for the labels. */
 bool scan_label_pos(bs_pool *p, struct bs_scrub_pos *pos);
 

@@ -93,6 +93,7 @@ struct scrub {
     enum scan_func func;
     struct rsv_target tg;
     _Atomic uint64_t copied;    /* bytes written to the targets */
+    _Atomic unsigned delay_ms;  /* test knob: pause per block copied */
     uint64_t copied_at_save, save_ns;
     /* the durable resilver position (pos_lock, innermost: labels read it) */
     pthread_mutex_t pos_lock;
@@ -216,6 +217,10 @@ static int resilver_visit(bs_pool *p, struct scrub *s, const char *name,
         }
         pthread_mutex_unlock(&s->lock);
     }
+    unsigned ms = atomic_load(&s->delay_ms);
+    if (ms && copied && bp->level == 0)
+        nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000},
+                  NULL);
     if (bp->level == 0 && (atomic_load(&s->copied) - s->copied_at_save >= RSV_DURABLE_BYTES ||
                            now_ns() - s->save_ns >= 1000000000ull))
         resilver_save(p, s);
@@ -546,13 +551,30 @@ int scan_resilver(bs_pool *p, const struct bs_scrub_pos *from, struct berr *err)
 
 void scan_stop_resilver(bs_pool *p)
 {
+    /* the DTLs are about to change: a position saved for the old ones
+     * must not reach the labels with the new ones */
+    p->hdr.rsv_valid = 0;
     struct scrub *s = p->scrub;
     if (!s)
         return;
     pthread_mutex_lock(&s->lock);
     if (s->func == SCAN_RESILVER)
         scan_stop_locked(s);
+    pthread_mutex_lock(&s->pos_lock);
+    s->dpos_valid = false;
+    pthread_mutex_unlock(&s->pos_lock);
     pthread_mutex_unlock(&s->lock);
+}
+
+int scan_set_delay(bs_pool *p, unsigned ms, struct berr *err)
+{
+    pthread_mutex_lock(&p->admin_lock);
+    struct scrub *s = scrub_get(p);
+    pthread_mutex_unlock(&p->admin_lock);
+    if (!s)
+        return berr_set(err, ENOMEM, "out of memory");
+    atomic_store(&s->delay_ms, ms);
+    return 0;
 }
 
 int bs_pool_scrub(bs_pool *p, enum bs_scrub_cmd cmd, struct berr *err)
@@ -604,6 +626,15 @@ void scrub_fini(bs_pool *p)
         join_locked(s);
     }
     pthread_mutex_unlock(&s->lock);
+    /* an interrupted resilver's durable position stays in the labels (the
+     * export writes them once more) for the next import */
+    struct bs_scrub_pos pos;
+    if (scan_label_pos(p, &pos)) {
+        p->hdr.rsv_valid = 1;
+        p->hdr.rsv_id = pos.id;
+        p->hdr.rsv_blk = pos.blk;
+        p->hdr.rsv_part = (uint32_t)pos.part;
+    }
     p->scrub = NULL;
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->pos_lock);

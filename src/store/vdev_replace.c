@@ -41,6 +41,13 @@
 
 #define MAX_LEAVES 32
 
+static _Atomic bool debug_crash; /* test knob (replace_debug_crash) */
+
+void replace_debug_crash(bool on)
+{
+    atomic_store(&debug_crash, on);
+}
+
 /* Open the device that joins the pool. */
 static int open_new(bs_pool *p, const char *path, bool force, struct vdev **out,
                     struct berr *err)
@@ -143,6 +150,9 @@ static int write_tree(bs_pool *p, uint64_t t, struct berr *err)
 /* Commit txg t, start the resilver, say what happened. */
 static int finish(bs_pool *p, uint64_t t, const char *what, struct berr *err)
 {
+    if (atomic_exchange(&debug_crash, false))
+        return berr_set(err, EIO, "%s: stopped before txg %llu (tree_crash test knob)", what,
+                        (unsigned long long)t);
     txg_mark_dirty(p);
     int r = admin_commit(p, t, err, what);
     if (r == 0)

@@ -1,0 +1,397 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Device replacement and resilver: a deleted member of a mirror and of
+ * raidz1/2/3 replaced by a new file (the resilver writes only allocated
+ * bytes, then a scrub finds nothing and the new members alone hold the
+ * data); a member offline while writes go on, back online (the resilver
+ * copies only what was written meanwhile: its DTL); a crash in the middle of
+ * a resilver (the reimport resumes it where it got and completes it); a
+ * crash between writing the labels of a replace and its txg (the old tree
+ * imports); attach to a single device and to a mirror, detach (refused when
+ * it would lose the last valid copy). */
+#include <fcntl.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "store/pool_impl.h"
+#include "store_test.h"
+#include "tap.h"
+
+#define MiB (1ULL << 20)
+#define BS 16384u
+#define VOLSIZE (24 * MiB)
+
+/* ok() that also yields the condition (side-effect free conditions only) */
+#define okb(cond, ...) (ok(cond, __VA_ARGS__), (cond))
+
+static uint8_t *model;
+static char paths[8][512];
+
+static const char *leaf_path(unsigned i)
+{
+    return paths[i];
+}
+
+static void set_paths(const char *tag)
+{
+    for (unsigned i = 0; i < 8; i++) {
+        char n[64];
+        snprintf(n, sizeof n, "%s-%u.img", tag, i);
+        snprintf(paths[i], sizeof paths[i], "%s", tmp_path(n));
+    }
+}
+
+static bs_pool *import_list(const unsigned *idx, size_t n, struct berr *e)
+{
+    const char *v[8];
+    for (size_t i = 0; i < n; i++)
+        v[i] = leaf_path(idx[i]);
+    bs_pool *p = NULL;
+    if (bs_pool_import(v, n, NULL, &p, e) < 0)
+        diag("import: %s", e->msg);
+    return p;
+}
+
+static bool all_good(bs_pool *p, const char *what)
+{
+    int good, eio, wrong;
+    vol_compare(p, "vol", model, VOLSIZE, BS, &good, &eio, &wrong);
+    return okb(good == (int)(VOLSIZE / BS) && eio == 0 && wrong == 0,
+              "%s: all data reads back (%d good, %d EIO, %d wrong)", what, good, eio, wrong);
+}
+
+/* Create a pool over spec, a volume written with model; stays open. */
+static bs_pool *make_pool(const char *const *spec, size_t n)
+{
+    struct berr e = {0};
+    bs_pool *p = NULL;
+    if (bs_pool_create("rs", spec, n, 128 * MiB, NULL, &p, &e) < 0) {
+        ok(false, "create %s: %s", spec[0], e.msg);
+        return NULL;
+    }
+    struct bs_vol_props vp;
+    bs_vol_props_init(p, &vp);
+    snprintf(vp.name, sizeof vp.name, "vol");
+    vp.volsize = VOLSIZE;
+    vp.volblocksize = BS;
+    bs_vol *v = NULL;
+    uint64_t seed = 99;
+    random_bytes(model, VOLSIZE, &seed);
+    ok(bs_vol_create(p, &vp, false, &e) == 0 && bs_vol_open(p, "vol", &v, &e) == 0 &&
+           bs_vol_pwrite(v, model, VOLSIZE, 0, 0) == 0 && bs_vol_flush(v) == 0,
+       "%s: create, write 24 MiB: %s", spec[0], e.msg);
+    bs_vol_close(v);
+    return p;
+}
+
+/* Wait for the resilver; its bytes (0 if the last scan is not one). */
+static uint64_t resilver_wait(bs_pool *p, struct bs_pool_stats *st)
+{
+    bool done = bs_pool_resilver_wait(p);
+    bs_pool_stats(p, st);
+    ok(done && strcmp(st->scan.func, "resilver") == 0 && strcmp(st->scan.state, "finished") == 0 &&
+           st->scan.errors == 0,
+       "the resilver finished (%s %s, %llu errors)", st->scan.func, st->scan.state,
+       (unsigned long long)st->scan.errors);
+    return strcmp(st->scan.func, "resilver") == 0 ? st->scan.resilvered : 0;
+}
+
+static void scrub_clean(bs_pool *p, const char *what)
+{
+    struct berr e = {0};
+    struct bs_pool_stats st;
+    bool started = bs_pool_scrub(p, BS_SCRUB_START, &e) == 0;
+    bs_pool_scrub_wait(p);
+    bs_pool_stats(p, &st);
+    ok(started && strcmp(st.scan.state, "finished") == 0 && st.scan.errors == 0 &&
+           st.scan.repaired == 0 && st.checksum_errors == 0,
+       "%s: then a scrub finds nothing (%s, %llu repaired, %llu errors, %llu cksum)", what,
+       e.msg, (unsigned long long)st.scan.repaired, (unsigned long long)st.scan.errors,
+       (unsigned long long)st.checksum_errors);
+}
+
+/* Delete `nrep` members of a layout, import DEGRADED, replace each by a new
+ * file; the resilver copies only allocated bytes; the new members hold
+ * their part. */
+static void test_replace(const char *layout, unsigned nleaf, unsigned nrep)
+{
+    struct berr e = {0};
+    set_paths(layout);
+    const char *spec[9] = { layout };
+    for (unsigned i = 0; i < nleaf; i++)
+        spec[i + 1] = leaf_path(i);
+    bs_pool *p = make_pool(spec, nleaf + 1);
+    if (!p)
+        return;
+    ok(bs_pool_export(p, false, &e) == 0, "%s: export", layout);
+    for (unsigned i = 0; i < nrep; i++)
+        unlink(leaf_path(i));
+    unsigned idx[8], n = 0;
+    for (unsigned i = 0; i < nleaf; i++)
+        idx[n++] = i;
+    p = import_list(idx, n, &e);
+    struct bs_pool_stats st;
+    if (!okb(p != NULL, "%s: import with %u members deleted: %s", layout, nrep, e.msg))
+        return;
+    bs_pool_stats(p, &st);
+    ok(strcmp(st.state, "DEGRADED") == 0, "%s: DEGRADED", layout);
+    uint64_t allocated = st.allocated;
+    /* replace the missing members one by one by their missing-GUID names */
+    for (unsigned i = 0; i < nrep; i++) {
+        char newp[600], old[64];
+        snprintf(newp, sizeof newp, "%s.new", leaf_path(i));
+        snprintf(old, sizeof old, "%u", i);
+        ok(bs_pool_replace(p, old, newp, false, &e) == 0, "%s: replace member %u by a new file: "
+           "%s", layout, i, e.msg);
+        bs_pool_resilver_wait(p); /* one at a time: each counted alone */
+        bs_pool_stats(p, &st);
+        uint64_t rs = st.scan.resilvered;
+        /* mirror: the whole allocation once; raidz: this leaf's columns, a
+         * 1/n share of the allocation give or take the rotation */
+        uint64_t want = strcmp(layout, "mirror") == 0 ? allocated : allocated / nleaf;
+        ok(strcmp(st.scan.state, "finished") == 0 && st.scan.errors == 0 && rs <= allocated &&
+               rs >= want * 8 / 10 && rs <= want * 12 / 10 + MiB,
+           "%s: resilvered %llu bytes of %llu allocated (expected about %llu)", layout,
+           (unsigned long long)rs, (unsigned long long)allocated, (unsigned long long)want);
+        ok(strcmp(st.vdevs[i].path, newp) == 0 && !st.vdevs[i].stale && st.vdevs[i].dtl_hi == 0,
+           "%s: member %u is %s, not stale, no DTL", layout, i, st.vdevs[i].path);
+    }
+    bs_pool_stats(p, &st);
+    ok(strcmp(st.state, "ONLINE") == 0, "%s: ONLINE after the replacements (%s)", layout,
+       st.state);
+    all_good(p, layout);
+    scrub_clean(p, layout);
+    ok(bs_pool_export(p, false, &e) == 0, "%s: export", layout);
+    /* the new members with the fewest others: they must hold their part */
+    for (unsigned i = 0; i < nrep; i++) {
+        char newp[600];
+        snprintf(newp, sizeof newp, "%s.new", leaf_path(i));
+        snprintf(paths[i], sizeof paths[i], "%s", newp);
+    }
+    n = 0;
+    unsigned need = strcmp(layout, "mirror") == 0 ? 1 : nleaf - nrep;
+    for (unsigned i = 0; i < nleaf && n < need; i++)
+        idx[n++] = i;
+    p = import_list(idx, n, &e);
+    if (okb(p != NULL, "%s: import the new members with the fewest old ones: %s", layout, e.msg))
+        all_good(p, "the new members");
+    bs_pool_close(p);
+}
+
+/* A member offline while 2 MiB are written: back online, the resilver
+ * copies about that, far less than allocated. */
+static void test_dtl(const char *layout, unsigned nleaf)
+{
+    struct berr e = {0};
+    char tag[32];
+    snprintf(tag, sizeof tag, "dtl-%s", layout);
+    set_paths(tag);
+    const char *spec[9] = { layout };
+    for (unsigned i = 0; i < nleaf; i++)
+        spec[i + 1] = leaf_path(i);
+    bs_pool *p = make_pool(spec, nleaf + 1);
+    if (!p)
+        return;
+    ok(bs_pool_offline(p, "1", &e) == 0, "%s: offline member 1: %s", layout, e.msg);
+    bs_vol *v = NULL;
+    uint64_t seed = 5;
+    random_bytes(model + 4 * MiB, 2 * MiB, &seed);
+    ok(bs_vol_open(p, "vol", &v, &e) == 0 &&
+           bs_vol_pwrite(v, model + 4 * MiB, 2 * MiB, 4 * MiB, 0) == 0 && bs_vol_flush(v) == 0,
+       "%s: write 2 MiB while it is away", layout);
+    bs_vol_close(v);
+    struct berr se = {0};
+    ok(bs_pool_sync(p, &se) == 0, "%s: sync", layout);
+    ok(bs_pool_online(p, "1", &e) == 0, "%s: online it: %s", layout, e.msg);
+    struct bs_pool_stats st;
+    uint64_t rs = resilver_wait(p, &st);
+    /* mirror: the 2 MiB of data plus the indirect and MOS blocks rewritten
+     * with them; raidz: this leaf's columns of those */
+    uint64_t data = strcmp(layout, "mirror") == 0 ? 2 * MiB : 2 * MiB / (nleaf - 1);
+    ok(rs >= data && rs < data + 2 * MiB && rs < st.allocated / 4,
+       "%s: resilvered %llu bytes after 2 MiB written (%llu allocated)", layout,
+       (unsigned long long)rs, (unsigned long long)st.allocated);
+    ok(strcmp(st.state, "ONLINE") == 0 && !st.vdevs[1].stale, "%s: ONLINE, not stale",
+       layout);
+    all_good(p, layout);
+    scrub_clean(p, layout);
+    ok(bs_pool_export(p, false, &e) == 0, "%s: export", layout);
+    /* the member that was away, with the fewest others */
+    unsigned idx[8], n = 0;
+    idx[n++] = 1;
+    unsigned need = strcmp(layout, "mirror") == 0 ? 1 : nleaf - 1;
+    for (unsigned i = 0; n < need; i++)
+        if (i != 1)
+            idx[n++] = i;
+    p = import_list(idx, n, &e);
+    if (okb(p != NULL, "%s: import member 1 with the fewest others: %s", layout, e.msg))
+        all_good(p, "the member that was away");
+    bs_pool_close(p);
+}
+
+/* A crash in the middle of a resilver: the reimport resumes it. */
+static void test_crash(void)
+{
+    struct berr e = {0};
+    set_paths("crash");
+    const char *spec[] = { "mirror", leaf_path(0), leaf_path(1) };
+    bs_pool *p = make_pool(spec, 3);
+    if (!p)
+        return;
+    struct bs_pool_stats st;
+    bs_pool_stats(p, &st);
+    uint64_t allocated = st.allocated;
+    ok(bs_pool_debug(p, "resilver_delay_ms=3", &e) == 0, "slow resilver knob: %s", e.msg);
+    ok(bs_pool_replace(p, leaf_path(1), leaf_path(2), false, &e) == 0, "replace 1 by 2: %s",
+       e.msg);
+    /* past a third, and a second for the position to be saved */
+    uint64_t t0 = now_ns();
+    do {
+        usleep(50000);
+        bs_pool_stats(p, &st);
+    } while ((st.scan.resilvered < allocated / 3 || now_ns() - t0 < 1500000000ull) &&
+             strcmp(st.scan.state, "scanning") == 0 && now_ns() - t0 < 60000000000ull);
+    uint64_t before = st.scan.resilvered;
+    ok(strcmp(st.scan.state, "scanning") == 0 && before < allocated,
+       "resilver in progress: %llu of %llu bytes", (unsigned long long)before,
+       (unsigned long long)allocated);
+    pool_abandon(p); /* power cut */
+    unsigned idx[] = { 0, 2 };
+    p = import_list(idx, 2, &e);
+    if (!okb(p != NULL, "reimport after the crash: %s", e.msg))
+        return;
+    bs_pool_stats(p, &st);
+    ok(st.vdevs[1].stale && st.vdevs[1].dtl_hi > 0, "the new member is still stale with its "
+       "DTL (never reported done)");
+    uint64_t rs = resilver_wait(p, &st);
+    ok(rs > 0 && rs < allocated - MiB,
+       "the resilver resumed: %llu more bytes (%llu before the crash, %llu allocated)",
+       (unsigned long long)rs, (unsigned long long)before, (unsigned long long)allocated);
+    ok(!st.vdevs[1].stale && strcmp(st.state, "ONLINE") == 0, "ONLINE, not stale");
+    scrub_clean(p, "resumed resilver");
+    ok(bs_pool_export(p, false, &e) == 0, "export");
+    unsigned only[] = { 2 };
+    p = import_list(only, 1, &e);
+    if (okb(p != NULL, "import the new member alone: %s", e.msg))
+        all_good(p, "the resumed member alone");
+    bs_pool_close(p);
+}
+
+/* A crash after the labels of a replace were written, before its txg:
+ * the old tree imports, nothing is lost. */
+static void test_tree_crash(void)
+{
+    struct berr e = {0};
+    set_paths("tree");
+    const char *spec[] = { "mirror", leaf_path(0), leaf_path(1) };
+    bs_pool *p = make_pool(spec, 3);
+    if (!p)
+        return;
+    ok(bs_pool_sync(p, &e) == 0, "sync");
+    ok(bs_pool_debug(p, "tree_crash=on", &e) == 0, "tree crash knob");
+    ok(bs_pool_replace(p, leaf_path(1), leaf_path(2), false, &e) < 0,
+       "replace stops before its txg: %s", e.msg);
+    pool_abandon(p);
+    unsigned all[] = { 0, 1, 2 };
+    p = import_list(all, 3, &e);
+    struct bs_pool_stats st;
+    if (okb(p != NULL, "import all three: %s", e.msg)) {
+        bs_pool_stats(p, &st);
+        ok(st.nvdevs == 2 && strcmp(st.vdevs[1].path, leaf_path(1)) == 0 &&
+               strcmp(st.state, "ONLINE") == 0,
+           "the old tree is in force (%zu devices, %s, %s)", st.nvdevs, st.vdevs[1].path,
+           st.state);
+        all_good(p, "old tree");
+        ok(bs_pool_replace(p, leaf_path(1), leaf_path(2), true, &e) == 0,
+           "the replace done again: %s", e.msg);
+        resilver_wait(p, &st);
+        ok(bs_pool_export(p, false, &e) == 0, "export");
+    }
+    /* now the new tree is committed: the old member's label is wiped */
+    unsigned old[] = { 1 }, cur[] = { 0, 2 };
+    p = import_list(old, 1, &e);
+    ok(p == NULL && e.code == ENOENT, "the replaced device holds no pool: %s", e.msg);
+    bs_pool_close(p);
+    p = import_list(cur, 2, &e);
+    if (okb(p != NULL, "import the new tree: %s", e.msg)) {
+        bs_pool_stats(p, &st);
+        ok(st.nvdevs == 2 && strcmp(st.vdevs[1].path, leaf_path(2)) == 0,
+           "the new tree is in force (%s)", st.vdevs[1].path);
+        all_good(p, "new tree");
+    }
+    bs_pool_close(p);
+}
+
+static void test_attach_detach(void)
+{
+    struct berr e = {0};
+    set_paths("att");
+    const char *spec[] = { leaf_path(0) };
+    bs_pool *p = make_pool(spec, 1);
+    if (!p)
+        return;
+    struct bs_pool_stats st;
+    ok(bs_pool_detach(p, leaf_path(0), &e) < 0 && e.code == ENOTSUP,
+       "detach from a single device: %s", e.msg);
+    ok(bs_pool_attach(p, leaf_path(0), leaf_path(1), false, &e) == 0,
+       "attach to a single device: %s", e.msg);
+    uint64_t rs = resilver_wait(p, &st);
+    ok(strcmp(st.layout, "mirror") == 0 && st.nvdevs == 2 && rs > 0 && rs <= st.allocated &&
+           strcmp(st.state, "ONLINE") == 0,
+       "a 2-way mirror, resilvered %llu of %llu bytes", (unsigned long long)rs,
+       (unsigned long long)st.allocated);
+    all_good(p, "after attach");
+    /* a third member, slowly: detaching the only up-to-date ones is refused */
+    ok(bs_pool_debug(p, "resilver_delay_ms=2", &e) == 0, "slow resilver");
+    ok(bs_pool_attach(p, leaf_path(1), leaf_path(2), false, &e) == 0, "attach a third: %s",
+       e.msg);
+    ok(bs_pool_detach(p, leaf_path(0), &e) == 0, "detach the first: %s", e.msg);
+    e = (struct berr){0};
+    ok(bs_pool_detach(p, leaf_path(1), &e) < 0 && e.code == EBUSY && strstr(e.msg, "last valid"),
+       "detaching the last up-to-date member is refused: %s", e.msg);
+    bs_pool_debug(p, "resilver_delay_ms=0", &e);
+    resilver_wait(p, &st);
+    e = (struct berr){0};
+    ok(bs_pool_detach(p, leaf_path(1), &e) == 0, "once resilvered it can go: %s", e.msg);
+    bs_pool_stats(p, &st);
+    ok(st.nvdevs == 1 && strcmp(st.vdevs[0].path, leaf_path(2)) == 0, "one member left: %s",
+       st.vdevs[0].path);
+    e = (struct berr){0};
+    ok(bs_pool_detach(p, leaf_path(2), &e) < 0 && e.code == EBUSY, "not the last one: %s",
+       e.msg);
+    ok(bs_pool_attach(p, leaf_path(2), leaf_path(2), false, &e) < 0 && e.code == EINVAL,
+       "a device twice: %s", e.msg);
+    ok(bs_pool_replace(p, "nosuch", leaf_path(3), false, &e) < 0 && e.code == ENOENT,
+       "replace an unknown device: %s", e.msg);
+    ok(bs_pool_export(p, false, &e) == 0, "export");
+    unsigned only[] = { 2 };
+    p = import_list(only, 1, &e);
+    if (okb(p != NULL, "import the last member alone: %s", e.msg))
+        all_good(p, "after attach, detach");
+    bs_pool_close(p);
+    /* the detached devices are no pool members any more */
+    unsigned old[] = { 0 };
+    p = import_list(old, 1, &e);
+    ok(p == NULL, "a detached device does not import: %s", e.msg);
+    bs_pool_close(p);
+}
+
+int main(void)
+{
+    model = malloc(VOLSIZE);
+    if (!model)
+        return 1;
+    test_replace("mirror", 2, 1);
+    test_replace("raidz1", 3, 1);
+    test_replace("raidz2", 4, 2);
+    test_replace("raidz3", 5, 3);
+    test_dtl("mirror", 2);
+    test_dtl("raidz1", 3);
+    test_crash();
+    test_tree_crash();
+    test_attach_detach();
+    free(model);
+    tmp_cleanup();
+    return done_testing();
+}
