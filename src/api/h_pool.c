@@ -337,21 +337,44 @@ int h_pool_scrub(const struct api_call *c, json_t **out, struct berr *err)
     return r;
 }
 
-/* Take a member of a mirror or raidz out of service or bring it back. */
+/* Change a device of a pool: take a member of a mirror or raidz out of
+ * service or bring it back (online, offline), replace it by a new device,
+ * attach a new mirror member to it, detach it.  replace and attach start a
+ * resilver (GET /pools/{pool}: scan). */
 int h_pool_device(const struct api_call *c, json_t **out, struct berr *err)
 {
     const char *dev = api_get_str(c->body, "device");
     const char *action = api_get_str(c->body, "action");
-    bool online = strcmp(action, "online") == 0;
-    if (!online && strcmp(action, "offline") != 0)
-        return berr_set(err, EINVAL, "field 'action': '%s' is not online or offline", action);
+    const char *nd = api_get_str(c->body, "new_device");
+    bool force = api_get_bool(c->body, "force", false);
+    static const char *const actions[] = {"online", "offline", "replace", "attach", "detach"};
+    int a = -1;
+    for (int i = 0; i < 5; i++)
+        if (strcmp(action, actions[i]) == 0)
+            a = i;
+    if (a < 0)
+        return berr_set(err, EINVAL, "field 'action': '%s' is not online, offline, replace, "
+                        "attach or detach", action);
+    if ((a == 2 || a == 3) && !nd)
+        return berr_set(err, EINVAL, "field 'new_device' is required for %s", action);
+    if (a != 2 && a != 3 && nd)
+        return berr_set(err, EINVAL, "field 'new_device' is only for replace and attach");
     struct pool_entry *e;
     int r = api_pool_acquire(c, &e, err);
     if (r < 0)
         return r;
-    r = online ? bs_pool_online(e->pool, dev, err) : bs_pool_offline(e->pool, dev, err);
+    switch (a) {
+    case 0: r = bs_pool_online(e->pool, dev, err); break;
+    case 1: r = bs_pool_offline(e->pool, dev, err); break;
+    case 2: r = bs_pool_replace(e->pool, dev, nd, force, err); break;
+    case 3: r = bs_pool_attach(e->pool, dev, nd, force, err); break;
+    default: r = bs_pool_detach(e->pool, dev, err); break;
+    }
     pooltab_unlock(c->ctx->pools);
-    if (r == 0)
+    if (r == 0) {
         *out = json_pack("{s:s,s:s,s:s}", "name", c->pool, "device", dev, "action", action);
+        if (*out && nd)
+            json_object_set_new(*out, "new_device", json_string(nd));
+    }
     return r;
 }

@@ -69,6 +69,10 @@ static json_t *render_vdev(const struct bs_vdev_stats *v)
     set(o, "bytes_written", json_u64(v->bytes_written));
     set(o, "repaired_bytes", json_u64(v->repaired_bytes));
     set(o, "stale", json_boolean(v->stale));
+    set(o, "dtl", json_pack("[o,o]", json_u64(v->dtl_lo), json_u64(v->dtl_hi)));
+    set(o, "resilvering", json_boolean(v->resilvering));
+    if (v->replacing[0])
+        set(o, "replacing", json_string(v->replacing));
     return o;
 }
 
@@ -151,6 +155,10 @@ json_t *render_pool(struct api_ctx *ctx, struct pool_entry *e)
                              json_u64((uint64_t)sc->rate), "eta_seconds",
                              json_u64(sc->eta_seconds)));
     json_t *scan = json_object_get(o, "scan");
+    if (scan) {
+        json_object_set_new(scan, "func", json_string(sc->func[0] ? sc->func : "scrub"));
+        json_object_set_new(scan, "resilvered", json_u64(sc->resilvered));
+    }
     if (scan)
         json_object_set_new(scan, "pos", json_pack("{s:o,s:i,s:o}", "id", json_u64(sc->pos.id),
                                                    "part", sc->pos.part, "blk",

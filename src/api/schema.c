@@ -116,6 +116,8 @@ static const struct api_field b_scrub[] = {
 static const struct api_field b_device[] = {
     {"device", FT_STR, true, NULL, 1, 4096, NULL},
     {"action", FT_STR, true, NULL, 1, 16, NULL},
+    {"new_device", FT_STR, false, NULL, 1, 4096, NULL}, /* replace, attach */
+    {"force", FT_BOOL, false, NULL, 0, 0, NULL},
     END,
 };
 

@@ -40,7 +40,14 @@ void help_pool(FILE *f)
             "  trim NAME                  give all free space back to the device\n"
             "  online NAME DEVICE | offline NAME DEVICE\n"
             "                             bring a mirror/raidz member (path or index) back\n"
-            "                             (stale until a scrub) or take it out of service\n"
+            "                             (resilvered for what it missed) or take it out\n"
+            "                             of service\n"
+            "  replace [-f] NAME DEVICE NEW  NEW (file or block device) takes the place of\n"
+            "                             a mirror/raidz member and is resilvered\n"
+            "  attach [-f] NAME DEVICE NEW   NEW becomes a mirror copy of DEVICE (a single\n"
+            "                             device pool becomes a mirror), resilvered\n"
+            "  detach NAME DEVICE         a mirror member leaves the pool (refused if it\n"
+            "                             holds the last valid copy)\n"
             "  scrub [--pause|--stop] NAME  verify every block on every device in the\n"
             "                             background, repairing bad copies\n"
             "  destroy [-f] NAME          wipe the pool's labels (-f: even with NBD clients)\n"
@@ -257,7 +264,25 @@ static void print_status(struct cli *c, json_t *p)
     }
     json_t *scan = get(p, "scan");
     const char *sst = json_string_value(get(scan, "state"));
-    if (sst && strcmp(sst, "none") != 0) {
+    const char *func = json_string_value(get(scan, "func"));
+    if (sst && strcmp(sst, "none") != 0 && func && strcmp(func, "resilver") == 0) {
+        /* as zpool status: in progress with X of Y, rate and ETA; done
+         * with the bytes resilvered */
+        char e1[32], e2[32], e3[32];
+        bool run = strcmp(sst, "scanning") == 0;
+        if (run)
+            printf("  scan: resilver in progress, %s of %s, %s/s, %" JSON_INTEGER_FORMAT
+                   " s to go, %s resilvered", out_size(c, get(scan, "examined"), e1, sizeof(e1)),
+                   out_size(c, get(scan, "total"), e2, sizeof(e2)),
+                   out_size(c, get(scan, "rate"), e3, sizeof(e3)),
+                   json_integer_value(get(scan, "eta_seconds")),
+                   out_size(c, get(scan, "resilvered"), b4, sizeof(b4)));
+        else
+            printf("  scan: %s %s%s", strcmp(sst, "finished") == 0 ? "resilvered"
+                   : "resilver interrupted after", out_size(c, get(scan, "resilvered"), e1,
+                   sizeof(e1)), strcmp(sst, "finished") == 0 ? "" : " (it resumes at import)");
+        printf(", %" JSON_INTEGER_FORMAT " errors\n", json_integer_value(get(scan, "errors")));
+    } else if (sst && strcmp(sst, "none") != 0) {
         char e1[32], e2[32], e3[32];
         printf("  scan: scrub %s: %s of %s examined, %s repaired, %" JSON_INTEGER_FORMAT
                " errors", sst, out_size(c, get(scan, "examined"), e1, sizeof(e1)),
@@ -281,7 +306,8 @@ static void print_status(struct cli *c, json_t *p)
     json_array_foreach(get(p, "vdevs"), i, v) {
         const char *path = json_string_value(get(v, "path"));
         size_t n = (path ? strlen(path) : 0) + (mirror ? 4 : 2) +
-                   (json_is_true(get(v, "stale")) ? strlen(" (stale)") : 0);
+                   (json_is_true(get(v, "stale")) ? strlen(" (stale)") : 0) +
+                   (json_is_true(get(v, "resilvering")) ? strlen(" (resilvering)") : 0);
         if (n > w)
             w = n;
     }
@@ -300,11 +326,16 @@ static void print_status(struct cli *c, json_t *p)
     json_array_foreach(get(p, "vdevs"), i, v) {
         char name[4200];
         snprintf(name, sizeof(name), "%s%s%s", mirror ? "    " : "  ",
-                 json_string_value(get(v, "path")), json_is_true(get(v, "stale")) ? " (stale)" : "");
+                 json_string_value(get(v, "path")),
+                 json_is_true(get(v, "resilvering")) ? " (resilvering)"
+                 : json_is_true(get(v, "stale"))     ? " (stale)" : "");
         printf("\t%-*s  %-8s %5s %5s %5s\n", (int)w, name, json_string_value(get(v, "state")),
                out_u64(get(v, "read_errors"), b1, sizeof(b1)),
                out_u64(get(v, "write_errors"), b2, sizeof(b2)),
                out_u64(get(v, "checksum_errors"), b3, sizeof(b3)));
+        if (json_is_string(get(v, "replacing")))
+            printf("\t%s  (replacing %s)\n", mirror ? "      " : "    ",
+                   json_string_value(get(v, "replacing")));
     }
     json_int_t errs = json_integer_value(get(p, "read_errors")) +
                       json_integer_value(get(p, "write_errors")) +
@@ -529,20 +560,47 @@ static int pool_scrub(struct cli *c, int argc, char **argv)
                 name, NULL);
 }
 
-/* online|offline NAME DEV */
+/* online|offline|detach NAME DEV, replace|attach [-f] NAME DEV NEWDEV */
 static int pool_device(struct cli *c, int argc, char **argv)
 {
-    if (argc != 3 || argv[1][0] == '-' || argv[2][0] == '\0')
-        return cli_usage_error("pool", "usage: berth pool %s NAME DEVICE", argv[0]);
-    _cleanup_json_ json_t *body = json_pack("{s:s,s:s}", "device", argv[2], "action", argv[0]);
+    static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"force", no_argument, NULL, 'f'},
+                                       {NULL, 0, NULL, 0}};
+    bool two = strcmp(argv[0], "replace") == 0 || strcmp(argv[0], "attach") == 0;
+    bool force = false;
+    const char *verb = argv[0];
+    GETOPT_LOOP("pool", "f", lo,
+        case 'f':
+            if (!two)
+                return cli_usage_error("pool", "pool %s has no option -f", verb);
+            force = true;
+            break;)
+    argc -= optind - 1;
+    argv += optind - 1;
+    if (argc != (two ? 4 : 3) || argv[1][0] == '-' || argv[2][0] == '\0' ||
+        (two && argv[3][0] == '\0'))
+        return cli_usage_error("pool", two ? "usage: berth pool %s [-f] NAME DEVICE NEW_DEVICE"
+                                           : "usage: berth pool %s NAME DEVICE", verb);
+    _cleanup_json_ json_t *body = json_pack("{s:s,s:s}", "device", argv[2], "action", verb);
+    if (two) {
+        /* the daemon opens it: a path relative to here means nothing there */
+        _cleanup_free_ char *nd = abs_path(argv[3]);
+        json_object_set_new(body, "new_device", json_string(nd ? nd : argv[3]));
+        if (force)
+            json_object_set_new(body, "force", json_true());
+    }
     char path[256];
     snprintf(path, sizeof path, "/pools/%s/devices", argv[1]);
     json_t *resp = NULL;
     int rc = cli_call(c, "POST", path, body, &resp);
     return done(c, rc, resp,
-                strcmp(argv[0], "online") == 0
-                    ? "%s: device back online (stale until `berth pool scrub` repairs it)\n"
-                    : "%s: device offline\n",
+                strcmp(verb, "online") == 0
+                    ? "%s: device back online (a resilver copies what it missed: see "
+                      "`berth pool status`)\n"
+                : strcmp(verb, "offline") == 0 ? "%s: device offline\n"
+                : strcmp(verb, "detach") == 0  ? "%s: device detached\n"
+                : strcmp(verb, "replace") == 0
+                    ? "%s: device replaced, resilvering (see `berth pool status`)\n"
+                    : "%s: device attached, resilvering (see `berth pool status`)\n",
                 argv[1], NULL);
 }
 
@@ -558,7 +616,8 @@ int cmd_pool(struct cli *c, int argc, char **argv)
         {"import", pool_import},     {"set", pool_set},           {"debug", pool_debug},
         {"export", pool_simple_cmd}, {"trim", pool_simple_cmd},   {"destroy", pool_simple_cmd},
         {"sync", pool_simple_cmd},   {"check", pool_simple_cmd},  {"scrub", pool_scrub},
-        {"online", pool_device},     {"offline", pool_device},
+        {"online", pool_device},     {"offline", pool_device},    {"replace", pool_device},
+        {"attach", pool_device},     {"detach", pool_device},
     };
     return cli_dispatch(c, "pool", help_pool, cmds, ARRAY_SIZE(cmds), argc, argv);
 }

@@ -5,7 +5,9 @@
  *
  *   - a scrub scanning or paused: its position is saved in pools.json (every
  *     5 s, and when it starts, pauses or ends), and the next berthd start
- *     resumes it there (registry.c, bs_pool_scrub_resume);
+ *     resumes it there (registry.c, bs_pool_scrub_resume).  A resilver's
+ *     position is not: the engine keeps it in the labels and resumes it at
+ *     import (resilver.c);
  *
  * and, for a pool with a schedule:
  *
@@ -38,6 +40,10 @@ static bool save_progress(struct pool_entry *e, const struct bs_scan_stats *sc, 
                           int64_t *last_save)
 {
     int saved = strcmp(sc->state, "scanning") == 0 ? 1 : strcmp(sc->state, "paused") == 0 ? 2 : 0;
+    /* a resilver keeps its own position, in the pool's labels (the import
+     * resumes it): only a scrub's goes to pools.json */
+    if (strcmp(sc->func, "resilver") == 0)
+        saved = 0;
     int was = atomic_load(&e->scrub_saved);
     if (saved == was && (saved == 0 || now < *last_save + 5))
         return false; /* the position is written every 5 s while scanning */
@@ -74,6 +80,7 @@ static void tick(struct berthd *d, int64_t *last_save)
             atomic_store(&e->last_scrub, end);
             changed = true;
         }
+        /* a scheduled scrub waits for a resilver to finish */
         bool busy = strcmp(state, "scanning") == 0 || strcmp(state, "paused") == 0;
         if (!busy && now >= atomic_load(&e->last_scrub) + (int64_t)every) {
             struct berr err = {0};
