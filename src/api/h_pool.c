@@ -337,6 +337,37 @@ int h_pool_scrub(const struct api_call *c, json_t **out, struct berr *err)
     return r;
 }
 
+/* After replace/attach/detach: the pool's devices as they are now become
+ * the ones berthd imports it from (pools.json). */
+static void remember_devices(const struct api_call *c)
+{
+    struct bs_pool_stats *st = calloc(1, sizeof *st);
+    char **paths = calloc(8, sizeof *paths);
+    size_t n = 0;
+    pooltab_wrlock(c->ctx->pools);
+    struct pool_entry *e = pooltab_find(c->ctx->pools, c->pool);
+    if (st && paths && e && e->pool && bs_pool_stats(e->pool, st) == 0) {
+        for (size_t i = 0; i < st->nvdevs && i < 8; i++)
+            if (st->vdevs[i].path[0] == '/' && (paths[n] = strdup(st->vdevs[i].path)))
+                n++;
+    }
+    if (e && n) {
+        for (size_t i = 0; i < e->nvdevs; i++)
+            free(e->vdevs[i]);
+        free(e->vdevs);
+        e->vdevs = paths;
+        paths = NULL; /* the entry owns them */
+        e->nvdevs = n;
+    }
+    pooltab_unlock(c->ctx->pools);
+    if (!paths)
+        api_persist(c->ctx);
+    for (size_t i = 0; paths && i < n; i++)
+        free(paths[i]);
+    free(paths);
+    free(st);
+}
+
 /* Change a device of a pool: take a member of a mirror or raidz out of
  * service or bring it back (online, offline), replace it by a new device,
  * attach a new mirror member to it, detach it.  replace and attach start a
@@ -371,6 +402,8 @@ int h_pool_device(const struct api_call *c, json_t **out, struct berr *err)
     default: r = bs_pool_detach(e->pool, dev, err); break;
     }
     pooltab_unlock(c->ctx->pools);
+    if (r == 0 && a >= 2)
+        remember_devices(c);
     if (r == 0) {
         *out = json_pack("{s:s,s:s,s:s}", "name", c->pool, "device", dev, "action", action);
         if (*out && nd)

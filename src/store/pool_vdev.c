@@ -134,6 +134,7 @@ static void leaf_hdr(bs_pool *p, unsigned i, struct label_hdr *out)
     /* which members missed writes: persisted, so that a later import (even
      * of a stale member alone) knows it is not current */
     out->stale_mask = 0;
+    memset(out->dtl, 0, sizeof out->dtl);
     for (unsigned k = 0; k < vdev_nleaves(p->vd) && k < 32; k++) {
         struct vdev *c = vdev_leaf(p->vd, k);
         if (atomic_load(&c->stale))

@@ -55,8 +55,10 @@ static int open_new(bs_pool *p, const char *path, bool force, struct vdev **out,
     for (unsigned i = 0; i < vdev_nleaves(p->vd); i++)
         if (strcmp(vdev_leaf(p->vd, i)->path, path) == 0)
             return berr_set(err, EINVAL, "%s is already a device of pool '%s'", path, p->name);
+    /* a new file is made as large as the pool's devices; an existing one
+     * (file or block device) is taken as it is */
     struct vdev *v;
-    int r = vdev_open(path, p->hdr.dev_size, false, &v, err);
+    int r = vdev_open(path, access(path, F_OK) == 0 ? 0 : p->hdr.dev_size, false, &v, err);
     if (r < 0)
         return r;
     struct label_hdr old;

@@ -5,21 +5,21 @@
 #  1. while one device starts failing every write (debug knob fail_writes):
 #     the pool goes DEGRADED during the run, the device FAULTED, fio sees no
 #     error and its verify passes;
-#  2. the device comes back (knob off, export/import: it is stale and the pool
-#     DEGRADED until a scrub), a scrub makes it ONLINE and both devices hold
-#     identical allocated sectors; everything fio wrote verifies;
+#  2. the device comes back (knob off, online): a resilver copies what it
+#     missed (its DTL), it is ONLINE, both devices hold identical allocated
+#     sectors; everything fio wrote verifies;
 #  3. reads failing on one device (fail_reads) are served from the other;
 #  4. a device file moved away while fio writes, then export and import
 #     without it: the pool imports DEGRADED (the member shown missing) and
-#     serves reads and writes; the file put back, export/import, scrub: ONLINE,
-#     identical copies, all data verifies;
+#     serves reads and writes; the file put back, export/import: resilvered,
+#     ONLINE, identical copies, all data verifies;
 #  5. kill -9 of berthd during a scrub that is repairing a damaged device:
 #     after a restart `pool check` passes, a new scrub completes and repairs,
 #     a second finds nothing;
-#  6. a member that missed writes stays stale across export/import (the
-#     labels record it) and alone it is refused (or gives EIO), never old
-#     data; berthd restarted with a member missing brings the pool up
-#     DEGRADED, and the member is taken back by export/import + scrub.
+#  6. a member that missed writes is resilvered at import and alone then
+#     gives the new data, never old data; berthd restarted with a member
+#     missing brings the pool up DEGRADED, and the member is taken back by
+#     export/import (resilver).
 . "$(dirname "$0")/functions.sh"
 requires fio cmp nbdcopy
 fio --enghelp 2>/dev/null | grep -qw nbd || skip "fio has no nbd engine"
@@ -30,8 +30,17 @@ M=$((1 << 20))
 scan_field() { berth --json pool status "$1" | nbdpy -c 'import json,sys; print(json.load(sys.stdin)["scan"][sys.argv[1]])' "$2"; }
 vdev_field() { berth --json pool status "$1" | nbdpy -c 'import json,sys; v=json.load(sys.stdin)["vdevs"][int(sys.argv[1])][sys.argv[2]]; print(str(v).lower() if isinstance(v, bool) else v)' "$2" "$3"; }
 scrub_done() { local s; s=$(scan_field "$1" state) && [ "$s" != scanning ]; }
+# resilver_wait POOL: wait for the resilver a device's return started; prints
+# the bytes it copied
+resilver_wait() {
+  wait_until 60 scrub_done "$1" || fail "the resilver of $1 did not finish in 60 s"
+  [ "$(scan_field "$1" func)" = resilver ] && [ "$(scan_field "$1" state)" = finished ] ||
+    fail "no finished resilver on $1: $(scan_field "$1" func) $(scan_field "$1" state)"
+  scan_field "$1" resilvered
+}
 state_is() { [ "$(pool_field "$1" state)" = "$2" ]; }
 scrub() {
+  wait_until 60 scrub_done "$1" || fail "a scan of $1 did not finish in 60 s"
   berth pool scrub "$1" >/dev/null || fail "pool scrub $1"
   wait_until 60 scrub_done "$1" || fail "the scrub of $1 did not finish in 60 s"
   [ "$(scan_field "$1" state)" = finished ] || fail "the scrub of $1 ended $(scan_field "$1" state)"
@@ -100,7 +109,7 @@ berth pool debug fm "vdev=1 fail_writes=off" >/dev/null || fail "debug vdev=1 fa
 berth pool sync fm >/dev/null
 [ "$(vdev_field fm 1 state)" = FAULTED ] || fail "device 1 came back by itself (knob off): $(vdev_field fm 1 state)"
 
-echo "== 2. device 1 back, stale; a scrub resilvers it"
+echo "== 2. device 1 back: a resilver copies what it missed"
 if [ $have_online = 1 ]; then
   berth pool online fm "$B" || fail "pool online fm $B"
 else
@@ -109,14 +118,13 @@ else
   berth pool import fm >/dev/null || fail "import fm"
 fi
 [ "$(vdev_field fm 1 state)" = ONLINE ] || fail "device 1 is $(vdev_field fm 1 state) after coming back"
-[ "$(vdev_field fm 1 stale)" = true ] || fail "device 1 missed txgs but is not marked stale"
-state_is fm DEGRADED || fail "fm is $(pool_field fm state) with a stale device, want DEGRADED"
-berth pool status fm | grep -q "$B (stale)" || fail "pool status does not mark $B (stale)"
+rs=$(resilver_wait fm)
+echo "  resilvered $rs bytes (allocated $(pool_field fm allocated))"
+[ "$rs" -gt $((16 * M)) ] || fail "the resilver copied only $rs bytes"
+state_is fm ONLINE || fail "fm is $(pool_field fm state) after the resilver"
+[ "$(vdev_field fm 1 stale)" = false ] || fail "device 1 still stale after the resilver"
 read -r rep errs < <(scrub fm)
-echo "  scrub: repaired $rep bytes, $errs errors"
-[ "$errs" = 0 ] && [ "$rep" -gt $((16 * M)) ] || fail "resilvering scrub: repaired $rep bytes, $errs errors"
-state_is fm ONLINE || fail "fm is $(pool_field fm state) after the scrub"
-[ "$(vdev_field fm 1 stale)" = false ] || fail "device 1 still stale after the scrub"
+[ "$errs" = 0 ] && [ "$rep" = 0 ] || fail "scrub after the resilver: repaired $rep bytes, $errs errors"
 berth pool sync fm >/dev/null
 MU cmp "$A" "$B" || fail "the devices differ after the resilvering scrub"
 verify_all r1 r2
@@ -150,12 +158,10 @@ berth pool check fm >/dev/null || fail "pool check (DEGRADED)"
 mv "$T/away/b.img" "$B"
 berth pool export fm >/dev/null || fail "export fm (4)"
 berth pool import fm >/dev/null || fail "import fm with b.img back"
-[ "$(vdev_field fm 1 stale)" = true ] || fail "b.img came back after missing txgs but is not stale"
-state_is fm DEGRADED || fail "fm is $(pool_field fm state) with b.img stale"
-read -r rep errs < <(scrub fm)
-echo "  scrub: repaired $rep bytes, $errs errors"
-[ "$errs" = 0 ] && [ "$rep" -gt 0 ] || fail "resilvering scrub (4): repaired $rep, errors $errs"
-state_is fm ONLINE || fail "fm is $(pool_field fm state) after the scrub (4)"
+rs=$(resilver_wait fm)
+echo "  resilvered $rs bytes at import"
+[ "$rs" -gt 0 ] || fail "b.img came back after missing txgs but nothing was resilvered"
+state_is fm ONLINE || fail "fm is $(pool_field fm state) after the resilver (4)"
 berth pool sync fm >/dev/null
 MU cmp "$A" "$B" || fail "the devices differ after the scrub (4)"
 verify_all r1 r2 r4a r4b
@@ -186,7 +192,7 @@ verify_all r1 r2 r4a r4b
 berth pool export fm >/dev/null || fail "export fm (5)"
 MU cmp "$A" "$B" || fail "the devices differ at the end"
 
-echo "== 6. staleness survives export/import; a stale member alone is refused; a restart with a member missing comes up DEGRADED"
+echo "== 6. a member that missed writes is resilvered at import, then alone gives new data; a restart with a member missing comes up DEGRADED"
 berth pool import fm >/dev/null || fail "import fm (6)"
 # a) a device that came back stale must stay stale until a scrub has
 #    repaired it, across export/import (and restarts): it misses the blocks
@@ -203,10 +209,9 @@ berth pool sync fm >/dev/null
 state_is fm DEGRADED || fail "fm did not go DEGRADED (6a)"
 berth pool debug fm "vdev=1 fail_writes=off" >/dev/null
 berth pool export fm >/dev/null && berth pool import fm >/dev/null || fail "export/import (6a)"
-[ "$(vdev_field fm 1 stale)" = true ] || fail "b.img is not stale after missing writes (6a)"
-berth pool export fm >/dev/null && berth pool import fm >/dev/null || fail "export/import (6a, 2)"
-[ "$(vdev_field fm 1 stale)" = true ] ||
-  fail "a stale device is taken for an up-to-date one after a second export/import (no scrub in between)"
+rs=$(resilver_wait fm)
+[ "$rs" -ge $((16 * M)) ] || fail "b.img missed 16 MiB but $rs bytes were resilvered (6a)"
+[ "$(vdev_field fm 1 stale)" = false ] || fail "b.img still stale after the resilver (6a)"
 # with a.img gone, b.img alone must give 0x22 or EIO (or refuse to import),
 # never the overwritten 0x11
 berth pool export fm >/dev/null || fail "export (6a, 3)"
