@@ -15,6 +15,10 @@
 #  seq-read    fio 1 MiB sequential read of the whole volume once, cold, MB/s
 #  scrub       `berth pool scrub`, cold: the scan's rate (examined bytes / scan
 #              time, from `berth --json pool status`), MB/s
+#  resilver    mirror only: `berth pool replace` of a member by a new file,
+#              the bytes the resilver copied vs the pool's allocated bytes and
+#              its rate (copied bytes / wall time); then a member offline while
+#              fio writes 256 MiB, online: the bytes the DTL resilver copied
 #
 # and prints the ratios: mirror/single random-read IOPS (target >= 1.5),
 # mirror/single sequential write, scrub rate / sequential read (target >= 0.8)
@@ -166,6 +170,31 @@ for pool in single mirror; do
     R[$pool.scrub_bytes]=$ex
     log "  scrub (cold): ${R[$pool.scrub]} MB/s over $ex bytes"
   fi
+  if [ $pool = mirror ]; then
+    alloc=$(berth --json pool status mirror | python3 -c 'import json,sys; print(json.load(sys.stdin)["allocated"])')
+    resilver_wait() {
+      local st
+      while st=$(berth --json pool status mirror | python3 -c 'import json,sys; s=json.load(sys.stdin)["scan"]; print(s["func"], s["state"], s["resilvered"])'); [[ "$st" == *" scanning "* ]]; do sleep 0.1; done
+      echo "$st"
+    }
+    t0=$(date +%s.%N)
+    berth pool replace mirror "$W/m1.img" "$W/m2.img" >/dev/null || exit 1
+    read -r fn st rs < <(resilver_wait)
+    t1=$(date +%s.%N)
+    [ "$fn $st" = "resilver finished" ] || { echo "bench: resilver ended $fn $st" >&2; exit 1; }
+    R[rs.bytes]=$rs R[rs.alloc]=$alloc
+    R[rs.rate]=$(python3 -c "print('%.0f' % ($rs / ($t1 - $t0) / 1e6))")
+    log "  replace: resilvered $rs of $alloc allocated bytes, ${R[rs.rate]} MB/s"
+    berth pool offline mirror "$W/m0.img" >/dev/null || exit 1
+    fio --name=dtl --ioengine=nbd --uri="$(berth vol uri mirror/v)" --rw=randwrite --bs=16k \
+        --iodepth=16 --size=256M --randrepeat=0 >/dev/null 2>&1 || { echo "bench: fio dtl" >&2; exit 1; }
+    berth pool sync mirror >/dev/null
+    berth pool online mirror "$W/m0.img" >/dev/null || exit 1
+    read -r fn st rs < <(resilver_wait)
+    R[dtl.bytes]=$rs
+    R[dtl.alloc]=$(berth --json pool status mirror | python3 -c 'import json,sys; print(json.load(sys.stdin)["allocated"])')
+    log "  offline, 256 MiB written, online: resilvered $rs of ${R[dtl.alloc]} allocated bytes"
+  fi
   # the files are gone before the next pool is filled
   berth pool destroy -f $pool >/dev/null || exit 1
   rm -f "$W"/s0.img "$W"/m?.img
@@ -184,6 +213,11 @@ ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]);
     echo "| scrub rate, cold (MB/s of allocated data) | ${R[single.scrub]} | ${R[mirror.scrub]} | $(ratio "${R[mirror.scrub]}" "${R[single.scrub]}") |"
     echo "| scrub rate / sequential read | $(ratio "${R[single.scrub]}" "${R[single.seqread]}") | $(ratio "${R[mirror.scrub]}" "${R[mirror.seqread]}") | |"
   fi
+  echo
+  echo "| resilver (mirror) | bytes copied | allocated | copied/allocated |"
+  echo "|---|---|---|---|"
+  echo "| replace a member by a new file | ${R[rs.bytes]} | ${R[rs.alloc]} | $(ratio "${R[rs.bytes]}" "${R[rs.alloc]}") (${R[rs.rate]} MB/s) |"
+  echo "| member offline while 256 MiB written, online (DTL) | ${R[dtl.bytes]} | ${R[dtl.alloc]} | $(ratio "${R[dtl.bytes]}" "${R[dtl.alloc]}") |"
   echo
   echo "- environment: $(nproc) CPUs, $(free -g | awk '/Mem:/ {print $2}') GiB RAM, kernel $(uname -r), files on $(df -T "$dir" | awk 'NR==2 {print $2}') ($(df "$dir" | awk 'NR==2 {print $1}')), $(fio --version)"
   echo "- settings: fio ioengine=nbd numjobs=1 iodepth=16, volume $size compression=off, pools 4x the volume; berthd --cache-size 64M; cold = page cache dropped before the run$([ -n "$cg" ] && echo " and berthd in a memory cgroup limited to $memcg")"

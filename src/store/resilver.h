@@ -60,6 +60,9 @@ int pool_find_leaf(bs_pool *p, const char *path, struct berr *err);
 int scan_resilver(bs_pool *p, const struct bs_scrub_pos *from, struct berr *err);
 /* Stop a running resilver (it ends canceled, its DTLs stay). */
 void scan_stop_resilver(bs_pool *p);
+/* The same, and with `any` a scrub too (the vdev tree is about to change:
+ * no scan thread may write labels meanwhile). */
+void scan_stop(bs_pool *p, bool any);
 /* Test knob: sleep ms after each data block a resilver copies. */
 int scan_set_delay(bs_pool *p, unsigned ms, struct berr *err);
 /* Test knob (vdev_replace.c): the next replace/attach/detach stops after

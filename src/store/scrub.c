@@ -551,6 +551,11 @@ int scan_resilver(bs_pool *p, const struct bs_scrub_pos *from, struct berr *err)
 
 void scan_stop_resilver(bs_pool *p)
 {
+    scan_stop(p, false);
+}
+
+void scan_stop(bs_pool *p, bool any)
+{
     /* the DTLs are about to change: a position saved for the old ones
      * must not reach the labels with the new ones */
     p->hdr.rsv_valid = 0;
@@ -558,7 +563,7 @@ void scan_stop_resilver(bs_pool *p)
     if (!s)
         return;
     pthread_mutex_lock(&s->lock);
-    if (s->func == SCAN_RESILVER)
+    if (any || s->func == SCAN_RESILVER)
         scan_stop_locked(s);
     pthread_mutex_lock(&s->pos_lock);
     s->dpos_valid = false;

@@ -205,7 +205,7 @@ int bs_pool_replace(bs_pool *p, const char *old_dev, const char *new_dev, bool f
     if (k >= 0)
         k = open_new(p, new_dev, force, &nl, err) < 0 ? -1 : k;
     if (k >= 0) {
-        scan_stop_resilver(p);
+        scan_stop(p, true); /* no scan writes labels while the tree changes */
         pthread_mutex_lock(&p->txg.sync_mutex);
         t = open_txg(p);
         old = p->vd->child[k];
@@ -293,7 +293,7 @@ int bs_pool_attach(bs_pool *p, const char *existing, const char *new_dev, bool f
     if (k >= 0)
         k = open_new(p, new_dev, force, &nl, err) < 0 ? -1 : k;
     if (k >= 0) {
-        scan_stop_resilver(p);
+        scan_stop(p, true); /* no scan writes labels while the tree changes */
         pthread_mutex_lock(&p->txg.sync_mutex);
         uint64_t t = open_txg(p);
         pthread_mutex_lock(&p->lock);
@@ -340,7 +340,7 @@ int bs_pool_detach(bs_pool *p, const char *dev, struct berr *err)
         k = berr_set(err, EBUSY, "detaching %s would lose the last valid copy of pool '%s''s "
                      "data: the other devices are missing or not resilvered", dev, p->name);
     if (k >= 0) {
-        scan_stop_resilver(p);
+        scan_stop(p, true); /* no scan writes labels while the tree changes */
         pthread_mutex_lock(&p->txg.sync_mutex);
         uint64_t t = open_txg(p);
         pthread_mutex_lock(&p->lock);

@@ -134,6 +134,73 @@ static void test_hdr_codec(void)
     ok(label_hdr_decode(b, sizeof b, &d) == -EILSEQ, "name without NUL rejected");
 }
 
+/* The fields after the tree (FORMAT.md 2, offsets 472..1023): label
+ * generation, config txg, per-child DTLs, resilver position. */
+static void test_hdr_dtl(void)
+{
+    static uint8_t b[LABEL_HDR_SIZE];
+    struct label_hdr h = sample_hdr(12, 1ULL << 30), d;
+    h.top_type = VDEV_TYPE_MIRROR;
+    h.features_incompat = LABEL_FEAT_VDEV_TREE;
+    h.top_guid = 0x5151;
+    h.nchildren = 3;
+    h.child_guids[1] = 0x2222;
+    h.child_guids[2] = 0x3333;
+    h.stale_mask = 4;
+    h.label_gen = 77;
+    h.config_txg = 1234;
+    h.dtl[2] = (struct label_dtl){.lo = 10, .hi = 99};
+    h.rsv_valid = 1;
+    h.rsv_id = 5;
+    h.rsv_blk = 4096;
+    h.rsv_part = 1;
+    label_hdr_encode(&h, b);
+    ok(get_le32(b + 12) == 1024 && get_le64(b + 472) == 77 && get_le64(b + 480) == 1234 &&
+           get_le64(b + 488 + 32) == 10 && get_le64(b + 488 + 40) == 99 &&
+           get_le64(b + 1000) == 5 && get_le64(b + 1008) == 4096 && get_le32(b + 1016) == 1 &&
+           get_le32(b + 1020) == 1,
+       "generation, config txg, DTL, resilver position at FORMAT.md offsets");
+    ok(label_hdr_decode(b, sizeof b, &d) == 0 && memcmp(&h, &d, sizeof h) == 0,
+       "round trip with DTLs and a resilver position");
+    struct {
+        const char *what;
+        size_t off;
+        uint64_t val;
+        int len;
+    } bad[] = {
+        {"DTL lo > hi", 488 + 32, 100, 8},         {"DTL lo 0, hi set", 488 + 32, 0, 8},
+        {"DTL hi 0, lo set", 488 + 40, 0, 8},      {"DTL past the children", 488 + 48, 1, 8},
+        {"resilver valid 2", 1020, 2, 4},          {"resilver part 2", 1016, 2, 4},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        label_hdr_encode(&h, b);
+        if (bad[i].len == 8)
+            put_le64(b + bad[i].off, bad[i].val);
+        else
+            put_le32(b + bad[i].off, (uint32_t)bad[i].val);
+        resign_hdr(b);
+        is_int(label_hdr_decode(b, sizeof b, &d), -EILSEQ, bad[i].what);
+    }
+    label_hdr_encode(&h, b);
+    put_le32(b + 1020, 0); /* not valid, but a position left */
+    resign_hdr(b);
+    is_int(label_hdr_decode(b, sizeof b, &d), -EILSEQ, "a position without the valid flag");
+    /* a label of the previous length (472): the new fields read as zero */
+    label_hdr_encode(&h, b);
+    put_le32(b + 12, 472);
+    resign_hdr(b);
+    ok(label_hdr_decode(b, sizeof b, &d) == 0 && d.label_gen == 0 && d.config_txg == 0 &&
+           d.dtl[2].hi == 0 && d.rsv_valid == 0 && d.stale_mask == 4,
+       "an older label (length 472) reads no generation, DTL or position");
+    /* a mirror of one member (the others detached) is valid */
+    h.nchildren = 1;
+    h.child_guids[1] = h.child_guids[2] = 0;
+    h.dtl[2] = (struct label_dtl){0, 0};
+    h.stale_mask = 0;
+    label_hdr_encode(&h, b);
+    ok(label_hdr_decode(b, sizeof b, &d) == 0, "a mirror of one member");
+}
+
 static struct uberblock sample_ub(uint64_t txg, uint64_t guid)
 {
     struct uberblock u;
@@ -272,6 +339,7 @@ int main(void)
         tap_skip_all("cannot make a temp dir");
     test_layout();
     test_hdr_codec();
+    test_hdr_dtl();
     test_ub_codec();
     test_device(dir);
     rmdir(dir);
