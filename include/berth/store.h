@@ -297,7 +297,8 @@ int bs_pool_attach(bs_pool *p, const char *existing, const char *new_dev, bool f
                    struct berr *err);
 int bs_pool_detach(bs_pool *p, const char *dev, struct berr *err);
 /* Wait until no scan is scanning; true if there was no resilver or the
- * last one finished (false: it was interrupted or failed). */
+ * last one finished and copied every block (false: it was interrupted, or
+ * some block had no good copy: the devices keep their DTLs, stale). */
 bool bs_pool_resilver_wait(bs_pool *p);
 
 /* Scrub: a background thread reads every allocated block of the pool as of

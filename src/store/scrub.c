@@ -614,7 +614,8 @@ bool bs_pool_resilver_wait(bs_pool *p)
     if (!s)
         return true;
     pthread_mutex_lock(&s->lock);
-    bool ok = s->func != SCAN_RESILVER || s->state == SC_FINISHED;
+    /* a resilver that could not copy every block leaves its DTLs: not done */
+    bool ok = s->func != SCAN_RESILVER || (s->state == SC_FINISHED && s->errors == 0);
     pthread_mutex_unlock(&s->lock);
     return ok;
 }
