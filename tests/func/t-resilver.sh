@@ -14,7 +14,10 @@
 #     after the restart the resilver resumes from where it got (copies less
 #     than a full one) and finishes; everything verifies, a scrub is clean;
 #  5. attach / detach, and the errors: detaching the last valid copy,
-#     replacing an unknown device, a too small device.
+#     replacing an unknown device, a too small device;
+#  6. raidz2 of 4 files: two deleted while fio writes, DEGRADED, both
+#     replaced; each resilver copies about a quarter of the allocation (the
+#     member's columns); fio verifies, a scrub is clean.
 # The byte counts go to docs/PERFORMANCE.md.
 . "$(dirname "$0")/functions.sh"
 requires fio nbdcopy
@@ -50,7 +53,7 @@ REGION[r3]="--rw=write --bs=64k --numjobs=1 --size=16M --offset=96M --fsync=16"
 fio_start() {
   local name=$1 reg=$2; shift 2
   # shellcheck disable=SC2086
-  (cd "$T" && exec fio --name="$name" --ioengine=nbd --uri="$(uri rp/v)" --iodepth=16 \
+  (cd "$T" && exec fio --name="$name" --ioengine=nbd --uri="$(uri "${VOL:-rp/v}")" --iodepth=16 \
       --group_reporting --output-format=terse --terse-version=3 --verify=crc32c \
       --verify_fatal=1 --verify_state_save=0 --do_verify=1 ${REGION[$reg]} "$@") \
       >"$T/fio-$name.out" 2>&1 &
@@ -168,6 +171,33 @@ stop_berthd
 start_berthd
 state_is rp ONLINE || fail "rp is $(pool_field rp state) after a restart with e.img alone"
 verify_all r1
+echo "== 6. raidz2: two devices deleted while fio writes, both replaced"
+Z=$T/z
+mkdir -p "$Z"
+berth pool create -o size=192M rz raidz2 "$Z/0.img" "$Z/1.img" "$Z/2.img" "$Z/3.img" >/dev/null ||
+  fail "pool create rz raidz2"
+berth vol create -V 112M -o compression=off rz/v >/dev/null || fail "vol create rz/v"
+VOL=rz/v
+fio_start z1 r1
+sleep 0.5
+kill -0 "$FIO_PID" 2>/dev/null || fail "fio finished before the devices could be deleted"
+rm -f "$Z/0.img" "$Z/2.img"
+fio_wait z1
+berth pool export rz >/dev/null || fail "export rz"
+berth pool import rz >/dev/null || fail "import rz without two devices: $(berth pool import rz 2>&1)"
+state_is rz DEGRADED || fail "rz without two devices is $(pool_field rz state)"
+alloc=$(pool_field rz allocated)
+for k in 0 2; do
+  berth pool replace rz "$k" "$Z/new$k.img" >/dev/null || fail "pool replace rz $k"
+  rs=$(resilver_wait rz)
+  echo "  raidz2 member $k: resilvered $rs bytes of $alloc allocated"
+  [ "$rs" -gt $((alloc / 5)) ] && [ "$rs" -lt $((alloc / 3)) ] ||
+    fail "raidz2 member $k: resilvered $rs bytes, not about a quarter of $alloc"
+  echo "resilver-replace raidz2/4 member=$k resilvered=$rs allocated=$alloc" >>"$T/numbers"
+done
+state_is rz ONLINE || fail "rz is $(pool_field rz state) after the replacements"
+verify_all r1
+scrub_clean rz
 berthd_alive
 stop_berthd
 cat "$T/numbers"

@@ -289,13 +289,44 @@ static void test_tree_crash(void)
     if (!p)
         return;
     ok(bs_pool_sync(p, &e) == 0, "sync");
+    /* the label headers of member 0 as they are before the replace */
+    uint64_t dev = p->hdr.dev_size, at[4] = { 0, 256 << 10, dev - (512 << 10), dev - (256 << 10) };
+    static uint8_t saved[4][16384];
+    int fd = open(leaf_path(0), O_RDONLY | O_CLOEXEC);
+    for (int i = 0; i < 4; i++)
+        ok(pread(fd, saved[i], sizeof saved[i], (off_t)at[i]) == (ssize_t)sizeof saved[i],
+           "save label %d of member 0", i);
+    close(fd);
     ok(bs_pool_debug(p, "tree_crash=on", &e) == 0, "tree crash knob");
     ok(bs_pool_replace(p, leaf_path(1), leaf_path(2), false, &e) < 0,
        "replace stops before its txg: %s", e.msg);
     pool_abandon(p);
+    struct bs_pool_stats st;
+    /* a crash after the new member's label was written but not member 0's:
+     * member 0 and the new one alone import the old tree, DEGRADED */
+    static uint8_t now[4][16384];
+    fd = open(leaf_path(0), O_RDWR | O_CLOEXEC);
+    for (int i = 0; i < 4; i++) {
+        ok(pread(fd, now[i], sizeof now[i], (off_t)at[i]) == (ssize_t)sizeof now[i] &&
+               pwrite(fd, saved[i], sizeof saved[i], (off_t)at[i]) == (ssize_t)sizeof saved[i],
+           "put back the old label %d of member 0", i);
+    }
+    unsigned two[] = { 0, 2 };
+    p = import_list(two, 2, &e);
+    if (okb(p != NULL, "member 0 (old label) and the new member: %s", e.msg)) {
+        bs_pool_stats(p, &st);
+        ok(st.nvdevs == 2 && strcmp(st.vdevs[1].state, "UNAVAIL") == 0 &&
+               strcmp(st.state, "DEGRADED") == 0,
+           "the old tree, its member 1 missing (%s, %s)", st.vdevs[1].path, st.state);
+        all_good(p, "old tree from member 0");
+    }
+    pool_abandon(p);
+    for (int i = 0; i < 4; i++)
+        ok(pwrite(fd, now[i], sizeof now[i], (off_t)at[i]) == (ssize_t)sizeof now[i],
+           "member 0 gets its new label %d again", i);
+    close(fd);
     unsigned all[] = { 0, 1, 2 };
     p = import_list(all, 3, &e);
-    struct bs_pool_stats st;
     if (okb(p != NULL, "import all three: %s", e.msg)) {
         bs_pool_stats(p, &st);
         ok(st.nvdevs == 2 && strcmp(st.vdevs[1].path, leaf_path(1)) == 0 &&
