@@ -265,8 +265,8 @@ struct bs_pool_stats {
 int bs_pool_stats(bs_pool *p, struct bs_pool_stats *out);
 
 /* Take a mirror or raidz member out of service (OFFLINE; not remembered
- * across import) or bring one back (ONLINE, stale until a scrub has repaired
- * what it missed).  `dev` is the leaf's path or index; a member missing since
+ * across import) or bring one back (ONLINE; stale, with a DTL of the txgs it
+ * missed, until the resilver this starts has copied them).  `dev` is the leaf's path or index; a member missing since
  * import is brought back by its (new) path.  EBUSY if the members left up to
  * date could not serve every block (a mirror: none left; a raidz: fewer than
  * all but nparity); ENOTSUP on a single-device pool. */

@@ -48,7 +48,11 @@ int resilver_block(bs_pool *p, const struct rsv_target *tg, const struct blkptr 
 {
     if (bp_is_hole(bp) || bp->birth < tg->lo || bp->birth > tg->hi || !bp->dva[0].asize)
         return 0;
-    struct vdev *top = p->vd; /* DVA vdev 0: the pool's one top-level vdev */
+    /* the targets are leaves of top-level vdev 0, the pool's one (with
+     * several, the (top, leaf) pairs of tg would pick the top by DVA vdev) */
+    if (bp->dva[0].vdev != 0)
+        return 0;
+    struct vdev *top = p->vd;
     uint32_t mask = 0;
     for (unsigned i = 0; i < vdev_nleaves(top) && i < 32; i++)
         if ((tg->mask >> i & 1) && vdev_dtl_has(vdev_leaf(top, i), bp->birth))

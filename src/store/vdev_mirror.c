@@ -9,7 +9,8 @@
  *  - a write (block, bitmap chunk, uberblock) goes to every ONLINE leaf and
  *    succeeds if at least one leaf took it; a leaf that failed while another
  *    succeeded becomes FAULTED and receives no I/O until bs_pool_online
- *    (then it is `stale`: it missed txgs, and a scrub repairs it).  When
+ *    (then it is `stale`: it missed txgs, its DTL says which, and a
+ *    resilver copies them; normal reads skip it for blocks born then).  When
  *    every leaf fails, none is faulted (reads go on) and the write fails, so
  *    the txg never commits;
  *  - a block is returned only after one copy matched its checksum; copies
