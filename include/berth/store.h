@@ -282,9 +282,11 @@ int bs_pool_online(bs_pool *p, const char *dev, struct berr *err);
  * replace: `new_dev` (a file, created if absent, or a block device of at
  * least the pool's device size, not in use by a pool unless force) takes the
  * place of mirror or raidz member `old_dev` (path, index, or the
- * "missing-GUID" name of a member missing since import); the old device
- * leaves the pool at once (its label is wiped if it is readable), so the
- * members left must hold every block (EBUSY otherwise).
+ * "missing-GUID" name of a member missing since import).  A healthy mirror
+ * member stays until new_dev is resilvered and is detached then (the
+ * labels keep this across a crash); any other old device leaves the pool
+ * at once (its label is wiped if it is readable), so the members left must
+ * hold every block (EBUSY otherwise).
  * attach: `new_dev` becomes a mirror copy of `existing` (a single-device
  * pool becomes a 2-way mirror; a mirror gains a member, up to 32; ENOTSUP
  * on raidz).

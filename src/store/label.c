@@ -39,7 +39,9 @@
 #define LABEL_CONFIG_TXG_OFF (LABEL_GEN_OFF + 8)
 #define LABEL_DTL_OFF (LABEL_CONFIG_TXG_OFF + 8)      /* 32 x {u64 lo, u64 hi} */
 #define LABEL_RSV_OFF (LABEL_DTL_OFF + 16 * 32)       /* u64 id, u64 blk, u32 part, u32 valid */
-#define LABEL_HDR_USED (LABEL_RSV_OFF + 24)
+#define LABEL_REPLACE_OFF (LABEL_RSV_OFF + 24) /* u64 old guid, u64 new guid */
+#define LABEL_PREV_SUM_OFF (LABEL_REPLACE_OFF + 16) /* u64 guid sum of the previous tree */
+#define LABEL_HDR_USED (LABEL_PREV_SUM_OFF + 8)
 #define UB_CKSUM_OFF (UB_SIZE - 32)
 #define UB_MAP_DIGEST_OFF 200
 #define UB_MAP_CHUNKS_OFF 216
@@ -149,6 +151,9 @@ void label_hdr_encode(const struct label_hdr *h, uint8_t out[LABEL_HDR_SIZE])
     put_le64(out + LABEL_RSV_OFF + 8, h->rsv_blk);
     put_le32(out + LABEL_RSV_OFF + 16, h->rsv_part);
     put_le32(out + LABEL_RSV_OFF + 20, h->rsv_valid);
+    put_le64(out + LABEL_REPLACE_OFF, h->replace_old);
+    put_le64(out + LABEL_REPLACE_OFF + 8, h->replace_new);
+    put_le64(out + LABEL_PREV_SUM_OFF, h->prev_guid_sum);
     sha256(out, LABEL_HDR_CKSUM_OFF, out + LABEL_HDR_CKSUM_OFF);
 }
 
@@ -191,7 +196,7 @@ static void hdr_fields(const uint8_t *in, uint32_t used, struct label_hdr *h)
     h->stale_mask = used >= LABEL_HDR_USED_V2 ? get_le32(in + LABEL_STALE_OFF) : 0;
     if (h->nchildren < 32)
         h->stale_mask &= (1u << h->nchildren) - 1;
-    if (used < LABEL_HDR_USED)
+    if (used < LABEL_RSV_OFF + 24)
         return; /* older labels: no generation, config txg, DTLs (all zero) */
     h->label_gen = get_le64(in + LABEL_GEN_OFF);
     h->config_txg = get_le64(in + LABEL_CONFIG_TXG_OFF);
@@ -203,6 +208,11 @@ static void hdr_fields(const uint8_t *in, uint32_t used, struct label_hdr *h)
     h->rsv_blk = get_le64(in + LABEL_RSV_OFF + 8);
     h->rsv_part = get_le32(in + LABEL_RSV_OFF + 16);
     h->rsv_valid = get_le32(in + LABEL_RSV_OFF + 20);
+    if (used < LABEL_REPLACE_OFF + 16)
+        return;
+    h->replace_old = get_le64(in + LABEL_REPLACE_OFF);
+    h->replace_new = get_le64(in + LABEL_REPLACE_OFF + 8);
+    h->prev_guid_sum = get_le64(in + LABEL_PREV_SUM_OFF);
 }
 
 static bool hdr_layout_ok(const struct label_hdr *h)
@@ -280,7 +290,16 @@ static bool hdr_fields_ok(const struct label_hdr *h, uint32_t used)
     if (h->rsv_valid > 1 || h->rsv_part > 1 || (!h->rsv_valid && (h->rsv_id || h->rsv_blk ||
                                                                     h->rsv_part)))
         return false;
-    return hdr_tree_ok(h) && hdr_layout_ok(h);
+    /* a pending replace names two distinct members */
+    if ((h->replace_old == 0) != (h->replace_new == 0) ||
+        (h->replace_old && h->replace_old == h->replace_new))
+        return false;
+    bool fo = !h->replace_old, fn = !h->replace_new;
+    for (uint64_t i = 0; i < h->nchildren; i++) {
+        fo |= h->child_guids[i] == h->replace_old;
+        fn |= h->child_guids[i] == h->replace_new;
+    }
+    return fo && fn && hdr_tree_ok(h) && hdr_layout_ok(h);
 }
 
 int label_hdr_decode(const uint8_t *in, size_t len, struct label_hdr *h)

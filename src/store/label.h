@@ -73,6 +73,12 @@ struct label_hdr {
      * and durable on the resilvering members */
     uint64_t rsv_id, rsv_blk;
     uint32_t rsv_part, rsv_valid;
+    /* Header length >= 1040: a replace of a healthy mirror member waiting
+     * for the resilver of the new one (guids; 0, 0: none) */
+    uint64_t replace_old, replace_new;
+    /* Header length >= 1048: the guid sum of the tree before config_txg
+     * (uberblocks of txgs before it carry that sum) */
+    uint64_t prev_guid_sum;
     bool rewrite;        /* in memory only: import found labels of other
                             generations; write them all anew */
 };

@@ -158,6 +158,29 @@ static void leaf_hdr(bs_pool *p, unsigned i, struct label_hdr *out)
         out->rsv_id = out->rsv_blk = 0;
         out->rsv_part = 0;
     }
+    /* a replace waiting to detach the old mirror member (by guids) */
+    char np[4096];
+    uint64_t og = scan_replacing(p, np, sizeof np), ng = 0;
+    bool have_old = false;
+    for (unsigned k = 0; og && k < vdev_nleaves(p->vd); k++) {
+        struct vdev *c = vdev_leaf(p->vd, k);
+        have_old |= c->guid == og;
+        if (strcmp(c->path, np) == 0)
+            ng = c->guid;
+    }
+    out->replace_old = have_old && ng && ng != og ? og : 0;
+    out->replace_new = out->replace_old ? ng : 0;
+    if (!og) {
+        /* none running yet (import): the one the labels had, if its members
+         * are still there */
+        bool fo = false, fn = false;
+        for (unsigned k = 0; p->hdr.replace_old && k < vdev_nleaves(p->vd); k++) {
+            fo |= vdev_leaf(p->vd, k)->guid == p->hdr.replace_old;
+            fn |= vdev_leaf(p->vd, k)->guid == p->hdr.replace_new;
+        }
+        out->replace_old = fo && fn ? p->hdr.replace_old : 0;
+        out->replace_new = fo && fn ? p->hdr.replace_new : 0;
+    }
 }
 
 int pool_write_labels(bs_pool *p, bool wipe_first)
@@ -296,19 +319,45 @@ int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, struct berr
         return berr_set(err, ENOENT, "none of the devices exists (%s)", gone.msg);
     paths = present;
     n = np;
+    size_t unlabeled = 0;
     for (size_t i = 0; i < n && r == 0; i++) {
         r = vdev_open(paths[i], 0, false, &found[i], err);
         if (r < 0)
             break;
         r = label_read_hdr(found[i], &hdrs[i], err);
+        if (r == -ENOENT && n > 1 && unlabeled + 1 < n) {
+            /* a device that left the pool (replace, detach: its label was
+             * wiped) given with its members: not one of them */
+            blog_warn("%s holds no berth pool: ignored", paths[i]);
+            vdev_close(steal_ptr(found[i]));
+            unlabeled++;
+            r = 0;
+            continue;
+        }
         if (r == -ENOENT)
             r = berr_set(err, ENOENT, "%s holds no berth pool", paths[i]);
         else if (r < 0)
             berr_wrap(err, "cannot import from %s", paths[i]);
-        else if (i > 0 && hdrs[i].pool_guid != hdrs[0].pool_guid)
+    }
+    /* close the gaps the unlabeled ones left */
+    size_t m = 0;
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        if (!found[i])
+            continue;
+        found[m] = found[i];
+        hdrs[m] = hdrs[i];
+        present[m] = present[i];
+        m++;
+    }
+    if (r == 0) {
+        for (size_t i = m; i < n; i++)
+            found[i] = NULL;
+        n = m;
+    }
+    for (size_t i = 1; r == 0 && i < n; i++)
+        if (hdrs[i].pool_guid != hdrs[0].pool_guid)
             r = berr_set(err, EINVAL, "%s and %s belong to different pools ('%s', '%s')",
                          paths[0], paths[i], hdrs[0].pool_name, hdrs[i].pool_name);
-    }
     /* the vdev tree in force: labels may disagree after a crash in the
      * middle of a replace, attach or detach (pick_config) */
     size_t wi = r == 0 ? pick_config(found, hdrs, n) : 0;
@@ -458,6 +507,14 @@ int pool_read_ubs(bs_pool *p, struct uberblock **out)
     }
     if (!all)
         return last;
+    /* uberblocks of txgs before the tree's config txg were written under
+     * the previous tree (its guid sum): they hold for this one too, whose
+     * members have every block of them but for their DTLs (a crash between
+     * the labels of a tree change and its first txg imports the last of
+     * them, with the new tree) */
+    for (size_t i = 0; p->hdr.prev_guid_sum && i < total; i++)
+        if (all[i].txg < p->hdr.config_txg && all[i].guid_sum == p->hdr.prev_guid_sum)
+            all[i].guid_sum = p->guid_sum;
     qsort(all, total, sizeof *all, ub_cmp_desc);
     size_t k = 0;
     for (size_t i = 0; i < total; i++)
@@ -488,6 +545,12 @@ int pool_read_ubs(bs_pool *p, struct uberblock **out)
 
 void pool_refresh_stale(bs_pool *p)
 {
+    /* a replace that waited for its resilver when the pool went away goes
+     * on waiting (the labels name the old and the new member) */
+    for (unsigned k = 0; p->hdr.replace_old && !p->readonly && k < vdev_nleaves(p->vd); k++)
+        if (vdev_leaf(p->vd, k)->guid == p->hdr.replace_new)
+            scan_set_replacing(p, p->hdr.replace_old, vdev_leaf(p->vd, k)->path);
+    p->hdr.replace_old = p->hdr.replace_new = 0;
     bool any = false;
     for (unsigned i = 0; i < vdev_nleaves(p->vd); i++)
         any |= atomic_load(&vdev_leaf(p->vd, i)->stale);
@@ -549,6 +612,8 @@ void pool_vdev_stats(bs_pool *p, bool faulted, uint64_t size, struct bs_pool_sta
         snprintf(o->layout, sizeof o->layout, "%s",
                  p->vd->kind == VDEV_KIND_MIRROR ? "mirror" : "single");
     o->nvdevs = MIN(n, 8u);
+    char rep_new[4096];
+    uint64_t rep_old = scan_replacing(p, rep_new, sizeof rep_new);
     pthread_mutex_lock(&p->lock);
     for (unsigned i = 0; i < n; i++) {
         struct vdev *v = vdev_leaf(p->vd, i);
@@ -572,6 +637,10 @@ void pool_vdev_stats(bs_pool *p, bool faulted, uint64_t size, struct bs_pool_sta
         vs->replacing[0] = 0;
         if (vs->resilvering && v->nchild && atomic_load(&v->child[0]->state) == VDEV_STATE_OFFLINE)
             snprintf(vs->replacing, sizeof vs->replacing, "%s", v->child[0]->path);
+        /* a replace of a healthy mirror member: the old one is still there */
+        for (unsigned k = 0; rep_old && k < n; k++)
+            if (vdev_leaf(p->vd, k)->guid == rep_old && strcmp(v->path, rep_new) == 0)
+                snprintf(vs->replacing, sizeof vs->replacing, "%s", vdev_leaf(p->vd, k)->path);
         vs->guid = v->guid;
         vs->size = size;
         vs->read_errors = atomic_load(&v->ctr.read_errors);

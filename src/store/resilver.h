@@ -63,6 +63,15 @@ void scan_stop_resilver(bs_pool *p);
 /* The same, and with `any` a scrub too (the vdev tree is about to change:
  * no scan thread may write labels meanwhile). */
 void scan_stop(bs_pool *p, bool any);
+/* A replace that keeps a healthy mirror member until the new one is
+ * resilvered (vdev_replace.c): when a resilver ends, the scan thread calls
+ * replace_finish, which detaches the old member if the new one (by path)
+ * has no DTL left.  0 detached, 1 not yet, -ENOENT the pair is gone, else
+ * an error (-EINTR: the scan was being stopped: the old one stays). */
+void scan_set_replacing(bs_pool *p, uint64_t old_guid, const char *new_path);
+/* The pending replace: the old member's guid (0: none) and the new path. */
+uint64_t scan_replacing(bs_pool *p, char *new_path, size_t len);
+int replace_finish(bs_pool *p, uint64_t old_guid, const char *new_path, _Atomic int *stop);
 /* Test knob: sleep ms after each data block a resilver copies. */
 int scan_set_delay(bs_pool *p, unsigned ms, struct berr *err);
 /* Test knob (vdev_replace.c): the next replace/attach/detach stops after

@@ -95,6 +95,10 @@ struct scrub {
     _Atomic uint64_t copied;    /* bytes written to the targets */
     _Atomic unsigned delay_ms;  /* test knob: pause per block copied */
     uint64_t copied_at_save, save_ns;
+    /* a replace waiting for the resilver to detach the old member (pos_lock:
+     * the labels record it) */
+    uint64_t rep_old;
+    char rep_new[4096];
     /* the durable resilver position (pos_lock, innermost: labels read it) */
     pthread_mutex_t pos_lock;
     bool dpos_valid;
@@ -399,6 +403,18 @@ again:
         pthread_mutex_unlock(&s->pos_lock);
         if (ok && s->errors == 0)
             resilver_done(p, &s->tg);
+        char np[sizeof s->rep_new];
+        uint64_t og = scan_replacing(p, np, sizeof np);
+        if (ok && s->errors == 0 && og && atomic_load(&s->req) != 2) {
+            /* a replace kept the old mirror member until now */
+            pthread_mutex_unlock(&s->lock);
+            int rr = replace_finish(p, og, np, &s->req);
+            pthread_mutex_lock(&s->lock);
+            pthread_mutex_lock(&s->pos_lock);
+            if ((rr == 0 || rr == -ENOENT) && s->rep_old == og)
+                s->rep_old = 0;
+            pthread_mutex_unlock(&s->pos_lock);
+        }
         if (s->errors == 0 && atomic_load(&s->req) != 2 && resilver_targets(p, &s->tg) > 0) {
             /* another leaf came back meanwhile (its own DTL): go on with it */
             scan_reset(p, s, NULL);
@@ -569,6 +585,29 @@ void scan_stop(bs_pool *p, bool any)
     s->dpos_valid = false;
     pthread_mutex_unlock(&s->pos_lock);
     pthread_mutex_unlock(&s->lock);
+}
+
+void scan_set_replacing(bs_pool *p, uint64_t old_guid, const char *new_path)
+{
+    struct scrub *s = scrub_get(p);
+    if (!s)
+        return; /* then the old member just stays attached */
+    pthread_mutex_lock(&s->pos_lock);
+    s->rep_old = old_guid;
+    snprintf(s->rep_new, sizeof s->rep_new, "%s", new_path ? new_path : "");
+    pthread_mutex_unlock(&s->pos_lock);
+}
+
+uint64_t scan_replacing(bs_pool *p, char *new_path, size_t len)
+{
+    struct scrub *s = p->scrub;
+    if (!s)
+        return 0;
+    pthread_mutex_lock(&s->pos_lock);
+    uint64_t g = s->rep_old;
+    snprintf(new_path, len, "%s", s->rep_new);
+    pthread_mutex_unlock(&s->pos_lock);
+    return g;
 }
 
 int scan_set_delay(bs_pool *p, unsigned ms, struct berr *err)

@@ -2,7 +2,10 @@
 /* Changing a pool's vdev tree while it runs: replace a mirror or raidz
  * member, attach a mirror member (a single-device pool becomes a mirror),
  * detach one.  A new member is resilvered (resilver.c): its DTL is every
- * txg so far.
+ * txg so far.  Replacing a healthy mirror member is an attach plus a
+ * pending detach of the old one (scan_set_replacing, recorded in the
+ * labels), done by the scan thread when the new one's resilver completed
+ * (replace_finish); other replaces drop the old member at once.
  *
  * The switch is ordered by txgs (FORMAT.md 2, "Changing the tree").  Under
  * the sync mutex (no txg is being written), with T+1 the open txg:
@@ -32,6 +35,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -141,6 +145,7 @@ static void forget(bs_pool *p, struct vdev *old)
 static int write_tree(bs_pool *p, uint64_t t, struct berr *err)
 {
     p->hdr.config_txg = t;
+    p->hdr.prev_guid_sum = p->guid_sum; /* the uberblocks before t carry it */
     set_sum(p);
     vdev_top_state(p->vd);
     int r = pool_write_labels(p, false);
@@ -198,6 +203,19 @@ int bs_pool_replace(bs_pool *p, const char *old_dev, const char *new_dev, bool f
     int k = pool_find_leaf(p, old_dev, err);
     struct vdev *nl = NULL, *old = NULL;
     uint64_t t = 0;
+    /* a healthy mirror member stays until the new one is resilvered (as
+     * ZFS's "replacing"): the new one is attached, the old one detached
+     * when the resilver is done */
+    if (k >= 0 && p->vd->kind == VDEV_KIND_MIRROR && p->vd->nchild < MAX_LEAVES &&
+        vdev_usable(p->vd->child[k]) && !atomic_load(&p->vd->child[k]->stale)) {
+        /* pending before the resilver can start (and end) */
+        scan_set_replacing(p, p->vd->child[k]->guid, new_dev);
+        pthread_mutex_unlock(&p->admin_lock);
+        r = bs_pool_attach(p, old_dev, new_dev, force, err);
+        if (r < 0)
+            scan_set_replacing(p, 0, NULL);
+        return r;
+    }
     if (k >= 0 && !others_hold_all(p, k))
         k = berr_set(err, EBUSY, "replacing %s would leave pool '%s' without an up-to-date "
                      "copy of its data: the other devices are missing or not resilvered",
@@ -322,6 +340,41 @@ int bs_pool_attach(bs_pool *p, const char *existing, const char *new_dev, bool f
     return k < 0 ? k : r;
 }
 
+/* Take leaf k out of a mirror (admin_lock held, checks done).  From the
+ * scan thread (`in_scan`): no scan to stop (it is this one), no resilver to
+ * start (it goes on by itself). */
+static int detach_leaf(bs_pool *p, int k, bool in_scan, struct berr *err)
+{
+    if (!in_scan)
+        scan_stop(p, true); /* no scan writes labels while the tree changes */
+    pthread_mutex_lock(&p->txg.sync_mutex);
+    uint64_t t = open_txg(p);
+    pthread_mutex_lock(&p->lock);
+    unsigned n = p->vd->nchild;
+    struct vdev *old = p->vd->child[k];
+    atomic_store(&old->state, VDEV_STATE_UNAVAIL);
+    p->vd->child[k] = p->vd->child[n - 1];
+    p->hdr.child_guids[k] = p->hdr.child_guids[n - 1];
+    p->hdr.child_guids[n - 1] = 0;
+    p->hdr.nchildren = n - 1;
+    p->vd->nchild = n - 1;
+    retire(p->vd->child[0], old, VDEV_STATE_UNAVAIL);
+    pthread_mutex_unlock(&p->lock);
+    int r = write_tree(p, t, err);
+    pthread_mutex_unlock(&p->txg.sync_mutex);
+    if (r == 0 && in_scan) {
+        txg_mark_dirty(p);
+        r = admin_commit(p, t, err, "detach");
+    } else if (r == 0) {
+        r = finish(p, t, "detach", err);
+    }
+    if (r == 0)
+        forget(p, old);
+    if (r == 0)
+        blog_info("pool '%s': %s detached", p->name, old->path);
+    return r;
+}
+
 int bs_pool_detach(bs_pool *p, const char *dev, struct berr *err)
 {
     if (!dev || !*dev)
@@ -339,30 +392,41 @@ int bs_pool_detach(bs_pool *p, const char *dev, struct berr *err)
     else if (k >= 0 && !others_hold_all(p, k))
         k = berr_set(err, EBUSY, "detaching %s would lose the last valid copy of pool '%s''s "
                      "data: the other devices are missing or not resilvered", dev, p->name);
-    if (k >= 0) {
-        scan_stop(p, true); /* no scan writes labels while the tree changes */
-        pthread_mutex_lock(&p->txg.sync_mutex);
-        uint64_t t = open_txg(p);
-        pthread_mutex_lock(&p->lock);
-        unsigned n = p->vd->nchild;
-        struct vdev *old = p->vd->child[k];
-        atomic_store(&old->state, VDEV_STATE_UNAVAIL);
-        p->vd->child[k] = p->vd->child[n - 1];
-        p->hdr.child_guids[k] = p->hdr.child_guids[n - 1];
-        p->hdr.child_guids[n - 1] = 0;
-        p->hdr.nchildren = n - 1;
-        p->vd->nchild = n - 1;
-        retire(p->vd->child[0], old, VDEV_STATE_UNAVAIL);
-        pthread_mutex_unlock(&p->lock);
-        r = write_tree(p, t, err);
-        pthread_mutex_unlock(&p->txg.sync_mutex);
-        if (r == 0)
-            r = finish(p, t, "detach", err);
-        if (r == 0)
-            forget(p, old);
-        if (r == 0)
-            blog_info("pool '%s': %s detached", p->name, old->path);
-    }
+    if (k >= 0)
+        r = detach_leaf(p, k, false, err);
     pthread_mutex_unlock(&p->admin_lock);
     return k < 0 ? k : r;
+}
+
+int replace_finish(bs_pool *p, uint64_t old_guid, const char *new_path, _Atomic int *stop)
+{
+    /* the admin lock, unless someone holding it stops this scan meanwhile
+     * (then the old device simply stays a mirror member) */
+    while (pthread_mutex_trylock(&p->admin_lock) != 0) {
+        if (atomic_load(stop))
+            return -EINTR;
+        nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
+    }
+    int k = -1, kn = -1;
+    for (unsigned i = 0; p->vd->kind == VDEV_KIND_MIRROR && i < p->vd->nchild; i++) {
+        if (p->vd->child[i]->guid == old_guid)
+            k = (int)i;
+        if (strcmp(p->vd->child[i]->path, new_path) == 0)
+            kn = (int)i;
+    }
+    int r = -ENOENT;
+    struct berr err = {0};
+    if (k >= 0 && kn >= 0 && k != kn) {
+        /* only once the new device holds everything (its DTL is gone) */
+        r = 1;
+        if (!atomic_load(&p->vd->child[kn]->dtl_hi) && vdev_usable(p->vd->child[kn]) &&
+            !p->readonly) {
+            r = detach_leaf(p, k, true, &err);
+            if (r < 0)
+                blog_warn("pool '%s': the replaced device stays attached: %s", p->name,
+                          err.msg);
+        }
+    }
+    pthread_mutex_unlock(&p->admin_lock);
+    return r;
 }

@@ -10,9 +10,11 @@
 #     verifies everything, a scrub is clean;
 #  3. a device offline while fio writes 16 MiB, online: the resilver copies
 #     only about what was written (its DTL), far less than allocated;
-#  4. kill -9 of berthd in the middle of a resilver (slowed by a test knob):
-#     after the restart the resilver resumes from where it got (copies less
-#     than a full one) and finishes; everything verifies, a scrub is clean;
+#  4. `berth pool replace` of a healthy member: it stays ("replacing") while
+#     the new one resilvers; kill -9 of berthd in the middle of that resilver
+#     (slowed by a test knob): after the restart the resilver resumes from
+#     where it got (copies less than a full one) and finishes, then the old
+#     member is detached; everything verifies, a scrub is clean;
 #  5. attach / detach, and the errors: detaching the last valid copy,
 #     replacing an unknown device, a too small device;
 #  6. raidz2 of 4 files: two deleted while fio writes, DEGRADED, both
@@ -134,6 +136,8 @@ berth pool status rp | tee "$T/status4" | grep -q "resilver in progress" ||
   fail "pool status does not show the resilver in progress"
 grep -q "(resilvering)" "$T/status4" && grep -q "replacing $C" "$T/status4" ||
   fail "pool status does not show d.img resilvering, replacing c.img"
+[ "$(vdev_field rp 1 state)" = ONLINE ] && [ "$(vdev_field rp 2 path)" = "$D" ] ||
+  fail "c.img should stay ONLINE while d.img resilvers"
 half() { [ "$(scan_field rp resilvered)" -gt $((alloc / 4)) ]; }
 wait_until 60 half || fail "the slowed resilver did not reach a quarter"
 sleep 1.2 # its position reaches the labels every second
@@ -163,13 +167,19 @@ rc_of 1 "only device" berth pool detach rp "$E"
 rc_of 1 "has no device" berth pool replace rp /nonexistent "$T/d/x.img"
 truncate -s 32M "$T/d/small.img"
 rc_of 1 "too small" berth pool attach rp "$E" "$T/d/small.img"
-rc_of 1 "without an up-to-date copy" berth pool replace rp "$E" "$T/d/x.img"
 rc_of 2 "usage" berth pool replace rp "$E"
+# the only device of a mirror replaced: it stays until the new one holds all
+X=$T/d/x.img
+berth pool replace rp "$E" "$X" >/dev/null || fail "pool replace rp $E $X (the only device)"
+resilver_wait rp >/dev/null
+[ "$(vdev_field rp 0 path)" = "$X" ] && [ "$(pool_field rp state)" = ONLINE ] ||
+  fail "after replacing the only device: $(vdev_field rp 0 path) $(pool_field rp state)"
+berth pool status rp | grep -q "$E" && fail "e.img is still shown after its replacement"
 verify_all r1 r2 r3
-# berthd imports it from the devices it has now
+# berthd imports it from the devices it has now (e.img, wiped, is ignored)
 stop_berthd
 start_berthd
-state_is rp ONLINE || fail "rp is $(pool_field rp state) after a restart with e.img alone"
+state_is rp ONLINE || fail "rp is $(pool_field rp state) after a restart with x.img alone"
 verify_all r1
 echo "== 6. raidz2: two devices deleted while fio writes, both replaced"
 Z=$T/z

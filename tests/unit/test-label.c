@@ -154,12 +154,14 @@ static void test_hdr_dtl(void)
     h.rsv_id = 5;
     h.rsv_blk = 4096;
     h.rsv_part = 1;
+    h.replace_old = 0x2222;
+    h.replace_new = 0x3333;
     label_hdr_encode(&h, b);
-    ok(get_le32(b + 12) == 1024 && get_le64(b + 472) == 77 && get_le64(b + 480) == 1234 &&
+    ok(get_le32(b + 12) == 1048 && get_le64(b + 1024) == 0x2222 && get_le64(b + 1032) == 0x3333 && get_le64(b + 472) == 77 && get_le64(b + 480) == 1234 &&
            get_le64(b + 488 + 32) == 10 && get_le64(b + 488 + 40) == 99 &&
            get_le64(b + 1000) == 5 && get_le64(b + 1008) == 4096 && get_le32(b + 1016) == 1 &&
            get_le32(b + 1020) == 1,
-       "generation, config txg, DTL, resilver position at FORMAT.md offsets");
+       "generation, config txg, DTL, resilver position, pending replace at FORMAT.md offsets");
     ok(label_hdr_decode(b, sizeof b, &d) == 0 && memcmp(&h, &d, sizeof h) == 0,
        "round trip with DTLs and a resilver position");
     struct {
@@ -171,6 +173,8 @@ static void test_hdr_dtl(void)
         {"DTL lo > hi", 488 + 32, 100, 8},         {"DTL lo 0, hi set", 488 + 32, 0, 8},
         {"DTL hi 0, lo set", 488 + 40, 0, 8},      {"DTL past the children", 488 + 48, 1, 8},
         {"resilver valid 2", 1020, 2, 4},          {"resilver part 2", 1016, 2, 4},
+        {"replace of a non-member", 1024, 0x4444, 8}, {"replace new 0", 1032, 0, 8},
+        {"replace old = new", 1024, 0x3333, 8},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         label_hdr_encode(&h, b);
@@ -197,6 +201,7 @@ static void test_hdr_dtl(void)
     h.child_guids[1] = h.child_guids[2] = 0;
     h.dtl[2] = (struct label_dtl){0, 0};
     h.stale_mask = 0;
+    h.replace_old = h.replace_new = 0;
     label_hdr_encode(&h, b);
     ok(label_hdr_decode(b, sizeof b, &d) == 0, "a mirror of one member");
 }

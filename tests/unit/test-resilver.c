@@ -256,6 +256,10 @@ static void test_crash(void)
     ok(strcmp(st.scan.state, "scanning") == 0 && before < allocated,
        "resilver in progress: %llu of %llu bytes", (unsigned long long)before,
        (unsigned long long)allocated);
+    ok(st.nvdevs == 3 && st.vdevs[2].resilvering && strcmp(st.vdevs[2].replacing, leaf_path(1)) == 0 &&
+           strcmp(st.vdevs[1].state, "ONLINE") == 0,
+       "the old member stays while the new one resilvers, shown as replacing it (%s)",
+       st.vdevs[2].replacing);
     pool_abandon(p); /* power cut */
     /* what the labels say after the crash: the new member still stale, its
      * DTL kept, and where the resilver got */
@@ -264,20 +268,24 @@ static void test_crash(void)
     memset(&lh, 0, sizeof lh);
     bool read = vdev_open(leaf_path(0), 0, true, &lv, &e) == 0 &&
                 label_read_hdr(lv, &lh, &e) == 0;
-    ok(read && (lh.stale_mask & 2) && lh.dtl[1].hi > 0 && lh.rsv_valid,
-       "labels after the crash: member 1 stale, DTL %llu..%llu, resilver position %llu/%u/%llu",
-       (unsigned long long)lh.dtl[1].lo, (unsigned long long)lh.dtl[1].hi,
+    ok(read && (lh.stale_mask & 4) && lh.dtl[2].hi > 0 && lh.rsv_valid &&
+           lh.replace_old == lh.child_guids[1] && lh.replace_new == lh.child_guids[2],
+       "labels after the crash: new member 2 stale, DTL %llu..%llu, resilver position "
+       "%llu/%u/%llu, replacing member 1",
+       (unsigned long long)lh.dtl[2].lo, (unsigned long long)lh.dtl[2].hi,
        (unsigned long long)lh.rsv_id, lh.rsv_part, (unsigned long long)lh.rsv_blk);
     vdev_close(lv);
-    unsigned idx[] = { 0, 2 };
-    p = import_list(idx, 2, &e);
+    unsigned idx[] = { 0, 1, 2 };
+    p = import_list(idx, 3, &e);
     if (!okb(p != NULL, "reimport after the crash: %s", e.msg))
         return;
     uint64_t rs = resilver_wait(p, &st);
     ok(rs > 0 && rs < allocated - MiB,
        "the resilver resumed: %llu more bytes (%llu before the crash, %llu allocated)",
        (unsigned long long)rs, (unsigned long long)before, (unsigned long long)allocated);
-    ok(!st.vdevs[1].stale && strcmp(st.state, "ONLINE") == 0, "ONLINE, not stale");
+    ok(st.nvdevs == 2 && strcmp(st.vdevs[1].path, leaf_path(2)) == 0 && !st.vdevs[1].stale &&
+           strcmp(st.state, "ONLINE") == 0,
+       "ONLINE, the new member in place of the old one, not stale (%s)", st.vdevs[1].path);
     scrub_clean(p, "resumed resilver");
     ok(bs_pool_export(p, false, &e) == 0, "export");
     unsigned only[] = { 2 };
@@ -287,78 +295,86 @@ static void test_crash(void)
     bs_pool_close(p);
 }
 
-/* A crash after the labels of a replace were written, before its txg:
- * the old tree imports, nothing is lost. */
+/* Crashes between the labels of a tree change and its txg.
+ * A: a replace of a healthy mirror member (the new one attached, the old one
+ * kept until resilvered): every member took the new labels, no txg yet: the
+ * new tree imports from the last uberblock of the old one, the new member is
+ * resilvered and the old one detached (the labels kept the pending replace).
+ * B: a replace of an offline member (it leaves at once; its label stays
+ * old): the old tree imports; and with only the new member's label written
+ * (member 0's old label put back), member 0 and the new one import the old
+ * tree too, the new device ignored. */
 static void test_tree_crash(void)
 {
     struct berr e = {0};
-    set_paths("tree");
+    set_paths("treea");
     const char *spec[] = { "mirror", leaf_path(0), leaf_path(1) };
     bs_pool *p = make_pool(spec, 3);
     if (!p)
         return;
-    ok(bs_pool_sync(p, &e) == 0, "sync");
+    struct bs_pool_stats st;
+    ok(bs_pool_sync(p, &e) == 0, "A: sync");
+    ok(bs_pool_debug(p, "tree_crash=on", &e) == 0, "A: tree crash knob");
+    ok(bs_pool_replace(p, leaf_path(1), leaf_path(2), false, &e) < 0,
+       "A: replace of a healthy member stops before its txg: %s", e.msg);
+    pool_abandon(p);
+    unsigned all[] = { 0, 1, 2 };
+    p = import_list(all, 3, &e);
+    if (okb(p != NULL, "A: import all three: %s", e.msg)) {
+        all_good(p, "A: new tree from the old tree's last uberblock");
+        resilver_wait(p, &st);
+        ok(st.nvdevs == 2 && strcmp(st.vdevs[1].path, leaf_path(2)) == 0 &&
+               strcmp(st.state, "ONLINE") == 0,
+           "A: resilvered, the old member detached (%zu devices, %s, %s)", st.nvdevs,
+           st.vdevs[1].path, st.state);
+        all_good(p, "A: after the replace");
+        ok(bs_pool_export(p, false, &e) == 0, "A: export");
+    }
+    unsigned one[] = { 2 };
+    p = import_list(one, 1, &e);
+    if (okb(p != NULL, "A: the new member alone: %s", e.msg))
+        all_good(p, "A: the new member alone");
+    bs_pool_close(p);
+
+    set_paths("treeb");
+    p = make_pool(spec, 3);
+    if (!p)
+        return;
+    ok(bs_pool_offline(p, leaf_path(1), &e) == 0, "B: member 1 offline: %s", e.msg);
+    ok(bs_pool_sync(p, &e) == 0, "B: sync");
     /* the label headers of member 0 as they are before the replace */
     uint64_t dev = p->hdr.dev_size, at[4] = { 0, 256 << 10, dev - (512 << 10), dev - (256 << 10) };
     static uint8_t saved[4][16384];
-    int fd = open(leaf_path(0), O_RDONLY | O_CLOEXEC);
+    int fd = open(leaf_path(0), O_RDWR | O_CLOEXEC);
     for (int i = 0; i < 4; i++)
         ok(pread(fd, saved[i], sizeof saved[i], (off_t)at[i]) == (ssize_t)sizeof saved[i],
-           "save label %d of member 0", i);
-    close(fd);
-    ok(bs_pool_debug(p, "tree_crash=on", &e) == 0, "tree crash knob");
+           "B: save label %d of member 0", i);
+    ok(bs_pool_debug(p, "tree_crash=on", &e) == 0, "B: tree crash knob");
     ok(bs_pool_replace(p, leaf_path(1), leaf_path(2), false, &e) < 0,
-       "replace stops before its txg: %s", e.msg);
+       "B: replace of an offline member stops before its txg: %s", e.msg);
     pool_abandon(p);
-    struct bs_pool_stats st;
-    /* a crash after the new member's label was written but not member 0's:
-     * member 0 and the new one alone import the old tree, DEGRADED */
-    static uint8_t now[4][16384];
-    fd = open(leaf_path(0), O_RDWR | O_CLOEXEC);
-    for (int i = 0; i < 4; i++) {
-        ok(pread(fd, now[i], sizeof now[i], (off_t)at[i]) == (ssize_t)sizeof now[i] &&
-               pwrite(fd, saved[i], sizeof saved[i], (off_t)at[i]) == (ssize_t)sizeof saved[i],
-           "put back the old label %d of member 0", i);
+    p = import_list(all, 3, &e);
+    if (okb(p != NULL, "B: import all three: %s", e.msg)) {
+        bs_pool_stats(p, &st);
+        ok(st.nvdevs == 2 && strcmp(st.vdevs[1].path, leaf_path(1)) == 0,
+           "B: the old tree is in force (%zu devices, %s)", st.nvdevs, st.vdevs[1].path);
+        all_good(p, "B: old tree");
+        resilver_wait(p, &st); /* member 1 missed the txg after its offline */
     }
+    pool_abandon(p);
+    /* only the new member's label written: member 0's old one put back */
+    for (int i = 0; i < 4; i++)
+        ok(pwrite(fd, saved[i], sizeof saved[i], (off_t)at[i]) == (ssize_t)sizeof saved[i],
+           "B: put back the old label %d of member 0", i);
+    close(fd);
     unsigned two[] = { 0, 2 };
     p = import_list(two, 2, &e);
-    if (okb(p != NULL, "member 0 (old label) and the new member: %s", e.msg)) {
+    if (okb(p != NULL, "B: member 0 (old label) and the new member: %s", e.msg)) {
         bs_pool_stats(p, &st);
         ok(st.nvdevs == 2 && strcmp(st.vdevs[1].state, "UNAVAIL") == 0 &&
                strcmp(st.state, "DEGRADED") == 0,
-           "the old tree, its member 1 missing (%s, %s)", st.vdevs[1].path, st.state);
-        all_good(p, "old tree from member 0");
-    }
-    pool_abandon(p);
-    for (int i = 0; i < 4; i++)
-        ok(pwrite(fd, now[i], sizeof now[i], (off_t)at[i]) == (ssize_t)sizeof now[i],
-           "member 0 gets its new label %d again", i);
-    close(fd);
-    unsigned all[] = { 0, 1, 2 };
-    p = import_list(all, 3, &e);
-    if (okb(p != NULL, "import all three: %s", e.msg)) {
-        bs_pool_stats(p, &st);
-        ok(st.nvdevs == 2 && strcmp(st.vdevs[1].path, leaf_path(1)) == 0 &&
-               strcmp(st.state, "ONLINE") == 0,
-           "the old tree is in force (%zu devices, %s, %s)", st.nvdevs, st.vdevs[1].path,
-           st.state);
-        all_good(p, "old tree");
-        ok(bs_pool_replace(p, leaf_path(1), leaf_path(2), true, &e) == 0,
-           "the replace done again: %s", e.msg);
-        resilver_wait(p, &st);
-        ok(bs_pool_export(p, false, &e) == 0, "export");
-    }
-    /* now the new tree is committed: the old member's label is wiped */
-    unsigned old[] = { 1 }, cur[] = { 0, 2 };
-    p = import_list(old, 1, &e);
-    ok(p == NULL && e.code == ENOENT, "the replaced device holds no pool: %s", e.msg);
-    bs_pool_close(p);
-    p = import_list(cur, 2, &e);
-    if (okb(p != NULL, "import the new tree: %s", e.msg)) {
-        bs_pool_stats(p, &st);
-        ok(st.nvdevs == 2 && strcmp(st.vdevs[1].path, leaf_path(2)) == 0,
-           "the new tree is in force (%s)", st.vdevs[1].path);
-        all_good(p, "new tree");
+           "B: the old tree, its member 1 missing (%s, %s)", st.vdevs[1].path, st.state);
+        all_good(p, "B: old tree from member 0");
     }
     bs_pool_close(p);
 }
