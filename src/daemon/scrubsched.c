@@ -16,6 +16,10 @@
  *   - no scrub scanning or paused, and last_scrub + every in the past: start
  *     one (a paused scrub is the user's: it is left alone).
  *
+ * It also keeps the devices berthd imports each pool from (pools.json) in
+ * step with the pool's own: a replace detaches its old device when the
+ * resilver ends, inside the engine.
+ *
  * Nothing here can fail berthd: an error starting a scrub is logged and
  * tried again at the next period. */
 #include <pthread.h>
@@ -55,9 +59,61 @@ static bool save_progress(struct pool_entry *e, const struct bs_scan_stats *sc, 
     return true;
 }
 
+/* Do the devices berthd imports e's pool from differ from its devices now?
+ * (a replace detaches the old one when its resilver ends, inside the engine) */
+static bool devices_moved(const struct pool_entry *e, const struct bs_pool_stats *st)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < st->nvdevs && i < 8; i++) {
+        if (st->vdevs[i].path[0] != '/')
+            continue; /* missing: keep what we had for it */
+        bool known = false;
+        for (size_t k = 0; k < e->nvdevs; k++)
+            known |= strcmp(e->vdevs[k], st->vdevs[i].path) == 0;
+        if (!known)
+            return true;
+        n++;
+    }
+    return n && n < e->nvdevs && n == st->nvdevs;
+}
+
+/* Take the devices of the pools named in `names` from their pools now. */
+static bool update_devices(struct berthd *d, char (*names)[64], size_t cnt)
+{
+    bool changed = false;
+    struct bs_pool_stats *st = calloc(1, sizeof(*st));
+    pooltab_wrlock(&d->pools);
+    for (size_t j = 0; st && j < cnt; j++) {
+        struct pool_entry *e = pooltab_find(&d->pools, names[j]);
+        if (!e || !e->pool || bs_pool_stats(e->pool, st) < 0 || !devices_moved(e, st))
+            continue;
+        char **paths = calloc(8, sizeof(*paths));
+        size_t n = 0;
+        for (size_t i = 0; paths && i < st->nvdevs && i < 8; i++)
+            if (st->vdevs[i].path[0] == '/' && (paths[n] = strdup(st->vdevs[i].path)))
+                n++;
+        if (!paths || n == 0) {
+            free(paths);
+            continue;
+        }
+        for (size_t i = 0; i < e->nvdevs; i++)
+            free(e->vdevs[i]);
+        free(e->vdevs);
+        e->vdevs = paths;
+        e->nvdevs = n;
+        changed = true;
+        blog_info("pool %s: devices are now %s%s", e->name, paths[0], n > 1 ? " ..." : "");
+    }
+    pooltab_unlock(&d->pools);
+    free(st);
+    return changed;
+}
+
 static void tick(struct berthd *d, int64_t *last_save)
 {
     bool changed = false;
+    char moved[8][64];
+    size_t nmoved = 0;
     int64_t now = (int64_t)time(NULL);
     pooltab_rdlock(&d->pools);
     for (struct pool_entry *e = d->pools.head; e; e = e->next) {
@@ -69,6 +125,8 @@ static void tick(struct berthd *d, int64_t *last_save)
             continue;
         }
         changed |= save_progress(e, &st->scan, now, last_save);
+        if (nmoved < 8 && devices_moved(e, st))
+            snprintf(moved[nmoved++], sizeof moved[0], "%s", e->name);
         uint64_t every = atomic_load(&e->scrub_every);
         if (!every) {
             free(st);
@@ -98,6 +156,8 @@ static void tick(struct berthd *d, int64_t *last_save)
         free(st);
     }
     pooltab_unlock(&d->pools);
+    if (nmoved)
+        changed |= update_devices(d, moved, nmoved);
     if (changed)
         registry_save(d);
 }

@@ -153,6 +153,8 @@ echo "  resilvered $before bytes before the kill, $rs after the restart (allocat
 echo "resilver-resume mirror before_kill=$before after_restart=$rs allocated=$alloc" >>"$T/numbers"
 state_is rp ONLINE || fail "rp is $(pool_field rp state) after the resumed resilver"
 [ "$(vdev_field rp 1 path)" = "$D" ] || fail "device 1 is $(vdev_field rp 1 path), not $D"
+c_forgotten() { ! grep -q "d/c.img" "$STATE/pools.json"; }
+wait_until 10 c_forgotten || fail "pools.json still lists the detached c.img"
 verify_all r1 r2 r3
 scrub_clean rp
 
