@@ -2,12 +2,15 @@
 /* Device replacement and resilver: a deleted member of a mirror and of
  * raidz1/2/3 replaced by a new file (the resilver writes only allocated
  * bytes, then a scrub finds nothing and the new members alone hold the
- * data); a member offline while writes go on, back online (the resilver
- * copies only what was written meanwhile: its DTL); a crash in the middle of
- * a resilver (the reimport resumes it where it got and completes it); a
- * crash between writing the labels of a replace and its txg (the old tree
- * imports); attach to a single device and to a mirror, detach (refused when
- * it would lose the last valid copy). */
+ * data); a member offline while writes go on, back online, or missing at
+ * one import and back at the next (the resilver copies only what was written
+ * meanwhile: its DTL); a replace of a healthy member (kept, "replacing",
+ * until the new one is resilvered) with a crash in the middle of the
+ * resilver (the reimport resumes it where it got, completes it, detaches the
+ * old member); crashes between the labels of a tree change and its txg (the
+ * old tree, or the new one from the old tree's last uberblock, imports);
+ * attach to a single device and to a mirror, detach (refused when it would
+ * lose the last valid copy). */
 #include <fcntl.h>
 #include <string.h>
 #include <time.h>
@@ -230,6 +233,42 @@ static void test_dtl(const char *layout, unsigned nleaf)
     bs_pool_close(p);
 }
 
+/* A member missing at one import, back at the next: resilvered for what
+ * was written meanwhile only (its DTL from its older uberblocks). */
+static void test_dtl_import(void)
+{
+    struct berr e = {0};
+    set_paths("dtlimp");
+    const char *spec[] = { "raidz1", leaf_path(0), leaf_path(1), leaf_path(2) };
+    bs_pool *p = make_pool(spec, 4);
+    if (!p)
+        return;
+    ok(bs_pool_export(p, false, &e) == 0, "export");
+    unsigned two[] = { 0, 1 }, all[] = { 0, 1, 2 };
+    p = import_list(two, 2, &e);
+    if (!okb(p != NULL, "import without member 2: %s", e.msg))
+        return;
+    bs_vol *v = NULL;
+    uint64_t seed = 11;
+    random_bytes(model + 8 * MiB, 2 * MiB, &seed);
+    ok(bs_vol_open(p, "vol", &v, &e) == 0 &&
+           bs_vol_pwrite(v, model + 8 * MiB, 2 * MiB, 8 * MiB, 0) == 0 && bs_vol_flush(v) == 0,
+       "write 2 MiB while member 2 is missing");
+    bs_vol_close(v);
+    ok(bs_pool_export(p, false, &e) == 0, "export");
+    p = import_list(all, 3, &e);
+    if (!okb(p != NULL, "import with member 2 back: %s", e.msg))
+        return;
+    struct bs_pool_stats st;
+    uint64_t rs = resilver_wait(p, &st);
+    ok(rs >= MiB * 9 / 10 && rs < 2 * MiB && rs < st.allocated / 8,
+       "member 2 back at import: resilvered %llu bytes for 2 MiB written (its third: about "
+       "1 MiB; %llu allocated)", (unsigned long long)rs, (unsigned long long)st.allocated);
+    all_good(p, "member back at import");
+    scrub_clean(p, "member back at import");
+    bs_pool_close(p);
+}
+
 /* A crash in the middle of a resilver: the reimport resumes it. */
 static void test_crash(void)
 {
@@ -444,6 +483,7 @@ int main(void)
     test_replace("raidz3", 5, 3);
     test_dtl("mirror", 2);
     test_dtl("raidz1", 3);
+    test_dtl_import();
     test_crash();
     test_tree_crash();
     test_attach_detach();
