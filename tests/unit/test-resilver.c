@@ -206,8 +206,20 @@ static void test_dtl(const char *layout, unsigned nleaf)
     bs_vol_close(v);
     struct berr se = {0};
     ok(bs_pool_sync(p, &se) == 0, "%s: sync", layout);
+    /* a slow resilver: meanwhile reads must not use member 1 for the
+     * blocks it missed (no checksum error on it, all data right) */
+    ok(bs_pool_debug(p, "resilver_delay_ms=20", &e) == 0, "%s: slow resilver", layout);
     ok(bs_pool_online(p, "1", &e) == 0, "%s: online it: %s", layout, e.msg);
     struct bs_pool_stats st;
+    all_good(p, "while member 1 resilvers");
+    bs_pool_stats(p, &st);
+    ok(strcmp(st.scan.state, "scanning") == 0 && st.vdevs[1].checksum_errors == 0 &&
+           st.vdevs[1].dtl_hi > 0 && st.vdevs[1].resilvering,
+       "%s: reads during the resilver skip member 1 for its DTL %llu..%llu (%llu checksum "
+       "errors on it, scan %s)", layout, (unsigned long long)st.vdevs[1].dtl_lo,
+       (unsigned long long)st.vdevs[1].dtl_hi, (unsigned long long)st.vdevs[1].checksum_errors,
+       st.scan.state);
+    bs_pool_debug(p, "resilver_delay_ms=0", &e);
     uint64_t rs = resilver_wait(p, &st);
     /* mirror: the 2 MiB of data plus the indirect and MOS blocks rewritten
      * with them; raidz: this leaf's columns of those */
