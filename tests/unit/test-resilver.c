@@ -12,6 +12,8 @@
  * attach to a single device and to a mirror, detach (refused when it would
  * lose the last valid copy). */
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -430,6 +432,38 @@ static void test_tree_crash(void)
     bs_pool_close(p);
 }
 
+/* I/O that goes on while the vdev tree changes: rewrites the model's own
+ * bytes (so the data stays as the model says) and reads them back. */
+struct io_load {
+    bs_pool *p;
+    _Atomic bool stop;
+    int errors, rounds;
+};
+
+static void *io_loop(void *arg)
+{
+    struct io_load *l = arg;
+    struct berr e = {0};
+    bs_vol *v = NULL;
+    if (bs_vol_open(l->p, "vol", &v, &e) < 0) {
+        l->errors++;
+        return NULL;
+    }
+    uint8_t *buf = malloc(BS);
+    uint64_t seed = 3;
+    while (!atomic_load(&l->stop) && buf) {
+        uint64_t off = (xrand(&seed) % (VOLSIZE / BS)) * BS;
+        if (bs_vol_pwrite(v, model + off, BS, off, 0) < 0 || bs_vol_pread(v, buf, BS, off) < 0 ||
+            memcmp(buf, model + off, BS) != 0)
+            l->errors++;
+        if (++l->rounds % 64 == 0 && bs_vol_flush(v) < 0)
+            l->errors++;
+    }
+    free(buf);
+    bs_vol_close(v);
+    return NULL;
+}
+
 static void test_attach_detach(void)
 {
     struct berr e = {0};
@@ -441,9 +475,19 @@ static void test_attach_detach(void)
     struct bs_pool_stats st;
     ok(bs_pool_detach(p, leaf_path(0), &e) < 0 && e.code == ENOTSUP,
        "detach from a single device: %s", e.msg);
+    struct io_load load = { .p = p };
+    pthread_t th;
+    bool running = pthread_create(&th, NULL, io_loop, &load) == 0;
+    usleep(100000);
     ok(bs_pool_attach(p, leaf_path(0), leaf_path(1), false, &e) == 0,
-       "attach to a single device: %s", e.msg);
+       "attach to a single device while I/O goes on: %s", e.msg);
     uint64_t rs = resilver_wait(p, &st);
+    usleep(100000);
+    atomic_store(&load.stop, true);
+    if (running)
+        pthread_join(th, NULL);
+    ok(running && load.errors == 0 && load.rounds > 0,
+       "the I/O during the change: %d rounds, %d errors", load.rounds, load.errors);
     ok(strcmp(st.layout, "mirror") == 0 && st.nvdevs == 2 && rs > 0 && rs <= st.allocated &&
            strcmp(st.state, "ONLINE") == 0,
        "a 2-way mirror, resilvered %llu of %llu bytes", (unsigned long long)rs,
@@ -451,6 +495,8 @@ static void test_attach_detach(void)
     all_good(p, "after attach");
     /* a third member, slowly: detaching the only up-to-date ones is refused */
     ok(bs_pool_debug(p, "resilver_delay_ms=2", &e) == 0, "slow resilver");
+    struct io_load load2 = { .p = p };
+    running = pthread_create(&th, NULL, io_loop, &load2) == 0;
     ok(bs_pool_attach(p, leaf_path(1), leaf_path(2), false, &e) == 0, "attach a third: %s",
        e.msg);
     ok(bs_pool_detach(p, leaf_path(0), &e) == 0, "detach the first: %s", e.msg);
@@ -461,6 +507,11 @@ static void test_attach_detach(void)
     resilver_wait(p, &st);
     e = (struct berr){0};
     ok(bs_pool_detach(p, leaf_path(1), &e) == 0, "once resilvered it can go: %s", e.msg);
+    atomic_store(&load2.stop, true);
+    if (running)
+        pthread_join(th, NULL);
+    ok(running && load2.errors == 0 && load2.rounds > 0,
+       "the I/O during attach and detaches: %d rounds, %d errors", load2.rounds, load2.errors);
     bs_pool_stats(p, &st);
     ok(st.nvdevs == 1 && strcmp(st.vdevs[0].path, leaf_path(2)) == 0, "one member left: %s",
        st.vdevs[0].path);
