@@ -21,7 +21,9 @@
  * DTL, resilvered).  A member leaving the pool has its label wiped only after
  * T+1 has committed, so it stays importable as the old tree until then.
  *
- * Concurrency: readers walk p->vd->child[] without locks.  So a leaf taken
+ * Concurrency: readers walk p->vd->child[] without locks (plain loads of
+ * aligned pointers and counts; the stores here are atomic releases; TSan
+ * calls the pairs races, the hardware does not tear them).  So a leaf taken
  * out of the tree is never freed while the pool lives: it goes OFFLINE (no
  * new I/O, no self-healing write: repairs check vdev_usable under the heal
  * lock, whose write side is taken once as a barrier), its fd is closed, and
@@ -230,7 +232,7 @@ int bs_pool_replace(bs_pool *p, const char *old_dev, const char *new_dev, bool f
         new_member(p, nl, old, t);
         pthread_mutex_lock(&p->lock);
         p->hdr.child_guids[k] = nl->guid;
-        p->vd->child[k] = nl;
+        __atomic_store_n(&p->vd->child[k], nl, __ATOMIC_RELEASE);
         retire(nl, old, VDEV_STATE_OFFLINE); /* shown as "replacing" until resilvered */
         pthread_mutex_unlock(&p->lock);
         r = write_tree(p, t, err);
@@ -277,8 +279,8 @@ static int leaf_to_mirror(bs_pool *p, struct berr *err)
     pthread_rwlock_init(&l0->heal_lock, NULL);
     vdev_set_data(l0, top->ashift, top->data_start, top->data_size);
     kids[0] = l0;
-    top->child = kids;
-    top->nchild = 1;
+    __atomic_store_n(&top->child, kids, __ATOMIC_RELEASE);
+    __atomic_store_n(&top->nchild, 1u, __ATOMIC_RELEASE);
     char *opath = top->path;
     top->path = mpath;
     free(opath);
@@ -286,8 +288,7 @@ static int leaf_to_mirror(bs_pool *p, struct berr *err)
     p->hdr.features_incompat |= LABEL_FEAT_VDEV_TREE;
     p->hdr.top_guid = pool_random_u64();
     /* last: from here on every new I/O takes the mirror paths */
-    atomic_thread_fence(memory_order_release);
-    top->kind = VDEV_KIND_MIRROR;
+    __atomic_store_n(&top->kind, VDEV_KIND_MIRROR, __ATOMIC_RELEASE);
     return 0;
 }
 
@@ -320,11 +321,10 @@ int bs_pool_attach(bs_pool *p, const char *existing, const char *new_dev, bool f
         if (r == 0) {
             new_member(p, nl, p->vd->child[0], t);
             unsigned n = p->vd->nchild;
-            p->vd->child[n] = steal_ptr(nl);
+            __atomic_store_n(&p->vd->child[n], steal_ptr(nl), __ATOMIC_RELEASE);
             p->hdr.child_guids[n] = p->vd->child[n]->guid;
             p->hdr.nchildren = n + 1;
-            atomic_thread_fence(memory_order_release);
-            p->vd->nchild = n + 1;
+            __atomic_store_n(&p->vd->nchild, n + 1, __ATOMIC_RELEASE);
         }
         pthread_mutex_unlock(&p->lock);
         if (r == 0)
@@ -353,11 +353,11 @@ static int detach_leaf(bs_pool *p, int k, bool in_scan, struct berr *err)
     unsigned n = p->vd->nchild;
     struct vdev *old = p->vd->child[k];
     atomic_store(&old->state, VDEV_STATE_UNAVAIL);
-    p->vd->child[k] = p->vd->child[n - 1];
+    __atomic_store_n(&p->vd->child[k], p->vd->child[n - 1], __ATOMIC_RELEASE);
     p->hdr.child_guids[k] = p->hdr.child_guids[n - 1];
     p->hdr.child_guids[n - 1] = 0;
     p->hdr.nchildren = n - 1;
-    p->vd->nchild = n - 1;
+    __atomic_store_n(&p->vd->nchild, n - 1, __ATOMIC_RELEASE);
     retire(p->vd->child[0], old, VDEV_STATE_UNAVAIL);
     pthread_mutex_unlock(&p->lock);
     int r = write_tree(p, t, err);
