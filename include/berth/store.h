@@ -509,6 +509,7 @@ struct bs_send_opts {
     const char *from;        /* NULL: full stream; "VOL@A" or "@A": incremental from A */
     bool intermediates;      /* -I: also every snapshot between from and snap */
     const char *resume_token; /* continue a stream a receiver reported (bs_recv_token) */
+    bool raw;                /* encrypted blocks as stored, no key needed (docs/STREAM.md) */
 };
 struct bs_send_stats {
     uint64_t bytes_sent;      /* stream bytes */
