@@ -34,6 +34,7 @@
  *    would bind their object through the metadata MAC of the dnode). */
 #include "store/blkcrypt.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "common/cleanup.h"
@@ -84,6 +85,13 @@ static size_t make_aad(const struct blk_crypt *bc, uint8_t version, uint8_t type
     return CRYPT_AAD_LEN;
 }
 
+static atomic_bool test_local_aad;
+
+void blk_crypt_test_local_aad(bool on)
+{
+    atomic_store(&test_local_aad, on);
+}
+
 int blk_seal(const struct blk_wprops *wp, uint8_t comp, uint32_t lsize, uint32_t psize,
              uint64_t txg, struct blk_scratch *s, const uint8_t **src, struct blkptr *bp)
 {
@@ -98,9 +106,9 @@ int blk_seal(const struct blk_wprops *wp, uint8_t comp, uint32_t lsize, uint32_t
         r = crypt_random_iv(bp->iv);
     if (r < 0)
         return r;
-    bp->iv[BLK_AAD_BYTE] = BLK_AAD_PORTABLE;
-    size_t alen = make_aad(bc, BLK_AAD_PORTABLE, wp->type, wp->level, comp, txg, lsize, psize,
-                           aad);
+    uint8_t ver = atomic_load(&test_local_aad) ? BLK_AAD_LOCAL : BLK_AAD_PORTABLE;
+    bp->iv[BLK_AAD_BYTE] = ver;
+    size_t alen = make_aad(bc, ver, wp->type, wp->level, comp, txg, lsize, psize, aad);
     /* out of place when the bytes are still the caller's (uncompressed) */
     r = crypt_encrypt_block(bc->key, salt, bp->iv, aad, alen, *src, s->buf, psize, mac);
     if (r < 0)

@@ -91,6 +91,11 @@ int blk_sealed_check(const struct blk_sealed *sb, uint32_t volblocksize);
 int blk_write_sealed(const struct blkio *io, const struct blk_sealed *sb, const uint8_t *ct,
                      uint8_t cksum, uint64_t txg, struct blk_scratch *s, struct blkptr *bp);
 
+/* Tests only: seal new blocks with the pool-local AAD version 1, as berth
+ * did before raw send, to check that such blocks stay readable and that a
+ * raw send refuses them. */
+void blk_crypt_test_local_aad(bool on);
+
 /* Authenticate and decrypt the bp->psize verified stored bytes in place.
  * -EIO (counted as a checksum error, buf zeroed) if the tag fails. */
 int blk_unseal(const struct blkio *io, const struct blkptr *bp, const struct blk_crypt *bc,
