@@ -291,6 +291,7 @@ static const struct api_field q_snap_send[] = {
     {"from", FT_SNAP, false, NULL, 1, 0, NULL}, /* "A", "@A" or "VOL@A" */
     {"intermediates", FT_BOOL, false, NULL, 0, 0, NULL},
     {"token", FT_STR, false, NULL, 0, 4096, NULL},
+    {"raw", FT_BOOL, false, NULL, 0, 0, NULL}, /* encrypted blocks as stored */
     END,
 };
 
