@@ -349,6 +349,11 @@ static void test_round_trip(void)
     ok(do_recv("r", &m, false, &e) == 0, "received: %s", e.msg);
     free(m.b);
     ok(nsnaps(dst, "r") == 4, "r has @a @b @c @d");
+    struct bs_pool_stats ps;
+    struct berr ce = {0};
+    ok(bs_pool_check(dst, &ce) == 0 && bs_pool_stats(dst, &ps) == 0 && ps.checksum_errors == 0,
+       "the locked copy checks clean without a key (ciphertext checksums, space map): %s",
+       ce.msg);
 
     ok(key_load(dst, "r", keyurl, NULL) == 0, "key load on the receiver with the key file");
     ok(key_load(src, "v", NULL, NULL) == 0, "(and on the source, to compare)");
@@ -381,6 +386,19 @@ static void test_round_trip(void)
        "and takes writes (encrypted with the received key)");
     bs_vol_close(h);
     ok(same("v@b", "r@b"), "its origin is unchanged");
+
+    /* with its key loaded, the copy plain-sends like any encrypted volume */
+    struct mstream m2;
+    memset(&m2, 0, sizeof m2);
+    struct bs_send_opts po = {0};
+    ok(bs_send(dst, "r@c", &po, mwrite, &m2, NULL, &e2) == 0, "plain send of r@c: %s", e2.msg);
+    bs_pool *saved = dst;
+    dst = src; /* receive it back into the source pool */
+    ok(do_recv("back", &m2, false, &e2) == 0, "received back into the source pool: %s", e2.msg);
+    dst = saved;
+    ok(hash_of(src, "back@c") == hash_of(src, "v@c") && hash_of(src, "back@c") != 1,
+       "back@c == v@c");
+    free(m2.b);
 }
 
 static void test_refusals(void)
