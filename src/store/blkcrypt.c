@@ -11,7 +11,7 @@
  * 2, crypt_block_aad2) binds only what travels with the block, and is what
  * blk_seal writes now; version-1 blocks stay readable (blk_unseal picks the
  * AAD by that byte, and changing the byte breaks the tag like any other AAD
- * change).  A raw send refuses a version-1 block (blk_sealed_of: -EPROTO).
+ * change).  A raw send refuses a version-1 block (blk_sealed_of: -ENOTSUP).
  *
  * Why dropping birth loses nothing:
  *  - birth never protected the confidentiality or integrity of one block:
@@ -145,7 +145,7 @@ int blk_sealed_of(const struct blkptr *bp, uint64_t blkid, struct blk_sealed *ou
         bp_is_hole(bp))
         return -EIO;
     if (bp->iv[BLK_AAD_BYTE] != BLK_AAD_PORTABLE)
-        return -EPROTO;
+        return -ENOTSUP;
     memset(out, 0, sizeof *out);
     out->blkid = blkid;
     out->lsize = bp->lsize;

@@ -73,7 +73,7 @@ int blk_seal(const struct blk_wprops *wp, uint8_t comp, uint32_t lsize, uint32_t
              uint64_t txg, struct blk_scratch *s, const uint8_t **src, struct blkptr *bp);
 
 /* Describe the encrypted data pointer `bp` of block blkid for a raw send.
- * -EIO if bp is not an encrypted data block; -EPROTO if it was sealed with
+ * -EIO if bp is not an encrypted data block; -ENOTSUP if it was sealed with
  * the pool-local AAD version 1 (it cannot be authenticated in another pool). */
 int blk_sealed_of(const struct blkptr *bp, uint64_t blkid, struct blk_sealed *out);
 

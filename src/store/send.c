@@ -21,7 +21,7 @@
  *    (snap_open_raw), sends each block's stored ciphertext with its salt,
  *    IV and MAC, and the key record's wrapped slots, guid and fingerprint
  *    (CRYPT record); a block sealed with the pool-local AAD version 1
- *    cannot be authenticated elsewhere and stops the send (EPROTO). */
+ *    cannot be authenticated elsewhere and stops the send (ENOTSUP). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,8 +249,8 @@ static int send_section(struct sender *s, bs_vol *tov, const char *toname,
     if (r < 0) {
         if (s->werr)
             return berr_errno(err, r, "writing the stream");
-        if (r == -EPROTO)
-            return berr_set(err, EPROTO,
+        if (r == -ENOTSUP)
+            return berr_set(err, ENOTSUP,
                             "cannot raw-send %s: block %llu was written by an older berth, "
                             "whose encryption binds it to this pool (pool-local AAD); send "
                             "without --raw, or rewrite the volume's data and snapshot again",
