@@ -16,6 +16,7 @@
 
 #include "common/util.h"
 #include "store/blkcrypt.h"
+#include "store/mos.h"
 #include "store/pool_impl.h"
 #include "store/recv.h"
 #include "store/stream.h"
@@ -550,6 +551,30 @@ static void test_local_aad(void)
     free(m.b);
 }
 
+/* The key record's AAD version byte (FORMAT.md section 10): written as 2,
+ * 0 (older pools) still read, anything else refused. */
+static void test_key_record(void)
+{
+    pthread_mutex_lock(&dst->lock);
+    struct ds *d = ds_find(dst, "r");
+    struct mos_key k = d->key->rec;
+    pthread_mutex_unlock(&dst->lock);
+    size_t n = mos_key_len(&k);
+    uint8_t *b = malloc(n);
+    struct mos_key back;
+    mos_key_encode(&k, b);
+    ok(b[20] == 2 && mos_key_decode(b, (uint32_t)n, &back) == 0 && back.guid == k.guid,
+       "a key record is written with AAD version 2 and reads back");
+    b[20] = 0;
+    ok(mos_key_decode(b, (uint32_t)n, &back) == 0, "one from before portable AADs (0) reads");
+    b[20] = 1;
+    ok(mos_key_decode(b, (uint32_t)n, &back) == -EILSEQ, "AAD version 1 in a key record: refused");
+    b[20] = 2;
+    b[22] = 1;
+    ok(mos_key_decode(b, (uint32_t)n, &back) == -EILSEQ, "its reserved bytes must stay zero");
+    free(b);
+}
+
 int main(void)
 {
     const char *kf = tmp_path("k.key");
@@ -572,6 +597,7 @@ int main(void)
     setup_source();
     test_round_trip();
     test_refusals();
+    test_key_record();
     test_resume();
     test_local_aad();
     bs_pool_close(src);
