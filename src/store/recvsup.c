@@ -183,7 +183,20 @@ static int begin_full(struct bs_pool *p, const char *vol, uint64_t volsize,
     }
     pthread_mutex_lock(&p->admin_lock);
     pthread_mutex_lock(&p->lock);
-    if (ds_find(p, vol)) {
+    /* A key guid names one key record per pool (the directory refuses two):
+     * a stream whose key this pool has already (received back into the
+     * pool it came from, or a second copy) shares that record, as a clone
+     * shares its origin's, provided it is the same master key. */
+    struct vkey *same = NULL;
+    for (struct vkey *x = p->keys; k && x && !same; x = x->next)
+        if (x->rec.guid == key->guid)
+            same = x;
+    if (same && memcmp(same->rec.fingerprint, key->fingerprint, CRYPT_FINGERPRINT_LEN) != 0) {
+        r = berr_set(err, EEXIST,
+                     "pool '%s' has another key with the stream's key guid %llu: cannot "
+                     "receive it",
+                     p->name, (unsigned long long)key->guid);
+    } else if (ds_find(p, vol)) {
         r = berr_set(err, EEXIST,
                      "volume '%s' exists; a full stream creates a new volume (receive an "
                      "incremental, or destroy it first)",
@@ -210,17 +223,18 @@ static int begin_full(struct bs_pool *p, const char *vol, uint64_t volsize,
         snprintf(rec.recv.snapname, sizeof rec.recv.snapname, "%s", rs->snapname);
         objdesc_init(&rec.od, __builtin_ctz(volblocksize), volsize / volblocksize);
         objdesc_init(&rec.lin.dl, DL_DSHIFT, 0);
-        if (k) {
+        if (same) {
+            rec.key_id = same->rec.id;
+        } else if (k) {
             k->rec.id = rec.key_id = rec.id;
             k->next = p->keys;
             p->keys = k;
         }
         r = ds_insert_new(p, &rec, err);
-        if (r < 0 && k) {
+        if (r < 0 && k && !same)
             p->keys = k->next;
-        } else {
+        else if (!same)
             k = NULL; /* the pool's now */
-        }
     }
     vkey_free(k);
     uint64_t txg = r == 0 ? txg_dirty_open(p) : 0;

@@ -400,6 +400,24 @@ static void test_round_trip(void)
     ok(hash_of(src, "back@c") == hash_of(src, "v@c") && hash_of(src, "back@c") != 1,
        "back@c == v@c");
     free(m2.b);
+
+    /* a raw-received volume raw-sends on (a chain of replicas), even back
+     * into the pool of its origin: there it shares v's key record (one
+     * record per key guid), like a clone */
+    memset(&m2, 0, sizeof m2);
+    po.raw = true;
+    ok(bs_send(dst, "r@b", &po, mwrite, &m2, NULL, &e2) == 0, "raw send of r@b: %s", e2.msg);
+    dst = src;
+    ok(do_recv("rr", &m2, false, &e2) == 0, "raw-received back into the source pool: %s",
+       e2.msg);
+    dst = saved;
+    pthread_mutex_lock(&src->lock);
+    bool shared = ds_find(src, "rr")->key == ds_find(src, "v")->key;
+    pthread_mutex_unlock(&src->lock);
+    ok(shared, "it shares v's key record");
+    ok(!locked(src, "rr") && hash_of(src, "rr@b") == hash_of(src, "v@b"),
+       "unlocked with it, and rr@b == v@b");
+    free(m2.b);
 }
 
 static void test_refusals(void)
@@ -490,6 +508,7 @@ static void test_resume(void)
     ok(write_blocks(src, "v", 0, 300, 2) == 0 && snap(src, "v@g") == 0, "v@g: 300 changed");
     ok(bs_key_unload(src, "v", NULL) == 0, "source locked again");
     ok(do_send(src, "v@g", NULL, false, true, NULL, &m, &e) == 0, "raw full v@g");
+    ok(bs_key_unload(dst, "r", &e) == 0, "the receiver's key unloaded: %s", e.msg);
     m.limit = m.len / 2;
     int r = do_recv("s", &m, true, &e);
     ok(r == -EPIPE, "interrupted: %s", e.msg);
@@ -503,7 +522,8 @@ static void test_resume(void)
        "resumed raw send: %zu of %zu bytes, %llu blocks", m2.len, m.len,
        (unsigned long long)st.blocks);
     ok(do_recv("s", &m2, true, &e) == 0, "resumed raw receive completes: %s", e.msg);
-    ok(locked(dst, "s") && key_load(dst, "s", keyurl, NULL) == 0, "s locked, then loaded");
+    ok(locked(dst, "s") && key_load(dst, "s", keyurl, NULL) == 0 && !locked(dst, "r"),
+       "s (sharing r's key record) locked, then loaded");
     ok(key_load(src, "v", NULL, NULL) == 0 && same("v@g", "s@g"), "s@g == v@g");
     recv_set_checkpoint_bytes(0);
     free(m.b);
