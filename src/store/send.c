@@ -210,7 +210,8 @@ static int send_section(struct sender *s, bs_vol *tov, const char *toname,
                         struct berr *err)
 {
     struct stream_begin b = {
-        .flags = flags | (s->raw ? SBEGIN_RAW : 0), .toguid = to->guid, .fromguid = from ? from->guid : 0,
+        .flags = flags | (s->raw ? SBEGIN_RAW : 0), .toguid = to->guid,
+        .fromguid = from ? from->guid : 0,
         .totxg = to->txg, .fromtxg = from ? from->txg : 0, .volsize = to->volsize,
         .volblocksize = to->volblocksize, .comp = to->comp, .comp_level = to->comp_level,
         .cksum = to->cksum, .creation = to->creation, .resume_blk = resume_blk,
@@ -431,7 +432,8 @@ static int send_all(bs_pool *p, struct sender *s, const char *snapname,
         s->ds = cur.v->ds;
         if (i >= k) {
             uint32_t flags = (i + 1 < n ? SBEGIN_MORE : 0) | (tp && i == k ? SBEGIN_RESUMED : 0);
-            r = send_section(s, cur.v, cur.name, &cur.view, prev.name, prev.v ? &prev.view : NULL, flags,
+            r = send_section(s, cur.v, cur.name, &cur.view, prev.name,
+                             prev.v ? &prev.view : NULL, flags,
                              tp && i == k ? tp->resume_blk : 0, err);
         }
         snap_ref_close(&prev);

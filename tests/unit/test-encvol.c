@@ -405,7 +405,8 @@ static void test_tamper(const uint8_t *plain, const uint8_t *rawkey)
      * the block in another txg (blkcrypt.c says why that is safe) */
     t = bp;
     t.birth++;
-    ok(bp.iv[12] == 2 && blk_read_crypt(&p->io, &t, BLK_NOCACHE, ds_blk_crypt(d, 1, &bc), &c) == 0 &&
+    ok(bp.iv[12] == 2 &&
+           blk_read_crypt(&p->io, &t, BLK_NOCACHE, ds_blk_crypt(d, 1, &bc), &c) == 0 &&
            memcmp(c->data, plain + BS, BS) == 0,
        "a block written now has the portable AAD: another birth txg still decrypts");
     cbuf_unref(c);
