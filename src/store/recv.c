@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "common/util.h"
 #include "store/blkcrypt.h"
 #include "store/codec.h"
@@ -64,6 +65,8 @@ struct receiver {
     uint64_t since_ckpt;     /* stream bytes applied since the last resume point */
     uint64_t bytes;          /* stream bytes read */
     char snap[64];           /* SNAP of the section being received */
+    bool raw;                /* the current section is raw: skey is its CRYPT key */
+    struct mos_key skey;     /* wrapped slots only: nothing secret */
 };
 
 /* Read up to len bytes, fewer only at the end of the stream. */
@@ -222,16 +225,16 @@ static int start_section(struct receiver *rv, const struct stream_begin *b,
     snprintf(rv->snap, sizeof rv->snap, "%s", strchr(b->toname, '@') + 1);
     snprintf(rs.snapname, sizeof rs.snapname, "%s", rv->snap);
     int r;
-    struct mos_key key;
+    rv->raw = c != NULL;
+    if (c && (r = stream_key(c, &rv->skey, err)) < 0)
+        return r;
     if (b->flags & SBEGIN_RESUMED) {
         r = check_resume(rv, b, err);
         if (r == 0 && c)
             r = recv_check_key(rv->p, rv->vol, true, c->key_guid, c->fingerprint, err);
     } else if (b->fromguid == 0 && c) {
-        r = stream_key(c, &key, err);
-        if (r == 0)
-            r = recv_begin_full_raw(rv->p, rv->vol, b->volsize, b->volblocksize, &rs, &key,
-                                    err);
+        r = recv_begin_full_raw(rv->p, rv->vol, b->volsize, b->volblocksize, &rs, &rv->skey,
+                                err);
     } else if (b->fromguid == 0) {
         r = recv_begin_full(rv->p, rv->vol, b->volsize, b->volblocksize, &rs, err);
     } else if ((r = check_base(rv, b, err)) == 0 &&
@@ -330,11 +333,23 @@ static int finish_section(struct receiver *rv, struct bs_recv_stats *st, struct 
     rv->h = NULL;
     if (r < 0)
         return berr_errno(err, r, "flushing %s", rv->vol);
-    if ((r = recv_finish(rv->p, rv->vol, rv->ps.begin.creation, err)) < 0)
+    struct recv_slots ks;
+    if ((r = recv_finish(rv->p, rv->vol, rv->ps.begin.creation, rv->raw ? &rv->skey : NULL, &ks,
+                         err)) < 0)
         return berr_wrap(err, "cannot finish receiving %s", rv->ps.begin.toname);
     rv->begun = rv->keepable = false;
-    if (st)
+    if (rv->raw && ks.outcome == BS_RECV_KEYSLOTS_KEPT)
+        blog_warn("pool %s: receive of %s into %s: the key slots of the stream were not taken: "
+                  "its key record is shared with '%s', of another lineage",
+                  bs_pool_name(rv->p), rv->ps.begin.toname, rv->vol, ks.shared_with);
+    if (st) {
         snprintf(st->snapshot, sizeof st->snapshot, "%s@%s", rv->vol, rv->snap);
+        if (st->keyslots != BS_RECV_KEYSLOTS_KEPT && ks.outcome != BS_RECV_KEYSLOTS_NONE) {
+            st->keyslots = ks.outcome;
+            snprintf(st->keyslots_shared_with, sizeof st->keyslots_shared_with, "%s",
+                     ks.shared_with);
+        }
+    }
     return 0;
 }
 

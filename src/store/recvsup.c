@@ -389,7 +389,58 @@ int recv_set_offset(struct bs_pool *p, const char *vol, uint64_t offset, struct 
     return 0;
 }
 
-int recv_finish(struct bs_pool *p, const char *vol, uint64_t creation, struct berr *err)
+/* Is d of vol's lineage: vol, its snapshots, its pending receive, or a
+ * clone made from one of its snapshots (pool->lock held)? */
+static bool of_lineage(struct bs_pool *p, struct ds *d, const char *vol, const char *hidden)
+{
+    for (struct ds *x = d; x; x = ds_by_id(p, x->rec.lin.prev_id))
+        if (strcmp(x->rec.name, vol) == 0 || strcmp(x->rec.name, hidden) == 0 ||
+            owned_by(x, vol))
+            return true;
+    return false;
+}
+
+/* What a raw section's slot set does to the key record of VOL%recv (hd),
+ * pool->lock held; the rule is in snap.h.  Queues ST_KEYSLOTS on t when
+ * the record follows the stream. */
+static int slots_rule(struct bs_pool *p, struct ds *hd, const char *vol, const char *hidden,
+                      const struct mos_key *sk, struct synctask *t, struct recv_slots *out,
+                      struct berr *err)
+{
+    struct vkey *k = hd->key;
+    if (!k)
+        return berr_set(err, EINVAL, "'%s' is not encrypted: a raw stream cannot be "
+                        "received into it", vol);
+    if (k->rec.guid != sk->guid ||
+        memcmp(k->rec.fingerprint, sk->fingerprint, CRYPT_FINGERPRINT_LEN) != 0)
+        return berr_set(err, EXDEV, "the raw stream is encrypted with another key (key guid "
+                        "%llu) than '%s' (key guid %llu)", (unsigned long long)sk->guid, vol,
+                        (unsigned long long)k->rec.guid);
+    uint8_t a[KEYSLOTS_SIZE], b[KEYSLOTS_SIZE];
+    keyslots_encode(&k->rec.slots, a);
+    keyslots_encode(&sk->slots, b);
+    if (memcmp(a, b, sizeof a) == 0 && k->rec.keyformat == sk->keyformat) {
+        out->outcome = BS_RECV_KEYSLOTS_SAME;
+        return 0;
+    }
+    for (struct ds *d = p->ds_list; d; d = d->next) {
+        if (d->key != k || d->destroying || of_lineage(p, d, vol, hidden))
+            continue;
+        out->outcome = BS_RECV_KEYSLOTS_KEPT;
+        snprintf(out->shared_with, sizeof out->shared_with, "%s", d->rec.name);
+        return 0;
+    }
+    struct st_item *it = task_add(t, ST_KEYSLOTS);
+    if (!it)
+        return berr_set(err, ENOMEM, "out of memory");
+    it->key = k;
+    it->slots = sk;
+    out->outcome = BS_RECV_KEYSLOTS_UPDATED;
+    return 0;
+}
+
+int recv_finish(struct bs_pool *p, const char *vol, uint64_t creation,
+                const struct mos_key *skey, struct recv_slots *slots, struct berr *err)
 {
     char hidden[BS_SNAP_NAME_MAX];
     recv_name(vol, hidden);
@@ -444,6 +495,10 @@ int recv_finish(struct bs_pool *p, const char *vol, uint64_t creation, struct be
                 atomic_store(&h->gone, true);
         }
     }
+    if (slots)
+        memset(slots, 0, sizeof *slots);
+    if (r == 0 && skey && slots)
+        r = slots_rule(p, hd, vol, hidden, skey, t, slots, err);
     pthread_mutex_unlock(&p->lock);
     return task_finish(p, t, r, "receive", err);
 }

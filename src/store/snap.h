@@ -95,10 +95,28 @@ int vol_write_sealed(bs_vol *v, const struct blk_sealed *sb, const uint8_t *ct);
 /* Read / update the persisted receive state (update waits for a txg). */
 int recv_get_state(struct bs_pool *p, const char *vol, struct recv_state *out);
 int recv_set_offset(struct bs_pool *p, const char *vol, uint64_t offset, struct berr *err);
+/* What a raw section did to the key slots of the receiving volume. */
+struct recv_slots {
+    enum bs_recv_keyslots outcome;
+    char shared_with[BS_SNAP_NAME_MAX]; /* KEPT: a dataset of another lineage */
+};
 /* Make VOL%recv the volume VOL (discarding VOL's changes since the base,
  * for an incremental) and snapshot it as VOL@rs.snapname with guid
- * rs.toguid and creation time `creation`, in one txg. */
-int recv_finish(struct bs_pool *p, const char *vol, uint64_t creation, struct berr *err);
+ * rs.toguid and creation time `creation`, in one txg.
+ *
+ * A raw section passes its CRYPT record's key as `skey` (NULL: plain).
+ * The rule for its slot set (docs/STREAM.md section 11.4): the key guid and
+ * fingerprint must be VOL%recv's (EXDEV); a slot set equal to the record's
+ * changes nothing (SAME); when every dataset using the key record is of
+ * VOL's lineage (VOL, its snapshots, VOL%recv, clones of its snapshots), the
+ * record takes the stream's slots and keyformat in the same txg as the
+ * switch (UPDATED: the sender's key change/add/remove reaches the copy);
+ * when a dataset of another lineage shares the record (the stream came back
+ * into the pool of its origin, or a second copy of the same key), the
+ * record's slots stay as they are (KEPT, naming that dataset): a stream
+ * never rewrites the key management of volumes it is not the source of. */
+int recv_finish(struct bs_pool *p, const char *vol, uint64_t creation,
+                const struct mos_key *skey, struct recv_slots *slots, struct berr *err);
 /* Destroy VOL%recv (ENOENT if none). */
 int recv_discard(struct bs_pool *p, const char *vol, struct berr *err);
 

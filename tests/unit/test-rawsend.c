@@ -16,6 +16,7 @@
 
 #include "common/util.h"
 #include "store/blkcrypt.h"
+#include "store/keyslot.h"
 #include "store/mos.h"
 #include "store/pool_impl.h"
 #include "store/recv.h"
@@ -127,11 +128,18 @@ static int snap(bs_pool *p, const char *name)
 static uint64_t hash_of(bs_pool *p, const char *name)
 {
     bs_vol *v;
-    if (bs_vol_open(p, name, &v, NULL) < 0)
+    struct berr e = {0};
+    int r = bs_vol_open(p, name, &v, &e);
+    if (r < 0) {
+        diag("open %s: %s", name, e.msg);
         return 1;
+    }
     uint64_t size = bs_vol_size(v);
     uint8_t *buf = malloc(size);
-    uint64_t h = bs_vol_pread(v, buf, size, 0) == 0 ? XXH3_64bits(buf, size) : 1;
+    r = bs_vol_pread(v, buf, size, 0);
+    if (r < 0)
+        diag("read %s: %s", name, strerror(-r));
+    uint64_t h = r == 0 ? XXH3_64bits(buf, size) : 1;
     free(buf);
     bs_vol_close(v);
     return h;
@@ -292,6 +300,55 @@ static void forge_block(struct stream_rec *rec, uint8_t *blk)
         forged = 1;
     }
 }
+
+
+/* ---- the key slots of a raw-received copy ---- */
+
+static int do_recv_st(bs_pool *p, const char *vol, struct mstream *m, bool resumable,
+                      struct bs_recv_stats *st, struct berr *e)
+{
+    m->pos = 0;
+    memset(e, 0, sizeof *e);
+    struct bs_recv_opts o = { .resumable = resumable };
+    int r = bs_recv(p, vol, &o, mread, m, st, e);
+    if (r < 0)
+        diag("receive into %s: %s", vol, e->msg);
+    return r;
+}
+
+/* XXH3 of the encoded slot set of name's key record (0: none). */
+static uint64_t slots_hash(bs_pool *p, const char *name)
+{
+    uint8_t b[KEYSLOTS_SIZE];
+    pthread_mutex_lock(&p->lock);
+    struct ds *d = ds_find(p, name);
+    bool k = d && d->key;
+    if (k)
+        keyslots_encode(&d->key->rec.slots, b);
+    pthread_mutex_unlock(&p->lock);
+    return k ? XXH3_64bits(b, sizeof b) : 0;
+}
+
+/* Does this raw key (or passphrase) open name's key?  Unloads it again. */
+static bool opens(bs_pool *p, const char *name, const uint8_t *raw, const char *phrase)
+{
+    struct bs_key k = { .format = BS_KEYFORMAT_RAW, .data = raw, .len = 32 };
+    if (phrase) {
+        k.format = BS_KEYFORMAT_PASSPHRASE;
+        k.data = phrase;
+        k.len = strlen(phrase);
+    }
+    struct berr e = {0};
+    bs_key_unload(p, name, NULL);
+    bool r = bs_key_load(p, name, &k, &e) == 0;
+    if (r)
+        bs_key_unload(p, name, NULL);
+    return r;
+}
+
+static const uint8_t rawkey2[32] = "ZYXWVUTSRQPONMLKzyxwvutsrqponmlk";
+static const uint8_t rawkey3[32] = "33333333333333334444444444444444";
+static const char pass2[] = "a second passphrase, newer";
 
 /* ---- tests ---- */
 
@@ -530,6 +587,191 @@ static void test_resume(void)
     free(m2.b);
 }
 
+
+/* A power cut at every point of a raw incremental that brings a new slot
+ * set: after the import the copy is either before the receive (old slot
+ * set: the old key opens it) or after it (new slot set: the new key opens
+ * it, the removed old one does not), and its data is the matching snapshot. */
+static void test_crash_follow(const struct mstream *full, const struct mstream *inc,
+                              const uint8_t *newkey, uint64_t h_old, uint64_t h_new)
+{
+    const char *f = tmp_path("crash.img");
+    int runs = 0, bad = 0, before = 0, after = 0;
+    bool completed = false;
+    for (int n = 1; n < 400 && !completed; n += n < 40 ? 1 : 7) {
+        struct berr e = {0};
+        struct bs_pool_opts o;
+        bs_pool_opts_init(&o);
+        o.force = true;
+        const char *v[] = { f };
+        bs_pool *p;
+        if (bs_pool_create("crashp", v, 1, 64 * MiB, &o, &p, &e) < 0) {
+            bad++, diag("pool create: %s", e.msg);
+            break;
+        }
+        struct mstream m = *full;
+        struct bs_recv_stats st;
+        if (do_recv_st(p, "c", &m, false, NULL, &e) < 0 || bs_pool_sync(p, &e) < 0) {
+            bad++;
+            bs_pool_close(p);
+            break;
+        }
+        char knob[64];
+        snprintf(knob, sizeof knob, "torn_write_after=%d", n);
+        bs_pool_debug(p, knob, &e);
+        m = *inc;
+        m.pos = 0;
+        struct bs_recv_opts ro = {0};
+        completed = bs_recv(p, "c", &ro, mread, &m, &st, &e) == 0;
+        pool_abandon(p);
+        if (bs_pool_import(v, 1, NULL, &p, &e) < 0) {
+            bad++, diag("run %d: import failed: %s", n, e.msg);
+            continue;
+        }
+        bool old = opens(p, "c", rawkey, NULL), nw = opens(p, "c", newkey, NULL);
+        int snaps = nsnaps(p, "c");
+        uint64_t h = 1;
+        if (old || nw) {
+            bs_key_load(p, "c", &(struct bs_key){ .format = BS_KEYFORMAT_RAW,
+                                                 .data = nw ? newkey : rawkey, .len = 32 }, &e);
+            h = hash_of(p, "c");
+        }
+        bool okay = old != nw && ((old && snaps == 1 && h == h_old) ||
+                                  (nw && snaps == 2 && h == h_new)) &&
+                    (!completed || nw);
+        if (!okay)
+            bad++, diag("run %d: old key %d, new key %d, %d snapshots, data %s, completed %d",
+                        n, old, nw, snaps, h == h_old ? "old" : h == h_new ? "new" : "wrong",
+                        completed);
+        before += old;
+        after += nw;
+        runs++;
+        bs_pool_export(p, true, &e);
+    }
+    ok(completed, "the receive completes once the cut comes late enough");
+    ok(bad == 0, "%d power cuts around a raw incremental with a new slot set: %d before "
+       "(old key), %d after (new key), none with both or neither", runs, before, after);
+    ok(before > 0 && after > 0, "cuts hit before and after the commit");
+}
+
+/* The sender's key change/add/remove between snapshots reaches the copy
+ * with the next raw incremental (or resumed) receive; a copy whose key
+ * record is shared with a volume of another lineage keeps its slots. */
+static void test_key_follow(void)
+{
+    struct mstream full, m, m2;
+    struct berr e = {0};
+    struct bs_recv_stats st;
+    const char *k2f = tmp_path("k2.key");
+    FILE *fp = fopen(k2f, "w");
+    fwrite(rawkey2, 1, 32, fp);
+    fclose(fp);
+    char k2url[600];
+    snprintf(k2url, sizeof k2url, "file://%s", k2f);
+
+    /* s (from test_resume) shares r's key record: it goes, so r's lineage
+     * (r, its snapshots, the clone rc) is the record's only user */
+    ok(bs_vol_destroy_ex(dst, "s", BS_DESTROY_RECURSIVE, &e) == 0, "destroy s: %s", e.msg);
+    ok(do_send(src, "v@g", NULL, false, true, NULL, &full, &e) == 0,
+       "raw full v@g with the old slot set (for the crash runs)");
+    uint64_t h_g = hash_of(src, "v@g");
+
+    struct bs_key k2 = { .format = BS_KEYFORMAT_RAW, .location = k2url };
+    struct bs_key p2 = { .format = BS_KEYFORMAT_PASSPHRASE, .data = pass2, .len = strlen(pass2),
+                         .kdf = fast_kdf };
+    int ns = bs_key_change(src, "v", 0, &k2, &e);
+    ok(ns >= 0, "source: key change of slot 0 to a second key file (slot %d): %s", ns, e.msg);
+    ok(bs_key_remove(src, "v", 1, &e) == 0, "source: the passphrase slot removed: %s", e.msg);
+    ok(bs_key_add(src, "v", &p2, -1, &e) >= 0, "source: another passphrase added: %s", e.msg);
+    /* (v@h rewrites the blocks of r@f that test_refusals forged) */
+    ok(write_blocks(src, "v", 100, 20, 2) == 0 && write_blocks(src, "v", 500, 3, 2) == 0 &&
+           snap(src, "v@h") == 0,
+       "v@h");
+    ok(do_send(src, "v@h", "@f", false, true, NULL, &m, &e) == 0, "raw -i @f v@h");
+
+    /* a stream with another key fingerprint: refused, the slots untouched */
+    uint64_t before = slots_hash(dst, "r");
+    ok(reencode(&m, &m2, other_fingerprint) == 0 &&
+           do_recv_st(dst, "r", &m2, false, &st, &e) == -EXDEV && slots_hash(dst, "r") == before,
+       "the incremental with another key fingerprint: refused, slots unchanged (%s)", e.msg);
+    free(m2.b);
+    ok(reencode(&m, &m2, other_key) == 0 &&
+           do_recv_st(dst, "r", &m2, false, &st, &e) == -EXDEV && slots_hash(dst, "r") == before,
+       "with another key guid: refused too");
+    free(m2.b);
+
+    ok(!locked(dst, "r"), "the receiver has the key loaded meanwhile");
+    ok(do_recv_st(dst, "r", &m, false, &st, &e) == 0 && st.keyslots == BS_RECV_KEYSLOTS_UPDATED,
+       "the incremental raw receive takes the sender's slot set (keyslots %d)", st.keyslots);
+    free(m.b);
+    ok(slots_hash(dst, "r") == slots_hash(src, "v") && slots_hash(dst, "rc") == slots_hash(dst, "r"),
+       "r's key record (shared by the clone rc) has the source's slots now");
+    ok(!locked(dst, "r") && same("v@h", "r@h"), "the loaded key stays valid: r@h == v@h");
+    struct bs_keyslot_info ks[BS_KEYSLOTS_MAX];
+    ok(bs_key_list(dst, "r", ks, NULL) == 2, "two slots listed, as on the source");
+    ok(!opens(dst, "r", rawkey, NULL), "the changed-away key file no longer opens the copy");
+    ok(!opens(dst, "r", NULL, pass), "nor the removed passphrase");
+    ok(opens(dst, "r", rawkey2, NULL), "the new key file does");
+    ok(opens(dst, "r", NULL, pass2), "and the added passphrase");
+
+    const char *df = tmp_path("dst.img");
+    bs_pool_export(dst, false, &e);
+    const char *dv[] = { df };
+    dst = NULL;
+    ok(bs_pool_import(dv, 1, NULL, &dst, &e) == 0, "receiver re-imported: %s", e.msg);
+    ok(opens(dst, "r", rawkey2, NULL) && !opens(dst, "r", rawkey, NULL),
+       "after the import too: the new key opens r, the old one does not");
+
+    /* a resumed raw incremental brings the slot set the sender had when
+     * the resume was sent */
+    recv_set_checkpoint_bytes(16 << 10);
+    ok(write_blocks(src, "v", 0, 200, 2) == 0 && snap(src, "v@i") == 0, "v@i: 200 changed");
+    ok(do_send(src, "v@i", "@h", false, true, NULL, &m, &e) == 0, "raw -i @h v@i");
+    m.limit = m.len / 2;
+    ok(do_recv_st(dst, "r", &m, true, &st, &e) == -EPIPE, "its receive is interrupted");
+    free(m.b);
+    struct bs_key k3 = { .format = BS_KEYFORMAT_RAW, .data = rawkey3, .len = 32 };
+    ok(bs_key_change(src, "v", -1, &k3, &e) >= 0, "source: key change to a third key: %s",
+       e.msg);
+    char tok[STREAM_TOKEN_MAX];
+    ok(bs_recv_token(dst, "r", tok, sizeof tok, &e) == 0 &&
+           do_send(src, "v@i", "@h", false, true, tok, &m, &e) == 0,
+       "resumed raw send");
+    ok(do_recv_st(dst, "r", &m, true, &st, &e) == 0 && st.keyslots == BS_RECV_KEYSLOTS_UPDATED,
+       "the resumed receive completes and takes the newer slot set");
+    free(m.b);
+    recv_set_checkpoint_bytes(0);
+    ok(opens(dst, "r", rawkey3, NULL) && !opens(dst, "r", rawkey2, NULL),
+       "the third key opens r, the second no longer");
+    ok(key_load(dst, "r", NULL, pass2) == 0 && same("v@i", "r@i"), "r@i == v@i");
+
+    /* another lineage shares the key record: the origin pool.  rr (from
+     * r@b, in src) shares v's record; a key added on the copy r and an
+     * incremental from r into rr must not change v's slots */
+    struct bs_key pl = { .format = BS_KEYFORMAT_PASSPHRASE, .data = "local to the copy only",
+                         .len = 22, .kdf = fast_kdf };
+    ok(bs_key_add(dst, "r", &pl, -1, &e) >= 0, "a key added on the copy r: %s", e.msg);
+    uint64_t vs = slots_hash(src, "v");
+    ok(bs_key_unload(dst, "r", &e) == 0 && do_send(dst, "r@i", "@b", false, true, NULL, &m, &e) == 0,
+       "raw -i @b r@i from the locked copy");
+    ok(do_recv_st(src, "rr", &m, false, &st, &e) == 0 && st.keyslots == BS_RECV_KEYSLOTS_KEPT &&
+           strcmp(st.keyslots_shared_with, "rr") != 0,
+       "received into rr in the origin pool: slots kept (shared with %s)",
+       st.keyslots_shared_with);
+    free(m.b);
+    ok(slots_hash(src, "v") == vs && slots_hash(src, "rr") == vs,
+       "v's key record is unchanged");
+    ok(!opens(src, "v", NULL, "local to the copy only") && opens(src, "v", rawkey3, NULL),
+       "the copy's local key does not open v; v's own key does");
+    ok(key_load(src, "v", NULL, pass2) == 0 && hash_of(src, "rr@i") == hash_of(src, "v@i"),
+       "rr@i == v@i");
+
+    ok(do_send(src, "v@i", "@g", false, true, NULL, &m, &e) == 0, "raw -i @g v@i");
+    test_crash_follow(&full, &m, rawkey3, h_g, hash_of(src, "v@i"));
+    free(m.b);
+    free(full.b);
+}
+
 static void test_local_aad(void)
 {
     struct berr e = {0};
@@ -619,6 +861,7 @@ int main(void)
     test_refusals();
     test_key_record();
     test_resume();
+    test_key_follow();
     test_local_aad();
     bs_pool_close(src);
     bs_pool_close(dst);
