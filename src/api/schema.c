@@ -245,6 +245,7 @@ static const struct api_field b_repl_create[] = {
     {"keep", FT_STR, true, NULL, 0, 255, NULL},
     {"keep_target", FT_STR, false, NULL, 0, 255, NULL},
     {"prefix", FT_STR, false, NULL, 0, 64, NULL},
+    {"raw", FT_BOOL, false, NULL, 0, 0, NULL},
     END,
 };
 
