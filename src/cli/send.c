@@ -131,6 +131,15 @@ static int recv_stream(struct cli *c, const char *arg, bool force, bool resumabl
         fprintf(stdout, "received %s (%s)\n",
                 json_string_value(json_object_get(resp, "snapshot")),
                 out_size(c, json_object_get(resp, "bytes_received"), b, sizeof(b)));
+        /* a raw stream's slot set (docs/STREAM.md 11.4) */
+        const char *ks = json_string_value(json_object_get(resp, "keyslots"));
+        if (ks && strcmp(ks, "updated") == 0)
+            fprintf(stdout, "key slots updated from the sender\n");
+        const char *sw = json_string_value(json_object_get(resp, "keyslots_shared_with"));
+        if (ks && strcmp(ks, "kept") == 0)
+            fprintf(stderr, "berth: warning: the sender's key slots were not taken: the key "
+                    "record is shared with %s, of another lineage (see 'berth key list')\n",
+                    sw ? sw : "another volume");
     }
     json_decref(resp);
     return rc;

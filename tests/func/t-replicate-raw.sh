@@ -141,6 +141,32 @@ grep -q "warning: .*encrypted.*--raw" "$T/w.err" || fail "no warning: $(cat "$T/
 echo "  $(cat "$T/w.err")"
 berth replicate destroy w >/dev/null || fail "destroy w"
 
+echo "== berth recv says what a raw stream did to the key slots"
+# (a pool of its own: in dst the copies v and rv share their key record,
+# so a stream into one of them keeps the slots: docs/STREAM.md 11.4)
+mkpool cp 128M
+berth snapshot src/v@m1 >/dev/null || fail "snap m1"
+berth send --raw src/v@m1 | berth recv cp/m >/dev/null || fail "raw full into cp/m"
+head -c 32 /dev/urandom >"$T/k4.key"
+berth key add --key-file "$T/k4.key" src/v >/dev/null || fail "key add k4"
+berth snapshot src/v@m2 >/dev/null || fail "snap m2"
+berth send --raw -i @m1 src/v@m2 | berth recv cp/m >"$T/m.out" || fail "raw -i into cp/m"
+grep -qx "key slots updated from the sender" "$T/m.out" || fail "recv output: $(cat "$T/m.out")"
+berth key load --key-file "$T/k4.key" cp/m >/dev/null || fail "k4 does not open cp/m"
+# back into the source pool: cp/m's chain shares src/v's key record there,
+# so a key added on the copy does not reach src/v's slots
+berth send --raw cp/m@m1 | berth recv src/back >/dev/null || fail "raw full back into src"
+head -c 32 /dev/urandom >"$T/k5.key"
+berth key add --key-file "$T/k5.key" cp/m >/dev/null || fail "key add on the copy"
+berth send --raw -i @m1 cp/m@m2 | berth recv src/back 2>"$T/back.err" >/dev/null ||
+  fail "raw -i back into src"
+grep -q "warning: the sender's key slots were not taken: the key record is shared with v" \
+  "$T/back.err" || fail "no 'kept' warning: $(cat "$T/back.err")"
+cat "$T/back.err"
+berth key unload src/v >/dev/null || fail "unload src/v"
+rc_of 1 "wrong key" berth key load --key-file "$T/k5.key" src/v
+berth key load src/v >/dev/null || fail "src/v's own key"
+
 echo "== restart: the raw job and the locked target"
 stop_berthd
 start_berthd
