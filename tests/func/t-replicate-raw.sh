@@ -178,6 +178,39 @@ berth key load --key-file "$T/k2.key" dst/v >/dev/null || fail "key load after r
 s=$(jget j newest_target_snapshot)
 same "src/v@$s" "dst/v@$s"
 berth replicate destroy j >/dev/null
+
+echo "== a raw transfer cut short by a stop resumes raw at the next start"
+head -c 32 /dev/urandom >"$T/big.key"
+berth vol create -V 128M -o compression=off -o encryption=on -o keyformat=raw \
+  -o keylocation="file://$T/big.key" src/big >/dev/null || fail "create big"
+nbdpy - "$(uri src/big)" <<'EOF' || fail "writing src/big"
+import nbd, random, sys
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+r = random.Random(11)
+for off in range(0, 128 << 20, 4 << 20):
+    h.pwrite(r.randbytes(4 << 20), off)
+h.flush()
+h.shutdown()
+EOF
+berth key unload src/big >/dev/null || fail "unload big"
+berth replicate create big --source src/big --target dst/big --raw --every 1h --keep 1h:2 \
+  --prefix b_ >/dev/null || fail "create big"
+sleep 0.3 # its first cycle is sending 128M now
+stop_berthd
+start_berthd
+wait_until 60 state_is big ok || fail "big: $(api GET /replications/big)"
+if grep -q "replication big: cycle stopped: .*partial receive is kept" "$T/berthd.log"; then
+  grep -q "replication big: resuming the receive of" "$T/berthd.log" || fail "the kept receive was not resumed"
+  echo "  resumed after the restart"
+else
+  echo "  (the first cycle ended before the stop: nothing to resume)"
+fi
+locked dst/big
+berth key load --key-file "$T/big.key" dst/big >/dev/null || fail "key load dst/big"
+s=$(jget big newest_target_snapshot)
+same "src/big@$s" "dst/big@$s"
+berth replicate destroy big >/dev/null
 berth pool check dst >/dev/null || fail "pool check dst"
 berthd_alive
 stop_berthd
