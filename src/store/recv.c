@@ -24,7 +24,10 @@
  *    key record (locked), an incremental or a resumed one only into a
  *    volume whose key has the stream's guid and fingerprint; its blocks go
  *    to disk as they came (vol_write_sealed), their MACs are checked when
- *    the key is loaded and they are read. */
+ *    the key is loaded and they are read;
+ *  - a raw section's slot set reaches the target's key record only in the
+ *    txg of its finish, and only by the rule of recv_finish (snap.h,
+ *    STREAM.md 11.4): a failed or partial section never changes key slots. */
 #include "store/recv.h"
 
 #include <stdatomic.h>
