@@ -766,6 +766,36 @@ static void test_key_follow(void)
     ok(key_load(src, "v", NULL, pass2) == 0 && hash_of(src, "rr@i") == hash_of(src, "v@i"),
        "rr@i == v@i");
 
+    /* two copies of the same key in one pool share one key record: neither
+     * stream rewrites the other's slots; once the other copy is gone, the
+     * slots follow again */
+    ok(do_send(src, "v@i", NULL, false, true, NULL, &m, &e) == 0 &&
+           do_recv_st(dst, "r2", &m, false, &st, &e) == 0,
+       "a second raw copy r2 in the receiving pool: %s", e.msg);
+    free(m.b);
+    ok(st.keyslots == BS_RECV_KEYSLOTS_KEPT && strncmp(st.keyslots_shared_with, "r", 1) == 0,
+       "it shares r's key record, whose slots (with the copy's local key) it keeps (%s)",
+       st.keyslots_shared_with);
+    const char pass3[] = "a third passphrase";
+    struct bs_key p3 = { .format = BS_KEYFORMAT_PASSPHRASE, .data = pass3, .len = strlen(pass3),
+                         .kdf = fast_kdf };
+    ok(bs_key_add(src, "v", &p3, -1, &e) >= 0 && write_blocks(src, "v", 300, 5, 2) == 0 &&
+           snap(src, "v@j") == 0 && do_send(src, "v@j", "@i", false, true, NULL, &m, &e) == 0,
+       "source: a third passphrase added, v@j, raw -i @i v@j");
+    before = slots_hash(dst, "r");
+    ok(do_recv_st(dst, "r", &m, false, &st, &e) == 0 && st.keyslots == BS_RECV_KEYSLOTS_KEPT &&
+           strncmp(st.keyslots_shared_with, "r2", 2) == 0 && slots_hash(dst, "r") == before,
+       "into r: received, slots kept (shared with %s)", st.keyslots_shared_with);
+    ok(!opens(dst, "r", NULL, pass3), "the third passphrase does not open r");
+    ok(bs_vol_destroy_ex(dst, "r2", BS_DESTROY_RECURSIVE, &e) == 0 &&
+           bs_snap_destroy(dst, "r@j", 0, &e) == 0 && bs_vol_rollback(dst, "r@i", 0, &e) == 0,
+       "r2 destroyed, r back at @i: %s", e.msg);
+    ok(do_recv_st(dst, "r", &m, false, &st, &e) == 0 && st.keyslots == BS_RECV_KEYSLOTS_UPDATED &&
+           slots_hash(dst, "r") == slots_hash(src, "v"),
+       "the same stream again: r's slots follow the source");
+    ok(opens(dst, "r", NULL, pass3), "the third passphrase opens r");
+    free(m.b);
+
     ok(do_send(src, "v@i", "@g", false, true, NULL, &m, &e) == 0, "raw -i @g v@i");
     test_crash_follow(&full, &m, rawkey3, h_g, hash_of(src, "v@i"));
     free(m.b);
