@@ -10,7 +10,14 @@
  * with the old pool-local AAD (which stay readable).  A ciphertext forged
  * with fixed-up stream checksums is received (no key to check it) but reads
  * as EIO once the key is loaded.  Resumable raw receives resume; clones of
- * a raw-received volume work. */
+ * a raw-received volume work.  Key slots follow the sender (STREAM.md
+ * 11.4): after key change/remove/add on the source, the next raw
+ * incremental (or resumed) receive makes the new keys open the copy and the
+ * removed ones not, with the receiver's loaded key still valid and across a
+ * re-import; a stream of another key changes nothing; a copy sharing its key
+ * record with another lineage (the origin pool, a second copy) keeps its
+ * slots; power cuts around the receive leave the old or the new slot set,
+ * each with its snapshot, never neither. */
 #include <string.h>
 #include <xxhash.h>
 
