@@ -209,6 +209,24 @@ struct bs_vdev_stats {
     uint64_t repaired_bytes; /* rewritten from a good copy (self-healing, scrub) */
 };
 
+/* Top-level vdevs per pool, and leaves listed in bs_pool_stats. */
+#define BS_POOL_MAX_TOPS 16
+#define BS_POOL_MAX_LEAVES_SHOWN 32
+
+/* One top-level vdev. */
+struct bs_top_stats {
+    char name[24];           /* as zpool status names them: "mirror-0", "raidz1-1", or
+                                for a single device "disk-2" (its leaf is vdevs[first_leaf]) */
+    char type[16];           /* "single", "mirror", "raidz1", "raidz2", "raidz3" */
+    char state[16];          /* "ONLINE", "DEGRADED", "FAULTED" */
+    unsigned first_leaf, nleaves; /* its leaves: vdevs[first_leaf .. first_leaf+nleaves) */
+    uint64_t guid;
+    uint64_t size, allocated, free;  /* usable bytes (after parity) */
+    uint64_t raw_size, raw_allocated; /* bytes of its data area, parity included */
+    uint64_t checksum_errors;        /* blocks of it no copy verified */
+    uint64_t alloc_bytes;            /* bytes allocated on it since the pool was opened */
+};
+
 /* The last or current scrub. */
 struct bs_scan_stats {
     char state[16];          /* "none", "scanning", "paused", "finished", "canceled" */
@@ -250,9 +268,15 @@ struct bs_pool_stats {
     enum bs_keyformat keyformat;
     char keylocation[BS_KEYLOCATION_MAX];
     size_t nvdevs;
-    struct bs_vdev_stats vdevs[8];
-    char layout[16];         /* "single", "mirror", "raidz1", "raidz2", "raidz3" */
+    struct bs_vdev_stats vdevs[BS_POOL_MAX_LEAVES_SHOWN]; /* leaves of all tops, in order */
+    char layout[16];         /* "single", "mirror", "raidz1", "raidz2", "raidz3" (top 0's;
+                                "mixed" if the tops differ) */
     struct bs_scan_stats scan;
+    /* The top-level vdevs (size, allocated and free above are their sums,
+     * usable bytes: after parity and mirroring; raw_* include parity). */
+    uint64_t raw_size, raw_allocated, raw_free;
+    size_t ntops;
+    struct bs_top_stats tops[BS_POOL_MAX_TOPS];
 };
 /* state: "ONLINE", "DEGRADED" (a leaf is not ONLINE or is stale: redundancy
  * is reduced but everything is served), "FAULTED" (a txg failed: reads only),
@@ -267,6 +291,20 @@ int bs_pool_stats(bs_pool *p, struct bs_pool_stats *out);
  * all but nparity); ENOTSUP on a single-device pool. */
 int bs_pool_offline(bs_pool *p, const char *dev, struct berr *err);
 int bs_pool_online(bs_pool *p, const char *dev, struct berr *err);
+
+/* Grow the pool by one or more top-level vdevs, online (I/O continues):
+ * vdevs is a spec as for bs_pool_create ("mirror A B", "raidz1 A B C",
+ * "A", or several of them).  Each new top's labels and empty allocation map
+ * are written first, then one txg switches the pool's tree to include it
+ * (FORMAT.md 2); new blocks are spread over all tops, the emptier ones
+ * receiving more.  A top whose kind, width or parity differs from the
+ * pool's needs force (EINVAL otherwise, as zpool's "mismatched replication
+ * level"); so does a device holding another pool's labels.  EROFS on a
+ * read-only or faulted pool; ENOSPC past BS_POOL_MAX_TOPS tops.  `size`
+ * as for bs_pool_create: files that do not exist are created that large
+ * (0: they must exist). */
+int bs_pool_add(bs_pool *p, const char *const *vdevs, size_t nvdevs, uint64_t size, bool force,
+                struct berr *err);
 
 /* Scrub: a background thread reads every allocated block of the pool as of
  * the txg it starts from (the MOS, each volume's and snapshot's own blocks,

@@ -106,6 +106,8 @@ struct alloc_stats {
     unsigned fragmentation; /* percent of free bytes in runs shorter than 1 MiB */
 };
 void alloc_stats(struct alloc *a, struct alloc_stats *st);
+/* Cheap part of alloc_stats (no scan): data area bytes and `available`. */
+void alloc_space(struct alloc *a, uint64_t *size, uint64_t *available);
 
 /* For the leak checker: is every sector of the range set in `committed`? */
 bool alloc_is_allocated(struct alloc *a, uint64_t off, uint64_t asize);
