@@ -212,6 +212,8 @@ struct bs_vdev_stats {
 /* Top-level vdevs per pool, and leaves listed in bs_pool_stats. */
 #define BS_POOL_MAX_TOPS 16
 #define BS_POOL_MAX_LEAVES_SHOWN 32
+/* Device paths berthd keeps and passes per pool (API bodies, pools.json). */
+#define BS_POOL_MAX_DEVICES 64
 
 /* One top-level vdev. */
 struct bs_top_stats {

@@ -445,9 +445,11 @@ void pool_tops_stats(bs_pool *p, struct bs_pool_stats *o)
         const struct label_hdr *h = &p->top_hdr[t];
         struct alloc_stats st;
         alloc_stats(bt->alloc, &st);
-        kind_name(h->top_type, h->nparity, ts->type, sizeof ts->type);
+        char kind[16];
+        kind_name(h->top_type, h->nparity, kind, sizeof kind);
+        memcpy(ts->type, kind, sizeof ts->type);
         if (h->top_type)
-            snprintf(ts->name, sizeof ts->name, "%s-%u", ts->type, t);
+            snprintf(ts->name, sizeof ts->name, "%s-%u", kind, t);
         else
             snprintf(ts->name, sizeof ts->name, "%s-%u",
                      bt->vd->is_blockdev ? "disk" : "file", t);
