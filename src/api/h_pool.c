@@ -52,7 +52,9 @@ int h_pool_create(const struct api_call *c, json_t **out, struct berr *err)
     const char *layout = api_get_str(c->body, "layout");
     size_t k = 0;
     if (!jv == !js)
-        return berr_set(err, EINVAL, "give either 'vdevs' (with 'layout') or 'spec'");
+        return berr_set(err, EINVAL, "%s", jv ? "fields 'vdevs' and 'spec' exclude each other"
+                        : "missing required field 'vdevs' (or 'spec' for several top-level "
+                          "vdevs)");
     if (js && layout)
         return berr_set(err, EINVAL, "fields 'spec' and 'layout' exclude each other (the "
                         "layouts are in the spec)");

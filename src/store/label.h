@@ -33,7 +33,7 @@
 /* Incompatible feature: the pool has several top-level vdevs (FORMAT.md 2,
  * 3): this label's top_id may be non-zero and the uberblocks list the tops;
  * a version without it must not import one top alone. */
-#define LABEL_FEAT_MULTI_TOP 8ULL
+#define LABEL_FEAT_MULTI_TOP 16ULL
 /* Top-level vdevs per pool (label top_id < this; uberblock top list). */
 #define LABEL_MAX_TOPS 16
 

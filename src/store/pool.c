@@ -549,6 +549,9 @@ int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs
         r = berr_set(err, -r, "cannot import pool '%s' from %s: %s", p->name, vdevs[0], last.msg);
         goto fail;
     }
+    /* a fallback to an uberblock from before a pool add: that top is not
+     * part of the pool */
+    pool_tops_drop_unlisted(p, found);
     uint64_t committed = p->txg.committed_txg;
     free(steal_ptr(ubs));
     objtree_walk(&p->io, &p->mos_od, 0, add_mos_bytes, &p->mos_od);
