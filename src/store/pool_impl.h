@@ -222,6 +222,9 @@ void pool_tops_close(bs_pool *p);
 /* The per-top part of bs_pool_stats: tops[], ntops, and size/allocated/free
  * as usable bytes (raw_* with parity). */
 void pool_tops_stats(bs_pool *p, struct bs_pool_stats *o);
+/* Tests only: 1 or 2 makes bs_pool_add stop (ECANCELED) after that step of
+ * its order (pool_tops.c), as a crash there would; 0 (default) off. */
+extern _Atomic int pool_tops_test_stop;
 /* pool_write_labels for top t alone (also before it is published). */
 int pool_write_top_labels(bs_pool *p, unsigned t, bool wipe_first);
 

@@ -151,8 +151,10 @@ void pool_tops_drop_unlisted(bs_pool *p, const bool found[BLK_MAX_TOPS])
     for (unsigned t = nt; t < BLK_MAX_TOPS; t++) {
         if (!found[t] || !p->io.top[t].vd)
             continue;
-        blog_warn("pool '%s': top-level vdev %u (%s) is not part of the committed pool (an "
-                  "interrupted pool add?): left alone", p->name, t, p->io.top[t].vd->path);
+        blog_warn("pool '%s': top-level vdev %u (%s%s) is not part of the committed pool "
+                  "(an interrupted pool add?): left alone", p->name, t,
+                  vdev_leaf(p->io.top[t].vd, 0)->path,
+                  vdev_nleaves(p->io.top[t].vd) > 1 ? ", ..." : "");
         vdev_close(p->io.top[t].vd);
         p->io.top[t].vd = NULL;
     }
@@ -493,6 +495,8 @@ static bool is_member(bs_pool *p, const char *path)
     return false;
 }
 
+_Atomic int pool_tops_test_stop;
+
 /* Steps 1-3 of the add order (top of the file) for one spec. */
 static int add_top(bs_pool *p, const struct vdev_spec *s, uint64_t size, bool force,
                    struct berr *err)
@@ -546,12 +550,20 @@ static int add_top(bs_pool *p, const struct vdev_spec *s, uint64_t size, bool fo
         r = berr_set(err, -r, "cannot flush %s: %s", bt->vd->path, strerror(-r));
         goto fail;
     }
+    if (atomic_load(&pool_tops_test_stop) == 1) {
+        r = berr_set(err, ECANCELED, "stopped after step 1 (test)");
+        goto fail;
+    }
     /* 2: the old tops' labels say the pool has several tops */
     for (unsigned t = 0; t < id; t++)
         p->top_hdr[t].features_incompat |= LABEL_FEAT_MULTI_TOP;
     if ((r = pool_write_labels(p, false)) < 0) {
         r = berr_set(err, -r, "cannot update the labels of pool '%s': %s", p->name,
                      strerror(-r));
+        goto fail;
+    }
+    if (atomic_load(&pool_tops_test_stop) == 2) {
+        r = berr_set(err, ECANCELED, "stopped after step 2 (test)");
         goto fail;
     }
     /* 3: the switch: the next txg's uberblock lists the new top */

@@ -82,8 +82,10 @@ int pool_vdev_create(bs_pool *p, unsigned top, const struct vdev_spec *s, uint64
         if (r < 0)
             break;
         struct label_hdr old;
+        /* a device of an add to this pool that never committed (its top is
+         * not in the tree) may be taken again without force */
         if (label_read_hdr(leaves[i], &old, NULL) == 0 && old.state != POOL_STATE_DESTROYED &&
-            !force)
+            !force && !(p->guid && old.pool_guid == p->guid && old.top_id >= top))
             r = berr_set(err, EEXIST, "device %s holds pool '%s'; use -f to overwrite",
                          s->paths[i], old.pool_name);
         leaves[i]->guid = pool_random_u64();

@@ -14,6 +14,7 @@
 
 #include "common/cleanup.h"
 #include "common/util.h"
+#include "store/codec.h"
 #include "store/pool_impl.h"
 #include "store_test.h"
 #include "tap.h"
@@ -364,6 +365,62 @@ static void test_add(void)
     free(z2);
 }
 
+/* A crash in the middle of an add (after step 1 or 2 of its order): the
+ * pool imports as before, the new devices are ignored, and the add can be
+ * done again with the same devices. */
+static void test_interrupted_add(void)
+{
+    struct berr e = {0};
+    bs_pool *p = NULL;
+    make_files("ia", 4);
+    const char *m[] = {"mirror", files[0], files[1]};
+    ok(bs_pool_create("ia", m, 3, FILESZ, NULL, &p, &e) == 0, "interrupted add: create: %s",
+       e.msg);
+    if (!p)
+        return;
+    make_vol(p);
+    uint64_t seed = 3;
+    random_writes(p, 200, &seed, true);
+    const char *all[] = {files[0], files[1], files[2], files[3]};
+    const char *m2[] = {"mirror", files[2], files[3]};
+    for (int step = 1; step <= 2 && p; step++) {
+        atomic_store(&pool_tops_test_stop, step);
+        ok(bs_pool_add(p, m2, 3, FILESZ, false, &e) == -ECANCELED, "add stopped after step %d: %s",
+           step, e.msg);
+        atomic_store(&pool_tops_test_stop, 0);
+        pool_abandon(p);
+        p = NULL;
+        ok(bs_pool_import(all, 4, NULL, &p, &e) == 0, "import with the new devices given: %s",
+           e.msg);
+        if (!p)
+            return;
+        struct bs_pool_stats st;
+        bs_pool_stats(p, &st);
+        ok(st.ntops == 1 && st.nvdevs == 2 && strcmp(st.state, "ONLINE") == 0,
+           "after a crash in step %d: %zu top, %zu devices, %s", step, st.ntops, st.nvdevs,
+           st.state);
+        all_good(p, "interrupted add");
+        check(p, "interrupted add");
+        random_writes(p, 50, &seed, true);
+    }
+    if (!p)
+        return;
+    ok(bs_pool_add(p, m2, 3, FILESZ, false, &e) == 0, "the add done again without -f: %s",
+       e.msg);
+    random_writes(p, 200, &seed, true);
+    pool_abandon(p);
+    p = NULL;
+    ok(bs_pool_import(all, 4, NULL, &p, &e) == 0, "import after the add and a crash: %s", e.msg);
+    if (!p)
+        return;
+    struct bs_pool_stats st;
+    bs_pool_stats(p, &st);
+    ok(st.ntops == 2, "two tops");
+    all_good(p, "after the add");
+    check(p, "after the add");
+    bs_pool_destroy(p, true, &e);
+}
+
 /* Corruption in the second top's leaf: reads heal, a scrub repairs. */
 static void test_scrub_second_top(void)
 {
@@ -442,12 +499,63 @@ static void test_stripe_offline(void)
     bs_pool_destroy(p, true, &e);
 }
 
+/* The uberblock's top list: round trip and every malformed form refused. */
+static void test_ub_tops(void)
+{
+    struct uberblock u, d;
+    uint8_t buf[UB_SIZE];
+    memset(&u, 0, sizeof u);
+    u.version = BERTH_FORMAT_VERSION;
+    u.txg = 9;
+    u.pool_guid = 77;
+    u.mos_dblksz = 4096;
+    u.ntops = 3;
+    u.top_guids[0] = 11, u.top_guids[1] = 22, u.top_guids[2] = 33;
+    u.features_incompat = LABEL_FEAT_MULTI_TOP;
+    ub_encode(&u, buf);
+    ok(ub_decode(buf, UB_SIZE, &d) == 0 && d.ntops == 3 && d.top_guids[2] == 33 &&
+       d.top_guids[3] == 0, "uberblock with 3 tops round-trips");
+    struct {
+        const char *what;
+        uint32_t ntops;
+        uint64_t feat, g1, g3;
+    } bad[] = {
+        {"ntops 1", 1, LABEL_FEAT_MULTI_TOP, 22, 0},
+        {"tops without the feature", 3, 0, 22, 0},
+        {"the feature without tops", 0, LABEL_FEAT_MULTI_TOP, 0, 0},
+        {"a repeated guid", 3, LABEL_FEAT_MULTI_TOP, 11, 0},
+        {"a guid past ntops", 3, LABEL_FEAT_MULTI_TOP, 22, 44},
+        {"a zero guid", 3, LABEL_FEAT_MULTI_TOP, 0, 0},
+        {"ntops 17", 17, LABEL_FEAT_MULTI_TOP, 22, 0},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        struct uberblock b = u;
+        b.ntops = bad[i].ntops;
+        b.features_incompat = bad[i].feat;
+        b.top_guids[1] = bad[i].g1;
+        b.top_guids[3] = bad[i].g3;
+        if (b.ntops == 0)
+            memset(b.top_guids, 0, sizeof b.top_guids);
+        ub_encode(&b, buf);
+        /* what ub_encode would not write: patched in, checksum redone */
+        if (bad[i].ntops > LABEL_MAX_TOPS)
+            buf[220] = (uint8_t)bad[i].ntops;
+        if (bad[i].g3)
+            buf[224 + 3 * 8] = (uint8_t)bad[i].g3;
+        sha256(buf, UB_SIZE - 32, buf + UB_SIZE - 32);
+        struct uberblock x;
+        ok(ub_decode(buf, UB_SIZE, &x) < 0, "uberblock refused: %s", bad[i].what);
+    }
+}
+
 int main(void)
 {
     model = malloc(VOLSIZE);
+    test_ub_tops();
     test_layouts();
     test_mismatch();
     test_add();
+    test_interrupted_add();
     test_scrub_second_top();
     test_stripe_offline();
     for (unsigned i = 0; i < MAXF; i++)
