@@ -141,14 +141,21 @@ uint64_t bs_memory_default(void);
  * {"mirror", PATH, PATH, ...} (2..32 devices) keeps a copy of every block on
  * each of them, and its size is the smallest device's; {"raidzN", PATH, ...}
  * (N = 1..3, "raidz" = raidz1; N+1..32 devices) stripes every block with N
- * parity columns over them (docs/FORMAT.md 2), so any N may fail; its space
- * is raw (parity included).  Several top-level vdevs are not supported yet
- * (ENOTSUP). */
+ * parity columns over them (docs/FORMAT.md 2), so any N may fail.  Several
+ * top-level vdevs (up to BS_POOL_MAX_TOPS): {"mirror", A, B, "mirror", C,
+ * D}, {"raidz1", A, B, C, "raidz1", D, E, F}, or plain paths {A, B} (one
+ * single-device top each: a stripe without redundancy); a keyword starts a
+ * top that runs to the next keyword; blocks are spread over all tops.  Tops
+ * of different kinds, widths or parities need opts->force (EINVAL
+ * "mismatched replication level" otherwise). */
 int bs_pool_create(const char *name, const char *const *vdevs, size_t nvdevs, uint64_t size,
                    const struct bs_pool_opts *opts, bs_pool **out, struct berr *err);
 
-/* Import a pool from the given vdev paths (every member of a mirror that
- * is present, in any order; no "mirror" keyword).  `name` may be NULL (take
+/* Import a pool from the given vdev paths (every member of every top-level
+ * vdev that is present, in any order; no "mirror" keyword).  Every top the
+ * newest uberblock lists must be there (ENXIO naming a missing one);
+ * devices of a top it does not list (an interrupted bs_pool_add) are
+ * ignored.  `name` may be NULL (take
  * the pool on those devices) or the expected pool name (ENOENT if
  * different).  A mirror with members missing imports DEGRADED as long as
  * one member is there, a raidzN as long as at most N are missing (ENXIO
