@@ -443,14 +443,22 @@ int h_pool_add(const struct api_call *c, json_t **out, struct berr *err)
         free(old);
         return r;
     }
+    size_t tops_before = 0, tops_after = 0;
     r = api_pool_acquire(c, &e, err);
     if (r == 0) {
+        struct bs_pool_stats *st = calloc(1, sizeof(*st));
+        if (st && bs_pool_stats(e->pool, st) == 0)
+            tops_before = st->ntops;
         r = bs_pool_add(e->pool, spec, ns, size, force, err);
+        if (r < 0 && st && bs_pool_stats(e->pool, st) == 0)
+            tops_after = st->ntops;
+        free(st);
         pooltab_unlock(c->ctx->pools);
     }
-    if (r < 0) {
-        /* nothing was added (or the pool faulted before the switch): the
-         * table goes back to the old devices */
+    if (r < 0 && tops_after == tops_before) {
+        /* no top joined the pool: the table goes back to the old devices
+         * (if one did, say the pool faulted at the switch, its devices may
+         * be in the committed tree: they stay) */
         pooltab_wrlock(c->ctx->pools);
         e = pooltab_find(c->ctx->pools, c->pool);
         if (e && pooltab_set_vdevs(e, (const char *const *)old, old_n) == 0)
