@@ -104,6 +104,15 @@ berth pool create -o size=96M mm mirror "$A" "$B" mirror "$C" "$D" >/dev/null ||
 out=$(berth pool add mm "$E" 2>&1) && fail "a single device added to a mirror pool without -f"
 echo "  $out"
 echo "$out" | grep -q "mismatched replication level" || fail "no mismatch message: $out"
+# bad API bodies: clear 400s, nothing added
+for body in '{"spec":["relative.img"]}' '{"spec":[]}' '{"spec":["mirror"]}' '{"spec":[7]}' \
+            '{"spec":["raidz4","/x","/y","/z","/w","/v"]}' '{"force":true}'; do
+  st=$(api_status POST /pools/mm/add "$body")
+  [ "$st" = 400 ] || fail "POST /pools/mm/add $body: HTTP $st, want 400"
+done
+[ "$(api_status POST /pools/nope/add '{"spec":["/x"]}')" = 404 ] || fail "add to a missing pool is not 404"
+[ "$(top_field mm n)" = 2 ] || fail "a refused add changed mm"
+echo "  bad add bodies: 400, a missing pool 404"
 berth pool destroy -f mm >/dev/null
 out=$(berth pool create -f -o size=96M st "$E" "$F" 2>&1) || fail "create a stripe: $out"
 echo "$out" | grep -q "without redundancy" || fail "no redundancy warning for a stripe: $out"
