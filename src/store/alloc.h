@@ -44,6 +44,7 @@ struct alloc_load_info {
     uint64_t first_bad;
     uint64_t ndamaged;      /* slots neither valid nor blank (all zero) */
     uint64_t first_damaged;
+    unsigned bad_top;       /* pool_tops_load_maps: the top of first_bad/first_damaged */
 };
 /* alloc_load for import: a chunk with no valid version does not fail the
  * load; it is counted in *info and loaded as fully allocated (nothing in it

@@ -97,13 +97,15 @@ int map_verify(bs_pool *p, const struct uberblock *ub, const struct alloc_load_i
                  (ub->map_chunks != li->nchunks || memcmp(ub->map_digest, li->digest, 16) != 0);
     if (li->nbad == 0 && !stale)
         return 0;
-    char why[160], bad[160];
+    char why[192], bad[160], top[32] = "";
+    if (atomic_load(&p->io.ntops) > 1)
+        snprintf(top, sizeof top, "top-level vdev %u: ", li->bad_top);
     if (li->nbad)
-        snprintf(why, sizeof why, "chunk %llu has no valid copy%s",
+        snprintf(why, sizeof why, "%schunk %llu has no valid copy%s", top,
                  (unsigned long long)li->first_bad, li->nbad > 1 ? ", and more" : "");
     else if (li->ndamaged)
-        snprintf(why, sizeof why, "chunk %llu has a damaged slot; the versions found do not "
-                 "match uberblock %llu", (unsigned long long)li->first_damaged,
+        snprintf(why, sizeof why, "%schunk %llu has a damaged slot; the versions found do not "
+                 "match uberblock %llu", top, (unsigned long long)li->first_damaged,
                  (unsigned long long)ub->txg);
     else
         snprintf(why, sizeof why, "the chunk versions found are stale for uberblock %llu",

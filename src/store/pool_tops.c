@@ -233,6 +233,8 @@ int pool_tops_load_maps(bs_pool *p, const struct uberblock *ub, struct alloc_loa
             pool_tops_free_maps(p);
             return r;
         }
+        if ((l.nbad && !li->nbad) || (l.ndamaged && !li->nbad && !li->ndamaged))
+            li->bad_top = t;
         if (l.nbad && !li->nbad)
             li->first_bad = l.first_bad;
         if (l.ndamaged && !li->ndamaged)
