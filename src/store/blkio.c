@@ -295,23 +295,32 @@ int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_
         checksum_compute(wp->cksum, src, psize, bp->checksum);
     else if ((c = blk_seal(wp, comp, lsize, psize, txg, s, &src, bp)) < 0) /* checksums too */
         return (int)c;
+    int r = blk_alloc_write(io, src, len, txg, &bp->dva[0]);
+    if (r < 0)
+        return r;
+    bp_set_written(bp, wp, txg, lsize, psize, comp);
+    if (cb)
+        bcache_put(io->cache, io->cache_id, cache_key(bp->dva[0].vdev, bp->dva[0].offset), txg,
+                   cb);
+    return 0;
+}
+
+int blk_alloc_write(const struct blkio *io, const void *src, uint32_t len, uint64_t txg,
+                    struct dva *dva)
+{
     /* a raidz allocates parity and padding besides the data (per top) */
     uint64_t off, asize;
     unsigned top;
     int r = alloc_on_top(io, len, txg, &top, &asize, &off);
     if (r < 0)
         return r;
-    r = vdev_write_block(io->top[top].vd, src, len, off);
-    if (r < 0) {
+    if (vdev_write_block(io->top[top].vd, src, len, off) < 0) {
         alloc_free(io->top[top].alloc, off, asize, txg);
         return -EIO;
     }
-    bp->dva[0].offset = off;
-    bp->dva[0].vdev = top;
-    bp->dva[0].asize = (uint32_t)asize;
-    bp_set_written(bp, wp, txg, lsize, psize, comp);
-    if (cb)
-        bcache_put(io->cache, io->cache_id, cache_key(top, off), txg, cb);
+    dva->offset = off;
+    dva->vdev = top;
+    dva->asize = (uint32_t)asize;
     return 0;
 }
 

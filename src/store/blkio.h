@@ -154,6 +154,15 @@ int blk_write_batch(const struct blkio *io, struct blk_wreq *r, size_t n,
                     const struct blk_wprops *wp, uint64_t txg, struct blk_scratch *s,
                     uint64_t *written);
 
+/* Allocate room for a prepared block of len bytes (its stored bytes padded
+ * to the sector) on a top-level vdev (blk_pick_top, then any other with
+ * room), write it there and fill *dva (offset, vdev, asize).  -ENOSPC, or
+ * -EIO after a failed write (the room is freed again).  The one way to
+ * place a block: callers that build the rest of the pointer themselves (raw
+ * receive) use it too. */
+int blk_alloc_write(const struct blkio *io, const void *src, uint32_t len, uint64_t txg,
+                    struct dva *dva);
+
 /* Free the storage of bp (nothing for a hole) in txg. */
 void blk_free(const struct blkio *io, const struct blkptr *bp, uint64_t txg);
 
