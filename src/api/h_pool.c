@@ -427,11 +427,14 @@ int h_pool_add(const struct api_call *c, json_t **out, struct berr *err)
         const char *all[BS_POOL_MAX_DEVICES];
         old_n = e->nvdevs;
         old = calloc(old_n ? old_n : 1, sizeof *old);
-        for (size_t i = 0; old && i < old_n; i++)
+        bool copied = old != NULL;
+        for (size_t i = 0; old && i < old_n; i++) {
             all[i] = old[i] = strdup(e->vdevs[i]);
+            copied &= old[i] != NULL;
+        }
         for (size_t i = 0; i < np; i++)
             all[old_n + i] = paths[i];
-        if (!old || pooltab_set_vdevs(e, all, old_n + np) < 0)
+        if (!copied || pooltab_set_vdevs(e, all, old_n + np) < 0)
             r = berr_set(err, ENOMEM, "out of memory");
         else
             api_persist(c->ctx);
