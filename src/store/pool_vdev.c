@@ -383,7 +383,9 @@ int pool_read_ubs(bs_pool *p, struct uberblock **out)
     unsigned n = pool_nleaves(p);
     struct uberblock *all = NULL;
     size_t total = 0;
-    uint64_t newest = 0;
+    uint64_t newest[BLK_MAX_TOPS] = {0}; /* per top: a crash while the uberblock went to
+                                           the tops one after the other leaves whole
+                                           tops one txg behind, which is not stale */
     _cleanup_free_ uint64_t *best = calloc(n ? n : 1, sizeof *best);
     int last = -EIO;
     *out = NULL;
@@ -411,7 +413,7 @@ int pool_read_ubs(bs_pool *p, struct uberblock **out)
             memcpy(all + total, u, (size_t)k * sizeof *u);
         total += (size_t)k;
         best[i] = k > 0 ? u[0].txg : 0;
-        newest = MAX(newest, best[i]);
+        newest[t] = MAX(newest[t], best[i]);
         free(u);
         last = 0;
     }
@@ -428,7 +430,7 @@ int pool_read_ubs(bs_pool *p, struct uberblock **out)
     for (unsigned i = 0; i < n; i++) {
         unsigned t;
         struct vdev *l = pool_leaf(p, i, &t, NULL);
-        if (l->fd >= 0 && best[i] < newest && vdev_nleaves(p->io.top[t].vd) > 1)
+        if (l->fd >= 0 && best[i] < newest[t] && vdev_nleaves(p->io.top[t].vd) > 1)
             atomic_store(&l->stale, true);
     }
     pool_tops_state(p);

@@ -531,6 +531,59 @@ static void test_map_rebuild(void)
     }
 }
 
+/* A crash while the uberblock of the last txg went to the tops one after
+ * the other: top 1 lacks it.  The pool imports at that txg, ONLINE: a whole
+ * top one txg behind is not a stale device. */
+static void test_ub_partial(void)
+{
+    struct berr e = {0};
+    bs_pool *p = NULL;
+    make_files("ub", 4);
+    const char *m[] = {"mirror", files[0], files[1], "mirror", files[2], files[3]};
+    ok(bs_pool_create("ub", m, 6, FILESZ, NULL, &p, &e) == 0, "partial ub: create: %s", e.msg);
+    if (!p)
+        return;
+    make_vol(p);
+    uint64_t seed = 23;
+    random_writes(p, 300, &seed, true);
+    bs_pool_close(p);
+    uint64_t newest = 0;
+    for (unsigned f = 2; f < 4; f++) {
+        struct vdev *v = NULL;
+        struct label_hdr h;
+        struct uberblock *u = NULL;
+        if (vdev_open(files[f], 0, false, &v, &e) < 0 || label_read_hdr(v, &h, &e) < 0 ||
+            label_read_ubs(v, &h, &u) <= 0) {
+            diag("read the ring of %s: %s", files[f], e.msg);
+            vdev_close(v);
+            return;
+        }
+        newest = u[0].txg;
+        uint32_t ss = ub_slot_size(h.ashift);
+        uint64_t slot = LABEL_HDR_SIZE + (newest % ub_slot_count(h.ashift)) * ss;
+        uint64_t lab[4] = {0, LABEL_SIZE, h.dev_size - 2 * LABEL_SIZE, h.dev_size - LABEL_SIZE};
+        uint8_t *zero = calloc(1, ss);
+        for (int k = 0; k < 4; k++)
+            vdev_pwrite(v, zero, ss, lab[k] + slot);
+        free(zero);
+        free(u);
+        vdev_close(v);
+    }
+    const char *all[] = {files[0], files[1], files[2], files[3]};
+    p = NULL;
+    ok(bs_pool_import(all, 4, NULL, &p, &e) == 0, "partial ub: import: %s", e.msg);
+    if (!p)
+        return;
+    struct bs_pool_stats st;
+    bs_pool_stats(p, &st);
+    ok(st.txg == newest && strcmp(st.state, "ONLINE") == 0 && !st.vdevs[2].stale &&
+       !st.vdevs[3].stale, "imported at txg %llu (top 1 had %llu), %s, no device stale",
+       (unsigned long long)st.txg, (unsigned long long)newest - 1, st.state);
+    all_good(p, "partial ub");
+    check(p, "partial ub");
+    bs_pool_destroy(p, true, &e);
+}
+
 /* A stripe's single-device tops cannot go offline. */
 static void test_stripe_offline(void)
 {
@@ -604,6 +657,7 @@ int main(void)
     test_interrupted_add();
     test_scrub_second_top();
     test_map_rebuild();
+    test_ub_partial();
     test_stripe_offline();
     for (unsigned i = 0; i < MAXF; i++)
         free(files[i]);
