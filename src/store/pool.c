@@ -183,7 +183,7 @@ void pool_abandon(bs_pool *p)
     pool_free(p);
 }
 
-static void update_space(bs_pool *p)
+void pool_update_space(bs_pool *p)
 {
     struct alloc_stats st;
     pool_tops_alloc_stats(p, &st);
@@ -199,7 +199,7 @@ static int start(bs_pool *p, uint64_t committed, struct berr *err)
     p->io.cache = cache_get(&p->io.cache_id);
     if (!p->io.cache)
         return berr_set(err, ENOMEM, "cannot allocate the block cache");
-    update_space(p);
+    pool_update_space(p);
     int r = txg_init(p, committed);
     if (r == 0 && !p->readonly)
         r = txg_start(p);

@@ -118,6 +118,9 @@ struct bs_pool {
     struct scrub *scrub;      /* scrub.c; NULL until the first scrub */
 };
 
+/* Recompute free_est and the slop from the allocators (pool.c; at start
+ * and after a top-level vdev joined). */
+void pool_update_space(bs_pool *p);
 /* A non-zero random 64-bit value (guids; pool.c). */
 uint64_t pool_random_u64(void);
 

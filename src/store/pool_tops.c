@@ -583,6 +583,7 @@ static int add_top(bs_pool *p, const struct vdev_spec *s, uint64_t size, bool fo
         return berr_set(err, -r, "pool '%s' could not commit the new top-level vdev (it is "
                         "faulted; the last committed tree is imported)", p->name);
     atomic_store(&bt->active, true);
+    pool_update_space(p); /* its free space counts from now on */
     blog_info("pool %s: top-level vdev %u (%s, %u device%s) added in txg %llu", p->name, id,
               s->top_type == VDEV_TYPE_RAIDZ ? "raidz" : s->top_type ? "mirror" : "single",
               s->n, s->n == 1 ? "" : "s", (unsigned long long)t);
