@@ -584,6 +584,68 @@ static void test_ub_partial(void)
     bs_pool_destroy(p, true, &e);
 }
 
+/* Tops of different sizes: the larger takes more, and writes go on into
+ * the one with room when the other is full. */
+static void test_uneven_fill(void)
+{
+    struct berr e = {0};
+    bs_pool *p = NULL;
+    make_files("uf", 2);
+    int fd = open(files[1], O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    ok(fd >= 0 && ftruncate(fd, (off_t)(128 * MiB)) == 0, "a 128 MiB file");
+    if (fd >= 0)
+        close(fd);
+    const char *st2[] = {files[0], files[1]}; /* files[0] created 64 MiB */
+    ok(bs_pool_create("uf", st2, 2, 64 * MiB, NULL, &p, &e) == 0, "stripe of 64 + 128 MiB: %s",
+       e.msg);
+    if (!p)
+        return;
+    struct bs_vol_props vp;
+    bs_vol_props_init(p, &vp);
+    snprintf(vp.name, sizeof vp.name, "big");
+    vp.volsize = 168 * MiB;
+    vp.volblocksize = 128 * 1024;
+    bs_vol_create(p, &vp, false, &e);
+    bs_vol *v = NULL;
+    bs_vol_open(p, "big", &v, &e);
+    uint8_t *buf = malloc(4 * MiB), *rd = malloc(4 * MiB);
+    uint64_t seed = 1234, written = 0;
+    int r = 0;
+    for (uint64_t off = 0; v && r == 0 && off < 168 * MiB; off += 4 * MiB) {
+        random_bytes(buf, 4 * MiB, &seed);
+        r = bs_vol_pwrite(v, buf, 4 * MiB, off, 0);
+        if (r == 0)
+            written += 4 * MiB;
+    }
+    bs_vol_flush(v);
+    struct bs_pool_stats st;
+    bs_pool_stats(p, &st);
+    diag("uneven: wrote %llu MiB (%d); top 0 %llu of %llu MiB, top 1 %llu of %llu MiB",
+         (unsigned long long)(written / MiB), r,
+         (unsigned long long)(st.tops[0].raw_allocated / MiB),
+         (unsigned long long)(st.tops[0].raw_size / MiB),
+         (unsigned long long)(st.tops[1].raw_allocated / MiB),
+         (unsigned long long)(st.tops[1].raw_size / MiB));
+    ok(written >= 160 * MiB, "uneven: %llu MiB written into %llu MiB of space (ENOSPC only at "
+       "the end: %d)", (unsigned long long)(written / MiB),
+       (unsigned long long)(st.raw_size / MiB), r);
+    ok(st.tops[0].raw_allocated > st.tops[0].raw_size * 8 / 10 &&
+       st.tops[1].raw_allocated > st.tops[1].raw_size * 6 / 10,
+       "uneven: both tops used (the small one nearly full)");
+    seed = 1234;
+    bool same = true;
+    for (uint64_t off = 0; v && off < written; off += 4 * MiB) {
+        random_bytes(buf, 4 * MiB, &seed);
+        same &= bs_vol_pread(v, rd, 4 * MiB, off) == 0 && memcmp(buf, rd, 4 * MiB) == 0;
+    }
+    ok(same, "uneven: all of it reads back");
+    bs_vol_close(v);
+    free(buf);
+    free(rd);
+    check(p, "uneven");
+    bs_pool_destroy(p, true, &e);
+}
+
 /* A stripe's single-device tops cannot go offline. */
 static void test_stripe_offline(void)
 {
@@ -658,6 +720,7 @@ int main(void)
     test_scrub_second_top();
     test_map_rebuild();
     test_ub_partial();
+    test_uneven_fill();
     test_stripe_offline();
     for (unsigned i = 0; i < MAXF; i++)
         free(files[i]);
