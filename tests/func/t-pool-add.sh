@@ -117,6 +117,7 @@ berth pool destroy -f mm >/dev/null
 out=$(berth pool create -f -o size=96M st "$E" "$F" 2>&1) || fail "create a stripe: $out"
 echo "$out" | grep -q "without redundancy" || fail "no redundancy warning for a stripe: $out"
 [ "$(top_field st n)" = 2 ] || fail "the stripe has $(top_field st n) tops"
+berth pool status st | sed -n '/config:/,$p'
 berth pool destroy -f st >/dev/null
 berth pool create -f -o size=96M rz raidz1 "$E" "$F" "$G" "$H" >/dev/null || fail "create raidz1 of 4"
 usable=$(pool_field rz size) raw=$(berth --json pool status rz | nbdpy -c 'import json,sys; print(json.load(sys.stdin)["raw_size"])')
@@ -124,5 +125,6 @@ echo "  raidz1 of 4 x 96 MiB: usable $((usable / M)) MiB of raw $((raw / M)) MiB
 fcmp "$usable" ">" "$((raw * 73 / 100))" && fcmp "$usable" "<" "$((raw * 77 / 100))" ||
   fail "raidz1 of 4: usable $usable is not ~3/4 of raw $raw"
 berth pool list rz
+berth pool status rz | sed -n '/config:/,$p'
 berth pool destroy -f rz >/dev/null
 echo "PASS"
