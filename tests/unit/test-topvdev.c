@@ -646,6 +646,63 @@ static void test_uneven_fill(void)
     bs_pool_destroy(p, true, &e);
 }
 
+/* raidz1 + raidz1: garbage over one leaf of the second raidz; reads heal,
+ * a scrub repairs, counted on that leaf only. */
+static void test_scrub_raidz_second_top(void)
+{
+    struct berr e = {0};
+    bs_pool *p = NULL;
+    make_files("sz", 6);
+    const char *z[] = {"raidz1", files[0], files[1], files[2], "raidz1", files[3], files[4],
+                       files[5]};
+    ok(bs_pool_create("sz", z, 8, FILESZ, NULL, &p, &e) == 0, "raidz scrub: create: %s", e.msg);
+    if (!p)
+        return;
+    make_vol(p);
+    uint64_t seed = 8;
+    random_bytes(model, VOLSIZE, &seed);
+    bs_vol *v = NULL;
+    bs_vol_open(p, "vol", &v, &e);
+    bs_vol_pwrite(v, model, VOLSIZE, 0, 0);
+    bs_vol_flush(v);
+    bs_vol_close(v);
+    uint64_t ds1 = p->top_hdr[1].data_start;
+    struct per_top c;
+    count_vol(p, "vol", &c);
+    uint64_t used = c.bytes[1] / 3 + 4 * MiB; /* per leaf */
+    bs_pool_close(p);
+    uint8_t *junk = malloc(MiB);
+    for (int i = 0; i < 8; i++) {
+        random_bytes(junk, MiB, &seed);
+        raw_pwrite(files[4], junk, 128 * 1024, ds1 + (xrand(&seed) % (used / MiB)) * MiB);
+    }
+    free(junk);
+    const char *all[] = {files[0], files[1], files[2], files[3], files[4], files[5]};
+    p = NULL;
+    ok(bs_pool_import(all, 6, NULL, &p, &e) == 0, "raidz scrub: import: %s", e.msg);
+    if (!p)
+        return;
+    all_good(p, "raidz scrub: damaged second top reads");
+    bs_pool_scrub(p, BS_SCRUB_START, &e);
+    bs_pool_scrub_wait(p);
+    struct bs_pool_stats st;
+    bs_pool_stats(p, &st);
+    uint64_t others = 0;
+    for (unsigned i = 0; i < 6; i++)
+        others += i == 4 ? 0 : st.vdevs[i].checksum_errors;
+    diag("raidz scrub: repaired %llu bytes, errors %llu; leaf 4 cksum %llu, others %llu",
+         (unsigned long long)st.scan.repaired, (unsigned long long)st.scan.errors,
+         (unsigned long long)st.vdevs[4].checksum_errors, (unsigned long long)others);
+    ok(st.vdevs[4].checksum_errors > 0 && others == 0 && st.scan.errors == 0,
+       "raidz scrub: damage in top 1 counted on its damaged leaf only");
+    bs_pool_scrub(p, BS_SCRUB_START, &e);
+    bs_pool_scrub_wait(p);
+    bs_pool_stats(p, &st);
+    ok(st.scan.repaired == 0 && st.scan.errors == 0, "raidz scrub: a second scrub finds nothing");
+    check(p, "raidz scrub");
+    bs_pool_destroy(p, true, &e);
+}
+
 /* A stripe's single-device tops cannot go offline. */
 static void test_stripe_offline(void)
 {
@@ -718,6 +775,7 @@ int main(void)
     test_add();
     test_interrupted_add();
     test_scrub_second_top();
+    test_scrub_raidz_second_top();
     test_map_rebuild();
     test_ub_partial();
     test_uneven_fill();
