@@ -64,7 +64,7 @@ static bool save_progress(struct pool_entry *e, const struct bs_scan_stats *sc, 
 static bool devices_moved(const struct pool_entry *e, const struct bs_pool_stats *st)
 {
     size_t n = 0;
-    for (size_t i = 0; i < st->nvdevs && i < 8; i++) {
+    for (size_t i = 0; i < st->nvdevs && i < BS_POOL_MAX_LEAVES_SHOWN; i++) {
         if (st->vdevs[i].path[0] != '/')
             continue; /* missing: keep what we had for it */
         bool known = false;
@@ -87,9 +87,9 @@ static bool update_devices(struct berthd *d, char (*names)[64], size_t cnt)
         struct pool_entry *e = pooltab_find(&d->pools, names[j]);
         if (!e || !e->pool || bs_pool_stats(e->pool, st) < 0 || !devices_moved(e, st))
             continue;
-        char **paths = calloc(8, sizeof(*paths));
+        char **paths = calloc(BS_POOL_MAX_LEAVES_SHOWN, sizeof(*paths));
         size_t n = 0;
-        for (size_t i = 0; paths && i < st->nvdevs && i < 8; i++)
+        for (size_t i = 0; paths && i < st->nvdevs && i < BS_POOL_MAX_LEAVES_SHOWN; i++)
             if (st->vdevs[i].path[0] == '/' && (paths[n] = strdup(st->vdevs[i].path)))
                 n++;
         if (!paths || n == 0) {

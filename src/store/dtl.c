@@ -40,22 +40,22 @@ void dtl_clear(struct vdev *l)
     atomic_store(&l->dtl_lo, 0);
 }
 
-uint64_t dtl_leaf_newest(bs_pool *p, struct vdev *l)
+uint64_t dtl_leaf_newest(bs_pool *p, unsigned t, struct vdev *l)
 {
     struct uberblock *u = NULL;
-    int k = l->fd >= 0 ? label_read_ubs(l, &p->hdr, &u) : 0;
-    uint64_t t = 0;
+    int k = l->fd >= 0 ? label_read_ubs(l, &p->top_hdr[t], &u) : 0;
+    uint64_t newest = 0;
     for (int i = 0; i < k; i++)
         if (u[i].guid_sum == p->guid_sum)
-            t = MAX(t, u[i].txg);
+            newest = MAX(newest, u[i].txg);
     free(u);
-    return t;
+    return newest;
 }
 
-void dtl_leaf_back(bs_pool *p, struct vdev *l)
+void dtl_leaf_back(bs_pool *p, unsigned t, struct vdev *l)
 {
     scan_stop_resilver(p);
-    uint64_t have = dtl_leaf_newest(p, l);
+    uint64_t have = dtl_leaf_newest(p, t, l);
     pthread_mutex_lock(&p->txg.sync_mutex);
     pthread_mutex_lock(&p->txg.lock);
     uint64_t last = p->txg.open_txg - 1; /* every txg before the open one is done */

@@ -5,11 +5,13 @@
  * injection, online/offline.
  *
  * Conventions:
- *  - p->hdr is the pool's label template: everything but the per-leaf
+ *  - p->top_hdr[t] is top t's label template: everything but the per-leaf
  *    fields (vdev_guid, child_index, vdev_type), which pool_write_labels
  *    fills for each leaf;
- *  - every leaf has the same layout (dev_size is the smallest member's), so
- *    the bitmap and uberblock rings sit at the same offsets on all of them;
+ *  - every leaf of a top has the same layout (dev_size is the smallest
+ *    member's), so its bitmap and uberblock rings sit at the same offsets on
+ *    all of them; tops differ in size and layout (pool_tops.c);
+ *  - a leaf is named pool-wide by its index over all tops (pool_leaf);
  *  - leaf paths change only under p->lock (online of a member that was
  *    missing); status copies them under it. */
 #include <errno.h>
@@ -73,26 +75,22 @@ int pool_vdev_spec(const char *const *vdevs, size_t n, struct vdev_spec *s, stru
     return 0;
 }
 
-static void set_guid_sum(bs_pool *p)
-{
-    p->guid_sum = 0;
-    for (uint64_t i = 0; i < p->hdr.nchildren; i++)
-        p->guid_sum += p->hdr.child_guids[i];
-}
-
-int pool_vdev_create(bs_pool *p, const struct vdev_spec *s, uint64_t size, bool force,
-                     struct berr *err)
+int pool_vdev_create(bs_pool *p, unsigned top, const struct vdev_spec *s, uint64_t size,
+                     bool force, struct berr *err)
 {
     struct vdev *leaves[MAX_LEAVES] = {NULL};
-    struct label_hdr *h = &p->hdr;
+    struct label_hdr *h = &p->top_hdr[top];
+    struct vdev **vd = &p->io.top[top].vd;
     int r = 0;
     for (unsigned i = 0; i < s->n && r == 0; i++) {
         r = vdev_open(s->paths[i], size, false, &leaves[i], err);
         if (r < 0)
             break;
         struct label_hdr old;
+        /* a device of an add to this pool that never committed (its top is
+         * not in the tree) may be taken again without force */
         if (label_read_hdr(leaves[i], &old, NULL) == 0 && old.state != POOL_STATE_DESTROYED &&
-            !force)
+            !force && !(p->guid && old.pool_guid == p->guid && old.top_id >= top))
             r = berr_set(err, EEXIST, "device %s holds pool '%s'; use -f to overwrite",
                          s->paths[i], old.pool_name);
         leaves[i]->guid = pool_random_u64();
@@ -113,30 +111,31 @@ int pool_vdev_create(bs_pool *p, const struct vdev_spec *s, uint64_t size, bool 
     h->vdev_guid = leaves[0]->guid;
     h->child_index = 0;
     h->vdev_type = leaves[0]->is_blockdev ? VDEV_TYPE_DISK : VDEV_TYPE_FILE;
-    set_guid_sum(p);
+    h->top_id = top;
     if (!s->top_type) {
-        p->vd = leaves[0];
+        *vd = leaves[0];
         return 0;
     }
     if (s->top_type == VDEV_TYPE_RAIDZ)
-        return vdev_raidz_new(leaves, s->n, s->nparity, &p->vd, err);
-    return vdev_mirror_new(leaves, s->n, &p->vd, err);
+        return vdev_raidz_new(leaves, s->n, s->nparity, vd, err);
+    return vdev_mirror_new(leaves, s->n, vd, err);
 }
 
-/* The label of leaf i: the template with the leaf's own fields. */
-static void leaf_hdr(bs_pool *p, unsigned i, struct label_hdr *out)
+/* The label of leaf i of top t: the template with the leaf's own fields. */
+static void leaf_hdr(bs_pool *p, unsigned t, unsigned i, struct label_hdr *out)
 {
-    struct vdev *l = vdev_leaf(p->vd, i);
-    *out = p->hdr;
-    out->vdev_guid = p->hdr.child_guids[i];
+    struct vdev *top = p->io.top[t].vd;
+    struct vdev *l = vdev_leaf(top, i);
+    *out = p->top_hdr[t];
+    out->vdev_guid = p->top_hdr[t].child_guids[i];
     out->child_index = i;
     out->vdev_type = l->is_blockdev ? VDEV_TYPE_DISK : VDEV_TYPE_FILE;
     /* which members missed writes: persisted, so that a later import (even
      * of a stale member alone) knows it is not current */
     out->stale_mask = 0;
     memset(out->dtl, 0, sizeof out->dtl);
-    for (unsigned k = 0; k < vdev_nleaves(p->vd) && k < 32; k++) {
-        struct vdev *c = vdev_leaf(p->vd, k);
+    for (unsigned k = 0; k < vdev_nleaves(top) && k < 32; k++) {
+        struct vdev *c = vdev_leaf(top, k);
         if (atomic_load(&c->stale))
             out->stale_mask |= 1u << k;
         /* the txgs each member missed, and how far their resilver got */
@@ -146,13 +145,19 @@ static void leaf_hdr(bs_pool *p, unsigned i, struct label_hdr *out)
             out->dtl[k].lo = out->dtl[k].hi;
     }
     /* a running resilver's durable position; else the template's (one
-     * interrupted by an export, kept for the next import) */
+     * interrupted by an export, kept for the next import): pool-wide, the
+     * same in every top's labels */
     struct bs_scrub_pos pos;
     if (scan_label_pos(p, &pos) && pos.part >= 0 && pos.part <= 1) {
         out->rsv_valid = 1;
         out->rsv_id = pos.id;
         out->rsv_blk = pos.blk;
         out->rsv_part = (uint32_t)pos.part;
+    } else {
+        out->rsv_valid = p->top_hdr[0].rsv_valid;
+        out->rsv_id = p->top_hdr[0].rsv_id;
+        out->rsv_blk = p->top_hdr[0].rsv_blk;
+        out->rsv_part = p->top_hdr[0].rsv_part;
     }
     if (!out->rsv_valid) {
         out->rsv_id = out->rsv_blk = 0;
@@ -162,8 +167,8 @@ static void leaf_hdr(bs_pool *p, unsigned i, struct label_hdr *out)
     char np[4096];
     uint64_t og = scan_replacing(p, np, sizeof np), ng = 0;
     bool have_old = false;
-    for (unsigned k = 0; og && k < vdev_nleaves(p->vd); k++) {
-        struct vdev *c = vdev_leaf(p->vd, k);
+    for (unsigned k = 0; og && k < vdev_nleaves(top); k++) {
+        struct vdev *c = vdev_leaf(top, k);
         have_old |= c->guid == og;
         if (strcmp(c->path, np) == 0)
             ng = c->guid;
@@ -174,27 +179,29 @@ static void leaf_hdr(bs_pool *p, unsigned i, struct label_hdr *out)
         /* none running yet (import): the one the labels had, if its members
          * are still there */
         bool fo = false, fn = false;
-        for (unsigned k = 0; p->hdr.replace_old && k < vdev_nleaves(p->vd); k++) {
-            fo |= vdev_leaf(p->vd, k)->guid == p->hdr.replace_old;
-            fn |= vdev_leaf(p->vd, k)->guid == p->hdr.replace_new;
+        for (unsigned k = 0; p->top_hdr[t].replace_old && k < vdev_nleaves(top); k++) {
+            fo |= vdev_leaf(top, k)->guid == p->top_hdr[t].replace_old;
+            fn |= vdev_leaf(top, k)->guid == p->top_hdr[t].replace_new;
         }
-        out->replace_old = fo && fn ? p->hdr.replace_old : 0;
-        out->replace_new = fo && fn ? p->hdr.replace_new : 0;
+        out->replace_old = fo && fn ? p->top_hdr[t].replace_old : 0;
+        out->replace_new = fo && fn ? p->top_hdr[t].replace_new : 0;
     }
 }
 
-int pool_write_labels(bs_pool *p, bool wipe_first)
+/* pool_write_labels for one top: 0 if at least one of its leaves took it. */
+static int write_top_labels(bs_pool *p, unsigned t, bool wipe_first)
 {
-    unsigned n = vdev_nleaves(p->vd), ok = 0;
+    struct vdev *top = p->io.top[t].vd;
+    unsigned n = vdev_nleaves(top), ok = 0;
     int first = 0;
     pthread_mutex_lock(&label_lock);
-    p->hdr.label_gen++;
+    p->top_hdr[t].label_gen++;
     for (unsigned i = 0; i < n; i++) {
-        struct vdev *l = vdev_leaf(p->vd, i);
+        struct vdev *l = vdev_leaf(top, i);
         if (!vdev_usable(l))
             continue;
         struct label_hdr h;
-        leaf_hdr(p, i, &h);
+        leaf_hdr(p, t, i, &h);
         int r = wipe_first ? label_wipe(l) : 0;
         if (r == 0)
             r = label_write_hdr(l, &h);
@@ -209,12 +216,30 @@ int pool_write_labels(bs_pool *p, bool wipe_first)
     return ok ? 0 : first ? first : -EIO;
 }
 
+int pool_write_labels(bs_pool *p, bool wipe_first)
+{
+    int ret = 0;
+    unsigned nt = atomic_load(&p->io.ntops);
+    for (unsigned t = 0; t < nt; t++) {
+        int r = write_top_labels(p, t, wipe_first);
+        if (r < 0 && ret == 0)
+            ret = r;
+    }
+    return ret;
+}
+
+/* Labels of one top not (yet) published in io.ntops (pool add). */
+int pool_write_top_labels(bs_pool *p, unsigned t, bool wipe_first)
+{
+    return write_top_labels(p, t, wipe_first);
+}
+
 int pool_wipe_labels(bs_pool *p)
 {
-    unsigned n = vdev_nleaves(p->vd);
+    unsigned n = pool_nleaves(p);
     int ret = 0;
     for (unsigned i = 0; i < n; i++) {
-        struct vdev *l = vdev_leaf(p->vd, i);
+        struct vdev *l = pool_leaf(p, i, NULL, NULL);
         if (l->fd < 0)
             continue;
         int r = label_wipe(l);
@@ -246,25 +271,28 @@ static uint64_t tree_guid_sum(const struct label_hdr *h)
     return sum;
 }
 
-/* Is the vdev tree of label c in force: has a txg from its config_txg on
- * been committed with its device set (uberblock guid sum)?  Trees are
- * switched (replace, attach, detach: vdev_replace.c) by writing every label
- * with config_txg T+1 and then committing txg T+1; before that commit the
- * old tree holds. */
+/* Is the vdev tree of label c (of one top) in force: has a txg from its
+ * config_txg on been committed with its device set?  The uberblock's guid
+ * sum is the pool's (all tops): it must differ from the previous tree's by
+ * what this top's tree changed.  Trees are switched (replace, attach,
+ * detach: vdev_replace.c) by writing every label of the top with
+ * config_txg T+1 and then committing txg T+1; before that commit the old
+ * tree holds. */
 static bool config_committed(struct vdev **found, const struct label_hdr *hdrs, size_t n,
                              const struct label_hdr *c)
 {
-    uint64_t sum = tree_guid_sum(c);
     for (size_t j = 0; j < n; j++) {
         struct uberblock *u = NULL;
         int k = label_read_ubs(found[j], &hdrs[j], &u);
         bool hit = false;
         for (int i = 0; i < k && !hit; i++)
-            hit = u[i].txg >= c->config_txg && u[i].guid_sum == sum;
+            hit = u[i].txg >= c->config_txg &&
+                  (c->prev_guid_sum == 0 || u[i].guid_sum != c->prev_guid_sum);
         free(u);
         if (hit)
             return true;
     }
+    (void)tree_guid_sum;
     return false;
 }
 
@@ -276,7 +304,7 @@ static bool newer_label(const struct label_hdr *a, const struct label_hdr *b)
 
 /* The label whose tree is in force: the newest committed configuration
  * (the newest label of it), or the newest configuration if none is
- * committed (a pool whose members all took the new labels but not yet the
+ * committed (a top whose members all took the new labels but not yet the
  * txg: the old members are then all in the new tree too). */
 static size_t pick_config(struct vdev **found, const struct label_hdr *hdrs, size_t n)
 {
@@ -295,78 +323,21 @@ static size_t pick_config(struct vdev **found, const struct label_hdr *hdrs, siz
     return best == SIZE_MAX ? newest : best;
 }
 
-int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, struct berr *err)
+/* Assemble top `t` from the n leaves found for it (labels hdrs[], all of
+ * that top, agreeing): placeholders for missing members, refused when its
+ * redundancy cannot cover them.  Takes the leaves (closed on error). */
+static int assemble_top(bs_pool *p, unsigned t, struct vdev **found, const struct label_hdr *hdrs,
+                        size_t n, struct berr *err)
 {
-    struct vdev *found[MAX_LEAVES] = {NULL};
-    struct label_hdr hdrs[MAX_LEAVES];
     int r = 0;
-    if (n == 0 || n > MAX_LEAVES)
-        return berr_set(err, EINVAL, "give 1 to %d device paths (got %zu)", MAX_LEAVES, n);
-    /* a member path that no longer exists is a missing member (the others'
-     * labels say which); the pool imports DEGRADED if redundancy allows */
-    const char *present[MAX_LEAVES];
-    size_t np = 0;
-    struct berr gone = {0};
-    for (size_t i = 0; i < n; i++) {
-        if (n > 1 && access(paths[i], F_OK) < 0 && errno == ENOENT) {
-            if (!gone.code)
-                berr_set(&gone, ENOENT, "%s does not exist", paths[i]);
-            continue;
-        }
-        present[np++] = paths[i];
-    }
-    if (np == 0)
-        return berr_set(err, ENOENT, "none of the devices exists (%s)", gone.msg);
-    paths = present;
-    n = np;
-    size_t unlabeled = 0;
-    for (size_t i = 0; i < n && r == 0; i++) {
-        r = vdev_open(paths[i], 0, false, &found[i], err);
-        if (r < 0)
-            break;
-        r = label_read_hdr(found[i], &hdrs[i], err);
-        if (r == -ENOENT && n > 1 && unlabeled + 1 < n) {
-            /* a device that left the pool (replace, detach: its label was
-             * wiped) given with its members: not one of them */
-            blog_warn("%s holds no berth pool: ignored", paths[i]);
-            vdev_close(steal_ptr(found[i]));
-            unlabeled++;
-            r = 0;
-            continue;
-        }
-        if (r == -ENOENT)
-            r = berr_set(err, ENOENT, "%s holds no berth pool", paths[i]);
-        else if (r < 0)
-            berr_wrap(err, "cannot import from %s", paths[i]);
-    }
-    /* close the gaps the unlabeled ones left */
-    size_t m = 0;
-    for (size_t i = 0; r == 0 && i < n; i++) {
-        if (!found[i])
-            continue;
-        found[m] = found[i];
-        hdrs[m] = hdrs[i];
-        present[m] = present[i];
-        m++;
-    }
-    if (r == 0) {
-        for (size_t i = m; i < n; i++)
-            found[i] = NULL;
-        n = m;
-    }
-    for (size_t i = 1; r == 0 && i < n; i++)
-        if (hdrs[i].pool_guid != hdrs[0].pool_guid)
-            r = berr_set(err, EINVAL, "%s and %s belong to different pools ('%s', '%s')",
-                         paths[0], paths[i], hdrs[0].pool_name, hdrs[i].pool_name);
-    /* the vdev tree in force: labels may disagree after a crash in the
-     * middle of a replace, attach or detach (pick_config) */
-    size_t wi = r == 0 ? pick_config(found, hdrs, n) : 0;
+    struct vdev *slot[MAX_LEAVES] = {NULL};
+    /* the vdev tree in force (pick_config) */
+    size_t wi = pick_config(found, hdrs, n);
     const struct label_hdr *h = &hdrs[wi];
     for (size_t i = 0; r == 0 && i < n; i++)
         if (hdrs[i].config_txg == h->config_txg && !same_tree(h, &hdrs[i]))
             r = berr_set(err, EILSEQ, "the labels of %s and %s disagree about the devices "
-                         "of pool '%s'", paths[wi], paths[i], h->pool_name);
-    struct vdev *slot[MAX_LEAVES] = {NULL};
+                         "of pool '%s'", found[wi]->path, found[i]->path, h->pool_name);
     for (size_t i = 0; r == 0 && i < n; i++) {
         int k = -1;
         for (uint64_t j = 0; j < h->nchildren; j++)
@@ -375,13 +346,13 @@ int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, struct berr
         if (k < 0) {
             /* replaced or detached before the configuration in force */
             blog_warn("%s is no longer a device of pool '%s' (replaced or detached): ignored",
-                      paths[i], h->pool_name);
+                      found[i]->path, h->pool_name);
             vdev_close(steal_ptr(found[i]));
             continue;
         }
         if (slot[k])
             r = berr_set(err, EINVAL, "%s and %s are the same member of pool '%s'",
-                         slot[k]->path, paths[i], h->pool_name);
+                         slot[k]->path, found[i]->path, h->pool_name);
         slot[k] = found[i];
         found[i]->guid = hdrs[i].vdev_guid;
     }
@@ -421,9 +392,8 @@ int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, struct berr
             vdev_close(found[i]);
         return r;
     }
-    p->hdr = *h;
-    p->hdr.rewrite = mixed;
-    set_guid_sum(p);
+    p->top_hdr[t] = *h;
+    p->top_hdr[t].rewrite = mixed;
     unsigned missing = 0;
     char names[256] = "";
     size_t w = 0;
@@ -445,24 +415,141 @@ int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, struct berr
                      : h->top_type == VDEV_TYPE_MIRROR ? (unsigned)h->nchildren - 1
                                                        : 0;
     if (r == 0 && missing > spare)
-        r = berr_set(err, ENXIO, "pool '%s' cannot be imported: %u of its %llu devices are "
-                     "missing (%s) and its redundancy covers %u", h->pool_name, missing,
-                     (unsigned long long)h->nchildren, names, spare);
+        r = berr_set(err, ENXIO, "pool '%s' cannot be imported: %u of the %llu devices of its "
+                     "top-level vdev %u are missing (%s) and its redundancy covers %u",
+                     h->pool_name, missing, (unsigned long long)h->nchildren, t, names, spare);
     if (r < 0) {
         for (uint64_t k = 0; k < h->nchildren; k++)
             vdev_close(slot[k]);
         return r;
     }
+    struct vdev **vd = &p->io.top[t].vd;
     if (h->top_type == 0) {
-        p->vd = slot[0];
+        *vd = slot[0];
         return 0;
     }
     if (h->top_type == VDEV_TYPE_RAIDZ)
-        r = vdev_raidz_new(slot, (unsigned)h->nchildren, h->nparity, &p->vd, err);
+        r = vdev_raidz_new(slot, (unsigned)h->nchildren, h->nparity, vd, err);
     else
-        r = vdev_mirror_new(slot, (unsigned)h->nchildren, &p->vd, err);
+        r = vdev_mirror_new(slot, (unsigned)h->nchildren, vd, err);
     if (r == 0 && missing)
         blog_warn("pool '%s' imported DEGRADED: %s", h->pool_name, names);
+    return r;
+}
+
+int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, bool found_top[BLK_MAX_TOPS],
+                     struct berr *err)
+{
+    enum { MAX_PATHS = MAX_LEAVES * BLK_MAX_TOPS };
+    int r = 0;
+    memset(found_top, 0, BLK_MAX_TOPS * sizeof *found_top);
+    if (n == 0 || n > MAX_PATHS)
+        return berr_set(err, EINVAL, "give 1 to %d device paths (got %zu)", MAX_PATHS, n);
+    struct vdev **found = calloc(n, sizeof *found);
+    struct label_hdr *hdrs = calloc(n, sizeof *hdrs);
+    const char **present = calloc(n, sizeof *present);
+    if (!found || !hdrs || !present) {
+        free(found);
+        free(hdrs);
+        free(present);
+        return berr_set(err, ENOMEM, "out of memory");
+    }
+    /* a member path that no longer exists is a missing member (the others'
+     * labels say which); the pool imports DEGRADED if redundancy allows */
+    size_t np = 0;
+    struct berr gone = {0};
+    for (size_t i = 0; i < n; i++) {
+        if (n > 1 && access(paths[i], F_OK) < 0 && errno == ENOENT) {
+            if (!gone.code)
+                berr_set(&gone, ENOENT, "%s does not exist", paths[i]);
+            continue;
+        }
+        present[np++] = paths[i];
+    }
+    if (np == 0)
+        r = berr_set(err, ENOENT, "none of the devices exists (%s)", gone.msg);
+    paths = present;
+    n = np;
+    size_t unlabeled = 0;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        r = vdev_open(paths[i], 0, false, &found[i], err);
+        if (r < 0)
+            break;
+        r = label_read_hdr(found[i], &hdrs[i], err);
+        if (r == -ENOENT && n > 1 && unlabeled + 1 < n) {
+            /* a device that left the pool (replace, detach: its label was
+             * wiped) given with its members: not one of them */
+            blog_warn("%s holds no berth pool: ignored", paths[i]);
+            vdev_close(steal_ptr(found[i]));
+            unlabeled++;
+            r = 0;
+            continue;
+        }
+        if (r == -ENOENT)
+            r = berr_set(err, ENOENT, "%s holds no berth pool", paths[i]);
+        else if (r < 0)
+            berr_wrap(err, "cannot import from %s", paths[i]);
+    }
+    /* close the gaps the unlabeled ones left */
+    size_t m = 0;
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        if (!found[i])
+            continue;
+        found[m] = found[i];
+        hdrs[m] = hdrs[i];
+        present[m] = present[i];
+        m++;
+    }
+    if (r == 0) {
+        for (size_t i = m; i < n; i++)
+            found[i] = NULL;
+        n = m;
+    }
+    /* the labels of one top may disagree after a crash in the middle of a
+     * replace, attach or detach: assemble_top picks the tree in force */
+    for (size_t i = 0; i < n && r == 0; i++) {
+        unsigned t = hdrs[i].top_id;
+        if (i > 0 && hdrs[i].pool_guid != hdrs[0].pool_guid)
+            r = berr_set(err, EINVAL, "%s and %s belong to different pools ('%s', '%s')",
+                         paths[0], paths[i], hdrs[0].pool_name, hdrs[i].pool_name);
+        else if (hdrs[i].ashift != hdrs[0].ashift)
+            r = berr_set(err, EILSEQ, "%s and %s of pool '%s' have different sector sizes",
+                         paths[0], paths[i], hdrs[0].pool_name);
+        else
+            found_top[t] = true;
+    }
+    /* each top from its own leaves (taken by assemble_top) */
+    struct vdev **grp = r == 0 ? calloc(n, sizeof *grp) : NULL;
+    struct label_hdr *gh = r == 0 ? calloc(n, sizeof *gh) : NULL;
+    if (r == 0 && (!grp || !gh))
+        r = berr_set(err, ENOMEM, "out of memory");
+    for (unsigned t = 0; r == 0 && t < BLK_MAX_TOPS; t++) {
+        if (!found_top[t])
+            continue;
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (found[i] && hdrs[i].top_id == t) {
+                grp[k] = steal_ptr(found[i]);
+                gh[k++] = hdrs[i];
+            }
+        r = assemble_top(p, t, grp, gh, k, err);
+        if (r < 0)
+            found_top[t] = false;
+    }
+    free(grp);
+    free(gh);
+    for (size_t i = 0; i < n; i++)
+        vdev_close(found[i]);
+    if (r < 0) {
+        for (unsigned t = 0; t < BLK_MAX_TOPS; t++) {
+            if (found_top[t])
+                vdev_close(steal_ptr(p->io.top[t].vd));
+            found_top[t] = false;
+        }
+    }
+    free(found);
+    free(hdrs);
+    free(present);
     return r;
 }
 
@@ -474,18 +561,24 @@ static int ub_cmp_desc(const void *a, const void *b)
 
 int pool_read_ubs(bs_pool *p, struct uberblock **out)
 {
-    unsigned n = vdev_nleaves(p->vd);
+    unsigned n = pool_nleaves(p);
     struct uberblock *all = NULL;
     size_t total = 0;
-    uint64_t best[MAX_LEAVES] = {0}, newest = 0;
+    uint64_t newest[BLK_MAX_TOPS] = {0}; /* per top: a crash while the uberblock went to
+                                           the tops one after the other leaves whole
+                                           tops one txg behind, which is not stale */
+    _cleanup_free_ uint64_t *best = calloc(n ? n : 1, sizeof *best);
     int last = -EIO;
     *out = NULL;
+    if (!best)
+        return -ENOMEM;
     for (unsigned i = 0; i < n; i++) {
-        struct vdev *l = vdev_leaf(p->vd, i);
+        unsigned t;
+        struct vdev *l = pool_leaf(p, i, &t, NULL);
         struct uberblock *u = NULL;
         if (l->fd < 0)
             continue;
-        int k = label_read_ubs(l, &p->hdr, &u);
+        int k = label_read_ubs(l, &p->top_hdr[t], &u);
         if (k < 0) {
             last = k;
             continue;
@@ -501,85 +594,103 @@ int pool_read_ubs(bs_pool *p, struct uberblock **out)
             memcpy(all + total, u, (size_t)k * sizeof *u);
         total += (size_t)k;
         best[i] = k > 0 ? u[0].txg : 0;
-        newest = MAX(newest, best[i]);
+        newest[t] = MAX(newest[t], best[i]);
         free(u);
         last = 0;
     }
     if (!all)
         return last;
-    /* uberblocks of txgs before the tree's config txg were written under
-     * the previous tree (its guid sum): they hold for this one too, whose
-     * members have every block of them but for their DTLs (a crash between
-     * the labels of a tree change and its first txg imports the last of
-     * them, with the new tree) */
-    for (size_t i = 0; p->hdr.prev_guid_sum && i < total; i++)
-        if (all[i].txg < p->hdr.config_txg && all[i].guid_sum == p->hdr.prev_guid_sum)
-            all[i].guid_sum = p->guid_sum;
+    /* uberblocks of txgs before a top's config txg were written under its
+     * previous tree (the pool's guid sum then): they hold for this one too,
+     * whose members have every block of them but for their DTLs (a crash
+     * between the labels of a tree change and its first txg imports the
+     * last of them, with the new tree) */
+    for (unsigned t = 0; t < atomic_load(&p->io.ntops); t++) {
+        const struct label_hdr *th = &p->top_hdr[t];
+        for (size_t i = 0; th->prev_guid_sum && i < total; i++)
+            if (all[i].txg < th->config_txg && all[i].guid_sum == th->prev_guid_sum)
+                all[i].guid_sum = pool_tops_guid_sum(p, all[i].ntops ? all[i].ntops : 1);
+    }
     qsort(all, total, sizeof *all, ub_cmp_desc);
     size_t k = 0;
     for (size_t i = 0; i < total; i++)
         if (k == 0 || all[k - 1].txg != all[i].txg)
             all[k++] = all[i];
     /* a leaf that missed the newest txgs was away: read it last, and let a
-     * scrub repair it */
+     * scrub repair it (a top added by a pool add that never committed has
+     * no uberblock at all: it is dropped, not stale) */
     for (unsigned i = 0; i < n; i++) {
-        struct vdev *l = vdev_leaf(p->vd, i);
-        if (l->fd < 0 || n < 2)
+        unsigned t;
+        struct vdev *l = pool_leaf(p, i, &t, NULL);
+        if (l->fd < 0 || vdev_nleaves(p->io.top[t].vd) < 2)
             continue;
         uint64_t lo = 0, hi = atomic_load(&l->dtl_hi);
-        if (best[i] < newest)
+        if (best[i] < newest[t])
             lo = best[i] + 1; /* it missed the txgs after its newest uberblock */
         else if (atomic_load(&l->stale) && !hi)
             lo = 1; /* stale in a label of a version without DTLs: all of it */
-        if (lo && (!hi || lo < atomic_load(&l->dtl_lo) || newest > hi)) {
-            dtl_add(l, lo, newest);
-            p->hdr.rsv_valid = 0; /* a saved resilver position was for other DTLs */
+        if (lo && (!hi || lo < atomic_load(&l->dtl_lo) || newest[t] > hi)) {
+            dtl_add(l, lo, newest[t]);
+            p->top_hdr[0].rsv_valid = 0; /* a saved resilver position was for other DTLs */
         }
         if (lo)
             atomic_store(&l->stale, true);
     }
-    vdev_top_state(p->vd);
+    pool_tops_state(p);
     *out = all;
     return (int)k;
 }
 
 void pool_refresh_stale(bs_pool *p)
 {
+    bool any = false, rewrite = false;
+    unsigned nt = atomic_load(&p->io.ntops);
     /* a replace that waited for its resilver when the pool went away goes
-     * on waiting (the labels name the old and the new member) */
-    for (unsigned k = 0; p->hdr.replace_old && !p->readonly && k < vdev_nleaves(p->vd); k++)
-        if (vdev_leaf(p->vd, k)->guid == p->hdr.replace_new)
-            scan_set_replacing(p, p->hdr.replace_old, vdev_leaf(p->vd, k)->path);
-    p->hdr.replace_old = p->hdr.replace_new = 0;
-    bool any = false;
-    for (unsigned i = 0; i < vdev_nleaves(p->vd); i++)
-        any |= atomic_load(&vdev_leaf(p->vd, i)->stale);
-    if (p->hdr.rewrite && !p->readonly)
+     * on waiting (the labels of its top name the old and the new member) */
+    for (unsigned t = 0; t < nt; t++) {
+        struct label_hdr *th = &p->top_hdr[t];
+        struct vdev *top = p->io.top[t].vd;
+        for (unsigned k = 0; th->replace_old && !p->readonly && k < vdev_nleaves(top); k++)
+            if (vdev_leaf(top, k)->guid == th->replace_new)
+                scan_set_replacing(p, th->replace_old, vdev_leaf(top, k)->path);
+        th->replace_old = th->replace_new = 0;
+        rewrite |= th->rewrite;
+        th->rewrite = false;
+    }
+    if (rewrite && !p->readonly)
         (void)pool_write_labels(p, false); /* labels of several generations: one now */
-    p->hdr.rewrite = false;
-    if (!any || p->readonly || !p->io.alloc)
+    for (unsigned t = 0; t < nt; t++) {
+        struct vdev *top = p->io.top[t].vd;
+        bool stale = false;
+        for (unsigned i = 0; i < vdev_nleaves(top); i++)
+            stale |= atomic_load(&vdev_leaf(top, i)->stale);
+        if (stale && p->io.top[t].alloc && !p->readonly)
+            alloc_dirty_all(p->io.top[t].alloc);
+        any |= stale;
+    }
+    if (!any || p->readonly || !p->io.top[0].alloc)
         return;
     /* resilver what they missed, from where an interrupted resilver of the
      * same DTLs got (the labels' position; it stays in them meanwhile) */
-    struct bs_scrub_pos pos = {.id = p->hdr.rsv_id, .blk = p->hdr.rsv_blk,
-                               .part = (int)p->hdr.rsv_part};
-    bool resume = p->hdr.rsv_valid;
-    p->hdr.rsv_valid = 0;
+    struct label_hdr *h0 = &p->top_hdr[0];
+    struct bs_scrub_pos pos = {.id = h0->rsv_id, .blk = h0->rsv_blk, .part = (int)h0->rsv_part};
+    bool resume = h0->rsv_valid;
+    h0->rsv_valid = 0;
     (void)resilver_request(p, resume ? &pos : NULL);
     (void)pool_write_labels(p, false); /* record who is stale before new txgs land */
-    alloc_dirty_all(p->io.alloc);
     txg_mark_dirty(p);
 }
 
-int pool_check_fresh(bs_pool *p, struct berr *err)
+/* pool_check_fresh for one top. */
+static int check_fresh_top(bs_pool *p, struct vdev *top, struct berr *err)
 {
-    unsigned n = vdev_nleaves(p->vd), fresh = 0, present = 0;
+    unsigned n = vdev_nleaves(top), fresh = 0, present = 0;
     if (n < 2)
         return 0;
     char stale[512] = "";
     size_t w = 0;
     for (unsigned i = 0; i < n; i++) {
-        struct vdev *l = vdev_leaf(p->vd, i);
+        struct vdev *l = vdev_leaf(top, i);
         if (l->fd < 0)
             continue;
         present++;
@@ -588,7 +699,7 @@ int pool_check_fresh(bs_pool *p, struct berr *err)
         else if (w < sizeof stale)
             w += (size_t)snprintf(stale + w, sizeof stale - w, "%s%s", w ? ", " : "", l->path);
     }
-    unsigned need = p->vd->kind == VDEV_KIND_RAIDZ ? n - p->vd->nparity : 1;
+    unsigned need = top->kind == VDEV_KIND_RAIDZ ? n - top->nparity : 1;
     if (fresh >= need)
         return 0;
     return berr_set(err, ENXIO,
@@ -600,33 +711,46 @@ int pool_check_fresh(bs_pool *p, struct berr *err)
                     need - fresh == 1 ? "it" : "them");
 }
 
+int pool_check_fresh(bs_pool *p, struct berr *err)
+{
+    unsigned nt = atomic_load(&p->io.ntops);
+    for (unsigned t = 0; t < nt; t++) {
+        int r = check_fresh_top(p, p->io.top[t].vd, err);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 /* ---- status ---- */
 
 void pool_vdev_stats(bs_pool *p, bool faulted, uint64_t size, struct bs_pool_stats *o)
 {
-    enum vdev_state top = vdev_top_state(p->vd);
-    unsigned n = vdev_nleaves(p->vd);
-    if (p->vd->kind == VDEV_KIND_RAIDZ)
-        snprintf(o->layout, sizeof o->layout, "raidz%u", p->vd->nparity);
+    enum vdev_state top = pool_tops_state(p);
+    unsigned n = pool_nleaves(p);
+    struct vdev *top0 = p->io.top[0].vd;
+    if (top0->kind == VDEV_KIND_RAIDZ)
+        snprintf(o->layout, sizeof o->layout, "raidz%u", top0->nparity);
     else
         snprintf(o->layout, sizeof o->layout, "%s",
-                 p->vd->kind == VDEV_KIND_MIRROR ? "mirror" : "single");
-    o->nvdevs = MIN(n, 8u);
+                 top0->kind == VDEV_KIND_MIRROR ? "mirror" : "single");
+    o->nvdevs = MIN(n, (unsigned)BS_POOL_MAX_LEAVES_SHOWN);
     char rep_new[4096];
     uint64_t rep_old = scan_replacing(p, rep_new, sizeof rep_new);
     pthread_mutex_lock(&p->lock);
     for (unsigned i = 0; i < n; i++) {
-        struct vdev *v = vdev_leaf(p->vd, i);
+        unsigned t;
+        struct vdev *v = pool_leaf(p, i, &t, NULL);
         enum vdev_state s = (enum vdev_state)atomic_load(&v->state);
         o->read_errors += atomic_load(&v->ctr.read_errors);
         o->write_errors += atomic_load(&v->ctr.write_errors);
         o->checksum_errors += atomic_load(&v->ctr.checksum_errors);
-        if (i >= 8)
+        if (i >= BS_POOL_MAX_LEAVES_SHOWN)
             continue;
         struct bs_vdev_stats *vs = &o->vdevs[i];
         snprintf(vs->path, sizeof vs->path, "%s", v->path);
         snprintf(vs->type, sizeof vs->type, "%s", v->is_blockdev ? "disk" : "file");
-        if (faulted && p->vd->kind == VDEV_KIND_LEAF)
+        if (faulted && p->io.top[t].vd->kind == VDEV_KIND_LEAF)
             s = VDEV_STATE_FAULTED;
         snprintf(vs->state, sizeof vs->state, "%s", vdev_state_name(s));
         vs->stale = atomic_load(&v->stale);
@@ -639,8 +763,9 @@ void pool_vdev_stats(bs_pool *p, bool faulted, uint64_t size, struct bs_pool_sta
             snprintf(vs->replacing, sizeof vs->replacing, "%s", v->child[0]->path);
         /* a replace of a healthy mirror member: the old one is still there */
         for (unsigned k = 0; rep_old && k < n; k++)
-            if (vdev_leaf(p->vd, k)->guid == rep_old && strcmp(v->path, rep_new) == 0)
-                snprintf(vs->replacing, sizeof vs->replacing, "%s", vdev_leaf(p->vd, k)->path);
+            if (pool_leaf(p, k, NULL, NULL)->guid == rep_old && strcmp(v->path, rep_new) == 0)
+                snprintf(vs->replacing, sizeof vs->replacing, "%s",
+                         pool_leaf(p, k, NULL, NULL)->path);
         vs->guid = v->guid;
         vs->size = size;
         vs->read_errors = atomic_load(&v->ctr.read_errors);
@@ -653,8 +778,9 @@ void pool_vdev_stats(bs_pool *p, bool faulted, uint64_t size, struct bs_pool_sta
         vs->bytes_written = atomic_load(&v->ctr.bytes_written);
     }
     pthread_mutex_unlock(&p->lock);
-    if (p->vd->kind != VDEV_KIND_LEAF)
-        o->checksum_errors += atomic_load(&p->vd->ctr.checksum_errors);
+    for (unsigned t = 0; t < atomic_load(&p->io.ntops); t++)
+        if (p->io.top[t].vd->kind != VDEV_KIND_LEAF)
+            o->checksum_errors += atomic_load(&p->io.top[t].vd->ctr.checksum_errors);
     const char *st = faulted ? "FAULTED" : p->readonly ? "READONLY"
                    : top == VDEV_STATE_ONLINE ? "ONLINE" : vdev_state_name(top);
     snprintf(o->state, sizeof o->state, "%s", st);
@@ -678,7 +804,7 @@ int bs_pool_debug(bs_pool *p, const char *knob, struct berr *err)
         replace_debug_crash(strcmp(knob + 11, "on") == 0);
         return 0;
     }
-    unsigned n = vdev_nleaves(p->vd), first = 0, last = n;
+    unsigned n = pool_nleaves(p), first = 0, last = n;
     if (knob && strncmp(knob, "vdev=", 5) == 0) {
         char *end;
         errno = 0;
@@ -690,7 +816,7 @@ int bs_pool_debug(bs_pool *p, const char *knob, struct berr *err)
         knob = end + 1;
     }
     for (unsigned i = first; i < last; i++) {
-        struct vdev *l = vdev_leaf(p->vd, i);
+        struct vdev *l = pool_leaf(p, i, NULL, NULL);
         if (l->fd < 0) {
             if (last - first == 1)
                 return berr_set(err, ENXIO, "vdev %u (%s) is not present", i, l->path);
@@ -703,39 +829,65 @@ int bs_pool_debug(bs_pool *p, const char *knob, struct berr *err)
     return 0;
 }
 
-int pool_find_leaf(bs_pool *p, const char *path, struct berr *err)
+/* A leaf by path or pool-wide index: its top in *top, its index in the top
+ * returned (or -errno). */
+int pool_find_leaf(bs_pool *p, const char *path, unsigned *tn, struct berr *err)
 {
-    unsigned n = vdev_nleaves(p->vd);
+    unsigned n = pool_nleaves(p), t, c;
     for (unsigned i = 0; i < n; i++)
-        if (strcmp(vdev_leaf(p->vd, i)->path, path) == 0)
-            return (int)i;
+        if (strcmp(pool_leaf(p, i, &t, &c)->path, path) == 0) {
+            *tn = t;
+            return (int)c;
+        }
     char *end;
     unsigned long i = strtoul(path, &end, 10);
-    if (*path && !*end && i < n)
-        return (int)i; /* a leaf index */
+    if (*path && !*end && i < n) { /* a leaf index */
+        pool_leaf(p, (unsigned)i, &t, &c);
+        *tn = t;
+        return (int)c;
+    }
+    return berr_set(err, ENOENT, "pool '%s' has no device %s", p->name, path);
+}
+
+static int find_leaf(bs_pool *p, const char *path, struct vdev **top, struct berr *err)
+{
+    unsigned n = pool_nleaves(p), t, c;
+    for (unsigned i = 0; i < n; i++)
+        if (strcmp(pool_leaf(p, i, &t, &c)->path, path) == 0) {
+            *top = p->io.top[t].vd;
+            return (int)c;
+        }
+    char *end;
+    unsigned long i = strtoul(path, &end, 10);
+    if (*path && !*end && i < n) { /* a leaf index */
+        pool_leaf(p, (unsigned)i, &t, &c);
+        *top = p->io.top[t].vd;
+        return (int)c;
+    }
     return berr_set(err, ENOENT, "pool '%s' has no device %s", p->name, path);
 }
 
 int bs_pool_offline(bs_pool *p, const char *path, struct berr *err)
 {
-    if (p->vd->kind == VDEV_KIND_LEAF)
-        return berr_set(err, ENOTSUP, "pool '%s' has no redundancy: its only device cannot "
-                        "go offline", p->name);
     pthread_mutex_lock(&p->admin_lock);
-    int i = pool_find_leaf(p, path, err);
-    if (i >= 0) {
-        struct vdev *l = p->vd->child[i];
+    struct vdev *top = NULL;
+    int i = find_leaf(p, path, &top, err);
+    if (i >= 0 && top->kind == VDEV_KIND_LEAF) {
+        i = berr_set(err, ENOTSUP, "%s has no redundancy in pool '%s' (a top-level vdev of "
+                     "its own): it cannot go offline", top->path, p->name);
+    } else if (i >= 0) {
+        struct vdev *l = top->child[i];
         unsigned others = 0;
-        for (unsigned k = 0; k < p->vd->nchild; k++)
-            others += (int)k != i && vdev_usable(p->vd->child[k]) &&
-                      !atomic_load(&p->vd->child[k]->stale);
+        for (unsigned k = 0; k < top->nchild; k++)
+            others += (int)k != i && vdev_usable(top->child[k]) &&
+                      !atomic_load(&top->child[k]->stale);
         /* the up-to-date leaves left must still hold every block */
-        if (vdev_usable(l) && p->vd->nchild - others > vdev_redundancy(p->vd))
+        if (vdev_usable(l) && top->nchild - others > vdev_redundancy(top))
             i = berr_set(err, EBUSY, "taking %s offline would leave pool '%s' without an "
                          "up-to-date copy of its data", l->path, p->name);
         else
             atomic_store(&l->state, VDEV_STATE_OFFLINE);
-        vdev_top_state(p->vd);
+        vdev_top_state(top);
     }
     pthread_mutex_unlock(&p->admin_lock);
     return i < 0 ? i : 0;
@@ -755,7 +907,7 @@ static int reopen(bs_pool *p, struct vdev *ph, const char *path, struct berr *er
     if (r == 0 && (h.pool_guid != p->guid || h.vdev_guid != ph->guid))
         r = berr_set(err, EINVAL, "%s is not the missing member %s of pool '%s'", path, ph->path,
                      p->name);
-    if (r == 0 && v->size < p->hdr.dev_size)
+    if (r == 0 && v->size < p->top_hdr[h.top_id < BLK_MAX_TOPS ? h.top_id : 0].dev_size)
         r = berr_set(err, ENOSPC, "%s is smaller than the pool's devices", path);
     if (r < 0) {
         vdev_close(v);
@@ -777,32 +929,41 @@ static int reopen(bs_pool *p, struct vdev *ph, const char *path, struct berr *er
 
 int bs_pool_online(bs_pool *p, const char *path, struct berr *err)
 {
-    if (p->vd->kind == VDEV_KIND_LEAF)
-        return berr_set(err, ENOTSUP, "pool '%s' has a single device; it is always online",
-                        p->name);
     pthread_mutex_lock(&p->admin_lock);
-    int i = pool_find_leaf(p, path, err);
-    if (i < 0 && p->vd->nchild) {
+    struct vdev *top = NULL;
+    int i = find_leaf(p, path, &top, NULL);
+    if (i < 0) {
         /* a missing member given by its new path */
-        for (unsigned k = 0; k < p->vd->nchild && i < 0; k++)
-            if (p->vd->child[k]->fd < 0 && reopen(p, p->vd->child[k], path, NULL) == 0)
-                i = (int)k;
+        for (unsigned t = 0; t < atomic_load(&p->io.ntops) && i < 0; t++) {
+            struct vdev *tv = p->io.top[t].vd;
+            for (unsigned k = 0; k < tv->nchild && i < 0; k++)
+                if (tv->child[k]->fd < 0 && reopen(p, tv->child[k], path, NULL) == 0) {
+                    i = (int)k;
+                    top = tv;
+                }
+        }
         if (i < 0)
             i = berr_set(err, ENOENT, "%s is neither a device of pool '%s' nor one of its "
                      "missing members", path, p->name);
     }
-    if (i >= 0) {
-        struct vdev *l = p->vd->child[i];
+    if (i >= 0 && top->kind == VDEV_KIND_LEAF) {
+        i = berr_set(err, ENOTSUP, "%s is a top-level vdev of its own in pool '%s'; it is "
+                     "always online", top->path, p->name);
+    } else if (i >= 0) {
+        struct vdev *l = top->child[i];
         if (l->fd < 0) {
             i = berr_set(err, ENXIO, "%s is missing: online it by its path", l->path);
         } else if (!vdev_usable(l)) {
             /* it missed writes: its DTL says which txgs, reads avoid it for
              * those, a resilver copies them, the next txg rewrites the
              * whole allocation map */
-            dtl_leaf_back(p, l);
+            unsigned t = 0;
+            while (p->io.top[t].vd != top)
+                t++;
+            dtl_leaf_back(p, t, l);
             pool_refresh_stale(p);
         }
-        vdev_top_state(p->vd);
+        vdev_top_state(top);
     }
     pthread_mutex_unlock(&p->admin_lock);
     return i < 0 ? i : 0;

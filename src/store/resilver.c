@@ -29,16 +29,19 @@ unsigned resilver_targets(bs_pool *p, struct rsv_target *tg)
 {
     memset(tg, 0, sizeof *tg);
     unsigned n = 0;
-    for (unsigned i = 0; i < vdev_nleaves(p->vd) && i < 32; i++) {
-        struct vdev *l = vdev_leaf(p->vd, i);
-        uint64_t hi = atomic_load(&l->dtl_hi), lo = atomic_load(&l->dtl_lo);
-        if (!hi || !vdev_usable(l) || p->vd->kind == VDEV_KIND_LEAF)
-            continue;
-        tg->mask |= 1u << i;
-        tg->gen[i] = atomic_load(&l->stale_gen);
-        tg->lo = n ? MIN(tg->lo, lo) : lo;
-        tg->hi = MAX(tg->hi, hi);
-        n++;
+    for (unsigned t = 0; t < atomic_load(&p->io.ntops); t++) {
+        struct vdev *top = p->io.top[t].vd;
+        for (unsigned i = 0; i < vdev_nleaves(top) && i < 32; i++) {
+            struct vdev *l = vdev_leaf(top, i);
+            uint64_t hi = atomic_load(&l->dtl_hi), lo = atomic_load(&l->dtl_lo);
+            if (!hi || !vdev_usable(l) || top->kind == VDEV_KIND_LEAF)
+                continue;
+            tg->mask[t] |= 1u << i;
+            tg->gen[t][i] = atomic_load(&l->stale_gen);
+            tg->lo = n ? MIN(tg->lo, lo) : lo;
+            tg->hi = MAX(tg->hi, hi);
+            n++;
+        }
     }
     return n;
 }
@@ -48,14 +51,14 @@ int resilver_block(bs_pool *p, const struct rsv_target *tg, const struct blkptr 
 {
     if (bp_is_hole(bp) || bp->birth < tg->lo || bp->birth > tg->hi || !bp->dva[0].asize)
         return 0;
-    /* the targets are leaves of top-level vdev 0, the pool's one (with
-     * several, the (top, leaf) pairs of tg would pick the top by DVA vdev) */
-    if (bp->dva[0].vdev != 0)
+    /* the block lives on the top its DVA names: its targets there */
+    unsigned t = bp->dva[0].vdev;
+    if (t >= atomic_load(&p->io.ntops) || !tg->mask[t])
         return 0;
-    struct vdev *top = p->vd;
+    struct vdev *top = p->io.top[t].vd;
     uint32_t mask = 0;
     for (unsigned i = 0; i < vdev_nleaves(top) && i < 32; i++)
-        if ((tg->mask >> i & 1) && vdev_dtl_has(vdev_leaf(top, i), bp->birth))
+        if ((tg->mask[t] >> i & 1) && vdev_dtl_has(vdev_leaf(top, i), bp->birth))
             mask |= 1u << i;
     if (!mask)
         return 0;
@@ -72,10 +75,13 @@ int resilver_block(bs_pool *p, const struct rsv_target *tg, const struct blkptr 
 int resilver_flush(bs_pool *p, const struct rsv_target *tg)
 {
     int ret = 0;
-    for (unsigned i = 0; i < vdev_nleaves(p->vd) && i < 32; i++) {
-        struct vdev *l = vdev_leaf(p->vd, i);
-        if ((tg->mask >> i & 1) && vdev_usable(l) && vdev_flush(l) < 0)
-            ret = -EIO;
+    for (unsigned t = 0; t < atomic_load(&p->io.ntops); t++) {
+        struct vdev *top = p->io.top[t].vd;
+        for (unsigned i = 0; i < vdev_nleaves(top) && i < 32; i++) {
+            struct vdev *l = vdev_leaf(top, i);
+            if ((tg->mask[t] >> i & 1) && vdev_usable(l) && vdev_flush(l) < 0)
+                ret = -EIO;
+        }
     }
     return ret;
 }
@@ -83,16 +89,20 @@ int resilver_flush(bs_pool *p, const struct rsv_target *tg)
 void resilver_done(bs_pool *p, const struct rsv_target *tg)
 {
     bool cleared = false;
-    for (unsigned i = 0; i < vdev_nleaves(p->vd) && i < 32; i++) {
-        struct vdev *l = vdev_leaf(p->vd, i);
-        if (!(tg->mask >> i & 1) || !vdev_usable(l) || atomic_load(&l->stale_gen) != tg->gen[i])
-            continue;
-        dtl_clear(l);
-        atomic_store(&l->stale, false);
-        cleared = true;
+    for (unsigned t = 0; t < atomic_load(&p->io.ntops); t++) {
+        struct vdev *top = p->io.top[t].vd;
+        for (unsigned i = 0; i < vdev_nleaves(top) && i < 32; i++) {
+            struct vdev *l = vdev_leaf(top, i);
+            if (!(tg->mask[t] >> i & 1) || !vdev_usable(l) ||
+                atomic_load(&l->stale_gen) != tg->gen[t][i])
+                continue;
+            dtl_clear(l);
+            atomic_store(&l->stale, false);
+            cleared = true;
+        }
     }
-    vdev_top_state(p->vd);
-    p->hdr.rsv_valid = 0;
+    pool_tops_state(p);
+    p->top_hdr[0].rsv_valid = 0;
     if (cleared && !p->readonly)
         (void)pool_write_labels(p, false);
 }

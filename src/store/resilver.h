@@ -22,18 +22,18 @@ void dtl_clear(struct vdev *l);
  * synced, and it is ONLINE (stale if it missed anything) before the next
  * txg syncs.  A running resilver is stopped first: its position in the
  * labels was for the old DTLs. */
-void dtl_leaf_back(bs_pool *p, struct vdev *l);
-/* The newest txg whose uberblock leaf l holds (0: none readable). */
-uint64_t dtl_leaf_newest(bs_pool *p, struct vdev *l);
+void dtl_leaf_back(bs_pool *p, unsigned t, struct vdev *l);
+/* The newest txg whose uberblock leaf l of top t holds (0: none readable). */
+uint64_t dtl_leaf_newest(bs_pool *p, unsigned t, struct vdev *l);
 
 /* ---- resilver (resilver.c) ---- */
 
 struct rsv_target {
-    uint32_t mask;      /* leaves (bit i: child i of p->vd) being filled */
-    uint64_t lo, hi;    /* the union of their DTLs */
-    uint32_t gen[32];   /* their stale_gen when the resilver started */
+    uint32_t mask[BLK_MAX_TOPS];    /* leaves (bit i: child i of top t) being filled */
+    uint64_t lo, hi;                /* the union of their DTLs */
+    uint32_t gen[BLK_MAX_TOPS][32]; /* their stale_gen when the resilver started */
 };
-/* The usable leaves of p->vd with a DTL; returns how many. */
+/* The usable leaves of every top with a DTL; returns how many. */
 unsigned resilver_targets(bs_pool *p, struct rsv_target *tg);
 /* Copy bp's stored bytes (verified, from a copy outside the targets) to the
  * targets whose DTL holds its birth; *copied += bytes written.  -EIO if no
@@ -49,9 +49,10 @@ void resilver_done(bs_pool *p, const struct rsv_target *tg);
  * when it resumes a position recorded in the labels for the same DTLs. */
 int resilver_request(bs_pool *p, const struct bs_scrub_pos *from);
 
-/* The index of the leaf of p->vd named by path (or "missing-GUID" name, or
- * index); -ENOENT with a message if none (pool_vdev.c). */
-int pool_find_leaf(bs_pool *p, const char *path, struct berr *err);
+/* The leaf named by path (or "missing-GUID" name, or pool-wide index): its
+ * index in its top, the top in *t; -ENOENT with a message if none
+ * (pool_vdev.c). */
+int pool_find_leaf(bs_pool *p, const char *path, unsigned *t, struct berr *err);
 
 /* ---- scan hooks (scrub.c) ---- */
 

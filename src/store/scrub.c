@@ -108,8 +108,8 @@ struct scrub {
 static uint64_t leaves_repaired(bs_pool *p)
 {
     uint64_t sum = 0;
-    for (unsigned i = 0; i < vdev_nleaves(p->vd); i++)
-        sum += atomic_load(&vdev_leaf(p->vd, i)->ctr.repaired_bytes);
+    for (unsigned i = 0; i < pool_nleaves(p); i++)
+        sum += atomic_load(&pool_leaf(p, i, NULL, NULL)->ctr.repaired_bytes);
     return sum;
 }
 
@@ -174,7 +174,7 @@ static int snapshot(bs_pool *p, struct unit **out, size_t *n, uint64_t *txg)
     *txg = p->txg.committed_txg;
     pthread_mutex_unlock(&p->txg.lock);
     if (u)
-        alloc_hold_frees(p->io.alloc, *txg);
+        pool_tops_hold_frees(p, *txg);
     pthread_mutex_unlock(&p->txg.sync_mutex);
     if (!u)
         return -ENOMEM;
@@ -319,7 +319,7 @@ static int run_pass(bs_pool *p, struct scrub *s)
         }
     }
     free(u);
-    alloc_hold_frees(p->io.alloc, 0);
+    pool_tops_hold_frees(p, 0);
     txg_mark_dirty(p); /* let the frees held meanwhile drain */
     return r;
 }
@@ -328,7 +328,7 @@ static int run_pass(bs_pool *p, struct scrub *s)
 static void scan_reset(bs_pool *p, struct scrub *s, const struct bs_scrub_pos *from)
 {
     struct alloc_stats st;
-    alloc_stats(p->io.alloc, &st);
+    pool_tops_alloc_stats(p, &st);
     s->start_time = (uint64_t)time(NULL);
     s->end_time = 0;
     s->total = st.allocated;
@@ -344,8 +344,8 @@ static void scan_reset(bs_pool *p, struct scrub *s, const struct bs_scrub_pos *f
     s->pos_blk = from ? from->blk : 0;
     s->resumed = from != NULL;
     s->start_usable = 0;
-    for (unsigned i = 0; i < vdev_nleaves(p->vd) && i < 32; i++) {
-        struct vdev *l = vdev_leaf(p->vd, i);
+    for (unsigned i = 0; i < pool_nleaves(p) && i < 32; i++) {
+        struct vdev *l = pool_leaf(p, i, NULL, NULL);
         s->start_gen[i] = atomic_load(&l->stale_gen);
         if (vdev_usable(l))
             s->start_usable |= 1u << i;
@@ -426,15 +426,15 @@ again:
          * that came back stale hold everything now (cleared before waiters
          * see "finished") */
         bool cleared = false;
-        for (unsigned i = 0; i < vdev_nleaves(p->vd) && i < 32; i++) {
-            struct vdev *l = vdev_leaf(p->vd, i);
+        for (unsigned i = 0; i < pool_nleaves(p) && i < 32; i++) {
+            struct vdev *l = pool_leaf(p, i, NULL, NULL);
             if (!s->resumed && vdev_usable(l) && (s->start_usable >> i & 1) &&
                 atomic_load(&l->stale_gen) == s->start_gen[i]) {
                 cleared |= atomic_exchange(&l->stale, false);
                 dtl_clear(l);
             }
         }
-        vdev_top_state(p->vd);
+        pool_tops_state(p);
         if (cleared && !p->readonly) /* the labels stop calling them stale */
             (void)pool_write_labels(p, false);
     }
@@ -574,7 +574,7 @@ void scan_stop(bs_pool *p, bool any)
 {
     /* the DTLs are about to change: a position saved for the old ones
      * must not reach the labels with the new ones */
-    p->hdr.rsv_valid = 0;
+    p->top_hdr[0].rsv_valid = 0;
     struct scrub *s = p->scrub;
     if (!s)
         return;
@@ -675,10 +675,10 @@ void scrub_fini(bs_pool *p)
      * export writes them once more) for the next import */
     struct bs_scrub_pos pos;
     if (scan_label_pos(p, &pos)) {
-        p->hdr.rsv_valid = 1;
-        p->hdr.rsv_id = pos.id;
-        p->hdr.rsv_blk = pos.blk;
-        p->hdr.rsv_part = (uint32_t)pos.part;
+        p->top_hdr[0].rsv_valid = 1;
+        p->top_hdr[0].rsv_id = pos.id;
+        p->top_hdr[0].rsv_blk = pos.blk;
+        p->top_hdr[0].rsv_part = (uint32_t)pos.part;
     }
     p->scrub = NULL;
     pthread_cond_destroy(&s->cv);

@@ -10,7 +10,8 @@
  * The switch is ordered by txgs (FORMAT.md 2, "Changing the tree").  Under
  * the sync mutex (no txg is being written), with T+1 the open txg:
  *   1. the new device's labels are wiped (no uberblock of its own);
- *   2. p->hdr gets the new tree with config_txg = T+1, the new guid sum, and
+ *   2. the top's label template (p->top_hdr[t]) gets the new tree with
+ *      config_txg = T+1 and the previous guid sum, the pool the new sum, and
  *      the in-memory tree is changed;
  *   3. every member's label is rewritten (new and old members alike);
  * then txg T+1 is committed: its uberblocks carry the new tree's guid sum.
@@ -21,7 +22,7 @@
  * DTL, resilvered).  A member leaving the pool has its label wiped only after
  * T+1 has committed, so it stays importable as the old tree until then.
  *
- * Concurrency: readers walk p->vd->child[] without locks (plain loads of
+ * Concurrency: readers walk a top's child[] without locks (plain loads of
  * aligned pointers and counts; the stores here are atomic releases; TSan
  * calls the pairs races, the hardware does not tear them).  So a leaf taken
  * out of the tree is never freed while the pool lives: it goes OFFLINE (no
@@ -30,7 +31,7 @@
  * its struct hangs off a remaining leaf's (unused) child list, freed with the
  * tree by vdev_close.  A mirror's child array has room for 32 from the
  * start, so attach only appends.  A single leaf becomes a mirror in place:
- * the top struct (p->vd, also p->io.vd) turns into the mirror and keeps its
+ * the top struct (p->io.top[t].vd) turns into the mirror and keeps its
  * fd open until the pool closes, for reads already under way; the leaf goes
  * on as a new struct over a dup of that fd. */
 #include <errno.h>
@@ -55,22 +56,23 @@ void replace_debug_crash(bool on)
 }
 
 /* Open the device that joins the pool. */
-static int open_new(bs_pool *p, const char *path, bool force, struct vdev **out,
+static int open_new(bs_pool *p, unsigned tn, const char *path, bool force, struct vdev **out,
                     struct berr *err)
 {
-    for (unsigned i = 0; i < vdev_nleaves(p->vd); i++)
-        if (strcmp(vdev_leaf(p->vd, i)->path, path) == 0)
+    uint64_t dev_size = p->top_hdr[tn].dev_size;
+    for (unsigned i = 0; i < pool_nleaves(p); i++)
+        if (strcmp(pool_leaf(p, i, NULL, NULL)->path, path) == 0)
             return berr_set(err, EINVAL, "%s is already a device of pool '%s'", path, p->name);
     /* a new file is made as large as the pool's devices; an existing one
      * (file or block device) is taken as it is */
     struct vdev *v;
-    int r = vdev_open(path, access(path, F_OK) == 0 ? 0 : p->hdr.dev_size, false, &v, err);
+    int r = vdev_open(path, access(path, F_OK) == 0 ? 0 : dev_size, false, &v, err);
     if (r < 0)
         return r;
     struct label_hdr old;
-    if (v->size < p->hdr.dev_size)
+    if (v->size < dev_size)
         r = berr_set(err, ENOSPC, "%s is too small: %llu bytes, the pool's devices have %llu",
-                     path, (unsigned long long)v->size, (unsigned long long)p->hdr.dev_size);
+                     path, (unsigned long long)v->size, (unsigned long long)dev_size);
     else if (label_read_hdr(v, &old, NULL) == 0 && old.state != POOL_STATE_DESTROYED && !force)
         r = berr_set(err, EEXIST, "device %s holds pool '%s'; use -f to overwrite", path,
                      old.pool_name);
@@ -97,18 +99,17 @@ static uint64_t open_txg(bs_pool *p)
 
 static void set_sum(bs_pool *p)
 {
-    p->guid_sum = 0;
-    for (uint64_t i = 0; i < p->hdr.nchildren; i++)
-        p->guid_sum += p->hdr.child_guids[i];
+    p->guid_sum = pool_tops_guid_sum(p, atomic_load(&p->io.ntops));
 }
 
 /* Make nl a member that lacks txgs 1..t-1 (a new device). */
-static void new_member(bs_pool *p, struct vdev *nl, const struct vdev *like, uint64_t t)
+static void new_member(bs_pool *p, unsigned tn, struct vdev *nl, const struct vdev *like,
+                       uint64_t t)
 {
+    struct vdev *top = p->io.top[tn].vd;
     nl->guid = pool_random_u64();
     vdev_set_data(nl, like->ashift, like->data_start,
-                  p->vd->kind == VDEV_KIND_RAIDZ ? p->vd->data_size / p->vd->nchild
-                                                 : p->vd->data_size);
+                  top->kind == VDEV_KIND_RAIDZ ? top->data_size / top->nchild : top->data_size);
     if (t > 1)
         dtl_add(nl, 1, t - 1);
     atomic_store(&nl->stale, true);
@@ -130,10 +131,11 @@ static void retire(struct vdev *keeper, struct vdev *old, int as_state)
 
 /* After txg t (the new tree's first) committed: wipe the label of a member
  * that left (so it never imports as part of the pool), then close it. */
-static void forget(bs_pool *p, struct vdev *old)
+static void forget(bs_pool *p, unsigned tn, struct vdev *old)
 {
-    pthread_rwlock_wrlock(&p->vd->heal_lock); /* no repair writes to it after this */
-    pthread_rwlock_unlock(&p->vd->heal_lock);
+    struct vdev *top = p->io.top[tn].vd;
+    pthread_rwlock_wrlock(&top->heal_lock); /* no repair writes to it after this */
+    pthread_rwlock_unlock(&top->heal_lock);
     if (old->fd >= 0) {
         if (label_wipe(old) == 0)
             (void)vdev_flush(old);
@@ -142,14 +144,14 @@ static void forget(bs_pool *p, struct vdev *old)
     }
 }
 
-/* The tree in p->hdr and p->vd changed (sync mutex held): record it in
- * every label. */
-static int write_tree(bs_pool *p, uint64_t t, struct berr *err)
+/* The tree of top tn (p->top_hdr[tn], p->io.top[tn].vd) changed (sync
+ * mutex held): record it in every label. */
+static int write_tree(bs_pool *p, unsigned tn, uint64_t t, struct berr *err)
 {
-    p->hdr.config_txg = t;
-    p->hdr.prev_guid_sum = p->guid_sum; /* the uberblocks before t carry it */
+    p->top_hdr[tn].config_txg = t;
+    p->top_hdr[tn].prev_guid_sum = p->guid_sum; /* the uberblocks before t carry it */
     set_sum(p);
-    vdev_top_state(p->vd);
+    pool_tops_state(p);
     int r = pool_write_labels(p, false);
     if (r < 0)
         berr_set(err, -r, "cannot write the labels of pool '%s': %s", p->name, strerror(-r));
@@ -170,14 +172,15 @@ static int finish(bs_pool *p, uint64_t t, const char *what, struct berr *err)
 }
 
 /* Can the members other than `skip` serve every block? */
-static bool others_hold_all(bs_pool *p, int skip)
+static bool others_hold_all(bs_pool *p, unsigned tn, int skip)
 {
-    unsigned fresh = 0, n = vdev_nleaves(p->vd);
+    struct vdev *top = p->io.top[tn].vd;
+    unsigned fresh = 0, n = vdev_nleaves(top);
     for (unsigned k = 0; k < n; k++) {
-        struct vdev *l = vdev_leaf(p->vd, k);
+        struct vdev *l = vdev_leaf(top, k);
         fresh += (int)k != skip && vdev_usable(l) && !atomic_load(&l->stale);
     }
-    unsigned need = p->vd->kind == VDEV_KIND_RAIDZ ? n - p->vd->nparity : 1;
+    unsigned need = top->kind == VDEV_KIND_RAIDZ ? n - top->nparity : 1;
     return fresh >= need;
 }
 
@@ -190,6 +193,9 @@ static int check_writable(bs_pool *p, struct berr *err)
     return 0;
 }
 
+static int bs_pool_attach_replacing(bs_pool *p, const char *old_dev, const char *new_dev,
+                                    bool force, struct berr *err);
+
 int bs_pool_replace(bs_pool *p, const char *old_dev, const char *new_dev, bool force,
                     struct berr *err)
 {
@@ -198,49 +204,48 @@ int bs_pool_replace(bs_pool *p, const char *old_dev, const char *new_dev, bool f
     int r = check_writable(p, err);
     if (r < 0)
         return r;
-    if (p->vd->kind == VDEV_KIND_LEAF)
-        return berr_set(err, ENOTSUP, "pool '%s' has a single device: attach a new one "
-                        "(berth pool attach), then detach the old one", p->name);
     pthread_mutex_lock(&p->admin_lock);
-    int k = pool_find_leaf(p, old_dev, err);
-    struct vdev *nl = NULL, *old = NULL;
+    unsigned tn = 0;
+    int k = pool_find_leaf(p, old_dev, &tn, err);
+    struct vdev *nl = NULL, *old = NULL, *top = k >= 0 ? p->io.top[tn].vd : NULL;
     uint64_t t = 0;
+    if (k >= 0 && top->kind == VDEV_KIND_LEAF) {
+        /* a single device: attach the new one, the old one leaves when the
+         * new one is resilvered */
+        pthread_mutex_unlock(&p->admin_lock);
+        return bs_pool_attach_replacing(p, old_dev, new_dev, force, err);
+    }
     /* a healthy mirror member stays until the new one is resilvered (as
      * ZFS's "replacing"): the new one is attached, the old one detached
      * when the resilver is done */
-    if (k >= 0 && p->vd->kind == VDEV_KIND_MIRROR && p->vd->nchild < MAX_LEAVES &&
-        vdev_usable(p->vd->child[k]) && !atomic_load(&p->vd->child[k]->stale)) {
-        /* pending before the resilver can start (and end) */
-        scan_set_replacing(p, p->vd->child[k]->guid, new_dev);
+    if (k >= 0 && top->kind == VDEV_KIND_MIRROR && top->nchild < MAX_LEAVES &&
+        vdev_usable(top->child[k]) && !atomic_load(&top->child[k]->stale)) {
         pthread_mutex_unlock(&p->admin_lock);
-        r = bs_pool_attach(p, old_dev, new_dev, force, err);
-        if (r < 0)
-            scan_set_replacing(p, 0, NULL);
-        return r;
+        return bs_pool_attach_replacing(p, old_dev, new_dev, force, err);
     }
-    if (k >= 0 && !others_hold_all(p, k))
+    if (k >= 0 && !others_hold_all(p, tn, k))
         k = berr_set(err, EBUSY, "replacing %s would leave pool '%s' without an up-to-date "
                      "copy of its data: the other devices are missing or not resilvered",
-                     vdev_leaf(p->vd, (unsigned)k)->path, p->name);
+                     vdev_leaf(top, (unsigned)k)->path, p->name);
     if (k >= 0)
-        k = open_new(p, new_dev, force, &nl, err) < 0 ? -1 : k;
+        k = open_new(p, tn, new_dev, force, &nl, err) < 0 ? -1 : k;
     if (k >= 0) {
         scan_stop(p, true); /* no scan writes labels while the tree changes */
         pthread_mutex_lock(&p->txg.sync_mutex);
         t = open_txg(p);
-        old = p->vd->child[k];
-        new_member(p, nl, old, t);
+        old = top->child[k];
+        new_member(p, tn, nl, old, t);
         pthread_mutex_lock(&p->lock);
-        p->hdr.child_guids[k] = nl->guid;
-        __atomic_store_n(&p->vd->child[k], nl, __ATOMIC_RELEASE);
+        p->top_hdr[tn].child_guids[k] = nl->guid;
+        __atomic_store_n(&top->child[k], nl, __ATOMIC_RELEASE);
         retire(nl, old, VDEV_STATE_OFFLINE); /* shown as "replacing" until resilvered */
         pthread_mutex_unlock(&p->lock);
-        r = write_tree(p, t, err);
+        r = write_tree(p, tn, t, err);
         pthread_mutex_unlock(&p->txg.sync_mutex);
         if (r == 0)
             r = finish(p, t, "replace", err);
         if (r == 0)
-            forget(p, old);
+            forget(p, tn, old);
         if (r == 0)
             blog_info("pool '%s': %s replaced by %s, resilvering", p->name, old->path,
                       nl->path);
@@ -250,9 +255,9 @@ int bs_pool_replace(bs_pool *p, const char *old_dev, const char *new_dev, bool f
 }
 
 /* A single leaf becomes a mirror of itself (sync mutex and p->lock held). */
-static int leaf_to_mirror(bs_pool *p, struct berr *err)
+static int leaf_to_mirror(bs_pool *p, unsigned tn, struct berr *err)
 {
-    struct vdev *top = p->vd;
+    struct vdev *top = p->io.top[tn].vd;
     struct vdev *l0 = calloc(1, sizeof *l0);
     struct vdev **kids = calloc(MAX_LEAVES, sizeof *kids);
     char *mpath = strdup("mirror-0");
@@ -284,83 +289,106 @@ static int leaf_to_mirror(bs_pool *p, struct berr *err)
     char *opath = top->path;
     top->path = mpath;
     free(opath);
-    p->hdr.top_type = VDEV_TYPE_MIRROR;
-    p->hdr.features_incompat |= LABEL_FEAT_VDEV_TREE;
-    p->hdr.top_guid = pool_random_u64();
+    /* the top keeps its guid: the uberblocks of a pool of several tops
+     * list the tops by it */
+    p->top_hdr[tn].top_type = VDEV_TYPE_MIRROR;
+    p->top_hdr[tn].features_incompat |= LABEL_FEAT_VDEV_TREE;
     /* last: from here on every new I/O takes the mirror paths */
     __atomic_store_n(&top->kind, VDEV_KIND_MIRROR, __ATOMIC_RELEASE);
     return 0;
 }
 
-int bs_pool_attach(bs_pool *p, const char *existing, const char *new_dev, bool force,
-                   struct berr *err)
+/* Attach new_dev as a mirror copy of `existing`; with `replacing`, the
+ * existing device is to leave when new_dev is resilvered (a replace of a
+ * healthy member). */
+static int attach_impl(bs_pool *p, const char *existing, const char *new_dev, bool force,
+                       bool replacing, struct berr *err)
 {
     if (!existing || !*existing || !new_dev || !*new_dev)
         return berr_set(err, EINVAL, "attach needs an existing and a new device");
     int r = check_writable(p, err);
     if (r < 0)
         return r;
-    if (p->vd->kind == VDEV_KIND_RAIDZ)
-        return berr_set(err, ENOTSUP, "pool '%s' is a raidz: devices cannot be attached to it "
-                        "(replace one instead)", p->name);
     pthread_mutex_lock(&p->admin_lock);
-    int k = pool_find_leaf(p, existing, err);
-    struct vdev *nl = NULL;
-    if (k >= 0 && vdev_nleaves(p->vd) >= MAX_LEAVES)
-        k = berr_set(err, ENOSPC, "pool '%s' has %d devices already, the most a mirror can "
-                     "have", p->name, MAX_LEAVES);
+    unsigned tn = 0;
+    int k = pool_find_leaf(p, existing, &tn, err);
+    struct vdev *nl = NULL, *top = k >= 0 ? p->io.top[tn].vd : NULL;
+    if (k >= 0 && top->kind == VDEV_KIND_RAIDZ)
+        k = berr_set(err, ENOTSUP, "%s is in a raidz of pool '%s': devices cannot be attached "
+                     "to it (replace one instead)", existing, p->name);
+    else if (k >= 0 && vdev_nleaves(top) >= MAX_LEAVES)
+        k = berr_set(err, ENOSPC, "the mirror of %s has %d devices already, the most a mirror "
+                     "can have", existing, MAX_LEAVES);
     if (k >= 0)
-        k = open_new(p, new_dev, force, &nl, err) < 0 ? -1 : k;
+        k = open_new(p, tn, new_dev, force, &nl, err) < 0 ? -1 : k;
+    if (k >= 0 && replacing) /* pending before the resilver can start (and end) */
+        scan_set_replacing(p, vdev_leaf(top, (unsigned)k)->guid, new_dev);
     if (k >= 0) {
         scan_stop(p, true); /* no scan writes labels while the tree changes */
         pthread_mutex_lock(&p->txg.sync_mutex);
         uint64_t t = open_txg(p);
         pthread_mutex_lock(&p->lock);
-        if (p->vd->kind == VDEV_KIND_LEAF)
-            r = leaf_to_mirror(p, err);
+        if (top->kind == VDEV_KIND_LEAF)
+            r = leaf_to_mirror(p, tn, err);
         if (r == 0) {
-            new_member(p, nl, p->vd->child[0], t);
-            unsigned n = p->vd->nchild;
-            __atomic_store_n(&p->vd->child[n], steal_ptr(nl), __ATOMIC_RELEASE);
-            p->hdr.child_guids[n] = p->vd->child[n]->guid;
-            p->hdr.nchildren = n + 1;
-            __atomic_store_n(&p->vd->nchild, n + 1, __ATOMIC_RELEASE);
+            new_member(p, tn, nl, top->child[0], t);
+            unsigned n = top->nchild;
+            __atomic_store_n(&top->child[n], steal_ptr(nl), __ATOMIC_RELEASE);
+            p->top_hdr[tn].child_guids[n] = top->child[n]->guid;
+            p->top_hdr[tn].nchildren = n + 1;
+            __atomic_store_n(&top->nchild, n + 1, __ATOMIC_RELEASE);
         }
         pthread_mutex_unlock(&p->lock);
         if (r == 0)
-            r = write_tree(p, t, err);
+            r = write_tree(p, tn, t, err);
         pthread_mutex_unlock(&p->txg.sync_mutex);
         if (r == 0)
             r = finish(p, t, "attach", err);
         if (r == 0)
             blog_info("pool '%s': %s attached, resilvering", p->name, new_dev);
+        if (r < 0 && replacing)
+            scan_set_replacing(p, 0, NULL);
         vdev_close(nl);
     }
     pthread_mutex_unlock(&p->admin_lock);
     return k < 0 ? k : r;
 }
 
-/* Take leaf k out of a mirror (admin_lock held, checks done).  From the
- * scan thread (`in_scan`): no scan to stop (it is this one), no resilver to
- * start (it goes on by itself). */
-static int detach_leaf(bs_pool *p, int k, bool in_scan, struct berr *err)
+int bs_pool_attach(bs_pool *p, const char *existing, const char *new_dev, bool force,
+                   struct berr *err)
 {
+    return attach_impl(p, existing, new_dev, force, false, err);
+}
+
+static int bs_pool_attach_replacing(bs_pool *p, const char *old_dev, const char *new_dev,
+                                    bool force, struct berr *err)
+{
+    return attach_impl(p, old_dev, new_dev, force, true, err);
+}
+
+/* Take leaf k out of mirror top tn (admin_lock held, checks done).  From
+ * the scan thread (`in_scan`): no scan to stop (it is this one), no
+ * resilver to start (it goes on by itself). */
+static int detach_leaf(bs_pool *p, unsigned tn, int k, bool in_scan, struct berr *err)
+{
+    struct vdev *top = p->io.top[tn].vd;
     if (!in_scan)
         scan_stop(p, true); /* no scan writes labels while the tree changes */
     pthread_mutex_lock(&p->txg.sync_mutex);
     uint64_t t = open_txg(p);
     pthread_mutex_lock(&p->lock);
-    unsigned n = p->vd->nchild;
-    struct vdev *old = p->vd->child[k];
+    unsigned n = top->nchild;
+    struct vdev *old = top->child[k];
+    struct label_hdr *th = &p->top_hdr[tn];
     atomic_store(&old->state, VDEV_STATE_UNAVAIL);
-    __atomic_store_n(&p->vd->child[k], p->vd->child[n - 1], __ATOMIC_RELEASE);
-    p->hdr.child_guids[k] = p->hdr.child_guids[n - 1];
-    p->hdr.child_guids[n - 1] = 0;
-    p->hdr.nchildren = n - 1;
-    __atomic_store_n(&p->vd->nchild, n - 1, __ATOMIC_RELEASE);
-    retire(p->vd->child[0], old, VDEV_STATE_UNAVAIL);
+    __atomic_store_n(&top->child[k], top->child[n - 1], __ATOMIC_RELEASE);
+    th->child_guids[k] = th->child_guids[n - 1];
+    th->child_guids[n - 1] = 0;
+    th->nchildren = n - 1;
+    __atomic_store_n(&top->nchild, n - 1, __ATOMIC_RELEASE);
+    retire(top->child[0], old, VDEV_STATE_UNAVAIL);
     pthread_mutex_unlock(&p->lock);
-    int r = write_tree(p, t, err);
+    int r = write_tree(p, tn, t, err);
     pthread_mutex_unlock(&p->txg.sync_mutex);
     if (r == 0 && in_scan) {
         txg_mark_dirty(p);
@@ -369,7 +397,7 @@ static int detach_leaf(bs_pool *p, int k, bool in_scan, struct berr *err)
         r = finish(p, t, "detach", err);
     }
     if (r == 0)
-        forget(p, old);
+        forget(p, tn, old);
     if (r == 0)
         blog_info("pool '%s': %s detached", p->name, old->path);
     return r;
@@ -382,18 +410,21 @@ int bs_pool_detach(bs_pool *p, const char *dev, struct berr *err)
     int r = check_writable(p, err);
     if (r < 0)
         return r;
-    if (p->vd->kind != VDEV_KIND_MIRROR)
-        return berr_set(err, ENOTSUP, "only mirror members can be detached (pool '%s' is %s)",
-                        p->name, p->vd->kind == VDEV_KIND_RAIDZ ? "a raidz" : "a single device");
     pthread_mutex_lock(&p->admin_lock);
-    int k = pool_find_leaf(p, dev, err);
-    if (k >= 0 && p->vd->nchild < 2)
-        k = berr_set(err, EBUSY, "%s is the only device of pool '%s'", dev, p->name);
-    else if (k >= 0 && !others_hold_all(p, k))
+    unsigned tn = 0;
+    int k = pool_find_leaf(p, dev, &tn, err);
+    struct vdev *top = k >= 0 ? p->io.top[tn].vd : NULL;
+    if (k >= 0 && top->kind != VDEV_KIND_MIRROR)
+        k = berr_set(err, ENOTSUP, "only mirror members can be detached (%s is %s)", dev,
+                     top->kind == VDEV_KIND_RAIDZ ? "in a raidz" : "a single device");
+    else if (k >= 0 && top->nchild < 2)
+        k = berr_set(err, EBUSY, "%s is the only device of its mirror in pool '%s'", dev,
+                     p->name);
+    else if (k >= 0 && !others_hold_all(p, tn, k))
         k = berr_set(err, EBUSY, "detaching %s would lose the last valid copy of pool '%s''s "
                      "data: the other devices are missing or not resilvered", dev, p->name);
     if (k >= 0)
-        r = detach_leaf(p, k, false, err);
+        r = detach_leaf(p, tn, k, false, err);
     pthread_mutex_unlock(&p->admin_lock);
     return k < 0 ? k : r;
 }
@@ -408,20 +439,27 @@ int replace_finish(bs_pool *p, uint64_t old_guid, const char *new_path, _Atomic 
         nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
     }
     int k = -1, kn = -1;
-    for (unsigned i = 0; p->vd->kind == VDEV_KIND_MIRROR && i < p->vd->nchild; i++) {
-        if (p->vd->child[i]->guid == old_guid)
-            k = (int)i;
-        if (strcmp(p->vd->child[i]->path, new_path) == 0)
-            kn = (int)i;
+    unsigned tn = 0;
+    for (unsigned t = 0; t < atomic_load(&p->io.ntops) && (k < 0 || kn < 0); t++) {
+        struct vdev *top = p->io.top[t].vd;
+        k = kn = -1;
+        for (unsigned i = 0; top->kind == VDEV_KIND_MIRROR && i < top->nchild; i++) {
+            if (top->child[i]->guid == old_guid)
+                k = (int)i;
+            if (strcmp(top->child[i]->path, new_path) == 0)
+                kn = (int)i;
+        }
+        tn = t;
     }
     int r = -ENOENT;
     struct berr err = {0};
     if (k >= 0 && kn >= 0 && k != kn) {
+        struct vdev *top = p->io.top[tn].vd;
         /* only once the new device holds everything (its DTL is gone) */
         r = 1;
-        if (!atomic_load(&p->vd->child[kn]->dtl_hi) && vdev_usable(p->vd->child[kn]) &&
+        if (!atomic_load(&top->child[kn]->dtl_hi) && vdev_usable(top->child[kn]) &&
             !p->readonly) {
-            r = detach_leaf(p, k, true, &err);
+            r = detach_leaf(p, tn, k, true, &err);
             if (r < 0)
                 blog_warn("pool '%s': the replaced device stays attached: %s", p->name,
                           err.msg);

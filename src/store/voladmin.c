@@ -178,7 +178,7 @@ static void fill_props(struct bs_pool *p, struct ds *d, struct bs_vol_props *o)
     o->used = vol_space_locked(p, d, &sp) == 0 ? sp.used : MAX(od.allocated, d->rec.refreservation);
     o->logicalused = od.logical;
     o->compressratio =
-        od.physical ? (double)od.logical / (od.physical * vdev_data_fraction(p->vd)) : 1.0;
+        od.physical ? (double)od.logical / (od.physical * pool_tops_data_fraction(p)) : 1.0;
     o->create_txg = d->rec.create_txg;
     o->guid = d->rec.guid;
     o->keyloaded = true;
@@ -375,6 +375,7 @@ int vol_resize_locked(bs_pool *p, const char *name, uint64_t new_size, bool forc
                 d->open.count--;
                 dropped += (int64_t)bytes;
                 cbuf_unref(e->buf);
+                free(e->sealed);
                 free(e);
             }
         }

@@ -198,7 +198,7 @@ fio_wait z1
 berth pool export rz >/dev/null || fail "export rz"
 berth pool import rz >/dev/null || fail "import rz without two devices: $(berth pool import rz 2>&1)"
 state_is rz DEGRADED || fail "rz without two devices is $(pool_field rz state)"
-alloc=$(pool_field rz allocated)
+alloc=$(berth --json pool status rz | nbdpy -c 'import json,sys; print(json.load(sys.stdin)["raw_allocated"])')
 for k in 0 2; do
   berth pool replace rz "$k" "$Z/new$k.img" >/dev/null || fail "pool replace rz $k"
   rs=$(resilver_wait rz)

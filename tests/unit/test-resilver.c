@@ -141,7 +141,7 @@ static void test_replace(const char *layout, unsigned nleaf, unsigned nrep)
         return;
     bs_pool_stats(p, &st);
     ok(strcmp(st.state, "DEGRADED") == 0, "%s: DEGRADED", layout);
-    uint64_t allocated = st.allocated;
+    uint64_t allocated = st.raw_allocated;
     /* replace the missing members one by one by their missing-GUID names */
     for (unsigned i = 0; i < nrep; i++) {
         char newp[600], old[64];
@@ -226,9 +226,9 @@ static void test_dtl(const char *layout, unsigned nleaf)
     /* mirror: the 2 MiB of data plus the indirect and MOS blocks rewritten
      * with them; raidz: this leaf's columns of those */
     uint64_t data = strcmp(layout, "mirror") == 0 ? 2 * MiB : 2 * MiB / (nleaf - 1);
-    ok(rs >= data && rs < data + 2 * MiB && rs < st.allocated / 4,
+    ok(rs >= data && rs < data + 2 * MiB && rs < st.raw_allocated / 4,
        "%s: resilvered %llu bytes after 2 MiB written (%llu allocated)", layout,
-       (unsigned long long)rs, (unsigned long long)st.allocated);
+       (unsigned long long)rs, (unsigned long long)st.raw_allocated);
     ok(strcmp(st.state, "ONLINE") == 0 && !st.vdevs[1].stale, "%s: ONLINE, not stale",
        layout);
     all_good(p, layout);
@@ -275,9 +275,9 @@ static void test_dtl_import(void)
         return;
     struct bs_pool_stats st;
     uint64_t rs = resilver_wait(p, &st);
-    ok(rs >= MiB * 9 / 10 && rs < 2 * MiB && rs < st.allocated / 8,
+    ok(rs >= MiB * 9 / 10 && rs < 2 * MiB && rs < st.raw_allocated / 8,
        "member 2 back at import: resilvered %llu bytes for 2 MiB written (its third: about "
-       "1 MiB; %llu allocated)", (unsigned long long)rs, (unsigned long long)st.allocated);
+       "1 MiB; %llu allocated)", (unsigned long long)rs, (unsigned long long)st.raw_allocated);
     all_good(p, "member back at import");
     scrub_clean(p, "member back at import");
     bs_pool_close(p);
@@ -294,7 +294,7 @@ static void test_crash(void)
         return;
     struct bs_pool_stats st;
     bs_pool_stats(p, &st);
-    uint64_t allocated = st.allocated;
+    uint64_t allocated = st.raw_allocated;
     ok(bs_pool_debug(p, "resilver_delay_ms=3", &e) == 0, "slow resilver knob: %s", e.msg);
     ok(bs_pool_replace(p, leaf_path(1), leaf_path(2), false, &e) == 0, "replace 1 by 2: %s",
        e.msg);
@@ -396,7 +396,7 @@ static void test_tree_crash(void)
     ok(bs_pool_offline(p, leaf_path(1), &e) == 0, "B: member 1 offline: %s", e.msg);
     ok(bs_pool_sync(p, &e) == 0, "B: sync");
     /* the label headers of member 0 as they are before the replace */
-    uint64_t dev = p->hdr.dev_size, at[4] = { 0, 256 << 10, dev - (512 << 10), dev - (256 << 10) };
+    uint64_t dev = p->top_hdr[0].dev_size, at[4] = { 0, 256 << 10, dev - (512 << 10), dev - (256 << 10) };
     static uint8_t saved[4][16384];
     int fd = open(leaf_path(0), O_RDWR | O_CLOEXEC);
     for (int i = 0; i < 4; i++)
@@ -488,10 +488,10 @@ static void test_attach_detach(void)
         pthread_join(th, NULL);
     ok(running && load.errors == 0 && load.rounds > 0,
        "the I/O during the change: %d rounds, %d errors", load.rounds, load.errors);
-    ok(strcmp(st.layout, "mirror") == 0 && st.nvdevs == 2 && rs > 0 && rs <= st.allocated &&
+    ok(strcmp(st.layout, "mirror") == 0 && st.nvdevs == 2 && rs > 0 && rs <= st.raw_allocated &&
            strcmp(st.state, "ONLINE") == 0,
        "a 2-way mirror, resilvered %llu of %llu bytes", (unsigned long long)rs,
-       (unsigned long long)st.allocated);
+       (unsigned long long)st.raw_allocated);
     all_good(p, "after attach");
     /* a third member, slowly: detaching the only up-to-date ones is refused */
     ok(bs_pool_debug(p, "resilver_delay_ms=2", &e) == 0, "slow resilver");
