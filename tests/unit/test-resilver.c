@@ -283,6 +283,54 @@ static void test_dtl_import(void)
     bs_pool_close(p);
 }
 
+/* A pool of two mirror tops: a member of top 1 offline while writes go on,
+ * online: resilvered for what reached top 1 meanwhile; a member of top 1
+ * replaced by a new file: resilvered for top 1's allocation only. */
+static void test_two_tops(void)
+{
+    struct berr e = {0};
+    set_paths("tops");
+    const char *spec[] = { "mirror", leaf_path(0), leaf_path(1), "mirror", leaf_path(2),
+                           leaf_path(3) };
+    bs_pool *p = make_pool(spec, 6);
+    if (!p)
+        return;
+    struct bs_pool_stats st;
+    bs_pool_stats(p, &st);
+    ok(st.ntops == 2 && st.nvdevs == 4, "two mirror tops (%zu tops, %zu devices)", st.ntops,
+       st.nvdevs);
+    ok(bs_pool_offline(p, leaf_path(3), &e) == 0, "offline a member of top 1: %s", e.msg);
+    bs_vol *v = NULL;
+    uint64_t seed = 21;
+    random_bytes(model + 12 * MiB, 4 * MiB, &seed);
+    ok(bs_vol_open(p, "vol", &v, &e) == 0 &&
+           bs_vol_pwrite(v, model + 12 * MiB, 4 * MiB, 12 * MiB, 0) == 0 && bs_vol_flush(v) == 0,
+       "write 4 MiB over both tops");
+    bs_vol_close(v);
+    ok(bs_pool_online(p, leaf_path(3), &e) == 0, "online it: %s", e.msg);
+    uint64_t rs = resilver_wait(p, &st);
+    ok(rs > 0 && rs < 4 * MiB + MiB && rs < st.tops[1].raw_allocated / 2,
+       "resilvered %llu bytes of top 1's %llu (4 MiB written over two tops)",
+       (unsigned long long)rs, (unsigned long long)st.tops[1].raw_allocated);
+    all_good(p, "two tops, after the DTL resilver");
+    ok(bs_pool_replace(p, leaf_path(2), leaf_path(4), false, &e) == 0,
+       "replace a member of top 1: %s", e.msg);
+    rs = resilver_wait(p, &st);
+    ok(rs > 0 && rs <= st.tops[1].raw_allocated && strcmp(st.vdevs[2].path, leaf_path(4)) == 0 &&
+           st.nvdevs == 4,
+       "resilvered %llu bytes = top 1's allocation %llu (not top 0's %llu), %s in place",
+       (unsigned long long)rs, (unsigned long long)st.tops[1].raw_allocated,
+       (unsigned long long)st.tops[0].raw_allocated, st.vdevs[2].path);
+    all_good(p, "two tops, after the replace");
+    scrub_clean(p, "two tops");
+    ok(bs_pool_export(p, false, &e) == 0, "export");
+    unsigned some[] = { 1, 4 };
+    p = import_list(some, 2, &e);
+    if (okb(p != NULL, "one member of each top, the new one of top 1: %s", e.msg))
+        all_good(p, "two tops, one member each");
+    bs_pool_close(p);
+}
+
 /* A crash in the middle of a resilver: the reimport resumes it. */
 static void test_crash(void)
 {
@@ -547,6 +595,7 @@ int main(void)
     test_dtl("mirror", 2);
     test_dtl("raidz1", 3);
     test_dtl_import();
+    test_two_tops();
     test_crash();
     test_tree_crash();
     test_attach_detach();
