@@ -31,7 +31,8 @@ bool blk_crypt_match(const struct blkptr *bp, const struct blk_crypt *bc)
 
 bool blk_sum_ok(const struct blkptr *bp, const uint8_t sum[32])
 {
-    if (bp->flags & BP_FLAG_ENCRYPTED)
+    /* an authenticated indirect keeps its children's digest there instead */
+    if (bp->flags & (BP_FLAG_ENCRYPTED | BP_FLAG_AUTH))
         return memcmp(sum, bp->checksum, MAC_OFF) == 0;
     return checksum_equal(bp->cksum, sum, bp->checksum);
 }

@@ -39,7 +39,8 @@ void bp_get_salt(const struct blkptr *bp, uint8_t salt[CRYPT_SALT_LEN]);
 bool blk_crypt_match(const struct blkptr *bp, const struct blk_crypt *bc);
 
 /* Does `sum` (computed over the stored bytes) match bp's checksum?  An
- * encrypted pointer keeps 16 bytes of it (the MAC takes the rest). */
+ * encrypted pointer keeps 16 bytes of it (the MAC takes the rest), so does an
+ * authenticated indirect (BP_FLAG_AUTH: its children's digest). */
 bool blk_sum_ok(const struct blkptr *bp, const uint8_t sum[32]);
 
 /* Encrypt the `psize` stored bytes at *src into s->buf (in place when they
