@@ -90,3 +90,15 @@ int blk_unseal(const struct blkio *io, const struct blkptr *bp, const struct blk
         blk_count_cksum_error(io);
     return r;
 }
+
+int blk_open_into(const struct blkptr *bp, const struct blk_crypt *bc, const uint8_t *in,
+                  uint8_t *out)
+{
+    if (!bc || !bc->key || !(bp->flags & BP_FLAG_ENCRYPTED))
+        return -EIO;
+    uint8_t salt[CRYPT_SALT_LEN], aad[CRYPT_AAD_LEN];
+    bp_get_salt(bp, salt);
+    make_aad(bc, bp->type, bp->level, bp->comp, bp->birth, bp->lsize, bp->psize, aad);
+    return crypt_decrypt_block(bc->key, salt, bp->iv, aad, sizeof aad, in, out, bp->psize,
+                               bp->checksum + MAC_OFF);
+}

@@ -56,4 +56,13 @@ int blk_seal(const struct blk_wprops *wp, uint8_t comp, uint32_t lsize, uint32_t
 int blk_unseal(const struct blkio *io, const struct blkptr *bp, const struct blk_crypt *bc,
                uint8_t *buf);
 
+/* Authenticate and decrypt the bp->psize stored bytes at `in` into `out`
+ * (no overlap) without counting anything: the verifier of a read with the
+ * key loaded (blkio.c).  The tag covers the ciphertext and the block's
+ * identity, so it makes the checksum redundant there (the checksum stays
+ * for reads without the key: scrub, raw send).  0, -EIO (the tag fails;
+ * `out` is zeroed), -ENOKEY. */
+int blk_open_into(const struct blkptr *bp, const struct blk_crypt *bc, const uint8_t *in,
+                  uint8_t *out);
+
 #endif

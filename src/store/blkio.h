@@ -3,7 +3,10 @@
  *
  * Reading a pointer: range check -> cache lookup (vdev, offset, birth) ->
  * vdev read of the stored bytes -> checksum against the pointer ->
- * [encrypted volume data: MAC, decrypt (blkcrypt.h)] -> decompress -> cache insert.  The vdev tree tries every copy until one
+ * decompress -> cache insert; encrypted volume data with its key loaded:
+ * vdev read of the ciphertext -> GCM tag (in the checksum's place: it is
+ * what picks a good copy) decrypting into the cache buffer -> decompress ->
+ * cache insert (blkcrypt.h).  The vdev tree tries every copy until one
  * verifies and rewrites the bad ones (self-healing, vdev_mirror.c); when no
  * copy verifies the leaves count checksum errors and the read is -EIO: wrong
  * data is never handed out.
