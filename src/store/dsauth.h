@@ -41,9 +41,7 @@ int ds_auth_verify_key(struct bs_pool *p, struct vkey *k, const struct crypt_key
                        const char *name, struct berr *err);
 
 /* Verify one committed dataset with its loaded key: 0, -ENOKEY (key not
- * loaded), -EILSEQ (the MAC does not match: err says which dataset).  A raw
- * receive into a pool where the key is loaded calls this once the received
- * tree and ds_set_root_mac are committed. */
+ * loaded), -EILSEQ (the MAC does not match: err says which dataset). */
 int ds_verify_root_mac(struct bs_pool *p, struct ds *d, struct berr *err);
 
 /* Raw send: the root MAC of committed dataset d (a snapshot's never
@@ -55,9 +53,11 @@ int ds_get_root_mac(struct bs_pool *p, struct ds *d, uint8_t mac[DS_ROOT_MAC_LEN
  * block of the stream was written and the target has the stream's volsize,
  * before the receive finishes (the snapshot it turns into copies the
  * target's MAC).  -EINVAL if d is not encrypted.  When d's key is loaded
- * the sync thread recomputes the MAC from the received tree instead, which
- * gives the same bytes if the stream was genuine: verify with
- * ds_verify_root_mac after the commit. */
+ * the sync thread recomputes the MAC from the received tree instead (it
+ * replaces the one set here at the commit), which gives the same bytes if
+ * the stream was genuine: compare ds_get_root_mac after the commit with the
+ * stream's to check it.  Without the key, the check happens at the next key
+ * load (ds_auth_verify_key covers the finished snapshot and volume). */
 int ds_set_root_mac(struct bs_pool *p, struct ds *d, const uint8_t mac[DS_ROOT_MAC_LEN]);
 
 /* Sync thread: the current master key of d if it is loaded and not being
