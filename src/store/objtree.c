@@ -105,6 +105,7 @@ int objdesc_decode(const uint8_t in[OBJDESC_SIZE], struct objdesc *od)
 #define BPO_ASIZE0 12
 #define BPO_MAC (96 + BP_MAC_OFF)
 #define DIGEST_VERSION 1
+#define MEMO_BUSY 0xff /* a cbuf's memo being written (levels + 1 are <= 9) */
 
 static inline bool raw_hole(const uint8_t *e)
 {
@@ -172,14 +173,18 @@ static int auth_check(const struct blkio *io, const struct blkptr *bp, struct cb
     if (!(bp->flags & BP_FLAG_AUTH))
         return 0;
     uint8_t d[BP_MAC_LEN];
-    /* memo_ok holds level + 1: the level is part of what was checked */
+    /* memo_ok holds level + 1 once memo is written (the level is part of
+     * what was checked); the first thread to claim it (MEMO_BUSY) writes */
     if (atomic_load_explicit(&c->memo_ok, memory_order_acquire) == bp->level + 1) {
         memcpy(d, c->memo, sizeof d);
     } else {
         if (objtree_ind_digest(bp->level, c->data, d) < 0)
             goto bad;
-        memcpy(c->memo, d, sizeof d);
-        atomic_store_explicit(&c->memo_ok, (uint8_t)(bp->level + 1), memory_order_release);
+        uint8_t free_memo = 0;
+        if (atomic_compare_exchange_strong(&c->memo_ok, &free_memo, MEMO_BUSY)) {
+            memcpy(c->memo, d, sizeof d);
+            atomic_store_explicit(&c->memo_ok, (uint8_t)(bp->level + 1), memory_order_release);
+        }
     }
     if (memcmp(d, bp->checksum + BP_MAC_OFF, BP_MAC_LEN) == 0)
         return 0;
