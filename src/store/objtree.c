@@ -166,9 +166,7 @@ int objtree_root_digest(const struct objdesc *od, uint8_t out[BP_MAC_LEN])
     return 0;
 }
 
-/* The indirect `c`, read through `bp`, against bp's digest (nothing to do
- * unless bp is BP_FLAG_AUTH).  -EIO and a counted error on a mismatch. */
-static int auth_check(const struct blkio *io, const struct blkptr *bp, struct cbuf *c)
+int objtree_auth_check(const struct blkio *io, const struct blkptr *bp, struct cbuf *c)
 {
     if (!(bp->flags & BP_FLAG_AUTH))
         return 0;
@@ -207,7 +205,7 @@ static int load_kids(const struct blkio *io, const struct blkptr *bp, int level,
     }
     struct cbuf *c;
     int r = blk_read(io, bp, flags, &c);
-    if (r == 0 && (r = auth_check(io, bp, c)) < 0)
+    if (r == 0 && (r = objtree_auth_check(io, bp, c)) < 0)
         cbuf_unref(c);
     if (r < 0)
         return r;
@@ -247,7 +245,7 @@ int objtree_lookup(const struct blkio *io, const struct objdesc *od, uint64_t bl
         }
         struct cbuf *c;
         int r = blk_read(io, &bp, 0, &c);
-        if (r == 0 && (r = auth_check(io, &bp, c)) < 0)
+        if (r == 0 && (r = objtree_auth_check(io, &bp, c)) < 0)
             cbuf_unref(c);
         if (r < 0)
             return r;

@@ -57,6 +57,13 @@ int objtree_ind_digest(int level, const uint8_t *ind, uint8_t out[BP_MAC_LEN]);
  * (16 zeros for a hole).  -EILSEQ if the root is not authenticated. */
 int objtree_root_digest(const struct objdesc *od, uint8_t out[BP_MAC_LEN]);
 
+/* The indirect `c`, read through `bp`, against bp's digest (nothing to do
+ * unless bp has BP_FLAG_AUTH; the digest is computed once per cached
+ * block).  0, or -EIO and a counted checksum error on a mismatch.  For
+ * readers of indirects outside this file (treediff.c). */
+struct cbuf;
+int objtree_auth_check(const struct blkio *io, const struct blkptr *bp, struct cbuf *c);
+
 /* Find the pointer of data block blkid (a hole beyond the tree).  When the
  * answer is a hole found at an indirect level, *hole_blocks (if non-NULL)
  * is the number of blocks from blkid to the end of that hole's span (1 for a
