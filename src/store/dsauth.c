@@ -54,8 +54,9 @@ static int check_one(struct bs_pool *p, struct ds *d, const struct crypt_key *ma
 
 static int fail(struct berr *err, const char *name, const struct ds *d, int r)
 {
+    /* EACCES like a key that is not the volume's: the API says 403 */
     if (r == -EILSEQ)
-        return berr_set(err, EILSEQ, "cannot load the key of '%s': the metadata of '%s' fails "
+        return berr_set(err, EACCES, "cannot load the key of '%s': the metadata of '%s' fails "
                         "authentication (root MAC mismatch): its blocks were changed by "
                         "someone without the key, or are damaged", name, d->rec.name);
     return berr_errno(err, -r, "cannot load the key of '%s': cannot check the metadata of '%s'",
@@ -100,7 +101,7 @@ int ds_auth_verify_key(struct bs_pool *p, struct vkey *k, const struct crypt_key
             r = s < 0 ? s : check_one(p, v[j], master);
         }
         if (r < 0)
-            fail(err, name, v[j], r);
+            r = fail(err, name, v[j], r);
     }
     for (size_t j = 0; j < i; j++)
         ds_unref(v[j]);

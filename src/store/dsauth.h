@@ -33,9 +33,9 @@ int ds_root_mac_compute(uint64_t key_guid, const struct crypt_key *master,
                         const struct objdesc *od, uint8_t mac[DS_ROOT_MAC_LEN]);
 
 /* Key load: check the root MAC of every dataset using key k against its
- * committed tree with `master` (k is not loaded yet).  0, or -EILSEQ with
+ * committed tree with `master` (k is not loaded yet).  0, or -EACCES with
  * err naming the first dataset that fails ("cannot load the key of
- * 'name': ..."). A pool from before metadata authentication (read-only) is
+ * 'name': the metadata of 'ds' fails authentication ..."). A pool from before metadata authentication (read-only) is
  * let through with a warning.  admin_lock held, pool->lock not. */
 int ds_auth_verify_key(struct bs_pool *p, struct vkey *k, const struct crypt_key *master,
                        const char *name, struct berr *err);
