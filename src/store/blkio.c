@@ -64,6 +64,21 @@ int blk_read_raw(const struct blkio *io, const struct blkptr *bp, void *buf, siz
     return read_stored(io, bp, buf, 0, gen);
 }
 
+int blk_verify_stored(const struct blkio *io, const struct blkptr *bp, unsigned flags)
+{
+    uint64_t gen = vdev_heal_gen(io->vd);
+    if (!bp_readable(io, bp)) {
+        blk_count_cksum_error(io);
+        return -EIO;
+    }
+    uint8_t *buf = malloc(bp->psize);
+    if (!buf)
+        return -ENOMEM;
+    int r = read_stored(io, bp, buf, flags, gen);
+    free(buf);
+    return r;
+}
+
 void blk_prefetch(const struct blkio *io, const struct blkptr *bp)
 {
     if (bp_readable(io, bp))

@@ -62,6 +62,12 @@ int blk_read_crypt(const struct blkio *io, const struct blkptr *bp, unsigned fla
  * blocks).  -EIO (and a counted checksum error) on any mismatch. */
 int blk_read_raw(const struct blkio *io, const struct blkptr *bp, void *buf, size_t cap);
 
+/* Verify the stored bytes of `bp` (not a hole) against its checksum without
+ * decoding them (`flags`: BLK_SCRUB checks and repairs every copy): how a
+ * scrub checks an encrypted block, whose checksum covers the ciphertext, so
+ * no key is needed.  0, or -EIO (counted) if no copy verifies. */
+int blk_verify_stored(const struct blkio *io, const struct blkptr *bp, unsigned flags);
+
 /* Hint that `bp` will be read soon: starts read-ahead of its stored bytes
  * into the page cache without waiting (a sequential reader of scattered
  * blocks, such as send, keeps the device busy this way).  Holes and bad

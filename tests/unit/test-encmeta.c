@@ -244,6 +244,20 @@ static void make_pool(const char *file)
     bs_pool_export(p, false, &e);
 }
 
+/* Scrub the pool (no key needed): its error count. */
+static uint64_t scrub_errors(bs_pool *p)
+{
+    struct berr e = {0};
+    if (bs_pool_scrub(p, BS_SCRUB_START, &e) < 0) {
+        diag("scrub: %s", e.msg);
+        return UINT64_MAX;
+    }
+    bs_pool_scrub_wait(p);
+    struct bs_pool_stats st;
+    bs_pool_stats(p, &st);
+    return strcmp(st.scan.state, "finished") == 0 ? st.scan.errors : UINT64_MAX;
+}
+
 /* ---- forgeries ---- */
 
 static bool has_run(const uint8_t *buf, size_t len, const uint8_t *of, size_t oflen)
@@ -290,6 +304,9 @@ static void test_partial(const char *pristine, enum forge_op op)
     bs_key_unload(p, "v", &e);
     berr_clear(&e);
     ok(bs_pool_check(p, &e) == -EILSEQ, "pool check without the key finds it: %s", e.msg);
+    uint64_t se = scrub_errors(p);
+    ok(se > 0 && se != UINT64_MAX, "so does a scrub without the key (%llu errors)",
+       (unsigned long long)se);
     free(buf);
     bs_pool_export(p, true, &e);
 }
@@ -390,6 +407,7 @@ static void test_lifecycle(const char *pristine)
     bs_key_unload(p, "v", &e);
     berr_clear(&e);
     ok(bs_pool_check(p, &e) == 0, "pool check without the key: clean (%s)", e.msg);
+    ok(scrub_errors(p) == 0, "a scrub without the key: no errors");
     free(buf);
     free(pat);
     bs_pool_export(p, true, &e);
@@ -648,8 +666,18 @@ static void test_mirror_heal(void)
     ok(rep > 0 && cks > 0, "the bad copy counted (%llu) and repaired (%llu bytes)",
        (unsigned long long)cks, (unsigned long long)rep);
     bs_pool_export(p, true, &e);
+    raw_pwrite(b, junk, sizeof junk, at + 2048); /* now copy 1, found by a scrub */
+    p = NULL;
+    bs_pool_import(v2, 2, NULL, &p, &e);
+    ok(scrub_errors(p) == 0, "a scrub without the key repairs it: no errors left");
+    bs_pool_stats(p, &st);
+    rep = 0;
+    for (size_t i = 0; i < st.nvdevs; i++)
+        rep += st.vdevs[i].repaired_bytes;
+    ok(rep > 0 && st.scan.repaired > 0, "repaired %llu bytes", (unsigned long long)rep);
+    bs_pool_export(p, true, &e);
     ok(!file_has_run(a, pat, 8 * BS) && !file_has_run(b, pat, 8 * BS),
-       "no plaintext on either leaf after the repair");
+       "no plaintext on either leaf after the repairs");
     free(pat);
     free(got);
 }
