@@ -509,6 +509,7 @@ struct bs_send_opts {
     const char *from;        /* NULL: full stream; "VOL@A" or "@A": incremental from A */
     bool intermediates;      /* -I: also every snapshot between from and snap */
     const char *resume_token; /* continue a stream a receiver reported (bs_recv_token) */
+    bool raw;                /* encrypted blocks as stored, no key needed (docs/STREAM.md) */
 };
 struct bs_send_stats {
     uint64_t bytes_sent;      /* stream bytes */
@@ -522,9 +523,20 @@ struct bs_recv_opts {
     bool force;           /* roll the target back to the stream's base first (zfs recv -F) */
     bool resumable;       /* keep a partial receive on error so it can be resumed */
 };
+/* What a raw receive did to the key slots of the target (docs/STREAM.md
+ * section 11.4). */
+enum bs_recv_keyslots {
+    BS_RECV_KEYSLOTS_NONE = 0, /* a plain stream */
+    BS_RECV_KEYSLOTS_SAME,     /* the stream's slot set is the target's */
+    BS_RECV_KEYSLOTS_UPDATED,  /* the target's key record took the stream's slots */
+    BS_RECV_KEYSLOTS_KEPT,     /* they differ, but the key record is shared with a volume
+                                * of another lineage (keyslots_shared_with): kept */
+};
 struct bs_recv_stats {
     uint64_t bytes_received;
     char snapshot[BS_SNAP_NAME_MAX]; /* the last snapshot created */
+    enum bs_recv_keyslots keyslots;  /* of the last raw section (KEPT if any kept) */
+    char keyslots_shared_with[BS_SNAP_NAME_MAX];
 };
 /* Receive a stream into volume `vol` (a full stream creates it; an
  * incremental one needs its base as vol's latest snapshot).  A bad,

@@ -103,6 +103,15 @@ static int recv_finish(struct api_stream *base, json_t **resp)
     snprintf(snap, sizeof(snap), "%s/%s", s->pool, s->stats.snapshot);
     *resp = json_pack("{s:s,s:s,s:o}", "name", full, "snapshot", snap, "bytes_received",
                       json_u64(s->stats.bytes_received));
+    /* a raw receive says what it did to the target's key slots */
+    static const char *const ks[] = { NULL, "same", "updated", "kept" };
+    if (*resp && s->stats.keyslots > BS_RECV_KEYSLOTS_NONE &&
+        s->stats.keyslots <= BS_RECV_KEYSLOTS_KEPT) {
+        json_object_set_new(*resp, "keyslots", json_string(ks[s->stats.keyslots]));
+        if (s->stats.keyslots == BS_RECV_KEYSLOTS_KEPT)
+            json_object_set_new(*resp, "keyslots_shared_with",
+                                json_string(s->stats.keyslots_shared_with));
+    }
     return *resp ? 201 : 500;
 }
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* GET /pools/{pool}/snapshots/{snap}/send: a send stream (docs/STREAM.md)
- * as an application/octet-stream response of unknown length.
+ * as an application/octet-stream response of unknown length (?raw: the
+ * encrypted blocks as stored, no key needed).
  *
  * bs_send runs in a thread of its own and writes into a pipe; http.c's
  * response callback reads the other end.  The HTTP status is only decided
@@ -177,6 +178,9 @@ int api_send_open(const struct api_call *c, struct api_stream **out, struct berr
     snprintf(s->snap, sizeof(s->snap), "%s", c->snap);
     set_from(s, api_get_str(c->query, "from"));
     s->opts.intermediates = api_get_bool(c->query, "intermediates", false);
+    /* raw: the encrypted blocks as stored, with the wrapped key slots; the
+     * snapshot may be locked (docs/STREAM.md) */
+    s->opts.raw = api_get_bool(c->query, "raw", false);
     const char *token = api_get_str(c->query, "token");
     s->token = token ? strdup(token) : NULL;
     s->opts.resume_token = s->token;

@@ -245,6 +245,7 @@ static const struct api_field b_repl_create[] = {
     {"keep", FT_STR, true, NULL, 0, 255, NULL},
     {"keep_target", FT_STR, false, NULL, 0, 255, NULL},
     {"prefix", FT_STR, false, NULL, 0, 64, NULL},
+    {"raw", FT_BOOL, false, NULL, 0, 0, NULL},
     END,
 };
 
@@ -291,6 +292,7 @@ static const struct api_field q_snap_send[] = {
     {"from", FT_SNAP, false, NULL, 1, 0, NULL}, /* "A", "@A" or "VOL@A" */
     {"intermediates", FT_BOOL, false, NULL, 0, 0, NULL},
     {"token", FT_STR, false, NULL, 0, 4096, NULL},
+    {"raw", FT_BOOL, false, NULL, 0, 0, NULL}, /* encrypted blocks as stored */
     END,
 };
 

@@ -17,6 +17,7 @@ void help_repl(FILE *f)
             "\n"
             "  create NAME --source POOL/VOL (--target POOL/VOL [--remote CMD] | --target-cmd CMD)\n"
             "         --every DURATION --keep GRID [--keep-target GRID] [--prefix PREFIX]\n"
+            "         [--raw]\n"
             "      Every DURATION (15m, 1h, 1h30m; seconds such as 2s are accepted),\n"
             "      snapshot the source as VOL@PREFIX<UTC time> (prefix default repl_),\n"
             "      send it (incrementally from the newest snapshot both sides have) to\n"
@@ -26,7 +27,10 @@ void help_repl(FILE *f)
             "      not pruned), then prune both sides by GRID: PERIOD:COUNT,... e.g.\n"
             "      1h:24,1d:7,1w:4 keeps the newest snapshot of each of 24 hourly, then\n"
             "      7 daily, then 4 weekly intervals (--keep-target: another grid for\n"
-            "      the target).\n"
+            "      the target).  --raw (-w): send raw streams of an encrypted source:\n"
+            "      the target stores the ciphertext, stays locked and never needs the\n"
+            "      key (a locked source replicates only so); key changes on the source\n"
+            "      reach the target.  Without it an encrypted source is sent decrypted.\n"
             "  list [-H]                   NAME SOURCE TARGET EVERY STATE LAST-SUCCESS LAG\n"
             "  run [--no-wait] NAME        run a cycle now (and wait for its result)\n"
             "  status [-p] NAME            last success, lag, bytes sent, last error,\n"
@@ -125,6 +129,7 @@ static int repl_create(struct cli *c, int argc, char **argv)
         {"keep", required_argument, NULL, 'K'},
         {"keep-target", required_argument, NULL, 'k'},
         {"prefix", required_argument, NULL, 'P'},
+        {"raw", no_argument, NULL, 'w'},
         {NULL, 0, NULL, 0},
     };
     static const char *const keys[] = {
@@ -132,9 +137,12 @@ static int repl_create(struct cli *c, int argc, char **argv)
         ['K'] = "keep", ['k'] = "keep_target", ['P'] = "prefix", ['R'] = "remote",
     };
     _cleanup_json_ json_t *body = json_object();
-    GETOPT_LOOP("", lo,
+    GETOPT_LOOP("w", lo,
         case 'S': case 'T': case 'C': case 'E': case 'K': case 'k': case 'P': case 'R':
             json_object_set_new(body, keys[opt_], json_string(optarg));
+            break;
+        case 'w':
+            json_object_set_new(body, "raw", json_true());
             break;)
     if (argc - optind != 1)
         return cli_usage_error("replicate", "replicate create needs exactly one NAME");
@@ -149,6 +157,10 @@ static int repl_create(struct cli *c, int argc, char **argv)
     json_object_set_new(body, "name", json_string(argv[optind]));
     json_t *resp = NULL;
     int rc = cli_call(c, "POST", "/replications", body, &resp);
+    /* an encrypted source sent as plaintext to another host: say so */
+    const char *warn = rc == EXIT_OK ? json_string_value(get(resp, "warning")) : NULL;
+    if (warn)
+        fprintf(stderr, "berth: warning: %s\n", warn);
     return finish(c, rc, resp, "replication %s created\n", argv[optind]);
 }
 
@@ -212,6 +224,9 @@ static void print_status(struct cli *c, json_t *j)
     printf("keep target:    %s%s\n", sget(j, "keep_target", "?"),
            cmd ? " (not applied: a target command cannot be pruned)" : "");
     printf("prefix:         %s\n", sget(j, "prefix", "?"));
+    printf("raw:            %s\n", json_is_true(get(j, "raw"))
+                                       ? "yes (ciphertext: the target never needs the key)"
+                                       : "no");
     printf("state:          %s\n", sget(j, "state", "?"));
     printf("last success:   %s\n", when(get(j, "last_success"), a, sizeof(a)));
     printf("lag:            %s\n", dur(get(j, "lag"), d, sizeof(d)));

@@ -16,7 +16,7 @@
 void help_send(FILE *f)
 {
     fprintf(f,
-            "Usage: berth send [-i @FROM | -I @FROM] [-t TOKEN] POOL/VOL@NAME > STREAM\n"
+            "Usage: berth send [-w] [-i @FROM | -I @FROM] [-t TOKEN] POOL/VOL@NAME > STREAM\n"
             "       berth recv [-F] [-s] POOL/VOL < STREAM\n"
             "       berth recv -A POOL/VOL\n"
             "       berth recv --token POOL/VOL\n"
@@ -26,6 +26,9 @@ void help_send(FILE *f)
             "             snapshot of the volume or of its origin: @FROM or VOL@FROM), or\n"
             "             with -I those changes as every snapshot in between.\n"
             "             -t TOKEN resumes a stream a receiver was interrupted in.\n"
+            "             -w, --raw: an encrypted volume's blocks as stored (its key need\n"
+            "             not be loaded); the receiver keeps them encrypted and locked, and\n"
+            "             'berth key load' there unlocks them with the same keys.\n"
             "  recv       read a stream from stdin into POOL/VOL: a whole stream creates the\n"
             "             volume, an incremental one needs its FROM snapshot as the volume's\n"
             "             latest.  A bad stream is refused and leaves the volume as it was.\n"
@@ -57,10 +60,11 @@ static int from_arg(const char *from, const char *pool, const char **out)
 int cmd_send(struct cli *c, int argc, char **argv)
 {
     const char *from = NULL, *token = NULL;
-    bool intermediates = false;
+    bool intermediates = false, raw = false;
     static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"token", required_argument, NULL, 't'},
-                                       {NULL, 0, NULL, 0}};
-    CLI_GETOPT_LOOP("send", help_send, "i:I:t:", lo,
+                                       {"raw", no_argument, NULL, 'w'}, {NULL, 0, NULL, 0}};
+    CLI_GETOPT_LOOP("send", help_send, "i:I:t:w", lo,
+        case 'w': raw = true; break;
         case 'i':
         case 'I':
             if (from)
@@ -91,6 +95,8 @@ int cmd_send(struct cli *c, int argc, char **argv)
         cli_query_add(path, sizeof(path), "intermediates", "1");
     if (token)
         cli_query_add(path, sizeof(path), "token", token);
+    if (raw)
+        cli_query_add(path, sizeof(path), "raw", "1");
     /* a reader that goes away is an error to report, not a silent death */
     signal(SIGPIPE, SIG_IGN);
     json_t *resp = NULL;
@@ -125,6 +131,15 @@ static int recv_stream(struct cli *c, const char *arg, bool force, bool resumabl
         fprintf(stdout, "received %s (%s)\n",
                 json_string_value(json_object_get(resp, "snapshot")),
                 out_size(c, json_object_get(resp, "bytes_received"), b, sizeof(b)));
+        /* a raw stream's slot set (docs/STREAM.md 11.4) */
+        const char *ks = json_string_value(json_object_get(resp, "keyslots"));
+        if (ks && strcmp(ks, "updated") == 0)
+            fprintf(stdout, "key slots updated from the sender\n");
+        const char *sw = json_string_value(json_object_get(resp, "keyslots_shared_with"));
+        if (ks && strcmp(ks, "kept") == 0)
+            fprintf(stderr, "berth: warning: the sender's key slots were not taken: the key "
+                    "record is shared with %s, of another lineage (see 'berth key list')\n",
+                    sw ? sw : "another volume");
     }
     json_decref(resp);
     return rc;

@@ -46,6 +46,8 @@ struct repl_cfg {
     uint64_t every;                 /* seconds */
     struct repl_grid keep, keep_target;
     char prefix[REPL_PREFIX_MAX + 1];
+    bool raw;                       /* send raw streams (encrypted sources only): the
+                                       target stores ciphertext and never needs the key */
 };
 
 /* What happened; persisted with the job (times are unix seconds, 0 = never). */
@@ -111,7 +113,8 @@ void repl_note_inflight(struct repl_mgr *m, struct repl_job *j, const char *to,
 /* ---- repl_store.c ---- */
 
 /* Parse a job's configuration from the API body or the file (same keys:
- * name, source, target | target_cmd, every, keep, keep_target, prefix). */
+ * name, source, target | target_cmd, remote, every, keep, keep_target,
+ * prefix, raw). */
 int repl_cfg_from_json(json_t *o, struct repl_cfg *c, struct berr *err);
 /* A job as JSON: configuration and state; with `now` != 0 also the runtime
  * fields (running, next_run, lag) for the API.  New reference. */
@@ -125,6 +128,12 @@ void repl_store_save(struct repl_mgr *m);
 void repl_store_load(struct repl_mgr *m, void (*add)(struct repl_mgr *m, struct repl_job *j));
 
 /* ---- repl_run.c ---- */
+
+/* May job c send source volume `props` now?  A raw job needs an encrypted
+ * source (EINVAL); a plain job on an encrypted source needs its key loaded
+ * (EACCES: it would send plaintext; a raw job replicates it locked). */
+int repl_check_source(const struct repl_cfg *c, const struct bs_vol_props *props,
+                      struct berr *err);
 
 /* What a cycle learned, applied to the job's state by the scheduler. */
 struct repl_outcome {

@@ -139,10 +139,25 @@ static int take_snapshot(struct cycle *cy, struct berr *err)
     return r < 0 ? berr_wrap(err, "snapshot %s/%s", cy->c->src_pool, full) : 0;
 }
 
+int repl_check_source(const struct repl_cfg *c, const struct bs_vol_props *props,
+                      struct berr *err)
+{
+    if (c->raw && !props->encrypted)
+        return berr_set(err, EINVAL, "source volume %s/%s is not encrypted: a raw job (--raw) "
+                        "replicates encrypted volumes only", c->src_pool, c->src_vol);
+    if (!c->raw && props->encrypted && !props->keyloaded)
+        return berr_set(err, EACCES, "source volume %s/%s is encrypted and its key is not "
+                        "loaded: a job without --raw sends plaintext and needs the key (berth "
+                        "key load); a job with --raw replicates it locked", c->src_pool,
+                        c->src_vol);
+    return 0;
+}
+
 static void send_opts(struct cycle *cy, const char *from, char *frombuf, size_t len,
                       struct bs_send_opts *so)
 {
     memset(so, 0, sizeof(*so));
+    so->raw = cy->c->raw; /* full, incremental and resumed alike */
     if (from && *from) {
         snprintf(frombuf, len, "@%s", from);
         so->from = frombuf;
@@ -271,7 +286,14 @@ static void note_newest(struct cycle *cy, const char *snap)
 static int run_steps(struct cycle *cy, struct berr *err)
 {
     const struct repl_cfg *c = cy->c;
-    int r = take_snapshot(cy, err);
+    /* checked before the snapshot: a cycle that cannot send takes none */
+    struct bs_vol_props props;
+    int r = bs_vol_get(cy->src->pool, c->src_vol, &props, err);
+    if (r < 0)
+        return berr_wrap(err, "source %s/%s", c->src_pool, c->src_vol);
+    if ((r = repl_check_source(c, &props, err)) < 0)
+        return r;
+    r = take_snapshot(cy, err);
     if (r == 0)
         r = list_snaps(cy->src->pool, c->src_vol, &cy->ss, err);
     if (r == 0 && (cy->dst || cy->remote))
@@ -294,7 +316,6 @@ static int run_steps(struct cycle *cy, struct berr *err)
     const char *base = shared_base(cy);
     if (base)
         note_newest(cy, base);
-    struct bs_vol_props props;
     if (!base && cy->dst && bs_vol_get(cy->dst->pool, c->dst_vol, &props, NULL) == 0)
         return berr_set(err, EEXIST, "target %s/%s exists and shares no snapshot with %s/%s: "
                         "destroy it (or choose another target) for a full send", c->dst_pool,

@@ -172,8 +172,11 @@ static int stopping(struct repl_mgr *m, struct berr *err)
 }
 
 /* The source volume and the target pool must exist when the job is created
- * (typos are caught now rather than at 3 am); later they may come and go. */
-static int check_exists(struct repl_mgr *m, const struct repl_cfg *c, struct berr *err)
+ * (typos are caught now rather than at 3 am); later they may come and go.
+ * The source must suit the job's rawness (repl_check_source); *plain_crypt
+ * says it is encrypted and the job sends plaintext off this host. */
+static int check_exists(struct repl_mgr *m, const struct repl_cfg *c, bool *plain_crypt,
+                        struct berr *err)
 {
     int r = 0;
     pooltab_rdlock(m->pools);
@@ -186,10 +189,13 @@ static int check_exists(struct repl_mgr *m, const struct repl_cfg *c, struct ber
     else if (bs_vol_get(src->pool, c->src_vol, &props, NULL) < 0)
         r = berr_set(err, ENOENT, "source volume %s/%s does not exist", c->src_pool,
                      c->src_vol);
+    else if ((r = repl_check_source(c, &props, err)) < 0)
+        ;
     else if (c->dst_pool[0] && (!dst || !dst->pool))
         r = berr_set(err, ENOENT, "target pool '%s' is %s", c->dst_pool,
                      dst ? "UNAVAIL" : "not imported");
     pooltab_unlock(m->pools);
+    *plain_crypt = r == 0 && props.encrypted && !c->raw && (c->remote[0] || c->target_cmd[0]);
     return r;
 }
 
@@ -200,8 +206,9 @@ static int op_create(void *opaque, json_t *body, json_t **out, struct berr *err)
     if (!j)
         return berr_set(err, ENOMEM, "out of memory");
     int r = repl_cfg_from_json(body, &j->cfg, err);
+    bool plain_crypt = false;
     if (r == 0)
-        r = check_exists(m, &j->cfg, err);
+        r = check_exists(m, &j->cfg, &plain_crypt, err);
     if (r < 0) {
         free(j);
         return r;
@@ -224,10 +231,16 @@ static int op_create(void *opaque, json_t *body, json_t **out, struct berr *err)
     add_job(m, j);
     repl_store_save(m);
     *out = repl_job_json(j, (int64_t)time(NULL));
+    if (*out && plain_crypt) /* the CLI prints it */
+        json_object_set_new(*out, "warning",
+                            json_string("the source volume is encrypted, but this job sends "
+                                        "plaintext (decrypted with the loaded key) to another "
+                                        "host; create the job with --raw to send ciphertext "
+                                        "that the target stores without the key"));
     pthread_cond_signal(&m->wake);
     pthread_mutex_unlock(&m->lock);
-    blog_info("replication %s created: %s/%s every %llus", j->cfg.name, j->cfg.src_pool,
-              j->cfg.src_vol, (unsigned long long)j->cfg.every);
+    blog_info("replication %s created: %s/%s every %llus%s", j->cfg.name, j->cfg.src_pool,
+              j->cfg.src_vol, (unsigned long long)j->cfg.every, j->cfg.raw ? ", raw" : "");
     return 0;
 }
 

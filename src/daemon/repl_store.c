@@ -9,6 +9,7 @@
  *                      "target": "backup/vm1", "target_cmd": null,
  *                      "every": "15m", "keep": "1h:24,1d:7,1w:4",
  *                      "keep_target": "1h:24,1d:7,1w:4", "prefix": "repl_",
+ *                      "raw": false,
  *                      "created": 1795688100, "last_success": ..., ...}]}
  */
 #include "common/log.h"
@@ -91,6 +92,10 @@ int repl_cfg_from_json(json_t *o, struct repl_cfg *c, struct berr *err)
     if (repl_validate_prefix(prefix ? prefix : "repl_", err) < 0)
         return berr_wrap(err, "field 'prefix'");
     snprintf(c->prefix, sizeof(c->prefix), "%s", prefix ? prefix : "repl_");
+    json_t *raw = json_object_get(o, "raw");
+    if (raw && !json_is_boolean(raw) && !json_is_null(raw))
+        return berr_set(err, EINVAL, "field 'raw': expected true or false");
+    c->raw = json_is_true(raw);
     return 0;
 }
 
@@ -121,6 +126,7 @@ json_t *repl_job_json(const struct repl_job *j, int64_t now)
     if (!o)
         return NULL;
     json_object_set_new(o, "remote", str_or_null(c->remote));
+    json_object_set_new(o, "raw", json_boolean(c->raw));
     json_object_set_new(o, "last_run", time_or_null(s->last_run));
     json_object_set_new(o, "last_success", time_or_null(s->last_success));
     json_object_set_new(o, "last_error", str_or_null(s->last_error));

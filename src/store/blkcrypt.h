@@ -13,7 +13,12 @@
  *    counted checksum error), so a tampered tree cannot downgrade a block to
  *    plaintext;
  *  - a tag that does not verify is EIO and a counted checksum error, and the
- *    buffer is zeroed: unauthenticated plaintext never leaves this file. */
+ *    buffer is zeroed: unauthenticated plaintext never leaves this file;
+ *  - byte 92 of an encrypted pointer (iv[12]) names its AAD version: 0 for
+ *    the pool-local version 1 (blocks written before raw send existed), 2
+ *    for the portable version every block is written with now; only
+ *    portable blocks may be raw-sent (blk_write_sealed stores them
+ *    elsewhere exactly as they were). */
 #ifndef BERTH_STORE_BLKCRYPT_H
 #define BERTH_STORE_BLKCRYPT_H
 
@@ -30,6 +35,23 @@ struct blk_crypt {
     uint64_t key_guid;           /* guid of the key record (a clone shares its origin's) */
     uint64_t object;             /* 0 for volume data (reserved for file datasets) */
     uint64_t blkid;              /* the block's index in its object */
+};
+
+/* bp->iv[BLK_AAD_BYTE]: which AAD an encrypted block was sealed with. */
+#define BLK_AAD_BYTE 12
+#define BLK_AAD_LOCAL 0    /* version 1: binds birth and object (pool-local) */
+#define BLK_AAD_PORTABLE 2 /* version 2: portable (crypt_block_aad2) */
+
+/* Everything of a sealed data block that another pool needs to store it and
+ * later decrypt it there with the same master key: what a raw send stream
+ * carries per block besides the ciphertext (docs/STREAM.md). */
+struct blk_sealed {
+    uint64_t blkid;
+    uint32_t lsize, psize;
+    uint8_t comp;                /* of the plaintext under the encryption */
+    uint8_t salt[CRYPT_SALT_LEN];
+    uint8_t iv[CRYPT_IV_LEN];
+    uint8_t mac[CRYPT_MAC_LEN];
 };
 
 /* Salt of an encrypted pointer (DVA 2's offset field, little-endian). */
@@ -50,6 +72,30 @@ bool blk_sum_ok(const struct blkptr *bp, const uint8_t sum[32]);
  * *src then points at the ciphertext.  0 or -errno. */
 int blk_seal(const struct blk_wprops *wp, uint8_t comp, uint32_t lsize, uint32_t psize,
              uint64_t txg, struct blk_scratch *s, const uint8_t **src, struct blkptr *bp);
+
+/* Describe the encrypted data pointer `bp` of block blkid for a raw send.
+ * -EIO if bp is not an encrypted data block; -ENOTSUP if it was sealed with
+ * the pool-local AAD version 1 (it cannot be authenticated in another pool). */
+int blk_sealed_of(const struct blkptr *bp, uint64_t blkid, struct blk_sealed *out);
+
+/* Check a block description from a stream (hostile): sizes, compression,
+ * IV.  0 or -EILSEQ. */
+int blk_sealed_check(const struct blk_sealed *sb, uint32_t volblocksize);
+
+/* Store a sealed block as it is (raw receive): pad the psize ciphertext
+ * bytes to the sector, checksum them with `cksum` (16 bytes kept, as for any
+ * encrypted block), allocate, write and fill *bp (flags, IV with the
+ * portable AAD version, salt, MAC, sizes, compression, birth txg).  Needs no
+ * key; the block stays out of the block cache (it holds plaintext).  The
+ * receiving volume's key decrypts it later because the portable AAD holds
+ * nothing this pool changed.  0 or -errno. */
+int blk_write_sealed(const struct blkio *io, const struct blk_sealed *sb, const uint8_t *ct,
+                     uint8_t cksum, uint64_t txg, struct blk_scratch *s, struct blkptr *bp);
+
+/* Tests only: seal new blocks with the pool-local AAD version 1, as berth
+ * did before raw send, to check that such blocks stay readable and that a
+ * raw send refuses them. */
+void blk_crypt_test_local_aad(bool on);
 
 /* Authenticate and decrypt the bp->psize verified stored bytes in place.
  * -EIO (counted as a checksum error, buf zeroed) if the tag fails. */

@@ -128,7 +128,9 @@ static int validate_block(const struct blkptr *bp)
     /* the digest of an authenticated indirect is never all zero (holes are) */
     if (auth && (enc || bp->type != BP_TYPE_INDIRECT || all_zero(bp->checksum + 16, 16)))
         return -EILSEQ;
-    if (enc && (bp->type != BP_TYPE_VOL_DATA || !all_zero(bp->iv + 12, 4) ||
+    /* iv[12]: the AAD version, 0 (pool-local) or 2 (portable), blkcrypt.h */
+    if (enc && (bp->type != BP_TYPE_VOL_DATA || (bp->iv[12] != 0 && bp->iv[12] != 2) ||
+                !all_zero(bp->iv + 13, 3) ||
                 all_zero(bp->iv, 12) ||
                 bp->dva[2].vdev != 0 || bp->dva[2].asize != 0))
         return -EILSEQ;

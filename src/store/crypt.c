@@ -40,6 +40,7 @@
 #define KEY_MAGIC 0x59454b4854524542ull /* "BERTHKEY" */
 #define SEC_HDR 64                      /* keeps the payload cache-line aligned */
 #define AAD_VERSION 1
+#define AAD_VERSION_PORTABLE 2
 #define MAX_AAD (1u << 20)
 
 static const char INFO_BLOCK[] = "berth block key v1";
@@ -447,6 +448,20 @@ void crypt_block_aad(const struct crypt_block_id *id, uint8_t aad[CRYPT_AAD_LEN]
     put_le64(aad + 32, id->birth);
     put_le32(aad + 40, id->lsize);
     put_le32(aad + 44, id->psize);
+}
+
+void crypt_block_aad2(const struct crypt_block_id *id, uint8_t aad[CRYPT_AAD2_LEN])
+{
+    memset(aad, 0, CRYPT_AAD2_LEN);
+    aad[0] = AAD_VERSION_PORTABLE;
+    aad[1] = id->type;
+    aad[2] = id->level;
+    aad[3] = id->comp;
+    /* 4..7 reserved, zero */
+    put_le64(aad + 8, id->key_guid);
+    put_le64(aad + 16, id->blkid);
+    put_le32(aad + 24, id->lsize);
+    put_le32(aad + 28, id->psize);
 }
 
 /* One GCM operation on a context that already has key and IV.  A failed

@@ -40,7 +40,8 @@
 #define CRYPT_SALT_LEN 8
 #define CRYPT_IV_LEN 12
 #define CRYPT_MAC_LEN 16
-#define CRYPT_AAD_LEN 48
+#define CRYPT_AAD_LEN 48  /* version 1 (pool-local: birth, object) */
+#define CRYPT_AAD2_LEN 32 /* version 2 (portable: survives a raw send) */
 #define CRYPT_FINGERPRINT_LEN 16
 /* Blocks encrypted under one salt before crypt_key_next_salt picks a new one
  * (2^24: the chance of any random-IV collision under one key stays < 2^-49). */
@@ -109,8 +110,16 @@ struct crypt_block_id {
     uint8_t level;
     uint8_t comp;
 };
-/* Serialise `id` into the fixed AAD layout (little-endian, versioned). */
+/* Serialise `id` into the fixed AAD layout (little-endian, versioned).
+ * Version 1, 48 bytes: binds every field of `id`, birth and object included.
+ * Blocks written before raw send existed carry it; it is still read. */
 void crypt_block_aad(const struct crypt_block_id *id, uint8_t aad[CRYPT_AAD_LEN]);
+/* Version 2, 32 bytes, what every block is written with now: binds only what
+ * a block keeps when it is copied to another pool by a raw send (key guid,
+ * blkid, lsize, psize, type, level, comp) and ignores `birth` and `object`,
+ * which are local to the pool that wrote it (docs/FORMAT.md section 10 says
+ * why dropping them loses nothing). */
+void crypt_block_aad2(const struct crypt_block_id *id, uint8_t aad[CRYPT_AAD2_LEN]);
 
 /* AES-256-GCM of `len` bytes from `in` to `out` (which may be the same
  * buffer; no partial overlap) under the block key of (k, salt), with `iv`

@@ -29,7 +29,12 @@ static int get_location(const uint8_t *src, size_t n, char *dst, bool empty_ok)
 
 /* Payload of a key record:
  *   0 id u64 | 8 guid u64 | 16 suite u8 | 17 keyformat u8 | 18 location length u16
- *   20 reserved u32 | 24 fingerprint[16] | 40 slots[1024] | 1064 location */
+ *   20 AAD version u8 | 21 reserved[3] | 24 fingerprint[16] | 40 slots[1024] | 1064 location
+ * The AAD version byte was reserved (0) before portable AADs: it is written
+ * as 2 now (blocks of this key may use the portable AAD, blkcrypt.h), so an
+ * older reader, which wants 0, refuses the directory instead of failing on
+ * those blocks one by one; 0 is still read. */
+#define KEY_AAD_PORTABLE 2
 size_t mos_key_len(const struct mos_key *k)
 {
     return MOS_KEY_FIXED + strlen(k->location);
@@ -44,6 +49,7 @@ void mos_key_encode(const struct mos_key *k, uint8_t *out)
     out[16] = k->suite;
     out[17] = k->keyformat;
     put_le16(out + 18, (uint16_t)n);
+    out[20] = KEY_AAD_PORTABLE;
     memcpy(out + 24, k->fingerprint, CRYPT_FINGERPRINT_LEN);
     keyslots_encode(&k->slots, out + 40);
     memcpy(out + MOS_KEY_FIXED, k->location, n);
@@ -61,7 +67,8 @@ int mos_key_decode(const uint8_t *in, uint32_t len, struct mos_key *k)
     uint16_t n = get_le16(in + 18);
     memcpy(k->fingerprint, in + 24, CRYPT_FINGERPRINT_LEN);
     if (k->id == 0 || k->suite != 1 || k->keyformat < KEYFORMAT_RAW ||
-        k->keyformat > KEYFORMAT_PASSPHRASE || get_le32(in + 20) != 0 ||
+        k->keyformat > KEYFORMAT_PASSPHRASE || (in[20] != 0 && in[20] != KEY_AAD_PORTABLE) ||
+        in[21] || in[22] || in[23] ||
         (uint32_t)MOS_KEY_FIXED + n != len ||
         keyslots_decode(in + 40, KEYSLOTS_SIZE, &k->slots) < 0 ||
         keyslots_count(&k->slots) == 0 ||

@@ -42,6 +42,8 @@ struct dirty_ent {
     struct dirty_ent *next; /* hash chain */
     uint64_t blkid;
     struct cbuf *buf;       /* NULL: the whole block reads as zeros (hole) */
+    struct blk_sealed *sealed; /* raw receive: buf holds this sealed block's
+                                * ciphertext, written as it is (never read) */
 };
 
 #define DIRTY_HOLE_BYTES 256 /* accounted per hole entry, so trims push syncs too */

@@ -17,7 +17,17 @@
  *    last resume point, and every block below that point was flushed
  *    (bs_vol_flush) before the point was persisted (recv_set_offset);
  *  - for -I streams every completed section stays received; a failure
- *    affects only the section it happens in. */
+ *    affects only the section it happens in;
+ *  - a raw section (encrypted blocks as stored) starts at its CRYPT record,
+ *    not at BEGIN: the target's key must be known first.  It is received
+ *    without any key: a full one into a new volume that takes the stream's
+ *    key record (locked), an incremental or a resumed one only into a
+ *    volume whose key has the stream's guid and fingerprint; its blocks go
+ *    to disk as they came (vol_write_sealed), their MACs are checked when
+ *    the key is loaded and they are read;
+ *  - a raw section's slot set reaches the target's key record only in the
+ *    txg of its finish, and only by the rule of recv_finish (snap.h,
+ *    STREAM.md 11.4): a failed or partial section never changes key slots. */
 #include "store/recv.h"
 
 #include <stdatomic.h>
@@ -25,8 +35,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "common/util.h"
+#include "store/blkcrypt.h"
 #include "store/codec.h"
+#include "store/keyslot.h"
+#include "store/mos.h"
 #include "store/snap.h"
 #include "store/stream.h"
 
@@ -54,6 +68,8 @@ struct receiver {
     uint64_t since_ckpt;     /* stream bytes applied since the last resume point */
     uint64_t bytes;          /* stream bytes read */
     char snap[64];           /* SNAP of the section being received */
+    bool raw;                /* the current section is raw: skey is its CRYPT key */
+    struct mos_key skey;     /* wrapped slots only: nothing secret */
 };
 
 /* Read up to len bytes, fewer only at the end of the stream. */
@@ -189,7 +205,22 @@ static int check_resume(struct receiver *rv, const struct stream_begin *b, struc
     return 0;
 }
 
-static int start_section(struct receiver *rv, const struct stream_begin *b, struct berr *err)
+/* The key record a raw full stream gives its new volume. */
+static int stream_key(const struct stream_crypt *c, struct mos_key *k, struct berr *err)
+{
+    memset(k, 0, sizeof *k);
+    k->guid = c->key_guid;
+    k->suite = c->suite;
+    k->keyformat = c->keyformat;
+    memcpy(k->fingerprint, c->fingerprint, sizeof k->fingerprint);
+    if (keyslots_decode(c->slots, sizeof c->slots, &k->slots) < 0) /* the parser checked */
+        return berr_set(err, EILSEQ, "stream corrupt: bad key slots");
+    return 0;
+}
+
+/* Start a section: at BEGIN for a plain one, at CRYPT (`c`) for a raw one. */
+static int start_section(struct receiver *rv, const struct stream_begin *b,
+                         const struct stream_crypt *c, struct berr *err)
 {
     struct recv_state rs = {
         .toguid = b->toguid, .fromguid = b->fromguid, .offset = b->resume_blk,
@@ -197,17 +228,28 @@ static int start_section(struct receiver *rv, const struct stream_begin *b, stru
     snprintf(rv->snap, sizeof rv->snap, "%s", strchr(b->toname, '@') + 1);
     snprintf(rs.snapname, sizeof rs.snapname, "%s", rv->snap);
     int r;
-    if (b->flags & SBEGIN_RESUMED)
+    rv->raw = c != NULL;
+    if (c && (r = stream_key(c, &rv->skey, err)) < 0)
+        return r;
+    if (b->flags & SBEGIN_RESUMED) {
         r = check_resume(rv, b, err);
-    else if (b->fromguid == 0)
+        if (r == 0 && c)
+            r = recv_check_key(rv->p, rv->vol, true, c->key_guid, c->fingerprint, err);
+    } else if (b->fromguid == 0 && c) {
+        r = recv_begin_full_raw(rv->p, rv->vol, b->volsize, b->volblocksize, &rs, &rv->skey,
+                                err);
+    } else if (b->fromguid == 0) {
         r = recv_begin_full(rv->p, rv->vol, b->volsize, b->volblocksize, &rs, err);
-    else if ((r = check_base(rv, b, err)) == 0)
+    } else if ((r = check_base(rv, b, err)) == 0 &&
+               (!c || (r = recv_check_key(rv->p, rv->vol, false, c->key_guid, c->fingerprint,
+                                          err)) == 0)) {
         r = recv_begin_incr(rv->p, rv->vol, b->volsize, &rs, rv->o->force, err);
+    }
     if (r < 0)
         return berr_wrap(err, "cannot receive %s into %s", b->toname, rv->vol);
     rv->begun = true;
-    if ((r = recv_open(rv->p, rv->vol, &rv->h, err)) < 0)
-        return r;
+    if ((r = recv_open(rv->p, rv->vol, c != NULL, &rv->h, err)) < 0)
+        return berr_wrap(err, "cannot receive %s into %s", b->toname, rv->vol);
     if (bs_vol_blocksize(rv->h) != b->volblocksize || bs_vol_size(rv->h) != b->volsize)
         return berr_set(err, EINVAL,
                         "cannot receive %s into %s: the stream's volume has %llu bytes in "
@@ -226,8 +268,30 @@ static int start_section(struct receiver *rv, const struct stream_begin *b, stru
     return 0;
 }
 
+/* A raw block: stored as it came; its MAC is checked when the key is
+ * loaded and it is read (the stream's checksums cover it on the wire). */
+static int apply_sealed(struct receiver *rv, const struct stream_data *d, struct berr *err)
+{
+    struct blk_sealed sb = {
+        .blkid = d->blkid, .lsize = d->lsize, .psize = d->psize, .comp = d->comp,
+    };
+    memcpy(sb.salt, d->salt, sizeof sb.salt);
+    memcpy(sb.iv, d->iv, sizeof sb.iv);
+    memcpy(sb.mac, d->mac, sizeof sb.mac);
+    if (blk_sealed_check(&sb, rv->ps.begin.volblocksize) < 0)
+        return berr_set(err, EILSEQ, "stream corrupt: bad encrypted block %llu",
+                        (unsigned long long)d->blkid);
+    int r = vol_write_sealed(rv->h, &sb, d->bytes);
+    if (r < 0)
+        return berr_errno(err, r, "writing block %llu of %s", (unsigned long long)d->blkid,
+                          rv->vol);
+    return 0;
+}
+
 static int apply_data(struct receiver *rv, const struct stream_data *d, struct berr *err)
 {
+    if (d->raw)
+        return apply_sealed(rv, d, err);
     const void *src = d->bytes;
     if (d->comp != BS_COMPRESS_OFF) {
         if (decompress_block(d->comp, d->bytes, d->psize, rv->blk, d->lsize) < 0)
@@ -272,11 +336,23 @@ static int finish_section(struct receiver *rv, struct bs_recv_stats *st, struct 
     rv->h = NULL;
     if (r < 0)
         return berr_errno(err, r, "flushing %s", rv->vol);
-    if ((r = recv_finish(rv->p, rv->vol, rv->ps.begin.creation, err)) < 0)
+    struct recv_slots ks;
+    if ((r = recv_finish(rv->p, rv->vol, rv->ps.begin.creation, rv->raw ? &rv->skey : NULL, &ks,
+                         err)) < 0)
         return berr_wrap(err, "cannot finish receiving %s", rv->ps.begin.toname);
     rv->begun = rv->keepable = false;
-    if (st)
+    if (rv->raw && ks.outcome == BS_RECV_KEYSLOTS_KEPT)
+        blog_warn("pool %s: receive of %s into %s: the key slots of the stream were not taken: "
+                  "its key record is shared with '%s', of another lineage",
+                  bs_pool_name(rv->p), rv->ps.begin.toname, rv->vol, ks.shared_with);
+    if (st) {
         snprintf(st->snapshot, sizeof st->snapshot, "%s@%s", rv->vol, rv->snap);
+        if (st->keyslots != BS_RECV_KEYSLOTS_KEPT && ks.outcome != BS_RECV_KEYSLOTS_NONE) {
+            st->keyslots = ks.outcome;
+            snprintf(st->keyslots_shared_with, sizeof st->keyslots_shared_with, "%s",
+                     ks.shared_with);
+        }
+    }
     return 0;
 }
 
@@ -289,8 +365,12 @@ static int receive(struct receiver *rv, struct bs_recv_stats *st, struct berr *e
         if (r < 0)
             return r;
         switch (rec.type) {
-        case SREC_BEGIN:
-            r = start_section(rv, &rec.u.begin, err);
+        case SREC_BEGIN: /* a raw section starts at its CRYPT record */
+            if (!(rec.u.begin.flags & SBEGIN_RAW))
+                r = start_section(rv, &rec.u.begin, NULL, err);
+            break;
+        case SREC_CRYPT:
+            r = start_section(rv, &rv->ps.begin, &rec.u.crypt, err);
             break;
         case SREC_DATA:
             r = apply_data(rv, &rec.u.data, err);

@@ -85,8 +85,78 @@ static void recv_name(const char *vol, char out[BS_SNAP_NAME_MAX])
     snprintf(out, BS_SNAP_NAME_MAX, "%s%%recv", vol);
 }
 
-int recv_begin_full(struct bs_pool *p, const char *vol, uint64_t volsize, uint32_t volblocksize,
-                    const struct recv_state *rs, struct berr *err)
+int snap_open_raw(struct bs_pool *p, const char *name, bs_vol **out, struct berr *err)
+{
+    bs_vol *v = calloc(1, sizeof *v);
+    if (!v)
+        return berr_set(err, ENOMEM, "out of memory");
+    pthread_mutex_lock(&p->lock);
+    struct ds *d = ds_find(p, name);
+    bool ok = d && ds_is_snap(d) && !(d->rec.flags & DS_FLAG_RECV) && d->key;
+    if (ok) {
+        ds_ref(d);
+        d->nopen++;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (!ok) {
+        free(v);
+        if (!d || !ds_is_snap(d) || (d->rec.flags & DS_FLAG_RECV))
+            return berr_set(err, ENOENT, "no snapshot '%s' in pool '%s'", name, p->name);
+        return berr_set(err, EINVAL,
+                        "'%s' is not encrypted: a raw stream carries encrypted blocks only "
+                        "(send it without --raw)",
+                        name);
+    }
+    v->pool = p;
+    v->ds = d;
+    *out = v;
+    return 0;
+}
+
+int snap_key_of(bs_vol *v, struct mos_key *out)
+{
+    pthread_mutex_lock(&v->pool->lock);
+    const struct vkey *k = v->ds->key;
+    if (k)
+        *out = k->rec;
+    pthread_mutex_unlock(&v->pool->lock);
+    return k ? 0 : -EINVAL;
+}
+
+int recv_check_key(struct bs_pool *p, const char *vol, bool hidden, uint64_t key_guid,
+                   const uint8_t fingerprint[16], struct berr *err)
+{
+    char name[BS_SNAP_NAME_MAX];
+    if (hidden)
+        recv_name(vol, name);
+    else
+        snprintf(name, sizeof name, "%s", vol);
+    pthread_mutex_lock(&p->lock);
+    struct ds *d = hidden ? ds_find(p, name) : find_head(p, name);
+    int r = 0;
+    if (!d)
+        r = berr_set(err, ENOENT, "no volume '%s' in pool '%s'", vol, p->name);
+    else if (!d->key)
+        r = berr_set(err, EINVAL,
+                     "'%s' is not encrypted: a raw stream applies only onto a volume that "
+                     "was raw-received (send without --raw, or receive a full raw stream "
+                     "into a new volume)",
+                     vol);
+    else if (d->key->rec.guid != key_guid ||
+             memcmp(d->key->rec.fingerprint, fingerprint, CRYPT_FINGERPRINT_LEN) != 0)
+        r = berr_set(err, EXDEV,
+                     "the raw stream is encrypted with another key (key guid %llu) than "
+                     "'%s' (key guid %llu): raw incrementals apply only onto the same key",
+                     (unsigned long long)key_guid, vol,
+                     (unsigned long long)d->key->rec.guid);
+    pthread_mutex_unlock(&p->lock);
+    return r;
+}
+
+/* recv_begin_full with `key` NULL (plain) or the raw stream's key. */
+static int begin_full(struct bs_pool *p, const char *vol, uint64_t volsize,
+                      uint32_t volblocksize, const struct recv_state *rs,
+                      const struct mos_key *key, struct berr *err)
 {
     int r = writable(p, err);
     if (r == 0)
@@ -99,9 +169,34 @@ int recv_begin_full(struct bs_pool *p, const char *vol, uint64_t volsize, uint32
                         (unsigned long long)volsize, volblocksize);
     char hidden[BS_SNAP_NAME_MAX];
     recv_name(vol, hidden);
+    struct vkey *k = NULL;
+    if (key) {
+        /* the sender's key, locked: its slots unwrap it once a user key is
+         * given ('berth key load'), and its guid is the one in every
+         * block's AAD */
+        if (!(k = calloc(1, sizeof *k)))
+            return berr_set(err, ENOMEM, "out of memory");
+        k->rec = *key;
+        k->rec.suite = 1;
+        snprintf(k->rec.location, sizeof k->rec.location, "prompt");
+        k->loaded_slot = -1;
+    }
     pthread_mutex_lock(&p->admin_lock);
     pthread_mutex_lock(&p->lock);
-    if (ds_find(p, vol)) {
+    /* A key guid names one key record per pool (the directory refuses two):
+     * a stream whose key this pool has already (received back into the
+     * pool it came from, or a second copy) shares that record, as a clone
+     * shares its origin's, provided it is the same master key. */
+    struct vkey *same = NULL;
+    for (struct vkey *x = p->keys; k && x && !same; x = x->next)
+        if (x->rec.guid == key->guid)
+            same = x;
+    if (same && memcmp(same->rec.fingerprint, key->fingerprint, CRYPT_FINGERPRINT_LEN) != 0) {
+        r = berr_set(err, EEXIST,
+                     "pool '%s' has another key with the stream's key guid %llu: cannot "
+                     "receive it",
+                     p->name, (unsigned long long)key->guid);
+    } else if (ds_find(p, vol)) {
         r = berr_set(err, EEXIST,
                      "volume '%s' exists; a full stream creates a new volume (receive an "
                      "incremental, or destroy it first)",
@@ -128,14 +223,39 @@ int recv_begin_full(struct bs_pool *p, const char *vol, uint64_t volsize, uint32
         snprintf(rec.recv.snapname, sizeof rec.recv.snapname, "%s", rs->snapname);
         objdesc_init(&rec.od, __builtin_ctz(volblocksize), volsize / volblocksize);
         objdesc_init(&rec.lin.dl, DL_DSHIFT, 0);
+        if (same) {
+            rec.key_id = same->rec.id;
+        } else if (k) {
+            k->rec.id = rec.key_id = rec.id;
+            k->next = p->keys;
+            p->keys = k;
+        }
         r = ds_insert_new(p, &rec, err);
+        if (r < 0 && k && !same)
+            p->keys = k->next;
+        else if (!same)
+            k = NULL; /* the pool's now */
     }
+    vkey_free(k);
     uint64_t txg = r == 0 ? txg_dirty_open(p) : 0;
     pthread_mutex_unlock(&p->lock);
     if (r == 0)
         r = admin_commit(p, txg, err, "receive");
     pthread_mutex_unlock(&p->admin_lock);
     return r;
+}
+
+int recv_begin_full(struct bs_pool *p, const char *vol, uint64_t volsize, uint32_t volblocksize,
+                    const struct recv_state *rs, struct berr *err)
+{
+    return begin_full(p, vol, volsize, volblocksize, rs, NULL, err);
+}
+
+int recv_begin_full_raw(struct bs_pool *p, const char *vol, uint64_t volsize,
+                        uint32_t volblocksize, const struct recv_state *rs,
+                        const struct mos_key *key, struct berr *err)
+{
+    return begin_full(p, vol, volsize, volblocksize, rs, key, err);
 }
 
 int recv_begin_incr(struct bs_pool *p, const char *vol, uint64_t volsize,
@@ -199,7 +319,7 @@ int recv_begin_incr(struct bs_pool *p, const char *vol, uint64_t volsize,
     return r;
 }
 
-int recv_open(struct bs_pool *p, const char *vol, bs_vol **out, struct berr *err)
+int recv_open(struct bs_pool *p, const char *vol, bool raw, bs_vol **out, struct berr *err)
 {
     char hidden[BS_SNAP_NAME_MAX];
     recv_name(vol, hidden);
@@ -208,16 +328,21 @@ int recv_open(struct bs_pool *p, const char *vol, bs_vol **out, struct berr *err
         return berr_set(err, ENOMEM, "out of memory");
     pthread_mutex_lock(&p->lock);
     struct ds *d = ds_find(p, hidden);
-    bool locked = d && d->key && (!d->key->master || d->key->unloading);
-    if (d && !locked) {
+    bool locked = !raw && d && d->key && (!d->key->master || d->key->unloading);
+    bool plain = raw && d && !d->key;
+    if (d && !locked && !plain) {
         ds_ref(d);
         d->nopen++;
     }
     pthread_mutex_unlock(&p->lock);
-    if (!d || locked) {
+    if (!d || locked || plain) {
         free(v);
+        if (plain)
+            return berr_set(err, EINVAL, "'%s' is not encrypted: a raw stream cannot be "
+                            "received into it", vol);
         return locked ? berr_set(err, EACCES, "'%s' is encrypted and its key is not loaded: "
-                                 "run 'berth key load %s/%s' first", vol, p->name, vol)
+                                 "run 'berth key load %s/%s' first, or send the stream with "
+                                 "--raw", vol, p->name, vol)
                       : berr_set(err, ENOENT, "no receive in progress into '%s'", vol);
     }
     v->pool = p;
@@ -264,7 +389,58 @@ int recv_set_offset(struct bs_pool *p, const char *vol, uint64_t offset, struct 
     return 0;
 }
 
-int recv_finish(struct bs_pool *p, const char *vol, uint64_t creation, struct berr *err)
+/* Is d of vol's lineage: vol, its snapshots, its pending receive, or a
+ * clone made from one of its snapshots (pool->lock held)? */
+static bool of_lineage(struct bs_pool *p, struct ds *d, const char *vol, const char *hidden)
+{
+    for (struct ds *x = d; x; x = ds_by_id(p, x->rec.lin.prev_id))
+        if (strcmp(x->rec.name, vol) == 0 || strcmp(x->rec.name, hidden) == 0 ||
+            owned_by(x, vol))
+            return true;
+    return false;
+}
+
+/* What a raw section's slot set does to the key record of VOL%recv (hd),
+ * pool->lock held; the rule is in snap.h.  Queues ST_KEYSLOTS on t when
+ * the record follows the stream. */
+static int slots_rule(struct bs_pool *p, struct ds *hd, const char *vol, const char *hidden,
+                      const struct mos_key *sk, struct synctask *t, struct recv_slots *out,
+                      struct berr *err)
+{
+    struct vkey *k = hd->key;
+    if (!k)
+        return berr_set(err, EINVAL, "'%s' is not encrypted: a raw stream cannot be "
+                        "received into it", vol);
+    if (k->rec.guid != sk->guid ||
+        memcmp(k->rec.fingerprint, sk->fingerprint, CRYPT_FINGERPRINT_LEN) != 0)
+        return berr_set(err, EXDEV, "the raw stream is encrypted with another key (key guid "
+                        "%llu) than '%s' (key guid %llu)", (unsigned long long)sk->guid, vol,
+                        (unsigned long long)k->rec.guid);
+    uint8_t a[KEYSLOTS_SIZE], b[KEYSLOTS_SIZE];
+    keyslots_encode(&k->rec.slots, a);
+    keyslots_encode(&sk->slots, b);
+    if (memcmp(a, b, sizeof a) == 0 && k->rec.keyformat == sk->keyformat) {
+        out->outcome = BS_RECV_KEYSLOTS_SAME;
+        return 0;
+    }
+    for (struct ds *d = p->ds_list; d; d = d->next) {
+        if (d->key != k || d->destroying || of_lineage(p, d, vol, hidden))
+            continue;
+        out->outcome = BS_RECV_KEYSLOTS_KEPT;
+        snprintf(out->shared_with, sizeof out->shared_with, "%s", d->rec.name);
+        return 0;
+    }
+    struct st_item *it = task_add(t, ST_KEYSLOTS);
+    if (!it)
+        return berr_set(err, ENOMEM, "out of memory");
+    it->key = k;
+    it->slots = sk;
+    out->outcome = BS_RECV_KEYSLOTS_UPDATED;
+    return 0;
+}
+
+int recv_finish(struct bs_pool *p, const char *vol, uint64_t creation,
+                const struct mos_key *skey, struct recv_slots *slots, struct berr *err)
 {
     char hidden[BS_SNAP_NAME_MAX];
     recv_name(vol, hidden);
@@ -319,6 +495,10 @@ int recv_finish(struct bs_pool *p, const char *vol, uint64_t creation, struct be
                 atomic_store(&h->gone, true);
         }
     }
+    if (slots)
+        memset(slots, 0, sizeof *slots);
+    if (r == 0 && skey && slots)
+        r = slots_rule(p, hd, vol, hidden, skey, t, slots, err);
     pthread_mutex_unlock(&p->lock);
     return task_finish(p, t, r, "receive", err);
 }

@@ -16,12 +16,18 @@
  *  - the base of an incremental is an ancestor of the sent snapshot
  *    (snap_is_ancestor): births compare only along one lineage;
  *  - a resumed send (token) writes the section the receiver was in from the
- *    token's block on, marked RESUMED, then any later sections whole. */
+ *    token's block on, marked RESUMED, then any later sections whole;
+ *  - a raw send never touches a key: it opens the snapshots locked or not
+ *    (snap_open_raw), sends each block's stored ciphertext with its salt,
+ *    IV and MAC, and the key record's wrapped slots, guid and fingerprint
+ *    (CRYPT record); a block sealed with the pool-local AAD version 1
+ *    cannot be authenticated elsewhere and stops the send (ENOTSUP). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store/blkcrypt.h"
+#include "store/keyslot.h"
 #include "store/pool_impl.h"
 #include "store/snap.h"
 #include "store/stream.h"
@@ -56,6 +62,7 @@ struct sender {
     struct bs_send_stats st;
     int werr;                /* a write failed (not a read) */
     uint64_t bad_blk;        /* the block whose read failed */
+    bool raw;                /* send encrypted blocks as stored */
 };
 
 static int flush_out(struct sender *s)
@@ -90,25 +97,53 @@ static int emit(struct sender *s, const void *b, size_t n)
 
 static int send_data(struct sender *s, const struct blkptr *bp, uint64_t blkid)
 {
-    int r = blk_read_raw(s->io, bp, s->blk, s->blkcap);
+    struct stream_data d = {
+        .blkid = blkid, .lsize = bp->lsize, .psize = bp->psize, .comp = bp->comp,
+        .bytes = s->blk, .raw = s->raw,
+    };
+    struct blk_sealed sb;
+    int r = s->raw ? blk_sealed_of(bp, blkid, &sb) : 0;
+    if (r == 0)
+        r = blk_read_raw(s->io, bp, s->blk, s->blkcap);
     struct blk_crypt bc;
-    if (r == 0 && (bp->flags & BP_FLAG_ENCRYPTED)) /* a plain stream: decrypt, keep compressed */
+    if (r == 0 && !s->raw && (bp->flags & BP_FLAG_ENCRYPTED)) /* plain: decrypt, keep compressed */
         r = blk_unseal(s->io, bp, ds_blk_crypt(s->ds, blkid, &bc), s->blk);
     if (r < 0) {
         s->bad_blk = blkid;
         return r;
     }
+    if (s->raw) {
+        memcpy(d.salt, sb.salt, sizeof d.salt);
+        memcpy(d.iv, sb.iv, sizeof d.iv);
+        memcpy(d.mac, sb.mac, sizeof d.mac);
+    }
     s->st.bytes_read += bp->psize;
-    struct stream_data d = {
-        .blkid = blkid, .lsize = bp->lsize, .psize = bp->psize, .comp = bp->comp,
-        .bytes = s->blk,
-    };
-    uint8_t pre[STREAM_DATA_PREFIX];
-    stream_enc_data(&s->enc, &d, pre);
+    uint8_t pre[STREAM_RAWDATA_PREFIX];
+    size_t n = stream_enc_data(&s->enc, &d, pre);
     s->st.blocks++;
-    if ((r = emit(s, pre, sizeof pre)) < 0)
+    if ((r = emit(s, pre, n)) < 0)
         return r;
     return emit(s, s->blk, bp->psize);
+}
+
+/* The CRYPT record of a raw section of snapshot v: its key as stored. */
+static int send_crypt(struct sender *s, bs_vol *v, const char *name, struct berr *err)
+{
+    struct mos_key k;
+    if (snap_key_of(v, &k) < 0)
+        return berr_set(err, EINVAL, "'%s' is not encrypted: send it without --raw", name);
+    struct stream_crypt c = {
+        .key_guid = k.guid, .suite = k.suite, .keyformat = k.keyformat, .aad_version = 2,
+        .auth_type = SAUTH_NONE,
+    };
+    memcpy(c.fingerprint, k.fingerprint, sizeof c.fingerprint);
+    keyslots_encode(&k.slots, c.slots);
+    uint8_t rec[STREAM_CRYPT_SIZE];
+    size_t n = stream_enc_crypt(&s->enc, &c, rec);
+    if (n == 0)
+        return berr_set(err, EINVAL, "cannot describe the key of %s in a stream", name);
+    int r = emit(s, rec, n);
+    return r < 0 ? berr_errno(err, r, "writing the stream") : 0;
 }
 
 static int send_hole(struct sender *s, uint64_t blkid, uint64_t count)
@@ -169,12 +204,14 @@ static int on_hole(uint64_t blkid, uint64_t count, void *opaque)
 
 /* One section: snapshot `to` (named toname) relative to `from` (NULL:
  * full), from block resume_blk on. */
-static int send_section(struct sender *s, const char *toname, const struct snap_view *to,
-                        const char *fromname, const struct snap_view *from, uint32_t flags,
-                        uint64_t resume_blk, struct berr *err)
+static int send_section(struct sender *s, bs_vol *tov, const char *toname,
+                        const struct snap_view *to, const char *fromname,
+                        const struct snap_view *from, uint32_t flags, uint64_t resume_blk,
+                        struct berr *err)
 {
     struct stream_begin b = {
-        .flags = flags, .toguid = to->guid, .fromguid = from ? from->guid : 0,
+        .flags = flags | (s->raw ? SBEGIN_RAW : 0), .toguid = to->guid,
+        .fromguid = from ? from->guid : 0,
         .totxg = to->txg, .fromtxg = from ? from->txg : 0, .volsize = to->volsize,
         .volblocksize = to->volblocksize, .comp = to->comp, .comp_level = to->comp_level,
         .cksum = to->cksum, .creation = to->creation, .resume_blk = resume_blk,
@@ -200,6 +237,8 @@ static int send_section(struct sender *s, const char *toname, const struct snap_
     int r = emit(s, rec, n);
     if (r < 0)
         return berr_errno(err, r, "writing the stream");
+    if (s->raw && (r = send_crypt(s, tov, toname, err)) < 0)
+        return r;
     const struct treediff_ops ops = { .data = on_data, .hole = on_hole };
     struct treediff_stats ts = {0};
     s->qhead = s->qlen = 0;
@@ -211,6 +250,12 @@ static int send_section(struct sender *s, const char *toname, const struct snap_
     if (r < 0) {
         if (s->werr)
             return berr_errno(err, r, "writing the stream");
+        if (r == -ENOTSUP)
+            return berr_set(err, ENOTSUP,
+                            "cannot raw-send %s: block %llu was written by an older berth, "
+                            "whose encryption binds it to this pool (pool-local AAD); send "
+                            "without --raw, or rewrite the volume's data and snapshot again",
+                            toname, (unsigned long long)s->bad_blk);
         return berr_errno(err, r, "reading %s (near block %llu)", toname,
                           (unsigned long long)s->bad_blk);
     }
@@ -228,11 +273,12 @@ struct snap_ref {
     char name[BS_SNAP_NAME_MAX];
 };
 
-static int snap_ref_open(bs_pool *p, const char *name, struct snap_ref *ref, struct berr *err)
+static int snap_ref_open(bs_pool *p, const char *name, bool raw, struct snap_ref *ref,
+                         struct berr *err)
 {
     memset(ref, 0, sizeof *ref);
     snprintf(ref->name, sizeof ref->name, "%s", name);
-    int r = bs_vol_open(p, name, &ref->v, err);
+    int r = raw ? snap_open_raw(p, name, &ref->v, err) : bs_vol_open(p, name, &ref->v, err);
     if (r < 0)
         return r;
     if (snap_view_of(ref->v, &ref->view) < 0) {
@@ -350,10 +396,10 @@ static int send_all(bs_pool *p, struct sender *s, const char *snapname,
     if (r < 0)
         return r;
     struct snap_ref from = {0}, to = {0};
-    if ((r = snap_ref_open(p, snapname, &to, err)) < 0)
+    if ((r = snap_ref_open(p, snapname, o->raw, &to, err)) < 0)
         return r;
     if (fromname[0]) {
-        if ((r = snap_ref_open(p, fromname, &from, err)) < 0)
+        if ((r = snap_ref_open(p, fromname, o->raw, &from, err)) < 0)
             goto out;
         uint64_t anc_txg;
         if (from.view.guid == to.view.guid ||
@@ -380,13 +426,14 @@ static int send_all(bs_pool *p, struct sender *s, const char *snapname,
         if (i + 1 == n) {
             cur = to;
             to.v = NULL;
-        } else if ((r = snap_ref_open(p, names[i], &cur, err)) < 0) {
+        } else if ((r = snap_ref_open(p, names[i], o->raw, &cur, err)) < 0) {
             break;
         }
         s->ds = cur.v->ds;
         if (i >= k) {
             uint32_t flags = (i + 1 < n ? SBEGIN_MORE : 0) | (tp && i == k ? SBEGIN_RESUMED : 0);
-            r = send_section(s, cur.name, &cur.view, prev.name, prev.v ? &prev.view : NULL, flags,
+            r = send_section(s, cur.v, cur.name, &cur.view, prev.name,
+                             prev.v ? &prev.view : NULL, flags,
                              tp && i == k ? tp->resume_blk : 0, err);
         }
         snap_ref_close(&prev);
@@ -412,7 +459,7 @@ int bs_send(bs_pool *p, const char *snapname, const struct bs_send_opts *opts, b
     if (!snapname || !strchr(snapname, '@'))
         return berr_set(err, EINVAL, "send needs a snapshot (VOL@SNAP), not '%s'",
                         snapname ? snapname : "");
-    struct sender s = { .io = &p->io, .wr = wr, .opaque = opaque };
+    struct sender s = { .io = &p->io, .wr = wr, .opaque = opaque, .raw = opts->raw };
     int r = stream_enc_init(&s.enc);
     s.out = malloc(SEND_BUF);
     s.q = malloc(SEND_AHEAD * sizeof *s.q);

@@ -48,6 +48,7 @@
 
 #include "common/cleanup.h"
 #include "common/util.h"
+#include "store/keyslot.h"
 #include "store/pool_impl.h"
 #include "store/snap.h"
 #include "store/snap_impl.h"
@@ -486,6 +487,26 @@ static int do_rename(struct sync_ctx *c, struct st_item *it)
     return 0;
 }
 
+/* A raw receive's new slot set, in the txg that makes the received data the
+ * volume (vkeys_to_dir writes the key records after the tasks ran). */
+static int do_keyslots(struct sync_ctx *c, struct st_item *it)
+{
+    pthread_mutex_lock(&c->p->lock);
+    struct vkey *k = it->key;
+    /* the slot that unlocked a loaded key may be gone or another now: the
+     * master key stays (same data key), only the slot number is unknown */
+    uint8_t a[KEYSLOTS_SIZE], b[KEYSLOTS_SIZE];
+    keyslots_encode(&k->rec.slots, a);
+    keyslots_encode(&it->slots->slots, b);
+    size_t at = (size_t)k->loaded_slot * KEYSLOT_SIZE;
+    if (k->loaded_slot >= 0 && memcmp(a + at, b + at, KEYSLOT_SIZE) != 0)
+        k->loaded_slot = -1;
+    k->rec.slots = it->slots->slots;
+    k->rec.keyformat = it->slots->keyformat;
+    pthread_mutex_unlock(&c->p->lock);
+    return 0;
+}
+
 int snap_run_tasks(struct sync_ctx *c)
 {
     for (struct synctask *t = c->tasks; t; t = t->next) {
@@ -497,6 +518,7 @@ int snap_run_tasks(struct sync_ctx *c)
             case ST_DESTROY: r = destroy_ds(c, it->ds); break;
             case ST_NEW_HEAD: r = do_new_head(c, it); break;
             case ST_RENAME: r = do_rename(c, it); break;
+            case ST_KEYSLOTS: r = do_keyslots(c, it); break;
             }
         }
         t->result = r;

@@ -13,6 +13,8 @@
 
 struct bs_pool;
 struct ds;
+struct blk_sealed;
+struct mos_key;
 
 /* What send needs to know of a snapshot (a consistent copy). */
 struct snap_view {
@@ -40,6 +42,15 @@ bool snap_is_ancestor(bs_vol *v, uint64_t anc_guid, uint64_t *anc_txg);
 int snap_chain_between(struct bs_pool *p, const char *to, uint64_t from_txg,
                        char (**names)[BS_SNAP_NAME_MAX], size_t *n, struct berr *err);
 
+/* Open snapshot `name` for a raw send: like bs_vol_open, but a locked key
+ * is fine (a raw send reads only the stored bytes).  -EINVAL if it is not
+ * an encrypted snapshot. */
+int snap_open_raw(struct bs_pool *p, const char *name, bs_vol **out, struct berr *err);
+
+/* The key record of the encrypted snapshot open as v into *out (a copy: its
+ * wrapped slots, guid, fingerprint, format; never the master key). */
+int snap_key_of(bs_vol *v, struct mos_key *out);
+
 /* ---- receive support ----
  * A receive writes into a hidden volume named "VOL%recv" (invisible to
  * listings, not exportable), opened with recv_open.  On success
@@ -57,20 +68,55 @@ struct recv_state {            /* persisted in the hidden volume's record */
  * (full streams never overwrite), EBUSY if a receive into VOL is pending. */
 int recv_begin_full(struct bs_pool *p, const char *vol, uint64_t volsize, uint32_t volblocksize,
                     const struct recv_state *rs, struct berr *err);
+/* The same for a raw stream: VOL%recv is encrypted with a new key record
+ * made of `key` (the sender's guid, fingerprint, format and wrapped slots;
+ * keylocation prompt), locked. */
+int recv_begin_full_raw(struct bs_pool *p, const char *vol, uint64_t volsize,
+                        uint32_t volblocksize, const struct recv_state *rs,
+                        const struct mos_key *key, struct berr *err);
+/* May a raw stream whose key has guid `key_guid` and this fingerprint be
+ * applied to VOL (or, resumed, to VOL%recv when `hidden`)?  EINVAL if the
+ * target is not encrypted, EXDEV if its key is another. */
+int recv_check_key(struct bs_pool *p, const char *vol, bool hidden, uint64_t key_guid,
+                   const uint8_t fingerprint[16], struct berr *err);
 /* Incremental: VOL%recv becomes a clone of VOL's latest snapshot, which
  * must have guid rs->fromguid (EXDEV otherwise); VOL must be unchanged since
  * that snapshot unless force (its changes are then discarded at finish). */
 int recv_begin_incr(struct bs_pool *p, const char *vol, uint64_t volsize,
                     const struct recv_state *rs, bool force, struct berr *err);
-/* Open the hidden volume for writing (bs_vol_close when done). */
-int recv_open(struct bs_pool *p, const char *vol, bs_vol **out, struct berr *err);
+/* Open the hidden volume for writing (bs_vol_close when done).  A plain
+ * receive needs its key loaded if it is encrypted (EACCES); a raw receive
+ * (`raw`) needs it encrypted (EINVAL) and loaded or not. */
+int recv_open(struct bs_pool *p, const char *vol, bool raw, bs_vol **out, struct berr *err);
+/* Store block sb->blkid of the hidden volume open as v as the sealed block
+ * `ct` (sb->psize bytes), as it is: the next txg writes it with
+ * blk_write_sealed (vol.c).  0 or -errno. */
+int vol_write_sealed(bs_vol *v, const struct blk_sealed *sb, const uint8_t *ct);
 /* Read / update the persisted receive state (update waits for a txg). */
 int recv_get_state(struct bs_pool *p, const char *vol, struct recv_state *out);
 int recv_set_offset(struct bs_pool *p, const char *vol, uint64_t offset, struct berr *err);
+/* What a raw section did to the key slots of the receiving volume. */
+struct recv_slots {
+    enum bs_recv_keyslots outcome;
+    char shared_with[BS_SNAP_NAME_MAX]; /* KEPT: a dataset of another lineage */
+};
 /* Make VOL%recv the volume VOL (discarding VOL's changes since the base,
  * for an incremental) and snapshot it as VOL@rs.snapname with guid
- * rs.toguid and creation time `creation`, in one txg. */
-int recv_finish(struct bs_pool *p, const char *vol, uint64_t creation, struct berr *err);
+ * rs.toguid and creation time `creation`, in one txg.
+ *
+ * A raw section passes its CRYPT record's key as `skey` (NULL: plain).
+ * The rule for its slot set (docs/STREAM.md section 11.4): the key guid and
+ * fingerprint must be VOL%recv's (EXDEV); a slot set equal to the record's
+ * changes nothing (SAME); when every dataset using the key record is of
+ * VOL's lineage (VOL, its snapshots, VOL%recv, clones of its snapshots), the
+ * record takes the stream's slots and keyformat in the same txg as the
+ * switch (UPDATED: the sender's key change/add/remove reaches the copy);
+ * when a dataset of another lineage shares the record (the stream came back
+ * into the pool of its origin, or a second copy of the same key), the
+ * record's slots stay as they are (KEPT, naming that dataset): a stream
+ * never rewrites the key management of volumes it is not the source of. */
+int recv_finish(struct bs_pool *p, const char *vol, uint64_t creation,
+                const struct mos_key *skey, struct recv_slots *slots, struct berr *err);
 /* Destroy VOL%recv (ENOENT if none). */
 int recv_discard(struct bs_pool *p, const char *vol, struct berr *err);
 

@@ -15,6 +15,7 @@ enum st_op {
     ST_DESTROY,      /* ds: snapshot (<= 1 child) or head */
     ST_NEW_HEAD,     /* src (snapshot) -> new head from tmpl */
     ST_RENAME,       /* ds -> name, flags = tmpl.flags */
+    ST_KEYSLOTS,     /* key's slot set and keyformat = *slots (a raw receive) */
 };
 
 struct st_item {
@@ -23,6 +24,9 @@ struct st_item {
     char name[BS_SNAP_NAME_MAX];
     uint64_t guid, creation;
     struct mos_ds tmpl;
+    struct vkey *key;              /* ST_KEYSLOTS: the record to update */
+    const struct mos_key *slots;   /* ... from this (the caller's, alive until
+                                    * task_run returns) */
 };
 
 struct synctask {

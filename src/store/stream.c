@@ -12,7 +12,10 @@
  *    byte count and XXH3-128 of everything in its section before it, so a
  *    receiver that accepted END has seen exactly what the sender wrote;
  *  - a payload length is checked against the type's fixed size or the
- *    section's block size before the caller allocates or reads it.
+ *    section's block size before the caller allocates or reads it;
+ *  - a raw section (BEGIN flag RAW) has its CRYPT record as record 1 and
+ *    nowhere else, and its DATA records carry salt, IV and MAC; a plain
+ *    section has no CRYPT record; all sections of a stream are raw or none.
  * Nothing here does I/O or keeps pointers into caller buffers past a call. */
 #include "store/stream.h"
 
@@ -22,6 +25,7 @@
 #include "common/cleanup.h"
 #include "common/le.h"
 #include "common/util.h"
+#include "store/keyslot.h"
 
 static const char *type_name(uint32_t t)
 {
@@ -30,6 +34,7 @@ static const char *type_name(uint32_t t)
     case SREC_DATA: return "DATA";
     case SREC_FREE: return "FREE";
     case SREC_END: return "END";
+    case SREC_CRYPT: return "CRYPT";
     default: return "unknown";
     }
 }
@@ -170,27 +175,73 @@ size_t stream_enc_begin(struct stream_enc *e, const struct stream_begin *b,
     return seal(e, out, plen);
 }
 
-size_t stream_enc_data(struct stream_enc *e, const struct stream_data *d,
-                       uint8_t out[STREAM_DATA_PREFIX])
+size_t stream_enc_data(struct stream_enc *e, const struct stream_data *d, uint8_t *out)
 {
-    uint32_t plen = STREAM_DATA_FIXED + d->psize;
+    uint32_t fixed = d->raw ? STREAM_RAWDATA_FIXED : STREAM_DATA_FIXED;
+    uint32_t plen = fixed + d->psize;
     put_hdr(out, SREC_DATA, plen, e->seq);
     uint8_t *p = out + STREAM_HDR_SIZE;
-    memset(p, 0, STREAM_DATA_FIXED);
+    memset(p, 0, fixed);
     put_le64(p, d->blkid);
     put_le32(p + 8, d->lsize);
     put_le32(p + 12, d->psize);
     p[16] = d->comp;
+    if (d->raw) {
+        p[18] = 2; /* the portable AAD version (blkcrypt.h) */
+        memcpy(p + 24, d->salt, 8);
+        memcpy(p + 32, d->iv, 12);
+        memcpy(p + 48, d->mac, 16);
+    }
     /* the payload is split between `out` and the block: hash it in two parts */
     XXH3_64bits_reset_withSeed(e->rec_state, hdr_seed(out));
-    XXH3_64bits_update(e->rec_state, p, STREAM_DATA_FIXED);
+    XXH3_64bits_update(e->rec_state, p, fixed);
     XXH3_64bits_update(e->rec_state, d->bytes, d->psize);
     put_le64(out + 24, XXH3_64bits_digest(e->rec_state));
-    XXH3_128bits_update(e->digest, out, STREAM_DATA_PREFIX);
+    XXH3_128bits_update(e->digest, out, STREAM_HDR_SIZE + fixed);
     XXH3_128bits_update(e->digest, d->bytes, d->psize);
-    e->bytes += STREAM_DATA_PREFIX + (uint64_t)d->psize;
+    e->bytes += STREAM_HDR_SIZE + fixed + (uint64_t)d->psize;
     e->seq++;
-    return STREAM_DATA_PREFIX;
+    return STREAM_HDR_SIZE + fixed;
+}
+
+/* The rules for a CRYPT payload; shared by the encoder and the parser. */
+static int check_crypt(const struct stream_crypt *c, struct berr *err)
+{
+    struct keyslots set;
+    if (c->key_guid == 0 || c->suite != 1 || c->keyformat < KEYFORMAT_RAW ||
+        c->keyformat > KEYFORMAT_PASSPHRASE || c->aad_version != 2)
+        return berr_set(err, EILSEQ, "bad key description in the raw stream's CRYPT record");
+    if (c->auth_type != SAUTH_NONE)
+        return berr_set(err, EILSEQ,
+                        "the raw stream authenticates its snapshot with a method (%u) this "
+                        "berth does not know (written by a newer berth)",
+                        c->auth_type);
+    if (!buf_is_zero(c->auth, sizeof c->auth))
+        return berr_set(err, EILSEQ, "reserved snapshot authentication bytes set in the "
+                        "raw stream's CRYPT record");
+    if (keyslots_decode(c->slots, sizeof c->slots, &set) < 0 || keyslots_count(&set) == 0)
+        return berr_set(err, EILSEQ, "bad key slots in the raw stream's CRYPT record");
+    return 0;
+}
+
+size_t stream_enc_crypt(struct stream_enc *e, const struct stream_crypt *c,
+                        uint8_t out[STREAM_CRYPT_SIZE])
+{
+    if (check_crypt(c, NULL) < 0)
+        return 0;
+    uint32_t plen = STREAM_CRYPT_FIXED + STREAM_SLOTS_SIZE;
+    put_hdr(out, SREC_CRYPT, plen, e->seq);
+    uint8_t *p = out + STREAM_HDR_SIZE;
+    memset(p, 0, STREAM_CRYPT_FIXED);
+    put_le64(p, c->key_guid);
+    p[8] = c->suite;
+    p[9] = c->keyformat;
+    p[10] = c->aad_version;
+    p[11] = c->auth_type;
+    memcpy(p + 16, c->fingerprint, 16);
+    memcpy(p + 32, c->auth, STREAM_AUTH_LEN);
+    memcpy(p + STREAM_CRYPT_FIXED, c->slots, STREAM_SLOTS_SIZE);
+    return seal(e, out, plen);
 }
 
 size_t stream_enc_hole(struct stream_enc *e, uint64_t blkid, uint64_t count,
@@ -244,7 +295,7 @@ long stream_parse_hdr(const struct stream_parser *ps, const uint8_t hdr[STREAM_H
     if (get_le16(hdr + 6) != 0 || get_le32(hdr + 12) != 0)
         return berr_set(err, EILSEQ, "stream corrupt at byte %llu: reserved header bits set",
                         at);
-    if (type < SREC_BEGIN || type > SREC_END)
+    if (type < SREC_BEGIN || type > SREC_CRYPT)
         return berr_set(err, EILSEQ,
                         "stream corrupt at byte %llu: unknown record type %u (corrupt, or "
                         "written by a newer berth)",
@@ -256,6 +307,12 @@ long stream_parse_hdr(const struct stream_parser *ps, const uint8_t hdr[STREAM_H
                         at, type_name(type),
                         ps->phase == SPHASE_BEGIN ? "a BEGIN record must come"
                                                   : "a section is still open");
+    if (ps->phase == SPHASE_SECTION && ps->need_crypt != (type == SREC_CRYPT))
+        return berr_set(err, EILSEQ, "stream corrupt at byte %llu: %s record where %s", at,
+                        type_name(type),
+                        ps->need_crypt ? "the raw section's CRYPT record must come"
+                                       : "no CRYPT record belongs");
+    bool raw = (ps->begin.flags & SBEGIN_RAW) != 0;
     uint64_t lo, hi;
     switch (type) {
     case SREC_BEGIN:
@@ -263,8 +320,11 @@ long stream_parse_hdr(const struct stream_parser *ps, const uint8_t hdr[STREAM_H
         hi = STREAM_BEGIN_FIXED + 2 * STREAM_NAME_MAX;
         break;
     case SREC_DATA:
-        lo = STREAM_DATA_FIXED + 1;
-        hi = STREAM_DATA_FIXED + (uint64_t)ps->begin.volblocksize;
+        lo = (raw ? STREAM_RAWDATA_FIXED : STREAM_DATA_FIXED) + 1;
+        hi = lo - 1 + (uint64_t)ps->begin.volblocksize;
+        break;
+    case SREC_CRYPT:
+        lo = hi = STREAM_CRYPT_FIXED + STREAM_SLOTS_SIZE;
         break;
     case SREC_FREE:
         lo = hi = 16;
@@ -322,17 +382,47 @@ static int decode_body(struct stream_parser *ps, uint32_t type, const uint8_t *p
 {
     const struct stream_begin *b = &ps->begin;
     unsigned long long at = (unsigned long long)ps->offset;
+    if (type == SREC_CRYPT) {
+        struct stream_crypt *c = &out->u.crypt;
+        c->key_guid = get_le64(p);
+        c->suite = p[8];
+        c->keyformat = p[9];
+        c->aad_version = p[10];
+        c->auth_type = p[11];
+        memcpy(c->fingerprint, p + 16, 16);
+        memcpy(c->auth, p + 32, STREAM_AUTH_LEN);
+        memcpy(c->slots, p + STREAM_CRYPT_FIXED, STREAM_SLOTS_SIZE);
+        if (get_le32(p + 12) != 0)
+            return berr_set(err, EILSEQ, "stream corrupt at byte %llu: bad CRYPT record", at);
+        int r = check_crypt(c, err);
+        if (r < 0)
+            return r;
+        ps->need_crypt = false;
+        return 0;
+    }
     if (type == SREC_DATA) {
         struct stream_data *d = &out->u.data;
+        bool raw = (b->flags & SBEGIN_RAW) != 0;
+        uint32_t fixed = raw ? STREAM_RAWDATA_FIXED : STREAM_DATA_FIXED;
         d->blkid = get_le64(p);
         d->lsize = get_le32(p + 8);
         d->psize = get_le32(p + 12);
         d->comp = p[16];
-        d->bytes = p + STREAM_DATA_FIXED;
-        if (!buf_is_zero(p + 17, 7) || d->comp > BS_COMPRESS_ZSTD ||
+        d->bytes = p + fixed;
+        bool rsv_ok = raw ? p[17] == 0 && p[18] == 2 && buf_is_zero(p + 19, 5) &&
+                                buf_is_zero(p + 44, 4) && !buf_is_zero(p + 32, 12)
+                          : buf_is_zero(p + 17, 7);
+        if (raw) {
+            d->raw = true;
+            memcpy(d->salt, p + 24, 8);
+            memcpy(d->iv, p + 32, 12);
+            memcpy(d->mac, p + 48, 16);
+        }
+        if (!rsv_ok || d->comp > BS_COMPRESS_ZSTD ||
             d->lsize != b->volblocksize || d->psize == 0 || d->psize > d->lsize ||
             (d->comp == BS_COMPRESS_OFF && d->psize != d->lsize) ||
-            plen != STREAM_DATA_FIXED + d->psize)
+            (raw && d->comp != BS_COMPRESS_OFF && d->psize == d->lsize) ||
+            plen != fixed + d->psize)
             return berr_set(err, EILSEQ, "stream corrupt at byte %llu: bad DATA record", at);
         if (d->blkid < ps->next_blk || d->blkid >= ps->nblocks)
             return berr_set(err, EILSEQ,
@@ -399,11 +489,13 @@ int stream_parse_rec(struct stream_parser *ps, const uint8_t *rec, size_t len,
         int r = decode_begin(p, (uint32_t)plen, b, err);
         if (r < 0)
             return r;
-        if (ps->prev_toguid && (b->fromguid != ps->prev_toguid || (b->flags & SBEGIN_RESUMED)))
+        if (ps->prev_toguid && (b->fromguid != ps->prev_toguid || (b->flags & SBEGIN_RESUMED) ||
+                                ((b->flags ^ ps->begin.flags) & SBEGIN_RAW)))
             return berr_set(err, EILSEQ,
                             "stream corrupt: section %s does not follow the previous snapshot",
                             b->toname);
         ps->begin = *b;
+        ps->need_crypt = (b->flags & SBEGIN_RAW) != 0;
         ps->phase = SPHASE_SECTION;
         ps->seq = 0;
         ps->bytes = 0;

@@ -28,6 +28,12 @@
 #define STREAM_BEGIN_MAX (STREAM_HDR_SIZE + STREAM_BEGIN_FIXED + 2 * STREAM_NAME_MAX)
 #define STREAM_DATA_FIXED 24      /* DATA payload before the block bytes */
 #define STREAM_DATA_PREFIX (STREAM_HDR_SIZE + STREAM_DATA_FIXED)
+#define STREAM_RAWDATA_FIXED 64   /* DATA payload before the ciphertext (raw sections) */
+#define STREAM_RAWDATA_PREFIX (STREAM_HDR_SIZE + STREAM_RAWDATA_FIXED)
+#define STREAM_CRYPT_FIXED 64     /* CRYPT payload before the key slot set */
+#define STREAM_SLOTS_SIZE 1024    /* the key slot set (docs/FORMAT.md section 10) */
+#define STREAM_CRYPT_SIZE (STREAM_HDR_SIZE + STREAM_CRYPT_FIXED + STREAM_SLOTS_SIZE)
+#define STREAM_AUTH_LEN 32        /* per-snapshot authentication (CRYPT record) */
 #define STREAM_FREE_SIZE (STREAM_HDR_SIZE + 16)
 #define STREAM_END_SIZE (STREAM_HDR_SIZE + 32)
 #define STREAM_MIN_BLOCK 512u
@@ -38,11 +44,19 @@ enum stream_rec_type {
     SREC_DATA = 2,
     SREC_FREE = 3,
     SREC_END = 4,
+    SREC_CRYPT = 5, /* raw sections only: right after BEGIN */
 };
 
 #define SBEGIN_MORE 1u    /* another section (the next snapshot of -I) follows */
 #define SBEGIN_RESUMED 2u /* the section starts at resume_blk (resumed send) */
-#define SBEGIN_FLAGS_KNOWN (SBEGIN_MORE | SBEGIN_RESUMED)
+#define SBEGIN_RAW 4u     /* encrypted blocks as stored (CRYPT record, raw DATA) */
+#define SBEGIN_FLAGS_KNOWN (SBEGIN_MORE | SBEGIN_RESUMED | SBEGIN_RAW)
+
+/* Snapshot authentication kinds of a CRYPT record.  Only "none" exists yet:
+ * the 32 bytes are the place for the keyed root MAC of the snapshot's
+ * dataset record (metadata authentication), which a later version carries
+ * with its own kind; a receiver refuses a kind it does not know. */
+#define SAUTH_NONE 0u
 
 struct stream_begin {
     uint32_t flags;          /* SBEGIN_* */
@@ -64,6 +78,25 @@ struct stream_data {
     uint32_t psize;          /* stored bytes that follow */
     uint8_t comp;            /* enum bs_compress of the stored bytes */
     const uint8_t *bytes;    /* psize bytes (parser: points into the record) */
+    /* raw sections: the block's ciphertext and its encryption (else zero) */
+    bool raw;
+    uint8_t salt[8];
+    uint8_t iv[12];
+    uint8_t mac[16];
+};
+
+/* The key of a raw section: what a receiver needs to store the volume
+ * locked and unlock it later with the sender's keys.  Never key material
+ * in the clear: the master key only wrapped in its slots. */
+struct stream_crypt {
+    uint64_t key_guid;       /* bound into every block's AAD */
+    uint8_t suite;           /* 1: AES-256-GCM */
+    uint8_t keyformat;       /* of the key location (1 raw, 2 hex, 3 passphrase) */
+    uint8_t aad_version;     /* 2: portable (the only one a stream carries) */
+    uint8_t auth_type;       /* SAUTH_* */
+    uint8_t fingerprint[16]; /* of the master key */
+    uint8_t auth[STREAM_AUTH_LEN]; /* per-snapshot authentication, zero for SAUTH_NONE */
+    uint8_t slots[STREAM_SLOTS_SIZE]; /* the encoded key slot set */
 };
 
 struct stream_free {
@@ -85,6 +118,7 @@ struct stream_rec {
         struct stream_data data;
         struct stream_free free;
         struct stream_end end;
+        struct stream_crypt crypt;
     } u;
 };
 
@@ -105,8 +139,12 @@ void stream_enc_free(struct stream_enc *e);
  * caller: the same rules as the parser). */
 size_t stream_enc_begin(struct stream_enc *e, const struct stream_begin *b,
                         uint8_t out[STREAM_BEGIN_MAX]);
-size_t stream_enc_data(struct stream_enc *e, const struct stream_data *d,
-                       uint8_t out[STREAM_DATA_PREFIX]);
+/* Writes STREAM_DATA_PREFIX bytes, or STREAM_RAWDATA_PREFIX when d->raw. */
+size_t stream_enc_data(struct stream_enc *e, const struct stream_data *d, uint8_t *out);
+/* The CRYPT record of a raw section (right after its BEGIN).  0 if c is not
+ * valid (a bug in the caller). */
+size_t stream_enc_crypt(struct stream_enc *e, const struct stream_crypt *c,
+                        uint8_t out[STREAM_CRYPT_SIZE]);
 size_t stream_enc_hole(struct stream_enc *e, uint64_t blkid, uint64_t count,
                        uint8_t out[STREAM_FREE_SIZE]);
 size_t stream_enc_end(struct stream_enc *e, uint64_t toguid, uint8_t out[STREAM_END_SIZE]);
@@ -123,6 +161,7 @@ struct stream_parser {
     uint64_t nblocks;        /* of the current section's volume */
     uint64_t prev_toguid;    /* the section before (for -I chains), 0 if none */
     struct stream_begin begin; /* the current section's header */
+    bool need_crypt;         /* a raw section's CRYPT record is due next */
     void *digest;
 };
 int stream_parser_init(struct stream_parser *ps);

@@ -211,10 +211,14 @@ static void leaf_job(void *ctx, size_t i, struct blk_scratch *s)
         };
         struct blk_crypt bc;
         size_t k0 = c->jobs[j].k;
-        if ((wp.crypt = ds_blk_crypt(sv->ds, sv->u[k0].blkid, &bc)) != NULL) {
-            /* encrypted: one block at a time (each has its own IV and AAD) */
-            int r = blk_write(&c->p->io, NULL, sv->ents[k0]->buf, sv->rec.volblocksize, &wp,
-                              c->txg, s, &sv->u[k0].bp);
+        const struct dirty_ent *e0 = sv->ents[k0];
+        if ((wp.crypt = ds_blk_crypt(sv->ds, sv->u[k0].blkid, &bc)) != NULL || e0->sealed) {
+            /* encrypted: one block at a time (each has its own IV and AAD);
+             * a raw-received block is written as it came (blkcrypt.h) */
+            int r = e0->sealed ? blk_write_sealed(&c->p->io, e0->sealed, e0->buf->data, wp.cksum,
+                                                  c->txg, s, &sv->u[k0].bp)
+                               : blk_write(&c->p->io, NULL, e0->buf, sv->rec.volblocksize, &wp,
+                                           c->txg, s, &sv->u[k0].bp);
             if (r < 0) {
                 int zero = 0;
                 atomic_compare_exchange_strong(&c->err, &zero, r);

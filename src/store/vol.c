@@ -15,7 +15,10 @@
  *    while its map is the open one and only under ds->lock;
  *  - a syncing entry is never modified: writers copy it into a new open
  *    entry;
- *  - a full-block write never reads the old block. */
+ *  - a full-block write never reads the old block;
+ *  - an entry with `sealed` (raw receive, vol_write_sealed) holds ciphertext:
+ *    it is only ever replaced whole or written out by the txg, never read
+ *    or merged with a partial write (those fail with EIO). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +26,7 @@
 #include "common/util.h"
 #include "store/blkcrypt.h"
 #include "store/pool_impl.h"
+#include "store/snap.h"
 
 /* ---- dirty maps ---- */
 
@@ -85,6 +89,7 @@ void dmap_clear(struct dmap *m)
         for (; e; e = next) {
             next = e->next;
             cbuf_unref(e->buf);
+            free(e->sealed);
             free(e);
         }
         m->tab[i] = NULL;
@@ -144,6 +149,7 @@ static int new_ent(uint64_t blkid, struct cbuf *buf, struct dirty_ent **out)
     e->next = NULL;
     e->blkid = blkid;
     e->buf = buf;
+    e->sealed = NULL;
     *out = e;
     return 0;
 }
@@ -178,6 +184,15 @@ static int write_block(struct ds *ds, uint64_t blkid, uint32_t boff, const uint8
     pthread_mutex_lock(&ds->lock);
     for (;;) {
         struct dirty_ent *e = dmap_find(&ds->open, blkid);
+        if (e && e->sealed) {
+            if (!full) { /* ciphertext cannot be merged with plaintext */
+                pthread_mutex_unlock(&ds->lock);
+                r = -EIO;
+                goto out;
+            }
+            free(e->sealed);
+            e->sealed = NULL;
+        }
         if (e) {
             if (src && full) {
                 /* nobody holds an open entry's buffer outside ds->lock:
@@ -209,6 +224,11 @@ static int write_block(struct ds *ds, uint64_t blkid, uint32_t boff, const uint8
             *delta = ne->buf ? bs : DIRTY_HOLE_BYTES;
         } else {
             struct dirty_ent *s = dmap_find(&ds->syncing, blkid);
+            if (s && s->sealed) {
+                pthread_mutex_unlock(&ds->lock);
+                r = -EIO;
+                goto out;
+            }
             if (s || have_base) {
                 const struct cbuf *from = s ? s->buf : base;
                 if (from)
@@ -320,6 +340,62 @@ int bs_vol_pwrite(bs_vol *v, const void *buf, uint64_t len, uint64_t off, unsign
     return finish_write(v, flags, r);
 }
 
+int vol_write_sealed(bs_vol *v, const struct blk_sealed *sb, const uint8_t *ct)
+{
+    struct ds *ds = v->ds;
+    const uint32_t bs = ds->rec.volblocksize;
+    if (sb->lsize != bs || sb->psize == 0 || sb->psize > bs || !ds->key)
+        return -EINVAL;
+    int r = check_io(v, bs, sb->blkid * bs, true);
+    if (r < 0)
+        return r;
+    if ((r = txg_throttle(v->pool)) < 0 || (r = space_check(v->pool, bs)) < 0)
+        return r;
+    struct cbuf *nb = cbuf_new(bs);
+    struct blk_sealed *ns = malloc(sizeof *ns);
+    struct dirty_ent *ne = NULL;
+    if (!nb || !ns || new_ent(sb->blkid, NULL, &ne) < 0) {
+        cbuf_unref(nb);
+        free(ns);
+        return -ENOMEM;
+    }
+    memcpy(nb->data, ct, sb->psize);
+    memset(nb->data + sb->psize, 0, bs - sb->psize);
+    *ns = *sb;
+    int64_t delta;
+    struct cbuf *old = NULL;
+    struct blk_sealed *olds = NULL;
+    pthread_mutex_lock(&ds->lock);
+    struct dirty_ent *e = dmap_find(&ds->open, sb->blkid);
+    if (e) {
+        old = e->buf;
+        olds = e->sealed;
+        e->buf = nb;
+        e->sealed = ns;
+        delta = old ? 0 : bs - DIRTY_HOLE_BYTES;
+    } else {
+        ne->buf = nb;
+        ne->sealed = ns;
+        if (dmap_insert(&ds->open, ne) < 0) {
+            pthread_mutex_unlock(&ds->lock);
+            free(ne); /* with its buffer and description */
+            cbuf_unref(nb);
+            free(ns);
+            return -ENOMEM;
+        }
+        ne = NULL;
+        delta = bs;
+    }
+    note_write(ds, delta);
+    pthread_mutex_unlock(&ds->lock);
+    free(ne);
+    cbuf_unref(old);
+    free(olds);
+    if (delta)
+        txg_add_dirty(v->pool, delta);
+    return 0;
+}
+
 /* Is block blkid a hole in the committed tree and in no dirty map?  Caches
  * the span of the hole found in [h0, h1) for the same gen. */
 static int clean_hole(struct ds *ds, uint64_t blkid, uint64_t *hgen, uint64_t *h0, uint64_t *h1)
@@ -400,6 +476,10 @@ int bs_vol_pread(bs_vol *v, void *buf, uint64_t len, uint64_t off)
             struct dirty_ent *e = dmap_find(&ds->open, blkid);
             if (!e)
                 e = dmap_find(&ds->syncing, blkid);
+            if (e && e->sealed) {
+                pthread_mutex_unlock(&ds->lock);
+                return -EIO;
+            }
             if (e) {
                 if (e->buf)
                     memcpy(dst, e->buf->data + boff, n);

@@ -390,6 +390,7 @@ int vol_resize_locked(bs_pool *p, const char *name, uint64_t new_size, bool forc
                 d->open.count--;
                 dropped += (int64_t)bytes;
                 cbuf_unref(e->buf);
+                free(e->sealed);
                 free(e);
             }
         }

@@ -99,8 +99,10 @@ static void test_rejections(void)
     REJECT("encrypted flag without an IV", m.flags = BP_FLAG_ENCRYPTED);
     REJECT("encrypted indirect", (m.flags = BP_FLAG_ENCRYPTED, m.iv[0] = 1,
                                   m.type = BP_TYPE_INDIRECT, m.level = 1));
-    REJECT("encrypted with IV bytes 12..15", (m.flags = BP_FLAG_ENCRYPTED, m.iv[0] = 1,
-                                              m.iv[12] = 1));
+    REJECT("encrypted with AAD version 1 at byte 92", (m.flags = BP_FLAG_ENCRYPTED,
+                                                       m.iv[0] = 1, m.iv[12] = 1));
+    REJECT("encrypted with IV bytes 13..15", (m.flags = BP_FLAG_ENCRYPTED, m.iv[0] = 1,
+                                              m.iv[12] = 2, m.iv[14] = 1));
     REJECT("encrypted with a DVA 2 size", (m.flags = BP_FLAG_ENCRYPTED, m.iv[0] = 1,
                                            m.dva[2].offset = 7, m.dva[2].asize = 512));
     REJECT("encrypted hole", (m.flags = BP_FLAG_ENCRYPTED | BP_FLAG_HOLE, m.iv[0] = 1,
@@ -125,6 +127,8 @@ static void test_rejections(void)
     ok(enc_dec(&en, &b) == 0 && b.flags == BP_FLAG_ENCRYPTED && b.iv[11] == 0xa5 &&
            b.dva[2].offset == en.dva[2].offset && b.checksum[31] == 0x5a,
        "encrypted data pointer round trip (IV, salt, MAC)");
+    en.iv[12] = 2; /* the portable AAD version (blkcrypt.h) */
+    ok(enc_dec(&en, &b) == 0 && b.iv[12] == 2, "byte 92 = 2 (portable AAD) accepted");
     uint8_t e[BP_SIZE];
     bp_encode(&(struct blkptr){0}, e);
     e[70] = 1;
