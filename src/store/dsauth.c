@@ -135,6 +135,19 @@ int ds_set_root_mac(struct bs_pool *p, struct ds *d, const uint8_t mac[DS_ROOT_M
 {
     if (!d->key)
         return -EINVAL;
+    const struct crypt_key *k = ds_sync_key(p, d);
+    if (k) {
+        /* the key is here: the committed tree must be what the MAC says */
+        pthread_mutex_lock(&d->lock);
+        struct objdesc od = d->od;
+        pthread_mutex_unlock(&d->lock);
+        uint8_t digest[CRYPT_DIGEST_LEN];
+        int r = objtree_root_digest(&od, digest) < 0 ? -EBADMSG
+                : crypt_root_mac_verify(k, d->key->rec.guid, od.nblocks << od.dshift,
+                                        1u << od.dshift, digest, mac);
+        if (r < 0)
+            return r == -EIO ? -EBADMSG : r;
+    }
     pthread_mutex_lock(&p->lock);
     memcpy(d->rec.root_mac, mac, DS_ROOT_MAC_LEN);
     p->mos_dirty = true;

@@ -49,15 +49,13 @@ int ds_verify_root_mac(struct bs_pool *p, struct ds *d, struct berr *err);
 int ds_get_root_mac(struct bs_pool *p, struct ds *d, uint8_t mac[DS_ROOT_MAC_LEN]);
 
 /* Raw receive, no key needed: d (the receive target) takes the MAC the
- * sender's snapshot had; the next txg stores it.  Call it after the last
- * block of the stream was written and the target has the stream's volsize,
- * before the receive finishes (the snapshot it turns into copies the
- * target's MAC).  -EINVAL if d is not encrypted.  When d's key is loaded
- * the sync thread recomputes the MAC from the received tree instead (it
- * replaces the one set here at the commit), which gives the same bytes if
- * the stream was genuine: compare ds_get_root_mac after the commit with the
- * stream's to check it.  Without the key, the check happens at the next key
- * load (ds_auth_verify_key covers the finished snapshot and volume). */
+ * sender's snapshot had; the next txg stores it.  Call it once the last
+ * block of the stream is committed (bs_vol_flush) and before the receive
+ * finishes (the snapshot it turns into copies the target's MAC).  -EINVAL
+ * if d is not encrypted.  When d's key is loaded the committed tree is
+ * checked against `mac` at once: -EBADMSG if it does not match (a forged
+ * stream).  Without the key the check happens at the next key load
+ * (ds_auth_verify_key covers the finished snapshot and volume). */
 int ds_set_root_mac(struct bs_pool *p, struct ds *d, const uint8_t mac[DS_ROOT_MAC_LEN]);
 
 /* Sync thread: the current master key of d if it is loaded and not being

@@ -506,13 +506,18 @@ static void test_portable(const char *pristine)
            memcmp(mac, want, sizeof mac) == 0,
        "so the sender's root MAC verifies it");
     ok(ds_verify_root_mac(p, s1, &e) == 0, "the snapshot verifies (%s)", e.msg);
-    /* a receive target takes a MAC from the stream; a wrong one fails */
-    uint8_t bad[DS_ROOT_MAC_LEN];
-    memcpy(bad, want, sizeof bad);
-    bad[0] ^= 1;
+    /* a receive target takes a MAC from the stream: checked at once with
+     * the key, at the next key load without it */
+    uint8_t bad[DS_ROOT_MAC_LEN], cur[DS_ROOT_MAC_LEN];
     struct ds *v = find_ds(p, "v");
-    ok(ds_set_root_mac(p, v, bad) == 0, "set a MAC as a raw receive would");
-    ok(bs_key_unload(p, "v", &e) == 0, "unload (commits it: %s)", e.msg);
+    ds_get_root_mac(p, v, cur);
+    memcpy(bad, cur, sizeof bad);
+    bad[0] ^= 1;
+    ok(ds_set_root_mac(p, v, bad) == -EBADMSG, "with the key loaded a wrong MAC is refused");
+    ok(ds_set_root_mac(p, v, cur) == 0, "the right one is taken");
+    ok(bs_key_unload(p, "v", &e) == 0, "unload (%s)", e.msg);
+    ok(ds_set_root_mac(p, v, bad) == 0, "without the key a MAC is taken as a raw receive does");
+    bs_pool_sync(p, &e);
     ok(key_load(p, "v", &e) < 0 && strstr(e.msg, "'v'"), "a wrong one fails the key load: %s",
        e.msg);
     free(u);
