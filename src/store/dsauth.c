@@ -24,9 +24,10 @@ const struct crypt_key *ds_sync_key(struct bs_pool *p, const struct ds *d)
     const struct crypt_key *k = NULL;
     if (!d->key)
         return NULL;
+    /* an unload commits the key's dirty data (with the key) before it
+     * drops the key: those txgs need the MAC too */
     pthread_mutex_lock(&p->lock);
-    if (d->key->master && !d->key->unloading)
-        k = d->key->master;
+    k = d->key->master;
     pthread_mutex_unlock(&p->lock);
     return k;
 }

@@ -7,8 +7,8 @@
  * digest (objtree_root_digest), its size and its key.
  *
  * Invariants:
- *  - the sync thread recomputes the root MAC of every encrypted volume
- *    (not snapshots) whose key is loaded, in the txg that commits its tree,
+ *  - the sync thread recomputes the root MAC of an encrypted volume (not a
+ *    snapshot) whose key is loaded in every txg that changes its tree,
  *    so a committed record's MAC always matches its committed tree; a
  *    dataset whose key is not loaded cannot change its tree (writes need
  *    the key, resize refuses) except a raw receive target, whose MAC comes
@@ -58,8 +58,11 @@ int ds_get_root_mac(struct bs_pool *p, struct ds *d, uint8_t mac[DS_ROOT_MAC_LEN
  * (ds_auth_verify_key covers the finished snapshot and volume). */
 int ds_set_root_mac(struct bs_pool *p, struct ds *d, const uint8_t mac[DS_ROOT_MAC_LEN]);
 
-/* Sync thread: the current master key of d if it is loaded and not being
- * unloaded, else NULL (see vkey: it stays valid for the syncing txg). */
+/* Sync thread: the master key of d if it is loaded (also while an unload
+ * commits its last dirty data), else NULL.  Only used for a dataset whose
+ * tree changed in the syncing txg: an unload first commits and then frees
+ * the key while no dataset of it is open, so nothing can change such a tree
+ * after that commit but a raw receive (which never needs the key). */
 const struct crypt_key *ds_sync_key(struct bs_pool *p, const struct ds *d);
 
 #endif

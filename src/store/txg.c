@@ -482,12 +482,10 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
             /* born: blocks written minus blocks freed (deadlisted ones stay
              * allocated, owned by the snapshot) */
             sv->rec.lin.born += sv->od.allocated - before + sv->dl_added;
-        }
-        if (r == 0 && sv->rec.key_id && !sv->destroying && !ds_is_snap(sv->ds)) {
             /* the root MAC of the tree this txg commits (dsauth.h); without
-             * the key the tree cannot have changed, or the MAC came with a
-             * raw stream */
-            const struct crypt_key *k = ds_sync_key(p, sv->ds);
+             * the key only a raw receive changes a tree, and its MAC comes
+             * with the stream */
+            const struct crypt_key *k = r == 0 ? ds_sync_key(p, sv->ds) : NULL;
             if (k && (r = ds_root_mac_compute(sv->ds->key->rec.guid, k, &sv->od,
                                            sv->rec.root_mac)) == 0)
                 sv->mac_new = true;

@@ -397,6 +397,13 @@ static void test_lifecycle(const char *pristine)
     memcpy(data2 + 300 * BS, pat, 8 * BS);
     ok(vol_io(p, "c", buf, VOLSZ, 0, false) == 0 && memcmp(buf, data2, VOLSZ) == 0,
        "c reads its writes over v@s2");
+    /* writes the unload commits (the txg runs while the key is unloading) */
+    bs_vol *h = NULL;
+    ok(bs_vol_open(p, "v", &h, &e) == 0 && bs_vol_pwrite(h, pat, 2 * BS, 40 * BS, 0) == 0,
+       "write without a flush");
+    bs_vol_close(h);
+    ok(bs_key_unload(p, "v", &e) == 0, "unload commits it (%s)", e.msg);
+    ok(key_load(p, "v", &e) == 0, "and the MAC of that txg verifies (%s)", e.msg);
     ok(bs_vol_destroy(p, "c", false, &e) == 0, "destroy the clone (%s)", e.msg);
     ok(bs_snap_destroy(p, "v@s2", 0, &e) == 0, "destroy v@s2 (%s)", e.msg);
     bs_key_unload(p, "v", &e);
