@@ -23,13 +23,9 @@
  *    in place of the current one failed.  Without birth that replay
  *    authenticates.  But the attacker must also rewrite the indirect blocks
  *    above it (their checksums cover the pointer), and stopping a rewritten
- *    tree is the job of the metadata authentication (being built beside
- *    this: keyless digests of every indirect block over its children's MACs
- *    and a keyed root MAC in each dataset record), which covers birth and
- *    the whole pointer at once.  Until it lands, a rollback to older
- *    ciphertext of the same key was already possible with version 1 by
- *    replaying whole subtrees (docs/FORMAT.md section 10), so nothing that
- *    held before is lost;
+ *    tree is the job of the metadata authentication (objtree.c, dsauth.h:
+ *    keyless digests of every indirect block over its children's MACs and a
+ *    keyed root MAC in each dataset record), which catches such a replay;
  *  - object is 0 for every volume block (reserved for file datasets, which
  *    would bind their object through the metadata MAC of the dnode). */
 #include "store/blkcrypt.h"
