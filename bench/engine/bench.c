@@ -7,7 +7,7 @@
  * DBG=1 (per-txg timings), COMP=off|lz4|zstd (volume compression, default
  * the pool's: lz4), ENC=1 (an encrypted volume, AES-256-GCM with a raw key),
  * POOL_LAYOUT=TYPE:N (a mirror or raidz1..3 of N files POOL.0 .. POOL.N-1
- * instead of one file POOL).  Build and run: see docs/PERFORMANCE.md. */
+ * instead of one file POOL; "stripe": N single-file top-level vdevs).  Build and run: see docs/PERFORMANCE.md. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +68,7 @@ int main(int argc, char **argv) {
         if (sscanf(getenv("POOL_LAYOUT"), "%15[a-z0-9]:%u", lay, &n) != 2 || n < 2 || n > 16) { printf("POOL_LAYOUT is TYPE:N (N 2..16)\n"); return 1; }
         v[0] = lay;
         for (unsigned i = 0; i < n; i++) { snprintf(names[i], sizeof names[i], "%s.%u", base, i); v[nv++] = names[i]; unlink(names[i]); }
+        if (strcmp(lay, "stripe") == 0) { for (size_t i = 0; i + 1 < nv; i++) v[i] = v[i + 1]; nv--; } /* plain files: one top each */
     }
     unlink(base);
     if (getenv("DIRTY")) { struct bs_tunables tu; bs_tunables_get(&tu); tu.dirty_max_bytes = strtoull(getenv("DIRTY"), 0, 0) << 20; bs_tunables_set(&tu); }

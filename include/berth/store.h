@@ -141,14 +141,21 @@ uint64_t bs_memory_default(void);
  * {"mirror", PATH, PATH, ...} (2..32 devices) keeps a copy of every block on
  * each of them, and its size is the smallest device's; {"raidzN", PATH, ...}
  * (N = 1..3, "raidz" = raidz1; N+1..32 devices) stripes every block with N
- * parity columns over them (docs/FORMAT.md 2), so any N may fail; its space
- * is raw (parity included).  Several top-level vdevs are not supported yet
- * (ENOTSUP). */
+ * parity columns over them (docs/FORMAT.md 2), so any N may fail.  Several
+ * top-level vdevs (up to BS_POOL_MAX_TOPS): {"mirror", A, B, "mirror", C,
+ * D}, {"raidz1", A, B, C, "raidz1", D, E, F}, or plain paths {A, B} (one
+ * single-device top each: a stripe without redundancy); a keyword starts a
+ * top that runs to the next keyword; blocks are spread over all tops.  Tops
+ * of different kinds, widths or parities need opts->force (EINVAL
+ * "mismatched replication level" otherwise). */
 int bs_pool_create(const char *name, const char *const *vdevs, size_t nvdevs, uint64_t size,
                    const struct bs_pool_opts *opts, bs_pool **out, struct berr *err);
 
-/* Import a pool from the given vdev paths (every member of a mirror that
- * is present, in any order; no "mirror" keyword).  `name` may be NULL (take
+/* Import a pool from the given vdev paths (every member of every top-level
+ * vdev that is present, in any order; no "mirror" keyword).  Every top the
+ * newest uberblock lists must be there (ENXIO naming a missing one);
+ * devices of a top it does not list (an interrupted bs_pool_add) are
+ * ignored.  `name` may be NULL (take
  * the pool on those devices) or the expected pool name (ENOENT if
  * different).  A mirror with members missing imports DEGRADED as long as
  * one member is there, a raidzN as long as at most N are missing (ENXIO
@@ -209,6 +216,26 @@ struct bs_vdev_stats {
     uint64_t repaired_bytes; /* rewritten from a good copy (self-healing, scrub) */
 };
 
+/* Top-level vdevs per pool, and leaves listed in bs_pool_stats. */
+#define BS_POOL_MAX_TOPS 16
+#define BS_POOL_MAX_LEAVES_SHOWN 32
+/* Device paths berthd keeps and passes per pool (API bodies, pools.json). */
+#define BS_POOL_MAX_DEVICES 64
+
+/* One top-level vdev. */
+struct bs_top_stats {
+    char name[24];           /* as zpool status names them: "mirror-0", "raidz1-1", or
+                                for a single device "disk-2" (its leaf is vdevs[first_leaf]) */
+    char type[16];           /* "single", "mirror", "raidz1", "raidz2", "raidz3" */
+    char state[16];          /* "ONLINE", "DEGRADED", "FAULTED" */
+    unsigned first_leaf, nleaves; /* its leaves: vdevs[first_leaf .. first_leaf+nleaves) */
+    uint64_t guid;
+    uint64_t size, allocated, free;  /* usable bytes (after parity) */
+    uint64_t raw_size, raw_allocated; /* bytes of its data area, parity included */
+    uint64_t checksum_errors;        /* blocks of it no copy verified */
+    uint64_t alloc_bytes;            /* bytes allocated on it since the pool was opened */
+};
+
 /* The last or current scrub. */
 struct bs_scan_stats {
     char state[16];          /* "none", "scanning", "paused", "finished", "canceled" */
@@ -250,9 +277,15 @@ struct bs_pool_stats {
     enum bs_keyformat keyformat;
     char keylocation[BS_KEYLOCATION_MAX];
     size_t nvdevs;
-    struct bs_vdev_stats vdevs[8];
-    char layout[16];         /* "single", "mirror", "raidz1", "raidz2", "raidz3" */
+    struct bs_vdev_stats vdevs[BS_POOL_MAX_LEAVES_SHOWN]; /* leaves of all tops, in order */
+    char layout[16];         /* "single", "mirror", "raidz1", "raidz2", "raidz3" (top 0's;
+                                "mixed" if the tops differ) */
     struct bs_scan_stats scan;
+    /* The top-level vdevs (size, allocated and free above are their sums,
+     * usable bytes: after parity and mirroring; raw_* include parity). */
+    uint64_t raw_size, raw_allocated, raw_free;
+    size_t ntops;
+    struct bs_top_stats tops[BS_POOL_MAX_TOPS];
 };
 /* state: "ONLINE", "DEGRADED" (a leaf is not ONLINE or is stale: redundancy
  * is reduced but everything is served), "FAULTED" (a txg failed: reads only),
@@ -267,6 +300,20 @@ int bs_pool_stats(bs_pool *p, struct bs_pool_stats *out);
  * all but nparity); ENOTSUP on a single-device pool. */
 int bs_pool_offline(bs_pool *p, const char *dev, struct berr *err);
 int bs_pool_online(bs_pool *p, const char *dev, struct berr *err);
+
+/* Grow the pool by one or more top-level vdevs, online (I/O continues):
+ * vdevs is a spec as for bs_pool_create ("mirror A B", "raidz1 A B C",
+ * "A", or several of them).  Each new top's labels and empty allocation map
+ * are written first, then one txg switches the pool's tree to include it
+ * (FORMAT.md 2); new blocks are spread over all tops, the emptier ones
+ * receiving more.  A top whose kind, width or parity differs from the
+ * pool's needs force (EINVAL otherwise, as zpool's "mismatched replication
+ * level"); so does a device holding another pool's labels.  EROFS on a
+ * read-only or faulted pool; ENOSPC past BS_POOL_MAX_TOPS tops.  `size`
+ * as for bs_pool_create: files that do not exist are created that large
+ * (0: they must exist). */
+int bs_pool_add(bs_pool *p, const char *const *vdevs, size_t nvdevs, uint64_t size, bool force,
+                struct berr *err);
 
 /* Scrub: a background thread reads every allocated block of the pool as of
  * the txg it starts from (the MOS, each volume's and snapshot's own blocks,

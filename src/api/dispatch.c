@@ -26,6 +26,7 @@ static const api_handler_fn handlers[R__COUNT] = {
     [R_POOL_DEBUG] = h_pool_debug,
     [R_POOL_SCRUB] = h_pool_scrub,
     [R_POOL_DEVICE] = h_pool_device,
+    [R_POOL_ADD] = h_pool_add,
     [R_VOLS_ALL] = h_vols_all,
     [R_VOLS_LIST] = h_vols_list,
     [R_VOL_CREATE] = h_vol_create,

@@ -143,7 +143,7 @@ static int choose(const struct found_list *l, const char *name, const char *dir,
                             "import one by giving its vdevs", name);
         have = true;
         guid = l->v[i].guid;
-        if (*nv < 8)
+        if (*nv < BS_POOL_MAX_DEVICES)
             vdevs[(*nv)++] = l->v[i].vdev_path;
     }
     if (!have) {
@@ -170,7 +170,7 @@ int h_pool_import(const struct api_call *c, json_t **out, struct berr *err)
     if (jv && dir)
         return berr_set(err, EINVAL, "fields 'dir' and 'vdevs' exclude each other");
 
-    const char *vdevs[8];
+    const char *vdevs[BS_POOL_MAX_DEVICES];
     size_t nv = 0;
     struct found_list l = {0};
     pooltab_wrlock(c->ctx->pools);
@@ -179,11 +179,11 @@ int h_pool_import(const struct api_call *c, json_t **out, struct berr *err)
     if (old && old->pool)
         r = berr_set(err, EEXIST, "pool '%s' is already imported", name);
     if (r == 0 && jv) {
-        for (size_t i = 0; i < json_array_size(jv) && i < 8; i++)
+        for (size_t i = 0; i < json_array_size(jv) && i < BS_POOL_MAX_DEVICES; i++)
             vdevs[nv++] = json_string_value(json_array_get(jv, i));
     } else if (r == 0 && old && !dir) {
         /* retry an UNAVAIL pool on its remembered devices */
-        for (size_t i = 0; i < old->nvdevs && i < 8; i++)
+        for (size_t i = 0; i < old->nvdevs && i < BS_POOL_MAX_DEVICES; i++)
             vdevs[nv++] = old->vdevs[i];
     } else if (r == 0) {
         r = scan(c->ctx, dir, &l, err);

@@ -32,25 +32,58 @@ int h_pool_get(const struct api_call *c, json_t **out, struct berr *err)
     return e ? 0 : berr_set(err, ENOENT, "no such pool '%s'", c->pool);
 }
 
+/* Is s a layout keyword of a vdev spec (as opposed to a device path)? */
+static bool spec_keyword(const char *s)
+{
+    return strcmp(s, "mirror") == 0 || strncmp(s, "raidz", 5) == 0;
+}
+
 int h_pool_create(const struct api_call *c, json_t **out, struct berr *err)
 {
     const char *name = api_get_str(c->body, "name");
     json_t *jv = json_object_get(c->body, "vdevs");
+    json_t *js = json_object_get(c->body, "spec");
     size_t nv = json_array_size(jv);
     /* {"layout": "mirror"|"raidzN", "vdevs": [...]} is the engine's spec
-     * {"mirror", ...}; the pool table keeps the device paths only */
-    const char *spec[9];
+     * {"mirror", ...}; {"spec": ["mirror", A, B, "mirror", C, D]} is one
+     * with several top-level vdevs; the pool table keeps the paths only */
+    const char *spec[BS_POOL_MAX_DEVICES + BS_POOL_MAX_TOPS + 1];
+    const char *paths[BS_POOL_MAX_DEVICES];
     const char *layout = api_get_str(c->body, "layout");
     size_t k = 0;
-    if (layout && strcmp(layout, "single") != 0) {
+    if (!jv == !js)
+        return berr_set(err, EINVAL, "%s", jv ? "fields 'vdevs' and 'spec' exclude each other"
+                        : "missing required field 'vdevs' (or 'spec' for several top-level "
+                          "vdevs)");
+    if (js && layout)
+        return berr_set(err, EINVAL, "fields 'spec' and 'layout' exclude each other (the "
+                        "layouts are in the spec)");
+    if (js) {
+        size_t ns = json_array_size(js);
+        nv = 0;
+        for (size_t i = 0; i < ns && i < BS_POOL_MAX_DEVICES + BS_POOL_MAX_TOPS; i++) {
+            spec[i] = json_string_value(json_array_get(js, i));
+            if (!spec[i] || (!spec_keyword(spec[i]) && spec[i][0] != '/'))
+                return berr_set(err, EINVAL, "field 'spec[%zu]': '%s' is neither mirror, "
+                                "raidz1, raidz2, raidz3 nor an absolute device path", i,
+                                spec[i] ? spec[i] : "");
+            if (!spec_keyword(spec[i])) {
+                if (nv == BS_POOL_MAX_DEVICES)
+                    return berr_set(err, EINVAL, "field 'spec': more than %d devices",
+                                    BS_POOL_MAX_DEVICES);
+                paths[nv++] = spec[i];
+            }
+        }
+        k = ns - nv; /* the keywords: bs_pool_create gets nv + k entries */
+    } else if (layout && strcmp(layout, "single") != 0) {
         if (strcmp(layout, "mirror") != 0 && strcmp(layout, "raidz1") != 0 &&
             strcmp(layout, "raidz2") != 0 && strcmp(layout, "raidz3") != 0)
             return berr_set(err, EINVAL, "field 'layout': '%s' is not supported (single, "
                             "mirror, raidz1, raidz2, raidz3)", layout);
         spec[k++] = layout;
     }
-    const char **vdevs = spec + k;
-    for (size_t i = 0; i < nv && i < 8; i++)
+    const char **vdevs = js ? paths : spec + k;
+    for (size_t i = 0; !js && i < nv && i < BS_POOL_MAX_DEVICES; i++)
         vdevs[i] = json_string_value(json_array_get(jv, i));
 
     struct bs_pool_opts opts;
@@ -353,5 +386,96 @@ int h_pool_device(const struct api_call *c, json_t **out, struct berr *err)
     pooltab_unlock(c->ctx->pools);
     if (r == 0)
         *out = json_pack("{s:s,s:s,s:s}", "name", c->pool, "device", dev, "action", action);
+    return r;
+}
+
+/* Grow a pool by top-level vdevs (bs_pool_add), online.  The new device
+ * paths go into the pool table (and pools.json) before the engine switches
+ * the pool's tree, so a berthd that dies in between finds them at restart;
+ * devices of an add that did not happen are ignored by import. */
+int h_pool_add(const struct api_call *c, json_t **out, struct berr *err)
+{
+    json_t *js = json_object_get(c->body, "spec");
+    size_t ns = json_array_size(js), np = 0;
+    const char *spec[BS_POOL_MAX_DEVICES + BS_POOL_MAX_TOPS];
+    const char *paths[BS_POOL_MAX_DEVICES];
+    for (size_t i = 0; i < ns && i < sizeof spec / sizeof *spec; i++) {
+        spec[i] = json_string_value(json_array_get(js, i));
+        if (!spec[i] || (!spec_keyword(spec[i]) && spec[i][0] != '/'))
+            return berr_set(err, EINVAL, "field 'spec[%zu]': '%s' is neither mirror, raidz1, "
+                            "raidz2, raidz3 nor an absolute device path", i,
+                            spec[i] ? spec[i] : "");
+        if (!spec_keyword(spec[i]))
+            paths[np++] = spec[i];
+    }
+    bool force = api_get_bool(c->body, "force", false);
+    uint64_t size = (uint64_t)api_get_int(c->body, "size", 0);
+    /* remember the devices first */
+    pooltab_wrlock(c->ctx->pools);
+    struct pool_entry *e = pooltab_find(c->ctx->pools, c->pool);
+    int r = 0;
+    size_t old_n = 0;
+    char **old = NULL;
+    if (!e)
+        r = berr_set(err, ENOENT, "no such pool '%s'", c->pool);
+    else if (!e->pool)
+        r = berr_set(err, API_EUNAVAIL, "pool '%s' is UNAVAIL: %s", e->name, e->error);
+    else if (e->nvdevs + np > BS_POOL_MAX_DEVICES)
+        r = berr_set(err, ENOSPC, "pool '%s' would have more than %d devices", c->pool,
+                     BS_POOL_MAX_DEVICES);
+    if (r == 0) {
+        const char *all[BS_POOL_MAX_DEVICES];
+        old_n = e->nvdevs;
+        old = calloc(old_n ? old_n : 1, sizeof *old);
+        bool copied = old != NULL;
+        for (size_t i = 0; old && i < old_n; i++) {
+            all[i] = old[i] = strdup(e->vdevs[i]);
+            copied &= old[i] != NULL;
+        }
+        for (size_t i = 0; i < np; i++)
+            all[old_n + i] = paths[i];
+        if (!copied || pooltab_set_vdevs(e, all, old_n + np) < 0)
+            r = berr_set(err, ENOMEM, "out of memory");
+        else
+            api_persist(c->ctx);
+    }
+    pooltab_unlock(c->ctx->pools);
+    if (r < 0) {
+        for (size_t i = 0; old && i < old_n; i++)
+            free(old[i]);
+        free(old);
+        return r;
+    }
+    size_t tops_before = 0, tops_after = 0;
+    r = api_pool_acquire(c, &e, err);
+    if (r == 0) {
+        struct bs_pool_stats *st = calloc(1, sizeof(*st));
+        if (st && bs_pool_stats(e->pool, st) == 0)
+            tops_before = st->ntops;
+        r = bs_pool_add(e->pool, spec, ns, size, force, err);
+        if (r < 0 && st && bs_pool_stats(e->pool, st) == 0)
+            tops_after = st->ntops;
+        free(st);
+        pooltab_unlock(c->ctx->pools);
+    }
+    if (r < 0 && tops_after == tops_before) {
+        /* no top joined the pool: the table goes back to the old devices
+         * (if one did, say the pool faulted at the switch, its devices may
+         * be in the committed tree: they stay) */
+        pooltab_wrlock(c->ctx->pools);
+        e = pooltab_find(c->ctx->pools, c->pool);
+        if (e && pooltab_set_vdevs(e, (const char *const *)old, old_n) == 0)
+            api_persist(c->ctx);
+        pooltab_unlock(c->ctx->pools);
+    } else {
+        blog_info("pool %s: added %zu device%s", c->pool, np, np == 1 ? "" : "s");
+        pooltab_rdlock(c->ctx->pools);
+        e = pooltab_find(c->ctx->pools, c->pool);
+        *out = e ? render_pool(c->ctx, e) : json_pack("{s:s}", "name", c->pool);
+        pooltab_unlock(c->ctx->pools);
+    }
+    for (size_t i = 0; i < old_n; i++)
+        free(old[i]);
+    free(old);
     return r;
 }

@@ -50,6 +50,7 @@ int h_pool_check(const struct api_call *c, json_t **out, struct berr *err);
 int h_pool_debug(const struct api_call *c, json_t **out, struct berr *err);
 int h_pool_scrub(const struct api_call *c, json_t **out, struct berr *err);
 int h_pool_device(const struct api_call *c, json_t **out, struct berr *err);
+int h_pool_add(const struct api_call *c, json_t **out, struct berr *err);
 
 int h_pools_importable(const struct api_call *c, json_t **out, struct berr *err);
 int h_pool_import(const struct api_call *c, json_t **out, struct berr *err);

@@ -2,6 +2,7 @@
 /* The pool table: see pooltab.h for the locking and ownership rules. */
 #include "api/pooltab.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,24 @@ static struct pool_entry *entry_new(const char *name, const char *const *vdevs, 
     atomic_init(&e->refs, 1);
     atomic_init(&e->handles, 0);
     return e;
+}
+
+int pooltab_set_vdevs(struct pool_entry *e, const char *const *vdevs, size_t n)
+{
+    char **v = calloc(n ? n : 1, sizeof(char *));
+    if (!v)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        v[i] = strdup(vdevs[i]);
+        if (!v[i]) {
+            free_vdevs(v, i);
+            return -ENOMEM;
+        }
+    }
+    free_vdevs(e->vdevs, e->nvdevs);
+    e->vdevs = v;
+    e->nvdevs = n;
+    return 0;
 }
 
 void pool_entry_ref(struct pool_entry *e)

@@ -62,6 +62,9 @@ struct pool_entry *pooltab_find(struct pooltab *t, const char *name);
  * name is present.  On success the table owns `pool`. */
 int pooltab_add(struct pooltab *t, const char *name, bs_pool *pool, const char *const *vdevs,
                 size_t nvdevs, const char *error, struct berr *err);
+/* Replace an entry's device paths (pool add); the table's write lock held.
+ * ENOMEM leaves the old list. */
+int pooltab_set_vdevs(struct pool_entry *e, const char *const *vdevs, size_t nvdevs);
 /* Unlink an entry and drop the table's reference. */
 void pooltab_remove(struct pooltab *t, struct pool_entry *e);
 

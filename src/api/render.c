@@ -72,6 +72,35 @@ static json_t *render_vdev(const struct bs_vdev_stats *v)
     return o;
 }
 
+/* The top-level vdevs: [{name, type, state, first_leaf, nleaves, size,
+ * allocated, free (usable), raw_size, raw_allocated, checksum_errors,
+ * alloc_bytes}]; their leaves are vdevs[first_leaf .. +nleaves). */
+static json_t *render_tops(const struct bs_pool_stats *st)
+{
+    json_t *arr = json_array();
+    for (size_t t = 0; arr && t < st->ntops && t < BS_POOL_MAX_TOPS; t++) {
+        const struct bs_top_stats *ts = &st->tops[t];
+        json_t *o = json_object();
+        if (!o)
+            break;
+        set(o, "name", json_string(ts->name));
+        set(o, "type", json_string(ts->type));
+        set(o, "state", json_string(ts->state));
+        set(o, "guid", json_guid(ts->guid));
+        set(o, "first_leaf", json_integer(ts->first_leaf));
+        set(o, "nleaves", json_integer(ts->nleaves));
+        set(o, "size", json_u64(ts->size));
+        set(o, "allocated", json_u64(ts->allocated));
+        set(o, "free", json_u64(ts->free));
+        set(o, "raw_size", json_u64(ts->raw_size));
+        set(o, "raw_allocated", json_u64(ts->raw_allocated));
+        set(o, "checksum_errors", json_u64(ts->checksum_errors));
+        set(o, "alloc_bytes", json_u64(ts->alloc_bytes));
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
 static int render_error(const struct bs_pool_error *er, void *opaque)
 {
     json_array_append_new(opaque, json_pack("{s:s,s:s,s:o,s:o}", "dataset", er->dataset, "what",
@@ -137,10 +166,14 @@ json_t *render_pool(struct api_ctx *ctx, struct pool_entry *e)
     set(o, "cache_hits", json_u64(st->cache_hits));
     set(o, "cache_misses", json_u64(st->cache_misses));
     set(o, "nbd_clients", json_integer(api_pool_conns(ctx, e->pool, NULL, 0)));
-    size_t n = st->nvdevs < 8 ? st->nvdevs : 8;
+    size_t n = st->nvdevs < BS_POOL_MAX_LEAVES_SHOWN ? st->nvdevs : BS_POOL_MAX_LEAVES_SHOWN;
     for (size_t i = 0; i < n; i++)
         json_array_append_new(vd, render_vdev(&st->vdevs[i]));
     set(o, "vdevs", vd);
+    set(o, "raw_size", json_u64(st->raw_size));
+    set(o, "raw_allocated", json_u64(st->raw_allocated));
+    set(o, "raw_free", json_u64(st->raw_free));
+    set(o, "tops", render_tops(st));
     set(o, "layout", json_string(st->layout));
     const struct bs_scan_stats *sc = &st->scan;
     set(o, "scan", json_pack("{s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "state", sc->state,

@@ -4,6 +4,7 @@
  * Literal routes come before captures ("/pools/import" before "/pools/{pool}")
  * because the router takes the first match. */
 #include "api/schema.h"
+#include "berth/store.h"
 
 #include <limits.h>
 
@@ -77,8 +78,9 @@ static const struct api_prop clone_props[] = {
 
 static const struct api_field b_pool_create[] = {
     {"name", FT_NAME, true, "pool", 0, 0, NULL},
-    {"vdevs", FT_PATHS, true, NULL, 1, 8, NULL},
+    {"vdevs", FT_PATHS, false, NULL, 1, BS_POOL_MAX_DEVICES, NULL},
     {"layout", FT_STR, false, NULL, 0, 16, NULL},
+    {"spec", FT_STRS, false, NULL, 1, BS_POOL_MAX_DEVICES + BS_POOL_MAX_TOPS, NULL},
     {"size", FT_SIZE, false, NULL, 0, 0, NULL},
     {"force", FT_BOOL, false, NULL, 0, 0, NULL},
     {"ashift", FT_INT, false, NULL, 0, 16, NULL},
@@ -94,7 +96,7 @@ static const struct api_field b_pool_create[] = {
 static const struct api_field b_pool_import[] = {
     {"name", FT_NAME, false, "pool", 0, 0, NULL},
     {"dir", FT_PATH, false, NULL, 0, 0, NULL},
-    {"vdevs", FT_PATHS, false, NULL, 1, 8, NULL},
+    {"vdevs", FT_PATHS, false, NULL, 1, BS_POOL_MAX_DEVICES, NULL},
     END,
 };
 
@@ -116,6 +118,13 @@ static const struct api_field b_scrub[] = {
 static const struct api_field b_device[] = {
     {"device", FT_STR, true, NULL, 1, 4096, NULL},
     {"action", FT_STR, true, NULL, 1, 16, NULL},
+    END,
+};
+
+static const struct api_field b_pool_add[] = {
+    {"spec", FT_STRS, true, NULL, 1, BS_POOL_MAX_DEVICES + BS_POOL_MAX_TOPS, NULL},
+    {"size", FT_SIZE, false, NULL, 0, 0, NULL},
+    {"force", FT_BOOL, false, NULL, 0, 0, NULL},
     END,
 };
 
@@ -321,6 +330,7 @@ const struct api_route api_routes[] = {
     {R_POOL_DEBUG, "POST", "/pools/{pool}/debug", b_debug, NULL, 200},
     {R_POOL_SCRUB, "POST", "/pools/{pool}/scrub", b_scrub, NULL, 200},
     {R_POOL_DEVICE, "POST", "/pools/{pool}/devices", b_device, NULL, 200},
+    {R_POOL_ADD, "POST", "/pools/{pool}/add", b_pool_add, NULL, 200},
     {R_VOLS_ALL, "GET", "/volumes", NULL, NULL, 200},
     {R_VOLS_LIST, "GET", "/pools/{pool}/volumes", NULL, NULL, 200},
     {R_VOL_CREATE, "POST", "/pools/{pool}/volumes", b_vol_create, NULL, 201},

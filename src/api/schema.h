@@ -41,6 +41,7 @@ enum api_route_id {
     R_POOL_DEBUG,
     R_POOL_SCRUB,
     R_POOL_DEVICE,
+    R_POOL_ADD,
     R_VOLS_ALL,
     R_VOLS_LIST,
     R_VOL_CREATE,

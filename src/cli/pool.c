@@ -22,6 +22,8 @@ void help_pool(FILE *f)
             "         [-O encryption=on -O keyformat=raw|hex|passphrase\n"
             "          -O keylocation=prompt|file:///PATH]\n"
             "         NAME VDEV | NAME mirror VDEV VDEV... | NAME raidz1|raidz2|raidz3 VDEV...\n"
+            "         (repeat 'mirror DEV...'/'raidzN DEV...', or list several devices, for\n"
+            "          several top-level vdevs: data is spread over them)\n"
             "      Create a pool on a file or block device, or on a mirror of several\n"
             "      (a copy of every block on each), or a raidz of several (parity on 1..3\n"
             "      of them: that many may fail).  A missing file is created\n"
@@ -29,6 +31,11 @@ void help_pool(FILE *f)
             "      holding a berth pool is never overwritten without -f.  -O encryption=...\n"
             "      makes new volumes encrypted by default (each with its own key slots;\n"
             "      -o encryption=off on a volume opts out).\n"
+            "  add [-f] [-o size=SIZE] NAME VDEV | NAME mirror VDEV VDEV... |\n"
+            "         NAME raidz1|raidz2|raidz3 VDEV...\n"
+            "      Grow a pool online by one or more top-level vdevs (same spec as\n"
+            "      create); new writes are spread over all of them, the emptier ones\n"
+            "      taking more.  A layout unlike the pool's needs -f.\n"
             "  list [-p] [-H]             one line per pool: size, allocated, free, ratio\n"
             "  status [NAME]              state, space, compression, vdevs and their\n"
             "                             READ/WRITE/CKSUM error counters\n"
@@ -89,6 +96,65 @@ static int done(struct cli *c, int rc, json_t *resp, const char *fmt, const char
 
 static const struct option common_lo[] = {CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
 
+static json_t *get(json_t *o, const char *k)
+{
+    return json_object_get(o, k);
+}
+
+/* The API's "spec" from "[mirror|raidzN] DEV... [mirror|raidzN DEV...]...":
+ * device paths made absolute, each layout checked for its device count.
+ * NULL after a usage message. */
+static json_t *vdev_spec(int n, char **args)
+{
+    static const char *const layouts[] = {"mirror", "raidz", "raidz1", "raidz2", "raidz3"};
+    json_t *spec = json_array();
+    const char *layout = NULL;
+    int count = 0;
+    for (int i = 0; spec && i <= n; i++) {
+        const char *kw = NULL;
+        for (size_t k = 0; i < n && k < 5; k++)
+            if (strcmp(args[i], layouts[k]) == 0)
+                kw = layouts[k];
+        if (i == n || kw) {
+            /* the group before ends here */
+            unsigned need = !layout ? 0 : layout[0] == 'm' ? 2
+                          : layout[5] ? (unsigned)(layout[5] - '0') + 1 : 2;
+            if (layout && (unsigned)count < need) {
+                cli_usage_error("pool", "%s needs at least %u devices", layout, need);
+                json_decref(spec);
+                return NULL;
+            }
+            if (i == n)
+                break;
+            layout = kw;
+            count = 0;
+            json_array_append_new(spec, json_string(kw));
+            continue;
+        }
+        char *vdev = abs_path(args[i]);
+        json_array_append_new(spec, json_string(vdev ? vdev : args[i]));
+        free(vdev);
+        count++;
+    }
+    return spec;
+}
+
+/* zpool's warning: a top-level vdev that is a lone device has no redundancy,
+ * and with several tops losing it loses the whole pool. */
+static void warn_no_redundancy(json_t *pool, const char *name)
+{
+    size_t i, lone = 0, n = json_array_size(get(pool, "tops"));
+    json_t *t;
+    json_array_foreach(get(pool, "tops"), i, t) {
+        const char *type = json_string_value(get(t, "type"));
+        lone += type && strcmp(type, "single") == 0;
+    }
+    if (lone && n > 1)
+        fprintf(stderr, "warning: pool %s has %zu top-level vdev%s without redundancy (a "
+                "single device): data is striped over all %zu, so losing any such device "
+                "loses the pool\n", name, lone, lone == 1 ? "" : "s", n);
+}
+
 static int pool_create(struct cli *c, int argc, char **argv)
 {
     _cleanup_json_ json_t *body = json_object();
@@ -130,39 +196,51 @@ static int pool_create(struct cli *c, int argc, char **argv)
             }
             break;
         })
-    int first = optind + 1;
-    static const char *const layouts[] = {"mirror", "raidz1", "raidz2", "raidz3"};
-    const char *layout = NULL;
-    for (size_t i = 0; argc - optind >= 2 && i < 4; i++)
-        if (strcmp(argv[first], layouts[i]) == 0)
-            layout = layouts[i];
-    if (layout) {
-        unsigned need = layout[0] == 'm' ? 2 : (unsigned)(layout[5] - '0') + 1;
-        json_object_set_new(body, "layout", json_string(layout));
-        first++;
-        if ((unsigned)(argc - first) < need)
-            return cli_usage_error("pool", "%s needs at least %u devices", layout, need);
-    } else if (argc - optind != 2) {
+    if (argc - optind < 2)
         return cli_usage_error("pool", "pool create needs NAME and VDEV (or mirror|raidz1|raidz2|"
-                               "raidz3 VDEV VDEV...)");
-    }
-    json_t *vdevs = json_array();
-    for (int i = first; i < argc; i++) {
-        char *vdev = abs_path(argv[i]);
-        json_array_append_new(vdevs, json_string(vdev ? vdev : argv[i]));
-        free(vdev);
-    }
+                               "raidz3 VDEV VDEV..., several times for several top-level "
+                               "vdevs)");
+    json_t *spec = vdev_spec(argc - optind - 1, argv + optind + 1);
+    if (!spec)
+        return EXIT_USAGE;
     json_object_set_new(body, "name", json_string(argv[optind]));
-    json_object_set_new(body, "vdevs", vdevs);
+    json_object_set_new(body, "spec", spec);
     json_t *resp = NULL;
     rc = cli_call(c, "POST", "/pools", body, &resp);
+    if (rc == EXIT_OK && !c->json)
+        warn_no_redundancy(resp, argv[optind]);
     return done(c, rc, resp, "pool %s created\n", argv[optind], NULL);
 }
 
-static json_t *get(json_t *o, const char *k)
+/* berth pool add [-f] [-o size=SIZE] NAME SPEC...: grow the pool online. */
+static int pool_add(struct cli *c, int argc, char **argv)
 {
-    return json_object_get(o, k);
+    _cleanup_json_ json_t *body = json_object();
+    GETOPT_LOOP("pool", "o:f", common_lo,
+        case 'f': json_object_set_new(body, "force", json_true()); break;
+        case 'o':
+            if (strncmp(optarg, "size=", 5) != 0)
+                return cli_usage_error("pool", "pool add: -o takes size=SIZE, got '%s'",
+                                       optarg);
+            json_object_set_new(body, "size", json_string(optarg + 5));
+            break;)
+    if (argc - optind < 2)
+        return cli_usage_error("pool", "pool add needs NAME and VDEV (or mirror|raidz1|raidz2|"
+                               "raidz3 VDEV VDEV...)");
+    json_t *spec = vdev_spec(argc - optind - 1, argv + optind + 1);
+    if (!spec)
+        return EXIT_USAGE;
+    json_object_set_new(body, "spec", spec);
+    char *n = cli_escape(argv[optind]), path[512];
+    snprintf(path, sizeof(path), "/pools/%s/add", n ? n : "");
+    free(n);
+    json_t *resp = NULL;
+    int rc = cli_call(c, "POST", path, body, &resp);
+    if (rc == EXIT_OK && !c->json)
+        warn_no_redundancy(resp, argv[optind]);
+    return done(c, rc, resp, "pool %s: added\n", argv[optind], NULL);
 }
+
 
 static int pool_list(struct cli *c, int argc, char **argv)
 {
@@ -214,6 +292,63 @@ static int pool_list(struct cli *c, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* One device row of the config table. */
+static void print_leaf(json_t *v, const char *indent, int w)
+{
+    char b1[32], b2[32], b3[32], name[4200];
+    snprintf(name, sizeof(name), "%s%s%s", indent, json_string_value(get(v, "path")),
+             json_is_true(get(v, "stale")) ? " (stale)" : "");
+    printf("\t%-*s  %-8s %5s %5s %5s\n", w, name, json_string_value(get(v, "state")),
+           out_u64(get(v, "read_errors"), b1, sizeof(b1)),
+           out_u64(get(v, "write_errors"), b2, sizeof(b2)),
+           out_u64(get(v, "checksum_errors"), b3, sizeof(b3)));
+}
+
+/* The config tree as zpool prints it: each top-level vdev (mirror-0,
+ * raidz1-1; a lone device is its own top) with its devices below, then the
+ * space of each top, usable (after parity) and raw. */
+static void print_tops(struct cli *c, json_t *p, json_t *tops, int w)
+{
+    char b1[32], b2[32], b3[32], b4[32];
+    size_t i;
+    json_t *t;
+    json_t *vdevs = get(p, "vdevs");
+    json_array_foreach(tops, i, t) {
+        json_int_t first = json_integer_value(get(t, "first_leaf"));
+        json_int_t n = json_integer_value(get(t, "nleaves"));
+        const char *type = json_string_value(get(t, "type"));
+        bool lone = type && strcmp(type, "single") == 0;
+        if (!lone) {
+            char name[40];
+            uint64_t rd = 0, wr = 0;
+            for (json_int_t k = first; k < first + n; k++) {
+                rd += (uint64_t)json_integer_value(get(json_array_get(vdevs, (size_t)k),
+                                                       "read_errors"));
+                wr += (uint64_t)json_integer_value(get(json_array_get(vdevs, (size_t)k),
+                                                       "write_errors"));
+            }
+            snprintf(name, sizeof name, "  %s", json_string_value(get(t, "name")));
+            printf("\t%-*s  %-8s %5llu %5llu %5s\n", w, name,
+                   json_string_value(get(t, "state")), (unsigned long long)rd,
+                   (unsigned long long)wr, out_u64(get(t, "checksum_errors"), b1, sizeof(b1)));
+        }
+        for (json_int_t k = first; k < first + n; k++) {
+            json_t *v = json_array_get(vdevs, (size_t)k);
+            if (v)
+                print_leaf(v, lone ? "  " : "    ", w);
+        }
+    }
+    printf("\n\t%-*s  %8s %8s %8s %8s\n", w, "SPACE", "SIZE", "ALLOC", "FREE", "RAW");
+    json_array_foreach(tops, i, t) {
+        char name[40];
+        snprintf(name, sizeof name, "  %s", json_string_value(get(t, "name")));
+        printf("\t%-*s  %8s %8s %8s %8s\n", w, name, out_size(c, get(t, "size"), b1, sizeof(b1)),
+               out_size(c, get(t, "allocated"), b2, sizeof(b2)),
+               out_size(c, get(t, "free"), b3, sizeof(b3)),
+               out_size(c, get(t, "raw_size"), b4, sizeof(b4)));
+    }
+}
+
 static void print_status(struct cli *c, json_t *p)
 {
     char b1[32], b2[32], b3[32], b4[32];
@@ -232,6 +367,10 @@ static void print_status(struct cli *c, json_t *p)
                out_size(c, get(p, "free"), b3, sizeof(b3)),
                json_integer_value(get(p, "fragmentation")),
                json_integer_value(get(p, "capacity")));
+        if (json_is_integer(get(p, "raw_size")))
+            printf("        (usable, after parity; raw: size %s, allocated %s)\n",
+                   out_size(c, get(p, "raw_size"), b1, sizeof(b1)),
+                   out_size(c, get(p, "raw_allocated"), b2, sizeof(b2)));
         printf(" ratio: %s  (logical %s, physical %s)\n",
                out_ratio(c, get(p, "compressratio"), b1, sizeof(b1)),
                out_size(c, get(p, "logical_bytes"), b2, sizeof(b2)),
@@ -292,19 +431,17 @@ static void print_status(struct cli *c, json_t *p)
            out_u64(get(p, "read_errors"), b1, sizeof(b1)),
            out_u64(get(p, "write_errors"), b2, sizeof(b2)),
            out_u64(get(p, "checksum_errors"), b3, sizeof(b3)));
-    if (mirror) {
-        char top[32];
-        snprintf(top, sizeof top, "  %s-0", lay);
-        printf("\t%-*s  %s\n", (int)w, top, state);
-    }
-    json_array_foreach(get(p, "vdevs"), i, v) {
-        char name[4200];
-        snprintf(name, sizeof(name), "%s%s%s", mirror ? "    " : "  ",
-                 json_string_value(get(v, "path")), json_is_true(get(v, "stale")) ? " (stale)" : "");
-        printf("\t%-*s  %-8s %5s %5s %5s\n", (int)w, name, json_string_value(get(v, "state")),
-               out_u64(get(v, "read_errors"), b1, sizeof(b1)),
-               out_u64(get(v, "write_errors"), b2, sizeof(b2)),
-               out_u64(get(v, "checksum_errors"), b3, sizeof(b3)));
+    json_t *tops = get(p, "tops");
+    if (json_array_size(tops) > 0) {
+        print_tops(c, p, tops, (int)w);
+    } else {
+        if (mirror) {
+            char top[32];
+            snprintf(top, sizeof top, "  %s-0", lay);
+            printf("\t%-*s  %s\n", (int)w, top, state);
+        }
+        json_array_foreach(get(p, "vdevs"), i, v)
+            print_leaf(v, mirror ? "    " : "  ", (int)w);
     }
     json_int_t errs = json_integer_value(get(p, "read_errors")) +
                       json_integer_value(get(p, "write_errors")) +
@@ -554,7 +691,7 @@ static int pool_simple_cmd(struct cli *c, int argc, char **argv)
 int cmd_pool(struct cli *c, int argc, char **argv)
 {
     static const struct cli_cmd cmds[] = {
-        {"create", pool_create},     {"list", pool_list},         {"status", pool_status},
+        {"create", pool_create},     {"add", pool_add},     {"list", pool_list},         {"status", pool_status},
         {"import", pool_import},     {"set", pool_set},           {"debug", pool_debug},
         {"export", pool_simple_cmd}, {"trim", pool_simple_cmd},   {"destroy", pool_simple_cmd},
         {"sync", pool_simple_cmd},   {"check", pool_simple_cmd},  {"scrub", pool_scrub},

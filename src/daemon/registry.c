@@ -26,7 +26,7 @@ static bool entry_vdevs(json_t *v, const char **out, size_t *n)
 {
     json_t *arr = json_object_get(v, "vdevs");
     *n = 0;
-    if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > 8)
+    if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > BS_POOL_MAX_DEVICES)
         return false;
     for (size_t i = 0; i < json_array_size(arr); i++) {
         const char *s = json_string_value(json_array_get(arr, i));
@@ -92,7 +92,7 @@ void registry_load(struct berthd *d)
     }
     const char *name;
     json_t *v;
-    const char *vdevs[8];
+    const char *vdevs[BS_POOL_MAX_DEVICES];
     size_t n;
     json_object_foreach(exported, name, v) {
         if (validate_name(name, "pool", NULL) == 0 && entry_vdevs(v, vdevs, &n))

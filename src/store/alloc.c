@@ -737,6 +737,14 @@ void alloc_stats(struct alloc *a, struct alloc_stats *st)
     pthread_mutex_unlock(&a->lock);
 }
 
+void alloc_space(struct alloc *a, uint64_t *size, uint64_t *available)
+{
+    pthread_mutex_lock(&a->lock);
+    *size = a->nsect << a->ashift;
+    *available = a->inuse_free << a->ashift;
+    pthread_mutex_unlock(&a->lock);
+}
+
 bool alloc_is_allocated(struct alloc *a, uint64_t off, uint64_t asize)
 {
     uint64_t s, e;

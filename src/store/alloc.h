@@ -44,6 +44,7 @@ struct alloc_load_info {
     uint64_t first_bad;
     uint64_t ndamaged;      /* slots neither valid nor blank (all zero) */
     uint64_t first_damaged;
+    unsigned bad_top;       /* pool_tops_load_maps: the top of first_bad/first_damaged */
 };
 /* alloc_load for import: a chunk with no valid version does not fail the
  * load; it is counted in *info and loaded as fully allocated (nothing in it
@@ -106,6 +107,8 @@ struct alloc_stats {
     unsigned fragmentation; /* percent of free bytes in runs shorter than 1 MiB */
 };
 void alloc_stats(struct alloc *a, struct alloc_stats *st);
+/* Cheap part of alloc_stats (no scan): data area bytes and `available`. */
+void alloc_space(struct alloc *a, uint64_t *size, uint64_t *available);
 
 /* For the leak checker: is every sector of the range set in `committed`? */
 bool alloc_is_allocated(struct alloc *a, uint64_t off, uint64_t asize);

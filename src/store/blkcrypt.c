@@ -197,18 +197,9 @@ int blk_write_sealed(const struct blkio *io, const struct blk_sealed *sb, const 
     memcpy(bp->iv, sb->iv, CRYPT_IV_LEN);
     bp->iv[BLK_AAD_BYTE] = BLK_AAD_PORTABLE;
     bp_set_salt(bp, sb->salt);
-    uint32_t asize = (uint32_t)vdev_asize(io->vd, len);
-    uint64_t off;
-    int r = alloc_alloc(io->alloc, asize, txg, &off);
+    int r = blk_alloc_write(io, src, len, txg, &bp->dva[0]);
     if (r < 0)
         return r;
-    if (vdev_write_block(io->vd, src, len, off) < 0) {
-        alloc_free(io->alloc, off, asize, txg);
-        return -EIO;
-    }
-    bp->dva[0].offset = off;
-    bp->dva[0].vdev = 0;
-    bp->dva[0].asize = asize;
     bp->birth = txg;
     bp->lsize = sb->lsize;
     bp->psize = sb->psize;

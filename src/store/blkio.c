@@ -18,16 +18,101 @@
 
 void blk_count_cksum_error(const struct blkio *io)
 {
-    atomic_fetch_add(&io->vd->ctr.checksum_errors, 1);
+    atomic_fetch_add(&io->top[0].vd->ctr.checksum_errors, 1);
 }
 
-/* Can bp be read at all?  (A pointer that fails this is corrupt.) */
-static bool bp_readable(const struct blkio *io, const struct blkptr *bp)
+/* The cache key of a block: its DVA offset with the top's index in the top
+ * 8 bits (data areas are far below 2^56 bytes), so that blocks of one txg at
+ * the same offset of two tops never share a key. */
+static inline uint64_t cache_key(uint32_t vdev, uint64_t off)
 {
-    return !bp_is_hole(bp) && bp->lsize != 0 && bp->psize != 0 && bp->psize <= bp->lsize &&
-           bp->lsize <= BP_MAX_LSIZE && bp->psize <= bp->dva[0].asize &&
-           (bp->comp != BS_COMPRESS_OFF || bp->psize == bp->lsize) &&
-           bp_check_range(bp, io->data_size, io->ashift, 1) == 0;
+    return off | (uint64_t)vdev << 56;
+}
+
+/* Count a checksum error on the top bp names (top 0 if none). */
+static void count_bp_error(const struct blkio *io, const struct blkptr *bp)
+{
+    const struct blk_top *t = blk_top_of(io, bp->dva[0].vdev);
+    atomic_fetch_add(&(t ? t : &io->top[0])->vd->ctr.checksum_errors, 1);
+}
+
+/* Can bp be read at all?  (A pointer that fails this is corrupt.)  Its DVA
+ * must name a top of the pool and lie inside that top's data area. */
+static const struct blk_top *bp_readable(const struct blkio *io, const struct blkptr *bp)
+{
+    const struct blk_top *t = blk_top_of(io, bp->dva[0].vdev);
+    bool ok = t && !bp_is_hole(bp) && bp->lsize != 0 && bp->psize != 0 &&
+              bp->psize <= bp->lsize && bp->lsize <= BP_MAX_LSIZE &&
+              bp->psize <= bp->dva[0].asize &&
+              (bp->comp != BS_COMPRESS_OFF || bp->psize == bp->lsize) &&
+              bp_check_range(bp, t->data_size, io->ashift, BLK_MAX_TOPS) == 0;
+    return ok ? t : NULL;
+}
+
+/* The heal generation of the top bp names (0 if none: the read fails). */
+static uint64_t bp_heal_gen(const struct blkio *io, const struct blkptr *bp)
+{
+    const struct blk_top *t = blk_top_of(io, bp->dva[0].vdev);
+    return t ? vdev_heal_gen(t->vd) : 0;
+}
+
+unsigned blk_pick_top(const struct blkio *io, uint64_t bytes)
+{
+    unsigned n = atomic_load_explicit(&io->ntops, memory_order_acquire);
+    struct blk_rotor *ro = io->rotor;
+    if (n == 1 || !ro)
+        return 0;
+    pthread_mutex_lock(&ro->lock);
+    unsigned cur = ro->cur < n ? ro->cur : 0;
+    if (ro->left < bytes || !atomic_load(&io->top[cur].active)) {
+        /* next active top; its quota: 4 MiB scaled by its share of free
+         * bytes relative to the emptiest top (at least 256 KiB) */
+        uint64_t avail[BLK_MAX_TOPS], best = 0;
+        for (unsigned i = 0; i < n; i++) {
+            uint64_t size = 0;
+            avail[i] = 0;
+            if (atomic_load(&io->top[i].active))
+                alloc_space(io->top[i].alloc, &size, &avail[i]);
+            best = MAX(best, avail[i]);
+        }
+        for (unsigned k = 1; k <= n; k++) {
+            unsigned i = (cur + k) % n;
+            if (atomic_load(&io->top[i].active) && avail[i] > 0) {
+                cur = i;
+                break;
+            }
+        }
+        uint64_t q = best ? (uint64_t)((double)(4u << 20) * (double)avail[cur] / (double)best) : 0;
+        ro->left = MAX(q, (uint64_t)256 << 10);
+        ro->cur = cur;
+    }
+    ro->left = ro->left > bytes ? ro->left - bytes : 0;
+    pthread_mutex_unlock(&ro->lock);
+    return cur;
+}
+
+/* Allocate asize(top) bytes for a block of len bytes on some top: the
+ * rotation's choice first, then any other active top with room. */
+static int alloc_on_top(const struct blkio *io, uint64_t len, uint64_t txg, unsigned *top,
+                        uint64_t *asize, uint64_t *off)
+{
+    unsigned n = atomic_load_explicit(&io->ntops, memory_order_acquire);
+    unsigned first = blk_pick_top(io, len);
+    int r = -ENOSPC;
+    for (unsigned k = 0; k < n && r == -ENOSPC; k++) {
+        unsigned i = (first + k) % n;
+        const struct blk_top *t = &io->top[i];
+        if (k > 0 && !atomic_load(&t->active))
+            continue;
+        *asize = vdev_asize(t->vd, len);
+        r = alloc_alloc(t->alloc, *asize, txg, off);
+        if (r == 0) {
+            *top = i;
+            if (io->rotor)
+                atomic_fetch_add(&io->rotor->allocated[i], *asize);
+        }
+    }
+    return r;
 }
 
 static bool verify_bp(void *ctx, const void *buf, size_t len)
@@ -49,14 +134,15 @@ static int read_stored(const struct blkio *io, const struct blkptr *bp, uint8_t 
         .buf = stored, .verify = verify_bp, .vctx = (void *)bp,
         .scrub = (flags & BLK_SCRUB) != 0, .gen = gen,
     };
-    return vdev_read_block(io->vd, &rq);
+    const struct blk_top *t = blk_top_of(io, bp->dva[0].vdev);
+    return t ? vdev_read_block(t->vd, &rq) : -EIO;
 }
 
 int blk_read_raw(const struct blkio *io, const struct blkptr *bp, void *buf, size_t cap)
 {
-    uint64_t gen = vdev_heal_gen(io->vd);
+    uint64_t gen = bp_heal_gen(io, bp);
     if (!bp_readable(io, bp)) {
-        blk_count_cksum_error(io);
+        count_bp_error(io, bp);
         return -EIO;
     }
     if (bp->psize > cap)
@@ -66,9 +152,9 @@ int blk_read_raw(const struct blkio *io, const struct blkptr *bp, void *buf, siz
 
 int blk_verify_stored(const struct blkio *io, const struct blkptr *bp, unsigned flags)
 {
-    uint64_t gen = vdev_heal_gen(io->vd);
+    uint64_t gen = bp_heal_gen(io, bp);
     if (!bp_readable(io, bp)) {
-        blk_count_cksum_error(io);
+        count_bp_error(io, bp);
         return -EIO;
     }
     uint8_t *buf = malloc(bp->psize);
@@ -81,8 +167,9 @@ int blk_verify_stored(const struct blkio *io, const struct blkptr *bp, unsigned 
 
 void blk_prefetch(const struct blkio *io, const struct blkptr *bp)
 {
-    if (bp_readable(io, bp))
-        vdev_prefetch_block(io->vd, bp->dva[0].offset, bp->psize);
+    const struct blk_top *t = bp_readable(io, bp);
+    if (t)
+        vdev_prefetch_block(t->vd, bp->dva[0].offset, bp->psize);
 }
 
 /* Verifier of an encrypted block read with its key: the GCM tag instead of
@@ -126,12 +213,13 @@ static int read_open(const struct blkio *io, const struct blkptr *bp, unsigned f
             .buf = cipher, .verify = verify_open, .vctx = &o,
             .scrub = (flags & BLK_SCRUB) != 0, .gen = gen,
         };
-        r = vdev_read_block(io->vd, &rq);
+        const struct blk_top *t = blk_top_of(io, bp->dva[0].vdev);
+        r = t ? vdev_read_block(t->vd, &rq) : -EIO;
         if (r == 0 && !o.done)
             r = -EIO;
         if (r == 0 && !raw &&
             decompress_block(bp->comp, plain, bp->psize, c->data, bp->lsize) < 0) {
-            blk_count_cksum_error(io); /* authenticated yet undecodable: hostile */
+            count_bp_error(io, bp); /* authenticated yet undecodable: hostile */
             r = -EIO;
         }
     }
@@ -150,13 +238,13 @@ int blk_read_crypt(const struct blkio *io, const struct blkptr *bp, unsigned fla
                    const struct blk_crypt *bc, struct cbuf **out)
 {
     /* taken first: the caller's pointer is valid now (see vdev.h heal_gen) */
-    uint64_t gen = vdev_heal_gen(io->vd);
+    uint64_t gen = bp_heal_gen(io, bp);
     *out = NULL;
     if (!bp_readable(io, bp) || !blk_crypt_match(bp, bc)) {
-        blk_count_cksum_error(io);
+        count_bp_error(io, bp);
         return -EIO;
     }
-    uint64_t off = bp->dva[0].offset;
+    uint64_t off = cache_key(bp->dva[0].vdev, bp->dva[0].offset);
     if (!(flags & BLK_NOCACHE)) {
         struct cbuf *c = bcache_get(io->cache, io->cache_id, off, bp->birth);
         if (c) {
@@ -167,7 +255,7 @@ int blk_read_crypt(const struct blkio *io, const struct blkptr *bp, unsigned fla
             /* A key maps to one immutable block; a size mismatch means the
              * pointer is not the one that wrote this block: distrust it. */
             cbuf_unref(c);
-            blk_count_cksum_error(io);
+            count_bp_error(io, bp);
             return -EIO;
         }
     }
@@ -201,7 +289,7 @@ int blk_read_crypt(const struct blkio *io, const struct blkptr *bp, unsigned fla
         r = decompress_block(bp->comp, stored, bp->psize, c->data, bp->lsize);
         if (r < 0) {
             /* checksummed yet undecodable: written corrupt or a hostile pool */
-            blk_count_cksum_error(io);
+            count_bp_error(io, bp);
             r = -EIO;
             goto fail;
         }
@@ -285,28 +373,37 @@ int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_
         memset(s->buf + psize, 0, len - psize);
         src = s->buf;
     }
-    /* a raidz allocates parity and padding besides the data */
-    uint32_t asize = (uint32_t)vdev_asize(io->vd, len);
     memset(bp, 0, sizeof *bp);
     if (!wp->crypt)
         checksum_compute(wp->cksum, src, psize, bp->checksum);
     else if ((c = blk_seal(wp, comp, lsize, psize, txg, s, &src, bp)) < 0) /* checksums too */
         return (int)c;
-    uint64_t off;
-    int r = alloc_alloc(io->alloc, asize, txg, &off);
+    int r = blk_alloc_write(io, src, len, txg, &bp->dva[0]);
     if (r < 0)
         return r;
-    r = vdev_write_block(io->vd, src, len, off);
-    if (r < 0) {
-        alloc_free(io->alloc, off, asize, txg);
-        return -EIO;
-    }
-    bp->dva[0].offset = off;
-    bp->dva[0].vdev = 0;
-    bp->dva[0].asize = asize;
     bp_set_written(bp, wp, txg, lsize, psize, comp);
     if (cb)
-        bcache_put(io->cache, io->cache_id, off, txg, cb);
+        bcache_put(io->cache, io->cache_id, cache_key(bp->dva[0].vdev, bp->dva[0].offset), txg,
+                   cb);
+    return 0;
+}
+
+int blk_alloc_write(const struct blkio *io, const void *src, uint32_t len, uint64_t txg,
+                    struct dva *dva)
+{
+    /* a raidz allocates parity and padding besides the data (per top) */
+    uint64_t off, asize;
+    unsigned top;
+    int r = alloc_on_top(io, len, txg, &top, &asize, &off);
+    if (r < 0)
+        return r;
+    if (vdev_write_block(io->top[top].vd, src, len, off) < 0) {
+        alloc_free(io->top[top].alloc, off, asize, txg);
+        return -EIO;
+    }
+    dva->offset = off;
+    dva->vdev = top;
+    dva->asize = (uint32_t)asize;
     return 0;
 }
 
@@ -320,21 +417,24 @@ int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_
 struct run {
     struct iovec iov[BLK_BATCH_MAX];
     size_t idx[BLK_BATCH_MAX]; /* request of each iov */
-    uint32_t asize[BLK_BATCH_MAX];
+    uint32_t asize[BLK_BATCH_MAX]; /* on `top` */
+    unsigned top;      /* the top the run is sized for (blk_pick_top) */
     int n;
     uint64_t bytes;    /* allocated bytes */
     size_t used; /* of s->bbuf */
 };
 
 static void run_done(const struct blkio *io, struct blk_wreq *r, const struct run *rn,
-                     const uint64_t *offs, uint64_t txg)
+                     const uint64_t *offs, const unsigned *tops, const uint64_t *asz,
+                     uint64_t txg)
 {
     for (int i = 0; i < rn->n; i++) {
         struct blkptr *bp = r[rn->idx[i]].bp;
         bp->dva[0].offset = offs[i];
-        bp->dva[0].vdev = 0;
-        bp->dva[0].asize = rn->asize[i];
-        bcache_put(io->cache, io->cache_id, offs[i], txg, r[rn->idx[i]].cb);
+        bp->dva[0].vdev = tops[i];
+        bp->dva[0].asize = (uint32_t)asz[i];
+        bcache_put(io->cache, io->cache_id, cache_key(tops[i], offs[i]), txg,
+                   r[rn->idx[i]].cb);
     }
 }
 
@@ -342,19 +442,25 @@ static void run_done(const struct blkio *io, struct blk_wreq *r, const struct ru
 static int run_write(const struct blkio *io, struct blk_wreq *r, struct run *rn, uint64_t txg,
                      struct blk_scratch *s, uint64_t *written)
 {
-    uint64_t offs[BLK_BATCH_MAX], off;
+    uint64_t offs[BLK_BATCH_MAX], asz[BLK_BATCH_MAX], off;
+    unsigned tops[BLK_BATCH_MAX];
     int ret = 0;
     if (rn->n == 0)
         return 0;
+    const struct blk_top *t = &io->top[rn->top];
     if (rn->n > 1 && s->no_run_txg != txg) {
-        ret = alloc_alloc(io->alloc, rn->bytes, txg, &off);
+        ret = alloc_alloc(t->alloc, rn->bytes, txg, &off);
         if (ret == 0) {
-            if (vdev_write_blocks(io->vd, rn->iov, rn->n, off) < 0) {
-                alloc_free(io->alloc, off, rn->bytes, txg);
+            if (io->rotor)
+                atomic_fetch_add(&io->rotor->allocated[rn->top], rn->bytes);
+            if (vdev_write_blocks(t->vd, rn->iov, rn->n, off) < 0) {
+                alloc_free(t->alloc, off, rn->bytes, txg);
                 return -EIO;
             }
             for (int i = 0; i < rn->n; i++) {
                 offs[i] = off;
+                tops[i] = rn->top;
+                asz[i] = rn->asize[i];
                 off += rn->asize[i];
             }
             goto done;
@@ -364,16 +470,17 @@ static int run_write(const struct blkio *io, struct blk_wreq *r, struct run *rn,
         s->no_run_txg = txg; /* no free run that long: per block from now on */
     }
     for (int i = 0; i < rn->n; i++) {
-        ret = alloc_alloc(io->alloc, rn->asize[i], txg, &offs[i]);
+        ret = alloc_on_top(io, rn->iov[i].iov_len, txg, &tops[i], &asz[i], &offs[i]);
         if (ret < 0)
             return ret;
-        if (vdev_write_block(io->vd, rn->iov[i].iov_base, rn->iov[i].iov_len, offs[i]) < 0) {
-            alloc_free(io->alloc, offs[i], rn->asize[i], txg);
+        const struct blk_top *bt = &io->top[tops[i]];
+        if (vdev_write_block(bt->vd, rn->iov[i].iov_base, rn->iov[i].iov_len, offs[i]) < 0) {
+            alloc_free(bt->alloc, offs[i], asz[i], txg);
             return -EIO;
         }
     }
 done:
-    run_done(io, r, rn, offs, txg);
+    run_done(io, r, rn, offs, tops, asz, txg);
     *written += rn->bytes;
     rn->n = 0;
     rn->bytes = 0;
@@ -396,6 +503,8 @@ int blk_write_batch(const struct blkio *io, struct blk_wreq *r, size_t n,
         s->bcap = cap;
     }
     struct run rn;
+    /* one top per batch: the run is sized (vdev_asize) for it */
+    rn.top = blk_pick_top(io, n ? (uint64_t)n * r[0].lsize : 0);
     rn.n = 0;
     rn.bytes = 0;
     rn.used = 0;
@@ -443,7 +552,7 @@ int blk_write_batch(const struct blkio *io, struct blk_wreq *r, size_t n,
         rn.iov[rn.n].iov_base = (void *)src;
         rn.iov[rn.n].iov_len = asize;
         rn.idx[rn.n] = k;
-        rn.asize[rn.n] = (uint32_t)vdev_asize(io->vd, asize);
+        rn.asize[rn.n] = (uint32_t)vdev_asize(io->top[rn.top].vd, asize);
         rn.bytes += rn.asize[rn.n];
         rn.n++;
     }
@@ -454,5 +563,7 @@ void blk_free(const struct blkio *io, const struct blkptr *bp, uint64_t txg)
 {
     if (bp_is_hole(bp))
         return;
-    alloc_free(io->alloc, bp->dva[0].offset, bp->dva[0].asize, txg);
+    const struct blk_top *t = blk_top_of(io, bp->dva[0].vdev);
+    if (t) /* a pointer naming no top was refused when it was read */
+        alloc_free(t->alloc, bp->dva[0].offset, bp->dva[0].asize, txg);
 }

@@ -19,6 +19,8 @@
 #ifndef BERTH_STORE_BLKIO_H
 #define BERTH_STORE_BLKIO_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,16 +30,49 @@
 #include "store/cache.h"
 #include "store/vdev.h"
 
-/* The I/O context of one pool (fixed after import/create). */
+/* One top-level vdev as block I/O sees it.  Entries of blkio.top below
+ * ntops are fixed once published; `active` turns true once the txg that
+ * added the top is durable (blocks go there only from then on). */
+#define BLK_MAX_TOPS 16
+struct blk_top {
+    struct vdev *vd;     /* a leaf, a mirror or a raidz */
+    struct alloc *alloc; /* its allocation map (in its own metadata region) */
+    uint64_t data_size;  /* bytes in its data area (DVA offsets) */
+    _Atomic bool active; /* takes new allocations */
+};
+
+/* Where new blocks go (blk_pick_top): ZFS-metaslab-style rotation over the
+ * active tops, each receiving a quota of bytes in turn; the quota scales with
+ * the top's free bytes, so an emptier (newly added) top fills faster. */
+struct blk_rotor {
+    pthread_mutex_t lock;
+    unsigned cur;        /* top receiving allocations */
+    uint64_t left;       /* bytes of its quota left */
+    _Atomic uint64_t allocated[BLK_MAX_TOPS]; /* bytes allocated per top (since open) */
+};
+
+/* The I/O context of one pool.  A DVA's `vdev` is the index into top[];
+ * tops are only ever added (pool add): readers load ntops (acquire) and use
+ * the entries below it without a lock. */
 struct blkio {
-    struct vdev *vd;     /* the top-level vdev (a leaf or a mirror) */
-    struct alloc *alloc;
+    struct blk_top top[BLK_MAX_TOPS];
+    _Atomic unsigned ntops;
+    struct blk_rotor *rotor;
     struct bcache *cache;
     uint32_t cache_id;   /* distinguishes pools in the shared cache */
-    uint64_t data_start; /* absolute device offset of the data area */
-    uint64_t data_size;  /* bytes in the data area */
     int ashift;
 };
+
+/* The top of a DVA's vdev field, or NULL if there is none such. */
+static inline const struct blk_top *blk_top_of(const struct blkio *io, uint32_t vdev)
+{
+    unsigned n = atomic_load_explicit(&io->ntops, memory_order_acquire);
+    return vdev < n ? &io->top[vdev] : NULL;
+}
+
+/* Choose the top for the next allocation of about `bytes` bytes (advancing
+ * the rotation); returns its index.  Only active tops are chosen. */
+unsigned blk_pick_top(const struct blkio *io, uint64_t bytes);
 
 #define BLK_NOCACHE 1u /* read from the device even if cached, do not insert */
 #define BLK_SCRUB 2u   /* verify every copy and repair bad ones (scrub; with BLK_NOCACHE) */
@@ -128,10 +163,21 @@ int blk_write_batch(const struct blkio *io, struct blk_wreq *r, size_t n,
                     const struct blk_wprops *wp, uint64_t txg, struct blk_scratch *s,
                     uint64_t *written);
 
+/* Allocate room for a prepared block of len bytes (its stored bytes padded
+ * to the sector) on a top-level vdev (blk_pick_top, then any other with
+ * room), write it there and fill *dva (offset, vdev, asize).  -ENOSPC, or
+ * -EIO after a failed write (the room is freed again).  The one way to
+ * place a block: callers that build the rest of the pointer themselves (raw
+ * receive) use it too. */
+int blk_alloc_write(const struct blkio *io, const void *src, uint32_t len, uint64_t txg,
+                    struct dva *dva);
+
 /* Free the storage of bp (nothing for a hole) in txg. */
 void blk_free(const struct blkio *io, const struct blkptr *bp, uint64_t txg);
 
-/* Count a checksum error on the vdev (used by decoders of read blocks). */
+/* Count a checksum error (used by decoders of read blocks, which know the
+ * pool but not the device): counted on top-level vdev 0; blkio itself
+ * counts on the top of the block's DVA. */
 void blk_count_cksum_error(const struct blkio *io);
 
 #endif

@@ -13,9 +13,14 @@
 #include "common/cleanup.h"
 #include "store/pool_impl.h"
 
+/* A referenced extent; `off` carries the top's index in its top 8 bits
+ * (data areas are far below 2^56 bytes), so sorting groups them by top. */
 struct extent {
     uint64_t off, len;
 };
+#define EXT_TOP_SHIFT 56
+#define EXT_OFF(o) ((unsigned long long)((o) & ((1ULL << EXT_TOP_SHIFT) - 1)))
+#define EXT_TOP(o) ((unsigned)((o) >> EXT_TOP_SHIFT))
 
 struct cwalk {
     bs_pool *p;
@@ -37,7 +42,7 @@ static int visit(const struct blkptr *bp, uint64_t blkid, void *opaque)
         w->ext = e;
         w->cap = cap;
     }
-    w->ext[w->n].off = bp->dva[0].offset;
+    w->ext[w->n].off = bp->dva[0].offset | (uint64_t)bp->dva[0].vdev << EXT_TOP_SHIFT;
     w->ext[w->n].len = bp->dva[0].asize;
     w->n++;
     w->sum.allocated += bp->dva[0].asize;
@@ -93,6 +98,7 @@ static int cmp_ext(const void *a, const void *b)
 struct cmp_state {
     const struct extent *runs;
     size_t nruns, i;
+    uint64_t top;     /* in EXT position: the top whose map is compared */
     struct berr *err;
 };
 
@@ -100,20 +106,21 @@ struct cmp_state {
 static int compare_run(uint64_t off, uint64_t len, void *opaque)
 {
     struct cmp_state *s = opaque;
+    off |= s->top; /* the extents carry their top (and the messages show it) */
     if (s->i >= s->nruns || s->runs[s->i].off > off)
-        return berr_set(s->err, EILSEQ, "leak: %llu bytes at offset %llu are allocated but "
-                        "referenced by no block", (unsigned long long)(s->i < s->nruns
-                        ? MIN(len, s->runs[s->i].off - off) : len), (unsigned long long)off);
+        return berr_set(s->err, EILSEQ, "leak: %llu bytes at top %u offset %llu are allocated "
+                        "but referenced by no block", (unsigned long long)(s->i < s->nruns
+                        ? MIN(len, s->runs[s->i].off - off) : len), EXT_TOP(off), EXT_OFF(off));
     const struct extent *e = &s->runs[s->i];
     if (e->off < off)
-        return berr_set(s->err, EILSEQ, "block at offset %llu is referenced but not allocated",
-                        (unsigned long long)e->off);
+        return berr_set(s->err, EILSEQ, "block at top %u offset %llu is referenced but not "
+                        "allocated", EXT_TOP(e->off), EXT_OFF(e->off));
     if (e->len != len) {
         uint64_t at = e->len < len ? off + e->len : off + len;
-        return berr_set(s->err, EILSEQ, "%s at offset %llu",
+        return berr_set(s->err, EILSEQ, "%s at top %u offset %llu",
                         e->len < len ? "leak: allocated, unreferenced bytes"
                                      : "referenced block not allocated",
-                        (unsigned long long)at);
+                        EXT_TOP(at), EXT_OFF(at));
     }
     s->i++;
     return 0;
@@ -167,13 +174,14 @@ int bs_pool_check(bs_pool *p, struct berr *err)
         size_t m = 0;
         for (size_t i = 0; r == 0 && i < w.n; i++) {
             const struct extent *e = &w.ext[i];
-            if (!alloc_is_allocated(p->io.alloc, e->off, e->len)) {
-                r = berr_set(err, EILSEQ, "block at offset %llu (%llu bytes) is referenced "
-                             "but not allocated", (unsigned long long)e->off,
+            const struct blk_top *bt = blk_top_of(&p->io, EXT_TOP(e->off));
+            if (!bt || !alloc_is_allocated(bt->alloc, EXT_OFF(e->off), e->len)) {
+                r = berr_set(err, EILSEQ, "block at top %u offset %llu (%llu bytes) is "
+                             "referenced but not allocated", EXT_TOP(e->off), EXT_OFF(e->off),
                              (unsigned long long)e->len);
             } else if (m > 0 && w.ext[m - 1].off + w.ext[m - 1].len > e->off) {
-                r = berr_set(err, EILSEQ, "block at offset %llu is referenced twice",
-                             (unsigned long long)e->off);
+                r = berr_set(err, EILSEQ, "block at top %u offset %llu is referenced twice",
+                             EXT_TOP(e->off), EXT_OFF(e->off));
             } else if (m > 0 && w.ext[m - 1].off + w.ext[m - 1].len == e->off) {
                 w.ext[m - 1].len += e->len; /* merge adjacent into runs */
             } else {
@@ -182,15 +190,17 @@ int bs_pool_check(bs_pool *p, struct berr *err)
         }
         /* note: the overlap test above runs against merged runs, which is
          * exact because extents are sorted by offset */
-        if (r == 0) {
-            struct cmp_state s = { .runs = w.ext, .nruns = m, .err = err };
-            r = alloc_foreach_allocated(p->io.alloc, compare_run, &s);
-            if (r == 0 && s.i != m)
-                r = berr_set(err, EILSEQ, "block at offset %llu is referenced but not "
-                             "allocated", (unsigned long long)w.ext[s.i].off);
-            if (r > 0)
-                r = -EILSEQ;
+        /* every top's map, in order: the sorted runs are grouped by top */
+        struct cmp_state s = { .runs = w.ext, .nruns = m, .err = err };
+        for (unsigned t = 0; r == 0 && t < atomic_load(&p->io.ntops); t++) {
+            s.top = (uint64_t)t << EXT_TOP_SHIFT;
+            r = alloc_foreach_allocated(p->io.top[t].alloc, compare_run, &s);
         }
+        if (r == 0 && s.i != m)
+            r = berr_set(err, EILSEQ, "block at top %u offset %llu is referenced but not "
+                         "allocated", EXT_TOP(w.ext[s.i].off), EXT_OFF(w.ext[s.i].off));
+        if (r > 0)
+            r = -EILSEQ;
     }
     pthread_mutex_unlock(&p->txg.sync_mutex);
     pthread_mutex_unlock(&p->admin_lock);

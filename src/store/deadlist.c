@@ -44,9 +44,7 @@ static int ent_decode(const struct bs_pool *p, const uint8_t *b, struct dl_ent *
     e->asize = get_le32(b + 16);
     e->vdev = get_le32(b + 20);
     /* a hostile or damaged list must not make us free foreign space */
-    if (e->asize == 0 || e->vdev != 0 || e->offset > p->io.data_size ||
-        e->asize > p->io.data_size - e->offset ||
-        (e->offset | e->asize) & ((1u << p->io.ashift) - 1))
+    if (!pool_tops_dva_ok(p, e->vdev, e->offset, e->asize))
         return -EILSEQ;
     return 0;
 }

@@ -37,10 +37,12 @@
 #define UB_CKSUM_OFF (UB_SIZE - 32)
 #define UB_MAP_DIGEST_OFF 200
 #define UB_MAP_CHUNKS_OFF 216
-#define UB_RESERVED_OFF 220
+#define UB_NTOPS_OFF 220
+#define UB_TOPS_OFF 224
+#define UB_RESERVED_OFF (UB_TOPS_OFF + 8 * LABEL_MAX_TOPS)
 #define UB_RING_BYTES (LABEL_SIZE - LABEL_HDR_SIZE)
 #define MAX_CHILDREN 32
-#define FEATURES_INCOMPAT_KNOWN (LABEL_FEAT_VDEV_TREE | LABEL_FEAT_RAIDZ)
+#define FEATURES_INCOMPAT_KNOWN (LABEL_FEAT_VDEV_TREE | LABEL_FEAT_RAIDZ | LABEL_FEAT_MULTI_TOP)
 
 /* ---- layout ---- */
 
@@ -239,6 +241,10 @@ static bool hdr_fields_ok(const struct label_hdr *h, uint32_t used)
         return false;
     if (h->pool_guid == 0 || h->vdev_guid == 0)
         return false;
+    /* a top other than 0 only in a pool marked as having several */
+    if (h->top_id >= LABEL_MAX_TOPS ||
+        (h->top_id != 0 && !(h->features_incompat & LABEL_FEAT_MULTI_TOP)))
+        return false;
     if (h->nchildren == 0 || h->nchildren > MAX_CHILDREN || h->child_index >= h->nchildren)
         return false;
     for (uint64_t i = h->nchildren; i < MAX_CHILDREN; i++)
@@ -287,6 +293,9 @@ void ub_encode(const struct uberblock *ub, uint8_t out[UB_SIZE])
     put_le64(out + 192, ub->mos_size);
     memcpy(out + UB_MAP_DIGEST_OFF, ub->map_digest, 16);
     put_le32(out + UB_MAP_CHUNKS_OFF, ub->map_chunks);
+    put_le32(out + UB_NTOPS_OFF, ub->ntops);
+    for (uint32_t i = 0; i < ub->ntops && i < LABEL_MAX_TOPS; i++)
+        put_le64(out + UB_TOPS_OFF + 8 * i, ub->top_guids[i]);
     sha256(out, UB_CKSUM_OFF, out + UB_CKSUM_OFF);
 }
 
@@ -312,6 +321,21 @@ int ub_decode(const uint8_t *in, size_t len, struct uberblock *ub)
     t.mos_size = get_le64(in + 192);
     memcpy(t.map_digest, in + UB_MAP_DIGEST_OFF, 16);
     t.map_chunks = get_le32(in + UB_MAP_CHUNKS_OFF);
+    t.ntops = get_le32(in + UB_NTOPS_OFF);
+    for (uint32_t i = 0; i < LABEL_MAX_TOPS; i++)
+        t.top_guids[i] = get_le64(in + UB_TOPS_OFF + 8 * i);
+    /* the top list: none (one top), or 2.. distinct non-zero guids marked
+     * with the feature, zeros after them */
+    bool multi = (t.features_incompat & LABEL_FEAT_MULTI_TOP) != 0;
+    if (t.ntops == 1 || t.ntops > LABEL_MAX_TOPS || multi != (t.ntops != 0))
+        return -EILSEQ;
+    for (uint32_t i = 0; i < LABEL_MAX_TOPS; i++) {
+        if ((i < t.ntops) != (t.top_guids[i] != 0))
+            return -EILSEQ;
+        for (uint32_t j = 0; j < i && i < t.ntops; j++)
+            if (t.top_guids[j] == t.top_guids[i])
+                return -EILSEQ;
+    }
     if (t.version != BERTH_FORMAT_VERSION || get_le32(in + 12) != 0 ||
         !bytes_zero(in + UB_RESERVED_OFF, UB_CKSUM_OFF - UB_RESERVED_OFF))
         return -EILSEQ;

@@ -30,6 +30,12 @@
 /* Incompatible feature: the top-level vdev is a raidz (top_type 11, nparity
  * 1..3); its data area is interleaved over the leaves (FORMAT.md 2). */
 #define LABEL_FEAT_RAIDZ 4ULL
+/* Incompatible feature: the pool has several top-level vdevs (FORMAT.md 2,
+ * 3): this label's top_id may be non-zero and the uberblocks list the tops;
+ * a version without it must not import one top alone. */
+#define LABEL_FEAT_MULTI_TOP 16ULL
+/* Top-level vdevs per pool (label top_id < this; uberblock top list). */
+#define LABEL_MAX_TOPS 16
 
 enum pool_state { POOL_STATE_ACTIVE = 0, POOL_STATE_EXPORTED = 1, POOL_STATE_DESTROYED = 2 };
 enum vdev_type { VDEV_TYPE_FILE = 1, VDEV_TYPE_DISK = 2, VDEV_TYPE_MIRROR = 10, VDEV_TYPE_RAIDZ = 11 };
@@ -75,6 +81,12 @@ struct uberblock {
      * means none was recorded (written by an older version). */
     uint8_t map_digest[16];
     uint32_t map_chunks;
+    /* The pool's top-level vdevs as of this txg (FORMAT.md 3): ntops 0 for a
+     * pool with one top (whose guid the labels hold), else 2..LABEL_MAX_TOPS
+     * with LABEL_FEAT_MULTI_TOP in features_incompat; top_guids[i] is top
+     * i's guid (i = the top_id of its labels). */
+    uint32_t ntops;
+    uint64_t top_guids[LABEL_MAX_TOPS];
 };
 
 /* Compute the layout fields (dev_size, data_start, data_end, bitmap_*) of

@@ -24,6 +24,8 @@
  *    blocks overlap, the map cannot be trusted: the pool is imported
  *    read-only and nothing is written;
  *  - a read-only import rebuilds in memory only.
+ * Each top-level vdev has its own map: a DVA marks the map of the top its
+ * vdev field names (none: outside the data area).
  * Snapshots and clones share blocks: each dataset marks only the blocks it
  * owns (born after its previous snapshot, objtree_walk_since), so every
  * block is marked once and an overlap is still damage.  Deadlist objects
@@ -39,7 +41,7 @@
 #include "store/pool_impl.h"
 
 struct rebuild {
-    struct alloc *a;
+    const struct blkio *io;   /* a DVA's vdev picks the top whose map it marks */
     uint64_t blocks, bytes;
     uint64_t overlaps, first_overlap;
     uint64_t outside, first_outside;
@@ -54,7 +56,8 @@ static int mark(const struct blkptr *bp, uint64_t blkid, void *opaque)
         const struct dva *d = &bp->dva[i];
         if (d->asize == 0)
             continue;
-        int r = alloc_mark_allocated(rb->a, d->offset, d->asize);
+        const struct blk_top *t = blk_top_of(rb->io, d->vdev);
+        int r = t ? alloc_mark_allocated(t->alloc, d->offset, d->asize) : -EINVAL;
         if (r == -EINVAL) {
             if (rb->outside++ == 0)
                 rb->first_outside = d->offset;
@@ -94,20 +97,23 @@ int map_verify(bs_pool *p, const struct uberblock *ub, const struct alloc_load_i
                  (ub->map_chunks != li->nchunks || memcmp(ub->map_digest, li->digest, 16) != 0);
     if (li->nbad == 0 && !stale)
         return 0;
-    char why[160], bad[160];
+    char why[192], bad[160], top[32] = "";
+    if (atomic_load(&p->io.ntops) > 1)
+        snprintf(top, sizeof top, "top-level vdev %u: ", li->bad_top);
     if (li->nbad)
-        snprintf(why, sizeof why, "chunk %llu has no valid copy%s",
+        snprintf(why, sizeof why, "%schunk %llu has no valid copy%s", top,
                  (unsigned long long)li->first_bad, li->nbad > 1 ? ", and more" : "");
     else if (li->ndamaged)
-        snprintf(why, sizeof why, "chunk %llu has a damaged slot; the versions found do not "
-                 "match uberblock %llu", (unsigned long long)li->first_damaged,
+        snprintf(why, sizeof why, "%schunk %llu has a damaged slot; the versions found do not "
+                 "match uberblock %llu", top, (unsigned long long)li->first_damaged,
                  (unsigned long long)ub->txg);
     else
         snprintf(why, sizeof why, "the chunk versions found are stale for uberblock %llu",
                  (unsigned long long)ub->txg);
 
-    struct rebuild rb = { .a = p->io.alloc };
-    alloc_reset(rb.a);
+    struct rebuild rb = { .io = &p->io };
+    for (unsigned t = 0; t < atomic_load(&p->io.ntops); t++)
+        alloc_reset(p->io.top[t].alloc);
     mark_all(p, &rb, bad, sizeof bad);
     p->map_rebuilt = true;
     if (bad[0] || rb.overlaps || rb.outside) {

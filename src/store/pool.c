@@ -169,8 +169,8 @@ static void pool_free(bs_pool *p)
         ds_unref(d);
     }
     vkeys_free(p);
-    alloc_destroy(p->io.alloc);
-    vdev_close(p->vd);
+    pool_tops_free_maps(p);
+    pool_tops_close(p);
     cache_put(p->io.cache);
     free(p->mos_bytes);
     pthread_mutex_destroy(&p->lock);
@@ -183,21 +183,10 @@ void pool_abandon(bs_pool *p)
     pool_free(p);
 }
 
-static void setup_io(bs_pool *p)
-{
-    p->io.vd = p->vd;
-    vdev_set_data(p->vd, p->hdr.ashift, p->hdr.data_start, p->hdr.data_end - p->hdr.data_start);
-    p->io.data_start = p->hdr.data_start;
-    p->io.data_size = p->vd->data_size; /* a raidz's spans all its leaves */
-    p->io.ashift = p->hdr.ashift;
-    snprintf(p->name, sizeof p->name, "%s", p->hdr.pool_name);
-    p->guid = p->hdr.pool_guid;
-}
-
-static void update_space(bs_pool *p)
+void pool_update_space(bs_pool *p)
 {
     struct alloc_stats st;
-    alloc_stats(p->io.alloc, &st);
+    pool_tops_alloc_stats(p, &st);
     atomic_store(&p->free_est, st.available);
     /* Room kept for what the dirty-byte estimate does not count: indirect
      * blocks and the MOS rewritten by a txg.  3%, at least 16 MiB, but never
@@ -210,7 +199,7 @@ static int start(bs_pool *p, uint64_t committed, struct berr *err)
     p->io.cache = cache_get(&p->io.cache_id);
     if (!p->io.cache)
         return berr_set(err, ENOMEM, "cannot allocate the block cache");
-    update_space(p);
+    pool_update_space(p);
     int r = txg_init(p, committed);
     if (r == 0 && !p->readonly)
         r = txg_start(p);
@@ -229,11 +218,18 @@ uint64_t pool_random_u64(void)
 }
 
 /* "a", or "mirror of a, b, ..." for messages */
-static void spec_desc(const struct vdev_spec *s, char *buf, size_t len)
+static void spec_desc(const struct vdev_spec *specs, unsigned ns, char *buf, size_t len)
 {
-    size_t w = (size_t)snprintf(buf, len, "%s", s->top_type ? "mirror of " : "");
-    for (unsigned i = 0; i < s->n && w < len; i++)
-        w += (size_t)snprintf(buf + w, len - w, "%s%s", i ? ", " : "", s->paths[i]);
+    size_t w = 0;
+    buf[0] = 0;
+    for (unsigned t = 0; t < ns && w < len; t++) {
+        const struct vdev_spec *s = &specs[t];
+        w += (size_t)snprintf(buf + w, len - w, "%s%s", t ? "; " : "",
+                              s->top_type == VDEV_TYPE_RAIDZ ? "raidz of "
+                              : s->top_type ? "mirror of " : "");
+        for (unsigned i = 0; i < s->n && w < len; i++)
+            w += (size_t)snprintf(buf + w, len - w, "%s%s", i ? ", " : "", s->paths[i]);
+    }
 }
 
 int bs_pool_create(const char *name, const char *const *vdevs, size_t nvdevs, uint64_t size,
@@ -247,11 +243,12 @@ int bs_pool_create(const char *name, const char *const *vdevs, size_t nvdevs, ui
     int r = validate_name(name, "pool", err);
     if (r < 0)
         return r;
-    struct vdev_spec spec;
-    if ((r = pool_vdev_spec(vdevs, nvdevs, &spec, err)) < 0)
+    struct vdev_spec specs[BLK_MAX_TOPS];
+    unsigned ns = 0;
+    if ((r = pool_tops_spec(vdevs, nvdevs, opts->force, specs, &ns, err)) < 0)
         return r;
     char desc[256];
-    spec_desc(&spec, desc, sizeof desc);
+    spec_desc(specs, ns, desc, sizeof desc);
     if (opts->ashift && (opts->ashift < 9 || opts->ashift > 16))
         return berr_set(err, EINVAL, "ashift %d is invalid: use 9 to 16, or 0 to detect it",
                         opts->ashift);
@@ -265,30 +262,48 @@ int bs_pool_create(const char *name, const char *const *vdevs, size_t nvdevs, ui
     if (!p)
         return berr_set(err, ENOMEM, "out of memory");
     p->cryptdef = cryptdef;
-    r = pool_vdev_create(p, &spec, size, opts->force, err);
-    if (r < 0)
-        goto fail;
-    struct label_hdr *h = &p->hdr;
-    h->version = BERTH_FORMAT_VERSION;
-    h->pool_guid = pool_random_u64();
-    snprintf(h->pool_name, sizeof h->pool_name, "%s", name);
-    h->ashift = (uint8_t)(opts->ashift ? opts->ashift : p->vd->phys_sector_shift);
-    h->state = POOL_STATE_ACTIVE;
-    h->create_txg = 1;
-    r = label_layout(h, p->vd->size);
-    if (r < 0) {
-        r = berr_set(err, -r, "%s: too small for a pool (minimum 64 MiB)", desc);
+    uint64_t pool_guid = pool_random_u64();
+    int ashift = 0;
+    for (unsigned t = 0; t < ns; t++) {
+        r = pool_vdev_create(p, t, &specs[t], size, opts->force, err);
+        if (r < 0)
+            goto fail;
+        atomic_store(&p->io.ntops, t + 1); /* so that a failure closes it */
+        struct label_hdr *h = &p->top_hdr[t];
+        /* one sector size for the pool: the largest any top's devices need */
+        ashift = MAX(ashift, opts->ashift ? opts->ashift : p->io.top[t].vd->phys_sector_shift);
+        h->version = BERTH_FORMAT_VERSION;
+        h->pool_guid = pool_guid;
+        snprintf(h->pool_name, sizeof h->pool_name, "%s", name);
+        h->state = POOL_STATE_ACTIVE;
+        h->create_txg = 1;
+        if (ns > 1)
+            h->features_incompat |= LABEL_FEAT_MULTI_TOP;
+    }
+    for (unsigned t = 0; t < ns; t++) {
+        struct label_hdr *h = &p->top_hdr[t];
+        h->ashift = (uint8_t)ashift;
+        r = label_layout(h, p->io.top[t].vd->size);
+        if (r < 0) {
+            r = berr_set(err, -r, "%s: too small for a pool (minimum 64 MiB)", desc);
+            goto fail;
+        }
+    }
+    p->guid_sum = pool_tops_guid_sum(p, ns);
+    if ((r = pool_tops_setup_io(p)) < 0) {
+        r = berr_set(err, ENOMEM, "out of memory");
         goto fail;
     }
-    setup_io(p);
     /* old labels go first, so a create cut short never imports as the old pool */
     if ((r = pool_write_labels(p, true)) < 0) {
         r = berr_set(err, -r, "cannot write the labels of %s: %s", desc, strerror(-r));
         goto fail;
     }
-    r = alloc_create(p->vd, h, h->create_txg, &p->io.alloc, err);
-    if (r < 0)
-        goto fail;
+    for (unsigned t = 0; t < ns; t++) {
+        r = alloc_create(p->io.top[t].vd, &p->top_hdr[t], 1, &p->io.top[t].alloc, err);
+        if (r < 0)
+            goto fail;
+    }
     p->autotrim = opts->autotrim;
     p->comp = (uint8_t)opts->compression;
     p->comp_level = (uint8_t)(opts->compression == BS_COMPRESS_ZSTD
@@ -296,7 +311,7 @@ int bs_pool_create(const char *name, const char *const *vdevs, size_t nvdevs, ui
     p->cksum = (uint8_t)opts->checksum;
     p->next_id = 1;
     objdesc_init(&p->mos_od, MOS_DSHIFT, 0);
-    if ((r = start(p, h->create_txg, err)) < 0)
+    if ((r = start(p, 1, err)) < 0)
         goto fail;
     pthread_mutex_lock(&p->lock);
     p->mos_dirty = true;
@@ -326,12 +341,10 @@ static int load_ub(bs_pool *p, const struct uberblock *ub, struct berr *err)
                         (unsigned long long)ub->txg);
     od.levels = (uint8_t)ub->mos_levels;
     od.root = ub->mos_root;
-    struct alloc *a = NULL;
     struct alloc_load_info li;
-    int r = alloc_load_checked(p->vd, &p->hdr, ub->txg, &a, &li, err);
+    int r = pool_tops_load_maps(p, ub, &li, err);
     if (r < 0)
         return r;
-    p->io.alloc = a;
     uint8_t *bytes = NULL;
     struct mos_dir dir;
     r = mos_read(&p->io, &od, ub->mos_size, &bytes);
@@ -339,8 +352,7 @@ static int load_ub(bs_pool *p, const struct uberblock *ub, struct berr *err)
         r = mos_decode(bytes, ub->mos_size, &dir);
     if (r < 0) {
         free(bytes);
-        alloc_destroy(a);
-        p->io.alloc = NULL;
+        pool_tops_free_maps(p);
         return berr_set(err, EILSEQ, "txg %llu: the pool directory is unreadable (%s)",
                         (unsigned long long)ub->txg, strerror(-r));
     }
@@ -349,7 +361,7 @@ static int load_ub(bs_pool *p, const struct uberblock *ub, struct berr *err)
         p->readonly = true;
         blog_warn("pool '%s' has encrypted volumes from before berth authenticated their "
                   "metadata (directory version 3): imported read-only; copy their data to "
-                  "new volumes", p->hdr.pool_name);
+                  "new volumes", p->name);
     }
     p->legacy_crypt = dir.legacy_crypt;
     p->mos_od = od;
@@ -395,8 +407,7 @@ static int load_ub(bs_pool *p, const struct uberblock *ub, struct berr *err)
             vkeys_free(p);
             free(p->mos_bytes);
             p->mos_bytes = NULL;
-            alloc_destroy(p->io.alloc);
-            p->io.alloc = NULL;
+            pool_tops_free_maps(p);
             return -EILSEQ;
         }
     }
@@ -422,43 +433,94 @@ int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs
     if (!p)
         return berr_set(err, ENOMEM, "out of memory");
     struct uberblock *ubs = NULL;
-    int r = pool_vdev_import(p, vdevs, nvdevs, err);
+    bool found[BLK_MAX_TOPS];
+    int r = pool_vdev_import(p, vdevs, nvdevs, found, err);
     if (r < 0)
         goto fail;
+    /* pool-wide fields from the first top found (the same in all) */
+    unsigned ft = 0;
+    while (!found[ft])
+        ft++;
+    struct label_hdr *ph = &p->top_hdr[ft];
     /* the name comes from the device: it names API paths and NBD exports */
-    if (validate_name(p->hdr.pool_name, "pool", NULL) < 0) {
+    if (validate_name(ph->pool_name, "pool", NULL) < 0) {
         char shown[96];
-        utf8_sanitize(p->hdr.pool_name, shown, sizeof shown);
+        utf8_sanitize(ph->pool_name, shown, sizeof shown);
         r = berr_set(err, EILSEQ, "the label of %s holds an invalid pool name '%s'", vdevs[0],
                      shown);
         goto fail;
     }
-    if (p->hdr.state == POOL_STATE_DESTROYED) {
-        r = berr_set(err, ENOENT, "pool '%s' on %s was destroyed", p->hdr.pool_name, vdevs[0]);
+    if (ph->state == POOL_STATE_DESTROYED) {
+        r = berr_set(err, ENOENT, "pool '%s' on %s was destroyed", ph->pool_name, vdevs[0]);
         goto fail;
     }
-    if (name && strcmp(name, p->hdr.pool_name) != 0) {
-        r = berr_set(err, ENOENT, "%s holds pool '%s', not '%s'", vdevs[0], p->hdr.pool_name,
+    if (name && strcmp(name, ph->pool_name) != 0) {
+        r = berr_set(err, ENOENT, "%s holds pool '%s', not '%s'", vdevs[0], ph->pool_name,
                      name);
         goto fail;
     }
-    if (p->hdr.ashift < 9 || p->hdr.ashift > 16 || p->hdr.data_end <= p->hdr.data_start) {
-        r = berr_set(err, EILSEQ, "the label of %s has an invalid layout", vdevs[0]);
-        goto fail;
-    }
+    for (unsigned t = 0; t < BLK_MAX_TOPS; t++)
+        if (found[t] && (p->top_hdr[t].ashift < 9 || p->top_hdr[t].ashift > 16 ||
+                         p->top_hdr[t].data_end <= p->top_hdr[t].data_start)) {
+            r = berr_set(err, EILSEQ, "the label of %s has an invalid layout",
+                         p->io.top[t].vd->path);
+            goto fail;
+        }
     /* Features a reader may ignore but must not write under (FORMAT.md 2):
      * import read-only, never touching the device. */
-    if (p->hdr.features_ro_compat & ~FEATURES_RO_COMPAT_KNOWN) {
+    if (ph->features_ro_compat & ~FEATURES_RO_COMPAT_KNOWN) {
         p->readonly = true;
         blog_warn("pool '%s' on %s uses features this version cannot write (ro_compat %#llx): "
-                  "imported read-only", p->hdr.pool_name, vdevs[0],
-                  (unsigned long long)(p->hdr.features_ro_compat & ~FEATURES_RO_COMPAT_KNOWN));
+                  "imported read-only", ph->pool_name, vdevs[0],
+                  (unsigned long long)(ph->features_ro_compat & ~FEATURES_RO_COMPAT_KNOWN));
     }
-    setup_io(p);
-    int n = pool_read_ubs(p, &ubs);
-    if (n <= 0) {
+    memcpy(p->name, ph->pool_name, sizeof p->name); /* NUL-terminated: validated above */
+    p->name[sizeof p->name - 1] = 0;
+    /* every top found takes part in choosing the newest uberblock */
+    unsigned nfound = 0;
+    for (unsigned t = 0; t < BLK_MAX_TOPS; t++)
+        if (found[t])
+            nfound = t + 1;
+    for (unsigned t = 0; t < nfound; t++)
+        if (!found[t]) {
+            /* a hole: the uberblock's tree decides whether it matters */
+            nfound = t;
+            break;
+        }
+    atomic_store(&p->io.ntops, nfound);
+    int n = nfound ? pool_read_ubs(p, &ubs) : 0;
+    if (nfound == 0 || n <= 0) {
+        /* top 0 (or a top before the ones found) is missing: find the
+         * newest uberblock on what was found to name it */
+        for (unsigned t = 0; t < BLK_MAX_TOPS && n <= 0; t++) {
+            struct uberblock *u = NULL;
+            if (!found[t])
+                continue;
+            struct vdev *tv = p->io.top[t].vd;
+            for (unsigned i = 0; i < vdev_nleaves(tv) && r == 0; i++) {
+                if (vdev_leaf(tv, i)->fd < 0)
+                    continue;
+                int k = label_read_ubs(vdev_leaf(tv, i), &p->top_hdr[t], &u);
+                if (k > 0)
+                    r = pool_tops_for_ub(p, &u[0], found, err);
+                free(steal_ptr(u));
+                if (k > 0)
+                    break;
+            }
+            if (r < 0)
+                goto fail;
+        }
         r = berr_set(err, n < 0 ? -n : EILSEQ, "pool '%s' on %s has no valid uberblock", p->name,
                      vdevs[0]);
+        goto fail;
+    }
+    /* the newest uberblock's tree: a top it lists that is missing fails the
+     * import (going back to an older tree would lose what was written since) */
+    if ((r = pool_tops_for_ub(p, &ubs[0], found, err)) < 0)
+        goto fail;
+    pool_tops_drop_unlisted(p, found);
+    if ((r = pool_tops_setup_io(p)) < 0) {
+        r = berr_set(err, ENOMEM, "out of memory");
         goto fail;
     }
     if ((r = pool_check_fresh(p, err)) < 0)
@@ -471,7 +533,16 @@ int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs
     }
     r = -EILSEQ;
     for (int i = 0; i < n && r < 0; i++) {
-        if (ubs[i].guid_sum != p->guid_sum || ubs[i].features_incompat) {
+        /* an older uberblock with a smaller tree (before a pool add) */
+        unsigned nt = ubs[i].ntops ? ubs[i].ntops : 1;
+        if (nt != atomic_load(&p->io.ntops)) {
+            if (nt > atomic_load(&p->io.ntops))
+                continue;
+            atomic_store(&p->io.ntops, nt);
+            p->guid_sum = pool_tops_guid_sum(p, nt);
+        }
+        if (ubs[i].guid_sum != p->guid_sum ||
+            (ubs[i].features_incompat & ~LABEL_FEAT_MULTI_TOP)) {
             berr_set(&last, EILSEQ, "uberblock %llu does not match the device set",
                      (unsigned long long)ubs[i].txg);
             continue;
@@ -486,11 +557,14 @@ int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs
         r = berr_set(err, -r, "cannot import pool '%s' from %s: %s", p->name, vdevs[0], last.msg);
         goto fail;
     }
+    /* a fallback to an uberblock from before a pool add: that top is not
+     * part of the pool */
+    pool_tops_drop_unlisted(p, found);
     uint64_t committed = p->txg.committed_txg;
     free(steal_ptr(ubs));
     objtree_walk(&p->io, &p->mos_od, 0, add_mos_bytes, &p->mos_od);
-    if (p->hdr.state != POOL_STATE_ACTIVE && !p->readonly) {
-        p->hdr.state = POOL_STATE_ACTIVE;
+    if (p->top_hdr[0].state != POOL_STATE_ACTIVE && !p->readonly) {
+        pool_set_state(p, POOL_STATE_ACTIVE);
         if ((r = pool_write_labels(p, false)) < 0) {
             r = berr_set(err, -r, "cannot mark pool '%s' active on %s", p->name, vdevs[0]);
             goto fail;
@@ -613,7 +687,7 @@ int bs_pool_export(bs_pool *p, bool force, struct berr *err)
                          "last committed state will be imported", p->name);
         } else {
             txg_fini(p);
-            p->hdr.state = POOL_STATE_EXPORTED;
+            pool_set_state(p, POOL_STATE_EXPORTED);
             if ((r = pool_write_labels(p, false)) < 0)
                 r = berr_set(err, -r, "cannot mark pool '%s' exported: %s", p->name,
                              strerror(-r));
@@ -660,7 +734,7 @@ int bs_pool_sync(bs_pool *p, struct berr *err)
         if (r < 0)
             return berr_set(err, -r, "pool '%s' cannot commit: it is faulted after an I/O error",
                             p->name);
-        if (!alloc_deferred_pending(p->io.alloc))
+        if (!pool_tops_deferred_pending(p))
             break;
     }
     return 0;
@@ -669,7 +743,12 @@ int bs_pool_sync(bs_pool *p, struct berr *err)
 int bs_pool_trim(bs_pool *p, uint64_t *trimmed_bytes, struct berr *err)
 {
     uint64_t bytes = 0;
-    int r = alloc_trim_all(p->io.alloc, &bytes);
+    int r = 0;
+    for (unsigned t = 0; r == 0 && t < atomic_load(&p->io.ntops); t++) {
+        uint64_t b = 0;
+        r = alloc_trim_all(p->io.top[t].alloc, &b);
+        bytes += b;
+    }
     if (trimmed_bytes)
         *trimmed_bytes = bytes;
     if (r < 0)
@@ -691,12 +770,9 @@ int bs_pool_stats(bs_pool *p, struct bs_pool_stats *o)
     pthread_mutex_lock(&p->txg.lock);
     o->txg = p->txg.committed_txg;
     pthread_mutex_unlock(&p->txg.lock);
-    o->ashift = p->hdr.ashift;
+    o->ashift = p->io.ashift;
     struct alloc_stats st;
-    alloc_stats(p->io.alloc, &st);
-    o->size = st.size;
-    o->allocated = st.allocated;
-    o->free = st.free;
+    pool_tops_alloc_stats(p, &st);
     o->fragmentation = st.fragmentation;
     pthread_mutex_lock(&p->lock);
     o->autotrim = p->autotrim;
@@ -715,9 +791,16 @@ int bs_pool_stats(bs_pool *p, struct bs_pool_stats *o)
     }
     pthread_mutex_unlock(&p->lock);
     o->compressratio = o->physical_bytes ? (double)o->logical_bytes /
-                                               (o->physical_bytes * vdev_data_fraction(p->vd))
+                                               (o->physical_bytes * pool_tops_data_fraction(p))
                                          : 1.0;
     pool_vdev_stats(p, f, st.size, o);
+    pool_tops_stats(p, o); /* size, allocated, free: usable, after parity */
+    for (size_t i = 0; i < o->ntops; i++)
+        for (unsigned k = 0; k < o->tops[i].nleaves; k++)
+            if (o->tops[i].first_leaf + k < o->nvdevs)
+                o->vdevs[o->tops[i].first_leaf + k].size =
+                    o->tops[i].type[0] == 'r' ? o->tops[i].raw_size / o->tops[i].nleaves
+                                              : o->tops[i].raw_size;
     scrub_stats(p, o);
     struct bcache_stats cs;
     bcache_stats(p->io.cache, &cs);

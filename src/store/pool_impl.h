@@ -91,9 +91,13 @@ struct bs_vol {
 struct bs_pool {
     char name[64];
     uint64_t guid;
-    uint64_t guid_sum;        /* of all leaves (uberblocks carry it) */
-    struct vdev *vd;          /* the top-level vdev: a leaf or a mirror */
-    struct label_hdr hdr;
+    uint64_t guid_sum;        /* of all leaves of all tops (uberblocks carry it) */
+    /* The top-level vdevs (pool_tops.c): io.top[i] and top_hdr[i] (its label
+     * template: everything but the per-leaf fields) for i < io.ntops.  The
+     * pool-wide fields (name, guids, ashift, state) are the same in every
+     * top_hdr; top_hdr[0] is the one read.  Tops are added (bs_pool_add)
+     * under admin_lock + txg.sync_mutex and never removed while open. */
+    struct label_hdr top_hdr[BLK_MAX_TOPS];
     struct blkio io;
     bool readonly;
     bool map_rebuilt;         /* import rebuilt the allocation map (maprebuild.c) */
@@ -117,6 +121,9 @@ struct bs_pool {
     struct scrub *scrub;      /* scrub.c; NULL until the first scrub */
 };
 
+/* Recompute free_est and the slop from the allocators (pool.c; at start
+ * and after a top-level vdev joined). */
+void pool_update_space(bs_pool *p);
 /* A non-zero random 64-bit value (guids; pool.c). */
 uint64_t pool_random_u64(void);
 
@@ -130,14 +137,19 @@ struct vdev_spec {
     unsigned n;
 };
 int pool_vdev_spec(const char *const *vdevs, size_t n, struct vdev_spec *s, struct berr *err);
-/* Open the leaves of a new pool (checking for old labels unless force) and
- * build p->vd; fills the tree fields of p->hdr (guids, top type, features). */
-int pool_vdev_create(bs_pool *p, const struct vdev_spec *s, uint64_t size, bool force,
-                     struct berr *err);
-/* Open the given members, check their labels agree, assemble p->vd with
+/* Open the leaves of a new top-level vdev `top` (checking for old labels
+ * unless force) and build p->io.top[top].vd; fills the tree fields of
+ * p->top_hdr[top] (guids, top type, features).  Does not publish it. */
+int pool_vdev_create(bs_pool *p, unsigned top, const struct vdev_spec *s, uint64_t size,
+                     bool force, struct berr *err);
+/* Open the given members, check their labels agree, group them by top
+ * (label top_id) and assemble each top found in p->io.top[id].vd with
  * placeholders for missing members (refused when redundancy cannot cover
- * them) and set p->hdr from the labels. */
-int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, struct berr *err);
+ * them), set p->top_hdr[id] from the labels; found[id] tells which tops
+ * were found (io.ntops is left for pool_tops_for_ub).  On error nothing
+ * stays open. */
+int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, bool found[BLK_MAX_TOPS],
+                     struct berr *err);
 /* The uberblocks of all present leaves, newest first, deduplicated; marks
  * leaves that missed the newest txgs stale.  Count, or -errno. */
 int pool_read_ubs(bs_pool *p, struct uberblock **out);
@@ -153,6 +165,74 @@ int pool_check_fresh(bs_pool *p, struct berr *err);
 int pool_wipe_labels(bs_pool *p);
 /* Per-leaf status and the pool state into o (nvdevs, vdevs[], error sums). */
 void pool_vdev_stats(bs_pool *p, bool faulted, uint64_t size, struct bs_pool_stats *o);
+
+/* ---- several top-level vdevs (pool_tops.c) ---- */
+
+/* Split a vdev list into top-level specs: "mirror A B mirror C D",
+ * "raidz1 A B C raidz1 D E F", "A B" (two single-leaf tops); a keyword
+ * starts a new top that runs to the next keyword.  Mixed kinds, widths or
+ * parities need force (zpool's "mismatched replication level"). */
+int pool_tops_spec(const char *const *vdevs, size_t n, bool force, struct vdev_spec *specs,
+                   unsigned *nspecs, struct berr *err);
+/* Sum of the guids of all leaves of tops [0, ntops). */
+uint64_t pool_tops_guid_sum(bs_pool *p, unsigned ntops);
+/* Fix the pool's tree to the one uberblock ub names (its top list, or top 0
+ * alone): every listed top must have been found at import (else ENXIO
+ * naming the missing top) with that guid; sets io.ntops. */
+int pool_tops_for_ub(bs_pool *p, const struct uberblock *ub, const bool found[BLK_MAX_TOPS],
+                     struct berr *err);
+/* Close the tops found at import that the chosen tree does not list (an
+ * interrupted pool add): they are not part of the pool. */
+void pool_tops_drop_unlisted(bs_pool *p, const bool found[BLK_MAX_TOPS]);
+/* Set up io.top[i] (data area of every top < ntops) and the rotor. */
+int pool_tops_setup_io(bs_pool *p);
+/* Load the allocation maps of all tops as of ub (alloc_load_checked each);
+ * *li combines them (digest as pool_tops_digest, counts summed). */
+int pool_tops_load_maps(bs_pool *p, const struct uberblock *ub, struct alloc_load_info *li,
+                        struct berr *err);
+void pool_tops_free_maps(bs_pool *p);
+/* The map digest of the uberblock of txg (FORMAT.md 3): one top's own, or
+ * over several the XXH3-128 of their digests; returns the chunk count. */
+uint32_t pool_tops_digest(bs_pool *p, uint64_t txg, uint8_t out[16]);
+/* The sync steps over all tops: write the changed map chunks; flush every
+ * top; fill the uberblock's tree fields (digest, top list, feature) and
+ * write it to every leaf of every top; after the txg is durable release
+ * deferred frees (and update the free-space estimate). */
+int pool_tops_sync_maps(bs_pool *p, uint64_t txg);
+int pool_tops_flush(bs_pool *p);
+int pool_tops_write_ub(bs_pool *p, struct uberblock *ub);
+void pool_tops_txg_done(bs_pool *p, uint64_t txg);
+void pool_tops_writeback_hint(bs_pool *p);
+/* Pool-wide: are frees still deferred on any top; hold/release frees for a
+ * scrub (alloc_hold_frees on every top); allocator statistics summed (raw
+ * bytes, parity included); the share of raw bytes that is data. */
+bool pool_tops_deferred_pending(bs_pool *p);
+void pool_tops_hold_frees(bs_pool *p, uint64_t txg);
+void pool_tops_alloc_stats(bs_pool *p, struct alloc_stats *st);
+double pool_tops_data_fraction(bs_pool *p);
+/* Free a block given by its DVA fields (deadlists), in txg. */
+void pool_tops_free(bs_pool *p, uint32_t vdev, uint64_t off, uint64_t asize, uint64_t txg);
+/* Is [off, off+asize) inside top vdev's data area, sector aligned? */
+bool pool_tops_dva_ok(const bs_pool *p, uint32_t vdev, uint64_t off, uint64_t asize);
+/* Leaves of all tops in order (top 0's first): the pool-wide leaf index
+ * used by status, fault knobs and online/offline.  *top (if non-NULL) gets
+ * the leaf's top and *child its index in it. */
+unsigned pool_nleaves(bs_pool *p);
+struct vdev *pool_leaf(bs_pool *p, unsigned i, unsigned *top, unsigned *child);
+/* Recompute every top's state; the worst (ONLINE < DEGRADED < FAULTED). */
+enum vdev_state pool_tops_state(bs_pool *p);
+/* Set the state (active, exported) written by the next pool_write_labels. */
+void pool_set_state(bs_pool *p, enum pool_state st);
+/* Close every top's vdev (teardown). */
+void pool_tops_close(bs_pool *p);
+/* The per-top part of bs_pool_stats: tops[], ntops, and size/allocated/free
+ * as usable bytes (raw_* with parity). */
+void pool_tops_stats(bs_pool *p, struct bs_pool_stats *o);
+/* Tests only: 1 or 2 makes bs_pool_add stop (ECANCELED) after that step of
+ * its order (pool_tops.c), as a crash there would; 0 (default) off. */
+extern _Atomic int pool_tops_test_stop;
+/* pool_write_labels for top t alone (also before it is published). */
+int pool_write_top_labels(bs_pool *p, unsigned t, bool wipe_first);
 
 /* ---- scrub (scrub.c) ---- */
 void scrub_stats(bs_pool *p, struct bs_pool_stats *o);

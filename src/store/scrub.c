@@ -77,8 +77,8 @@ struct scrub {
 static uint64_t leaves_repaired(bs_pool *p)
 {
     uint64_t sum = 0;
-    for (unsigned i = 0; i < vdev_nleaves(p->vd); i++)
-        sum += atomic_load(&vdev_leaf(p->vd, i)->ctr.repaired_bytes);
+    for (unsigned i = 0; i < pool_nleaves(p); i++)
+        sum += atomic_load(&pool_leaf(p, i, NULL, NULL)->ctr.repaired_bytes);
     return sum;
 }
 
@@ -143,7 +143,7 @@ static int snapshot(bs_pool *p, struct unit **out, size_t *n, uint64_t *txg)
     *txg = p->txg.committed_txg;
     pthread_mutex_unlock(&p->txg.lock);
     if (u)
-        alloc_hold_frees(p->io.alloc, *txg);
+        pool_tops_hold_frees(p, *txg);
     pthread_mutex_unlock(&p->txg.sync_mutex);
     if (!u)
         return -ENOMEM;
@@ -219,7 +219,7 @@ static int run_pass(bs_pool *p, struct scrub *s)
         }
     }
     free(u);
-    alloc_hold_frees(p->io.alloc, 0);
+    pool_tops_hold_frees(p, 0);
     txg_mark_dirty(p); /* let the frees held meanwhile drain */
     return r;
 }
@@ -257,13 +257,13 @@ static void *scrub_main(void *arg)
          * that came back stale hold everything now (cleared before waiters
          * see "finished") */
         bool cleared = false;
-        for (unsigned i = 0; i < vdev_nleaves(p->vd) && i < 32; i++) {
-            struct vdev *l = vdev_leaf(p->vd, i);
+        for (unsigned i = 0; i < pool_nleaves(p) && i < 32; i++) {
+            struct vdev *l = pool_leaf(p, i, NULL, NULL);
             if (!s->resumed && vdev_usable(l) && (s->start_usable >> i & 1) &&
                 atomic_load(&l->stale_gen) == s->start_gen[i])
                 cleared |= atomic_exchange(&l->stale, false);
         }
-        vdev_top_state(p->vd);
+        pool_tops_state(p);
         if (cleared && !p->readonly) /* the labels stop calling them stale */
             (void)pool_write_labels(p, false);
     }
@@ -326,7 +326,7 @@ static int scrub_cmd(bs_pool *p, enum bs_scrub_cmd cmd, const struct bs_scrub_po
         } else {
             join_locked(s);
             struct alloc_stats st;
-            alloc_stats(p->io.alloc, &st);
+            pool_tops_alloc_stats(p, &st);
             s->state = SC_SCANNING;
             s->start_time = (uint64_t)time(NULL);
             s->end_time = 0;
@@ -345,8 +345,8 @@ static int scrub_cmd(bs_pool *p, enum bs_scrub_cmd cmd, const struct bs_scrub_po
                 s->pos_blk = from->blk;
             }
             s->start_usable = 0;
-            for (unsigned i = 0; i < vdev_nleaves(p->vd) && i < 32; i++) {
-                struct vdev *l = vdev_leaf(p->vd, i);
+            for (unsigned i = 0; i < pool_nleaves(p) && i < 32; i++) {
+                struct vdev *l = pool_leaf(p, i, NULL, NULL);
                 s->start_gen[i] = atomic_load(&l->stale_gen);
                 if (vdev_usable(l))
                     s->start_usable |= 1u << i;

@@ -393,7 +393,7 @@ static int destroy_merge(struct sync_ctx *c, struct sync_vol *sv, struct ds *chi
     for (size_t i = 0; i < nn + ns; i++) {
         const struct dl_ent *e = i < nn ? &ne[i] : &se[i - nn];
         if (i < nn && e->birth > s_prev) { /* born in S, dropped by N: only S had it */
-            alloc_free(p->io.alloc, e->offset, e->asize, c->txg);
+            pool_tops_free(p, e->vdev, e->offset, e->asize, c->txg);
             freed += e->asize;
             continue;
         }

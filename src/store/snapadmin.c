@@ -183,7 +183,7 @@ static void fill_snap(struct ds *s, const struct kids *k, struct bs_snap_props *
     o->referenced = s->od.allocated;
     o->logicalreferenced = s->od.logical;
     o->compressratio = s->od.physical ? (double)s->od.logical /
-                                            (s->od.physical * vdev_data_fraction(s->pool->vd))
+                                            (s->od.physical * pool_tops_data_fraction(s->pool))
                                       : 1.0;
     snprintf(o->holds, sizeof o->holds, "%s", s->rec.holds);
     for (const char *c = s->rec.holds; *c; c++)

@@ -244,7 +244,7 @@ static void leaf_job(void *ctx, size_t i, struct blk_scratch *s)
         }
         uint64_t before = atomic_fetch_add_explicit(&c->wb_bytes, a, memory_order_relaxed);
         if ((before + a) / WB_HINT_BYTES != before / WB_HINT_BYTES)
-            vdev_writeback_hint(c->p->vd, 0, 0);
+            pool_tops_writeback_hint(c->p);
     }
 }
 
@@ -460,7 +460,7 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
     if (r == 0)
         r = atomic_load(&c.err);
     if (r == 0 && c.njobs)
-        vdev_writeback_hint(p->vd, 0, 0); /* the tail, while the trees are rewritten */
+        pool_tops_writeback_hint(p); /* the tail, while the trees are rewritten */
     for (size_t i = 0; r == 0 && i < c.nsv; i++) {
         struct sync_vol *sv = &c.sv[i];
         struct objtree_wctx w = {
@@ -499,10 +499,10 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
     if (r == 0)
         r = write_mos(&c, &mos_od, &mbytes, &mlen);
     if (r == 0)
-        r = alloc_sync(p->io.alloc, txg);
+        r = pool_tops_sync_maps(p, txg);
     T4 = now_ns();
     if (r == 0)
-        r = vdev_flush(p->vd);
+        r = pool_tops_flush(p);
     if (r == 0) {
         struct uberblock ub = {
             .version = BERTH_FORMAT_VERSION, .txg = txg, .pool_guid = p->guid,
@@ -510,20 +510,15 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
             .mos_root = mos_od.root, .mos_levels = mos_od.levels, .mos_dblksz = MOS_BLKSZ,
             .mos_size = mlen,
         };
-        ub.map_chunks = alloc_digest(p->io.alloc, txg, ub.map_digest); /* import checks it */
-        r = label_write_ub(p->vd, &p->hdr, &ub);
+        r = pool_tops_write_ub(p, &ub); /* map digest and tree too: to every top */
     }
     if (r == 0)
-        r = vdev_flush(p->vd);
+        r = pool_tops_flush(p);
     T5 = now_ns();
     if (r == 0) {
         publish(&c, &mos_od, mbytes, mlen);
         mbytes = NULL;
-        alloc_txg_done(p->io.alloc, txg, p->autotrim);
-        struct alloc_stats st;
-        alloc_stats(p->io.alloc, &st);
-        /* not st.free: space freed in the last txgs is not reusable yet */
-        atomic_store(&p->free_est, st.available);
+        pool_tops_txg_done(p, txg); /* and the free-space estimate */
     }
     blog_debug("pool %s txg %llu: %zu leaves; quiesce %.1f ms, leaves %.1f ms, trees %.1f ms, "
                "mos+bitmap %.1f ms, commit %.1f ms, publish+trim %.1f ms", p->name,
@@ -588,7 +583,7 @@ static void *sync_main(void *arg)
             /* Deferred frees only become reusable (and are only punched) as
              * later txgs commit: keep committing, even empty txgs, until
              * they drain, or an idle pool would hold freed space forever. */
-            if (alloc_deferred_pending(p->io.alloc))
+            if (pool_tops_deferred_pending(p))
                 mark_dirty_locked(tx);
         }
         pthread_cond_broadcast(&tx->cv_done);

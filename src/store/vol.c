@@ -295,7 +295,7 @@ static int space_check(struct bs_pool *p, uint64_t len)
     for (int i = 0; space_short(p, len); i++) {
         if (i > ALLOC_DEFER_TXGS + 1)
             return -ENOSPC;
-        if (atomic_load(&p->txg.dirty_bytes) == 0 && !alloc_deferred_pending(p->io.alloc))
+        if (atomic_load(&p->txg.dirty_bytes) == 0 && !pool_tops_deferred_pending(p))
             return -ENOSPC;
         int r = txg_sync_all(p);
         if (r < 0)

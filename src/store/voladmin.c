@@ -179,7 +179,7 @@ static void fill_props(struct bs_pool *p, struct ds *d, struct bs_vol_props *o)
     o->used = vol_space_locked(p, d, &sp) == 0 ? sp.used : MAX(od.allocated, d->rec.refreservation);
     o->logicalused = od.logical;
     o->compressratio =
-        od.physical ? (double)od.logical / (od.physical * vdev_data_fraction(p->vd)) : 1.0;
+        od.physical ? (double)od.logical / (od.physical * pool_tops_data_fraction(p)) : 1.0;
     o->create_txg = d->rec.create_txg;
     o->guid = d->rec.guid;
     o->keyloaded = true;

@@ -54,7 +54,8 @@ for try in 1 2 3; do
 done
 if [ $paused = 1 ]; then
   pos=$(jpool tank scan.pos.blk)
-  saved() { grep -q '"scrub_in_progress"' "$STATE/pools.json"; }
+  # the pause itself must be saved, not only the scanning position before it
+  saved() { grep -q '"scrub_in_progress"' "$STATE/pools.json" && grep -Eq '"paused": ?true' "$STATE/pools.json"; }
   wait_until 10 saved || fail "the paused scrub is not in pools.json"
   kill_berthd
   start_berthd

@@ -657,7 +657,7 @@ static void test_mirror_heal(void)
     struct blkptr bp;
     struct objdesc od = ds_od(find_ds(p, "m"));
     objtree_lookup(&p->io, &od, 3, &bp, NULL);
-    uint64_t at = p->io.data_start + bp.dva[0].offset;
+    uint64_t at = p->top_hdr[0].data_start + bp.dva[0].offset;
     bs_pool_export(p, false, &e);
     uint8_t junk[512];
     memset(junk, 0xa5, sizeof junk);

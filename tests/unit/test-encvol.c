@@ -378,7 +378,7 @@ static void test_tamper(const uint8_t *plain, const uint8_t *rawkey)
     bs_pool_sync(p, &e);
     struct blkptr bp;
     ok(find_bp(p, "v", 1, &bp) == 0 && (bp.flags & BP_FLAG_ENCRYPTED), "block 1 is encrypted");
-    uint64_t at = p->io.data_start + bp.dva[0].offset;
+    uint64_t at = p->top_hdr[0].data_start + bp.dva[0].offset;
     /* the MAC itself: a pointer whose checksum is right but whose AAD, IV
      * or ciphertext differ */
     pthread_mutex_lock(&p->lock);

@@ -86,7 +86,9 @@ static void bad_bodies(void)
     BAD(R_POOL_CREATE, "[1,2]", EINVAL, "must be a JSON object");
     BAD(R_POOL_CREATE, "\"tank\"", EINVAL, "JSON object");
     BAD(R_POOL_CREATE, "{\"vdevs\":[\"/x\"]}", EINVAL, "missing required field 'name'");
-    BAD(R_POOL_CREATE, "{\"name\":\"t\"}", EINVAL, "'vdevs'");
+    /* neither 'vdevs' nor 'spec': the handler refuses it (either is enough) */
+    BAD(R_POOL_CREATE, "{\"name\":\"t\",\"spec\":[]}", EINVAL, "field 'spec'");
+    BAD(R_POOL_ADD, "{\"force\":true}", EINVAL, "missing required field 'spec'");
     BAD(R_POOL_CREATE, "{\"name\":5,\"vdevs\":[\"/x\"]}", EINVAL, "field 'name': expected a string");
     BAD(R_POOL_CREATE, "{\"name\":\"t\",\"vdevs\":\"/x\"}", EINVAL, "field 'vdevs': expected an array");
     BAD(R_POOL_CREATE, "{\"name\":\"t\",\"vdevs\":[]}", EINVAL, "field 'vdevs'");

@@ -157,7 +157,7 @@ static bool create(struct blocks *blk, uint64_t *data_start, uint64_t *leaf_used
     pthread_mutex_unlock(&p->lock);
     blk->n = 0;
     objtree_walk(&p->io, &od, 0, collect, blk);
-    *data_start = p->hdr.data_start;
+    *data_start = p->top_hdr[0].data_start;
     uint64_t hi = 0;
     for (size_t i = 0; i < blk->n; i++)
         hi = MAX(hi, blk->off[i] + blk->asize[i]);

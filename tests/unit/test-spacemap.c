@@ -248,7 +248,7 @@ static int64_t pick_chunk(const struct geo *g, int *newest)
 /* Every chunk has a valid slot stamped with the pool's current txg. */
 static bool all_rewritten(bs_pool *p)
 {
-    struct geo g = {.h = p->hdr}; /* read_geo: the pool holds the device's lock */
+    struct geo g = {.h = p->top_hdr[0]}; /* read_geo: the pool holds the device's lock */
     struct bs_pool_stats st;
     bs_pool_stats(p, &st);
     for (uint64_t c = 0; c < g.h.bitmap_chunks; c++)
@@ -262,7 +262,7 @@ static void after_rebuild(bs_pool *p, const char *what)
 {
     struct berr e = {0};
     struct alloc_stats as;
-    alloc_stats(p->io.alloc, &as);
+    alloc_stats(p->io.top[0].alloc, &as);
     ok(p->map_rebuilt && !p->readonly, "%s: map rebuilt, pool writable", what);
     ok(as.available == as.free, "%s: nothing deferred after the rebuild", what);
     ok(all_rewritten(p), "%s: the next txg rewrote every chunk", what);
@@ -416,7 +416,7 @@ static void test_tree_damaged(void)
     uint64_t ind = UINT64_MAX;
     for (struct ds *d = p->ds_list; d; d = d->next)
         objtree_walk(&p->io, &d->od, 0, find_indirect, &ind);
-    uint64_t data_start = p->hdr.data_start;
+    uint64_t data_start = p->top_hdr[0].data_start;
     bs_pool_close(p);
     struct geo g;
     read_geo(&g);

@@ -352,7 +352,7 @@ static void corruption_test(void)
     uint64_t offs[64] = { 0 };
     struct ds *d = vol->ds;
     objtree_walk(&p->io, &d->od, 0, collect, offs);
-    uint64_t data_start = p->hdr.data_start;
+    uint64_t data_start = p->top_hdr[0].data_start;
     bs_vol_close(vol);
     bs_pool_close(p);
     int fd = open(path, O_RDWR | O_CLOEXEC);
