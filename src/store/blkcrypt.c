@@ -23,13 +23,9 @@
  *    in place of the current one failed.  Without birth that replay
  *    authenticates.  But the attacker must also rewrite the indirect blocks
  *    above it (their checksums cover the pointer), and stopping a rewritten
- *    tree is the job of the metadata authentication (being built beside
- *    this: keyless digests of every indirect block over its children's MACs
- *    and a keyed root MAC in each dataset record), which covers birth and
- *    the whole pointer at once.  Until it lands, a rollback to older
- *    ciphertext of the same key was already possible with version 1 by
- *    replaying whole subtrees (docs/FORMAT.md section 10), so nothing that
- *    held before is lost;
+ *    tree is the job of the metadata authentication (objtree.c, dsauth.h:
+ *    keyless digests of every indirect block over its children's MACs and a
+ *    keyed root MAC in each dataset record), which catches such a replay;
  *  - object is 0 for every volume block (reserved for file datasets, which
  *    would bind their object through the metadata MAC of the dnode). */
 #include "store/blkcrypt.h"
@@ -63,7 +59,8 @@ bool blk_crypt_match(const struct blkptr *bp, const struct blk_crypt *bc)
 
 bool blk_sum_ok(const struct blkptr *bp, const uint8_t sum[32])
 {
-    if (bp->flags & BP_FLAG_ENCRYPTED)
+    /* an authenticated indirect keeps its children's digest there instead */
+    if (bp->flags & (BP_FLAG_ENCRYPTED | BP_FLAG_AUTH))
         return memcmp(sum, bp->checksum, MAC_OFF) == 0;
     return checksum_equal(bp->cksum, sum, bp->checksum);
 }
@@ -137,6 +134,19 @@ int blk_unseal(const struct blkio *io, const struct blkptr *bp, const struct blk
     if (r == -EIO)
         blk_count_cksum_error(io);
     return r;
+}
+
+int blk_open_into(const struct blkptr *bp, const struct blk_crypt *bc, const uint8_t *in,
+                  uint8_t *out)
+{
+    if (!bc || !bc->key || !(bp->flags & BP_FLAG_ENCRYPTED))
+        return -EIO;
+    uint8_t salt[CRYPT_SALT_LEN], aad[CRYPT_AAD_LEN];
+    bp_get_salt(bp, salt);
+    size_t alen = make_aad(bc, bp->iv[BLK_AAD_BYTE], bp->type, bp->level, bp->comp, bp->birth,
+                           bp->lsize, bp->psize, aad);
+    return crypt_decrypt_block(bc->key, salt, bp->iv, aad, alen, in, out, bp->psize,
+                               bp->checksum + MAC_OFF);
 }
 
 int blk_sealed_of(const struct blkptr *bp, uint64_t blkid, struct blk_sealed *out)

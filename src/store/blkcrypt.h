@@ -61,7 +61,8 @@ void bp_get_salt(const struct blkptr *bp, uint8_t salt[CRYPT_SALT_LEN]);
 bool blk_crypt_match(const struct blkptr *bp, const struct blk_crypt *bc);
 
 /* Does `sum` (computed over the stored bytes) match bp's checksum?  An
- * encrypted pointer keeps 16 bytes of it (the MAC takes the rest). */
+ * encrypted pointer keeps 16 bytes of it (the MAC takes the rest), so does an
+ * authenticated indirect (BP_FLAG_AUTH: its children's digest). */
 bool blk_sum_ok(const struct blkptr *bp, const uint8_t sum[32]);
 
 /* Encrypt the `psize` stored bytes at *src into s->buf (in place when they
@@ -100,5 +101,14 @@ void blk_crypt_test_local_aad(bool on);
  * -EIO (counted as a checksum error, buf zeroed) if the tag fails. */
 int blk_unseal(const struct blkio *io, const struct blkptr *bp, const struct blk_crypt *bc,
                uint8_t *buf);
+
+/* Authenticate and decrypt the bp->psize stored bytes at `in` into `out`
+ * (no overlap) without counting anything: the verifier of a read with the
+ * key loaded (blkio.c).  The tag covers the ciphertext and the block's
+ * identity, so it makes the checksum redundant there (the checksum stays
+ * for reads without the key: scrub, raw send).  0, -EIO (the tag fails;
+ * `out` is zeroed), -ENOKEY. */
+int blk_open_into(const struct blkptr *bp, const struct blk_crypt *bc, const uint8_t *in,
+                  uint8_t *out);
 
 #endif

@@ -150,11 +150,83 @@ int blk_read_raw(const struct blkio *io, const struct blkptr *bp, void *buf, siz
     return read_stored(io, bp, buf, 0, gen);
 }
 
+int blk_verify_stored(const struct blkio *io, const struct blkptr *bp, unsigned flags)
+{
+    uint64_t gen = bp_heal_gen(io, bp);
+    if (!bp_readable(io, bp)) {
+        count_bp_error(io, bp);
+        return -EIO;
+    }
+    uint8_t *buf = malloc(bp->psize);
+    if (!buf)
+        return -ENOMEM;
+    int r = read_stored(io, bp, buf, flags, gen);
+    free(buf);
+    return r;
+}
+
 void blk_prefetch(const struct blkio *io, const struct blkptr *bp)
 {
     const struct blk_top *t = bp_readable(io, bp);
     if (t)
         vdev_prefetch_block(t->vd, bp->dva[0].offset, bp->psize);
+}
+
+/* Verifier of an encrypted block read with its key: the GCM tag instead of
+ * the checksum, decrypting out of place into `plain` (so a copy that fails
+ * leaves the stored bytes for the next one, and a mirror heals with
+ * ciphertext).  After one copy verified, later calls (a vdev re-checking
+ * other copies) decrypt into a scratch buffer and leave `plain` alone. */
+struct open_ctx {
+    const struct blkptr *bp;
+    const struct blk_crypt *bc;
+    uint8_t *plain;
+    bool done;
+};
+
+static bool verify_open(void *ctx, const void *buf, size_t len)
+{
+    struct open_ctx *o = ctx;
+    if (len != o->bp->psize)
+        return false;
+    if (!o->done)
+        return (o->done = blk_open_into(o->bp, o->bc, buf, o->plain) == 0);
+    uint8_t *tmp = malloc(len);
+    bool good = tmp && blk_open_into(o->bp, o->bc, buf, tmp) == 0;
+    free(tmp);
+    return good;
+}
+
+/* blk_read_crypt's miss path with the key loaded: read the ciphertext into
+ * a scratch buffer, decrypt it straight into c (or into `stored` to
+ * decompress from).  One pass over the bytes besides the device read. */
+static int read_open(const struct blkio *io, const struct blkptr *bp, unsigned flags,
+                     const struct blk_crypt *bc, struct cbuf *c, uint64_t gen)
+{
+    bool raw = bp->comp == BS_COMPRESS_OFF;
+    uint8_t *cipher = malloc(bp->psize), *plain = raw ? c->data : malloc(bp->psize);
+    int r = -ENOMEM;
+    if (cipher && plain) {
+        struct open_ctx o = { .bp = bp, .bc = bc, .plain = plain };
+        struct vdev_rio rq = {
+            .off = bp->dva[0].offset, .psize = bp->psize, .asize = bp->dva[0].asize,
+            .buf = cipher, .verify = verify_open, .vctx = &o,
+            .scrub = (flags & BLK_SCRUB) != 0, .gen = gen,
+        };
+        const struct blk_top *t = blk_top_of(io, bp->dva[0].vdev);
+        r = t ? vdev_read_block(t->vd, &rq) : -EIO;
+        if (r == 0 && !o.done)
+            r = -EIO;
+        if (r == 0 && !raw &&
+            decompress_block(bp->comp, plain, bp->psize, c->data, bp->lsize) < 0) {
+            count_bp_error(io, bp); /* authenticated yet undecodable: hostile */
+            r = -EIO;
+        }
+    }
+    free(cipher);
+    if (!raw)
+        free(plain);
+    return r;
 }
 
 int blk_read(const struct blkio *io, const struct blkptr *bp, unsigned flags, struct cbuf **out)
@@ -190,6 +262,17 @@ int blk_read_crypt(const struct blkio *io, const struct blkptr *bp, unsigned fla
     struct cbuf *c = cbuf_new(bp->lsize);
     if (!c)
         return -ENOMEM;
+    if (bc && bc->key) {
+        int r = read_open(io, bp, flags, bc, c, gen);
+        if (r < 0) {
+            cbuf_unref(c);
+            return r;
+        }
+        if (!(flags & BLK_NOCACHE))
+            bcache_put(io->cache, io->cache_id, off, bp->birth, c);
+        *out = c;
+        return 0;
+    }
     bool raw = bp->comp == BS_COMPRESS_OFF;
     uint8_t *stored = raw ? c->data : malloc(bp->psize);
     if (!stored) {

@@ -3,7 +3,10 @@
  *
  * Reading a pointer: range check -> cache lookup (vdev, offset, birth) ->
  * vdev read of the stored bytes -> checksum against the pointer ->
- * [encrypted volume data: MAC, decrypt (blkcrypt.h)] -> decompress -> cache insert.  The vdev tree tries every copy until one
+ * decompress -> cache insert; encrypted volume data with its key loaded:
+ * vdev read of the ciphertext -> GCM tag (in the checksum's place: it is
+ * what picks a good copy) decrypting into the cache buffer -> decompress ->
+ * cache insert (blkcrypt.h).  The vdev tree tries every copy until one
  * verifies and rewrites the bad ones (self-healing, vdev_mirror.c); when no
  * copy verifies the leaves count checksum errors and the read is -EIO: wrong
  * data is never handed out.
@@ -93,6 +96,12 @@ int blk_read_crypt(const struct blkio *io, const struct blkptr *bp, unsigned fla
  * compressed blocks as they are.  Bypasses the cache (it holds decompressed
  * blocks).  -EIO (and a counted checksum error) on any mismatch. */
 int blk_read_raw(const struct blkio *io, const struct blkptr *bp, void *buf, size_t cap);
+
+/* Verify the stored bytes of `bp` (not a hole) against its checksum without
+ * decoding them (`flags`: BLK_SCRUB checks and repairs every copy): how a
+ * scrub checks an encrypted block, whose checksum covers the ciphertext, so
+ * no key is needed.  0, or -EIO (counted) if no copy verifies. */
+int blk_verify_stored(const struct blkio *io, const struct blkptr *bp, unsigned flags);
 
 /* Hint that `bp` will be read soon: starts read-ahead of its stored bytes
  * into the page cache without waiting (a sequential reader of scattered

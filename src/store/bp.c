@@ -122,7 +122,11 @@ static int validate_block(const struct blkptr *bp)
     if (bp->cksum != BS_CHECKSUM_XXH3 && bp->cksum != BS_CHECKSUM_SHA256)
         return -EILSEQ;
     bool enc = (bp->flags & BP_FLAG_ENCRYPTED) != 0;
-    if (bp->cksum == BS_CHECKSUM_XXH3 && !enc && !all_zero(bp->checksum + 16, 16))
+    bool auth = (bp->flags & BP_FLAG_AUTH) != 0;
+    if (bp->cksum == BS_CHECKSUM_XXH3 && !enc && !auth && !all_zero(bp->checksum + 16, 16))
+        return -EILSEQ;
+    /* the digest of an authenticated indirect is never all zero (holes are) */
+    if (auth && (enc || bp->type != BP_TYPE_INDIRECT || all_zero(bp->checksum + 16, 16)))
         return -EILSEQ;
     /* iv[12]: the AAD version, 0 (pool-local) or 2 (portable), blkcrypt.h */
     if (enc && (bp->type != BP_TYPE_VOL_DATA || (bp->iv[12] != 0 && bp->iv[12] != 2) ||
@@ -171,7 +175,8 @@ int bp_decode(const uint8_t in[BP_SIZE], struct blkptr *bp)
         goto bad;
     if (bp->level > BP_MAX_LEVEL || bp->type > BP_TYPE_MOS_DATA)
         goto bad;
-    if (bp_is_hole(bp) ? (bp->flags & BP_FLAG_ENCRYPTED) || validate_hole(bp) : validate_block(bp))
+    if (bp_is_hole(bp) ? (bp->flags & (BP_FLAG_ENCRYPTED | BP_FLAG_AUTH)) || validate_hole(bp)
+                       : validate_block(bp))
         goto bad;
     return 0;
 bad:

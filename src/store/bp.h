@@ -19,7 +19,14 @@ enum bp_type { BP_TYPE_NONE = 0, BP_TYPE_VOL_DATA = 1, BP_TYPE_INDIRECT = 2, BP_
 #define BP_FLAG_HOLE 0x01u
 #define BP_FLAG_ENCRYPTED 0x02u
 #define BP_FLAG_EMBEDDED 0x04u
-#define BP_FLAGS_KNOWN 0x03u /* holes, encrypted volume data */
+/* An indirect block of an encrypted volume: its checksum keeps 16 bytes and
+ * checksum[16..31] holds the keyless digest of its children's MACs
+ * (objtree.h, docs/FORMAT.md section 10). */
+#define BP_FLAG_AUTH 0x08u
+#define BP_FLAGS_KNOWN 0x0bu /* holes, encrypted volume data, authenticated indirects */
+/* Where an encrypted block keeps its MAC, an authenticated indirect its digest. */
+#define BP_MAC_OFF 16
+#define BP_MAC_LEN 16
 
 struct dva {
     uint64_t offset; /* bytes from the start of the vdev's data area */

@@ -126,6 +126,7 @@ struct cbuf *cbuf_new(uint32_t size)
             return NULL;
     }
     atomic_init(&b->refs, 1);
+    atomic_init(&b->memo_ok, 0);
     b->size = size;
     return b;
 }

@@ -16,6 +16,12 @@
 struct cbuf {
     _Atomic uint32_t refs;
     uint32_t size;
+    /* 16 bytes derived from `data` by its user, computed once and kept while
+     * the (immutable, cached) block is: objtree.c stores the digest of an
+     * indirect block's children here.  Valid once memo_ok is set (release
+     * after memo is written); cbuf_new clears it. */
+    _Atomic uint8_t memo_ok;
+    uint8_t memo[16];
     _Alignas(64) uint8_t data[];
 };
 

@@ -20,6 +20,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "store/dsauth.h"
 #include "store/keyslot.h"
 #include "store/pool_impl.h"
 
@@ -97,6 +98,12 @@ static int load_key(struct bs_pool *p, struct vkey *k, const struct bs_key *key,
         return berr_set(err, r == -EILSEQ ? EACCES : -r,
                         "cannot load the key of '%s': key slot %d opens a key that is not "
                         "this volume's (its key record is damaged)", name, slot);
+    }
+    /* every dataset of the key must authenticate before its data is served */
+    r = ds_auth_verify_key(p, k, master, name, err);
+    if (r < 0) {
+        crypt_key_free(master);
+        return r;
     }
     pthread_mutex_lock(&p->lock);
     k->master = master;

@@ -18,7 +18,7 @@
 
 static size_t ds_fixed(uint32_t version)
 {
-    return version >= 3 ? MOS_DS_FIXED3 : MOS_DS_FIXED2;
+    return version >= 4 ? MOS_DS_FIXED4 : version == 3 ? MOS_DS_FIXED3 : MOS_DS_FIXED2;
 }
 
 static size_t ds_rec_len(const struct mos_ds *ds, uint32_t version)
@@ -102,6 +102,8 @@ int mos_encode(const struct mos_dir *d, uint8_t **out, size_t *len)
         put_le16(q + 516, (uint16_t)slen);
         if (version >= 3)
             put_le64(q + MOS_DS_FIXED2, ds->key_id);
+        if (version >= 4) /* 544..551 reserved, zero */
+            memcpy(q + MOS_DS_FIXED3, ds->root_mac, DS_ROOT_MAC_LEN);
         memcpy(q + fixed, ds->name, nlen);
         memcpy(q + fixed + nlen, ds->holds, hlen);
         memcpy(q + fixed + nlen + hlen, ds->recv.snapname, slen);
@@ -191,6 +193,14 @@ static int decode_ds(const uint8_t *q, uint32_t rlen, uint32_t version, struct m
             return -EILSEQ;
         if (version >= 3)
             ds->key_id = get_le64(q + MOS_DS_FIXED2);
+        if (version >= 4) {
+            static const uint8_t zero[DS_ROOT_MAC_LEN];
+            memcpy(ds->root_mac, q + MOS_DS_FIXED3, DS_ROOT_MAC_LEN);
+            /* a plaintext dataset has no MAC; the reserved bytes are zero */
+            if ((!ds->key_id && memcmp(ds->root_mac, zero, DS_ROOT_MAC_LEN) != 0) ||
+                memcmp(q + MOS_DS_FIXED3 + DS_ROOT_MAC_LEN, zero, 8) != 0)
+                return -EILSEQ;
+        }
         const uint8_t *sp = q + fixed;
         if (get_str(sp, nlen, ds->name, sizeof ds->name) < 0 ||
             get_str(sp + nlen, hlen, ds->holds, sizeof ds->holds) < 0 ||
@@ -317,6 +327,8 @@ int mos_decode(const uint8_t *buf, size_t len, struct mos_dir *d)
             j++;
         if (d->ds[i].key_id && j == d->nkeys)
             goto bad;
+        if (d->ds[i].key_id && version < 4)
+            d->legacy_crypt = true;
     }
     return 0;
 bad:

@@ -13,7 +13,8 @@
 #include "store/objtree.h"
 
 #define MOS_MAGIC 0x00534f4d48545245ULL
-#define MOS_VERSION 3u  /* 3: encryption (key records, key id); 2: lineage; 1, 2 still read */
+#define MOS_VERSION 4u  /* 4: root MACs; 3: encryption (key records, key id); 2: lineage;
+                           1..3 still read (3 with encrypted datasets: read-only, pool.c) */
 #define MOS_VERSION_PLAIN 2u /* written while no key or encryption default exists */
 #define MOS_DSHIFT 14
 #define MOS_BLKSZ (1u << MOS_DSHIFT)
@@ -23,6 +24,8 @@
 #define MOS_DS_FIXED 242    /* v1 dataset payload bytes before the name */
 #define MOS_DS_FIXED2 520   /* v2 dataset payload bytes before the strings */
 #define MOS_DS_FIXED3 528   /* v3: + key id */
+#define MOS_DS_FIXED4 552   /* v4: + root MAC, reserved */
+#define DS_ROOT_MAC_LEN 16
 #define MOS_REC_KEY 4u      /* key slots of one volume key (moskey.c) */
 #define MOS_REC_CRYPTDEF 6u /* the pool's encryption defaults (moskey.c) */
 #define MOS_KEY_FIXED 1064  /* key record payload bytes before the keylocation */
@@ -60,6 +63,9 @@ struct mos_ds {
     struct ds_lineage lin;
     struct mos_recv recv;
     uint64_t key_id;      /* v3: the key record encrypting its data (0: plaintext) */
+    /* v4, encrypted datasets: the keyed MAC of the tree's root digest, size
+     * and key (dsauth.h); all zero for plaintext ones */
+    uint8_t root_mac[DS_ROOT_MAC_LEN];
     char name[128];       /* VOL, VOL@SNAP or VOL%recv */
     char holds[256];      /* snapshot hold tags, comma-separated */
 };
@@ -91,6 +97,9 @@ struct mos_dir {
     size_t nkeys;
     struct mos_key *keys; /* malloc'd array */
     struct mos_cryptdef def;
+    /* decoded from version 3 with encrypted datasets: their metadata has no
+     * root MAC or digests (written before metadata authentication) */
+    bool legacy_crypt;
 };
 
 /* ---- key records (moskey.c) ---- */

@@ -16,7 +16,19 @@
  *  - accounting is kept by deltas in acct_new/acct_free, the only places
  *    that change it.
  * The recursion is depth-first, so one array of 256 children per level
- * suffices (tsync.kids). */
+ * suffices (tsync.kids).
+ *
+ * Authenticated trees (encrypted volumes, docs/FORMAT.md section 10): the
+ * writer (objtree_wctx.auth) gives every indirect BP_FLAG_AUTH and its
+ * children's digest (objtree_ind_digest) in the MAC field of its pointer.
+ * Readers trust a tree whose root carries BP_FLAG_AUTH or BP_FLAG_ENCRYPTED
+ * to be authenticated all the way down: every indirect read under an AUTH
+ * pointer must hash to that pointer's digest, its indirect children must be
+ * AUTH and its data children encrypted (so a forger cannot downgrade a
+ * subtree to plain checksums).  The digest is keyless; the root's is bound
+ * to the key by the dataset's root MAC (cryptmac.c), checked at key load.
+ * A cached indirect keeps its computed digest (cbuf memo), so a lookup
+ * through cached blocks costs a 16-byte compare per level. */
 #include "store/objtree.h"
 
 #include <stdlib.h>
@@ -25,6 +37,8 @@
 #include "common/cleanup.h"
 #include "common/le.h"
 #include "store/codec.h"
+
+#include <openssl/sha.h>
 
 static inline uint64_t span(int level)
 {
@@ -83,6 +97,100 @@ int objdesc_decode(const uint8_t in[OBJDESC_SIZE], struct objdesc *od)
     return 0;
 }
 
+
+/* ---- keyless digests of authenticated indirects ---- */
+
+#define BPO_FLAGS 68  /* offsets inside an encoded block pointer (bp.c) */
+#define BPO_LEVEL 67
+#define BPO_ASIZE0 12
+#define BPO_MAC (96 + BP_MAC_OFF)
+#define DIGEST_VERSION 1
+#define MEMO_BUSY 0xff /* a cbuf's memo being written (levels + 1 are <= 9) */
+
+static inline bool raw_hole(const uint8_t *e)
+{
+    return (e[BPO_FLAGS] & BP_FLAG_HOLE) || get_le32(e + BPO_ASIZE0) == 0;
+}
+
+int objtree_ind_digest(int level, const uint8_t *ind, uint8_t out[BP_MAC_LEN])
+{
+    unsigned used = 0, last = 0;
+    for (unsigned i = 0; i < IND_NBP; i++) {
+        const uint8_t *e = ind + i * BP_SIZE;
+        if (raw_hole(e))
+            continue;
+        /* an authenticated tree stays authenticated down to its data */
+        uint8_t need = level > 1 ? BP_FLAG_AUTH : BP_FLAG_ENCRYPTED;
+        if (!(e[BPO_FLAGS] & need) || e[BPO_LEVEL] != level - 1)
+            return -EILSEQ;
+        used++;
+        last = i;
+    }
+    if (used == 0) {
+        memset(out, 0, BP_MAC_LEN);
+        return 0;
+    }
+    if (used == 1 && last == 0) {
+        /* only the first child: the same content as that child alone, so a
+         * taller tree (grown, then shrunk) digests like the shortest one */
+        memcpy(out, ind + BPO_MAC, BP_MAC_LEN);
+        return 0;
+    }
+    uint8_t msg[8 + IND_NBP * BP_MAC_LEN], full[32];
+    memset(msg, 0, 8);
+    msg[0] = DIGEST_VERSION;
+    msg[1] = (uint8_t)level;
+    for (unsigned i = 0; i < IND_NBP; i++) {
+        const uint8_t *e = ind + i * BP_SIZE;
+        uint8_t *f = msg + 8 + i * BP_MAC_LEN;
+        if (raw_hole(e))
+            memset(f, 0, BP_MAC_LEN);
+        else
+            memcpy(f, e + BPO_MAC, BP_MAC_LEN);
+    }
+    SHA256(msg, sizeof msg, full);
+    memcpy(out, full, BP_MAC_LEN);
+    return 0;
+}
+
+int objtree_root_digest(const struct objdesc *od, uint8_t out[BP_MAC_LEN])
+{
+    const struct blkptr *bp = &od->root;
+    if (bp_is_hole(bp)) {
+        memset(out, 0, BP_MAC_LEN);
+        return 0;
+    }
+    if (!(bp->flags & (bp->level ? BP_FLAG_AUTH : BP_FLAG_ENCRYPTED)))
+        return -EILSEQ;
+    memcpy(out, bp->checksum + BP_MAC_OFF, BP_MAC_LEN);
+    return 0;
+}
+
+int objtree_auth_check(const struct blkio *io, const struct blkptr *bp, struct cbuf *c)
+{
+    if (!(bp->flags & BP_FLAG_AUTH))
+        return 0;
+    uint8_t d[BP_MAC_LEN];
+    /* memo_ok holds level + 1 once memo is written (the level is part of
+     * what was checked); the first thread to claim it (MEMO_BUSY) writes */
+    if (atomic_load_explicit(&c->memo_ok, memory_order_acquire) == bp->level + 1) {
+        memcpy(d, c->memo, sizeof d);
+    } else {
+        if (objtree_ind_digest(bp->level, c->data, d) < 0)
+            goto bad;
+        uint8_t free_memo = 0;
+        if (atomic_compare_exchange_strong(&c->memo_ok, &free_memo, MEMO_BUSY)) {
+            memcpy(c->memo, d, sizeof d);
+            atomic_store_explicit(&c->memo_ok, (uint8_t)(bp->level + 1), memory_order_release);
+        }
+    }
+    if (memcmp(d, bp->checksum + BP_MAC_OFF, BP_MAC_LEN) == 0)
+        return 0;
+bad:
+    blk_count_cksum_error(io);
+    return -EIO;
+}
+
 /* Read the indirect `bp` at `level` into 256 decoded children. */
 static int load_kids(const struct blkio *io, const struct blkptr *bp, int level, unsigned flags,
                      struct blkptr *kids)
@@ -97,6 +205,8 @@ static int load_kids(const struct blkio *io, const struct blkptr *bp, int level,
     }
     struct cbuf *c;
     int r = blk_read(io, bp, flags, &c);
+    if (r == 0 && (r = objtree_auth_check(io, bp, c)) < 0)
+        cbuf_unref(c);
     if (r < 0)
         return r;
     for (unsigned i = 0; i < IND_NBP; i++) {
@@ -135,6 +245,8 @@ int objtree_lookup(const struct blkio *io, const struct objdesc *od, uint64_t bl
         }
         struct cbuf *c;
         int r = blk_read(io, &bp, 0, &c);
+        if (r == 0 && (r = objtree_auth_check(io, &bp, c)) < 0)
+            cbuf_unref(c);
         if (r < 0)
             return r;
         unsigned idx = (unsigned)(blkid >> (8 * (L - 1))) & 0xff;
@@ -232,6 +344,16 @@ static int write_indirect(struct tsync *t, const struct blkptr *kids, int level,
         return -ENOMEM;
     for (unsigned i = 0; i < IND_NBP; i++)
         bp_encode(&kids[i], cb->data + i * BP_SIZE);
+    uint8_t digest[BP_MAC_LEN];
+    if (t->w->auth) {
+        /* the same function the readers check with, over the same bytes */
+        if (objtree_ind_digest(level, cb->data, digest) < 0) {
+            cbuf_unref(cb);
+            return -EILSEQ; /* a child is not authenticated: never write it so */
+        }
+        memcpy(cb->memo, digest, sizeof digest);
+        atomic_store_explicit(&cb->memo_ok, (uint8_t)(level + 1), memory_order_release);
+    }
     struct blk_wprops wp = {
         .type = BP_TYPE_INDIRECT, .level = (uint8_t)level, .comp = BS_COMPRESS_LZ4,
         .cksum = t->w->cksum, .zero_is_hole = false,
@@ -241,6 +363,10 @@ static int write_indirect(struct tsync *t, const struct blkptr *kids, int level,
     if (r < 0)
         return r;
     nbp->fill = fill;
+    if (t->w->auth) {
+        memcpy(nbp->checksum + BP_MAC_OFF, digest, BP_MAC_LEN);
+        nbp->flags |= BP_FLAG_AUTH;
+    }
     return 0;
 }
 

@@ -40,10 +40,35 @@ int objdesc_decode(const uint8_t in[OBJDESC_SIZE], struct objdesc *od);
 /* Levels needed to address nblocks data blocks. */
 int objtree_levels_for(uint64_t nblocks);
 
+/* The keyless digest of an authenticated indirect at `level` from its
+ * IND_SIZE encoded bytes (docs/FORMAT.md section 10): 16 zero bytes if
+ * every child is a hole; the first child's MAC field if it is the only
+ * child (so the digest does not depend on the tree's height); else the
+ * first 16 bytes of SHA-256(u8 1, u8 level, 6 zero bytes, the 256 children's
+ * MAC fields in order, a hole contributing 16 zero bytes).  It depends only
+ * on what the children's MACs and digests cover, never on where blocks
+ * live or when they were born, so a raw receiver that rebuilds a tree from
+ * the same data blocks gets the same digests without the key.  -EILSEQ if
+ * a non-hole child is not authenticated (an indirect child without
+ * BP_FLAG_AUTH, a data child without BP_FLAG_ENCRYPTED) or has a wrong
+ * level. */
+int objtree_ind_digest(int level, const uint8_t *ind, uint8_t out[BP_MAC_LEN]);
+/* The root digest of an authenticated tree: its root pointer's MAC field
+ * (16 zeros for a hole).  -EILSEQ if the root is not authenticated. */
+int objtree_root_digest(const struct objdesc *od, uint8_t out[BP_MAC_LEN]);
+
+/* The indirect `c`, read through `bp`, against bp's digest (nothing to do
+ * unless bp has BP_FLAG_AUTH; the digest is computed once per cached
+ * block).  0, or -EIO and a counted checksum error on a mismatch.  For
+ * readers of indirects outside this file (treediff.c). */
+struct cbuf;
+int objtree_auth_check(const struct blkio *io, const struct blkptr *bp, struct cbuf *c);
+
 /* Find the pointer of data block blkid (a hole beyond the tree).  When the
  * answer is a hole found at an indirect level, *hole_blocks (if non-NULL)
  * is the number of blocks from blkid to the end of that hole's span (1 for a
- * data-level hole).  -EIO if a block on the path fails verification. */
+ * data-level hole).  -EIO if a block on the path fails verification (its
+ * checksum, or in an authenticated tree its digest). */
 int objtree_lookup(const struct blkio *io, const struct objdesc *od, uint64_t blkid,
                    struct blkptr *out, uint64_t *hole_blocks);
 
@@ -66,6 +91,9 @@ struct objtree_wctx {
     /* objtree_free_all: subtrees whose bp birth is <= keep_birth belong to an
      * older snapshot and are left alone without being read. */
     uint64_t keep_birth;
+    /* An encrypted volume's tree: indirects get BP_FLAG_AUTH and the digest
+     * of their children (objtree_ind_digest). */
+    bool auth;
 };
 
 /* Apply updates u[0..n) (sorted by blkid, unique, all < new_nblocks) and

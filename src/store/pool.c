@@ -356,6 +356,14 @@ static int load_ub(bs_pool *p, const struct uberblock *ub, struct berr *err)
         return berr_set(err, EILSEQ, "txg %llu: the pool directory is unreadable (%s)",
                         (unsigned long long)ub->txg, strerror(-r));
     }
+    if (dir.legacy_crypt && !p->readonly) {
+        /* No root MACs or digests to keep up: writing would need them */
+        p->readonly = true;
+        blog_warn("pool '%s' has encrypted volumes from before berth authenticated their "
+                  "metadata (directory version 3): imported read-only; copy their data to "
+                  "new volumes", p->name);
+    }
+    p->legacy_crypt = dir.legacy_crypt;
     p->mos_od = od;
     p->mos_bytes = bytes;
     p->mos_len = ub->mos_size;

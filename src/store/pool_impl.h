@@ -101,6 +101,7 @@ struct bs_pool {
     struct blkio io;
     bool readonly;
     bool map_rebuilt;         /* import rebuilt the allocation map (maprebuild.c) */
+    bool legacy_crypt;        /* MOS v3 encrypted volumes: no metadata MACs (read-only) */
     pthread_mutex_t admin_lock;
     pthread_mutex_t lock;
     struct ds *ds_list;

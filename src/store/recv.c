@@ -39,6 +39,7 @@
 #include "common/util.h"
 #include "store/blkcrypt.h"
 #include "store/codec.h"
+#include "store/dsauth.h"
 #include "store/keyslot.h"
 #include "store/mos.h"
 #include "store/snap.h"
@@ -70,6 +71,7 @@ struct receiver {
     char snap[64];           /* SNAP of the section being received */
     bool raw;                /* the current section is raw: skey is its CRYPT key */
     struct mos_key skey;     /* wrapped slots only: nothing secret */
+    uint8_t root_mac[DS_ROOT_MAC_LEN]; /* SAUTH_ROOT_MAC: the snapshot's (dsauth.h) */
 };
 
 /* Read up to len bytes, fewer only at the end of the stream. */
@@ -231,6 +233,12 @@ static int start_section(struct receiver *rv, const struct stream_begin *b,
     rv->raw = c != NULL;
     if (c && (r = stream_key(c, &rv->skey, err)) < 0)
         return r;
+    if (c && c->auth_type != SAUTH_ROOT_MAC)
+        return berr_set(err, EILSEQ, "cannot receive %s into %s: the raw stream carries no root "
+                        "MAC of its snapshot (written by an older berth), so its metadata could "
+                        "not be authenticated", b->toname, rv->vol);
+    if (c)
+        memcpy(rv->root_mac, c->auth, sizeof rv->root_mac);
     if (b->flags & SBEGIN_RESUMED) {
         r = check_resume(rv, b, err);
         if (r == 0 && c)
@@ -332,6 +340,18 @@ static int checkpoint(struct receiver *rv, size_t reclen, struct berr *err)
 static int finish_section(struct receiver *rv, struct bs_recv_stats *st, struct berr *err)
 {
     int r = bs_vol_flush(rv->h);
+    /* the received tree takes the sender's root MAC (the finished snapshot
+     * copies it); with the key loaded it is checked against the tree now */
+    if (r == 0 && rv->raw) {
+        if ((r = ds_set_root_mac(rv->p, rv->h->ds, rv->root_mac)) < 0)
+            berr_errno(err, -r, "the raw stream of %s does not authenticate the received "
+                       "blocks (root MAC)", rv->ps.begin.toname);
+        if (r < 0) {
+            bs_vol_close(rv->h);
+            rv->h = NULL;
+            return r;
+        }
+    }
     bs_vol_close(rv->h);
     rv->h = NULL;
     if (r < 0)

@@ -273,7 +273,11 @@ static int visit(const struct blkptr *bp, uint64_t blkid, void *opaque)
         return r;
     }
     struct cbuf *c = NULL;
-    if (blk_read(&v->p->io, bp, BLK_NOCACHE | BLK_SCRUB, &c) < 0)
+    /* an encrypted block's checksum covers its ciphertext: no key needed */
+    int r = (bp->flags & BP_FLAG_ENCRYPTED)
+                ? blk_verify_stored(&v->p->io, bp, BLK_NOCACHE | BLK_SCRUB)
+                : blk_read(&v->p->io, bp, BLK_NOCACHE | BLK_SCRUB, &c);
+    if (r < 0)
         record(s, v->u, "data", blkid, (uint64_t)1 << v->u->od.dshift);
     cbuf_unref(c);
     atomic_fetch_add(&s->examined, bp->dva[0].asize);

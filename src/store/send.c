@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "store/blkcrypt.h"
+#include "store/dsauth.h"
 #include "store/keyslot.h"
 #include "store/pool_impl.h"
 #include "store/snap.h"
@@ -134,8 +135,11 @@ static int send_crypt(struct sender *s, bs_vol *v, const char *name, struct berr
         return berr_set(err, EINVAL, "'%s' is not encrypted: send it without --raw", name);
     struct stream_crypt c = {
         .key_guid = k.guid, .suite = k.suite, .keyformat = k.keyformat, .aad_version = 2,
-        .auth_type = SAUTH_NONE,
+        .auth_type = SAUTH_ROOT_MAC,
     };
+    /* the snapshot's root MAC: the receiver stores it, its key load checks it */
+    if (ds_get_root_mac(v->pool, v->ds, c.auth) < 0)
+        return berr_set(err, EINVAL, "'%s' is not encrypted: send it without --raw", name);
     memcpy(c.fingerprint, k.fingerprint, sizeof c.fingerprint);
     keyslots_encode(&k.slots, c.slots);
     uint8_t rec[STREAM_CRYPT_SIZE];

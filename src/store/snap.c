@@ -456,6 +456,8 @@ static int do_new_head(struct sync_ctx *c, struct st_item *it)
     rec.volsize = ssv->rec.volsize;
     rec.volblocksize = ssv->rec.volblocksize;
     rec.od = ssv->od;
+    /* the same tree, size and key: the snapshot's MAC holds (dsauth.h) */
+    memcpy(rec.root_mac, ssv->rec.root_mac, sizeof rec.root_mac);
     memset(&rec.lin, 0, sizeof rec.lin);
     rec.lin.prev_id = ssv->rec.id;
     rec.lin.prev_txg = ssv->rec.create_txg;

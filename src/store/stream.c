@@ -211,12 +211,14 @@ static int check_crypt(const struct stream_crypt *c, struct berr *err)
     if (c->key_guid == 0 || c->suite != 1 || c->keyformat < KEYFORMAT_RAW ||
         c->keyformat > KEYFORMAT_PASSPHRASE || c->aad_version != 2)
         return berr_set(err, EILSEQ, "bad key description in the raw stream's CRYPT record");
-    if (c->auth_type != SAUTH_NONE)
+    if (c->auth_type != SAUTH_NONE && c->auth_type != SAUTH_ROOT_MAC)
         return berr_set(err, EILSEQ,
                         "the raw stream authenticates its snapshot with a method (%u) this "
                         "berth does not know (written by a newer berth)",
                         c->auth_type);
-    if (!buf_is_zero(c->auth, sizeof c->auth))
+    /* none: 32 zero bytes; a root MAC: 16 bytes, then 16 zero bytes */
+    size_t used = c->auth_type == SAUTH_ROOT_MAC ? 16 : 0;
+    if (!buf_is_zero(c->auth + used, sizeof c->auth - used))
         return berr_set(err, EILSEQ, "reserved snapshot authentication bytes set in the "
                         "raw stream's CRYPT record");
     if (keyslots_decode(c->slots, sizeof c->slots, &set) < 0 || keyslots_count(&set) == 0)

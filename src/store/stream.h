@@ -52,11 +52,13 @@ enum stream_rec_type {
 #define SBEGIN_RAW 4u     /* encrypted blocks as stored (CRYPT record, raw DATA) */
 #define SBEGIN_FLAGS_KNOWN (SBEGIN_MORE | SBEGIN_RESUMED | SBEGIN_RAW)
 
-/* Snapshot authentication kinds of a CRYPT record.  Only "none" exists yet:
- * the 32 bytes are the place for the keyed root MAC of the snapshot's
- * dataset record (metadata authentication), which a later version carries
- * with its own kind; a receiver refuses a kind it does not know. */
+/* Snapshot authentication kinds of a CRYPT record; a receiver refuses a
+ * kind it does not know.  ROOT_MAC: bytes 0..15 of the 32 are the keyed
+ * root MAC of the snapshot's dataset record (metadata authentication,
+ * dsauth.h), 16..31 zero; the receiver stores it with the received snapshot
+ * and the key load checks it. */
 #define SAUTH_NONE 0u
+#define SAUTH_ROOT_MAC 1u
 
 struct stream_begin {
     uint32_t flags;          /* SBEGIN_* */

@@ -41,6 +41,7 @@ struct sync_vol {
     struct dl_ent *dlp;       /* deadlist entries not yet written */
     size_t ndlp, dlp_cap;
     bool dl_rewrite;          /* the deadlist object must be rewritten from dlp alone */
+    bool mac_new;             /* rec.root_mac was recomputed for od (dsauth.h) */
 };
 
 struct sync_ctx {

@@ -72,6 +72,8 @@ static int load(struct tdiff *t, const struct blkptr *bp, int L, struct blkptr *
         return corrupt(t);
     struct cbuf *c;
     int r = blk_read(t->io, bp, 0, &c);
+    if (r == 0 && (r = objtree_auth_check(t->io, bp, c)) < 0) /* encrypted volumes */
+        cbuf_unref(c);
     if (r < 0)
         return r;
     t->st.ind_blocks++;

@@ -46,6 +46,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "store/blkcrypt.h"
+#include "store/dsauth.h"
 #include "store/pool_impl.h"
 #include "store/sync_impl.h"
 
@@ -402,15 +403,19 @@ static void publish(struct sync_ctx *c, struct objdesc *mos_od, uint8_t *mbytes,
     for (size_t i = 0; i < c->nsv; i++) {
         struct sync_vol *sv = &c->sv[i];
         struct ds *d = sv->ds;
+        /* the tree and its root MAC change together (dsauth.c reads both
+         * under the same two locks, in this order) */
         pthread_mutex_lock(&p->lock);
         d->rec.lin = sv->rec.lin;
-        pthread_mutex_unlock(&p->lock);
+        if (sv->mac_new)
+            memcpy(d->rec.root_mac, sv->rec.root_mac, sizeof d->rec.root_mac);
         pthread_mutex_lock(&d->lock);
         d->od = sv->od;
         struct dmap old = d->syncing;
         memset(&d->syncing, 0, sizeof d->syncing);
         d->gen++;
         pthread_mutex_unlock(&d->lock);
+        pthread_mutex_unlock(&p->lock);
         dropped += old.bytes;
         dmap_clear(&old);
         free(old.tab);
@@ -460,7 +465,7 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
         struct sync_vol *sv = &c.sv[i];
         struct objtree_wctx w = {
             .io = &p->io, .txg = txg, .cksum = sv->rec.cksum, .dtype = BP_TYPE_VOL_DATA,
-            .s = &p->txg.scratch,
+            .s = &p->txg.scratch, .auth = sv->rec.key_id != 0,
         };
         uint64_t nblocks = sv->rec.volsize / sv->rec.volblocksize;
         if (sv->destroying) {
@@ -477,6 +482,13 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
             /* born: blocks written minus blocks freed (deadlisted ones stay
              * allocated, owned by the snapshot) */
             sv->rec.lin.born += sv->od.allocated - before + sv->dl_added;
+            /* the root MAC of the tree this txg commits (dsauth.h); without
+             * the key only a raw receive changes a tree, and its MAC comes
+             * with the stream */
+            const struct crypt_key *k = r == 0 ? ds_sync_key(p, sv->ds) : NULL;
+            if (k && (r = ds_root_mac_compute(sv->ds->key->rec.guid, k, &sv->od,
+                                           sv->rec.root_mac)) == 0)
+                sv->mac_new = true;
         }
     }
     if (r == 0)

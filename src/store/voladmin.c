@@ -15,6 +15,7 @@
 
 #include "common/cleanup.h"
 #include "common/util.h"
+#include "store/dsauth.h"
 #include "store/keyslot.h"
 #include "store/pool_impl.h"
 
@@ -266,11 +267,18 @@ int bs_vol_create(bs_pool *p, const struct bs_vol_props *props, bool thick, stru
         rec.volblocksize = bs;
         objdesc_init(&rec.od, __builtin_ctz(bs), props->volsize / bs);
         if (key) {
+            /* the empty tree's MAC; the sync thread keeps it up to date */
+            r = ds_root_mac_compute(key->rec.guid, key->master, &rec.od, rec.root_mac);
+            if (r < 0)
+                berr_errno(err, -r, "cannot authenticate the metadata of '%s'", props->name);
+        }
+        if (r == 0 && key) {
             key->rec.id = rec.key_id = rec.id;
             key->next = p->keys;
             p->keys = steal_ptr(key);
         }
-        r = ds_insert_new(p, &rec, err);
+        if (r == 0)
+            r = ds_insert_new(p, &rec, err);
     }
     uint64_t t = r == 0 ? txg_dirty_open(p) : 0;
     pthread_mutex_unlock(&p->lock);
@@ -337,6 +345,13 @@ int vol_resize_locked(bs_pool *p, const char *name, uint64_t new_size, bool forc
     uint32_t bs = d->rec.volblocksize;
     if ((r = check_size(new_size, bs, "volsize", err)) < 0)
         goto out;
+    /* the size is part of the root MAC, which only the key holder can
+     * recompute (a receive target's comes with the stream) */
+    if (!recv && d->key && new_size != old && (!d->key->master || d->key->unloading)) {
+        r = berr_set(err, EACCES, "the key of '%s' is not loaded: run 'berth key load' before "
+                     "resizing it", name);
+        goto out;
+    }
     if (new_size < old && !force) {
         r = berr_set(err, EINVAL,
                      "shrinking volume '%s' from %s to %s discards the data past the new end; "

@@ -190,7 +190,7 @@ static void test_ciphertext_only(const uint8_t *plain, const uint8_t *rawkey)
        "reads back");
     bs_pool_sync(p, &e);
     ok(find_plaintext(&w, ef) == 0, "no 16-byte run of the plaintext in the encrypted pool");
-    ok(get_le32(p->mos_bytes + 8) == 3, "directory version 3 once encryption is used");
+    ok(get_le32(p->mos_bytes + 8) == 4, "directory version 4 once encryption is used");
     bs_pool_export(p, false, &e);
     ok(find_plaintext(&w, ef) == 0, "none after export either");
     p = reimport(NULL, ef);
@@ -642,7 +642,7 @@ static void test_mos_keys(const uint8_t *rawkey)
     snprintf(d.def.location, sizeof d.def.location, "prompt");
     uint8_t *b;
     size_t len;
-    ok(mos_encode(&d, &b, &len) == 0 && get_le32(b + 8) == 3, "encodes as version 3");
+    ok(mos_encode(&d, &b, &len) == 0 && get_le32(b + 8) == 4, "encodes as version 4");
     struct mos_dir o;
     ok(mos_decode(b, len, &o) == 0 && o.nkeys == 1 && o.keys[0].guid == 77 &&
            o.ds[0].key_id == 1 && strcmp(o.keys[0].location, "file:///etc/k") == 0 &&

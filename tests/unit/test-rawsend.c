@@ -214,12 +214,16 @@ static bool locked(bs_pool *p, const char *name)
  * digests, so only the receiver's own checks can refuse it. */
 typedef void edit_fn(struct stream_rec *rec, uint8_t *blk);
 
-/* A CRYPT record with snapshot authentication kind 1 (the encoder refuses
- * to write one: patched after encoding, its record checksum recomputed). */
+/* A CRYPT record with an unknown snapshot authentication kind (the encoder
+ * refuses to write one: patched after encoding, its record checksum
+ * recomputed). */
 static bool patch_auth;
+static uint8_t patch_kind = 0x7f; /* 0: no root MAC (an older sender) */
 static void unknown_auth(uint8_t *rec)
 {
-    rec[STREAM_HDR_SIZE + 11] = 1;
+    rec[STREAM_HDR_SIZE + 11] = patch_kind;
+    if (patch_kind == 0)
+        memset(rec + STREAM_HDR_SIZE + 32, 0, STREAM_AUTH_LEN);
     uint64_t sum = XXH3_64bits_withSeed(rec + STREAM_HDR_SIZE, STREAM_CRYPT_SIZE - STREAM_HDR_SIZE,
                                         XXH3_64bits(rec, 24));
     for (int i = 0; i < 8; i++)
@@ -508,6 +512,14 @@ static void test_refusals(void)
     ok(r == 0 && do_recv("r", &m2, false, &e) == -EILSEQ &&
            strstr(e.msg, "newer berth"),
        "an unknown snapshot authentication: %s", e.msg);
+    free(m2.b);
+    patch_auth = true;
+    patch_kind = 0;
+    r = reencode(&m, &m2, NULL);
+    patch_auth = false;
+    patch_kind = 0x7f;
+    ok(r == 0 && do_recv("r", &m2, false, &e) == -EILSEQ && strstr(e.msg, "no root MAC"),
+       "a raw stream without the snapshot's root MAC: %s", e.msg);
     free(m2.b);
 
     /* flipped bytes and truncations anywhere */
