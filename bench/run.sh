@@ -4,6 +4,8 @@
 # served by
 #   berth-lz4   berthd, a volume with the defaults (lz4 + xxh3 checksums)
 #   berth-off   berthd, a volume with compression=off (checksums stay on)
+#   berth-enc   berthd, the defaults plus encryption=aes-256-gcm (raw key file);
+#               not in the default list: compare it with berth-lz4 in one run
 #   qsd-raw     qemu-storage-daemon exporting a raw file
 #   qsd-qcow2   qemu-storage-daemon exporting a qcow2 file
 #   nbdkit      nbdkit's file plugin
@@ -94,12 +96,16 @@ hz=$(getconf CLK_TCK)
 setup_target() {
   local t=$1
   case "$t" in
-    berth-lz4|berth-off)
+    berth-lz4|berth-off|berth-enc)
       [ -n "$berthd_pid" ] || start_berthd
       local p=${t#berth-}
       berth pool create -o size=$(( $(numfmt --from=iec "$size") * 4 )) "b$p" "$W/b$p.img" >/dev/null || exit 1
       if [ "$p" = off ]; then
         berth vol create -V "$size" -o compression=off "b$p/disk" >/dev/null || exit 1
+      elif [ "$p" = enc ]; then
+        head -c 32 /dev/urandom >"$W/enc.key"
+        berth vol create -V "$size" -o encryption=aes-256-gcm -o keyformat=raw \
+          -o keylocation="file://$W/enc.key" "b$p/disk" >/dev/null || exit 1
       else
         berth vol create -V "$size" "b$p/disk" >/dev/null || exit 1
       fi
