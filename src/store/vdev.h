@@ -81,6 +81,10 @@ struct vdev {
      * started (vdev_heal_gen), when its block pointer was known valid. */
     pthread_rwlock_t heal_lock;
     _Atomic uint64_t heal_gen;
+    /* Leaf writes to a regular file take wlock (vdev.c "Leaf writes"); set
+     * up by vdev_open only (wlock_init). */
+    bool wlock_init;
+    pthread_mutex_t wlock;
 };
 
 /* Open (and lock) a leaf.  If `create_size` > 0 and path does not exist, a
