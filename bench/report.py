@@ -34,7 +34,7 @@ rows = {k: tuple(statistics.median(x[i] for x in v) for i in range(3))
 rounds = max((len(v) for v in samples.values()), default=0)
 for k, v in xsamples.items():
     if len(v) > 1:
-        extra[k] = "%.1f" % statistics.median(v)
+        extra[k] = "%.2f" % statistics.median(v)
 if rounds > 1:
     print("Medians of %d rounds (each round runs every target back to back)." % rounds)
     print()

@@ -113,6 +113,7 @@ setup_target() {
       srv_pid=$berthd_pid ;;
     qsd-raw|qsd-qcow2)
       local f=$W/$t.img sock=$W/$t.sock
+      rm -f "$sock" # an earlier round's socket would pass wait_sock at once
       if [ "$t" = qsd-raw ]; then
         truncate -s "$size" "$f"
         qemu-storage-daemon --blockdev driver=file,node-name=f,filename="$f" \
@@ -130,6 +131,7 @@ setup_target() {
       uri="nbd+unix:///x?socket=$sock" ;;
     nbdkit)
       local f=$W/nbdkit.img sock=$W/nbdkit.sock
+      rm -f "$sock"
       truncate -s "$size" "$f"
       nbdkit -f -U "$sock" file "$f" >"$W/nbdkit.log" 2>&1 &
       pids+=($!)

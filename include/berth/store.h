@@ -125,7 +125,7 @@ void bs_tunables_set(const struct bs_tunables *t);
 
 /* One memory limit for the engine, like ZFS's ARC limit but covering dirty
  * data too: of `bytes` minus `reserve` (what the caller keeps for itself,
- * e.g. NBD request buffers) minus the process's own overhead (bytes/16 +
+ * e.g. NBD request buffers) minus the process's own overhead (bytes/8 +
  * 24 MiB: code, stacks, metadata, malloc's slack), 1/4 (at most 1 GiB)
  * bounds dirty data, 1/32 the idle buffers kept for reuse, the rest the
  * block cache.  So the whole process stays within `bytes` when the caller's

@@ -90,8 +90,8 @@ void bs_memory_limit(uint64_t bytes, uint64_t reserve)
      * libraries, thread stacks, metadata (cache entries, dirty map entries,
      * allocator maps), and malloc's slack between the trims after each txg
      * (txg.c publish).  Measured (docs/PERFORMANCE.md): ~11 MiB for an idle
-     * berthd with a pool, and peaks of 1/16 over the buffers' sum. */
-    uint64_t overhead = bytes / 16 + (24ULL << 20);
+     * berthd with a pool, and peaks of up to 1/8 over the buffers' sum. */
+    uint64_t overhead = bytes / 8 + (24ULL << 20);
     reserve += overhead;
     atomic_store(&mem_limit, bytes);
     /* glibc gives threads their own arenas (up to 8 per CPU), and memory
@@ -107,7 +107,8 @@ void bs_memory_limit(uint64_t bytes, uint64_t reserve)
     bs_tunables_get(&t);
     t.dirty_max_bytes = MAX(MIN(avail / 4, 1ULL << 30), 1ULL << 20);
     uint64_t idle = avail / 32;
-    uint64_t rest = avail - t.dirty_max_bytes - idle;
+    uint64_t used = t.dirty_max_bytes + idle;
+    uint64_t rest = avail > used ? avail - used : 0; /* a tiny limit: minimal budgets */
     t.cache_bytes = MAX(rest, 1ULL << 20);
     bs_tunables_set(&t);
     cbuf_pool_set_limit(idle);
