@@ -3,22 +3,41 @@
 # Print the benchmark table from bench/run.sh's results file (lines
 # "TARGET WORKLOAD IOPS BYTES_PER_S LAT_US") and the extra figures (lines
 # "extra KEY VALUE").  Output is Markdown (readable on a terminal too).
+# With several rounds (run.sh --repeat), a line per round and figure: the
+# tables show the median of each figure over the rounds (ratios are of the
+# medians), and the number of rounds.
+import statistics
 import sys
 
-rows = {}
+samples = {}
 extra = {}
+xsamples = {}
 targets = []
 for line in open(sys.argv[1]):
     f = line.split()
     if not f:
         continue
     if f[0] == "extra":
-        extra[f[1]] = " ".join(f[2:])
+        v = " ".join(f[2:])
+        try:
+            xsamples.setdefault(f[1], []).append(float(v))
+        except ValueError:
+            pass
+        extra[f[1]] = v
         continue
     t, w, iops, bw, lat = f[0], f[1], float(f[2]), float(f[3]), float(f[4])
     if t not in targets:
         targets.append(t)
-    rows[(t, w)] = (iops, bw, lat)
+    samples.setdefault((t, w), []).append((iops, bw, lat))
+rows = {k: tuple(statistics.median(x[i] for x in v) for i in range(3))
+        for k, v in samples.items()}
+rounds = max((len(v) for v in samples.values()), default=0)
+for k, v in xsamples.items():
+    if len(v) > 1:
+        extra[k] = "%.2f" % statistics.median(v)
+if rounds > 1:
+    print("Medians of %d rounds (each round runs every target back to back)." % rounds)
+    print()
 
 workloads = [("randwrite-4k", "4 KiB random write", "iops"),
              ("randread-4k", "4 KiB random read", "iops"),
@@ -79,7 +98,28 @@ if cpu:
         if any((t, w) in rows for t in targets):
             print("| %s | %s |" % (desc, " | ".join(
                 cpu.get("%s_%s" % (t, w), "-") for t in targets)))
-extra = {k: v for k, v in extra.items() if not k.startswith(CPU)}
+GIB = "server_CPU_s_per_GiB_"
+gib = {k[len(GIB):]: v for k, v in extra.items() if k.startswith(GIB)}
+if gib:
+    print()
+    print("Server CPU time per GiB moved (s, user + system from /proc/PID/stat; "
+          "the steadiest figure on a loaded machine):")
+    print()
+    hdr = ["workload"] + targets + ["%s/%s" % (m, p) for m in mine for p in peers]
+    print("| " + " | ".join(hdr) + " |")
+    print("|" + "---|" * len(hdr))
+    for w, desc, kind in workloads:
+        if any((t, w) in rows for t in targets):
+            cells = [desc] + [gib.get("%s_%s" % (t, w), "-") for t in targets]
+            for m in mine:
+                for p in peers:
+                    a, b = gib.get("%s_%s" % (m, w)), gib.get("%s_%s" % (p, w))
+                    try:
+                        cells.append("%.2fx" % (float(a) / float(b)))
+                    except (TypeError, ValueError, ZeroDivisionError):
+                        cells.append("-")
+            print("| " + " | ".join(cells) + " |")
+extra = {k: v for k, v in extra.items() if not k.startswith(CPU) and not k.startswith(GIB)}
 if extra:
     print()
     for k, v in extra.items():

@@ -15,10 +15,13 @@
 # real data, not holes).  Then berthd's peak RSS and the metadata overhead of
 # 1 GiB of incompressible data.
 #
-#   bench/run.sh [--runtime S] [--size SIZE] [--targets "a b ..."] [--dir DIR] [--doc]
+#   bench/run.sh [--runtime S] [--size SIZE] [--targets "a b ..."] [--dir DIR]
+#                [--repeat N] [--doc]
 #
-#   --doc   also write the results into docs/PERFORMANCE.md
-# Environment: BERTH_BUILD (default ./build).
+#   --repeat N  N rounds, each running every target back to back; the tables
+#               show medians (a shared machine's load moves single runs 2x)
+#   --doc       also write the results into docs/PERFORMANCE.md
+# Environment: BERTH_BUILD (default ./build), BERTHD_ARGS (extra berthd options).
 set -u
 set -o pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +31,7 @@ runtime=${BENCH_RUNTIME:-15}
 size=${BENCH_SIZE:-4G}
 targets=${BENCH_TARGETS:-"berth-lz4 berth-off qsd-raw qsd-qcow2 nbdkit"}
 dir=${BENCH_DIR:-/var/tmp/berth-bench}
+repeat=${BENCH_REPEAT:-1}
 doc=0
 cmdline="bench/run.sh $*"
 while [ $# -gt 0 ]; do
@@ -36,6 +40,7 @@ while [ $# -gt 0 ]; do
     --size) size=$2; shift 2 ;;
     --targets) targets=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
+    --repeat) repeat=$2; shift 2 ;;
     --doc) doc=1; shift ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -68,7 +73,8 @@ log() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
 # ---- servers ----
 start_berthd() {
   export BERTH_SOCKET=$W/run/berthd.sock
-  "$build/src/daemon/berthd" --state-dir "$W/state" --run-dir "$W/run" >"$W/berthd.log" 2>&1 &
+  # shellcheck disable=SC2086 # BERTHD_ARGS: extra options, e.g. "--cache-size 1G"
+  "$build/src/daemon/berthd" --state-dir "$W/state" --run-dir "$W/run" ${BERTHD_ARGS:-} >"$W/berthd.log" 2>&1 &
   berthd_pid=$!
   pids+=("$berthd_pid")
   local i
@@ -113,6 +119,7 @@ setup_target() {
       srv_pid=$berthd_pid ;;
     qsd-raw|qsd-qcow2)
       local f=$W/$t.img sock=$W/$t.sock
+      rm -f "$sock" # an earlier round's socket would pass wait_sock at once
       if [ "$t" = qsd-raw ]; then
         truncate -s "$size" "$f"
         qemu-storage-daemon --blockdev driver=file,node-name=f,filename="$f" \
@@ -130,6 +137,7 @@ setup_target() {
       uri="nbd+unix:///x?socket=$sock" ;;
     nbdkit)
       local f=$W/nbdkit.img sock=$W/nbdkit.sock
+      rm -f "$sock"
       truncate -s "$size" "$f"
       nbdkit -f -U "$sock" file "$f" >"$W/nbdkit.log" 2>&1 &
       pids+=($!)
@@ -172,27 +180,34 @@ fio_job() {
   local cpu=""
   if [ "$timed" = 1 ]; then
     cpu=$(python3 -c "print('%.1f' % (($c1 - $c0) / $hz * 1e6 / (${s%% *} * ($runtime + 1))) if ${s%% *} else 'n/a')")
+    local bw=${s#* }; bw=${bw%% *}
+    local gib
+    gib=$(python3 -c "print('%.2f' % (($c1 - $c0) / $hz / ($bw * ($runtime + 1) / 2**30)) if $bw else 'n/a')")
     echo "$t $name $s" >>"$results"
     echo "extra server_CPU_us_per_request_${t}_${name} $cpu" >>"$results"
+    echo "extra server_CPU_s_per_GiB_${t}_${name} $gib" >>"$results"
   fi
-  log "  $t $name: $s (IOPS B/s lat-us), server CPU ${cpu:-?} us/request"
+  log "  $t $name: $s (IOPS B/s lat-us), server CPU ${cpu:-?} us/request, ${gib:-?} s/GiB"
 }
 
-for t in $targets; do
-  log "== $t"
-  setup_target "$t"
-  log "  prefill $size sequentially ($uri)"
-  fio_job "$t" "$uri" prefill write 1M 0 || exit 1
-  fio_job "$t" "$uri" randwrite-4k randwrite 4k || exit 1
-  fio_job "$t" "$uri" randread-4k randread 4k || exit 1
-  fio_job "$t" "$uri" write-1m write 1M || exit 1
-  fio_job "$t" "$uri" read-1m read 1M || exit 1
-  teardown_target "$t"
+for round in $(seq "$repeat"); do
+  for t in $targets; do
+    log "== $t (round $round of $repeat)"
+    setup_target "$t"
+    log "  prefill $size sequentially ($uri)"
+    fio_job "$t" "$uri" prefill write 1M 0 || exit 1
+    fio_job "$t" "$uri" randwrite-4k randwrite 4k || exit 1
+    fio_job "$t" "$uri" randread-4k randread 4k || exit 1
+    fio_job "$t" "$uri" write-1m write 1M || exit 1
+    fio_job "$t" "$uri" read-1m read 1M || exit 1
+    teardown_target "$t"
+  done
 done
 
 if [ -n "$berthd_pid" ]; then
   hwm=$(awk '/VmHWM/ {print $2, $3}' "/proc/$berthd_pid/status")
   echo "extra berthd_peak_RSS_(VmHWM,_after_all_berth_runs) $hwm" >>"$results"
+  echo "extra berthd_memory_limit_(--cache-size) $(grep -o 'memory limit [0-9]* MiB' "$W/berthd.log" | head -1 | cut -d' ' -f3-)" >>"$results"
   log "== metadata overhead: 1 GiB of incompressible data in a fresh volume"
   berth pool create -o size=4G meta "$W/meta.img" >/dev/null || exit 1
   berth vol create -V 2G meta/v >/dev/null || exit 1

@@ -125,9 +125,11 @@ void bs_tunables_set(const struct bs_tunables *t);
 
 /* One memory limit for the engine, like ZFS's ARC limit but covering dirty
  * data too: of `bytes` minus `reserve` (what the caller keeps for itself,
- * e.g. NBD request buffers), 1/4 (at most 1 GiB) bounds dirty data, 1/32 the
- * idle buffers kept for reuse, the rest the block cache.  The engine's
- * buffers then never exceed `bytes - reserve`. */
+ * e.g. NBD request buffers) minus the process's own overhead (bytes/8 +
+ * 24 MiB: code, stacks, metadata, malloc's slack), 1/4 (at most 1 GiB)
+ * bounds dirty data, 1/32 the idle buffers kept for reuse, the rest the
+ * block cache.  So the whole process stays within `bytes` when the caller's
+ * `reserve` is honest. */
 void bs_memory_limit(uint64_t bytes, uint64_t reserve);
 /* The default limit: RAM/4, from 256 MiB to 4 GiB. */
 uint64_t bs_memory_default(void);

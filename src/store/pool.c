@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@
 /* tun_dirty 0: the default, dirty_default() */
 static _Atomic uint64_t tun_cache = 512ULL << 20, tun_dirty = 0;
 static _Atomic unsigned tun_timeout = 5000, tun_threads = 0;
+static _Atomic uint64_t mem_limit; /* bs_memory_limit's bytes; 0: none set */
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct bcache *g_cache;
@@ -84,15 +86,37 @@ uint64_t bs_memory_default(void)
 
 void bs_memory_limit(uint64_t bytes, uint64_t reserve)
 {
+    /* What the process needs besides the engine's buffers: code and
+     * libraries, thread stacks, metadata (cache entries, dirty map entries,
+     * allocator maps), and malloc's slack between the trims after each txg
+     * (txg.c publish).  Measured (docs/PERFORMANCE.md): ~11 MiB for an idle
+     * berthd with a pool, and peaks of up to 1/8 over the buffers' sum. */
+    uint64_t overhead = bytes / 8 + (24ULL << 20);
+    reserve += overhead;
+    atomic_store(&mem_limit, bytes);
+    /* glibc gives threads their own arenas (up to 8 per CPU), and memory
+     * freed into one arena is only reused by the threads of that arena:
+     * the NBD workers' buffers freed by the sync thread and the cache's
+     * evictions piled up as free memory in each worker's arena (with a 128
+     * MiB limit, 4 arenas of 45 MiB holding 5.5 MiB each).  Two arenas keep
+     * the freed memory reusable by everyone; the allocations that matter go
+     * through the buffer free lists (cache.c) anyway. */
+    mallopt(M_ARENA_MAX, 2);
     uint64_t avail = bytes > reserve ? bytes - reserve : 0;
     struct bs_tunables t;
     bs_tunables_get(&t);
     t.dirty_max_bytes = MAX(MIN(avail / 4, 1ULL << 30), 1ULL << 20);
     uint64_t idle = avail / 32;
-    uint64_t rest = avail - t.dirty_max_bytes - idle;
+    uint64_t used = t.dirty_max_bytes + idle;
+    uint64_t rest = avail > used ? avail - used : 0; /* a tiny limit: minimal budgets */
     t.cache_bytes = MAX(rest, 1ULL << 20);
     bs_tunables_set(&t);
     cbuf_pool_set_limit(idle);
+}
+
+uint64_t pool_memory_limit(void)
+{
+    return atomic_load_explicit(&mem_limit, memory_order_relaxed);
 }
 
 void bs_tunables_set(const struct bs_tunables *t)

@@ -312,4 +312,7 @@ uint32_t pool_cache_id(void);
  * behind.  For tests only. */
 void pool_abandon(bs_pool *p);
 
+/* The whole process's memory limit given to bs_memory_limit (0: none). */
+uint64_t pool_memory_limit(void);
+
 #endif

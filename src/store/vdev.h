@@ -86,6 +86,10 @@ struct vdev {
      * complete resilver or scrub; a normal read never uses this leaf for a
      * block born in that range. */
     _Atomic uint64_t dtl_lo, dtl_hi;
+    /* Leaf writes to a regular file take wlock (vdev.c "Leaf writes"); set
+     * up by vdev_open only (wlock_init). */
+    bool wlock_init;
+    pthread_mutex_t wlock;
 };
 
 /* Open (and lock) a leaf.  If `create_size` > 0 and path does not exist, a
