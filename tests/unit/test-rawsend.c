@@ -886,6 +886,190 @@ static void test_key_record(void)
     free(b);
 }
 
+/* ---- error paths of raw receive and key load (heap corruption hunt) ----
+ * A glibc "corrupted size vs. prev_size" was seen once in this test in an
+ * error path (a raw-received volume whose key load failed root-MAC
+ * verification).  This drives every such path, each followed by a retry
+ * and a re-import, so ASan, MALLOC_CHECK_ and valgrind see them all. */
+
+static const uint8_t errkey[32] = "eeeeeeeeeeeeeeeeffffffffffffffff";
+
+/* Offset of the n-th record of `type` in m (0: none). */
+static size_t rec_at(const struct mstream *m, int type, int n)
+{
+    struct stream_parser ps;
+    stream_parser_init(&ps);
+    size_t pos = 0, found = 0;
+    while (pos < m->len) {
+        long plen = stream_parse_hdr(&ps, m->b + pos, NULL);
+        struct stream_rec sr;
+        if (plen < 0 ||
+            stream_parse_rec(&ps, m->b + pos, STREAM_HDR_SIZE + (size_t)plen, &sr, NULL) < 0)
+            break;
+        if ((int)sr.type == type && n-- == 0) {
+            found = pos;
+            break;
+        }
+        pos += STREAM_HDR_SIZE + (size_t)plen;
+    }
+    stream_parser_free(&ps);
+    return found;
+}
+
+/* A root MAC that is not the snapshot's (the kind stays SAUTH_ROOT_MAC). */
+static void forge_mac(struct stream_rec *rec, uint8_t *blk)
+{
+    (void)blk;
+    if (rec->type == SREC_CRYPT)
+        rec->u.crypt.auth[5] ^= 0x41;
+}
+
+static int load_raw(bs_pool *p, const char *vol, const uint8_t *k, struct berr *e)
+{
+    memset(e, 0, sizeof *e);
+    struct bs_key bk = { .format = BS_KEYFORMAT_RAW, .data = k, .len = 32 };
+    return bs_key_load(p, vol, &bk, e);
+}
+
+static bool no_pending(bs_pool *p, const char *vol)
+{
+    char tok[STREAM_TOKEN_MAX];
+    return bs_recv_token(p, vol, tok, sizeof tok, NULL) == -ENOENT;
+}
+
+static void reimport_dst(void)
+{
+    struct berr e = {0};
+    const char *f = tmp_path("dst.img");
+    bs_pool_export(dst, false, &e);
+    const char *v[] = { f };
+    dst = NULL;
+    ok(bs_pool_import(v, 1, NULL, &dst, &e) == 0, "receiver re-imported: %s", e.msg);
+}
+
+static void test_error_paths(void)
+{
+    struct berr e = {0};
+    struct bs_vol_props vp;
+    bs_vol_props_init(src, &vp);
+    snprintf(vp.name, sizeof vp.name, "w");
+    vp.volsize = VOLSIZE;
+    vp.volblocksize = BS;
+    vp.encrypted = true;
+    vp.keyformat = BS_KEYFORMAT_RAW;
+    vp.key = errkey;
+    vp.keylen = sizeof errkey;
+    ok(bs_vol_create(src, &vp, false, &e) == 0, "encrypted source w: %s", e.msg);
+    ok(write_blocks(src, "w", 0, 40, 2) == 0 && write_blocks(src, "w", 40, 20, 1) == 0 &&
+           snap(src, "w@1") == 0 && write_blocks(src, "w", 10, 15, 2) == 0 &&
+           write_blocks(src, "w", 50, 5, 0) == 0 && snap(src, "w@2") == 0,
+       "w@1, w@2");
+    ok(bs_key_unload(src, "w", &e) == 0, "w locked: %s", e.msg);
+    struct mstream f, i, t;
+    ok(do_send(src, "w@1", NULL, false, true, NULL, &f, &e) == 0 &&
+           do_send(src, "w@2", "@1", false, true, NULL, &i, &e) == 0,
+       "raw full w@1 and raw -i @1 w@2");
+    size_t fcrypt = rec_at(&f, SREC_CRYPT, 0), fdata = rec_at(&f, SREC_DATA, 7);
+    size_t icrypt = rec_at(&i, SREC_CRYPT, 0), idata = rec_at(&i, SREC_DATA, 3);
+    ok(fcrypt && fdata && icrypt && idata, "records found (CRYPT %zu, DATA %zu; %zu, %zu)",
+       fcrypt, fdata, icrypt, idata);
+
+    /* a full raw receive refused at each stage: nothing is left behind */
+    f.b[fcrypt + STREAM_HDR_SIZE + 40] ^= 0x08;
+    ok(do_recv("x", &f, false, &e) == -EILSEQ && no_pending(dst, "x"),
+       "a damaged CRYPT record: %s", e.msg);
+    f.b[fcrypt + STREAM_HDR_SIZE + 40] ^= 0x08;
+    patch_auth = true;
+    int r = reencode(&f, &t, NULL);
+    patch_auth = false;
+    ok(r == 0 && do_recv("x", &t, false, &e) == -EILSEQ && no_pending(dst, "x"),
+       "an unknown MAC kind: %s", e.msg);
+    free(t.b);
+    f.limit = fdata + STREAM_HDR_SIZE + 20;
+    ok(do_recv("x", &f, false, &e) == -EPIPE && no_pending(dst, "x") && nsnaps(dst, "x") == 0,
+       "truncated inside a DATA record: %s", e.msg);
+    ok(do_recv("x", &f, true, &e) == -EPIPE && !no_pending(dst, "x"),
+       "the same, resumable: the partial receive is kept");
+    reimport_dst();
+    ok(bs_key_unload(dst, "x", &e) < 0 && load_raw(dst, "x", errkey, &e) == -ENOENT,
+       "no key calls on a pending receive: %s", e.msg);
+    memset(&e, 0, sizeof e);
+    ok(bs_recv_abort(dst, "x", &e) == 0 && no_pending(dst, "x"), "aborted: %s", e.msg);
+    f.limit = 0;
+
+    /* a root MAC that is not the snapshot's: received locked (nothing can
+     * tell), then every key load fails authentication, also after an import */
+    ok(reencode(&f, &t, forge_mac) == 0, "root MAC forged, checksums fixed up");
+    ok(do_recv("x", &t, false, &e) == 0 && locked(dst, "x"), "received locked: %s", e.msg);
+    for (int k = 0; k < 3; k++) {
+        ok(load_raw(dst, "x", errkey, &e) == -EACCES && strstr(e.msg, "authentication"),
+           "the right key fails root-MAC verification (%d): %s", k, e.msg);
+        ok(load_raw(dst, "x", rawkey2, &e) == -EACCES && locked(dst, "x"),
+           "a wrong key: %s", e.msg);
+        ok(bs_key_unload(dst, "x", &e) == -ENOENT, "nothing to unload");
+    }
+    struct bs_key ek = { .format = BS_KEYFORMAT_RAW, .data = errkey, .len = 32 };
+    memset(&e, 0, sizeof e);
+    ok(bs_key_load_all(dst, &ek, &e) == 0 && e.msg[0] && locked(dst, "x"),
+       "load-all with the key loads nothing: %s", e.msg);
+    reimport_dst();
+    ok(load_raw(dst, "x", errkey, &e) == -EACCES && locked(dst, "x"),
+       "after the import too: %s", e.msg);
+    /* an incremental onto it is received (locked) but cannot fix it */
+    ok(do_recv("x", &i, false, &e) == 0 && nsnaps(dst, "x") == 2 &&
+           load_raw(dst, "x", errkey, &e) == -EACCES,
+       "the genuine incremental on top still fails at x@1: %s", e.msg);
+    memset(&e, 0, sizeof e);
+    ok(bs_vol_destroy_ex(dst, "x", BS_DESTROY_RECURSIVE, &e) == 0, "destroy x: %s", e.msg);
+    free(t.b);
+
+    /* the genuine stream still applies after all that */
+    ok(do_recv("x", &f, false, &e) == 0, "the genuine full stream: %s", e.msg);
+    ok(load_raw(dst, "x", rawkey2, &e) == -EACCES, "a wrong key on the raw copy: %s", e.msg);
+    ok(load_raw(dst, "x", errkey, &e) == 0, "the right one: %s", e.msg);
+    ok(bs_key_unload(dst, "x", &e) == 0, "unloaded again");
+
+    /* an incremental raw receive refused at each stage */
+    ok(reencode(&i, &t, other_key) == 0 && do_recv("x", &t, false, &e) == -EXDEV &&
+           no_pending(dst, "x"),
+       "another key guid: %s", e.msg);
+    free(t.b);
+    i.b[icrypt + STREAM_HDR_SIZE + 40] ^= 0x08;
+    ok(do_recv("x", &i, false, &e) == -EILSEQ && no_pending(dst, "x"),
+       "a damaged CRYPT record: %s", e.msg);
+    i.b[icrypt + STREAM_HDR_SIZE + 40] ^= 0x08;
+    patch_auth = true;
+    r = reencode(&i, &t, NULL);
+    patch_auth = false;
+    ok(r == 0 && do_recv("x", &t, false, &e) == -EILSEQ && no_pending(dst, "x"),
+       "an unknown MAC kind: %s", e.msg);
+    free(t.b);
+    i.limit = idata + STREAM_HDR_SIZE + 20;
+    ok(do_recv("x", &i, false, &e) == -EPIPE && no_pending(dst, "x"),
+       "truncated inside a DATA record: %s", e.msg);
+    ok(do_recv("x", &i, true, &e) == -EPIPE && !no_pending(dst, "x"), "resumable: kept");
+    i.limit = 0;
+    reimport_dst();
+    ok(do_recv("x", &i, false, &e) == -EBUSY && !no_pending(dst, "x"), "a new receive while one is pending: %s", e.msg);
+    memset(&e, 0, sizeof e);
+    ok(bs_recv_abort(dst, "x", &e) == 0, "aborted");
+    /* with the key loaded, a forged root MAC is refused at the end */
+    ok(load_raw(dst, "x", errkey, &e) == 0, "key loaded: %s", e.msg);
+    ok(reencode(&i, &t, forge_mac) == 0 && do_recv("x", &t, false, &e) < 0 &&
+           strstr(e.msg, "root MAC") && no_pending(dst, "x") && nsnaps(dst, "x") == 1,
+       "a forged root MAC with the key loaded: %s", e.msg);
+    free(t.b);
+    ok(do_recv("x", &i, false, &e) == 0 && nsnaps(dst, "x") == 2, "the genuine one: %s", e.msg);
+    reimport_dst();
+    ok(load_raw(dst, "x", rawkey2, &e) == -EACCES && load_raw(dst, "x", errkey, &e) == 0,
+       "after the import: the wrong key refused, the right one loads");
+    ok(load_raw(src, "w", errkey, &e) == 0 && same("w@1", "x@1") && same("w@2", "x@2") &&
+           same("w@2", "x"),
+       "x@1, x@2 and x read back as w's");
+    free(f.b);
+    free(i.b);
+}
+
 int main(void)
 {
     const char *kf = tmp_path("k.key");
@@ -912,6 +1096,7 @@ int main(void)
     test_resume();
     test_key_follow();
     test_local_aad();
+    test_error_paths();
     bs_pool_close(src);
     bs_pool_close(dst);
     tmp_cleanup();
