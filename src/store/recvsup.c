@@ -491,14 +491,16 @@ int recv_finish(struct bs_pool *p, const char *vol, uint64_t creation,
             snprintf(b->name, sizeof b->name, "%s", snapname);
             b->guid = hd->rec.recv.toguid;
             b->creation = creation;
-            if (h)
-                atomic_store(&h->gone, true);
         }
     }
     if (slots)
         memset(slots, 0, sizeof *slots);
     if (r == 0 && skey && slots)
         r = slots_rule(p, hd, vol, hidden, skey, t, slots, err);
+    /* only once nothing here can refuse: a refused finish leaves the old
+     * head usable (gone makes all its I/O fail) */
+    if (r == 0 && h)
+        atomic_store(&h->gone, true);
     pthread_mutex_unlock(&p->lock);
     return task_finish(p, t, r, "receive", err);
 }
