@@ -89,14 +89,12 @@ void blk_crypt_test_local_aad(bool on)
     atomic_store(&test_local_aad, on);
 }
 
-int blk_seal(const struct blk_wprops *wp, uint8_t comp, uint32_t lsize, uint32_t psize,
-             uint64_t txg, struct blk_scratch *s, const uint8_t **src, struct blkptr *bp)
+int blk_seal(const struct blk_wprops *wp, const struct blk_crypt *bc, uint8_t comp,
+             uint32_t lsize, uint32_t psize, uint64_t txg, const uint8_t *in, uint8_t *out,
+             struct blkptr *bp)
 {
-    const struct blk_crypt *bc = wp->crypt;
-    if (!bc->key)
+    if (!bc || !bc->key)
         return -ENOKEY;
-    if (psize > s->cap)
-        return -EOVERFLOW;
     uint8_t salt[CRYPT_SALT_LEN], aad[CRYPT_AAD_LEN], mac[CRYPT_MAC_LEN];
     int r = crypt_key_next_salt((struct crypt_key *)bc->key, salt);
     if (r == 0)
@@ -106,12 +104,10 @@ int blk_seal(const struct blk_wprops *wp, uint8_t comp, uint32_t lsize, uint32_t
     uint8_t ver = atomic_load(&test_local_aad) ? BLK_AAD_LOCAL : BLK_AAD_PORTABLE;
     bp->iv[BLK_AAD_BYTE] = ver;
     size_t alen = make_aad(bc, ver, wp->type, wp->level, comp, txg, lsize, psize, aad);
-    /* out of place when the bytes are still the caller's (uncompressed) */
-    r = crypt_encrypt_block(bc->key, salt, bp->iv, aad, alen, *src, s->buf, psize, mac);
+    r = crypt_encrypt_block(bc->key, salt, bp->iv, aad, alen, in, out, psize, mac);
     if (r < 0)
         return r;
-    *src = s->buf;
-    checksum_compute(wp->cksum, s->buf, psize, bp->checksum);
+    checksum_compute(wp->cksum, out, psize, bp->checksum);
     memcpy(bp->checksum + MAC_OFF, mac, CRYPT_MAC_LEN);
     bp->flags |= BP_FLAG_ENCRYPTED;
     bp_set_salt(bp, salt);
@@ -178,28 +174,15 @@ int blk_sealed_check(const struct blk_sealed *sb, uint32_t volblocksize)
     return 0;
 }
 
-int blk_write_sealed(const struct blkio *io, const struct blk_sealed *sb, const uint8_t *ct,
-                     uint8_t cksum, uint64_t txg, struct blk_scratch *s, struct blkptr *bp)
+void blk_sealed_prepare(const struct blk_sealed *sb, const uint8_t *ct, uint8_t cksum,
+                        uint64_t txg, struct blkptr *bp)
 {
-    uint32_t sector = 1u << io->ashift;
-    uint32_t len = (uint32_t)ROUND_UP((uint64_t)sb->psize, sector);
-    const uint8_t *src = ct;
-    if (len != sb->psize) {
-        if (len > s->cap)
-            return -EOVERFLOW;
-        memcpy(s->buf, ct, sb->psize);
-        memset(s->buf + sb->psize, 0, len - sb->psize);
-        src = s->buf;
-    }
     memset(bp, 0, sizeof *bp);
     checksum_compute(cksum, ct, sb->psize, bp->checksum);
     memcpy(bp->checksum + MAC_OFF, sb->mac, CRYPT_MAC_LEN);
     memcpy(bp->iv, sb->iv, CRYPT_IV_LEN);
     bp->iv[BLK_AAD_BYTE] = BLK_AAD_PORTABLE;
     bp_set_salt(bp, sb->salt);
-    int r = blk_alloc_write(io, src, len, txg, &bp->dva[0]);
-    if (r < 0)
-        return r;
     bp->birth = txg;
     bp->lsize = sb->lsize;
     bp->psize = sb->psize;
@@ -209,5 +192,4 @@ int blk_write_sealed(const struct blkio *io, const struct blk_sealed *sb, const 
     bp->level = 0;
     bp->flags = BP_FLAG_ENCRYPTED;
     bp->fill = 1;
-    return 0;
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The encryption hooks of block I/O (docs/FORMAT.md sections 5 and 10):
- * blk_write calls blk_seal after compression, blk_read calls blk_unseal
- * after the checksum and before decompression.
+ * blk_write_batch calls blk_seal after compression, blk_read calls
+ * blk_unseal after the checksum and before decompression.
  *
  * Invariants:
  *  - an encrypted block pointer has BP_FLAG_ENCRYPTED, a random IV at bytes
@@ -17,8 +17,8 @@
  *  - byte 92 of an encrypted pointer (iv[12]) names its AAD version: 0 for
  *    the pool-local version 1 (blocks written before raw send existed), 2
  *    for the portable version every block is written with now; only
- *    portable blocks may be raw-sent (blk_write_sealed stores them
- *    elsewhere exactly as they were). */
+ *    portable blocks may be raw-sent (blk_sealed_prepare + blk_write_batch
+ *    store them elsewhere exactly as they were). */
 #ifndef BERTH_STORE_BLKCRYPT_H
 #define BERTH_STORE_BLKCRYPT_H
 
@@ -65,13 +65,15 @@ bool blk_crypt_match(const struct blkptr *bp, const struct blk_crypt *bc);
  * authenticated indirect (BP_FLAG_AUTH: its children's digest). */
 bool blk_sum_ok(const struct blkptr *bp, const uint8_t sum[32]);
 
-/* Encrypt the `psize` stored bytes at *src into s->buf (in place when they
- * are there already; the sector padding after them stays zero), then
- * fill bp's flag, IV, salt, checksum (of the ciphertext) and MAC.  bp must
- * be zeroed; `comp`, `lsize`, `psize`, `txg` are what blk_write stores.
- * *src then points at the ciphertext.  0 or -errno. */
-int blk_seal(const struct blk_wprops *wp, uint8_t comp, uint32_t lsize, uint32_t psize,
-             uint64_t txg, struct blk_scratch *s, const uint8_t **src, struct blkptr *bp);
+/* Encrypt the `psize` stored bytes at `in` into `out` (the same buffer, or
+ * no overlap) under bc's key for block bc->blkid with a fresh IV and the
+ * key's current salt, then fill bp's flag, IV, salt, checksum (of the
+ * ciphertext) and MAC.  bp must be zeroed; `comp`, `lsize`, `psize`, `txg`
+ * are what the writer stores.  Every call draws its own IV, so the blocks of
+ * one batch never share one.  0 or -errno (-ENOKEY: key not loaded). */
+int blk_seal(const struct blk_wprops *wp, const struct blk_crypt *bc, uint8_t comp,
+             uint32_t lsize, uint32_t psize, uint64_t txg, const uint8_t *in, uint8_t *out,
+             struct blkptr *bp);
 
 /* Describe the encrypted data pointer `bp` of block blkid for a raw send.
  * -EIO if bp is not an encrypted data block; -ENOTSUP if it was sealed with
@@ -82,15 +84,15 @@ int blk_sealed_of(const struct blkptr *bp, uint64_t blkid, struct blk_sealed *ou
  * IV.  0 or -EILSEQ. */
 int blk_sealed_check(const struct blk_sealed *sb, uint32_t volblocksize);
 
-/* Store a sealed block as it is (raw receive): pad the psize ciphertext
- * bytes to the sector, checksum them with `cksum` (16 bytes kept, as for any
- * encrypted block), allocate, write and fill *bp (flags, IV with the
- * portable AAD version, salt, MAC, sizes, compression, birth txg).  Needs no
- * key; the block stays out of the block cache (it holds plaintext).  The
- * receiving volume's key decrypts it later because the portable AAD holds
- * nothing this pool changed.  0 or -errno. */
-int blk_write_sealed(const struct blkio *io, const struct blk_sealed *sb, const uint8_t *ct,
-                     uint8_t cksum, uint64_t txg, struct blk_scratch *s, struct blkptr *bp);
+/* The pointer of a sealed block stored as it is (raw receive), but for
+ * its DVA: checksum of the `ct` ciphertext (sb->psize bytes) with `cksum`
+ * (16 bytes kept, as for any encrypted block), flags, IV with the portable
+ * AAD version, salt, MAC, sizes, compression, birth txg.  Needs no key; the
+ * block stays out of the block cache (it holds plaintext).  The receiving
+ * volume's key decrypts it later because the portable AAD holds nothing this
+ * pool changed.  blk_write_batch stores such blocks (blk_wreq.sealed). */
+void blk_sealed_prepare(const struct blk_sealed *sb, const uint8_t *ct, uint8_t cksum,
+                        uint64_t txg, struct blkptr *bp);
 
 /* Tests only: seal new blocks with the pool-local AAD version 1, as berth
  * did before raw send, to check that such blocks stay readable and that a

@@ -344,6 +344,8 @@ int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_
               const struct blk_wprops *wp, uint64_t txg, struct blk_scratch *s,
               struct blkptr *bp)
 {
+    if (wp->crypt)
+        return -EINVAL; /* encrypted data goes through blk_write_batch */
     if (!data)
         data = cb->data;
     if (wp->zero_is_hole && buf_is_zero(data, lsize)) {
@@ -374,10 +376,7 @@ int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_
         src = s->buf;
     }
     memset(bp, 0, sizeof *bp);
-    if (!wp->crypt)
-        checksum_compute(wp->cksum, src, psize, bp->checksum);
-    else if ((c = blk_seal(wp, comp, lsize, psize, txg, s, &src, bp)) < 0) /* checksums too */
-        return (int)c;
+    checksum_compute(wp->cksum, src, psize, bp->checksum);
     int r = blk_alloc_write(io, src, len, txg, &bp->dva[0]);
     if (r < 0)
         return r;
@@ -433,8 +432,9 @@ static void run_done(const struct blkio *io, struct blk_wreq *r, const struct ru
         bp->dva[0].offset = offs[i];
         bp->dva[0].vdev = tops[i];
         bp->dva[0].asize = (uint32_t)asz[i];
-        bcache_put(io->cache, io->cache_id, cache_key(tops[i], offs[i]), txg,
-                   r[rn->idx[i]].cb);
+        if (!r[rn->idx[i]].sealed) /* the cache holds plaintext only */
+            bcache_put(io->cache, io->cache_id, cache_key(tops[i], offs[i]), txg,
+                       r[rn->idx[i]].cb);
     }
 }
 
@@ -510,14 +510,15 @@ int blk_write_batch(const struct blkio *io, struct blk_wreq *r, size_t n,
     rn.used = 0;
     for (size_t k = 0; k < n; k++) {
         const uint8_t *data = r[k].cb->data;
+        const struct blk_sealed *sb = r[k].sealed;
         const uint32_t lsize = r[k].lsize;
         struct blkptr *bp = r[k].bp;
-        if (wp->zero_is_hole && buf_is_zero(data, lsize)) {
+        if (!sb && wp->zero_is_hole && buf_is_zero(data, lsize)) {
             bp_make_hole(bp, txg, wp->level, wp->type);
             continue;
         }
         /* room for this block's output, whatever it turns out to be */
-        size_t need = ROUND_UP((size_t)lsize, sector);
+        size_t need = ROUND_UP((size_t)(sb ? sb->psize : lsize), sector);
         if (need > s->bcap)
             return -EOVERFLOW;
         if (rn.used + need > s->bcap) {
@@ -526,18 +527,41 @@ int blk_write_batch(const struct blkio *io, struct blk_wreq *r, size_t n,
                 return ret;
         }
         uint8_t *out = s->bbuf + rn.used;
-        long c = compress_block(wp->comp, wp->comp_level, data, lsize, out, need);
-        if (c < 0)
-            return (int)c;
         const uint8_t *src = data;
         uint32_t psize = lsize;
         uint8_t comp = BS_COMPRESS_OFF;
-        if (c > 0) {
-            src = out;
-            psize = (uint32_t)c;
-            comp = wp->comp;
+        if (sb) {
+            psize = sb->psize;
+        } else {
+            long c = compress_block(wp->comp, wp->comp_level, data, lsize, out, need);
+            if (c < 0)
+                return (int)c;
+            if (c > 0) {
+                src = out;
+                psize = (uint32_t)c;
+                comp = wp->comp;
+            }
         }
         uint32_t asize = (uint32_t)ROUND_UP((uint64_t)psize, sector);
+        if (sb) {
+            blk_sealed_prepare(sb, data, wp->cksum, txg, bp); /* the whole pointer but the DVA */
+        } else {
+            memset(bp, 0, sizeof *bp);
+            if (wp->crypt) {
+                /* each block its own IV and AAD (its blkid), sealed into the
+                 * run's buffer (in place when compressed): the caller's
+                 * plaintext stays as it is for the cache */
+                struct blk_crypt bc = *wp->crypt;
+                bc.blkid = r[k].blkid;
+                int ret = blk_seal(wp, &bc, comp, lsize, psize, txg, src, out, bp);
+                if (ret < 0)
+                    return ret;
+                src = out;
+            } else {
+                checksum_compute(wp->cksum, src, psize, bp->checksum);
+            }
+            bp_set_written(bp, wp, txg, lsize, psize, comp);
+        }
         if (asize != psize) {
             if (src != out)
                 memcpy(out, src, psize);
@@ -546,9 +570,6 @@ int blk_write_batch(const struct blkio *io, struct blk_wreq *r, size_t n,
         }
         if (src == out)
             rn.used += asize;
-        memset(bp, 0, sizeof *bp);
-        checksum_compute(wp->cksum, src, psize, bp->checksum);
-        bp_set_written(bp, wp, txg, lsize, psize, comp);
         rn.iov[rn.n].iov_base = (void *)src;
         rn.iov[rn.n].iov_len = asize;
         rn.idx[rn.n] = k;

@@ -128,7 +128,11 @@ struct blk_wprops {
     int comp_level;
     uint8_t cksum; /* enum bs_checksum */
     bool zero_is_hole;
-    const struct blk_crypt *crypt; /* non-NULL: encrypt after compression (blkcrypt.h) */
+    /* non-NULL: the volume is encrypted; blk_write_batch seals every block
+     * after compression (blkcrypt.h) with this key and key guid and the
+     * request's own blkid (crypt->blkid is not used).  blk_write refuses it
+     * (-EINVAL): encrypted data is written by batches only. */
+    const struct blk_crypt *crypt;
 };
 
 /* Write lsize bytes from `data` (or from cb->data when data is NULL) for txg.
@@ -144,14 +148,23 @@ int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_
 #define BLK_BATCH_MAX VDEV_IOV_MAX
 #define BLK_BATCH_BYTES (1u << 20)
 
+struct blk_sealed;
 struct blk_wreq {
     struct cbuf *cb;      /* the block's data: lsize bytes of cb->data */
     uint32_t lsize;
     struct blkptr *bp;    /* filled as by blk_write */
+    uint64_t blkid;       /* the block's id: bound into its AAD when wp->crypt */
+    /* raw receive: cb holds this sealed block's sealed->psize bytes of
+     * ciphertext, stored as they are (blk_sealed_prepare; no key, no
+     * compression, no hole check, not cached); NULL for everything else */
+    const struct blk_sealed *sealed;
 };
 
 /* blk_write(io, NULL, r[i].cb, r[i].lsize, ...) for n <= BLK_BATCH_MAX blocks
- * of one dataset, with the same result per block, but the blocks that are
+ * of one dataset, with the same result per block (plus encryption with
+ * wp->crypt: each block sealed on its own, with its own IV, AAD and MAC, by
+ * the calling thread; sealed blocks of a raw receive stored as they came),
+ * but the blocks that are
  * stored get one allocated run and one vdev write (a pwritev) where
  * possible: fewer system calls, and page-cache writes of up to 1 MiB that
  * the kernel can back with large folios.  Falls back to one allocation per

@@ -89,8 +89,8 @@ int recv_begin_incr(struct bs_pool *p, const char *vol, uint64_t volsize,
  * (`raw`) needs it encrypted (EINVAL) and loaded or not. */
 int recv_open(struct bs_pool *p, const char *vol, bool raw, bs_vol **out, struct berr *err);
 /* Store block sb->blkid of the hidden volume open as v as the sealed block
- * `ct` (sb->psize bytes), as it is: the next txg writes it with
- * blk_write_sealed (vol.c).  0 or -errno. */
+ * `ct` (sb->psize bytes), as it is: the next txg writes it in a
+ * blk_write_batch (blk_sealed_prepare; vol.c).  0 or -errno. */
 int vol_write_sealed(bs_vol *v, const struct blk_sealed *sb, const uint8_t *ct);
 /* Read / update the persisted receive state (update waits for a txg). */
 int recv_get_state(struct bs_pool *p, const char *vol, struct recv_state *out);

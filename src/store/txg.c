@@ -211,24 +211,10 @@ static void leaf_job(void *ctx, size_t i, struct blk_scratch *s)
             .type = BP_TYPE_VOL_DATA, .level = 0, .comp = sv->rec.comp,
             .comp_level = sv->rec.comp_level, .cksum = sv->rec.cksum, .zero_is_hole = true,
         };
+        /* encrypted volumes too: blk_write_batch seals each block with its
+         * own IV and AAD; a raw-received block is stored as it came */
         struct blk_crypt bc;
-        size_t k0 = c->jobs[j].k;
-        const struct dirty_ent *e0 = sv->ents[k0];
-        if ((wp.crypt = ds_blk_crypt(sv->ds, sv->u[k0].blkid, &bc)) != NULL || e0->sealed) {
-            /* encrypted: one block at a time (each has its own IV and AAD);
-             * a raw-received block is written as it came (blkcrypt.h) */
-            int r = e0->sealed ? blk_write_sealed(&c->p->io, e0->sealed, e0->buf->data, wp.cksum,
-                                                  c->txg, s, &sv->u[k0].bp)
-                               : blk_write(&c->p->io, NULL, e0->buf, sv->rec.volblocksize, &wp,
-                                           c->txg, s, &sv->u[k0].bp);
-            if (r < 0) {
-                int zero = 0;
-                atomic_compare_exchange_strong(&c->err, &zero, r);
-                return;
-            }
-            j++;
-            continue;
-        }
+        wp.crypt = ds_blk_crypt(sv->ds, 0, &bc);
         struct blk_wreq rq[BLK_BATCH_MAX];
         size_t n = 0;
         for (; j < end && n < BLK_BATCH_MAX && c->jobs[j].sv == svi; j++, n++) {
@@ -236,6 +222,8 @@ static void leaf_job(void *ctx, size_t i, struct blk_scratch *s)
             rq[n].cb = sv->ents[k]->buf;
             rq[n].lsize = sv->rec.volblocksize;
             rq[n].bp = &sv->u[k].bp;
+            rq[n].blkid = sv->u[k].blkid;
+            rq[n].sealed = sv->ents[k]->sealed;
         }
         uint64_t a = 0;
         int r = blk_write_batch(&c->p->io, rq, n, &wp, c->txg, s, &a);
