@@ -13,8 +13,9 @@
  *
  * Writing a block: all-zero data becomes a hole (no storage) when asked,
  * otherwise compress (kept only if it saves 1/8), pad to the sector,
- * [encrypt (blkcrypt.h)], checksum the stored bytes, allocate, write, fill
- * the pointer.  Each writer
+ * [encrypt (blkcrypt.h; blk_write_batch only, each block with its own IV
+ * and AAD)], checksum the stored bytes, allocate, write, fill the pointer.
+ * Each writer
  * thread brings its own scratch buffer so nothing is allocated per block. */
 #ifndef BERTH_STORE_BLKIO_H
 #define BERTH_STORE_BLKIO_H
