@@ -32,6 +32,15 @@ struct txg {
     pthread_t thread;
     struct wpool *workers;
     struct blk_scratch scratch; /* the sync thread's own */
+    /* lazy autotrim (alloc.h alloc_trim_ripe) on a thread of its own, so
+     * that hole punching never holds up a txg */
+    pthread_mutex_t trim_lock;  /* protects trim_req, trim_done */
+    pthread_cond_t trim_cv;     /* the trim thread waits here */
+    uint64_t trim_req, trim_done; /* passes asked for / finished */
+    _Atomic uint64_t busy_ns;   /* end of the last txg that wrote data */
+    _Atomic bool trim_stop;
+    bool trim_started;
+    pthread_t trim_thread;
 };
 
 /* Set up (no thread yet); committed = the txg the pool was loaded at. */
