@@ -764,12 +764,16 @@ static size_t merge_runs(struct dfree *r, size_t n)
 
 /* Discard sector runs (held in inuse); sorts and merges r in place and
  * returns the merged count. */
-/* Autotrim skips freed runs shorter than this (as ZFS's
- * zfs_trim_extent_bytes_min): punching every scattered 16K block costs a
- * syscall and a filesystem transaction each, which made sequential
- * rewrites of a randomly written volume crawl.  `berth pool trim` gets
- * them all back. */
-#define AUTOTRIM_MIN_BYTES (32u << 10)
+/* Autotrim skips freed runs shorter than this (ZFS's
+ * zfs_trim_extent_bytes_min is 32K): punching a hole costs a syscall and a
+ * file system transaction each, and takes the file's invalidate lock that
+ * readers and writers of the page cache need.  Punching the scattered runs
+ * a random-write workload frees (mostly 16-64K) took ~9 ms per MiB here
+ * (docs/PERFORMANCE.md), only for the space to be allocated again by the
+ * next writes; such runs stay warm (the allocator reuses them first) and
+ * `berth pool trim` gets them all back.  A guest's discard of a file or a
+ * volume's range frees long runs, which go back at once. */
+#define AUTOTRIM_MIN_BYTES (128u << 10)
 
 static size_t discard_runs(struct alloc *a, struct dfree *r, size_t n, uint64_t min_bytes,
                            uint64_t *bytes)
@@ -851,10 +855,10 @@ void alloc_txg_done(struct alloc *a, uint64_t txg, bool autotrim)
  * a time: reserved in inuse and taken out of warm under the lock, discarded
  * without it, then freed again.  Returns the sectors discarded. */
 static uint64_t discard_warm(struct alloc *a, uint64_t s, uint64_t e, uint64_t min,
-                             _Atomic bool *stop)
+                             bool (*stop)(void *), void *sctx)
 {
     uint64_t done = 0;
-    while (s < e && !(stop && atomic_load(stop))) {
+    while (s < e && !(stop && stop(sctx))) {
         struct dfree runs[64];
         size_t n = 0;
         pthread_mutex_lock(&a->lock);
@@ -882,7 +886,8 @@ static uint64_t discard_warm(struct alloc *a, uint64_t s, uint64_t e, uint64_t m
     return done;
 }
 
-uint64_t alloc_trim_ripe(struct alloc *a, bool autotrim, bool all, _Atomic bool *stop)
+uint64_t alloc_trim_ripe(struct alloc *a, bool autotrim, bool all, bool (*stop)(void *),
+                         void *sctx)
 {
     struct dfree *ripe = NULL;
     size_t nr = 0, k = 0;
@@ -908,8 +913,16 @@ uint64_t alloc_trim_ripe(struct alloc *a, bool autotrim, bool all, _Atomic bool 
         qsort(ripe, nr, sizeof(*ripe), dfree_cmp);
         nr = merge_runs(ripe, nr);
         uint64_t min = AUTOTRIM_MIN_BYTES >> a->ashift;
-        for (size_t i = 0; i < nr && !(stop && atomic_load(stop)); i++)
-            done += discard_warm(a, ripe[i].start, ripe[i].start + ripe[i].n, MAX(min, 1), stop);
+        size_t i = 0;
+        for (; i < nr && !(stop && stop(sctx)); i++)
+            done += discard_warm(a, ripe[i].start, ripe[i].start + ripe[i].n, MAX(min, 1), stop,
+                                 sctx);
+        if (i < nr) { /* stopped: the rest (the interrupted run too) waits again */
+            size_t from = i ? i - 1 : 0;
+            pthread_mutex_lock(&a->lock);
+            (void)trimq_add(a, ripe + from, nr - from);
+            pthread_mutex_unlock(&a->lock);
+        }
     }
     free(ripe);
     return done << a->ashift;

@@ -14,7 +14,6 @@
 #ifndef BERTH_STORE_ALLOC_H
 #define BERTH_STORE_ALLOC_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -96,11 +95,13 @@ void alloc_txg_done(struct alloc *a, uint64_t txg, bool autotrim);
 
 /* Lazy autotrim (alloc.c top): discard what is still free and warm of the
  * queued runs released ALLOC_TRIM_DELAY_TXGS or more allocating txgs ago, or
- * of all queued runs if `all` (runs of at least 32 KiB); without autotrim
- * just drop them from the queue.  Stops early when *stop becomes true (stop
- * may be NULL; what was not done stays warm).  Returns the bytes discarded.
- * Runs on the pool's trim thread, concurrently with allocations. */
-uint64_t alloc_trim_ripe(struct alloc *a, bool autotrim, bool all, _Atomic bool *stop);
+ * of all queued runs if `all` (runs of at least 128 KiB); without autotrim
+ * just drop them from the queue.  Stops early when stop(sctx) returns true
+ * (stop may be NULL; what was not done stays queued).  Returns the
+ * bytes discarded.  Runs on the pool's trim thread, concurrently with
+ * allocations. */
+uint64_t alloc_trim_ripe(struct alloc *a, bool autotrim, bool all, bool (*stop)(void *),
+                         void *sctx);
 /* Bytes free and warm, and bytes queued for lazy autotrim (for tests). */
 void alloc_warm_stats(struct alloc *a, uint64_t *warm, uint64_t *queued);
 

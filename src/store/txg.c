@@ -593,6 +593,14 @@ static void trim_kick(struct txg *tx)
     pthread_mutex_unlock(&tx->trim_lock);
 }
 
+/* Stop a pass at shutdown; stop an idle pass as soon as writes come in
+ * (what it did not punch stays warm for them). */
+static bool trim_should_stop(void *arg)
+{
+    struct txg *tx = arg;
+    return atomic_load(&tx->trim_stop) || (tx->trim_idle_pass && atomic_load(&tx->dirty_bytes));
+}
+
 static void *trim_main(void *arg)
 {
     struct bs_pool *p = arg;
@@ -601,7 +609,7 @@ static void *trim_main(void *arg)
     pthread_mutex_lock(&tx->trim_lock);
     while (!atomic_load(&tx->trim_stop)) {
         uint64_t idle_at = atomic_load(&tx->busy_ns) + TRIM_IDLE_NS, now = now_ns();
-        bool all = now >= idle_at;
+        bool all = now >= idle_at && atomic_load(&tx->dirty_bytes) == 0;
         /* a pass when kicked (a commit), or when the pool went idle, then
          * every TRIM_IDLE_NS while it stays idle (cheap when nothing is
          * queued; an idle pool's commits kick passes that take everything) */
@@ -616,7 +624,8 @@ static void *trim_main(void *arg)
         uint64_t g = tx->trim_req;
         pthread_mutex_unlock(&tx->trim_lock);
         uint64_t t0 = now_ns();
-        uint64_t bytes = pool_tops_trim_ripe(p, all, &tx->trim_stop);
+        tx->trim_idle_pass = all;
+        uint64_t bytes = pool_tops_trim_ripe(p, all, trim_should_stop, tx);
         if (bytes)
             blog_debug("pool %s: autotrim discarded %llu KiB in %.1f ms", p->name,
                        (unsigned long long)(bytes >> 10), (now_ns() - t0) / 1e6);

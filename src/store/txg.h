@@ -39,6 +39,7 @@ struct txg {
     uint64_t trim_req, trim_done; /* passes asked for / finished */
     _Atomic uint64_t busy_ns;   /* end of the last txg that wrote data */
     _Atomic bool trim_stop;
+    bool trim_idle_pass;        /* the trim thread's own: its pass takes all */
     bool trim_started;
     pthread_t trim_thread;
 };

@@ -284,7 +284,7 @@ static void test_trim(void)
     uint64_t b0 = blocks();
     alloc_free(a, off, 8 * MiB, 3);
     alloc_txg_done(a, 4, true);
-    ok(alloc_trim_ripe(a, true, false, NULL) == 0 && blocks() == b0,
+    ok(alloc_trim_ripe(a, true, false, NULL, NULL) == 0 && blocks() == b0,
        "not discarded while deferred");
     alloc_txg_done(a, 5, true);
     uint64_t warm, queued;
@@ -292,15 +292,15 @@ static void test_trim(void)
     ok(warm == 8 * MiB && queued == 8 * MiB, "released: warm and queued for lazy trim");
     for (uint64_t t = 6; t < 6 + 2 * ALLOC_TRIM_DELAY_TXGS; t++)
         alloc_txg_done(a, t, true);
-    ok(alloc_trim_ripe(a, true, false, NULL) == 0 && blocks() == b0,
+    ok(alloc_trim_ripe(a, true, false, NULL, NULL) == 0 && blocks() == b0,
        "lazy: empty txgs do not age the queue");
     for (uint64_t t = 20; t < 20 + ALLOC_TRIM_DELAY_TXGS - 1; t++)
         busy_txg(a, t, true);
-    ok(alloc_trim_ripe(a, true, false, NULL) == 0 && blocks() == b0,
+    ok(alloc_trim_ripe(a, true, false, NULL, NULL) == 0 && blocks() == b0,
        "lazy: not discarded before ALLOC_TRIM_DELAY_TXGS allocating txgs");
     busy_txg(a, 20 + ALLOC_TRIM_DELAY_TXGS, true);
     /* the delay's allocations took 4K each of the warm range */
-    ok(alloc_trim_ripe(a, true, false, NULL) == 8 * MiB - ALLOC_TRIM_DELAY_TXGS * K4 &&
+    ok(alloc_trim_ripe(a, true, false, NULL, NULL) == 8 * MiB - ALLOC_TRIM_DELAY_TXGS * K4 &&
            blocks() + 16000 <= b0,
        "autotrim: ripe range punched (%llu -> %llu blocks)", (unsigned long long)b0,
        (unsigned long long)blocks());
@@ -321,6 +321,12 @@ static void test_trim(void)
     free(buf);
     free(r);
     alloc_destroy(a);
+}
+
+static bool always(void *arg)
+{
+    (void)arg;
+    return true;
 }
 
 /* Lazy autotrim: space rewritten before its trim delay passed is not
@@ -356,10 +362,10 @@ static void test_lazy_trim(void)
     ok(alloc_alloc(a, 3 * MiB, B + 6, &z) == 0 && z == x + MiB, "next fit within warm space");
     vdev_pwrite(v, buf, 4 * MiB, h.data_start + x); /* the rewrite lands on x */
     alloc_txg_done(a, B + 6, true);
-    ok(alloc_trim_ripe(a, true, false, NULL) == 0, "not ripe yet");
+    ok(alloc_trim_ripe(a, true, false, NULL, NULL) == 0, "not ripe yet");
     for (uint64_t t = B + 7; t <= B + 6 + ALLOC_TRIM_DELAY_TXGS; t++)
         busy_txg(a, t, true);
-    ok(alloc_trim_ripe(a, true, false, NULL) == 4 * MiB - ALLOC_TRIM_DELAY_TXGS * K4,
+    ok(alloc_trim_ripe(a, true, false, NULL, NULL) == 4 * MiB - ALLOC_TRIM_DELAY_TXGS * K4,
        "only the range not reused is punched");
     ok(blocks() + 8000 <= b0 && blocks() + 9000 >= b0, "the file lost y's 4 MiB, not x's");
     vdev_pread(v, r, 4 * MiB, h.data_start + x);
@@ -374,7 +380,7 @@ static void test_lazy_trim(void)
         alloc_txg_done(a, t, false);
     alloc_warm_stats(a, &warm, &queued);
     ok(warm == 4 * MiB && queued == 0, "autotrim off: warm, not queued");
-    ok(alloc_trim_ripe(a, false, true, NULL) == 0, "autotrim off: nothing punched");
+    ok(alloc_trim_ripe(a, false, true, NULL, NULL) == 0, "autotrim off: nothing punched");
     ok(alloc_alloc(a, 4 * MiB, B + 14, &x) == 0 && x + MiB == z, "warm space reused");
     vdev_pwrite(v, buf, 4 * MiB, h.data_start + x);
     alloc_sync(a, B + 14);
@@ -388,6 +394,9 @@ static void test_lazy_trim(void)
         alloc_txg_done(a, t, true);
     alloc_warm_stats(a, &warm, &queued);
     ok(queued == 1 * MiB, "queued before the crash");
+    ok(alloc_trim_ripe(a, true, true, always, NULL) == 0, "a stopped pass punches nothing");
+    alloc_warm_stats(a, &warm, &queued);
+    ok(queued == 1 * MiB && warm == 1 * MiB, "and leaves the runs queued");
     struct alloc *b;
     ok(alloc_load(v, &h, B + 17, &b, &e) == 0, "reload after the crash: %s", e.msg);
     alloc_warm_stats(b, &warm, &queued);
