@@ -34,6 +34,15 @@
  *  - dirty_bytes counts open + syncing buffers; writers wait while it exceeds
  *    dirty_max, the sync thread starts early past dirty_max/4.
  *
+ * The write throttle (ZFS's dirty-data delay curve, dmu_tx_delay): past
+ * DELAY_MIN_PCT of dirty_max a writer of len bytes is delayed by
+ *     len / sync_rate * (dirty - min) / (dirty_max - dirty)
+ * (at most DELAY_MAX_NS), the delays of all writers queued one after the
+ * other (each wakes DELAY after the previous one).  Halfway between min and
+ * dirty_max writers get in at the rate the last txg's sync retired dirty
+ * data, slower above, so dirty data settles below dirty_max instead of
+ * hitting it and stopping every writer until a whole txg is synced.
+ *
  * Triggers: txg_timeout_ms since the first change of the open txg, dirty bytes past
  * dirty_max/4 (kicked), or a waiter for the open txg (flush, admin).
  *
@@ -59,6 +68,12 @@
 #include "store/dsauth.h"
 #include "store/pool_impl.h"
 #include "store/sync_impl.h"
+
+/* The write throttle's delay curve (top of file); a txg that retired less
+ * dirty data than SYNC_RATE_MIN_BYTES does not set its pace. */
+#define DELAY_MIN_PCT 60u
+#define DELAY_MAX_NS (100ULL * 1000000u)
+#define SYNC_RATE_MIN_BYTES (16ULL << 20)
 
 /* ---- worker pool: a parallel for over the leaves of a txg ---- */
 
@@ -431,7 +446,8 @@ static void trim_slack(uint64_t dropped)
         malloc_trim(0);
 }
 
-static void publish(struct sync_ctx *c, struct objdesc *mos_od, uint8_t *mbytes, size_t mlen)
+/* Returns the dirty bytes the txg retired. */
+static uint64_t publish(struct sync_ctx *c, struct objdesc *mos_od, uint8_t *mbytes, size_t mlen)
 {
     struct bs_pool *p = c->p;
     uint64_t dropped = 0;
@@ -472,6 +488,7 @@ static void publish(struct sync_ctx *c, struct objdesc *mos_od, uint8_t *mbytes,
     p->mos_od = *mos_od;
     atomic_fetch_sub(&p->txg.dirty_bytes, dropped);
     trim_slack(dropped);
+    return dropped;
 }
 
 static int sync_txg(struct bs_pool *p, uint64_t txg)
@@ -553,9 +570,14 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
     T5 = now_ns();
     if (r == 0 && c.njobs)
         atomic_store(&p->txg.busy_ns, T5);
+
     if (r == 0) {
-        publish(&c, &mos_od, mbytes, mlen);
+        uint64_t dropped = publish(&c, &mos_od, mbytes, mlen);
         mbytes = NULL;
+        /* the throttle's pace: a small txg says little about the rate */
+        uint64_t dt = now_ns() - T0;
+        if (dropped >= SYNC_RATE_MIN_BYTES && dt)
+            atomic_store(&p->txg.sync_rate, (uint64_t)((double)dropped * 1e9 / (double)dt));
         pool_tops_txg_done(p, txg); /* and the free-space estimate */
     }
     blog_debug("pool %s txg %llu: %zu leaves; quiesce %.1f ms, leaves %.1f ms, trees %.1f ms, "
@@ -842,11 +864,32 @@ void txg_add_dirty(struct bs_pool *p, int64_t bytes)
     }
 }
 
-int txg_throttle(struct bs_pool *p)
+
+static void throttle_delay(struct txg *tx, uint64_t dirty, uint64_t max, uint64_t len)
+{
+    uint64_t min = max / 100 * DELAY_MIN_PCT, rate = atomic_load(&tx->sync_rate);
+    if (!len || !rate || dirty <= min || dirty >= max)
+        return;
+    double d = (double)len * 1e9 / (double)rate * (double)(dirty - min) / (double)(max - dirty);
+    uint64_t delay = d < (double)DELAY_MAX_NS ? (uint64_t)d : DELAY_MAX_NS;
+    uint64_t now = now_ns(), last = atomic_load(&tx->delay_next), wake;
+    do
+        wake = MAX(now, last + delay);
+    while (!atomic_compare_exchange_weak(&tx->delay_next, &last, wake));
+    if (wake <= now)
+        return;
+    struct timespec ts = {(time_t)(wake / 1000000000u), (long)(wake % 1000000000u)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+}
+
+int txg_throttle(struct bs_pool *p, uint64_t len)
 {
     struct txg *tx = &p->txg;
     struct bs_tunables tun;
     bs_tunables_get(&tun);
+    uint64_t dirty = atomic_load(&tx->dirty_bytes);
+    throttle_delay(tx, dirty, tun.dirty_max_bytes, len);
     if (atomic_load(&tx->dirty_bytes) <= tun.dirty_max_bytes)
         return 0;
     pthread_mutex_lock(&tx->lock);
