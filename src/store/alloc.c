@@ -482,6 +482,7 @@ int alloc_mark_allocated(struct alloc *a, uint64_t off, uint64_t asize)
         return -EINVAL;
     pthread_mutex_lock(&a->lock);
     bool overlap = next_bit(a->committed, s, e, true) < e;
+    bits_apply(a, a->warm, s, e, OP_CLEAR); /* warm ∩ inuse = ∅ (top of file) */
     bits_apply(a, a->inuse, s, e, OP_SET);
     a->committed_sect += bits_apply(a, a->committed, s, e, OP_SET);
     pthread_mutex_unlock(&a->lock);
