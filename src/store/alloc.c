@@ -641,7 +641,7 @@ int alloc_alloc_warm(struct alloc *a, const uint32_t *asize, int n, uint64_t txg
         uint64_t o = next_bit(a->warm, z, a->nsect, false);
         if (o - z < need) {
             small++;
-            pos = o;
+            pos = a->warm_cursor = o; /* the next call starts past it */
             continue;
         }
         uint64_t s = z;

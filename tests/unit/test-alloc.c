@@ -413,6 +413,43 @@ static void test_lazy_trim(void)
     free(r);
 }
 
+/* alloc_alloc_warm: blocks packed back to back into warm extents; warm
+ * crumbs too small for a block are passed over, and the next call goes on
+ * past them instead of scanning them again. */
+static void test_warm_frags(void)
+{
+    const uint64_t B = 2000;
+    struct alloc *a;
+    struct berr e = {0};
+    uint64_t crumb[140], r, off;
+    ok(alloc_create(v, &h, B + 1, &a, &e) == 0, "create");
+    for (int i = 0; i < 140; i++)
+        alloc_alloc(a, K4, B + 2, &crumb[i]);
+    alloc_alloc(a, MiB, B + 2, &r);
+    alloc_alloc(a, 64 * K4, B + 2, &off); /* keeps r from touching fresh space */
+    for (int i = 0; i < 140; i += 2) /* 70 isolated 4K crumbs */
+        alloc_free(a, crumb[i], K4, B + 3);
+    alloc_free(a, r, MiB, B + 3);
+    for (uint64_t t = B + 3; t <= B + 5; t++)
+        alloc_txg_done(a, t, false);
+    uint32_t asz[3] = {16384, 16384, 8192};
+    uint64_t offs[3];
+    int placed = 0, calls = 0;
+    while (placed == 0 && calls < 3) {
+        placed = alloc_alloc_warm(a, asz, 3, B + 6, offs);
+        calls++;
+    }
+    ok(placed == 3 && calls == 2 && offs[0] == r && offs[1] == r + 16384 &&
+           offs[2] == r + 32768,
+       "past 64 crumbs in one call, then packed into the warm extent (%d calls)", calls);
+    ok(alloc_is_allocated(a, r, 40960) && !alloc_is_allocated(a, r + 40960, K4),
+       "exactly the placed blocks are allocated");
+    uint64_t warm, queued;
+    alloc_warm_stats(a, &warm, &queued);
+    ok(warm == 70 * K4 + MiB - 40960 && queued == 0, "the rest stays warm (autotrim off: not queued)");
+    alloc_destroy(a);
+}
+
 static void test_frag(void)
 {
     struct alloc *a;
@@ -499,6 +536,7 @@ int main(void)
     test_corrupt();
     test_trim();
     test_lazy_trim();
+    test_warm_frags();
     test_frag();
     test_threads_speed();
     teardown();
