@@ -42,6 +42,7 @@ if rounds > 1:
 workloads = [("randwrite-4k", "4 KiB random write", "iops"),
              ("randread-4k", "4 KiB random read", "iops"),
              ("write-1m", "1 MiB sequential write", "bw"),
+             ("write-1m-durable", "1 MiB sequential write, durable (end_fsync, wall time)", "bw"),
              ("read-1m", "1 MiB sequential read", "bw")]
 
 

@@ -16,11 +16,18 @@
 # 1 GiB of incompressible data.
 #
 #   bench/run.sh [--runtime S] [--size SIZE] [--targets "a b ..."] [--dir DIR]
-#                [--repeat N] [--doc]
+#                [--repeat N] [--workloads "w ..."] [--durable] [--doc]
 #
 #   --repeat N  N rounds, each running every target back to back; the tables
 #               show medians (a shared machine's load moves single runs 2x)
+#   --workloads only these of randwrite-4k randread-4k write-1m read-1m (the
+#               prefill always runs; default all four, in that order)
+#   --durable   after write-1m, a write-1m-durable line: the same 1 MiB
+#               sequential writes with fio --end_fsync=1, the figure being
+#               bytes written / wall time of the whole job including the
+#               final flush (what is on the disk, not in a page cache)
 #   --doc       also write the results into docs/PERFORMANCE.md
+# berthd's log of the run is kept next to the results (NAME.berthd.log).
 # Environment: BERTH_BUILD (default ./build), BERTHD_ARGS (extra berthd options).
 set -u
 set -o pipefail
@@ -32,6 +39,8 @@ size=${BENCH_SIZE:-4G}
 targets=${BENCH_TARGETS:-"berth-lz4 berth-off qsd-raw qsd-qcow2 nbdkit"}
 dir=${BENCH_DIR:-/var/tmp/berth-bench}
 repeat=${BENCH_REPEAT:-1}
+workloads=${BENCH_WORKLOADS:-"randwrite-4k randread-4k write-1m read-1m"}
+durable=0
 doc=0
 cmdline="bench/run.sh $*"
 while [ $# -gt 0 ]; do
@@ -41,6 +50,8 @@ while [ $# -gt 0 ]; do
     --targets) targets=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
+    --workloads) workloads=$2; shift 2 ;;
+    --durable) durable=1; shift ;;
     --doc) doc=1; shift ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -156,16 +167,23 @@ teardown_target() {
   esac
 }
 
-# fio_job T URI NAME RW BS [time]: run fio, append a result line
+# fio_job T URI NAME RW BS [time] [durable]: run fio, append a result line
 fio_job() {
-  local t=$1 uri=$2 name=$3 rw=$4 bs=$5 timed=${6:-1}
+  local t=$1 uri=$2 name=$3 rw=$4 bs=$5 timed=${6:-1} dur=${7:-0}
   local args=(--name="$name" --ioengine=nbd --uri="$uri" --rw="$rw" --bs="$bs" --iodepth=16 --numjobs=1
               --size="$size" --output-format=json --randrepeat=0 --norandommap)
-  [ "$timed" = 1 ] && args+=(--time_based --runtime="$runtime" --ramp_time=1)
-  local c0 c1
+  if [ "$dur" = 1 ]; then
+    # no ramp: fio's byte count must cover the whole wall time
+    args+=(--time_based --runtime="$runtime" --end_fsync=1)
+  elif [ "$timed" = 1 ]; then
+    args+=(--time_based --runtime="$runtime" --ramp_time=1)
+  fi
+  local c0 c1 w0 w1
   c0=$(cpu_ticks "$srv_pid")
+  w0=$(date +%s.%N)
   fio "${args[@]}" >"$W/fio-$t-$name.json" 2>"$W/fio-$t-$name.err" || {
     cat "$W/fio-$t-$name.err" >&2; echo "bench: fio $name on $t failed" >&2; return 1; }
+  w1=$(date +%s.%N)
   # berthd: count the txg sync the writes left behind too (all the work they
   # caused); qsd/nbdkit leave theirs to the kernel's flusher threads
   case "$t:$rw" in berth-*:*write) [ "$timed" = 1 ] && berth pool sync "b${t#berth-}" >/dev/null ;; esac
@@ -174,6 +192,11 @@ fio_job() {
   case "$rw" in read|randread) dir=read ;; esac
   local s
   s=$("$top/bench/fio-summary.py" "$W/fio-$t-$name.json" "$dir") || return 1
+  if [ "$dur" = 1 ]; then
+    # durable: everything fio wrote (the ramp second too) over the wall time
+    # of the whole job, its final flush included
+    s=$("$top/bench/fio-summary.py" "$W/fio-$t-$name.json" "$dir" "$(python3 -c "print($w1 - $w0)")") || return 1
+  fi
   # the server's CPU per request over the whole job (the ramp second too, so
   # the divisor counts its requests as well: IOPS * (runtime + 1)); steadier
   # than throughput on a shared machine
@@ -186,8 +209,15 @@ fio_job() {
     echo "$t $name $s" >>"$results"
     echo "extra server_CPU_us_per_request_${t}_${name} $cpu" >>"$results"
     echo "extra server_CPU_s_per_GiB_${t}_${name} $gib" >>"$results"
+    local maxlat
+    maxlat=$(python3 -c "
+import json, sys
+t = open('$W/fio-$t-$name.json').read()
+d = json.loads(t[t.index('{'):])
+print('%.1f' % (max(j['$dir']['clat_ns']['max'] for j in d['jobs']) / 1e6))") || maxlat=n/a
+    echo "extra max_completion_latency_ms_${t}_${name} $maxlat" >>"$results"
   fi
-  log "  $t $name: $s (IOPS B/s lat-us), server CPU ${cpu:-?} us/request, ${gib:-?} s/GiB"
+  log "  $t $name: $s (IOPS B/s lat-us), server CPU ${cpu:-?} us/request, ${gib:-?} s/GiB, max latency ${maxlat:-?} ms"
 }
 
 for round in $(seq "$repeat"); do
@@ -196,10 +226,18 @@ for round in $(seq "$repeat"); do
     setup_target "$t"
     log "  prefill $size sequentially ($uri)"
     fio_job "$t" "$uri" prefill write 1M 0 || exit 1
-    fio_job "$t" "$uri" randwrite-4k randwrite 4k || exit 1
-    fio_job "$t" "$uri" randread-4k randread 4k || exit 1
-    fio_job "$t" "$uri" write-1m write 1M || exit 1
-    fio_job "$t" "$uri" read-1m read 1M || exit 1
+    for w in $workloads; do
+      case "$w" in
+        randwrite-4k) fio_job "$t" "$uri" randwrite-4k randwrite 4k || exit 1 ;;
+        randread-4k) fio_job "$t" "$uri" randread-4k randread 4k || exit 1 ;;
+        write-1m) fio_job "$t" "$uri" write-1m write 1M || exit 1
+                  if [ "$durable" = 1 ]; then
+                    fio_job "$t" "$uri" write-1m-durable write 1M 1 1 || exit 1
+                  fi ;;
+        read-1m) fio_job "$t" "$uri" read-1m read 1M || exit 1 ;;
+        *) echo "bench: unknown workload $w" >&2; exit 2 ;;
+      esac
+    done
     teardown_target "$t"
   done
 done
@@ -237,6 +275,7 @@ mkdir -p "$dir/results"
 stamp=$(date +%Y%m%d-%H%M%S)
 { echo "command: $cmdline"; echo; echo "$table"; } >"$dir/results/$stamp.md"
 cp "$results" "$dir/results/$stamp.raw"
+[ -f "$W/berthd.log" ] && cp "$W/berthd.log" "$dir/results/$stamp.berthd.log"
 echo
 echo "saved $dir/results/$stamp.md"
 

@@ -5,7 +5,11 @@
  * words whose little-endian bytes are exactly the on-disk bit order:
  *   committed  referenced by the tree of the txg being built (persisted);
  *   inuse      committed, or freed and still deferred, or reserved for a
- *              discard in flight; only sectors clear here are handed out.
+ *              discard in flight; only sectors clear here are handed out;
+ *   warm       free sectors released since this map was loaded and not
+ *              discarded since: the vdev still backs them (a pool file's
+ *              blocks stay allocated by the host file system, its pages
+ *              may still be cached), so the allocator prefers them.
  * Invariants (under a->lock):
  *  - committed ⊆ inuse; chunk_free[c] = clear bits of inuse in chunk c and
  *    inuse_free their sum; sectors past the data area are set in inuse;
@@ -28,6 +32,27 @@
  *    the chunk versions current at T; import recomputes it from the versions
  *    it chose (alloc_load_checked), so a damaged or stale newest version is
  *    noticed and the map is rebuilt from the block trees (maprebuild.c).
+ *  - warm ∩ inuse = ∅: a release sets warm only where it cleared inuse; an
+ *    allocation clears warm over what it takes; a discard clears warm over
+ *    the range it reserves (sets in inuse) before the discard is issued.
+ *
+ * Lazy autotrim (as ZFS's zfs_trim_txg_batch): a release does not discard.
+ * With autotrim on it queues the released runs in `trimq`, each stamped with
+ * busy_txgs, the count of durable txgs that allocated space.  alloc_trim_ripe,
+ * on the pool's trim thread, takes the runs ALLOC_TRIM_DELAY_TXGS or more
+ * such txgs old (empty txgs, e.g. those draining deferred frees, do not
+ * age them: they give nothing a chance to reuse the space), or all runs when
+ * the pool idles, and discards whatever of them is still warm, in runs of
+ * at least AUTOTRIM_MIN_BYTES.  What the
+ * allocator took back meanwhile is no longer warm and is not discarded: a
+ * rewrite lands on blocks the host file system still has (an overwrite, not
+ * a fresh block allocation plus a hole punch per txg).  Safety: a sector is
+ * only ever discarded while free in both bitmaps and reserved in inuse, and
+ * a free sector was released, i.e. its free is durable and past the
+ * deferred-reuse rule; discarding free space loses nothing.  The queue is
+ * not persistent: after a crash or export what was still queued stays
+ * allocated in the host file until `berth pool trim` (alloc_trim_all).
+ *
  * Contract: alloc_sync(T) writes the state as it is; callers do not allocate
  * or free for T+1 until it returns (the sync thread serialises this).
  * Device I/O (chunk writes, discards) happens with the lock dropped; ranges
@@ -57,14 +82,21 @@ struct alloc {
     uint64_t nsect;
     uint64_t bitmap_offset, nchunks;
     uint32_t slot_size, bpc; /* bits per chunk (a multiple of 64) */
-    uint64_t *committed, *inuse;
-    uint32_t *chunk_free;
+    uint64_t *committed, *inuse, *warm;
+    uint32_t *chunk_free, *chunk_warm; /* clear inuse / set warm bits per chunk */
     uint64_t (*slot_txg)[2];
     bool *dirty;
     uint64_t cursor, durable_txg, committed_sect, inuse_free;
     struct dfree *deferred;
     size_t ndef, capdef;
     uint64_t hold;           /* != 0: frees of txgs > hold are not released (scrub) */
+    uint64_t warm_cursor;    /* next fit among warm sectors */
+    uint64_t warm_total;     /* set warm bits */
+    uint64_t busy_txgs;      /* durable txgs that allocated (the trim delay's clock) */
+    bool allocated;          /* something was allocated since the last txg_done */
+    uint64_t warm_fail;      /* a warm run this long was not found since warm grew */
+    struct dfree *trimq;     /* runs awaiting lazy autotrim, .txg = release txg */
+    size_t ntq, captq;
 };
 
 /* ---- bit helpers ---- */
@@ -97,7 +129,7 @@ static uint64_t next_bit(const uint64_t *w, uint64_t pos, uint64_t end, bool one
 
 /* Apply w = (w & ~clear) | set over [s, e) with per-word masks computed by
  * `op`; returns the number of bits that changed. */
-enum bitop { OP_SET, OP_CLEAR, OP_RELEASE };
+enum bitop { OP_SET, OP_CLEAR, OP_RELEASE, OP_WARM };
 
 static uint64_t bits_apply(struct alloc *a, uint64_t *w, uint64_t s, uint64_t e, enum bitop op)
 {
@@ -108,8 +140,10 @@ static uint64_t bits_apply(struct alloc *a, uint64_t *w, uint64_t s, uint64_t e,
             w[wi] |= m;
         else if (op == OP_CLEAR)
             w[wi] &= ~m;
-        else /* release: clear inuse only where nothing is committed */
+        else if (op == OP_RELEASE) /* clear inuse only where nothing is committed */
             w[wi] &= ~(m & ~a->committed[wi]);
+        else /* OP_WARM on warm: set where inuse is clear */
+            w[wi] |= m & ~a->inuse[wi];
         uint64_t diff = (uint64_t)__builtin_popcountll(before ^ w[wi]);
         changed += diff;
         if (diff && w == a->inuse) {
@@ -121,6 +155,16 @@ static uint64_t bits_apply(struct alloc *a, uint64_t *w, uint64_t s, uint64_t e,
         }
         if (diff && w == a->committed)
             a->dirty[(wi << 6) / a->bpc] = true;
+        if (diff && w == a->warm) {
+            uint64_t c = (wi << 6) / a->bpc;
+            if (op == OP_CLEAR) {
+                a->chunk_warm[c] -= (uint32_t)diff;
+                a->warm_total -= diff;
+            } else {
+                a->chunk_warm[c] += (uint32_t)diff;
+                a->warm_total += diff;
+            }
+        }
     }
     if (w == a->inuse)
         a->inuse_free = op == OP_SET ? a->inuse_free - changed : a->inuse_free + changed;
@@ -159,10 +203,16 @@ static void clear_maps(struct alloc *a, bool dirty)
     size_t nwords = (size_t)(a->nchunks * a->bpc / 64);
     memset(a->committed, 0, nwords * 8);
     memset(a->inuse, 0, nwords * 8);
+    memset(a->warm, 0, nwords * 8);
     for (uint64_t c = 0; c < a->nchunks; c++) {
         a->chunk_free[c] = chunk_nbits(a, c);
+        a->chunk_warm[c] = 0;
         a->dirty[c] = dirty;
     }
+    a->ntq = 0;
+    a->warm_cursor = 0;
+    a->warm_total = 0;
+    a->warm_fail = UINT64_MAX;
     a->inuse_free = a->nsect;
     a->committed_sect = 0;
     a->ndef = 0;
@@ -194,10 +244,13 @@ static int alloc_init(struct vdev *v, const struct label_hdr *h, struct alloc **
     size_t nwords = (size_t)(a->nchunks * a->bpc / 64);
     a->committed = calloc(nwords, 8);
     a->inuse = calloc(nwords, 8);
+    a->warm = calloc(nwords, 8);
     a->chunk_free = calloc(a->nchunks, sizeof(*a->chunk_free));
+    a->chunk_warm = calloc(a->nchunks, sizeof(*a->chunk_warm));
     a->slot_txg = calloc(a->nchunks, sizeof(*a->slot_txg));
     a->dirty = calloc(a->nchunks, sizeof(*a->dirty));
-    if (!a->committed || !a->inuse || !a->chunk_free || !a->slot_txg || !a->dirty) {
+    if (!a->committed || !a->inuse || !a->warm || !a->chunk_free || !a->chunk_warm ||
+        !a->slot_txg || !a->dirty) {
         alloc_destroy(a);
         return berr_set(err, ENOMEM, "out of memory for the allocation map");
     }
@@ -429,6 +482,7 @@ int alloc_mark_allocated(struct alloc *a, uint64_t off, uint64_t asize)
         return -EINVAL;
     pthread_mutex_lock(&a->lock);
     bool overlap = next_bit(a->committed, s, e, true) < e;
+    bits_apply(a, a->warm, s, e, OP_CLEAR); /* warm ∩ inuse = ∅ (top of file) */
     bits_apply(a, a->inuse, s, e, OP_SET);
     a->committed_sect += bits_apply(a, a->committed, s, e, OP_SET);
     pthread_mutex_unlock(&a->lock);
@@ -442,10 +496,13 @@ void alloc_destroy(struct alloc *a)
     pthread_mutex_destroy(&a->lock);
     free(a->committed);
     free(a->inuse);
+    free(a->warm);
     free(a->chunk_free);
+    free(a->chunk_warm);
     free(a->slot_txg);
     free(a->dirty);
     free(a->deferred);
+    free(a->trimq);
     free(a);
 }
 
@@ -479,28 +536,129 @@ static bool find_run(const struct alloc *a, uint64_t start, uint64_t end, uint64
     return false;
 }
 
+/* First run of n set warm bits starting in [start, end) and ending by end
+ * (warm bits are clear in inuse: such a run is free). */
+static bool find_warm(const struct alloc *a, uint64_t start, uint64_t end, uint64_t n,
+                      uint64_t *out)
+{
+    uint64_t pos = start;
+    while (pos < end) {
+        uint64_t c = pos / a->bpc;
+        uint64_t cend = MIN((c + 1) * a->bpc, end);
+        if (a->chunk_warm[c] == 0) {
+            pos = cend;
+            continue;
+        }
+        uint64_t z = next_bit(a->warm, pos, cend, true);
+        if (z >= cend) {
+            pos = cend;
+            continue;
+        }
+        uint64_t o = next_bit(a->warm, z, MIN(z + n, end), false);
+        if (o - z >= n) {
+            *out = z;
+            return true;
+        }
+        pos = o;
+    }
+    return false;
+}
+
 int alloc_alloc(struct alloc *a, uint64_t asize, uint64_t txg, uint64_t *off)
 {
     uint64_t mask = (1ULL << a->ashift) - 1, n = asize >> a->ashift, s;
     if (asize == 0 || (asize & mask))
         return -EINVAL;
     pthread_mutex_lock(&a->lock);
+    /* Warm space first (top of file): rewriting blocks the vdev still backs
+     * costs a file system no block allocation.  Next fit there too; a size
+     * not found is not searched again until warm grows. */
+    bool found = false, warm = false;
+    if (n < a->warm_fail && a->warm_total >= n) {
+        found = find_warm(a, a->warm_cursor, a->nsect, n, &s) ||
+                find_warm(a, 0, MIN(a->warm_cursor + n - 1, a->nsect), n, &s);
+        if (found)
+            a->warm_cursor = s + n;
+        else
+            a->warm_fail = n;
+        warm = found;
+    }
     /* Next fit: continue where the last allocation ended, so blocks written
      * one after another land one after another on disk. */
-    bool found = a->inuse_free >= n &&
-                 (find_run(a, a->cursor, a->nsect, n, &s) ||
-                  find_run(a, 0, MIN(a->cursor + n - 1, a->nsect), n, &s));
+    if (!found)
+        found = a->inuse_free >= n &&
+                (find_run(a, a->cursor, a->nsect, n, &s) ||
+                 find_run(a, 0, MIN(a->cursor + n - 1, a->nsect), n, &s));
     if (!found) {
         pthread_mutex_unlock(&a->lock);
         return -ENOSPC;
     }
+    bits_apply(a, a->warm, s, s + n, OP_CLEAR);
     bits_apply(a, a->inuse, s, s + n, OP_SET);
+    a->allocated = true;
     bits_apply(a, a->committed, s, s + n, OP_SET);
     a->committed_sect += n;
-    a->cursor = s + n;
+    if (!warm)
+        a->cursor = s + n;
     pthread_mutex_unlock(&a->lock);
     *off = s << a->ashift;
     return 0;
+}
+
+int alloc_alloc_warm(struct alloc *a, const uint32_t *asize, int n, uint64_t txg, uint64_t *offs)
+{
+    (void)txg;
+    int placed = 0, small = 0;
+    pthread_mutex_lock(&a->lock);
+    uint64_t pos = a->warm_cursor;
+    bool wrapped = false;
+    /* Each extent takes as many of the next blocks as fit; an extent too
+     * small for the next block is passed over (at most 64 per call, so a
+     * map of crumbs costs a bounded scan; the cursor keeps the progress). */
+    while (placed < n && a->warm_total && small < 64) {
+        uint64_t need = asize[placed] >> a->ashift;
+        uint64_t z = pos;
+        for (;;) {
+            uint64_t c = z / a->bpc;
+            if (z >= a->nsect)
+                break;
+            if (a->chunk_warm[c] == 0) {
+                z = (c + 1) * a->bpc;
+                continue;
+            }
+            uint64_t cend = MIN((c + 1) * a->bpc, a->nsect);
+            z = next_bit(a->warm, z, cend, true);
+            if (z < cend)
+                break;
+        }
+        if (z >= a->nsect) {
+            if (wrapped)
+                break;
+            wrapped = true;
+            pos = 0;
+            continue;
+        }
+        uint64_t o = next_bit(a->warm, z, a->nsect, false);
+        if (o - z < need) {
+            small++;
+            pos = a->warm_cursor = o; /* the next call starts past it */
+            continue;
+        }
+        uint64_t s = z;
+        while (placed < n && s + (asize[placed] >> a->ashift) <= o) {
+            offs[placed] = s << a->ashift;
+            s += asize[placed] >> a->ashift;
+            placed++;
+        }
+        bits_apply(a, a->warm, z, s, OP_CLEAR);
+        bits_apply(a, a->inuse, z, s, OP_SET);
+        bits_apply(a, a->committed, z, s, OP_SET);
+        a->committed_sect += s - z;
+        a->allocated = true;
+        pos = a->warm_cursor = s;
+    }
+    pthread_mutex_unlock(&a->lock);
+    return placed;
 }
 
 void alloc_free(struct alloc *a, uint64_t off, uint64_t asize, uint64_t txg)
@@ -592,26 +750,37 @@ static int dfree_cmp(const void *x, const void *y)
     return p->start < q->start ? -1 : p->start > q->start;
 }
 
-/* Discard sector runs (held in inuse); sorts and merges r in place and
- * returns the merged count. */
-/* Autotrim skips freed runs shorter than this (as ZFS's
- * zfs_trim_extent_bytes_min): punching every scattered 16K block costs a
- * syscall and a filesystem transaction each, which made sequential
- * rewrites of a randomly written volume crawl.  `berth pool trim` gets
- * them all back. */
-#define AUTOTRIM_MIN_BYTES (32u << 10)
-
-static size_t discard_runs(struct alloc *a, struct dfree *r, size_t n, uint64_t min_bytes,
-                           uint64_t *bytes)
+/* Merge sorted-by-start runs that touch; returns the new count. */
+static size_t merge_runs(struct dfree *r, size_t n)
 {
     size_t k = 0;
-    qsort(r, n, sizeof(*r), dfree_cmp);
     for (size_t i = 0; i < n; i++) {
         if (k && r[k - 1].start + r[k - 1].n == r[i].start)
             r[k - 1].n += r[i].n;
         else
             r[k++] = r[i];
     }
+    return k;
+}
+
+/* Discard sector runs (held in inuse); sorts and merges r in place and
+ * returns the merged count. */
+/* Autotrim skips freed runs shorter than this (ZFS's
+ * zfs_trim_extent_bytes_min is 32K): punching a hole costs a syscall and a
+ * file system transaction each, and takes the file's invalidate lock that
+ * readers and writers of the page cache need.  Punching the scattered runs
+ * a random-write workload frees (mostly 16-64K) took ~9 ms per MiB here
+ * (docs/PERFORMANCE.md), only for the space to be allocated again by the
+ * next writes; such runs stay warm (the allocator reuses them first) and
+ * `berth pool trim` gets them all back.  A guest's discard of a file or a
+ * volume's range frees long runs, which go back at once. */
+#define AUTOTRIM_MIN_BYTES (128u << 10)
+
+static size_t discard_runs(struct alloc *a, struct dfree *r, size_t n, uint64_t min_bytes,
+                           uint64_t *bytes)
+{
+    qsort(r, n, sizeof(*r), dfree_cmp);
+    size_t k = merge_runs(r, n);
     for (size_t i = 0; i < k; i++) {
         uint64_t len = r[i].n << a->ashift;
         if (len < min_bytes)
@@ -622,6 +791,21 @@ static size_t discard_runs(struct alloc *a, struct dfree *r, size_t n, uint64_t 
     return k;
 }
 
+static int trimq_add(struct alloc *a, const struct dfree *r, size_t n)
+{
+    if (a->ntq + n > a->captq) {
+        size_t cap = MAX(a->captq * 2, a->ntq + n);
+        struct dfree *q = realloc(a->trimq, cap * sizeof(*q));
+        if (!q)
+            return -ENOMEM; /* not queued: stays warm until trim_all */
+        a->trimq = q;
+        a->captq = cap;
+    }
+    memcpy(a->trimq + a->ntq, r, n * sizeof(*r));
+    a->ntq += n;
+    return 0;
+}
+
 void alloc_txg_done(struct alloc *a, uint64_t txg, bool autotrim)
 {
     struct dfree *rel = NULL;
@@ -630,6 +814,9 @@ void alloc_txg_done(struct alloc *a, uint64_t txg, bool autotrim)
     pthread_mutex_lock(&a->lock);
     if (txg > a->durable_txg)
         a->durable_txg = txg;
+    if (a->allocated)
+        a->busy_txgs++;
+    a->allocated = false;
     if (a->ndef)
         rel = malloc(a->ndef * sizeof(*rel));
     for (size_t i = 0; rel && i < a->ndef; i++) {
@@ -649,13 +836,108 @@ void alloc_txg_done(struct alloc *a, uint64_t txg, bool autotrim)
     }
     /* no self-healing rewrite that began before this may land on them */
     vdev_heal_fence(a->v);
-    if (autotrim)
-        nrel = discard_runs(a, rel, nrel, AUTOTRIM_MIN_BYTES, NULL);
+    qsort(rel, nrel, sizeof(*rel), dfree_cmp);
+    nrel = merge_runs(rel, nrel);
     pthread_mutex_lock(&a->lock);
-    for (size_t i = 0; i < nrel; i++)
-        bits_apply(a, a->inuse, rel[i].start, rel[i].start + rel[i].n, OP_RELEASE);
+    for (size_t i = 0; i < nrel; i++) {
+        uint64_t s = rel[i].start, e = s + rel[i].n;
+        bits_apply(a, a->inuse, s, e, OP_RELEASE);
+        bits_apply(a, a->warm, s, e, OP_WARM);
+        rel[i].txg = a->busy_txgs;
+    }
+    a->warm_fail = UINT64_MAX;
+    if (autotrim)
+        (void)trimq_add(a, rel, nrel);
     pthread_mutex_unlock(&a->lock);
     free(rel);
+}
+
+/* Discard the warm runs of at least min sectors inside [s, e), a batch at
+ * a time: reserved in inuse and taken out of warm under the lock, discarded
+ * without it, then freed again.  Returns the sectors discarded. */
+static uint64_t discard_warm(struct alloc *a, uint64_t s, uint64_t e, uint64_t min,
+                             bool (*stop)(void *), void *sctx)
+{
+    uint64_t done = 0;
+    while (s < e && !(stop && stop(sctx))) {
+        struct dfree runs[64];
+        size_t n = 0;
+        pthread_mutex_lock(&a->lock);
+        while (n < ARRAY_SIZE(runs) && (s = next_bit(a->warm, s, e, true)) < e) {
+            uint64_t z = next_bit(a->warm, s, e, false);
+            if (z - s >= min) {
+                bits_apply(a, a->warm, s, z, OP_CLEAR);
+                bits_apply(a, a->inuse, s, z, OP_SET);
+                runs[n++] = (struct dfree){s, z - s, 0};
+            }
+            s = z;
+        }
+        pthread_mutex_unlock(&a->lock);
+        for (size_t i = 0; i < n; i++) {
+            if (vdev_discard_block(a->v, runs[i].start << a->ashift, runs[i].n << a->ashift) == 0)
+                done += runs[i].n;
+        }
+        pthread_mutex_lock(&a->lock);
+        for (size_t i = 0; i < n; i++)
+            bits_apply(a, a->inuse, runs[i].start, runs[i].start + runs[i].n, OP_CLEAR);
+        pthread_mutex_unlock(&a->lock);
+        if (n < ARRAY_SIZE(runs))
+            break;
+    }
+    return done;
+}
+
+uint64_t alloc_trim_ripe(struct alloc *a, bool autotrim, bool all, bool (*stop)(void *),
+                         void *sctx)
+{
+    struct dfree *ripe = NULL;
+    size_t nr = 0, k = 0;
+    pthread_mutex_lock(&a->lock);
+    if (a->ntq)
+        ripe = malloc(a->ntq * sizeof(*ripe));
+    for (size_t i = 0; ripe && i < a->ntq; i++) {
+        if (all || a->trimq[i].txg + ALLOC_TRIM_DELAY_TXGS <= a->busy_txgs)
+            ripe[nr++] = a->trimq[i];
+        else
+            a->trimq[k++] = a->trimq[i];
+    }
+    if (ripe)
+        a->ntq = k;
+    if (a->ntq == 0 && a->captq > 4096) { /* a burst's queue: give it back */
+        free(a->trimq);
+        a->trimq = NULL;
+        a->captq = 0;
+    }
+    pthread_mutex_unlock(&a->lock);
+    uint64_t done = 0;
+    if (nr && autotrim) {
+        qsort(ripe, nr, sizeof(*ripe), dfree_cmp);
+        nr = merge_runs(ripe, nr);
+        uint64_t min = AUTOTRIM_MIN_BYTES >> a->ashift;
+        size_t i = 0;
+        for (; i < nr && !(stop && stop(sctx)); i++)
+            done += discard_warm(a, ripe[i].start, ripe[i].start + ripe[i].n, MAX(min, 1), stop,
+                                 sctx);
+        if (i < nr) { /* stopped: the rest (the interrupted run too) waits again */
+            size_t from = i ? i - 1 : 0;
+            pthread_mutex_lock(&a->lock);
+            (void)trimq_add(a, ripe + from, nr - from);
+            pthread_mutex_unlock(&a->lock);
+        }
+    }
+    free(ripe);
+    return done << a->ashift;
+}
+
+void alloc_warm_stats(struct alloc *a, uint64_t *warm, uint64_t *queued)
+{
+    pthread_mutex_lock(&a->lock);
+    uint64_t w = a->warm_total, q = 0;
+    for (size_t i = 0; i < a->ntq; i++)
+        q += a->trimq[i].n;
+    pthread_mutex_unlock(&a->lock);
+    *warm = w << a->ashift;
+    *queued = q << a->ashift;
 }
 
 int alloc_trim_all(struct alloc *a, uint64_t *bytes)
@@ -671,6 +953,7 @@ int alloc_trim_all(struct alloc *a, uint64_t *bytes)
              * allocated into a range while it is being discarded. */
             while (n < ARRAY_SIZE(runs) && (pos = next_bit(a->inuse, pos, e, false)) < e) {
                 uint64_t z = next_bit(a->inuse, pos, e, true);
+                bits_apply(a, a->warm, pos, z, OP_CLEAR);
                 bits_apply(a, a->inuse, pos, z, OP_SET);
                 runs[n++] = (struct dfree){pos, z - pos, 0};
                 pos = z;

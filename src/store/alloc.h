@@ -23,6 +23,9 @@
 #include "store/vdev.h"
 
 #define ALLOC_DEFER_TXGS 3
+/* Lazy autotrim: a released run is discarded (what of it is still free and
+ * not rewritten) once this many more txgs that allocated space are durable. */
+#define ALLOC_TRIM_DELAY_TXGS 4
 
 struct alloc;
 
@@ -74,13 +77,33 @@ int alloc_mark_allocated(struct alloc *a, uint64_t off, uint64_t asize);
 /* Allocate `asize` bytes (multiple of the sector) for txg.  Returns the
  * offset from the start of the data area in *off, or -ENOSPC. */
 int alloc_alloc(struct alloc *a, uint64_t asize, uint64_t txg, uint64_t *off);
+/* Place blocks 0, 1, ... of sizes asize[] (sector multiples) for txg in
+ * warm free space (alloc.c top), consecutive blocks back to back while an
+ * extent lasts, so that a rewrite reuses space the vdev still backs even
+ * when it is fragmented.  Returns how many leading blocks were placed
+ * (offs[i] for each; 0 when nothing is warm); the caller allocates the rest
+ * otherwise. */
+int alloc_alloc_warm(struct alloc *a, const uint32_t *asize, int n, uint64_t txg, uint64_t *offs);
 /* Free a block in txg (deferred reuse, see invariants). */
 void alloc_free(struct alloc *a, uint64_t off, uint64_t asize, uint64_t txg);
 /* Write the chunks changed in txg to their free slots (no flush). */
 int alloc_sync(struct alloc *a, uint64_t txg);
 /* txg is durable: frees from txg - ALLOC_DEFER_TXGS + 1 and older become
- * reusable; if autotrim, their ranges are discarded on the vdev. */
+ * reusable (and warm: preferred by alloc_alloc, the vdev still backs them);
+ * if autotrim, their ranges are queued for alloc_trim_ripe.  No I/O. */
 void alloc_txg_done(struct alloc *a, uint64_t txg, bool autotrim);
+
+/* Lazy autotrim (alloc.c top): discard what is still free and warm of the
+ * queued runs released ALLOC_TRIM_DELAY_TXGS or more allocating txgs ago, or
+ * of all queued runs if `all` (runs of at least 128 KiB); without autotrim
+ * just drop them from the queue.  Stops early when stop(sctx) returns true
+ * (stop may be NULL; what was not done stays queued).  Returns the
+ * bytes discarded.  Runs on the pool's trim thread, concurrently with
+ * allocations. */
+uint64_t alloc_trim_ripe(struct alloc *a, bool autotrim, bool all, bool (*stop)(void *),
+                         void *sctx);
+/* Bytes free and warm, and bytes queued for lazy autotrim (for tests). */
+void alloc_warm_stats(struct alloc *a, uint64_t *warm, uint64_t *queued);
 
 /* Are frees still waiting for their deferral to expire?  (The sync thread
  * keeps committing txgs until they drain, so freed space always comes back.) */
@@ -96,7 +119,7 @@ void alloc_dirty_all(struct alloc *a);
  * meanwhile.  Blocks of the tree of txg T are only ever freed in txgs > T. */
 void alloc_hold_frees(struct alloc *a, uint64_t txg);
 
-/* Discard every free range (berth pool trim). */
+/* Discard every free range (berth pool trim), queued for lazy trim or not. */
 int alloc_trim_all(struct alloc *a, uint64_t *bytes);
 
 struct alloc_stats {

@@ -448,6 +448,42 @@ static int run_write(const struct blkio *io, struct blk_wreq *r, struct run *rn,
     if (rn->n == 0)
         return 0;
     const struct blk_top *t = &io->top[rn->top];
+    /* Warm space first, fragments too (alloc.h alloc_alloc_warm): a rewrite
+     * then overwrites blocks the vdev still backs; each stretch of blocks
+     * placed back to back is one write. */
+    int w = rn->n > 1 ? alloc_alloc_warm(t->alloc, rn->asize, rn->n, txg, offs) : 0;
+    for (int i = 0; i < w;) {
+        int j = i + 1;
+        while (j < w && offs[j] == offs[j - 1] + rn->asize[j - 1])
+            j++;
+        if (vdev_write_blocks(t->vd, rn->iov + i, j - i, offs[i]) < 0) {
+            for (int k = 0; k < w; k++)
+                alloc_free(t->alloc, offs[k], rn->asize[k], txg);
+            return -EIO;
+        }
+        i = j;
+    }
+    uint64_t wbytes = 0;
+    for (int i = 0; i < w; i++) {
+        tops[i] = rn->top;
+        asz[i] = rn->asize[i];
+        wbytes += rn->asize[i];
+    }
+    if (w && io->rotor)
+        atomic_fetch_add(&io->rotor->allocated[rn->top], wbytes);
+    if (w == rn->n)
+        goto done;
+    if (w) { /* the placed blocks are done; the rest is a run of its own */
+        int rest = rn->n - w;
+        rn->n = w;
+        run_done(io, r, rn, offs, tops, asz, txg);
+        *written += wbytes;
+        memmove(rn->iov, rn->iov + w, (size_t)rest * sizeof rn->iov[0]);
+        memmove(rn->idx, rn->idx + w, (size_t)rest * sizeof rn->idx[0]);
+        memmove(rn->asize, rn->asize + w, (size_t)rest * sizeof rn->asize[0]);
+        rn->n = rest;
+        rn->bytes -= wbytes;
+    }
     if (rn->n > 1 && s->no_run_txg != txg) {
         ret = alloc_alloc(t->alloc, rn->bytes, txg, &off);
         if (ret == 0) {

@@ -752,7 +752,10 @@ int bs_pool_sync(bs_pool *p, struct berr *err)
         return 0;
     /* Commit, then keep committing until frees deferred by earlier txgs
      * have become reusable: after `berth pool sync` the space of what was
-     * deleted or trimmed is free (and punched, with autotrim). */
+     * deleted or trimmed is free.  Autotrim punches it lazily (alloc.c top:
+     * after ALLOC_TRIM_DELAY_TXGS more txgs, or once the pool idles), not
+     * here: a sync between two workloads must not punch the space the next
+     * one would rewrite in place. */
     for (int i = 0; i <= ALLOC_DEFER_TXGS; i++) {
         int r = txg_sync_all(p);
         if (r < 0)

@@ -203,6 +203,9 @@ int pool_tops_flush(bs_pool *p);
 int pool_tops_write_ub(bs_pool *p, struct uberblock *ub);
 void pool_tops_txg_done(bs_pool *p, uint64_t txg);
 void pool_tops_writeback_hint(bs_pool *p);
+/* Lazy autotrim over all tops (alloc_trim_ripe): the trim thread's pass,
+ * returning the bytes discarded. */
+uint64_t pool_tops_trim_ripe(bs_pool *p, bool all, bool (*stop)(void *), void *sctx);
 /* Pool-wide: are frees still deferred on any top; hold/release frees for a
  * scrub (alloc_hold_frees on every top); allocator statistics summed (raw
  * bytes, parity included); the share of raw bytes that is data. */

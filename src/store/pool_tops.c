@@ -311,6 +311,15 @@ void pool_tops_txg_done(bs_pool *p, uint64_t txg)
     atomic_store(&p->free_est, avail);
 }
 
+uint64_t pool_tops_trim_ripe(bs_pool *p, bool all, bool (*stop)(void *), void *sctx)
+{
+    unsigned nt = atomic_load(&p->io.ntops);
+    uint64_t bytes = 0;
+    for (unsigned t = 0; t < nt; t++)
+        bytes += alloc_trim_ripe(p->io.top[t].alloc, p->autotrim, all, stop, sctx);
+    return bytes;
+}
+
 void pool_tops_writeback_hint(bs_pool *p)
 {
     unsigned nt = atomic_load(&p->io.ntops);

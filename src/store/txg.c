@@ -34,8 +34,25 @@
  *  - dirty_bytes counts open + syncing buffers; writers wait while it exceeds
  *    dirty_max, the sync thread starts early past dirty_max/4.
  *
+ * The write throttle (ZFS's dirty-data delay curve, dmu_tx_delay): past
+ * DELAY_MIN_PCT of dirty_max a writer of len bytes is delayed by
+ *     len / sync_rate * (dirty - min) / (dirty_max - dirty)
+ * (at most DELAY_MAX_NS), the delays of all writers queued one after the
+ * other (each wakes DELAY after the previous one).  Halfway between min and
+ * dirty_max writers get in at the rate the last txg's sync retired dirty
+ * data, slower above, so dirty data settles below dirty_max instead of
+ * hitting it and stopping every writer until a whole txg is synced.
+ *
  * Triggers: txg_timeout_ms since the first change of the open txg, dirty bytes past
- * dirty_max/4 (kicked), or a waiter for the open txg (flush, admin). */
+ * dirty_max/4 (kicked), or a waiter for the open txg (flush, admin).
+ *
+ * The trim thread: after each commit the sync thread asks it for a pass
+ * (trim_req); it discards the free ranges whose lazy-trim delay has passed
+ * (alloc.c top), concurrently with the next txgs' allocations.  When no txg
+ * committed for TRIM_IDLE_MS (an idle pool: nothing allocates that could
+ * reuse them) it discards all queued ranges.  It
+ * only touches free, released space, so it needs no ordering with the sync;
+ * an idle pool commits no empty txgs for it. */
 #include "store/txg.h"
 
 #include <malloc.h>
@@ -51,6 +68,12 @@
 #include "store/dsauth.h"
 #include "store/pool_impl.h"
 #include "store/sync_impl.h"
+
+/* The write throttle's delay curve (top of file); a txg that retired less
+ * dirty data than SYNC_RATE_MIN_BYTES does not set its pace. */
+#define DELAY_MIN_PCT 60u
+#define DELAY_MAX_NS (100ULL * 1000000u)
+#define SYNC_RATE_MIN_BYTES (16ULL << 20)
 
 /* ---- worker pool: a parallel for over the leaves of a txg ---- */
 
@@ -411,7 +434,8 @@ static void trim_slack(uint64_t dropped)
         malloc_trim(0);
 }
 
-static void publish(struct sync_ctx *c, struct objdesc *mos_od, uint8_t *mbytes, size_t mlen)
+/* Returns the dirty bytes the txg retired. */
+static uint64_t publish(struct sync_ctx *c, struct objdesc *mos_od, uint8_t *mbytes, size_t mlen)
 {
     struct bs_pool *p = c->p;
     uint64_t dropped = 0;
@@ -452,6 +476,7 @@ static void publish(struct sync_ctx *c, struct objdesc *mos_od, uint8_t *mbytes,
     p->mos_od = *mos_od;
     atomic_fetch_sub(&p->txg.dirty_bytes, dropped);
     trim_slack(dropped);
+    return dropped;
 }
 
 static int sync_txg(struct bs_pool *p, uint64_t txg)
@@ -531,13 +556,20 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
     if (r == 0)
         r = pool_tops_flush(p);
     T5 = now_ns();
+    if (r == 0 && c.njobs)
+        atomic_store(&p->txg.busy_ns, T5);
+
     if (r == 0) {
-        publish(&c, &mos_od, mbytes, mlen);
+        uint64_t dropped = publish(&c, &mos_od, mbytes, mlen);
         mbytes = NULL;
+        /* the throttle's pace: a small txg says little about the rate */
+        uint64_t dt = now_ns() - T0;
+        if (dropped >= SYNC_RATE_MIN_BYTES && dt)
+            atomic_store(&p->txg.sync_rate, (uint64_t)((double)dropped * 1e9 / (double)dt));
         pool_tops_txg_done(p, txg); /* and the free-space estimate */
     }
     blog_debug("pool %s txg %llu: %zu leaves; quiesce %.1f ms, leaves %.1f ms, trees %.1f ms, "
-               "mos+bitmap %.1f ms, commit %.1f ms, publish+trim %.1f ms", p->name,
+               "mos+bitmap %.1f ms, commit %.1f ms, publish %.1f ms", p->name,
                (unsigned long long)txg, c.njobs, (T1 - T0) / 1e6, (T2 - T1) / 1e6,
                (T3 - T2) / 1e6, (T4 - T3) / 1e6, T5 ? (T5 - T4) / 1e6 : 0.0,
                T5 ? (now_ns() - T5) / 1e6 : 0.0);
@@ -552,6 +584,66 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
     free(c.sv);
     free(c.jobs);
     return r;
+}
+
+/* ---- the trim thread ---- */
+
+/* A pool that committed no data for this long is idle: nothing allocates
+ * that could reuse the queued free ranges, so all of them are discarded at
+ * once.  Longer than the pause between two bursts of writes (a benchmark's
+ * workloads, a guest's fsync-separated batches), short enough that space
+ * goes back to the host soon after a guest's discard. */
+#define TRIM_IDLE_NS (5ULL * 1000000000u)
+
+static void trim_kick(struct txg *tx)
+{
+    pthread_mutex_lock(&tx->trim_lock);
+    tx->trim_req++;
+    pthread_cond_signal(&tx->trim_cv);
+    pthread_mutex_unlock(&tx->trim_lock);
+}
+
+/* Stop a pass at shutdown; stop an idle pass as soon as writes come in
+ * (what it did not punch stays warm for them). */
+static bool trim_should_stop(void *arg)
+{
+    struct txg *tx = arg;
+    return atomic_load(&tx->trim_stop) || (tx->trim_idle_pass && atomic_load(&tx->dirty_bytes));
+}
+
+static void *trim_main(void *arg)
+{
+    struct bs_pool *p = arg;
+    struct txg *tx = &p->txg;
+    bool waited = false;
+    pthread_mutex_lock(&tx->trim_lock);
+    while (!atomic_load(&tx->trim_stop)) {
+        uint64_t idle_at = atomic_load(&tx->busy_ns) + TRIM_IDLE_NS, now = now_ns();
+        bool all = now >= idle_at && atomic_load(&tx->dirty_bytes) == 0;
+        /* a pass when kicked (a commit), or when the pool went idle, then
+         * every TRIM_IDLE_NS while it stays idle (cheap when nothing is
+         * queued; an idle pool's commits kick passes that take everything) */
+        if (tx->trim_done == tx->trim_req && !(all && waited)) {
+            uint64_t wake = all ? now + TRIM_IDLE_NS : idle_at + 1000000u;
+            struct timespec ts = {(time_t)(wake / 1000000000u), (long)(wake % 1000000000u)};
+            pthread_cond_timedwait(&tx->trim_cv, &tx->trim_lock, &ts);
+            waited = true;
+            continue;
+        }
+        waited = false;
+        uint64_t g = tx->trim_req;
+        pthread_mutex_unlock(&tx->trim_lock);
+        uint64_t t0 = now_ns();
+        tx->trim_idle_pass = all;
+        uint64_t bytes = pool_tops_trim_ripe(p, all, trim_should_stop, tx);
+        if (bytes)
+            blog_debug("pool %s: autotrim discarded %llu KiB in %.1f ms", p->name,
+                       (unsigned long long)(bytes >> 10), (now_ns() - t0) / 1e6);
+        pthread_mutex_lock(&tx->trim_lock);
+        tx->trim_done = g;
+    }
+    pthread_mutex_unlock(&tx->trim_lock);
+    return NULL;
 }
 
 /* ---- the sync thread ---- */
@@ -601,6 +693,7 @@ static void *sync_main(void *arg)
              * they drain, or an idle pool would hold freed space forever. */
             if (pool_tops_deferred_pending(p))
                 mark_dirty_locked(tx);
+            trim_kick(tx);
         }
         pthread_cond_broadcast(&tx->cv_done);
     }
@@ -617,12 +710,26 @@ int txg_init(struct bs_pool *p, uint64_t committed)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&tx->cv_kick, &ca);
-    pthread_condattr_destroy(&ca);
     pthread_cond_init(&tx->cv_done, NULL);
+    pthread_mutex_init(&tx->trim_lock, NULL);
+    pthread_cond_init(&tx->trim_cv, &ca); /* timed waits on CLOCK_MONOTONIC too */
+    pthread_condattr_destroy(&ca);
     tx->committed_txg = committed;
     tx->open_txg = committed + 1;
     tx->last_sync_ns = now_ns();
     return blk_scratch_init(&tx->scratch, 128u << 10, p->io.ashift);
+}
+
+static void trim_stop(struct txg *tx)
+{
+    if (!tx->trim_started)
+        return;
+    pthread_mutex_lock(&tx->trim_lock);
+    atomic_store(&tx->trim_stop, true);
+    pthread_cond_broadcast(&tx->trim_cv);
+    pthread_mutex_unlock(&tx->trim_lock);
+    pthread_join(tx->trim_thread, NULL);
+    tx->trim_started = false;
 }
 
 int txg_start(struct bs_pool *p)
@@ -634,7 +741,14 @@ int txg_start(struct bs_pool *p)
     int r = wp_new(helpers, p->io.ashift, &tx->workers);
     if (r < 0)
         return r;
+    if (pthread_create(&tx->trim_thread, NULL, trim_main, p) != 0) {
+        wp_free(tx->workers);
+        tx->workers = NULL;
+        return -EAGAIN;
+    }
+    tx->trim_started = true;
     if (pthread_create(&tx->thread, NULL, sync_main, p) != 0) {
+        trim_stop(tx);
         wp_free(tx->workers);
         tx->workers = NULL;
         return -EAGAIN;
@@ -655,6 +769,7 @@ void txg_fini(struct bs_pool *p)
         pthread_join(tx->thread, NULL);
         tx->started = false;
     }
+    trim_stop(tx); /* after the sync thread: nothing kicks it any more */
     wp_free(tx->workers);
     tx->workers = NULL;
     blk_scratch_free(&tx->scratch);
@@ -662,6 +777,8 @@ void txg_fini(struct bs_pool *p)
     pthread_cond_destroy(&tx->cv_done);
     pthread_mutex_destroy(&tx->lock);
     pthread_mutex_destroy(&tx->sync_mutex);
+    pthread_cond_destroy(&tx->trim_cv);
+    pthread_mutex_destroy(&tx->trim_lock);
 }
 
 int txg_wait(struct bs_pool *p, uint64_t t)
@@ -735,11 +852,32 @@ void txg_add_dirty(struct bs_pool *p, int64_t bytes)
     }
 }
 
-int txg_throttle(struct bs_pool *p)
+
+static void throttle_delay(struct txg *tx, uint64_t dirty, uint64_t max, uint64_t len)
+{
+    uint64_t min = max / 100 * DELAY_MIN_PCT, rate = atomic_load(&tx->sync_rate);
+    if (!len || !rate || dirty <= min || dirty >= max)
+        return;
+    double d = (double)len * 1e9 / (double)rate * (double)(dirty - min) / (double)(max - dirty);
+    uint64_t delay = d < (double)DELAY_MAX_NS ? (uint64_t)d : DELAY_MAX_NS;
+    uint64_t now = now_ns(), last = atomic_load(&tx->delay_next), wake;
+    do
+        wake = MAX(now, last + delay);
+    while (!atomic_compare_exchange_weak(&tx->delay_next, &last, wake));
+    if (wake <= now)
+        return;
+    struct timespec ts = {(time_t)(wake / 1000000000u), (long)(wake % 1000000000u)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+}
+
+int txg_throttle(struct bs_pool *p, uint64_t len)
 {
     struct txg *tx = &p->txg;
     struct bs_tunables tun;
     bs_tunables_get(&tun);
+    uint64_t dirty = atomic_load(&tx->dirty_bytes);
+    throttle_delay(tx, dirty, tun.dirty_max_bytes, len);
     if (atomic_load(&tx->dirty_bytes) <= tun.dirty_max_bytes)
         return 0;
     pthread_mutex_lock(&tx->lock);

@@ -32,6 +32,18 @@ struct txg {
     pthread_t thread;
     struct wpool *workers;
     struct blk_scratch scratch; /* the sync thread's own */
+    /* lazy autotrim (alloc.h alloc_trim_ripe) on a thread of its own, so
+     * that hole punching never holds up a txg */
+    pthread_mutex_t trim_lock;  /* protects trim_req, trim_done */
+    pthread_cond_t trim_cv;     /* the trim thread waits here */
+    uint64_t trim_req, trim_done; /* passes asked for / finished */
+    _Atomic uint64_t busy_ns;   /* end of the last txg that wrote data */
+    _Atomic uint64_t sync_rate; /* dirty bytes per second the last big txg retired */
+    _Atomic uint64_t delay_next; /* the write throttle's last wake-up (now_ns) */
+    _Atomic bool trim_stop;
+    bool trim_idle_pass;        /* the trim thread's own: its pass takes all */
+    bool trim_started;
+    pthread_t trim_thread;
 };
 
 /* Set up (no thread yet); committed = the txg the pool was loaded at. */
@@ -53,8 +65,10 @@ uint64_t txg_dirty_open(struct bs_pool *p);
 void txg_mark_dirty(struct bs_pool *p);
 /* Writers: account new dirty bytes, kick the sync thread past dirty_max/4. */
 void txg_add_dirty(struct bs_pool *p, int64_t bytes);
-/* Writers: wait while the pool holds more than dirty_max dirty bytes. */
-int txg_throttle(struct bs_pool *p);
+/* Writers, before dirtying `len` bytes: past 60% of dirty_max a delay that
+ * grows as dirty data nears dirty_max (txg.c top), then a hard wait while the
+ * pool holds more than dirty_max. */
+int txg_throttle(struct bs_pool *p, uint64_t len);
 /* 0 if the pool can take writes, else -EIO (faulted) or -EROFS. */
 int txg_check_writable(struct bs_pool *p);
 

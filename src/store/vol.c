@@ -316,7 +316,7 @@ int bs_vol_pwrite(bs_vol *v, const void *buf, uint64_t len, uint64_t off, unsign
     int r = check_io(v, len, off, true);
     if (r < 0)
         return r;
-    if ((r = txg_throttle(v->pool)) < 0 || (r = space_check(v->pool, len)) < 0)
+    if ((r = txg_throttle(v->pool, len)) < 0 || (r = space_check(v->pool, len)) < 0)
         return r;
     struct ds *ds = v->ds;
     const uint32_t bs = ds->rec.volblocksize;
@@ -349,7 +349,7 @@ int vol_write_sealed(bs_vol *v, const struct blk_sealed *sb, const uint8_t *ct)
     int r = check_io(v, bs, sb->blkid * bs, true);
     if (r < 0)
         return r;
-    if ((r = txg_throttle(v->pool)) < 0 || (r = space_check(v->pool, bs)) < 0)
+    if ((r = txg_throttle(v->pool, bs)) < 0 || (r = space_check(v->pool, bs)) < 0)
         return r;
     struct cbuf *nb = cbuf_new(bs);
     struct blk_sealed *ns = malloc(sizeof *ns);
@@ -425,7 +425,7 @@ int bs_vol_zero(bs_vol *v, uint64_t len, uint64_t off, unsigned flags)
     int r = check_io(v, len, off, true);
     if (r < 0)
         return r;
-    if ((r = txg_throttle(v->pool)) < 0)
+    if ((r = txg_throttle(v->pool, 0)) < 0) /* zeroes dirty next to nothing */
         return r;
     struct ds *ds = v->ds;
     const uint32_t bs = ds->rec.volblocksize;

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Thin provisioning and TRIM: 256 MiB of random data raise the volume's `used`
 # and the pool file's allocated size; discarding it makes block status report
-# holes, `used` drop and (autotrim) the file's allocated size drop again.
+# holes, `used` drop and (autotrim, lazily) the file's allocated size drop again.
 # Also: all-zero writes and WRITE_ZEROES are stored as holes; with autotrim off
 # the space is kept until `berth pool trim`.
 . "$(dirname "$0")/functions.sh"
@@ -20,9 +20,11 @@ f0=$(file_alloc "$img") u0=$(vol_prop tank/v used) a0=$(pool_field tank allocate
 echo "empty: file allocated $f0, vol used $u0, pool allocated $a0"
 
 # wait_for_drop DESC CMD LIMIT: sync the pool until CMD prints a value <= LIMIT
+# (autotrim is lazy: freed space is punched once the pool has written no data
+# for 5 s, or after a few more txgs that write; so allow ~15 s)
 wait_for_drop() {
   local desc=$1 cmd=$2 limit=$3 i v
-  for i in $(seq 20); do
+  for i in $(seq 100); do
     v=$($cmd)
     [ "$v" -le "$limit" ] && { echo "  $desc: $v <= $limit (after $i syncs)"; return 0; }
     pool_sync tank

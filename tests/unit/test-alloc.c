@@ -260,6 +260,14 @@ static uint64_t blocks(void)
     return (uint64_t)st.st_blocks;
 }
 
+/* A durable txg that allocated something: the lazy trim delay counts these. */
+static void busy_txg(struct alloc *a, uint64_t txg, bool autotrim)
+{
+    uint64_t off;
+    alloc_alloc(a, K4, txg, &off);
+    alloc_txg_done(a, txg, autotrim);
+}
+
 static void test_trim(void)
 {
     struct alloc *a;
@@ -276,10 +284,28 @@ static void test_trim(void)
     uint64_t b0 = blocks();
     alloc_free(a, off, 8 * MiB, 3);
     alloc_txg_done(a, 4, true);
-    ok(blocks() == b0, "not discarded while deferred");
+    ok(alloc_trim_ripe(a, true, false, NULL, NULL) == 0 && blocks() == b0,
+       "not discarded while deferred");
     alloc_txg_done(a, 5, true);
-    ok(blocks() + 16000 <= b0, "autotrim: released range punched (%llu -> %llu blocks)",
-       (unsigned long long)b0, (unsigned long long)blocks());
+    uint64_t warm, queued;
+    alloc_warm_stats(a, &warm, &queued);
+    ok(warm == 8 * MiB && queued == 8 * MiB, "released: warm and queued for lazy trim");
+    for (uint64_t t = 6; t < 6 + 2 * ALLOC_TRIM_DELAY_TXGS; t++)
+        alloc_txg_done(a, t, true);
+    ok(alloc_trim_ripe(a, true, false, NULL, NULL) == 0 && blocks() == b0,
+       "lazy: empty txgs do not age the queue");
+    for (uint64_t t = 20; t < 20 + ALLOC_TRIM_DELAY_TXGS - 1; t++)
+        busy_txg(a, t, true);
+    ok(alloc_trim_ripe(a, true, false, NULL, NULL) == 0 && blocks() == b0,
+       "lazy: not discarded before ALLOC_TRIM_DELAY_TXGS allocating txgs");
+    busy_txg(a, 20 + ALLOC_TRIM_DELAY_TXGS, true);
+    /* the delay's allocations took 4K each of the warm range */
+    ok(alloc_trim_ripe(a, true, false, NULL, NULL) == 8 * MiB - ALLOC_TRIM_DELAY_TXGS * K4 &&
+           blocks() + 16000 <= b0,
+       "autotrim: ripe range punched (%llu -> %llu blocks)", (unsigned long long)b0,
+       (unsigned long long)blocks());
+    alloc_warm_stats(a, &warm, &queued);
+    ok(warm == 0 && queued == 0, "punched: neither warm nor queued");
     vdev_pread(v, r, 8 * MiB, h.data_start + off2);
     ok(memcmp(buf, r, 8 * MiB) == 0, "allocated neighbour untouched");
     /* data left in free space (e.g. from before a crash) goes with trim_all */
@@ -291,9 +317,136 @@ static void test_trim(void)
     ok(blocks() + 16000 <= b0, "trim_all gave space back");
     vdev_pread(v, r, 8 * MiB, h.data_start + off2);
     ok(memcmp(buf, r, 8 * MiB) == 0, "trim_all leaves allocated data alone");
-    ok(alloc_alloc(a, 8 * MiB, 6, &off) == 0, "allocation works after trim_all");
+    ok(alloc_alloc(a, 8 * MiB, 40, &off) == 0, "allocation works after trim_all");
     free(buf);
     free(r);
+    alloc_destroy(a);
+}
+
+static bool always(void *arg)
+{
+    (void)arg;
+    return true;
+}
+
+/* Lazy autotrim: space rewritten before its trim delay passed is not
+ * punched; the allocator prefers warm (unpunched) space; what is left is
+ * punched; a "crash" (the map loaded again) forgets the queue, loses
+ * nothing, and trim_all still gets it back. */
+static void test_lazy_trim(void)
+{
+    /* txgs above any other test's, whose chunk versions are in the file */
+    const uint64_t B = 1000;
+    struct alloc *a;
+    struct berr e = {0};
+    uint64_t x, y, off, warm, queued, n;
+    uint8_t *buf = malloc(4 * MiB), *r = malloc(4 * MiB);
+    memset(buf, 0x5a, 4 * MiB);
+    ok(alloc_create(v, &h, B + 1, &a, &e) == 0, "create");
+    alloc_alloc(a, 4 * MiB, B + 2, &x);
+    alloc_alloc(a, 4 * MiB, B + 2, &y);
+    vdev_pwrite(v, buf, 4 * MiB, h.data_start + x);
+    vdev_pwrite(v, buf, 4 * MiB, h.data_start + y);
+    alloc_sync(a, B + 2);
+    alloc_txg_done(a, B + 2, true);
+    alloc_free(a, x, 4 * MiB, B + 3);
+    alloc_free(a, y, 4 * MiB, B + 3);
+    for (uint64_t t = B + 3; t <= B + 5; t++)
+        alloc_txg_done(a, t, true);
+    alloc_warm_stats(a, &warm, &queued);
+    ok(warm == 8 * MiB && queued == 8 * MiB, "both runs released, warm, queued");
+    uint64_t b0 = blocks();
+    /* the next allocation takes warm space, not the (hole) space after y */
+    ok(alloc_alloc(a, 1 * MiB, B + 6, &off) == 0 && off == x, "allocation prefers warm space");
+    uint64_t z;
+    ok(alloc_alloc(a, 3 * MiB, B + 6, &z) == 0 && z == x + MiB, "next fit within warm space");
+    vdev_pwrite(v, buf, 4 * MiB, h.data_start + x); /* the rewrite lands on x */
+    alloc_txg_done(a, B + 6, true);
+    ok(alloc_trim_ripe(a, true, false, NULL, NULL) == 0, "not ripe yet");
+    for (uint64_t t = B + 7; t <= B + 6 + ALLOC_TRIM_DELAY_TXGS; t++)
+        busy_txg(a, t, true);
+    ok(alloc_trim_ripe(a, true, false, NULL, NULL) == 4 * MiB - ALLOC_TRIM_DELAY_TXGS * K4,
+       "only the range not reused is punched");
+    ok(blocks() + 8000 <= b0 && blocks() + 9000 >= b0, "the file lost y's 4 MiB, not x's");
+    vdev_pread(v, r, 4 * MiB, h.data_start + x);
+    ok(memcmp(r, buf, 4 * MiB) == 0, "the reused range keeps its new data");
+    alloc_warm_stats(a, &warm, &queued);
+    ok(warm == 0 && queued == 0, "nothing warm or queued after the pass");
+
+    /* autotrim off: released space is warm but never queued */
+    alloc_free(a, x, 4 * MiB, B + 11);
+    alloc_sync(a, B + 11);
+    for (uint64_t t = B + 11; t <= B + 13; t++)
+        alloc_txg_done(a, t, false);
+    alloc_warm_stats(a, &warm, &queued);
+    ok(warm == 4 * MiB && queued == 0, "autotrim off: warm, not queued");
+    ok(alloc_trim_ripe(a, false, true, NULL, NULL) == 0, "autotrim off: nothing punched");
+    ok(alloc_alloc(a, 4 * MiB, B + 14, &x) == 0 && x + MiB == z, "warm space reused");
+    vdev_pwrite(v, buf, 4 * MiB, h.data_start + x);
+    alloc_sync(a, B + 14);
+    alloc_txg_done(a, B + 14, true);
+
+    /* a crash with runs queued: the reloaded map knows nothing of them, the
+     * data of the live block is intact, and trim_all punches the rest */
+    alloc_free(a, x, 1 * MiB, B + 15); /* [z, z + 3 MiB) stays live */
+    alloc_sync(a, B + 15);
+    for (uint64_t t = B + 15; t <= B + 17; t++)
+        alloc_txg_done(a, t, true);
+    alloc_warm_stats(a, &warm, &queued);
+    ok(queued == 1 * MiB, "queued before the crash");
+    ok(alloc_trim_ripe(a, true, true, always, NULL) == 0, "a stopped pass punches nothing");
+    alloc_warm_stats(a, &warm, &queued);
+    ok(queued == 1 * MiB && warm == 1 * MiB, "and leaves the runs queued");
+    struct alloc *b;
+    ok(alloc_load(v, &h, B + 17, &b, &e) == 0, "reload after the crash: %s", e.msg);
+    alloc_warm_stats(b, &warm, &queued);
+    ok(warm == 0 && queued == 0, "the queue is not persistent");
+    ok(!alloc_is_allocated(b, x, 1 * MiB) && alloc_is_allocated(b, z, 3 * MiB),
+       "the free stays free, the live run stays allocated");
+    b0 = blocks();
+    ok(alloc_trim_all(b, &n) == 0 && blocks() + 2000 <= b0, "trim_all punches what was queued");
+    vdev_pread(v, r, 3 * MiB, h.data_start + z);
+    ok(memcmp(r, buf, 3 * MiB) == 0, "live data intact after trim_all");
+    alloc_destroy(b);
+    alloc_destroy(a);
+    free(buf);
+    free(r);
+}
+
+/* alloc_alloc_warm: blocks packed back to back into warm extents; warm
+ * crumbs too small for a block are passed over, and the next call goes on
+ * past them instead of scanning them again. */
+static void test_warm_frags(void)
+{
+    const uint64_t B = 2000;
+    struct alloc *a;
+    struct berr e = {0};
+    uint64_t crumb[140], r, off;
+    ok(alloc_create(v, &h, B + 1, &a, &e) == 0, "create");
+    for (int i = 0; i < 140; i++)
+        alloc_alloc(a, K4, B + 2, &crumb[i]);
+    alloc_alloc(a, MiB, B + 2, &r);
+    alloc_alloc(a, 64 * K4, B + 2, &off); /* keeps r from touching fresh space */
+    for (int i = 0; i < 140; i += 2) /* 70 isolated 4K crumbs */
+        alloc_free(a, crumb[i], K4, B + 3);
+    alloc_free(a, r, MiB, B + 3);
+    for (uint64_t t = B + 3; t <= B + 5; t++)
+        alloc_txg_done(a, t, false);
+    uint32_t asz[3] = {16384, 16384, 8192};
+    uint64_t offs[3];
+    int placed = 0, calls = 0;
+    while (placed == 0 && calls < 3) {
+        placed = alloc_alloc_warm(a, asz, 3, B + 6, offs);
+        calls++;
+    }
+    ok(placed == 3 && calls == 2 && offs[0] == r && offs[1] == r + 16384 &&
+           offs[2] == r + 32768,
+       "past 64 crumbs in one call, then packed into the warm extent (%d calls)", calls);
+    ok(alloc_is_allocated(a, r, 40960) && !alloc_is_allocated(a, r + 40960, K4),
+       "exactly the placed blocks are allocated");
+    uint64_t warm, queued;
+    alloc_warm_stats(a, &warm, &queued);
+    ok(warm == 70 * K4 + MiB - 40960 && queued == 0, "the rest stays warm (autotrim off: not queued)");
     alloc_destroy(a);
 }
 
@@ -382,6 +535,8 @@ int main(void)
     test_load_defer();
     test_corrupt();
     test_trim();
+    test_lazy_trim();
+    test_warm_frags();
     test_frag();
     test_threads_speed();
     teardown();
