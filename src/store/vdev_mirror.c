@@ -179,8 +179,67 @@ static int settle(struct vdev *m, const bool *failed, unsigned ok)
     return 0;
 }
 
-/* Write (buf != NULL) or flush every ONLINE leaf, then settle. */
-static int each_leaf(struct vdev *m, const void *buf, size_t len, uint64_t off)
+/* ---- parallel leaf writes ---- */
+
+static void *leaf_job_main(void *arg)
+{
+    struct leaf_job *j = arg;
+    uint64_t off = j->off;
+    j->r = 0;
+    for (int k = 0; k < j->nv && j->r == 0; k += VDEV_IOV_MAX) {
+        int m = MIN(j->nv - k, VDEV_IOV_MAX);
+        j->r = vdev_pwritev(j->l, j->v + k, m, off);
+        for (int i = k; i < k + m; i++)
+            off += j->v[i].iov_len;
+    }
+    return NULL;
+}
+
+void leaf_jobs_run(struct leaf_job *j, unsigned n)
+{
+    pthread_t th[MIRROR_MAX];
+    bool started[MIRROR_MAX] = {false}, par = false;
+    for (unsigned i = 0; i < n; i++)
+        par |= j[i].l->direct;
+    for (unsigned i = 1; par && i < n && i < MIRROR_MAX; i++)
+        started[i] = pthread_create(&th[i], NULL, leaf_job_main, &j[i]) == 0;
+    for (unsigned i = 0; i < n; i++)
+        if (i >= MIRROR_MAX || !started[i])
+            leaf_job_main(&j[i]);
+    for (unsigned i = 1; i < n && i < MIRROR_MAX; i++)
+        if (started[i])
+            pthread_join(th[i], NULL);
+}
+
+int mirror_pwritev(struct vdev *m, const struct iovec *iov, int cnt, uint64_t off)
+{
+    struct leaf_job j[MIRROR_MAX];
+    unsigned idx[MIRROR_MAX], n = 0;
+    for (unsigned i = 0; i < m->nchild; i++) {
+        if (!vdev_usable(m->child[i]))
+            continue;
+        j[n] = (struct leaf_job){.l = m->child[i], .v = iov, .nv = cnt, .off = off};
+        idx[n++] = i;
+    }
+    leaf_jobs_run(j, n);
+    bool failed[MIRROR_MAX] = {false};
+    unsigned ok = 0;
+    for (unsigned k = 0; k < n; k++) {
+        if (j[k].r == 0)
+            ok++;
+        else
+            failed[idx[k]] = true;
+    }
+    return settle(m, failed, ok);
+}
+
+int mirror_pwrite(struct vdev *m, const void *buf, size_t len, uint64_t off)
+{
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    return mirror_pwritev(m, &iov, 1, off);
+}
+
+int mirror_flush(struct vdev *m)
 {
     bool failed[MIRROR_MAX] = {false};
     unsigned ok = 0;
@@ -188,23 +247,12 @@ static int each_leaf(struct vdev *m, const void *buf, size_t len, uint64_t off)
         struct vdev *c = m->child[i];
         if (!vdev_usable(c))
             continue;
-        int r = buf ? vdev_pwrite(c, buf, len, off) : vdev_flush(c);
-        if (r == 0)
+        if (vdev_flush(c) == 0)
             ok++;
         else
             failed[i] = true;
     }
     return settle(m, failed, ok);
-}
-
-int mirror_pwrite(struct vdev *m, const void *buf, size_t len, uint64_t off)
-{
-    return each_leaf(m, buf, len, off);
-}
-
-int mirror_flush(struct vdev *m)
-{
-    return each_leaf(m, NULL, 0, 0);
 }
 
 int mirror_discard(struct vdev *m, uint64_t off, uint64_t len)

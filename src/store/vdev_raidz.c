@@ -46,7 +46,8 @@
 
 #define RZ_MAXCHILD 32
 
-static const uint8_t rz_zero[1u << 16]; /* a skip sector (ashift <= 16) */
+/* a skip sector (ashift <= 16), aligned for direct writes (vdev.c) */
+static _Alignas(4096) const uint8_t rz_zero[1u << 16];
 
 struct rz_col {
     unsigned child;
@@ -184,18 +185,6 @@ static int child_pieces(const struct vdev *rz, unsigned k, const struct rz_map *
     return nv;
 }
 
-static int write_child(struct vdev *l, const struct iovec *v, int nv, uint64_t off)
-{
-    for (int j = 0; j < nv; j += VDEV_IOV_MAX) {
-        int m = MIN(nv - j, VDEV_IOV_MAX);
-        int r = vdev_pwritev(l, v + j, m, off);
-        if (r < 0)
-            return r;
-        for (int i = j; i < j + m; i++)
-            off += v[i].iov_len;
-    }
-    return 0;
-}
 
 int raidz_write_blocks(struct vdev *rz, const struct iovec *iov, int cnt, uint64_t off)
 {
@@ -204,7 +193,8 @@ int raidz_write_blocks(struct vdev *rz, const struct iovec *iov, int cnt, uint64
     _cleanup_free_ struct rz_map *maps = calloc((size_t)cnt, sizeof *maps);
     _cleanup_free_ struct raidz_col *colmem = calloc((size_t)cnt * rz->nchild, sizeof *colmem);
     _cleanup_free_ struct raidz_col **cols = calloc((size_t)cnt, sizeof *cols);
-    _cleanup_free_ struct iovec *v = calloc(2 * (size_t)cnt, sizeof *v);
+    /* each child's pieces: at most a column and a skip sector per block */
+    _cleanup_free_ struct iovec *v = calloc(2 * (size_t)cnt * rz->nchild, sizeof *v);
     if (!maps || !colmem || !cols || !v)
         return -ENOMEM;
     size_t pbytes = 0;
@@ -213,8 +203,9 @@ int raidz_write_blocks(struct vdev *rz, const struct iovec *iov, int cnt, uint64
         off += maps[i].asect << rz->ashift;
         pbytes += rz_parity_bytes(rz, &maps[i]);
     }
-    _cleanup_free_ uint8_t *par = malloc(pbytes);
-    if (!par)
+    /* page-aligned: parity columns go to direct writes without a copy */
+    _cleanup_free_ uint8_t *par = NULL;
+    if (posix_memalign((void **)&par, 4096, pbytes ? pbytes : 1) != 0)
         return -ENOMEM;
     size_t pused = 0;
     for (int i = 0; i < cnt; i++) {
@@ -224,10 +215,12 @@ int raidz_write_blocks(struct vdev *rz, const struct iovec *iov, int cnt, uint64
             return -EIO;
     }
     bool failed[RZ_MAXCHILD] = {false};
-    unsigned bad = 0;
+    unsigned bad = 0, nj = 0, who[RZ_MAXCHILD];
+    struct leaf_job jobs[RZ_MAXCHILD];
     for (unsigned k = 0; k < rz->nchild; k++) {
         uint64_t start = 0;
-        int nv = child_pieces(rz, k, maps, cols, cnt, v, &start);
+        struct iovec *cv = v + 2 * (size_t)cnt * k;
+        int nv = child_pieces(rz, k, maps, cols, cnt, cv, &start);
         if (nv < 0)
             return nv;
         if (nv == 0)
@@ -235,8 +228,16 @@ int raidz_write_blocks(struct vdev *rz, const struct iovec *iov, int cnt, uint64
         struct vdev *l = rz->child[k];
         if (!vdev_usable(l)) {
             bad++;
-        } else if (write_child(l, v, nv, start) < 0) {
-            failed[k] = true;
+            continue;
+        }
+        jobs[nj] = (struct leaf_job){.l = l, .v = cv, .nv = nv, .off = start};
+        who[nj++] = k;
+    }
+    /* the children are independent devices: written at once */
+    leaf_jobs_run(jobs, nj);
+    for (unsigned j = 0; j < nj; j++) {
+        if (jobs[j].r < 0) {
+            failed[who[j]] = true;
             bad++;
         }
     }
@@ -517,7 +518,9 @@ int raidz_resilver_write(struct vdev *rz, const void *data, size_t psize, uint64
                 ret = nv;
             continue;
         }
-        if (write_child(l, v, nv, start) < 0) {
+        struct leaf_job job = {.l = l, .v = v, .nv = nv, .off = start};
+        leaf_jobs_run(&job, 1);
+        if (job.r < 0) {
             failed[k] = any = true;
             ret = -EIO;
             continue;

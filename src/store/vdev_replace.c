@@ -141,6 +141,10 @@ static void forget(bs_pool *p, unsigned tn, struct vdev *old)
             (void)vdev_flush(old);
         close(old->fd);
         old->fd = -1;
+        if (old->direct) {
+            old->direct = false;
+            close(old->dfd);
+        }
     }
 }
 
