@@ -17,6 +17,7 @@
  * labels rewritten (resilver_done).  A target that failed or came back
  * again (stale_gen changed) meanwhile keeps its DTL and is resilvered by the
  * next pass. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,8 +47,8 @@ unsigned resilver_targets(bs_pool *p, struct rsv_target *tg)
     return n;
 }
 
-int resilver_block(bs_pool *p, const struct rsv_target *tg, const struct blkptr *bp,
-                   uint64_t *copied)
+/* Which targets lack bp (bit i: leaf i of its top); 0 if none. */
+static uint32_t lacking(bs_pool *p, const struct rsv_target *tg, const struct blkptr *bp)
 {
     if (bp_is_hole(bp) || bp->birth < tg->lo || bp->birth > tg->hi || !bp->dva[0].asize)
         return 0;
@@ -60,8 +61,13 @@ int resilver_block(bs_pool *p, const struct rsv_target *tg, const struct blkptr 
     for (unsigned i = 0; i < vdev_nleaves(top) && i < 32; i++)
         if ((tg->mask[t] >> i & 1) && vdev_dtl_has(vdev_leaf(top, i), bp->birth))
             mask |= 1u << i;
-    if (!mask)
-        return 0;
+    return mask;
+}
+
+/* Read bp verified from a copy outside the targets, write it to them. */
+static int copy_block(bs_pool *p, const struct blkptr *bp, uint32_t mask, uint64_t *copied)
+{
+    struct vdev *top = p->io.top[bp->dva[0].vdev].vd;
     _cleanup_free_ uint8_t *buf = malloc(bp->psize ? bp->psize : 1);
     if (!buf)
         return -ENOMEM;
@@ -70,6 +76,130 @@ int resilver_block(bs_pool *p, const struct rsv_target *tg, const struct blkptr 
         return r;
     return vdev_resilver_write(top, buf, bp->psize, bp->dva[0].asize, bp->dva[0].offset, mask,
                                copied);
+}
+
+/* ---- batches ----
+ *
+ * One block at a time, the resilver waited for each read and then for each
+ * write.  A batch collects up to RSV_BATCH_BLOCKS blocks (or RSV_BATCH_BYTES
+ * allocated) the walk visits, sorted by top and offset (the walk's order is
+ * the tree's, the device's is this one), starts read-ahead of all of them,
+ * and copies them with RSV_THREADS threads (the caller's and helpers) that
+ * take the next block in that order: reads and writes of several blocks are
+ * in flight at once.  A batch is always run to its end before the walk's
+ * position may be recorded past its blocks (scrub.c runs it before it saves
+ * the position and after each unit). */
+#define RSV_BATCH_BLOCKS 256
+#define RSV_BATCH_BYTES (32u << 20)
+#define RSV_THREADS 4
+
+struct rsv_item {
+    struct blkptr bp;
+    uint32_t mask;
+    const char *name; /* the unit's, for an error */
+};
+
+struct rsv_batch {
+    struct rsv_item it[RSV_BATCH_BLOCKS];
+    unsigned n;
+    uint64_t bytes;
+    /* while running */
+    bs_pool *p;
+    _Atomic unsigned next;
+    _Atomic uint64_t copied;
+    _Atomic unsigned data; /* data blocks copied */
+    pthread_mutex_t fail_lock;
+    rsv_fail_fn fail;
+    void *fctx;
+};
+
+struct rsv_batch *rsv_batch_new(void)
+{
+    struct rsv_batch *b = calloc(1, sizeof *b);
+    if (b)
+        pthread_mutex_init(&b->fail_lock, NULL);
+    return b;
+}
+
+void rsv_batch_free(struct rsv_batch *b)
+{
+    if (!b)
+        return;
+    pthread_mutex_destroy(&b->fail_lock);
+    free(b);
+}
+
+bool rsv_batch_add(bs_pool *p, struct rsv_batch *b, const struct rsv_target *tg,
+                   const struct blkptr *bp, const char *name)
+{
+    uint32_t mask = lacking(p, tg, bp);
+    if (mask) {
+        struct rsv_item *it = &b->it[b->n++];
+        it->bp = *bp;
+        it->mask = mask;
+        it->name = name;
+        b->bytes += bp->dva[0].asize;
+    }
+    return b->n == RSV_BATCH_BLOCKS || b->bytes >= RSV_BATCH_BYTES;
+}
+
+static int item_order(const void *x, const void *y)
+{
+    const struct dva *a = &((const struct rsv_item *)x)->bp.dva[0];
+    const struct dva *c = &((const struct rsv_item *)y)->bp.dva[0];
+    if (a->vdev != c->vdev)
+        return a->vdev < c->vdev ? -1 : 1;
+    return a->offset < c->offset ? -1 : a->offset > c->offset;
+}
+
+static void *batch_worker(void *arg)
+{
+    struct rsv_batch *b = arg;
+    unsigned i;
+    while ((i = atomic_fetch_add(&b->next, 1)) < b->n) {
+        struct rsv_item *it = &b->it[i];
+        uint64_t copied = 0;
+        int r = copy_block(b->p, &it->bp, it->mask, &copied);
+        atomic_fetch_add(&b->copied, copied);
+        if (r == 0 && copied && it->bp.level == 0)
+            atomic_fetch_add(&b->data, 1);
+        if (r < 0 && b->fail) {
+            pthread_mutex_lock(&b->fail_lock);
+            b->fail(b->fctx, it->name, &it->bp);
+            pthread_mutex_unlock(&b->fail_lock);
+        }
+    }
+    return NULL;
+}
+
+void rsv_batch_run(bs_pool *p, struct rsv_batch *b, uint64_t *copied, unsigned *data,
+                   rsv_fail_fn fail, void *fctx)
+{
+    *copied = 0;
+    *data = 0;
+    if (b->n == 0)
+        return;
+    qsort(b->it, b->n, sizeof *b->it, item_order);
+    for (unsigned i = 0; i < b->n; i++)
+        blk_prefetch(&p->io, &b->it[i].bp);
+    b->p = p;
+    b->fail = fail;
+    b->fctx = fctx;
+    atomic_store(&b->next, 0);
+    atomic_store(&b->copied, 0);
+    atomic_store(&b->data, 0);
+    pthread_t th[RSV_THREADS - 1];
+    bool started[RSV_THREADS - 1] = {false};
+    for (unsigned k = 0; k < RSV_THREADS - 1 && k + 1 < b->n; k++)
+        started[k] = pthread_create(&th[k], NULL, batch_worker, b) == 0;
+    batch_worker(b);
+    for (unsigned k = 0; k < RSV_THREADS - 1; k++)
+        if (started[k])
+            pthread_join(th[k], NULL);
+    *copied = atomic_load(&b->copied);
+    *data = atomic_load(&b->data);
+    b->n = 0;
+    b->bytes = 0;
 }
 
 int resilver_flush(bs_pool *p, const struct rsv_target *tg)

@@ -38,9 +38,11 @@
  *
  * A resilver walks with min_birth = its DTL's lo - 1 (subtrees older than
  * what the targets missed are skipped unread), copies each block born in
- * lo..hi, and every RSV_DURABLE_BYTES or second flushes the targets and
- * records the position reached in the labels (resilver.c), from where an
- * import after a crash resumes it.  It is finished only when a pass ran to
+ * lo..hi (in batches, resilver.c: a batch is run to its end before a
+ * position past its blocks is saved, and at the end of each unit), and
+ * every RSV_DURABLE_BYTES or second flushes the targets and records the
+ * position reached in the labels, from where an import after a crash
+ * resumes it.  It is finished only when a pass ran to
  * its end: then the targets' DTLs and stale marks are cleared and the labels
  * rewritten; until then they stay (an interrupted resilver is never "done"). */
 #include <stdio.h>
@@ -92,6 +94,7 @@ struct scrub {
     /* resilver (set at start under lock; the targets change only there) */
     enum scan_func func;
     struct rsv_target tg;
+    struct rsv_batch *batch;    /* blocks being copied (scrub thread) */
     _Atomic uint64_t copied;    /* bytes written to the targets */
     _Atomic unsigned delay_ms;  /* test knob: pause per block copied */
     uint64_t copied_at_save, save_ns;
@@ -202,32 +205,49 @@ static void resilver_save(bs_pool *p, struct scrub *s)
     s->save_ns = now_ns();
 }
 
+static void resilver_failed(void *ctx, const char *name, const struct blkptr *bp)
+{
+    struct scrub *s = ctx;
+    pthread_mutex_lock(&s->lock);
+    s->errors++;
+    if (s->nerr < SCRUB_MAX_ERRORS) {
+        struct bs_pool_error *e = &s->errs[s->nerr++];
+        memset(e, 0, sizeof *e);
+        snprintf(e->dataset, sizeof e->dataset, "%s", name);
+        snprintf(e->what, sizeof e->what, "%s", bp->level ? "metadata" : "data");
+        e->length = bp->lsize;
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Copy the blocks queued in the batch (resilver.c) to the targets. */
+static void resilver_run(bs_pool *p, struct scrub *s)
+{
+    uint64_t copied;
+    unsigned data;
+    rsv_batch_run(p, s->batch, &copied, &data, resilver_failed, s);
+    atomic_fetch_add(&s->copied, copied);
+    /* the test knob's pause, per data block copied as before batches */
+    uint64_t ms = (uint64_t)atomic_load(&s->delay_ms) * data;
+    if (ms)
+        nanosleep(&(struct timespec){.tv_sec = (time_t)(ms / 1000),
+                                     .tv_nsec = (long)(ms % 1000) * 1000000},
+                  NULL);
+}
+
 static int resilver_visit(bs_pool *p, struct scrub *s, const char *name,
                           const struct blkptr *bp)
 {
-    uint64_t copied = 0;
-    int r = resilver_block(p, &s->tg, bp, &copied);
-    atomic_fetch_add(&s->copied, copied);
     atomic_fetch_add(&s->examined, bp->dva[0].asize);
-    if (r < 0) {
-        pthread_mutex_lock(&s->lock);
-        s->errors++;
-        if (s->nerr < SCRUB_MAX_ERRORS) {
-            struct bs_pool_error *e = &s->errs[s->nerr++];
-            memset(e, 0, sizeof *e);
-            snprintf(e->dataset, sizeof e->dataset, "%s", name);
-            snprintf(e->what, sizeof e->what, "%s", bp->level ? "metadata" : "data");
-            e->length = bp->lsize;
-        }
-        pthread_mutex_unlock(&s->lock);
-    }
-    unsigned ms = atomic_load(&s->delay_ms);
-    if (ms && copied && bp->level == 0)
-        nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000},
-                  NULL);
+    if (rsv_batch_add(p, s->batch, &s->tg, bp, name))
+        resilver_run(p, s);
     if (bp->level == 0 && (atomic_load(&s->copied) - s->copied_at_save >= RSV_DURABLE_BYTES ||
-                           now_ns() - s->save_ns >= 1000000000ull))
+                           now_ns() - s->save_ns >= 1000000000ull)) {
+        /* the position saved is this block's: every block visited before
+         * it (and it) must be on the targets first */
+        resilver_run(p, s);
         resilver_save(p, s);
+    }
     return 0;
 }
 
@@ -312,6 +332,8 @@ static int run_pass(bs_pool *p, struct scrub *s)
             flags = BLK_NOCACHE;
         }
         r = objtree_walk_since(&p->io, &u[i].od, min_birth, flags, visit, &v);
+        if (s->func == SCAN_RESILVER)
+            resilver_run(p, s); /* what the unit queued, before its name goes */
         if (r < 0) {
             record(s, &u[i], "metadata", s->pos_blk, 0);
             r = 0;
@@ -457,7 +479,10 @@ static struct scrub *scrub_get(bs_pool *p)
     if (p->scrub)
         return p->scrub;
     struct scrub *s = calloc(1, sizeof *s);
-    if (!s || !(s->errs = calloc(SCRUB_MAX_ERRORS, sizeof *s->errs))) {
+    if (!s || !(s->errs = calloc(SCRUB_MAX_ERRORS, sizeof *s->errs)) ||
+        !(s->batch = rsv_batch_new())) {
+        if (s)
+            free(s->errs);
         free(s);
         return NULL;
     }
@@ -689,6 +714,7 @@ void scrub_fini(bs_pool *p)
     pthread_mutex_destroy(&s->pos_lock);
     pthread_mutex_destroy(&s->lock);
     free(s->errs);
+    rsv_batch_free(s->batch);
     free(s);
 }
 
