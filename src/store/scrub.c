@@ -83,11 +83,13 @@ struct scrub {
     uint64_t errors, scan_ns, pass_start_ns;
     struct bs_pool_error *errs;
     size_t nerr;
-    /* leaves usable at the start and their stale_gen: only those, unchanged,
-     * hold every block the scrub walked (one onlined mid-scrub does not) */
-    uint32_t start_usable;
+    /* leaves usable at the start (bit i of top t: its child i) with their
+     * guid and stale_gen: only those, unchanged, hold every block the scrub
+     * walked (one onlined mid-scrub does not) */
+    uint32_t start_usable[BLK_MAX_TOPS];
     bool resumed;               /* started at a saved position: stale marks stay */
-    uint32_t start_gen[32];
+    uint32_t start_gen[BLK_MAX_TOPS][32];
+    uint64_t start_guid[BLK_MAX_TOPS][32];
     /* position (scrub thread) */
     uint64_t pos_id, pos_blk;
     int pos_part;
@@ -369,12 +371,16 @@ static void scan_reset(bs_pool *p, struct scrub *s, const struct bs_scrub_pos *f
     s->pos_part = from ? from->part : 0;
     s->pos_blk = from ? from->blk : 0;
     s->resumed = from != NULL;
-    s->start_usable = 0;
-    for (unsigned i = 0; i < pool_nleaves(p) && i < 32; i++) {
-        struct vdev *l = pool_leaf(p, i, NULL, NULL);
-        s->start_gen[i] = atomic_load(&l->stale_gen);
-        if (vdev_usable(l))
-            s->start_usable |= 1u << i;
+    memset(s->start_usable, 0, sizeof s->start_usable);
+    for (unsigned t = 0; t < atomic_load(&p->io.ntops) && t < BLK_MAX_TOPS; t++) {
+        struct vdev *top = p->io.top[t].vd;
+        for (unsigned i = 0; i < vdev_nleaves(top) && i < 32; i++) {
+            struct vdev *l = vdev_leaf(top, i);
+            s->start_gen[t][i] = atomic_load(&l->stale_gen);
+            s->start_guid[t][i] = l->guid;
+            if (vdev_usable(l))
+                s->start_usable[t] |= 1u << i;
+        }
     }
     pthread_mutex_lock(&p->txg.lock);
     s->txg = p->txg.committed_txg;
@@ -452,12 +458,16 @@ again:
          * that came back stale hold everything now (cleared before waiters
          * see "finished") */
         bool cleared = false;
-        for (unsigned i = 0; i < pool_nleaves(p) && i < 32; i++) {
-            struct vdev *l = pool_leaf(p, i, NULL, NULL);
-            if (!s->resumed && vdev_usable(l) && (s->start_usable >> i & 1) &&
-                atomic_load(&l->stale_gen) == s->start_gen[i]) {
-                cleared |= atomic_exchange(&l->stale, false);
-                dtl_clear(l);
+        for (unsigned t = 0; t < atomic_load(&p->io.ntops) && t < BLK_MAX_TOPS; t++) {
+            struct vdev *top = p->io.top[t].vd;
+            for (unsigned i = 0; i < vdev_nleaves(top) && i < 32; i++) {
+                struct vdev *l = vdev_leaf(top, i);
+                if (!s->resumed && vdev_usable(l) && (s->start_usable[t] >> i & 1) &&
+                    l->guid == s->start_guid[t][i] &&
+                    atomic_load(&l->stale_gen) == s->start_gen[t][i]) {
+                    cleared |= atomic_exchange(&l->stale, false);
+                    dtl_clear(l);
+                }
             }
         }
         pool_tops_state(p);

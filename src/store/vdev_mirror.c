@@ -319,8 +319,12 @@ int mirror_read_block(struct vdev *m, struct vdev_rio *rq)
                 break;
         }
     }
-    if (!good)
+    if (!good) {
+        /* a block of this top that no copy verified (as a raidz counts it):
+         * the leaves counted their own bad copies above */
+        atomic_fetch_add(&m->ctr.checksum_errors, 1);
         return -EIO;
+    }
     if (anybad)
         repair(m, rq, bad);
     return 0;
