@@ -5,11 +5,21 @@
 # one berthd makes the pool, a volume of SIZE (compression=off) prefilled
 # sequentially with fio's incompressible buffers, syncs, drops the page cache
 # (when root), then `berth pool replace`s member 1 by a new file and waits
-# for the resilver: bytes copied, allocated bytes, rate (copied / wall time
-# from the replace to the end); then drops the page cache again and scrubs:
+# for the resilver: bytes copied, allocated bytes, rates (copied / wall time
+# from the replace to the end, and the raw bytes of the allocation it walked,
+# parity included, / that time: a raidz member gets only its columns but
+# the resilver reads the others; and the scan's own rate, the walk without
+# the replace before it and the final flush); then drops the page cache again and scrubs:
 # the scrub's rate (examined / scan time, from `berth --json pool status`).
 #
-#   bench/resilver.sh [--size SIZE] [--dir DIR] [--layouts "mirror2 raidz4"]
+#   bench/resilver.sh [--size SIZE] [--dir DIR] [--layouts "mirror2 raidz4"] [--warm]
+#                     [--throttle IOPS:BPS]
+# --warm keeps the page cache (the pool files stay cached: CPU, not disk).
+# --throttle puts every member (and the new one) on a loop device of its own
+# (direct I/O) and berthd in a cgroup v1 blkio group that limits each loop
+# device to IOPS reads/s and BPS bytes/s of writes (as bench/mirror-throttle.sh
+# and bench/raidz-throttle.sh): independent devices, where a resilver that
+# waits for each block in turn is bound by one device's latency.
 # Environment: BERTH_BUILD (default ./build).
 set -u
 set -o pipefail
@@ -18,6 +28,8 @@ top=$PWD
 build=${BERTH_BUILD:-$top/build}
 size=1G
 layouts="mirror2 raidz4"
+warm=0
+throttle=
 dir=${BENCH_DIR:-/var/tmp/berth-bench}
 cmdline="bench/resilver.sh $*"
 while [ $# -gt 0 ]; do
@@ -25,6 +37,8 @@ while [ $# -gt 0 ]; do
     --size) size=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
     --layouts) layouts=$2; shift 2 ;;
+    --warm) warm=1; shift ;;
+    --throttle) throttle=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -36,7 +50,9 @@ done
 fio --enghelp 2>/dev/null | grep -qw nbd || { echo "bench: skipped: this fio has no nbd engine" >&2; exit 77; }
 [ -x "$build/src/daemon/berthd" ] || { echo "bench: no berthd in $build (make)" >&2; exit 1; }
 cold=1
-if [ "$(id -u)" != 0 ] || [ ! -w /proc/sys/vm/drop_caches ]; then
+if [ $warm = 1 ]; then
+  cold=0
+elif [ "$(id -u)" != 0 ] || [ ! -w /proc/sys/vm/drop_caches ]; then
   echo "bench: not root: the page cache is not dropped (warm figures)" >&2
   cold=0
 fi
@@ -44,8 +60,13 @@ mkdir -p "$dir"
 W=$(mktemp -d "$dir/resilver.XXXXXX")
 bytes=$(numfmt --from=iec "$size")
 berthd_pid=
+loops=()
+cg=
 cleanup() {
   [ -n "$berthd_pid" ] && { kill "$berthd_pid" 2>/dev/null; wait "$berthd_pid" 2>/dev/null; }
+  local l
+  for l in "${loops[@]}"; do losetup -d "$l" 2>/dev/null; done
+  [ -n "$cg" ] && rmdir "$cg" 2>/dev/null
   rm -rf "$W"
 }
 trap cleanup EXIT
@@ -55,8 +76,29 @@ berth() { "$build/src/cli/berth" "$@"; }
 drop_caches() { [ $cold = 1 ] && { sync; echo 3 >/proc/sys/vm/drop_caches; }; return 0; }
 scan() { berth --json pool status p | python3 -c 'import json,sys; d=json.load(sys.stdin); s=d["scan"]; print(s["func"], s["state"], s["resilvered"], s["examined"], s["rate"], d["allocated"])'; }
 
+if [ -n "$throttle" ]; then
+  [ "$(id -u)" = 0 ] || { echo "bench: skipped: --throttle needs root" >&2; exit 77; }
+  [ -f /sys/fs/cgroup/blkio/blkio.throttle.write_bps_device ] || { echo "bench: skipped: no cgroup v1 blkio throttling" >&2; exit 77; }
+  command -v losetup >/dev/null && [ -e /dev/loop-control ] || { echo "bench: skipped: no loop devices" >&2; exit 77; }
+  t_iops=${throttle%%:*}
+  t_bps=$(numfmt --from=iec "${throttle#*:}")
+  cg=/sys/fs/cgroup/blkio/berth-resilver-$$
+  mkdir "$cg" || { echo "bench: skipped: cannot create a blkio cgroup" >&2; cg=; exit 77; }
+fi
+# dev FILE -> the path the pool uses: the file, or a throttled loop device over it
+dev() {
+  truncate -s $((bytes * 2)) "$1" || exit 1
+  if [ -z "$throttle" ]; then echo "$1"; return; fi
+  local l mm
+  l=$(losetup -f --show --direct-io=on "$1") || exit 1
+  mm=$(lsblk -dno MAJ:MIN "$l" | tr -d ' ')
+  echo "$mm $t_iops" >"$cg/blkio.throttle.read_iops_device" || exit 1
+  echo "$mm $t_bps" >"$cg/blkio.throttle.write_bps_device" || exit 1
+  echo "$l"
+}
 export BERTH_SOCKET=$W/run/berthd.sock
-"$build/src/daemon/berthd" --state-dir "$W/state" --run-dir "$W/run" --cache-size 64M >"$W/berthd.log" 2>&1 &
+( [ -n "$cg" ] && echo $BASHPID >"$cg/cgroup.procs"
+  exec "$build/src/daemon/berthd" --state-dir "$W/state" --run-dir "$W/run" --cache-size 64M ) >"$W/berthd.log" 2>&1 &
 berthd_pid=$!
 for _ in $(seq 200); do
   curl -sf --unix-socket "$BERTH_SOCKET" http://b/api/v1/health >/dev/null 2>&1 && break
@@ -73,9 +115,11 @@ for lay in $layouts; do
   esac
   devs=()
   for i in $(seq 0 $((n - 1))); do
-    truncate -s $((bytes * 2)) "$W/d$i.img"
-    devs+=("$W/d$i.img")
+    d=$(dev "$W/d$i.img") && [ -n "$d" ] || exit 1
+    devs+=("$d")
   done
+  newdev=$(dev "$W/new.img") && [ -n "$newdev" ] || exit 1
+  [ -n "$throttle" ] && loops=("${devs[@]}" "$newdev")
   log "== $lay"
   berth pool create -f p $spec "${devs[@]}" >/dev/null || exit 1
   berth vol create -V "$size" -o compression=off p/v >/dev/null || exit 1
@@ -84,14 +128,16 @@ for lay in $layouts; do
   berth pool sync p >/dev/null || exit 1
   drop_caches
   t0=$(date +%s.%N)
-  berth pool replace p "$W/d1.img" "$W/new.img" >/dev/null || exit 1
-  while read -r fn st rs _ _ alloc < <(scan); [ "$st" = scanning ]; do sleep 0.1; done
+  berth pool replace p "${devs[1]}" "$newdev" >/dev/null || exit 1
+  while read -r fn st rs rex rrate alloc < <(scan); [ "$st" = scanning ]; do sleep 0.1; done
   t1=$(date +%s.%N)
   [ "$fn $st" = "resilver finished" ] || { echo "bench: resilver ended $fn $st" >&2; exit 1; }
   R[$lay.rs]=$rs R[$lay.alloc]=$alloc
   R[$lay.rsrate]=$(python3 -c "print('%.0f' % ($rs / ($t1 - $t0) / 1e6))")
   R[$lay.rstime]=$(python3 -c "print('%.1f' % ($t1 - $t0))")
-  log "  replace: resilvered $rs of $alloc allocated bytes in ${R[$lay.rstime]} s, ${R[$lay.rsrate]} MB/s"
+  R[$lay.rsex]=$(python3 -c "print('%.0f' % ($rex / ($t1 - $t0) / 1e6))")
+  R[$lay.rswalk]=$(python3 -c "print('%.0f' % ($rrate / 1e6))")
+  log "  replace: resilvered $rs of $alloc allocated bytes in ${R[$lay.rstime]} s, ${R[$lay.rsrate]} MB/s written, ${R[$lay.rsex]} MB/s of the allocation walked (the walk alone: ${R[$lay.rswalk]} MB/s)"
   berth pool sync p >/dev/null || exit 1
   drop_caches
   berth pool scrub p >/dev/null || exit 1
@@ -100,16 +146,18 @@ for lay in $layouts; do
   R[$lay.scrub]=$(python3 -c "print('%.0f' % ($rate / 1e6))")
   log "  scrub: ${R[$lay.scrub]} MB/s over $ex bytes"
   berth pool destroy -f p >/dev/null || exit 1
+  for l in "${loops[@]}"; do losetup -d "$l"; done
+  loops=()
   rm -f "$W"/*.img
 done
 {
-  echo "| layout | resilver: bytes copied / allocated | resilver MB/s | scrub MB/s (same pool after) | resilver / scrub |"
-  echo "|---|---|---|---|---|"
+  echo "| layout | resilver: bytes copied / allocated (usable) | resilver written MB/s | resilver walked MB/s (walk alone) | scrub MB/s (same pool after) | resilver walked / scrub |"
+  echo "|---|---|---|---|---|---|"
   for lay in $layouts; do
-    echo "| $lay | ${R[$lay.rs]} / ${R[$lay.alloc]} | ${R[$lay.rsrate]} | ${R[$lay.scrub]} | $(python3 -c "print('%.2f' % (${R[$lay.rsrate]} / max(1, ${R[$lay.scrub]})))") |"
+    echo "| $lay | ${R[$lay.rs]} / ${R[$lay.alloc]} | ${R[$lay.rsrate]} | ${R[$lay.rsex]} (${R[$lay.rswalk]}) | ${R[$lay.scrub]} | $(python3 -c "print('%.2f' % (${R[$lay.rsex]} / max(1, ${R[$lay.scrub]})))") |"
   done
   echo
-  echo "- $(nproc) CPUs, files on $(df -T "$dir" | awk 'NR==2 {print $2}'), volume $size compression=off prefilled, page cache $([ $cold = 1 ] && echo dropped || echo warm) before each scan, build $build"
+  echo "- $(nproc) CPUs, files on $(df -T "$dir" | awk 'NR==2 {print $2}'), volume $size compression=off prefilled, page cache $([ $cold = 1 ] && echo dropped || echo warm) before each scan, $([ -n "$throttle" ] && echo "each device a loop device limited to $t_iops read IOPS and ${throttle#*:}/s of writes" || echo "pool files directly"), build $build"
 } >"$W/table.md"
 echo
 echo "command: $cmdline"

@@ -180,8 +180,23 @@ void rsv_batch_run(bs_pool *p, struct rsv_batch *b, uint64_t *copied, unsigned *
     if (b->n == 0)
         return;
     qsort(b->it, b->n, sizeof *b->it, item_order);
-    for (unsigned i = 0; i < b->n; i++)
-        blk_prefetch(&p->io, &b->it[i].bp);
+    /* read-ahead of each run of adjacent blocks as one range: the device
+     * gets a few large reads instead of one per block */
+    for (unsigned i = 0, j; i < b->n; i = j) {
+        const struct dva *d = &b->it[i].bp.dva[0];
+        uint64_t end = d->offset + d->asize;
+        for (j = i + 1; j < b->n && b->it[j].bp.dva[0].vdev == d->vdev &&
+                        b->it[j].bp.dva[0].offset == end && end - d->offset < (8u << 20);
+             j++)
+            end += b->it[j].bp.dva[0].asize;
+        if (j == i + 1) {
+            blk_prefetch(&p->io, &b->it[i].bp);
+        } else if (d->vdev < atomic_load(&p->io.ntops)) {
+            struct vdev *top = p->io.top[d->vdev].vd;
+            if (end <= top->data_size)
+                vdev_prefetch_block(top, d->offset, end - d->offset);
+        }
+    }
     b->p = p;
     b->fail = fail;
     b->fctx = fctx;
@@ -196,6 +211,19 @@ void rsv_batch_run(bs_pool *p, struct rsv_batch *b, uint64_t *copied, unsigned *
     for (unsigned k = 0; k < RSV_THREADS - 1; k++)
         if (started[k])
             pthread_join(th[k], NULL);
+    /* start writing the copies back now: the flush before the position is
+     * saved (every second) then finds little left, instead of stalling
+     * the walk while it writes a second's worth */
+    uint32_t wrote[BLK_MAX_TOPS] = {0};
+    for (unsigned i = 0; i < b->n; i++)
+        if (b->it[i].bp.dva[0].vdev < BLK_MAX_TOPS)
+            wrote[b->it[i].bp.dva[0].vdev] |= b->it[i].mask;
+    for (unsigned t = 0; t < atomic_load(&p->io.ntops) && t < BLK_MAX_TOPS; t++) {
+        struct vdev *top = p->io.top[t].vd;
+        for (unsigned i = 0; i < vdev_nleaves(top) && i < 32; i++)
+            if ((wrote[t] >> i & 1) && vdev_usable(vdev_leaf(top, i)))
+                vdev_writeback_hint(vdev_leaf(top, i), 0, 0);
+    }
     *copied = atomic_load(&b->copied);
     *data = atomic_load(&b->data);
     b->n = 0;

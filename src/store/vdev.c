@@ -360,10 +360,12 @@ void vdev_prefetch_block(struct vdev *top, uint64_t off, uint64_t len)
         raidz_prefetch_block(top, off, len);
         return;
     }
-    /* a mirror's copies are all at the same offset: hint the first */
-    struct vdev *leaf = top->nchild ? top->child[0] : top;
-    if (leaf->fd >= 0)
-        (void)posix_fadvise(leaf->fd, (off_t)(top->data_start + off), (off_t)len,
+    if (top->kind == VDEV_KIND_MIRROR) {
+        mirror_prefetch_block(top, off, len);
+        return;
+    }
+    if (top->fd >= 0)
+        (void)posix_fadvise(top->fd, (off_t)(top->data_start + off), (off_t)len,
                             POSIX_FADV_WILLNEED);
 }
 

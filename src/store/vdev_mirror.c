@@ -27,6 +27,7 @@
 #include "store/vdev_raidz.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -284,12 +285,36 @@ static void repair(struct vdev *m, const struct vdev_rio *rq, const bool *bad)
     pthread_rwlock_unlock(&m->heal_lock);
 }
 
+/* The leaf a read of DVA offset off tries first: reads rotate by 1 MiB
+ * regions, so sequential reads stay on one leaf and random reads spread
+ * over all of them. */
+static unsigned rotation(const struct vdev *m, uint64_t off)
+{
+    return (unsigned)(((off >> 20) * 0x9e3779b97f4a7c15ULL) >> 40) % m->nchild;
+}
+
+void mirror_prefetch_block(struct vdev *m, uint64_t off, uint64_t len)
+{
+    /* each 1 MiB region on the leaf its reads will go to (one without a
+     * DTL: a read skips a leaf that may lack the block) */
+    while (len > 0) {
+        uint64_t n = MIN(len, (1ULL << 20) - (off & ((1ULL << 20) - 1)));
+        unsigned order[MIRROR_MAX];
+        if (read_order(m, rotation(m, off), order, 0, false) > 0) {
+            struct vdev *c = m->child[order[0]];
+            if (c->fd >= 0)
+                (void)posix_fadvise(c->fd, (off_t)(c->data_start + off), (off_t)n,
+                                    POSIX_FADV_WILLNEED);
+        }
+        off += n;
+        len -= n;
+    }
+}
+
 int mirror_read_block(struct vdev *m, struct vdev_rio *rq)
 {
     unsigned order[MIRROR_MAX];
-    /* rotate by 1 MiB regions: sequential reads stay on one leaf, random
-     * reads spread over all of them */
-    unsigned start = (unsigned)(((rq->off >> 20) * 0x9e3779b97f4a7c15ULL) >> 40) % m->nchild;
+    unsigned start = rotation(m, rq->off);
     /* a scrub reads and repairs every copy, those in a DTL included; a
      * normal read skips copies a resilver has not written yet */
     unsigned n = read_order(m, start, order, rq->birth, rq->scrub);

@@ -29,6 +29,9 @@ struct leaf_job {
 void leaf_jobs_run(struct leaf_job *j, unsigned n);
 int mirror_discard(struct vdev *m, uint64_t off, uint64_t len);
 int mirror_read_block(struct vdev *m, struct vdev_rio *rq);
+/* Read-ahead of [off, off+len) of the data area on the leaves reads of it
+ * will use. */
+void mirror_prefetch_block(struct vdev *m, uint64_t off, uint64_t len);
 /* Mark FAULTED the ONLINE children with failed[i] set (an operation the top
  * survived failed on them) and recompute the top's state. */
 void vdev_fault_failed(struct vdev *top, const bool *failed);

@@ -478,7 +478,8 @@ void raidz_prefetch_block(struct vdev *rz, uint64_t off, uint64_t len)
     uint64_t b = off >> sh, r0 = b / n, r1 = (b + tot - 1) / n;
     for (unsigned k = 0; k < n; k++) {
         struct vdev *l = rz->child[k];
-        if (vdev_usable(l) && l->fd >= 0)
+        /* not a leaf with a DTL: reads skip it (a resilver's target) */
+        if (vdev_usable(l) && l->fd >= 0 && !vdev_dtl_has(l, 0))
             (void)posix_fadvise(l->fd, (off_t)(rz->data_start + (r0 << sh)),
                                 (off_t)((r1 - r0 + 1) << sh), POSIX_FADV_WILLNEED);
     }
