@@ -85,13 +85,18 @@ static int copy_block(bs_pool *p, const struct blkptr *bp, uint32_t mask, uint64
  * allocated) the walk visits, sorted by top and offset (the walk's order is
  * the tree's, the device's is this one), starts read-ahead of all of them,
  * and copies them with RSV_THREADS threads (the caller's and helpers) that
- * take the next block in that order: reads and writes of several blocks are
- * in flight at once.  A batch is always run to its end before the walk's
- * position may be recorded past its blocks (scrub.c runs it before it saves
- * the position and after each unit). */
+ * take the next job in that order: reads and writes of several blocks are
+ * in flight at once.  A job is a block, or for a mirror a run of adjacent
+ * blocks missing on the same targets, written to each with one write (a
+ * new device gets a few large writes instead of one per block).  A batch
+ * is always run to its end before the walk's position may be recorded past
+ * its blocks (scrub.c runs it before it saves the position and after each
+ * unit). */
 #define RSV_BATCH_BLOCKS 256
 #define RSV_BATCH_BYTES (32u << 20)
 #define RSV_THREADS 4
+#define RSV_RUN_BLOCKS 64
+#define RSV_RUN_BYTES (1u << 20)
 
 struct rsv_item {
     struct blkptr bp;
@@ -103,7 +108,8 @@ struct rsv_batch {
     struct rsv_item it[RSV_BATCH_BLOCKS];
     unsigned n;
     uint64_t bytes;
-    /* while running */
+    /* while running: the copy jobs, runs of items it[first .. first+n) */
+    unsigned run_first[RSV_BATCH_BLOCKS], run_n[RSV_BATCH_BLOCKS], nruns;
     bs_pool *p;
     _Atomic unsigned next;
     _Atomic uint64_t copied;
@@ -152,24 +158,93 @@ static int item_order(const void *x, const void *y)
     return a->offset < c->offset ? -1 : a->offset > c->offset;
 }
 
+static void item_done(struct rsv_batch *b, const struct rsv_item *it, int r, uint64_t copied)
+{
+    atomic_fetch_add(&b->copied, copied);
+    if (r == 0 && copied && it->bp.level == 0)
+        atomic_fetch_add(&b->data, 1);
+    if (r < 0 && b->fail) {
+        pthread_mutex_lock(&b->fail_lock);
+        b->fail(b->fctx, it->name, &it->bp);
+        pthread_mutex_unlock(&b->fail_lock);
+    }
+}
+
+/* Adjacent blocks of a mirror lacking on the same targets: each read
+ * verified into its place in one buffer (zero padded to its allocation, as
+ * vdev_resilver_write pads one), then one write per target for all of
+ * them; if a block cannot be read, the others are written one by one. */
+static void copy_run(struct rsv_batch *b, const struct rsv_item *it, unsigned n)
+{
+    bs_pool *p = b->p;
+    struct vdev *top = p->io.top[it[0].bp.dva[0].vdev].vd;
+    uint64_t off0 = it[0].bp.dva[0].offset;
+    const struct dva *last = &it[n - 1].bp.dva[0];
+    size_t total = (size_t)(last->offset + last->asize - off0);
+    int r[RSV_RUN_BLOCKS];
+    uint8_t *buf = calloc(1, total);
+    bool all = buf != NULL;
+    for (unsigned k = 0; k < n; k++) {
+        r[k] = buf ? blk_read_raw(&p->io, &it[k].bp, buf + (it[k].bp.dva[0].offset - off0),
+                                  it[k].bp.psize)
+                   : -ENOMEM;
+        all &= r[k] == 0;
+    }
+    if (all) {
+        uint64_t copied = 0;
+        int w = vdev_resilver_write(top, buf, total, total, off0, it[0].mask, &copied);
+        for (unsigned k = 0; k < n; k++)
+            item_done(b, &it[k], w, w == 0 ? it[k].bp.dva[0].asize * (copied / total) : 0);
+    } else {
+        for (unsigned k = 0; k < n; k++) {
+            uint64_t copied = 0;
+            const struct dva *d = &it[k].bp.dva[0];
+            if (r[k] == 0)
+                r[k] = vdev_resilver_write(top, buf + (d->offset - off0), it[k].bp.psize,
+                                           d->asize, d->offset, it[k].mask, &copied);
+            item_done(b, &it[k], r[k], copied);
+        }
+    }
+    free(buf);
+}
+
 static void *batch_worker(void *arg)
 {
     struct rsv_batch *b = arg;
     unsigned i;
-    while ((i = atomic_fetch_add(&b->next, 1)) < b->n) {
-        struct rsv_item *it = &b->it[i];
+    while ((i = atomic_fetch_add(&b->next, 1)) < b->nruns) {
+        struct rsv_item *it = &b->it[b->run_first[i]];
+        if (b->run_n[i] > 1) {
+            copy_run(b, it, b->run_n[i]);
+            continue;
+        }
         uint64_t copied = 0;
         int r = copy_block(b->p, &it->bp, it->mask, &copied);
-        atomic_fetch_add(&b->copied, copied);
-        if (r == 0 && copied && it->bp.level == 0)
-            atomic_fetch_add(&b->data, 1);
-        if (r < 0 && b->fail) {
-            pthread_mutex_lock(&b->fail_lock);
-            b->fail(b->fctx, it->name, &it->bp);
-            pthread_mutex_unlock(&b->fail_lock);
-        }
+        item_done(b, it, r, copied);
     }
     return NULL;
+}
+
+/* Group the sorted items into copy jobs: runs of adjacent blocks of a
+ * mirror with the same targets (up to RSV_RUN_BLOCKS, RSV_RUN_BYTES), each
+ * other block alone (a raidz writes each block's own columns). */
+static void make_runs(bs_pool *p, struct rsv_batch *b)
+{
+    b->nruns = 0;
+    for (unsigned i = 0, j; i < b->n; i = j) {
+        const struct dva *d = &b->it[i].bp.dva[0];
+        uint64_t end = d->offset + d->asize;
+        j = i + 1;
+        if (d->vdev < atomic_load(&p->io.ntops) &&
+            p->io.top[d->vdev].vd->kind == VDEV_KIND_MIRROR) {
+            while (j < b->n && j - i < RSV_RUN_BLOCKS && b->it[j].bp.dva[0].vdev == d->vdev &&
+                   b->it[j].mask == b->it[i].mask && b->it[j].bp.dva[0].offset == end &&
+                   end + b->it[j].bp.dva[0].asize - d->offset <= RSV_RUN_BYTES)
+                end += b->it[j++].bp.dva[0].asize;
+        }
+        b->run_first[b->nruns] = i;
+        b->run_n[b->nruns++] = j - i;
+    }
 }
 
 void rsv_batch_run(bs_pool *p, struct rsv_batch *b, uint64_t *copied, unsigned *data,
@@ -203,9 +278,10 @@ void rsv_batch_run(bs_pool *p, struct rsv_batch *b, uint64_t *copied, unsigned *
     atomic_store(&b->next, 0);
     atomic_store(&b->copied, 0);
     atomic_store(&b->data, 0);
+    make_runs(p, b);
     pthread_t th[RSV_THREADS - 1];
     bool started[RSV_THREADS - 1] = {false};
-    for (unsigned k = 0; k < RSV_THREADS - 1 && k + 1 < b->n; k++)
+    for (unsigned k = 0; k < RSV_THREADS - 1 && k + 1 < b->nruns; k++)
         started[k] = pthread_create(&th[k], NULL, batch_worker, b) == 0;
     batch_worker(b);
     for (unsigned k = 0; k < RSV_THREADS - 1; k++)

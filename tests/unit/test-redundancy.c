@@ -5,7 +5,8 @@
  * 32nd of the pool (three mirrors of 12); a batched resilver of a raidz1
  * interrupted by a power cut resumes at the reimport from the position in
  * the labels, finishes, and leaves a pool whose scrub finds nothing and
- * whose data all compares. */
+ * whose data all compares; a resilver that meets blocks no copy can give
+ * copies all the others and reports those. */
 #include <fcntl.h>
 #include <string.h>
 #include <time.h>
@@ -255,6 +256,49 @@ static void test_crash_raidz(void)
     bs_pool_close(p);
 }
 
+/* A replace in a mirror of 2 whose both copies of some blocks are damaged:
+ * the batched resilver copies every other block (those beside a damaged one
+ * in a run one by one), counts each damaged one as an error and keeps the
+ * new member's DTL (not done); reads of the good blocks stay right. */
+static void test_resilver_damaged(void)
+{
+    struct berr e = {0};
+    set_paths("dmg", 3);
+    const char *spec[] = {"mirror", paths[0], paths[1]};
+    bs_pool *p = make_pool(spec, 3, 96 * MiB, "mirror of 2");
+    if (!p)
+        return;
+    ok(bs_pool_export(p, false, &e) == 0, "damaged: export (nothing cached)");
+    p = import_n(2, &e);
+    if (!okb(p != NULL, "damaged: import: %s", e.msg))
+        return;
+    /* 64 KiB in the middle of the data written: 4 or 5 blocks (as they lie)
+     * on both copies */
+    bool dmg = bs_pool_debug(p, "vdev=0 corrupt=8388608:65536", &e) == 0 &&
+               bs_pool_debug(p, "vdev=1 corrupt=8388608:65536", &e) == 0;
+    ok(dmg, "damaged: both copies of 64 KiB damaged: %s", e.msg);
+    struct bs_pool_stats st;
+    bs_pool_stats(p, &st);
+    uint64_t alloc = st.raw_allocated;
+    ok(bs_pool_replace(p, paths[1], paths[2], false, &e) == 0, "damaged: replace 1 by 2: %s",
+       e.msg);
+    bool done = bs_pool_resilver_wait(p);
+    bs_pool_stats(p, &st);
+    int good, eio, wrong;
+    vol_compare(p, "vol", model, VOLSIZE, BS, &good, &eio, &wrong);
+    ok(!done && strcmp(st.scan.func, "resilver") == 0 && st.scan.errors == (uint64_t)eio &&
+           eio >= 4 && eio <= 5 && wrong == 0 && good == (int)(VOLSIZE / BS) - eio,
+       "damaged: the resilver reports the %d unreadable blocks (%llu errors, %d good, %d "
+       "wrong)", eio, (unsigned long long)st.scan.errors, good, wrong);
+    ok(st.scan.resilvered == alloc - (uint64_t)eio * BS,
+       "damaged: every other block copied (%llu of %llu bytes)",
+       (unsigned long long)st.scan.resilvered, (unsigned long long)alloc);
+    ok(st.nvdevs == 3 && st.vdevs[2].dtl_hi > 0,
+       "damaged: the new member keeps its DTL, the old one stays (%zu devices)",
+       (size_t)st.nvdevs);
+    pool_abandon(p);
+}
+
 int main(void)
 {
     model = malloc(VOLSIZE);
@@ -262,6 +306,7 @@ int main(void)
     test_cksum_top("raidz1", 3);
     test_stale_many();
     test_crash_raidz();
+    test_resilver_damaged();
     free(model);
     tmp_cleanup();
     return done_testing();
