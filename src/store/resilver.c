@@ -86,9 +86,9 @@ static int copy_block(bs_pool *p, const struct blkptr *bp, uint32_t mask, uint64
  * the tree's, the device's is this one), starts read-ahead of all of them,
  * and copies them with RSV_THREADS threads (the caller's and helpers) that
  * take the next job in that order: reads and writes of several blocks are
- * in flight at once.  A job is a block, or for a mirror a run of adjacent
- * blocks missing on the same targets, written to each with one write (a
- * new device gets a few large writes instead of one per block).  A batch
+ * in flight at once.  A job is a block, or a run of adjacent blocks
+ * missing on the same targets, written to each with one write (a new
+ * device gets a few large writes instead of one per block).  A batch
  * is always run to its end before the walk's position may be recorded past
  * its blocks (scrub.c runs it before it saves the position and after each
  * unit). */
@@ -158,10 +158,9 @@ static int item_order(const void *x, const void *y)
     return a->offset < c->offset ? -1 : a->offset > c->offset;
 }
 
-static void item_done(struct rsv_batch *b, const struct rsv_item *it, int r, uint64_t copied)
+static void item_done(struct rsv_batch *b, const struct rsv_item *it, int r, bool wrote)
 {
-    atomic_fetch_add(&b->copied, copied);
-    if (r == 0 && copied && it->bp.level == 0)
+    if (r == 0 && wrote && it->bp.level == 0)
         atomic_fetch_add(&b->data, 1);
     if (r < 0 && b->fail) {
         pthread_mutex_lock(&b->fail_lock);
@@ -170,41 +169,48 @@ static void item_done(struct rsv_batch *b, const struct rsv_item *it, int r, uin
     }
 }
 
-/* Adjacent blocks of a mirror lacking on the same targets: each read
- * verified into its place in one buffer (zero padded to its allocation, as
- * vdev_resilver_write pads one), then one write per target for all of
- * them; if a block cannot be read, the others are written one by one. */
+/* Adjacent blocks lacking on the same targets: each read verified into its
+ * place in one zeroed buffer (its allocation's place), then each target
+ * gets its part of all of them in one write (vdev_resilver_write_blocks:
+ * a mirror's copies, a raidz's columns); if a block cannot be read, the
+ * others are written one by one. */
 static void copy_run(struct rsv_batch *b, const struct rsv_item *it, unsigned n)
 {
     bs_pool *p = b->p;
     struct vdev *top = p->io.top[it[0].bp.dva[0].vdev].vd;
+    size_t sector = (size_t)1 << top->ashift;
     uint64_t off0 = it[0].bp.dva[0].offset;
     const struct dva *last = &it[n - 1].bp.dva[0];
     size_t total = (size_t)(last->offset + last->asize - off0);
     int r[RSV_RUN_BLOCKS];
+    struct iovec iov[RSV_RUN_BLOCKS] = {{0}};
     uint8_t *buf = calloc(1, total);
     bool all = buf != NULL;
     for (unsigned k = 0; k < n; k++) {
-        r[k] = buf ? blk_read_raw(&p->io, &it[k].bp, buf + (it[k].bp.dva[0].offset - off0),
-                                  it[k].bp.psize)
-                   : -ENOMEM;
+        const struct blkptr *bp = &it[k].bp;
+        uint8_t *at = buf ? buf + (bp->dva[0].offset - off0) : NULL;
+        r[k] = at ? blk_read_raw(&p->io, bp, at, bp->psize) : -ENOMEM;
+        iov[k].iov_base = at;
+        iov[k].iov_len = top->kind == VDEV_KIND_RAIDZ ? ROUND_UP((size_t)bp->psize, sector)
+                                                      : bp->dva[0].asize;
         all &= r[k] == 0;
     }
+    uint64_t copied = 0;
     if (all) {
-        uint64_t copied = 0;
-        int w = vdev_resilver_write(top, buf, total, total, off0, it[0].mask, &copied);
+        int w = vdev_resilver_write_blocks(top, iov, (int)n, off0, it[0].mask, &copied);
         for (unsigned k = 0; k < n; k++)
-            item_done(b, &it[k], w, w == 0 ? it[k].bp.dva[0].asize * (copied / total) : 0);
+            item_done(b, &it[k], w, copied > 0);
     } else {
         for (unsigned k = 0; k < n; k++) {
-            uint64_t copied = 0;
-            const struct dva *d = &it[k].bp.dva[0];
+            uint64_t c = 0;
             if (r[k] == 0)
-                r[k] = vdev_resilver_write(top, buf + (d->offset - off0), it[k].bp.psize,
-                                           d->asize, d->offset, it[k].mask, &copied);
-            item_done(b, &it[k], r[k], copied);
+                r[k] = vdev_resilver_write_blocks(top, &iov[k], 1, it[k].bp.dva[0].offset,
+                                                  it[k].mask, &c);
+            copied += c;
+            item_done(b, &it[k], r[k], c > 0);
         }
     }
+    atomic_fetch_add(&b->copied, copied);
     free(buf);
 }
 
@@ -220,14 +226,15 @@ static void *batch_worker(void *arg)
         }
         uint64_t copied = 0;
         int r = copy_block(b->p, &it->bp, it->mask, &copied);
-        item_done(b, it, r, copied);
+        atomic_fetch_add(&b->copied, copied);
+        item_done(b, it, r, copied > 0);
     }
     return NULL;
 }
 
-/* Group the sorted items into copy jobs: runs of adjacent blocks of a
- * mirror with the same targets (up to RSV_RUN_BLOCKS, RSV_RUN_BYTES), each
- * other block alone (a raidz writes each block's own columns). */
+/* Group the sorted items into copy jobs: runs of adjacent blocks with the
+ * same targets (up to RSV_RUN_BLOCKS, RSV_RUN_BYTES), each other block
+ * alone. */
 static void make_runs(bs_pool *p, struct rsv_batch *b)
 {
     b->nruns = 0;
@@ -236,7 +243,7 @@ static void make_runs(bs_pool *p, struct rsv_batch *b)
         uint64_t end = d->offset + d->asize;
         j = i + 1;
         if (d->vdev < atomic_load(&p->io.ntops) &&
-            p->io.top[d->vdev].vd->kind == VDEV_KIND_MIRROR) {
+            p->io.top[d->vdev].vd->kind != VDEV_KIND_LEAF) {
             while (j < b->n && j - i < RSV_RUN_BLOCKS && b->it[j].bp.dva[0].vdev == d->vdev &&
                    b->it[j].mask == b->it[i].mask && b->it[j].bp.dva[0].offset == end &&
                    end + b->it[j].bp.dva[0].asize - d->offset <= RSV_RUN_BYTES)

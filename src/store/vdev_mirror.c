@@ -387,3 +387,37 @@ int vdev_resilver_write(struct vdev *top, const void *data, size_t psize, size_t
         vdev_fault_failed(top, failed);
     return ret;
 }
+
+int vdev_resilver_write_blocks(struct vdev *top, const struct iovec *iov, int cnt, uint64_t off,
+                               uint32_t mask, uint64_t *written)
+{
+    if (top->kind == VDEV_KIND_RAIDZ)
+        return raidz_resilver_write_blocks(top, iov, cnt, off, mask, written);
+    if (top->kind != VDEV_KIND_MIRROR)
+        return 0;
+    uint64_t len = 0;
+    for (int i = 0; i < cnt; i++)
+        len += iov[i].iov_len;
+    if (cnt < 1 || cnt > VDEV_IOV_MAX || off > top->data_size || len > top->data_size - off)
+        return -EIO;
+    struct leaf_job j[MIRROR_MAX];
+    unsigned idx[MIRROR_MAX], n = 0;
+    for (unsigned i = 0; i < top->nchild; i++) {
+        struct vdev *c = top->child[i];
+        if (!(mask >> i & 1) || !vdev_usable(c))
+            continue;
+        j[n] = (struct leaf_job){.l = c, .v = iov, .nv = cnt, .off = c->data_start + off};
+        idx[n++] = i;
+    }
+    leaf_jobs_run(j, n);
+    bool failed[MIRROR_MAX] = {false}, any = false;
+    for (unsigned k = 0; k < n; k++) {
+        if (j[k].r < 0)
+            failed[idx[k]] = any = true;
+        else
+            *written += len;
+    }
+    if (any)
+        vdev_fault_failed(top, failed);
+    return any ? -EIO : 0;
+}
