@@ -6,8 +6,11 @@
  * interrupted by a power cut resumes at the reimport from the position in
  * the labels, finishes, and leaves a pool whose scrub finds nothing and
  * whose data all compares; a resilver that meets blocks no copy can give
- * copies all the others and reports those. */
+ * copies all the others and reports those; a pool on one block device
+ * attached a second: both write directly. */
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -299,6 +302,70 @@ static void test_resilver_damaged(void)
     pool_abandon(p);
 }
 
+/* A loop device over a new file of `size` bytes; "" when none can be made
+ * (not root, no loop devices). */
+static void make_loop(const char *file, uint64_t size, char *dev, size_t len)
+{
+    dev[0] = 0;
+    int fd = open(file, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    int r = ftruncate(fd, (off_t)size);
+    close(fd);
+    if (r != 0 || getuid() != 0 || access("/dev/loop-control", F_OK) != 0)
+        return;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "PATH=/usr/sbin:/sbin:$PATH losetup -f --show --direct-io=on %s "
+             "2>/dev/null", file);
+    FILE *f = popen(cmd, "r");
+    if (!f)
+        return;
+    if (!fgets(dev, (int)len, f))
+        dev[0] = 0;
+    pclose(f);
+    dev[strcspn(dev, "\n")] = 0;
+}
+
+static void drop_loop(const char *dev)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "PATH=/usr/sbin:/sbin:$PATH losetup -d %s", dev);
+    if (dev[0] && system(cmd) != 0)
+        diag("losetup -d %s failed", dev);
+}
+
+/* A pool on one block device becomes a mirror by attach: both leaves
+ * write directly (vdev.c), the copy resilvers, everything reads back. */
+static void test_attach_blockdev(void)
+{
+    struct berr e = {0};
+    char dev[2][64];
+    set_paths("bd", 2);
+    make_loop(paths[0], 96 * MiB, dev[0], sizeof dev[0]);
+    make_loop(paths[1], 96 * MiB, dev[1], sizeof dev[1]);
+    if (!dev[0][0] || !dev[1][0]) {
+        ok(1, "# SKIP attach to a block device: cannot make loop devices here");
+        drop_loop(dev[0]);
+        drop_loop(dev[1]);
+        return;
+    }
+    const char *spec[] = {dev[0]};
+    bs_pool *p = make_pool(spec, 1, 0, "one block device");
+    if (p) {
+        ok(pool_leaf(p, 0, NULL, NULL)->direct, "the block device writes directly");
+        ok(bs_pool_attach(p, dev[0], dev[1], false, &e) == 0, "attach a second: %s", e.msg);
+        bool done = bs_pool_resilver_wait(p);
+        ok(done && pool_nleaves(p) == 2 && pool_leaf(p, 0, NULL, NULL)->direct &&
+               pool_leaf(p, 1, NULL, NULL)->direct,
+           "resilvered; both leaves of the mirror write directly");
+        all_good(p, "mirror of block devices");
+        scrub_clean(p, "mirror of block devices");
+        bs_pool_close(p);
+    }
+    drop_loop(dev[0]);
+    drop_loop(dev[1]);
+}
+
 int main(void)
 {
     model = malloc(VOLSIZE);
@@ -307,6 +374,7 @@ int main(void)
     test_stale_many();
     test_crash_raidz();
     test_resilver_damaged();
+    test_attach_blockdev();
     free(model);
     tmp_cleanup();
     return done_testing();
