@@ -5,10 +5,11 @@
 # As in bench/mirror-throttle.sh, each "device" is a loop device
 # (--direct-io=on) over its own file and berthd runs in a cgroup v1 blkio
 # group; here the group limits each loop device separately to BPS bytes/s of
-# writes (blkio.throttle.write_bps_device).  berthd writes block devices with
-# O_DIRECT (src/store/vdev.c "Direct writes"), so its writes are issued by
-# its own threads and the throttle applies to them (buffered writeback would
-# escape it).  Per layout (single device, raidz1 of 4, 2-way mirror for
+# writes (blkio.throttle.write_bps_device).  The limit holds for berthd's
+# writes (a one-device pool runs at BPS, and the per-device byte counts of
+# the group show every byte of the run): berthd starts the writeback of what
+# it wrote itself (sync_file_range, then fdatasync at the txg's end), so the
+# writes are issued by its threads, inside the group.  Per layout (single device, raidz1 of 4, 2-way mirror for
 # reference) the script creates the pool on the loop devices, a volume of
 # SIZE (compression=off), writes it once sequentially with fio (nbd engine,
 # 1 MiB, iodepth 16) and then `berth pool sync`; the rate is SIZE over the
@@ -156,7 +157,7 @@ ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]);
   done
   echo
   echo "- environment: $(nproc) CPUs, kernel $(uname -r), backing files on $(df -T "$dir" | awk 'NR==2 {print $2}'), $(fio --version)"
-  echo "- settings: each device a loop device (direct I/O) over its own file, limited to $bps/s of writes by cgroup v1 blkio throttling of berthd's group (berthd writes devices with O_DIRECT); fio ioengine=nbd 1 MiB write iodepth=16 over a $size volume (compression=off) then berth pool sync; berthd --cache-size 64M"
+  echo "- settings: each device a loop device (direct I/O) over its own file, limited to $bps/s of writes by cgroup v1 blkio throttling of berthd's group; fio ioengine=nbd 1 MiB write iodepth=16 over a $size volume (compression=off) then berth pool sync; berthd --cache-size 64M"
 } >"$W/table.md"
 echo
 echo "command: $cmdline"

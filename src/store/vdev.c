@@ -51,76 +51,8 @@
  * 4 KiB random writes 2-3x slower, and reads of freshly written data then
  * go to the device instead of the page cache.) */
 
-/* ---- Direct writes ----
- *
- * A block device leaf opened read-write has a second descriptor with
- * O_DIRECT, and writes whose offset and length are multiples of the
- * device's logical block size go through it, as ZFS writes disks: no copy
- * parked in the page cache for a flusher thread to write later, so the
- * write is issued by (and charged to) the thread that makes it, and a
- * device's bandwidth limit (a real disk's, or a cgroup's blkio throttle)
- * applies to it (docs/PERFORMANCE.md, bench/raidz-throttle.sh).  Buffers not
- * aligned to that size are copied into an aligned one first (the copy a
- * buffered write makes anyway).  The kernel keeps the buffered descriptor
- * coherent: a direct write writes back and drops the page-cache pages it
- * overlaps, reads (labels, blocks) stay buffered with readahead, and
- * fdatasync flushes the device's cache for both.  Anything else (unaligned
- * offsets, EINVAL from a device that refuses) takes the buffered path.
- * Regular files stay buffered (see "Leaf writes").
- *
- * Returns 1 when the write was not done here (take the buffered path). */
-static int leaf_direct_writev(struct vdev *v, struct iovec *iov, int cnt, uint64_t off)
-{
-    size_t a = v->dio_align, len = 0;
-    bool aligned = true;
-    for (int i = 0; i < cnt; i++) {
-        len += iov[i].iov_len;
-        aligned &= (uintptr_t)iov[i].iov_base % a == 0 && iov[i].iov_len % a == 0;
-    }
-    if (off % a || len % a || len == 0)
-        return 1;
-    int r;
-    if (aligned && cnt <= VDEV_IOV_MAX) {
-        /* a copy: a direct write refused half-way is redone buffered from
-         * the caller's vector as it was */
-        struct iovec w[VDEV_IOV_MAX];
-        memcpy(w, iov, (size_t)cnt * sizeof *w);
-        r = pwritev_full(v->dfd, w, cnt, off);
-    } else {
-        void *b = NULL;
-        if (posix_memalign(&b, MAX(a, (size_t)4096), len) != 0)
-            return 1;
-        size_t o = 0;
-        for (int i = 0; i < cnt; i++) {
-            memcpy((uint8_t *)b + o, iov[i].iov_base, iov[i].iov_len);
-            o += iov[i].iov_len;
-        }
-        r = pwrite_full(v->dfd, b, len, off);
-        free(b);
-    }
-    return r == -EINVAL ? 1 : r;
-}
-
-static void leaf_direct_open(struct vdev *v)
-{
-    int lbs = 0;
-    if (v->readonly || ioctl(v->fd, BLKSSZGET, &lbs) != 0 || lbs < 512 || lbs > 65536 ||
-        (lbs & (lbs - 1)))
-        return;
-    v->dfd = open(v->path, O_RDWR | O_DIRECT | O_CLOEXEC);
-    if (v->dfd < 0)
-        return; /* buffered writes only */
-    v->dio_align = (unsigned)lbs;
-    v->direct = true;
-}
-
 static int leaf_writev(struct vdev *v, struct iovec *iov, int cnt, uint64_t off)
 {
-    if (v->direct) {
-        int r = leaf_direct_writev(v, iov, cnt, off);
-        if (r <= 0)
-            return r;
-    }
     bool serial = v->wlock_init && !v->is_blockdev;
     if (serial)
         pthread_mutex_lock(&v->wlock);
@@ -162,7 +94,6 @@ static int vdev_probe(struct vdev *v, uint64_t create_size, struct berr *err)
         v->is_blockdev = true;
         v->size = sz;
         v->phys_sector_shift = detect_phys_shift(v->fd);
-        leaf_direct_open(v);
         return 0;
     }
     if (S_ISDIR(st.st_mode))
@@ -245,8 +176,6 @@ void vdev_close(struct vdev *v)
     free(v->child);
     if (v->fd >= 0)
         close(v->fd); /* drops the flock too */
-    if (v->direct)
-        close(v->dfd);
     if (v->wlock_init)
         pthread_mutex_destroy(&v->wlock);
     pthread_rwlock_destroy(&v->heal_lock);

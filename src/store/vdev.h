@@ -90,12 +90,6 @@ struct vdev {
      * up by vdev_open only (wlock_init). */
     bool wlock_init;
     pthread_mutex_t wlock;
-    /* Block device leaf opened read-write: a second descriptor with
-     * O_DIRECT for data writes (vdev.c "Direct writes"); dio_align is the
-     * device's logical block size, the alignment those writes need. */
-    bool direct;
-    int dfd;
-    unsigned dio_align;
 };
 
 /* Open (and lock) a leaf.  If `create_size` > 0 and path does not exist, a

@@ -180,11 +180,10 @@ static int settle(struct vdev *m, const bool *failed, unsigned ok)
     return 0;
 }
 
-/* ---- parallel leaf writes ---- */
+/* ---- writes of vectors to leaves ---- */
 
-static void *leaf_job_main(void *arg)
+static void leaf_job_main(struct leaf_job *j)
 {
-    struct leaf_job *j = arg;
     uint64_t off = j->off;
     j->r = 0;
     for (int k = 0; k < j->nv && j->r == 0; k += VDEV_IOV_MAX) {
@@ -193,23 +192,12 @@ static void *leaf_job_main(void *arg)
         for (int i = k; i < k + m; i++)
             off += j->v[i].iov_len;
     }
-    return NULL;
 }
 
 void leaf_jobs_run(struct leaf_job *j, unsigned n)
 {
-    pthread_t th[MIRROR_MAX];
-    bool started[MIRROR_MAX] = {false}, par = false;
     for (unsigned i = 0; i < n; i++)
-        par |= j[i].l->direct;
-    for (unsigned i = 1; par && i < n && i < MIRROR_MAX; i++)
-        started[i] = pthread_create(&th[i], NULL, leaf_job_main, &j[i]) == 0;
-    for (unsigned i = 0; i < n; i++)
-        if (i >= MIRROR_MAX || !started[i])
-            leaf_job_main(&j[i]);
-    for (unsigned i = 1; i < n && i < MIRROR_MAX; i++)
-        if (started[i])
-            pthread_join(th[i], NULL);
+        leaf_job_main(&j[i]);
 }
 
 int mirror_pwritev(struct vdev *m, const struct iovec *iov, int cnt, uint64_t off)

@@ -8,7 +8,7 @@
 
 int mirror_pread(struct vdev *m, void *buf, size_t len, uint64_t off);
 int mirror_pwrite(struct vdev *m, const void *buf, size_t len, uint64_t off);
-/* As vdev_pwritev on every ONLINE leaf (in parallel: leaf_jobs_run). */
+/* As vdev_pwritev on every ONLINE leaf (one write of the vector each). */
 int mirror_pwritev(struct vdev *m, const struct iovec *iov, int cnt, uint64_t off);
 int mirror_flush(struct vdev *m);
 
@@ -21,11 +21,9 @@ struct leaf_job {
     uint64_t off;
     int r;
 };
-/* Run the jobs: at once (a thread per job beside the caller's) when one of
- * the leaves writes directly (a synchronous device write: issued one after
- * another, each device would wait for the others), else one after another
- * (buffered writes only copy into the page cache).  Falls back to running
- * a job in the caller when a thread cannot be started. */
+/* Run the jobs, one after another (leaf writes are buffered: they copy
+ * into the page cache and return; docs/PERFORMANCE.md has why they are not
+ * O_DIRECT on block devices either). */
 void leaf_jobs_run(struct leaf_job *j, unsigned n);
 int mirror_discard(struct vdev *m, uint64_t off, uint64_t len);
 int mirror_read_block(struct vdev *m, struct vdev_rio *rq);

@@ -46,8 +46,7 @@
 
 #define RZ_MAXCHILD 32
 
-/* a skip sector (ashift <= 16), aligned for direct writes (vdev.c) */
-static _Alignas(4096) const uint8_t rz_zero[1u << 16];
+static const uint8_t rz_zero[1u << 16]; /* a skip sector (ashift <= 16) */
 
 struct rz_col {
     unsigned child;
@@ -210,9 +209,8 @@ static int rz_write(struct vdev *rz, const struct iovec *iov, int cnt, uint64_t 
         off += maps[i].asect << rz->ashift;
         pbytes += rz_parity_bytes(rz, &maps[i]);
     }
-    /* page-aligned: parity columns go to direct writes without a copy */
-    _cleanup_free_ uint8_t *par = NULL;
-    if (posix_memalign((void **)&par, 4096, pbytes ? pbytes : 1) != 0)
+    _cleanup_free_ uint8_t *par = malloc(pbytes ? pbytes : 1);
+    if (!par)
         return -ENOMEM;
     size_t pused = 0;
     for (int i = 0; i < cnt; i++) {
@@ -242,7 +240,6 @@ static int rz_write(struct vdev *rz, const struct iovec *iov, int cnt, uint64_t 
         jobs[nj] = (struct leaf_job){.l = l, .v = cv, .nv = nv, .off = start};
         who[nj++] = k;
     }
-    /* the children are independent devices: written at once */
     leaf_jobs_run(jobs, nj);
     for (unsigned j = 0; j < nj; j++) {
         if (jobs[j].r < 0) {

@@ -141,10 +141,6 @@ static void forget(bs_pool *p, unsigned tn, struct vdev *old)
             (void)vdev_flush(old);
         close(old->fd);
         old->fd = -1;
-        if (old->direct) {
-            old->direct = false;
-            close(old->dfd);
-        }
     }
 }
 
@@ -278,11 +274,6 @@ static int leaf_to_mirror(bs_pool *p, unsigned tn, struct berr *err)
                         p->name);
     }
     l0->fd = fd;
-    if (top->direct) { /* the leaf keeps writing directly (vdev.c) */
-        l0->dfd = fcntl(top->dfd, F_DUPFD_CLOEXEC, 3);
-        l0->direct = l0->dfd >= 0;
-        l0->dio_align = top->dio_align;
-    }
     l0->is_blockdev = top->is_blockdev;
     l0->readonly = top->readonly;
     l0->size = top->size;

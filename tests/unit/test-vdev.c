@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests for src/store/vdev.c on temporary files: creation, locking,
- * close-on-exec, counters, range checks, fault injection, discard; and, as
- * root where loop devices can be made, the direct writes of block device
- * leaves (a leaf, and a raidz of four writing its children at once). */
+ * close-on-exec, counters, range checks, fault injection, discard. */
 #include "store/vdev.h"
 #include "tap.h"
 
@@ -156,139 +154,6 @@ static void test_discard(const char *dir)
     unlink(path);
 }
 
-/* A loop device over a new file of `size` bytes; "" when none can be made. */
-static void make_loop(const char *file, uint64_t size, char *dev, size_t len)
-{
-    dev[0] = 0;
-    int fd = open(file, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return;
-    int r = ftruncate(fd, (off_t)size);
-    close(fd);
-    if (r != 0 || getuid() != 0 || access("/dev/loop-control", F_OK) != 0)
-        return;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "PATH=/usr/sbin:/sbin:$PATH losetup -f --show --direct-io=on %s "
-             "2>/dev/null", file);
-    FILE *f = popen(cmd, "r");
-    if (!f)
-        return;
-    if (!fgets(dev, (int)len, f))
-        dev[0] = 0;
-    pclose(f);
-    dev[strcspn(dev, "\n")] = 0;
-}
-
-static void drop_loop(const char *dev, const char *file)
-{
-    char cmd[512];
-    if (dev[0]) {
-        snprintf(cmd, sizeof cmd, "PATH=/usr/sbin:/sbin:$PATH losetup -d %s", dev);
-        if (system(cmd) != 0)
-            diag("losetup -d %s failed", dev);
-    }
-    unlink(file);
-}
-
-/* What the backing file holds at off (the loop device's page cache not
- * consulted: a buffered write not yet written back is not there). */
-static bool file_has(const char *file, const void *want, size_t len, uint64_t off)
-{
-    int fd = open(file, O_RDONLY | O_CLOEXEC);
-    uint8_t *b = malloc(len);
-    bool same = fd >= 0 && b && pread(fd, b, len, (off_t)off) == (ssize_t)len &&
-                memcmp(b, want, len) == 0;
-    if (fd >= 0)
-        close(fd);
-    free(b);
-    return same;
-}
-
-static bool same_bytes(void *ctx, const void *buf, size_t len)
-{
-    return memcmp(ctx, buf, len) == 0;
-}
-
-static void test_direct(const char *dir)
-{
-    char file[4][256], dev[4][64];
-    struct vdev *l[4] = {NULL};
-    struct berr e = {0};
-    int n = 0;
-    for (; n < 4; n++) {
-        snprintf(file[n], sizeof file[n], "%s/loop%d.img", dir, n);
-        make_loop(file[n], 32 * MiB, dev[n], sizeof dev[n]);
-        if (!dev[n][0])
-            break;
-    }
-    if (n < 4) {
-        ok(1, "# SKIP direct writes: cannot make loop devices here (needs root)");
-        for (int i = 0; i <= n && i < 4; i++)
-            drop_loop(dev[i], file[i]);
-        return;
-    }
-    for (int i = 0; i < 4; i++)
-        vdev_open(dev[i], 0, false, &l[i], &e);
-    ok(l[0] && l[0]->is_blockdev && l[0]->direct && l[0]->dio_align >= 512,
-       "a block device leaf writes directly (alignment %u)", l[0] ? l[0]->dio_align : 0);
-    /* 64-byte aligned memory (as the block buffers): copied to an aligned
-     * buffer, on the device without any flush */
-    uint8_t *raw = aligned_alloc(64, 1 * MiB + 64), *buf = raw + 64, *r = malloc(1 * MiB);
-    for (size_t i = 0; i < 1 * MiB; i++)
-        buf[i] = (uint8_t)(i * 13 + (i >> 12));
-    ok(vdev_pwrite(l[0], buf, 256 * 1024, 4 * MiB) == 0 &&
-           file_has(file[0], buf, 256 * 1024, 4 * MiB),
-       "unaligned buffer: written through to the device");
-    struct iovec iov[3] = {{buf, 4096}, {buf + 8192, 8192}, {buf + 4096, 4096}};
-    ok(vdev_pwritev(l[0], iov, 3, 5 * MiB) == 0 && file_has(file[0], buf, 4096, 5 * MiB) &&
-           file_has(file[0], buf + 8192, 8192, 5 * MiB + 4096) &&
-           file_has(file[0], buf + 4096, 4096, 5 * MiB + 12288),
-       "a vector of pieces: written through");
-    ok(vdev_pwrite(l[0], buf, 1000, 6 * MiB + 100) == 0 &&
-           vdev_pread(l[0], r, 1000, 6 * MiB + 100) == 0 && memcmp(r, buf, 1000) == 0,
-       "an unaligned offset and length: buffered, reads back");
-    ok(vdev_pread(l[0], r, 256 * 1024, 4 * MiB) == 0 && memcmp(r, buf, 256 * 1024) == 0,
-       "buffered reads see the direct writes");
-    ok(vdev_flush(l[0]) == 0 && file_has(file[0], buf, 1000, 6 * MiB + 100), "flush");
-
-    /* a raidz1 of the four: blocks back to back, each child one direct
-     * write, all at once */
-    struct vdev *rz;
-    ok(vdev_raidz_new(l, 4, 1, &rz, &e) == 0, "raidz1 of 4 loop devices");
-    vdev_set_data(rz, 12, 1 * MiB, 16 * MiB);
-    struct iovec blk[16];
-    for (int i = 0; i < 16; i++)
-        blk[i] = (struct iovec){buf + (size_t)i * 16384, 16384};
-    ok(vdev_write_blocks(rz, blk, 16, 0) == 0, "16 blocks of 16K written");
-    uint64_t off = 0, asz = vdev_asize(rz, 16384);
-    bool all = true;
-    for (int i = 0; i < 16; i++, off += asz) {
-        struct vdev_rio rq = {.off = off, .psize = 16384, .asize = asz, .buf = r,
-                              .verify = same_bytes, .vctx = buf + (size_t)i * 16384};
-        all &= vdev_read_block(rz, &rq) == 0;
-    }
-    ok(all, "every block reads back verified");
-    uint64_t cw = 0;
-    for (int i = 0; i < 4; i++)
-        cw += rz->child[i]->ctr.bytes_written;
-    ok(cw == 16 * asz + 256 * 1024 + 16384 + 1000,
-       "the children took data and parity (%llu bytes)", (unsigned long long)cw);
-    /* every child's share reached its device without a flush: the first
-     * row of the data area on each */
-    bool through = true;
-    for (int i = 0; i < 4; i++) {
-        uint8_t want[4096];
-        through &= vdev_pread(rz->child[i], want, 4096, 1 * MiB) == 0 &&
-                   file_has(file[i], want, 4096, 1 * MiB);
-    }
-    ok(through, "each child's columns are on its device");
-    vdev_close(rz);
-    free(raw);
-    free(r);
-    for (int i = 0; i < 4; i++)
-        drop_loop(dev[i], file[i]);
-}
-
 int main(void)
 {
     char dir[] = "/tmp/berth-test-vdev-XXXXXX";
@@ -298,7 +163,6 @@ int main(void)
     test_io(dir);
     test_faults(dir);
     test_discard(dir);
-    test_direct(dir);
     rmdir(dir);
     return done_testing();
 }
