@@ -8,7 +8,10 @@
  * is read verified from a copy outside the targets (normal reads skip a
  * leaf whose DTL holds the block's birth) and its stored bytes written to
  * each target that lacks it: a mirror member gets the whole allocation, a
- * raidz member its column(s) recomputed from the data (vdev_resilver_write).
+ * raidz member its column(s) recomputed from the data (vdev_resilver_write,
+ * or for a run of adjacent blocks vdev_resilver_write_blocks).  Blocks are
+ * copied in batches, several at once ("batches" below); the walk's
+ * position is saved only past blocks whose batch has run.
  *
  * Blocks born after the DTLs (hi) were written to the targets by their own
  * txgs; blocks born before them (lo) were on them all along.  So when a pass
