@@ -118,7 +118,7 @@ int blk_unseal(const struct blkio *io, const struct blkptr *bp, const struct blk
                uint8_t *buf)
 {
     if (!bc || !bc->key || !(bp->flags & BP_FLAG_ENCRYPTED)) {
-        blk_count_cksum_error(io);
+        blk_count_bp_error(io, bp);
         return -EIO;
     }
     uint8_t salt[CRYPT_SALT_LEN], aad[CRYPT_AAD_LEN];
@@ -128,7 +128,7 @@ int blk_unseal(const struct blkio *io, const struct blkptr *bp, const struct blk
     int r = crypt_decrypt_block(bc->key, salt, bp->iv, aad, alen, buf, buf, bp->psize,
                                 bp->checksum + MAC_OFF);
     if (r == -EIO)
-        blk_count_cksum_error(io);
+        blk_count_bp_error(io, bp);
     return r;
 }
 

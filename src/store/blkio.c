@@ -30,7 +30,7 @@ static inline uint64_t cache_key(uint32_t vdev, uint64_t off)
 }
 
 /* Count a checksum error on the top bp names (top 0 if none). */
-static void count_bp_error(const struct blkio *io, const struct blkptr *bp)
+void blk_count_bp_error(const struct blkio *io, const struct blkptr *bp)
 {
     const struct blk_top *t = blk_top_of(io, bp->dva[0].vdev);
     atomic_fetch_add(&(t ? t : &io->top[0])->vd->ctr.checksum_errors, 1);
@@ -142,7 +142,7 @@ int blk_read_raw(const struct blkio *io, const struct blkptr *bp, void *buf, siz
 {
     uint64_t gen = bp_heal_gen(io, bp);
     if (!bp_readable(io, bp)) {
-        count_bp_error(io, bp);
+        blk_count_bp_error(io, bp);
         return -EIO;
     }
     if (bp->psize > cap)
@@ -154,7 +154,7 @@ int blk_verify_stored(const struct blkio *io, const struct blkptr *bp, unsigned 
 {
     uint64_t gen = bp_heal_gen(io, bp);
     if (!bp_readable(io, bp)) {
-        count_bp_error(io, bp);
+        blk_count_bp_error(io, bp);
         return -EIO;
     }
     uint8_t *buf = malloc(bp->psize);
@@ -219,7 +219,7 @@ static int read_open(const struct blkio *io, const struct blkptr *bp, unsigned f
             r = -EIO;
         if (r == 0 && !raw &&
             decompress_block(bp->comp, plain, bp->psize, c->data, bp->lsize) < 0) {
-            count_bp_error(io, bp); /* authenticated yet undecodable: hostile */
+            blk_count_bp_error(io, bp); /* authenticated yet undecodable: hostile */
             r = -EIO;
         }
     }
@@ -241,7 +241,7 @@ int blk_read_crypt(const struct blkio *io, const struct blkptr *bp, unsigned fla
     uint64_t gen = bp_heal_gen(io, bp);
     *out = NULL;
     if (!bp_readable(io, bp) || !blk_crypt_match(bp, bc)) {
-        count_bp_error(io, bp);
+        blk_count_bp_error(io, bp);
         return -EIO;
     }
     uint64_t off = cache_key(bp->dva[0].vdev, bp->dva[0].offset);
@@ -255,7 +255,7 @@ int blk_read_crypt(const struct blkio *io, const struct blkptr *bp, unsigned fla
             /* A key maps to one immutable block; a size mismatch means the
              * pointer is not the one that wrote this block: distrust it. */
             cbuf_unref(c);
-            count_bp_error(io, bp);
+            blk_count_bp_error(io, bp);
             return -EIO;
         }
     }
@@ -289,7 +289,7 @@ int blk_read_crypt(const struct blkio *io, const struct blkptr *bp, unsigned fla
         r = decompress_block(bp->comp, stored, bp->psize, c->data, bp->lsize);
         if (r < 0) {
             /* checksummed yet undecodable: written corrupt or a hostile pool */
-            count_bp_error(io, bp);
+            blk_count_bp_error(io, bp);
             r = -EIO;
             goto fail;
         }

@@ -189,9 +189,13 @@ int blk_alloc_write(const struct blkio *io, const void *src, uint32_t len, uint6
 /* Free the storage of bp (nothing for a hole) in txg. */
 void blk_free(const struct blkio *io, const struct blkptr *bp, uint64_t txg);
 
-/* Count a checksum error (used by decoders of read blocks, which know the
- * pool but not the device): counted on top-level vdev 0; blkio itself
- * counts on the top of the block's DVA. */
+/* Count a checksum error (used by decoders of read blocks that have no
+ * block pointer at hand): counted on top-level vdev 0; blkio itself, and
+ * decoders that know the block (blk_count_bp_error), count on the top of
+ * the block's DVA. */
 void blk_count_cksum_error(const struct blkio *io);
+/* The same for a block whose pointer is known: counted on the top-level
+ * vdev its DVA names (top 0 if none). */
+void blk_count_bp_error(const struct blkio *io, const struct blkptr *bp);
 
 #endif

@@ -187,7 +187,7 @@ int objtree_auth_check(const struct blkio *io, const struct blkptr *bp, struct c
     if (memcmp(d, bp->checksum + BP_MAC_OFF, BP_MAC_LEN) == 0)
         return 0;
 bad:
-    blk_count_cksum_error(io);
+    blk_count_bp_error(io, bp);
     return -EIO;
 }
 
@@ -200,7 +200,7 @@ static int load_kids(const struct blkio *io, const struct blkptr *bp, int level,
         return 0;
     }
     if (bp->level != level || bp->type != BP_TYPE_INDIRECT || bp->lsize != IND_SIZE) {
-        blk_count_cksum_error(io);
+        blk_count_bp_error(io, bp);
         return -EIO;
     }
     struct cbuf *c;
@@ -213,7 +213,7 @@ static int load_kids(const struct blkio *io, const struct blkptr *bp, int level,
         if (bp_decode(c->data + i * BP_SIZE, &kids[i]) < 0 ||
             (!bp_is_hole(&kids[i]) && kids[i].level != level - 1)) {
             cbuf_unref(c);
-            blk_count_cksum_error(io);
+            blk_count_bp_error(io, bp); /* the indirect block holding garbage */
             return -EIO;
         }
     }
@@ -240,7 +240,7 @@ int objtree_lookup(const struct blkio *io, const struct objdesc *od, uint64_t bl
             return 0;
         }
         if (bp.level != L || bp.type != BP_TYPE_INDIRECT || bp.lsize != IND_SIZE) {
-            blk_count_cksum_error(io);
+            blk_count_bp_error(io, &bp);
             return -EIO;
         }
         struct cbuf *c;
@@ -250,10 +250,11 @@ int objtree_lookup(const struct blkio *io, const struct objdesc *od, uint64_t bl
         if (r < 0)
             return r;
         unsigned idx = (unsigned)(blkid >> (8 * (L - 1))) & 0xff;
+        struct blkptr parent = bp;
         r = bp_decode(c->data + idx * BP_SIZE, &bp);
         cbuf_unref(c);
         if (r < 0) {
-            blk_count_cksum_error(io);
+            blk_count_bp_error(io, &parent);
             return -EIO;
         }
     }

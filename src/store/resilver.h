@@ -35,11 +35,24 @@ struct rsv_target {
 };
 /* The usable leaves of every top with a DTL; returns how many. */
 unsigned resilver_targets(bs_pool *p, struct rsv_target *tg);
-/* Copy bp's stored bytes (verified, from a copy outside the targets) to the
- * targets whose DTL holds its birth; *copied += bytes written.  -EIO if no
- * good copy exists. */
-int resilver_block(bs_pool *p, const struct rsv_target *tg, const struct blkptr *bp,
-                   uint64_t *copied);
+/* A batch of blocks to copy (resilver.c "batches"): each block's stored
+ * bytes, read verified from a copy outside the targets, are written to the
+ * targets whose DTL holds its birth.  The walk adds the
+ * blocks it visits, and runs the batch when rsv_batch_add says it is full,
+ * before it records a position, and at the end of each unit.  Running it
+ * copies every queued block (several at once, in device order) and empties
+ * it; *copied is the bytes written, *data the data blocks copied, and fail
+ * is called (serialised) for each block that could not be copied. */
+struct rsv_batch;
+typedef void (*rsv_fail_fn)(void *ctx, const char *name, const struct blkptr *bp);
+struct rsv_batch *rsv_batch_new(void);
+void rsv_batch_free(struct rsv_batch *b); /* NULL accepted */
+/* Queue bp if a target lacks it; true when the batch should run now.
+ * `name` (the unit's, for errors) must stay valid until the batch ran. */
+bool rsv_batch_add(bs_pool *p, struct rsv_batch *b, const struct rsv_target *tg,
+                   const struct blkptr *bp, const char *name);
+void rsv_batch_run(bs_pool *p, struct rsv_batch *b, uint64_t *copied, unsigned *data,
+                   rsv_fail_fn fail, void *fctx);
 /* Make what was copied durable (flush the targets). */
 int resilver_flush(bs_pool *p, const struct rsv_target *tg);
 /* A whole pass finished: clear the DTLs and stale marks of the targets still

@@ -38,9 +38,11 @@
  *
  * A resilver walks with min_birth = its DTL's lo - 1 (subtrees older than
  * what the targets missed are skipped unread), copies each block born in
- * lo..hi, and every RSV_DURABLE_BYTES or second flushes the targets and
- * records the position reached in the labels (resilver.c), from where an
- * import after a crash resumes it.  It is finished only when a pass ran to
+ * lo..hi (in batches, resilver.c: a batch is run to its end before a
+ * position past its blocks is saved, and at the end of each unit), and
+ * every RSV_DURABLE_BYTES or second flushes the targets and records the
+ * position reached in the labels, from where an import after a crash
+ * resumes it.  It is finished only when a pass ran to
  * its end: then the targets' DTLs and stale marks are cleared and the labels
  * rewritten; until then they stay (an interrupted resilver is never "done"). */
 #include <stdio.h>
@@ -81,17 +83,20 @@ struct scrub {
     uint64_t errors, scan_ns, pass_start_ns;
     struct bs_pool_error *errs;
     size_t nerr;
-    /* leaves usable at the start and their stale_gen: only those, unchanged,
-     * hold every block the scrub walked (one onlined mid-scrub does not) */
-    uint32_t start_usable;
+    /* leaves usable at the start (bit i of top t: its child i) with their
+     * guid and stale_gen: only those, unchanged, hold every block the scrub
+     * walked (one onlined mid-scrub does not) */
+    uint32_t start_usable[BLK_MAX_TOPS];
     bool resumed;               /* started at a saved position: stale marks stay */
-    uint32_t start_gen[32];
+    uint32_t start_gen[BLK_MAX_TOPS][32];
+    uint64_t start_guid[BLK_MAX_TOPS][32];
     /* position (scrub thread) */
     uint64_t pos_id, pos_blk;
     int pos_part;
     /* resilver (set at start under lock; the targets change only there) */
     enum scan_func func;
     struct rsv_target tg;
+    struct rsv_batch *batch;    /* blocks being copied (scrub thread) */
     _Atomic uint64_t copied;    /* bytes written to the targets */
     _Atomic unsigned delay_ms;  /* test knob: pause per block copied */
     uint64_t copied_at_save, save_ns;
@@ -202,32 +207,49 @@ static void resilver_save(bs_pool *p, struct scrub *s)
     s->save_ns = now_ns();
 }
 
+static void resilver_failed(void *ctx, const char *name, const struct blkptr *bp)
+{
+    struct scrub *s = ctx;
+    pthread_mutex_lock(&s->lock);
+    s->errors++;
+    if (s->nerr < SCRUB_MAX_ERRORS) {
+        struct bs_pool_error *e = &s->errs[s->nerr++];
+        memset(e, 0, sizeof *e);
+        snprintf(e->dataset, sizeof e->dataset, "%s", name);
+        snprintf(e->what, sizeof e->what, "%s", bp->level ? "metadata" : "data");
+        e->length = bp->lsize;
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Copy the blocks queued in the batch (resilver.c) to the targets. */
+static void resilver_run(bs_pool *p, struct scrub *s)
+{
+    uint64_t copied;
+    unsigned data;
+    rsv_batch_run(p, s->batch, &copied, &data, resilver_failed, s);
+    atomic_fetch_add(&s->copied, copied);
+    /* the test knob's pause, per data block copied as before batches */
+    uint64_t ms = (uint64_t)atomic_load(&s->delay_ms) * data;
+    if (ms)
+        nanosleep(&(struct timespec){.tv_sec = (time_t)(ms / 1000),
+                                     .tv_nsec = (long)(ms % 1000) * 1000000},
+                  NULL);
+}
+
 static int resilver_visit(bs_pool *p, struct scrub *s, const char *name,
                           const struct blkptr *bp)
 {
-    uint64_t copied = 0;
-    int r = resilver_block(p, &s->tg, bp, &copied);
-    atomic_fetch_add(&s->copied, copied);
     atomic_fetch_add(&s->examined, bp->dva[0].asize);
-    if (r < 0) {
-        pthread_mutex_lock(&s->lock);
-        s->errors++;
-        if (s->nerr < SCRUB_MAX_ERRORS) {
-            struct bs_pool_error *e = &s->errs[s->nerr++];
-            memset(e, 0, sizeof *e);
-            snprintf(e->dataset, sizeof e->dataset, "%s", name);
-            snprintf(e->what, sizeof e->what, "%s", bp->level ? "metadata" : "data");
-            e->length = bp->lsize;
-        }
-        pthread_mutex_unlock(&s->lock);
-    }
-    unsigned ms = atomic_load(&s->delay_ms);
-    if (ms && copied && bp->level == 0)
-        nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000},
-                  NULL);
+    if (rsv_batch_add(p, s->batch, &s->tg, bp, name))
+        resilver_run(p, s);
     if (bp->level == 0 && (atomic_load(&s->copied) - s->copied_at_save >= RSV_DURABLE_BYTES ||
-                           now_ns() - s->save_ns >= 1000000000ull))
+                           now_ns() - s->save_ns >= 1000000000ull)) {
+        /* the position saved is this block's: every block visited before
+         * it (and it) must be on the targets first */
+        resilver_run(p, s);
         resilver_save(p, s);
+    }
     return 0;
 }
 
@@ -312,6 +334,8 @@ static int run_pass(bs_pool *p, struct scrub *s)
             flags = BLK_NOCACHE;
         }
         r = objtree_walk_since(&p->io, &u[i].od, min_birth, flags, visit, &v);
+        if (s->func == SCAN_RESILVER)
+            resilver_run(p, s); /* what the unit queued, before its name goes */
         if (r < 0) {
             record(s, &u[i], "metadata", s->pos_blk, 0);
             r = 0;
@@ -347,12 +371,16 @@ static void scan_reset(bs_pool *p, struct scrub *s, const struct bs_scrub_pos *f
     s->pos_part = from ? from->part : 0;
     s->pos_blk = from ? from->blk : 0;
     s->resumed = from != NULL;
-    s->start_usable = 0;
-    for (unsigned i = 0; i < pool_nleaves(p) && i < 32; i++) {
-        struct vdev *l = pool_leaf(p, i, NULL, NULL);
-        s->start_gen[i] = atomic_load(&l->stale_gen);
-        if (vdev_usable(l))
-            s->start_usable |= 1u << i;
+    memset(s->start_usable, 0, sizeof s->start_usable);
+    for (unsigned t = 0; t < atomic_load(&p->io.ntops) && t < BLK_MAX_TOPS; t++) {
+        struct vdev *top = p->io.top[t].vd;
+        for (unsigned i = 0; i < vdev_nleaves(top) && i < 32; i++) {
+            struct vdev *l = vdev_leaf(top, i);
+            s->start_gen[t][i] = atomic_load(&l->stale_gen);
+            s->start_guid[t][i] = l->guid;
+            if (vdev_usable(l))
+                s->start_usable[t] |= 1u << i;
+        }
     }
     pthread_mutex_lock(&p->txg.lock);
     s->txg = p->txg.committed_txg;
@@ -430,12 +458,16 @@ again:
          * that came back stale hold everything now (cleared before waiters
          * see "finished") */
         bool cleared = false;
-        for (unsigned i = 0; i < pool_nleaves(p) && i < 32; i++) {
-            struct vdev *l = pool_leaf(p, i, NULL, NULL);
-            if (!s->resumed && vdev_usable(l) && (s->start_usable >> i & 1) &&
-                atomic_load(&l->stale_gen) == s->start_gen[i]) {
-                cleared |= atomic_exchange(&l->stale, false);
-                dtl_clear(l);
+        for (unsigned t = 0; t < atomic_load(&p->io.ntops) && t < BLK_MAX_TOPS; t++) {
+            struct vdev *top = p->io.top[t].vd;
+            for (unsigned i = 0; i < vdev_nleaves(top) && i < 32; i++) {
+                struct vdev *l = vdev_leaf(top, i);
+                if (!s->resumed && vdev_usable(l) && (s->start_usable[t] >> i & 1) &&
+                    l->guid == s->start_guid[t][i] &&
+                    atomic_load(&l->stale_gen) == s->start_gen[t][i]) {
+                    cleared |= atomic_exchange(&l->stale, false);
+                    dtl_clear(l);
+                }
             }
         }
         pool_tops_state(p);
@@ -457,7 +489,10 @@ static struct scrub *scrub_get(bs_pool *p)
     if (p->scrub)
         return p->scrub;
     struct scrub *s = calloc(1, sizeof *s);
-    if (!s || !(s->errs = calloc(SCRUB_MAX_ERRORS, sizeof *s->errs))) {
+    if (!s || !(s->errs = calloc(SCRUB_MAX_ERRORS, sizeof *s->errs)) ||
+        !(s->batch = rsv_batch_new())) {
+        if (s)
+            free(s->errs);
         free(s);
         return NULL;
     }
@@ -689,6 +724,7 @@ void scrub_fini(bs_pool *p)
     pthread_mutex_destroy(&s->pos_lock);
     pthread_mutex_destroy(&s->lock);
     free(s->errs);
+    rsv_batch_free(s->batch);
     free(s);
 }
 

@@ -289,10 +289,12 @@ void vdev_prefetch_block(struct vdev *top, uint64_t off, uint64_t len)
         raidz_prefetch_block(top, off, len);
         return;
     }
-    /* a mirror's copies are all at the same offset: hint the first */
-    struct vdev *leaf = top->nchild ? top->child[0] : top;
-    if (leaf->fd >= 0)
-        (void)posix_fadvise(leaf->fd, (off_t)(top->data_start + off), (off_t)len,
+    if (top->kind == VDEV_KIND_MIRROR) {
+        mirror_prefetch_block(top, off, len);
+        return;
+    }
+    if (top->fd >= 0)
+        (void)posix_fadvise(top->fd, (off_t)(top->data_start + off), (off_t)len,
                             POSIX_FADV_WILLNEED);
 }
 
@@ -374,16 +376,8 @@ int vdev_pwrite(struct vdev *v, const void *buf, size_t len, uint64_t off)
 
 int vdev_pwritev(struct vdev *v, const struct iovec *iov, int cnt, uint64_t off)
 {
-    if (v->kind != VDEV_KIND_LEAF) {
-        /* every copy gets every piece (mirror_pwrite marks failing leaves) */
-        for (int i = 0; i < cnt; i++) {
-            int r = mirror_pwrite(v, iov[i].iov_base, iov[i].iov_len, off);
-            if (r < 0)
-                return r;
-            off += iov[i].iov_len;
-        }
-        return 0;
-    }
+    if (v->kind != VDEV_KIND_LEAF) /* every copy gets all pieces, failing leaves marked */
+        return mirror_pwritev(v, iov, cnt, off);
     size_t len = 0;
     for (int i = 0; i < cnt; i++)
         len += iov[i].iov_len;

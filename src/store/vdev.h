@@ -211,6 +211,12 @@ void vdev_prefetch_block(struct vdev *top, uint64_t off, uint64_t len);
  * (vdev_mirror.c) */
 int vdev_resilver_write(struct vdev *top, const void *data, size_t psize, size_t asize,
                         uint64_t off, uint32_t mask, uint64_t *written);
+/* The same for cnt (1..VDEV_IOV_MAX) blocks allocated back to back from
+ * off: iov[i] holds block i's stored bytes zero padded to its allocation
+ * (mirror) or to the sector (raidz).  Each target gets one write of its
+ * part of all of them. */
+int vdev_resilver_write_blocks(struct vdev *top, const struct iovec *iov, int cnt, uint64_t off,
+                               uint32_t mask, uint64_t *written);
 
 static inline uint64_t vdev_heal_gen(struct vdev *top)
 {

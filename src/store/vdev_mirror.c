@@ -27,6 +27,7 @@
 #include "store/vdev_raidz.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,8 +180,55 @@ static int settle(struct vdev *m, const bool *failed, unsigned ok)
     return 0;
 }
 
-/* Write (buf != NULL) or flush every ONLINE leaf, then settle. */
-static int each_leaf(struct vdev *m, const void *buf, size_t len, uint64_t off)
+/* ---- writes of vectors to leaves ---- */
+
+static void leaf_job_main(struct leaf_job *j)
+{
+    uint64_t off = j->off;
+    j->r = 0;
+    for (int k = 0; k < j->nv && j->r == 0; k += VDEV_IOV_MAX) {
+        int m = MIN(j->nv - k, VDEV_IOV_MAX);
+        j->r = vdev_pwritev(j->l, j->v + k, m, off);
+        for (int i = k; i < k + m; i++)
+            off += j->v[i].iov_len;
+    }
+}
+
+void leaf_jobs_run(struct leaf_job *j, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        leaf_job_main(&j[i]);
+}
+
+int mirror_pwritev(struct vdev *m, const struct iovec *iov, int cnt, uint64_t off)
+{
+    struct leaf_job j[MIRROR_MAX];
+    unsigned idx[MIRROR_MAX], n = 0;
+    for (unsigned i = 0; i < m->nchild; i++) {
+        if (!vdev_usable(m->child[i]))
+            continue;
+        j[n] = (struct leaf_job){.l = m->child[i], .v = iov, .nv = cnt, .off = off};
+        idx[n++] = i;
+    }
+    leaf_jobs_run(j, n);
+    bool failed[MIRROR_MAX] = {false};
+    unsigned ok = 0;
+    for (unsigned k = 0; k < n; k++) {
+        if (j[k].r == 0)
+            ok++;
+        else
+            failed[idx[k]] = true;
+    }
+    return settle(m, failed, ok);
+}
+
+int mirror_pwrite(struct vdev *m, const void *buf, size_t len, uint64_t off)
+{
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    return mirror_pwritev(m, &iov, 1, off);
+}
+
+int mirror_flush(struct vdev *m)
 {
     bool failed[MIRROR_MAX] = {false};
     unsigned ok = 0;
@@ -188,23 +236,12 @@ static int each_leaf(struct vdev *m, const void *buf, size_t len, uint64_t off)
         struct vdev *c = m->child[i];
         if (!vdev_usable(c))
             continue;
-        int r = buf ? vdev_pwrite(c, buf, len, off) : vdev_flush(c);
-        if (r == 0)
+        if (vdev_flush(c) == 0)
             ok++;
         else
             failed[i] = true;
     }
     return settle(m, failed, ok);
-}
-
-int mirror_pwrite(struct vdev *m, const void *buf, size_t len, uint64_t off)
-{
-    return each_leaf(m, buf, len, off);
-}
-
-int mirror_flush(struct vdev *m)
-{
-    return each_leaf(m, NULL, 0, 0);
 }
 
 int mirror_discard(struct vdev *m, uint64_t off, uint64_t len)
@@ -236,12 +273,36 @@ static void repair(struct vdev *m, const struct vdev_rio *rq, const bool *bad)
     pthread_rwlock_unlock(&m->heal_lock);
 }
 
+/* The leaf a read of DVA offset off tries first: reads rotate by 1 MiB
+ * regions, so sequential reads stay on one leaf and random reads spread
+ * over all of them. */
+static unsigned rotation(const struct vdev *m, uint64_t off)
+{
+    return (unsigned)(((off >> 20) * 0x9e3779b97f4a7c15ULL) >> 40) % m->nchild;
+}
+
+void mirror_prefetch_block(struct vdev *m, uint64_t off, uint64_t len)
+{
+    /* each 1 MiB region on the leaf its reads will go to (one without a
+     * DTL: a read skips a leaf that may lack the block) */
+    while (len > 0) {
+        uint64_t n = MIN(len, (1ULL << 20) - (off & ((1ULL << 20) - 1)));
+        unsigned order[MIRROR_MAX];
+        if (read_order(m, rotation(m, off), order, 0, false) > 0) {
+            struct vdev *c = m->child[order[0]];
+            if (c->fd >= 0)
+                (void)posix_fadvise(c->fd, (off_t)(c->data_start + off), (off_t)n,
+                                    POSIX_FADV_WILLNEED);
+        }
+        off += n;
+        len -= n;
+    }
+}
+
 int mirror_read_block(struct vdev *m, struct vdev_rio *rq)
 {
     unsigned order[MIRROR_MAX];
-    /* rotate by 1 MiB regions: sequential reads stay on one leaf, random
-     * reads spread over all of them */
-    unsigned start = (unsigned)(((rq->off >> 20) * 0x9e3779b97f4a7c15ULL) >> 40) % m->nchild;
+    unsigned start = rotation(m, rq->off);
     /* a scrub reads and repairs every copy, those in a DTL included; a
      * normal read skips copies a resilver has not written yet */
     unsigned n = read_order(m, start, order, rq->birth, rq->scrub);
@@ -271,8 +332,12 @@ int mirror_read_block(struct vdev *m, struct vdev_rio *rq)
                 break;
         }
     }
-    if (!good)
+    if (!good) {
+        /* a block of this top that no copy verified (as a raidz counts it):
+         * the leaves counted their own bad copies above */
+        atomic_fetch_add(&m->ctr.checksum_errors, 1);
         return -EIO;
+    }
     if (anybad)
         repair(m, rq, bad);
     return 0;
@@ -309,4 +374,38 @@ int vdev_resilver_write(struct vdev *top, const void *data, size_t psize, size_t
     if (any)
         vdev_fault_failed(top, failed);
     return ret;
+}
+
+int vdev_resilver_write_blocks(struct vdev *top, const struct iovec *iov, int cnt, uint64_t off,
+                               uint32_t mask, uint64_t *written)
+{
+    if (top->kind == VDEV_KIND_RAIDZ)
+        return raidz_resilver_write_blocks(top, iov, cnt, off, mask, written);
+    if (top->kind != VDEV_KIND_MIRROR)
+        return 0;
+    uint64_t len = 0;
+    for (int i = 0; i < cnt; i++)
+        len += iov[i].iov_len;
+    if (cnt < 1 || cnt > VDEV_IOV_MAX || off > top->data_size || len > top->data_size - off)
+        return -EIO;
+    struct leaf_job j[MIRROR_MAX];
+    unsigned idx[MIRROR_MAX], n = 0;
+    for (unsigned i = 0; i < top->nchild; i++) {
+        struct vdev *c = top->child[i];
+        if (!(mask >> i & 1) || !vdev_usable(c))
+            continue;
+        j[n] = (struct leaf_job){.l = c, .v = iov, .nv = cnt, .off = c->data_start + off};
+        idx[n++] = i;
+    }
+    leaf_jobs_run(j, n);
+    bool failed[MIRROR_MAX] = {false}, any = false;
+    for (unsigned k = 0; k < n; k++) {
+        if (j[k].r < 0)
+            failed[idx[k]] = any = true;
+        else
+            *written += len;
+    }
+    if (any)
+        vdev_fault_failed(top, failed);
+    return any ? -EIO : 0;
 }

@@ -184,27 +184,23 @@ static int child_pieces(const struct vdev *rz, unsigned k, const struct rz_map *
     return nv;
 }
 
-static int write_child(struct vdev *l, const struct iovec *v, int nv, uint64_t off)
-{
-    for (int j = 0; j < nv; j += VDEV_IOV_MAX) {
-        int m = MIN(nv - j, VDEV_IOV_MAX);
-        int r = vdev_pwritev(l, v + j, m, off);
-        if (r < 0)
-            return r;
-        for (int i = j; i < j + m; i++)
-            off += v[i].iov_len;
-    }
-    return 0;
-}
 
-int raidz_write_blocks(struct vdev *rz, const struct iovec *iov, int cnt, uint64_t off)
+/* Write cnt blocks allocated back to back from off (iov[i]: block i padded
+ * to the sector).  A normal write (mask 0) goes to every usable child and
+ * fails if more than nparity could not take it (faulting nobody), else
+ * faults the failed ones.  A resilver write (mask: the children to fill)
+ * goes to those only; one that fails is FAULTED and the call -EIO;
+ * *written += the bytes written. */
+static int rz_write(struct vdev *rz, const struct iovec *iov, int cnt, uint64_t off, uint32_t mask,
+                    uint64_t *written)
 {
     if (cnt < 1 || cnt > VDEV_IOV_MAX)
         return -EINVAL;
     _cleanup_free_ struct rz_map *maps = calloc((size_t)cnt, sizeof *maps);
     _cleanup_free_ struct raidz_col *colmem = calloc((size_t)cnt * rz->nchild, sizeof *colmem);
     _cleanup_free_ struct raidz_col **cols = calloc((size_t)cnt, sizeof *cols);
-    _cleanup_free_ struct iovec *v = calloc(2 * (size_t)cnt, sizeof *v);
+    /* each child's pieces: at most a column and a skip sector per block */
+    _cleanup_free_ struct iovec *v = calloc(2 * (size_t)cnt * rz->nchild, sizeof *v);
     if (!maps || !colmem || !cols || !v)
         return -ENOMEM;
     size_t pbytes = 0;
@@ -213,7 +209,7 @@ int raidz_write_blocks(struct vdev *rz, const struct iovec *iov, int cnt, uint64
         off += maps[i].asect << rz->ashift;
         pbytes += rz_parity_bytes(rz, &maps[i]);
     }
-    _cleanup_free_ uint8_t *par = malloc(pbytes);
+    _cleanup_free_ uint8_t *par = malloc(pbytes ? pbytes : 1);
     if (!par)
         return -ENOMEM;
     size_t pused = 0;
@@ -224,26 +220,64 @@ int raidz_write_blocks(struct vdev *rz, const struct iovec *iov, int cnt, uint64
             return -EIO;
     }
     bool failed[RZ_MAXCHILD] = {false};
-    unsigned bad = 0;
+    unsigned bad = 0, nj = 0, who[RZ_MAXCHILD];
+    struct leaf_job jobs[RZ_MAXCHILD];
     for (unsigned k = 0; k < rz->nchild; k++) {
+        struct vdev *l = rz->child[k];
+        if (mask && (!(mask >> k & 1) || !vdev_usable(l)))
+            continue;
         uint64_t start = 0;
-        int nv = child_pieces(rz, k, maps, cols, cnt, v, &start);
+        struct iovec *cv = v + 2 * (size_t)cnt * k;
+        int nv = child_pieces(rz, k, maps, cols, cnt, cv, &start);
         if (nv < 0)
             return nv;
         if (nv == 0)
             continue;
-        struct vdev *l = rz->child[k];
         if (!vdev_usable(l)) {
             bad++;
-        } else if (write_child(l, v, nv, start) < 0) {
-            failed[k] = true;
-            bad++;
+            continue;
         }
+        jobs[nj] = (struct leaf_job){.l = l, .v = cv, .nv = nv, .off = start};
+        who[nj++] = k;
+    }
+    leaf_jobs_run(jobs, nj);
+    for (unsigned j = 0; j < nj; j++) {
+        if (jobs[j].r < 0) {
+            failed[who[j]] = true;
+            bad++;
+        } else if (written) {
+            for (int i = 0; i < jobs[j].nv; i++)
+                *written += jobs[j].v[i].iov_len;
+        }
+    }
+    if (mask) {
+        if (bad)
+            vdev_fault_failed(rz, failed);
+        return bad ? -EIO : 0;
     }
     if (bad > rz->nparity)
         return -EIO; /* not readable back: the txg fails, nobody is faulted */
     vdev_fault_failed(rz, failed);
     return 0;
+}
+
+int raidz_write_blocks(struct vdev *rz, const struct iovec *iov, int cnt, uint64_t off)
+{
+    return rz_write(rz, iov, cnt, off, 0, NULL);
+}
+
+int raidz_resilver_write_blocks(struct vdev *rz, const struct iovec *iov, int cnt, uint64_t off,
+                                uint32_t mask, uint64_t *written)
+{
+    if (!mask)
+        return 0;
+    if (cnt < 1 || cnt > VDEV_IOV_MAX || off > rz->data_size)
+        return -EIO;
+    uint64_t end = off;
+    for (int i = 0; i < cnt; i++)
+        if (iov[i].iov_len == 0 || (end += raidz_asize(rz, iov[i].iov_len)) > rz->data_size)
+            return -EIO;
+    return rz_write(rz, iov, cnt, off, mask, written);
 }
 
 int raidz_flush(struct vdev *rz)
@@ -477,7 +511,8 @@ void raidz_prefetch_block(struct vdev *rz, uint64_t off, uint64_t len)
     uint64_t b = off >> sh, r0 = b / n, r1 = (b + tot - 1) / n;
     for (unsigned k = 0; k < n; k++) {
         struct vdev *l = rz->child[k];
-        if (vdev_usable(l) && l->fd >= 0)
+        /* not a leaf with a DTL: reads skip it (a resilver's target) */
+        if (vdev_usable(l) && l->fd >= 0 && !vdev_dtl_has(l, 0))
             (void)posix_fadvise(l->fd, (off_t)(rz->data_start + (r0 << sh)),
                                 (off_t)((r1 - r0 + 1) << sh), POSIX_FADV_WILLNEED);
     }
@@ -489,43 +524,12 @@ int raidz_resilver_write(struct vdev *rz, const void *data, size_t psize, uint64
                          uint32_t mask, uint64_t *written)
 {
     size_t dlen = ROUND_UP(psize, (size_t)1 << rz->ashift);
-    if (psize == 0 || off > rz->data_size || raidz_asize(rz, dlen) > rz->data_size - off)
+    if (psize == 0)
         return -EIO;
-    struct rz_map m;
-    rz_map(rz, off, dlen, &m);
     _cleanup_free_ uint8_t *buf = calloc(1, dlen);
-    _cleanup_free_ uint8_t *par = malloc(rz_parity_bytes(rz, &m));
-    struct raidz_col cols[RZ_MAXCHILD];
-    struct iovec v[4];
-    if (!buf || !par)
+    if (!buf)
         return -ENOMEM;
     memcpy(buf, data, psize);
-    rz_bufs(rz, &m, buf, par, cols);
-    if (raidz_generate(rz->nparity, cols, m.acols) < 0)
-        return -EIO;
-    struct raidz_col *cp = cols;
-    bool failed[RZ_MAXCHILD] = {false}, any = false;
-    int ret = 0;
-    for (unsigned k = 0; k < rz->nchild; k++) {
-        struct vdev *l = rz->child[k];
-        if (!(mask >> k & 1) || !vdev_usable(l))
-            continue;
-        uint64_t start = 0;
-        int nv = child_pieces(rz, k, &m, &cp, 1, v, &start);
-        if (nv <= 0) {
-            if (nv < 0)
-                ret = nv;
-            continue;
-        }
-        if (write_child(l, v, nv, start) < 0) {
-            failed[k] = any = true;
-            ret = -EIO;
-            continue;
-        }
-        for (int j = 0; j < nv; j++)
-            *written += v[j].iov_len;
-    }
-    if (any)
-        vdev_fault_failed(rz, failed);
-    return ret;
+    struct iovec iov = {.iov_base = buf, .iov_len = dlen};
+    return raidz_resilver_write_blocks(rz, &iov, 1, off, mask, written);
 }

@@ -16,6 +16,11 @@ void raidz_discard_block(struct vdev *rz, uint64_t off, uint64_t len);
 /* Write the columns (and padding) that children in mask hold of the block
  * of psize verified bytes at off; *written += bytes written.  A child that
  * fails is FAULTED; -EIO then. */
+/* As raidz_resilver_write for cnt blocks allocated back to back from off,
+ * block i's bytes zero padded to the sector in iov[i]: each target child
+ * gets its columns of all of them in one write. */
+int raidz_resilver_write_blocks(struct vdev *rz, const struct iovec *iov, int cnt, uint64_t off,
+                                uint32_t mask, uint64_t *written);
 int raidz_resilver_write(struct vdev *rz, const void *data, size_t psize, uint64_t off,
                          uint32_t mask, uint64_t *written);
 void raidz_prefetch_block(struct vdev *rz, uint64_t off, uint64_t len);
