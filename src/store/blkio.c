@@ -352,7 +352,7 @@ int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_
     }
     /* compress_bound may be smaller than the sector padding of a raw block;
      * leave room for both. */
-    long c = compress_block(wp->comp, wp->comp_level, data, lsize, s->buf, s->cap);
+    long c = compress_block_hist(wp->comp, wp->comp_level, data, lsize, s->buf, s->cap, wp->hist);
     if (c < 0)
         return (int)c;
     const uint8_t *src = data;
@@ -526,7 +526,7 @@ int blk_write_batch(const struct blkio *io, struct blk_wreq *r, size_t n,
                 return ret;
         }
         uint8_t *out = s->bbuf + rn.used;
-        long c = compress_block(wp->comp, wp->comp_level, data, lsize, out, need);
+        long c = compress_block_hist(wp->comp, wp->comp_level, data, lsize, out, need, wp->hist);
         if (c < 0)
             return (int)c;
         const uint8_t *src = data;

@@ -129,6 +129,7 @@ struct blk_wprops {
     uint8_t cksum; /* enum bs_checksum */
     bool zero_is_hole;
     const struct blk_crypt *crypt; /* non-NULL: encrypt after compression (blkcrypt.h) */
+    struct comp_hist *hist; /* the dataset's compression history, or NULL (codec.h) */
 };
 
 /* Write lsize bytes from `data` (or from cb->data when data is NULL) for txg.

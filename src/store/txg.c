@@ -210,6 +210,7 @@ static void leaf_job(void *ctx, size_t i, struct blk_scratch *s)
         struct blk_wprops wp = {
             .type = BP_TYPE_VOL_DATA, .level = 0, .comp = sv->rec.comp,
             .comp_level = sv->rec.comp_level, .cksum = sv->rec.cksum, .zero_is_hole = true,
+            .hist = &sv->ds->comp_hist,
         };
         struct blk_crypt bc;
         size_t k0 = c->jobs[j].k;
