@@ -19,7 +19,7 @@
 #   for b in OLD NEW OLD NEW; do BERTH_BUILD=$b flock /tmp/berth-bench.lock bench/randwrite.sh; done
 set -u
 set -o pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 build=${BERTH_BUILD:-$PWD/build}
 secs=8
 size=4G
