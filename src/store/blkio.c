@@ -234,6 +234,50 @@ int blk_read(const struct blkio *io, const struct blkptr *bp, unsigned flags, st
     return blk_read_crypt(io, bp, flags, NULL, out);
 }
 
+/* The miss path of a read: the block's stored bytes from its vdev,
+ * verified (and decrypted with bc's key), decompressed into c (c->size ==
+ * bp->lsize).  Not cached here. */
+static int read_miss(const struct blkio *io, const struct blkptr *bp, unsigned flags,
+                     const struct blk_crypt *bc, struct cbuf *c, uint64_t gen)
+{
+    if (bc && bc->key)
+        return read_open(io, bp, flags, bc, c, gen);
+    bool raw = bp->comp == BS_COMPRESS_OFF;
+    uint8_t *stored = raw ? c->data : malloc(bp->psize);
+    if (!stored)
+        return -ENOMEM;
+    /* counts read and checksum errors on the leaves, heals what it can */
+    int r = read_stored(io, bp, stored, flags, gen);
+    if (r == 0 && bc)
+        r = blk_unseal(io, bp, bc, stored);
+    if (r == 0 && !raw && decompress_block(bp->comp, stored, bp->psize, c->data, bp->lsize) < 0) {
+        /* checksummed yet undecodable: written corrupt or a hostile pool */
+        blk_count_bp_error(io, bp);
+        r = -EIO;
+    }
+    if (!raw)
+        free(stored);
+    return r;
+}
+
+/* The cached copy of bp's block: a new reference, NULL if not cached;
+ * -EIO if the cached buffer's size is not bp->lsize. */
+static int cache_lookup(const struct blkio *io, const struct blkptr *bp, struct cbuf **out)
+{
+    uint64_t off = cache_key(bp->dva[0].vdev, bp->dva[0].offset);
+    struct cbuf *c = bcache_get(io->cache, io->cache_id, off, bp->birth);
+    *out = NULL;
+    if (c && c->size != bp->lsize) {
+        /* A key maps to one immutable block; a size mismatch means the
+         * pointer is not the one that wrote this block: distrust it. */
+        cbuf_unref(c);
+        blk_count_bp_error(io, bp);
+        return -EIO;
+    }
+    *out = c;
+    return 0;
+}
+
 int blk_read_crypt(const struct blkio *io, const struct blkptr *bp, unsigned flags,
                    const struct blk_crypt *bc, struct cbuf **out)
 {
@@ -244,66 +288,44 @@ int blk_read_crypt(const struct blkio *io, const struct blkptr *bp, unsigned fla
         blk_count_bp_error(io, bp);
         return -EIO;
     }
-    uint64_t off = cache_key(bp->dva[0].vdev, bp->dva[0].offset);
     if (!(flags & BLK_NOCACHE)) {
-        struct cbuf *c = bcache_get(io->cache, io->cache_id, off, bp->birth);
-        if (c) {
-            if (c->size == bp->lsize) {
-                *out = c;
-                return 0;
-            }
-            /* A key maps to one immutable block; a size mismatch means the
-             * pointer is not the one that wrote this block: distrust it. */
-            cbuf_unref(c);
-            blk_count_bp_error(io, bp);
-            return -EIO;
-        }
+        int r = cache_lookup(io, bp, out);
+        if (r < 0 || *out)
+            return r;
     }
     struct cbuf *c = cbuf_new(bp->lsize);
     if (!c)
         return -ENOMEM;
-    if (bc && bc->key) {
-        int r = read_open(io, bp, flags, bc, c, gen);
-        if (r < 0) {
-            cbuf_unref(c);
-            return r;
-        }
-        if (!(flags & BLK_NOCACHE))
-            bcache_put(io->cache, io->cache_id, off, bp->birth, c);
-        *out = c;
-        return 0;
-    }
-    bool raw = bp->comp == BS_COMPRESS_OFF;
-    uint8_t *stored = raw ? c->data : malloc(bp->psize);
-    if (!stored) {
+    int r = read_miss(io, bp, flags, bc, c, gen);
+    if (r < 0) {
         cbuf_unref(c);
-        return -ENOMEM;
-    }
-    /* counts read and checksum errors on the leaves, heals what it can */
-    int r = read_stored(io, bp, stored, flags, gen);
-    if (r == 0 && bc)
-        r = blk_unseal(io, bp, bc, stored);
-    if (r < 0)
-        goto fail;
-    if (!raw) {
-        r = decompress_block(bp->comp, stored, bp->psize, c->data, bp->lsize);
-        if (r < 0) {
-            /* checksummed yet undecodable: written corrupt or a hostile pool */
-            blk_count_bp_error(io, bp);
-            r = -EIO;
-            goto fail;
-        }
-        free(stored);
+        return r;
     }
     if (!(flags & BLK_NOCACHE))
-        bcache_put(io->cache, io->cache_id, off, bp->birth, c);
+        bcache_put(io->cache, io->cache_id, cache_key(bp->dva[0].vdev, bp->dva[0].offset),
+                   bp->birth, c);
     *out = c;
     return 0;
-fail:
-    if (!raw)
-        free(stored);
-    cbuf_unref(c);
-    return r;
+}
+
+int blk_read_copy(const struct blkio *io, const struct blkptr *bp, const struct blk_crypt *bc,
+                  struct cbuf *dst)
+{
+    uint64_t gen = bp_heal_gen(io, bp);
+    if (!bp_readable(io, bp) || !blk_crypt_match(bp, bc) || dst->size != bp->lsize) {
+        blk_count_bp_error(io, bp);
+        return -EIO;
+    }
+    struct cbuf *c;
+    int r = cache_lookup(io, bp, &c);
+    if (r < 0)
+        return r;
+    if (c) {
+        memcpy(dst->data, c->data, dst->size);
+        cbuf_unref(c);
+        return 0;
+    }
+    return read_miss(io, bp, 0, bc, dst, gen);
 }
 
 int blk_scratch_init(struct blk_scratch *s, uint32_t max_lsize, int ashift)
@@ -354,7 +376,7 @@ int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_
     }
     /* compress_bound may be smaller than the sector padding of a raw block;
      * leave room for both. */
-    long c = compress_block(wp->comp, wp->comp_level, data, lsize, s->buf, s->cap);
+    long c = compress_block_hist(wp->comp, wp->comp_level, data, lsize, s->buf, s->cap, wp->hist);
     if (c < 0)
         return (int)c;
     const uint8_t *src = data;
@@ -569,7 +591,8 @@ int blk_write_batch(const struct blkio *io, struct blk_wreq *r, size_t n,
         if (sb) {
             psize = sb->psize;
         } else {
-            long c = compress_block(wp->comp, wp->comp_level, data, lsize, out, need);
+            long c = compress_block_hist(wp->comp, wp->comp_level, data, lsize, out, need,
+                                         wp->hist);
             if (c < 0)
                 return (int)c;
             if (c > 0) {

@@ -91,6 +91,15 @@ struct blk_crypt;
 int blk_read_crypt(const struct blkio *io, const struct blkptr *bp, unsigned flags,
                    const struct blk_crypt *bc, struct cbuf **out);
 
+/* blk_read_crypt into the caller's buffer dst (dst->size must be
+ * bp->lsize, else -EIO): a copy of the cached block if there is one, else
+ * read and verified straight into dst, and not cached.  For a block about
+ * to be replaced (the read-modify-write of a partial write): no second
+ * buffer, no copy, and no cache room taken by a block that is dead once
+ * its replacement is written.  On failure dst's contents are undefined. */
+int blk_read_copy(const struct blkio *io, const struct blkptr *bp, const struct blk_crypt *bc,
+                  struct cbuf *dst);
+
 /* Read and verify the stored bytes of `bp` (not a hole) without
  * decompressing them: bp->psize bytes into buf (cap >= bp->psize), exactly
  * as the checksum in bp covers them.  For send streams, which carry
@@ -134,6 +143,7 @@ struct blk_wprops {
      * request's own blkid (crypt->blkid is not used).  blk_write refuses it
      * (-EINVAL): encrypted data is written by batches only. */
     const struct blk_crypt *crypt;
+    struct comp_hist *hist; /* the dataset's compression history, or NULL (codec.h) */
 };
 
 /* Write lsize bytes from `data` (or from cb->data when data is NULL) for txg.

@@ -5,7 +5,8 @@
  * location gets a new birth txg and thus a new key, so there is no
  * invalidation on write.  Entries are reference-counted buffers: a reader
  * holds a reference while it copies out, eviction only drops the cache's own
- * reference.  LRU with a byte limit; thread-safe (sharded locks). */
+ * reference.  Second-chance (CLOCK) replacement with a byte limit;
+ * thread-safe (sharded locks). */
 #ifndef BERTH_STORE_CACHE_H
 #define BERTH_STORE_CACHE_H
 

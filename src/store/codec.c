@@ -10,6 +10,13 @@
  * incompressible data (already compressed or encrypted guest data, fio's
  * buffers) costs 2.5-7x less than letting lz4 find out.
  *
+ * On top of that a dataset keeps a short history of outcomes (struct
+ * comp_hist, compress_block_hist): a stream that has not compressed for a
+ * while is only sampled every COMP_PROBE_EVERY-th block, like btrfs's
+ * per-inode "nocompress" but with periodic retries, so a volume full of
+ * encrypted or media data stops paying for the probe while a volume whose
+ * data turns compressible is noticed within a few blocks.
+ *
  * Decompression treats its input as hostile: it must yield exactly lsize
  * bytes, never write past dst, and any other outcome is -EILSEQ.
  *
@@ -219,6 +226,25 @@ long compress_block(enum bs_compress c, int level, const void *src, size_t len, 
         return r <= limit ? (long)r : 0;
     }
     return -EINVAL;
+}
+
+long compress_block_hist(enum bs_compress c, int level, const void *src, size_t len, void *dst,
+                         size_t dstcap, struct comp_hist *h)
+{
+    if (!h || c == BS_COMPRESS_OFF || len == 0)
+        return compress_block(c, level, src, len, dst, dstcap);
+    unsigned streak = atomic_load_explicit(&h->streak, memory_order_relaxed);
+    if (streak >= COMP_SKIP_AFTER &&
+        atomic_fetch_add_explicit(&h->tick, 1, memory_order_relaxed) % COMP_PROBE_EVERY != 0)
+        return 0;
+    long r = compress_block(c, level, src, len, dst, dstcap);
+    if (r > 0) {
+        if (streak)
+            atomic_store_explicit(&h->streak, 0, memory_order_relaxed);
+    } else if (r == 0 && streak < UINT_MAX / 2) {
+        atomic_fetch_add_explicit(&h->streak, 1, memory_order_relaxed);
+    }
+    return r;
 }
 
 int decompress_block(enum bs_compress c, const void *src, size_t psize, void *dst, size_t lsize)

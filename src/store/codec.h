@@ -4,6 +4,7 @@
 #ifndef BERTH_STORE_CODEC_H
 #define BERTH_STORE_CODEC_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,6 +20,30 @@ size_t compress_bound(size_t len);
  * BS_COMPRESS_OFF), or -errno on internal failure. */
 long compress_block(enum bs_compress c, int level, const void *src, size_t len, void *dst,
                     size_t dstcap);
+
+/* Recent compression outcomes of one stream of blocks (a dataset's data
+ * blocks): after COMP_SKIP_AFTER blocks in a row that were not worth
+ * compressing, only every COMP_PROBE_EVERY-th block is tried (probe and
+ * compressor) and the others are stored raw at once; the first block that
+ * compresses ends the skipping.  So an incompressible stream costs 1/8 of
+ * a probe per block, and a stream that turns compressible stores at most
+ * COMP_PROBE_EVERY - 1 compressible blocks raw before every block is tried
+ * again.  COMP_SKIP_AFTER is 4 MiB of 16K blocks: data that alternates
+ * in shorter runs (files of mixed kinds) never starts the skipping.
+ * Zero-initialised; updated with relaxed atomics by any number of
+ * threads (a lost update only shifts when a block is tried). */
+#define COMP_SKIP_AFTER 256u
+#define COMP_PROBE_EVERY 8u
+struct comp_hist {
+    atomic_uint streak; /* blocks in a row not worth compressing (saturates) */
+    atomic_uint tick;   /* blocks seen while skipping */
+};
+
+/* compress_block with a history (NULL: exactly compress_block): the same
+ * result, except that while `h` says the stream is incompressible a block
+ * may be declared raw (0) untried.  Never changes what a read returns. */
+long compress_block_hist(enum bs_compress c, int level, const void *src, size_t len, void *dst,
+                         size_t dstcap, struct comp_hist *h);
 
 /* The sampling test compress_block runs first on blocks of 8 KiB and more:
  * true when src[0..len) is surely not worth compressing with c (lz4 cannot

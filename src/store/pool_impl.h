@@ -31,6 +31,7 @@
 #include "berth/store.h"
 #include "store/alloc.h"
 #include "store/blkio.h"
+#include "store/codec.h"
 #include "store/label.h"
 #include "store/mos.h"
 #include "store/objtree.h"
@@ -76,6 +77,7 @@ struct ds {
     uint64_t last_write_txg;  /* for bs_vol_flush */
     struct objdesc od;        /* committed tree */
     struct vkey *key;         /* rec.key_id's key, fixed for the ds's life (NULL: plaintext) */
+    struct comp_hist comp_hist; /* recent compression outcomes of its data blocks (sync workers) */
 };
 
 static inline bool ds_is_snap(const struct ds *d)

@@ -233,6 +233,7 @@ static void leaf_job(void *ctx, size_t i, struct blk_scratch *s)
         struct blk_wprops wp = {
             .type = BP_TYPE_VOL_DATA, .level = 0, .comp = sv->rec.comp,
             .comp_level = sv->rec.comp_level, .cksum = sv->rec.cksum, .zero_is_hole = true,
+            .hist = &sv->ds->comp_hist,
         };
         /* encrypted volumes too: blk_write_batch seals each block with its
          * own IV and AAD; a raw-received block is stored as it came */

@@ -133,6 +133,28 @@ static int read_committed(struct ds *ds, const struct objdesc *od, uint64_t blki
     return blk_read_crypt(&ds->pool->io, &bp, 0, ds_blk_crypt(ds, blkid, &bc), out);
 }
 
+/* Read committed block blkid into dst (a hole reads as zeroes): the base of
+ * a partial write.  A cached copy is copied; otherwise the block is read
+ * straight into dst and not cached (its replacement will be). */
+static int read_committed_into(struct ds *ds, const struct objdesc *od, uint64_t blkid,
+                               struct cbuf *dst)
+{
+    struct blkptr bp;
+    int r = objtree_lookup(&ds->pool->io, od, blkid, &bp, NULL);
+    if (r < 0)
+        return r;
+    if (bp_is_hole(&bp)) {
+        memset(dst->data, 0, dst->size);
+        return 0;
+    }
+    if (bp.type != BP_TYPE_VOL_DATA) {
+        blk_count_cksum_error(&ds->pool->io);
+        return -EIO;
+    }
+    struct blk_crypt bc;
+    return blk_read_copy(&ds->pool->io, &bp, ds_blk_crypt(ds, blkid, &bc), dst);
+}
+
 /* Account a new open-map change (under ds->lock). */
 static void note_write(struct ds *ds, int64_t delta)
 {
@@ -161,7 +183,7 @@ static int write_block(struct ds *ds, uint64_t blkid, uint32_t boff, const uint8
 {
     const uint32_t bs = ds->rec.volblocksize;
     const bool full = n == bs;
-    struct cbuf *nb = NULL, *base = NULL, *old = NULL;
+    struct cbuf *nb = NULL, *old = NULL;
     struct dirty_ent *ne = NULL;
     bool have_base = false;
     int r = 0;
@@ -229,27 +251,24 @@ static int write_block(struct ds *ds, uint64_t blkid, uint32_t boff, const uint8
                 r = -EIO;
                 goto out;
             }
-            if (s || have_base) {
-                const struct cbuf *from = s ? s->buf : base;
-                if (from)
-                    memcpy(nb->data, from->data, bs);
+            if (s) {
+                if (s->buf)
+                    memcpy(nb->data, s->buf->data, bs);
                 else
                     memset(nb->data, 0, bs);
-            } else {
+            } else if (!have_base) {
+                /* nb is still private: the committed block goes straight
+                 * into it */
                 struct objdesc od = ds->od;
                 uint64_t gen = ds->gen;
                 pthread_mutex_unlock(&ds->lock);
-                r = read_committed(ds, &od, blkid, &base);
+                r = read_committed_into(ds, &od, blkid, nb);
                 if (r < 0)
                     goto out;
                 pthread_mutex_lock(&ds->lock);
-                if (ds->gen == gen) {
-                    have_base = true; /* valid while we hold the lock */
-                } else {
-                    /* a quiesce or publish moved the block: read again */
-                    cbuf_unref(base);
-                    base = NULL;
-                }
+                /* valid while we hold the lock; if a quiesce or publish
+                 * moved the block, read again */
+                have_base = ds->gen == gen;
                 continue; /* re-check the open map */
             }
             if (src)
@@ -273,7 +292,6 @@ static int write_block(struct ds *ds, uint64_t blkid, uint32_t boff, const uint8
     pthread_mutex_unlock(&ds->lock);
 out:
     cbuf_unref(old);
-    cbuf_unref(base);
     cbuf_unref(nb);
     free(ne);
     return r;

@@ -65,6 +65,39 @@ echo "pool file grew by $fa bytes for $((6 * 64)) MiB written"
 [ "$fa" -le $((3 * 64 * M + 3 * 32 * M + 16 * M)) ] || fail "the pool file grew by $fa bytes: compression did not save space"
 [ "$fa" -ge $((3 * 64 * M)) ] || fail "the pool file grew by only $fa bytes for 192 MiB of incompressible data"
 
+echo "== a volume that stored random data for a while still compresses text"
+# the history (codec.c compress_block_hist) stops trying most blocks of
+# tank/hist after its random data; the text written next must be noticed
+# within a few blocks and compressed like tank/lz's
+berth vol create -V 64M tank/hist >/dev/null || fail "vol create tank/hist"
+put tank/hist "$T/rand"
+pool_sync tank 2
+put tank/hist "$T/text"
+pool_sync tank 2
+r_h=$(vol_prop tank/hist compressratio)
+echo "tank/hist: text over random data: ratio $r_h (tank/lz $r_lz)"
+fcmp "$r_h" '>=' "$(python3 -c "print($r_lz * 0.98)")" || fail "text after random data: ratio $r_h, tank/lz has $r_lz"
+# interleaved runs of random data and text (1 MiB: too short to start the
+# skipping; 8 MiB: each text run after 512 random blocks): every text run
+# compressed but for at most COMP_PROBE_EVERY - 1 = 7 blocks after each
+# random run (and a few more where the two sync workers interleave)
+u_lz=$(vol_prop tank/lz used)
+for run in 1 8; do
+  for i in $(seq 0 $((2 * run)) 63); do
+    dd if="$T/rand" of="$T/mix$run" bs=1M skip=$i seek=$i count=$run conv=notrunc status=none
+    dd if="$T/text" of="$T/mix$run" bs=1M skip=$((i + run)) seek=$((i + run)) count=$run conv=notrunc status=none
+  done
+  berth vol create -V 64M tank/mix$run >/dev/null || fail "vol create tank/mix$run"
+  put tank/mix$run "$T/mix$run"
+  pool_sync tank 2
+  u=$(vol_prop tank/mix$run used)
+  echo "tank/mix$run: half random, half text in $run MiB runs: used $u (random half 32 MiB + text half; tank/lz $u_lz for all text)"
+  [ "$u" -le $((32 * M + u_lz / 2 + M)) ] || fail "tank/mix$run uses $u: text runs after random runs were not compressed"
+done
+check_back tank/hist "$T/text"
+check_back tank/mix1 "$T/mix1"
+check_back tank/mix8 "$T/mix8"
+
 echo "== every volume reads back exactly"
 for v in lz zs off; do check_back tank/$v "$T/text"; done
 check_back tank/zs19 "$T/text4"

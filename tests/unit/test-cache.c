@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Unit tests for src/store/cache.c: refcounts, keys, the byte limit, LRU
- * eviction order, counters and concurrent use. */
+/* Unit tests for src/store/cache.c: refcounts, keys, the byte limit,
+ * second-chance eviction order, counters and concurrent use. */
 #include "store/cache.h"
 #include "tap.h"
 
@@ -19,7 +19,7 @@ static struct cbuf *mk(uint32_t size, uint8_t fill)
 
 static void test_basic(void)
 {
-    struct bcache *c = bcache_new(1 << 20); /* small: one shard, exact LRU */
+    struct bcache *c = bcache_new(1 << 20); /* small: one shard, exact order */
     struct bcache_stats st;
     struct cbuf *b = mk(K16, 1);
     ok(((uintptr_t)b->data & 63) == 0 && b->refs == 1, "new buffer: 64-byte aligned, one ref");
@@ -51,6 +51,46 @@ static void test_basic(void)
     cbuf_unref(NULL);
 }
 
+/* Second chance: every entry referenced still lets a put evict (the bits
+ * are cleared in one pass); a spared entry that is not hit again goes the
+ * next time round. */
+static void test_clock(void)
+{
+    uint64_t limit = 4 * K16;
+    struct bcache *c = bcache_new(limit);
+    struct bcache_stats st;
+    for (uint64_t i = 0; i < 4; i++) {
+        struct cbuf *b = mk(K16, (uint8_t)i);
+        bcache_put(c, 0, i * K16, 1, b);
+        cbuf_unref(b);
+    }
+    for (uint64_t i = 0; i < 4; i++)
+        cbuf_unref(bcache_get(c, 0, i * K16, 1)); /* all referenced */
+    struct cbuf *b = mk(K16, 4);
+    bcache_put(c, 0, 4 * K16, 1, b);
+    cbuf_unref(b);
+    bcache_stats(c, &st);
+    struct cbuf *g0 = bcache_get(c, 0, 0, 1);
+    ok(st.entries == 4 && st.evictions == 1 && g0 == NULL,
+       "all referenced: one pass clears the bits, the oldest goes (%llu entries)",
+       (unsigned long long)st.entries);
+    cbuf_unref(g0);
+    /* 1, 2, 3 were spared once (bits cleared), 4 is new; hit 3 only */
+    cbuf_unref(bcache_get(c, 0, 3 * K16, 1));
+    for (uint64_t i = 5; i < 7; i++) {
+        b = mk(K16, (uint8_t)i);
+        bcache_put(c, 0, i * K16, 1, b);
+        cbuf_unref(b);
+    }
+    struct cbuf *g1 = bcache_get(c, 0, 1 * K16, 1), *g2 = bcache_get(c, 0, 2 * K16, 1),
+                *g3 = bcache_get(c, 0, 3 * K16, 1);
+    ok(!g1 && !g2 && g3, "spared entries not hit again are evicted next, a hit one stays");
+    cbuf_unref(g1);
+    cbuf_unref(g2);
+    cbuf_unref(g3);
+    bcache_free(c);
+}
+
 static void test_eviction(void)
 {
     uint64_t limit = 10 * K16;
@@ -76,9 +116,9 @@ static void test_eviction(void)
     int lru = 1;
     for (uint64_t i = 1; i <= 3; i++)
         lru &= bcache_get(c, 0, i * K16, 1) == NULL;
-    ok(lru, "least recently used entries evicted first");
+    ok(lru, "oldest unreferenced entries evicted first");
     g = bcache_get(c, 0, 0, 1);
-    ok(g == first, "recently touched entry kept");
+    ok(g == first, "the referenced oldest entry got a second chance");
     cbuf_unref(g);
     bcache_set_limit(c, 2 * K16);
     bcache_stats(c, &st);
@@ -147,6 +187,7 @@ int main(void)
 {
     test_basic();
     test_eviction();
+    test_clock();
     test_threads();
     return done_testing();
 }

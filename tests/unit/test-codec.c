@@ -137,6 +137,73 @@ static void test_probe(void)
     free(dst);
 }
 
+/* compress_block_hist: a stream of random blocks stops being tried after
+ * COMP_SKIP_AFTER of them, except every COMP_PROBE_EVERY-th; when the data
+ * turns compressible at most COMP_PROBE_EVERY - 1 blocks are stored raw
+ * before every block is tried again; compressible blocks are never skipped
+ * while they keep compressing; and the result always decodes. */
+static void test_hist(void)
+{
+    size_t len = 16384;
+    uint8_t *src = malloc(len), *dst = malloc(compress_bound(len)), *out = malloc(len);
+    struct comp_hist h = {0};
+    unsigned raw = 0;
+    const unsigned N = 1003; /* not a multiple: the switch lands between two tries */
+    for (unsigned i = 0; i < N; i++) {
+        fill_random(src, len, 100 + i);
+        raw += compress_block_hist(BS_COMPRESS_LZ4, 0, src, len, dst, compress_bound(len), &h) == 0;
+    }
+    ok(raw == N && atomic_load(&h.streak) >= COMP_SKIP_AFTER,
+       "hist: %u random blocks stored raw (streak %u)", N, atomic_load(&h.streak));
+    /* the blocks tried while skipping: COMP_SKIP_AFTER, then 1 in COMP_PROBE_EVERY */
+    unsigned tried = atomic_load(&h.streak);
+    ok(tried == COMP_SKIP_AFTER + (N - COMP_SKIP_AFTER + COMP_PROBE_EVERY - 1) / COMP_PROBE_EVERY,
+       "hist: only %u of %u incompressible blocks were tried", tried, N);
+    unsigned expect_lost = (COMP_PROBE_EVERY - (N - COMP_SKIP_AFTER) % COMP_PROBE_EVERY) %
+                           COMP_PROBE_EVERY;
+    /* data turns compressible: how many go raw before the history notices */
+    unsigned lost = 0, kept = 0;
+    bool good = true;
+    for (unsigned i = 0; i < 200; i++) {
+        fill_text(src, len);
+        src[i % len] = (uint8_t)i;
+        long p = compress_block_hist(BS_COMPRESS_LZ4, 0, src, len, dst, compress_bound(len), &h);
+        if (p == 0) {
+            lost++;
+            good &= kept == 0; /* raw ones only before the first compressed one */
+        } else {
+            kept++;
+            good &= p > 0 && decompress_block(BS_COMPRESS_LZ4, dst, (size_t)p, out, len) == 0 &&
+                    memcmp(out, src, len) == 0;
+        }
+    }
+    ok(good && lost == expect_lost && lost > 0 && kept == 200 - lost,
+       "hist: compressible data after a raw streak: %u raw, then all %u compressed", lost, kept);
+    ok(atomic_load(&h.streak) == 0, "hist: a compressed block ends the streak");
+    /* a mix of 3 random blocks to 1 compressible one never reaches the
+     * streak, so every compressible block is compressed */
+    struct comp_hist m = {0};
+    unsigned comp = 0;
+    for (unsigned i = 0; i < 400; i++) {
+        if (i % 4 == 3)
+            fill_text(src, len);
+        else
+            fill_random(src, len, 5000 + i);
+        comp += compress_block_hist(BS_COMPRESS_ZSTD, 0, src, len, dst, compress_bound(len), &m) > 0;
+    }
+    ok(comp == 100, "hist: a 3:1 mix keeps all %u compressible blocks compressed", comp);
+    /* no history: exactly compress_block */
+    fill_text(src, len);
+    ok(compress_block_hist(BS_COMPRESS_LZ4, 0, src, len, dst, compress_bound(len), NULL) ==
+           compress_block(BS_COMPRESS_LZ4, 0, src, len, dst, compress_bound(len)),
+       "hist: NULL history is compress_block");
+    ok(compress_block_hist(BS_COMPRESS_OFF, 0, src, len, dst, compress_bound(len), &h) == 0,
+       "hist: off stores raw");
+    free(src);
+    free(dst);
+    free(out);
+}
+
 static void *zstd_thread(void *arg)
 {
     size_t len = 65536;
@@ -254,6 +321,7 @@ int main(void)
     test_roundtrip(BS_COMPRESS_ZSTD, 19, "zstd-19");
     test_threshold();
     test_probe();
+    test_hist();
     test_threads();
     test_checksums();
     test_names();
