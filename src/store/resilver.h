@@ -74,6 +74,10 @@ int pool_find_leaf(bs_pool *p, const char *path, unsigned *t, struct berr *err);
 int scan_resilver(bs_pool *p, const struct bs_scrub_pos *from, struct berr *err);
 /* Stop a running resilver (it ends canceled, its DTLs stay). */
 void scan_stop_resilver(bs_pool *p);
+/* A writer short of space: the running scrub or resilver lets go of the
+ * frees its pass holds (alloc_hold_frees) and goes on from where it is with
+ * a new pass; true once it did (waits up to 10 s), false if none held any. */
+bool scan_yield_frees(bs_pool *p);
 /* The same, and with `any` a scrub too (the vdev tree is about to change:
  * no scan thread may write labels meanwhile). */
 void scan_stop(bs_pool *p, bool any);

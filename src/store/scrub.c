@@ -22,7 +22,10 @@
  * deadlist object) and holds the allocator's frees of txgs > T
  * (alloc_hold_frees), so every block of T's trees stays on disk, unchanged,
  * while the pass walks them without locks.  Pausing ends the pass and lifts
- * the hold; resuming starts a new pass at the saved position.
+ * the hold; resuming starts a new pass at the saved position.  A writer
+ * that runs short of space (vol.c space_check) makes the pass yield the same
+ * way (scan_yield_frees), and a new pass starts at once from the position on
+ * the newer txg: a long scan never turns held frees into ENOSPC.
  *
  * What is walked, each block once (the same walk as bs_pool_check): the MOS;
  * each dataset's own blocks, those born after its previous snapshot
@@ -77,6 +80,12 @@ struct scrub {
     bool have_thread;
     enum scrub_state state;
     _Atomic int req;            /* 0 none, 1 pause, 2 stop */
+    /* a writer short of space asks the pass to let go of the frees it holds
+     * (scan_yield_frees): the pass ends where it is and a new one starts at
+     * once from that position, on the newer txg */
+    _Atomic bool yield;
+    bool holding;               /* a pass holds frees (lock) */
+    uint64_t hold_lifts;        /* passes that let go of their hold (lock) */
     /* progress (lock) */
     uint64_t start_time, end_time, txg, total, repaired0;
     _Atomic uint64_t examined;
@@ -276,8 +285,8 @@ static int visit(const struct blkptr *bp, uint64_t blkid, void *opaque)
 {
     struct visit_ctx *v = opaque;
     struct scrub *s = v->s;
-    if (atomic_load(&s->req))
-        return 1; /* pause or stop: end the pass here */
+    if (atomic_load(&s->req) || atomic_load(&s->yield))
+        return 1; /* pause, stop or yield: end the pass here */
     if (bp->level > 0 && s->func == SCAN_RESILVER) /* copied again on a resume: harmless */
         return resilver_visit(v->p, s, v->u->name, bp);
     if (bp->level > 0) {
@@ -316,6 +325,9 @@ static int run_pass(bs_pool *p, struct scrub *s)
     int r = snapshot(p, &u, &n, &txg);
     if (r < 0)
         return r;
+    pthread_mutex_lock(&s->lock);
+    s->holding = true;
+    pthread_mutex_unlock(&s->lock);
     for (size_t i = 0; i < n && r == 0; i++) {
         int c = cmp_unit(&u[i], s->pos_id, s->pos_part);
         if (c < 0)
@@ -349,6 +361,11 @@ static int run_pass(bs_pool *p, struct scrub *s)
     free(u);
     pool_tops_hold_frees(p, 0);
     txg_mark_dirty(p); /* let the frees held meanwhile drain */
+    pthread_mutex_lock(&s->lock);
+    s->holding = false;
+    s->hold_lifts++;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->lock);
     return r;
 }
 
@@ -414,12 +431,15 @@ again:
         pthread_mutex_lock(&s->lock);
         s->scan_ns += now_ns() - s->pass_start_ns;
         int req = atomic_exchange(&s->req, 0);
+        bool yielded = atomic_exchange(&s->yield, false);
         if (r <= 0) {
             done = r == 0; /* a pass that ran to its end finishes even if stopped late */
             break;
         }
         if (req == 2)
             break;
+        if (req == 0 && yielded)
+            continue; /* the hold is lifted: go on from the position */
         s->state = SC_PAUSED;
         pthread_cond_broadcast(&s->cv);
     }
@@ -483,6 +503,28 @@ again:
 }
 
 /* ---- control ---- */
+
+bool scan_yield_frees(bs_pool *p)
+{
+    struct scrub *s = p->scrub;
+    if (!s)
+        return false;
+    pthread_mutex_lock(&s->lock);
+    bool lifted = false;
+    if (s->holding) {
+        uint64_t g = s->hold_lifts;
+        atomic_store(&s->yield, true);
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 10;
+        while (s->hold_lifts == g && s->holding &&
+               pthread_cond_timedwait(&s->cv, &s->lock, &dl) == 0)
+            ;
+        lifted = s->hold_lifts != g;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return lifted;
+}
 
 static struct scrub *scrub_get(bs_pool *p)
 {

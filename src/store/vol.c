@@ -26,6 +26,7 @@
 #include "common/util.h"
 #include "store/blkcrypt.h"
 #include "store/pool_impl.h"
+#include "store/resilver.h"
 #include "store/snap.h"
 
 /* ---- dirty maps ---- */
@@ -310,11 +311,18 @@ static bool space_short(struct bs_pool *p, uint64_t len)
  * look again; -ENOSPC only when the pool is really full. */
 static int space_check(struct bs_pool *p, uint64_t len)
 {
+    bool yielded = false;
     for (int i = 0; space_short(p, len); i++) {
-        if (i > ALLOC_DEFER_TXGS + 1)
-            return -ENOSPC;
-        if (atomic_load(&p->txg.dirty_bytes) == 0 && !pool_tops_deferred_pending(p))
-            return -ENOSPC;
+        if (i > ALLOC_DEFER_TXGS + 1 ||
+            (atomic_load(&p->txg.dirty_bytes) == 0 && !pool_tops_deferred_pending(p))) {
+            /* frees a scrub or resilver holds (scrub.c) are space too: it
+             * lets go of them and goes on; then the txgs drain them */
+            if (yielded || !scan_yield_frees(p))
+                return -ENOSPC;
+            yielded = true;
+            i = -1;
+            continue;
+        }
         int r = txg_sync_all(p);
         if (r < 0)
             return r;
