@@ -36,28 +36,14 @@
  *    allocation clears warm over what it takes; a discard clears warm over
  *    the range it reserves (sets in inuse) before the discard is issued.
  *
- * Lazy autotrim (as ZFS's zfs_trim_txg_batch): a release does not discard.
- * With autotrim on it queues the released runs in `trimq`, each stamped with
- * busy_txgs, the count of durable txgs that allocated space.  alloc_trim_ripe,
- * on the pool's trim thread, takes the runs ALLOC_TRIM_DELAY_TXGS or more
- * such txgs old (empty txgs, e.g. those draining deferred frees, do not
- * age them: they give nothing a chance to reuse the space), or all runs when
- * the pool idles, and discards whatever of them is still warm, in runs of
- * at least AUTOTRIM_MIN_BYTES.  What the
- * allocator took back meanwhile is no longer warm and is not discarded: a
- * rewrite lands on blocks the host file system still has (an overwrite, not
- * a fresh block allocation plus a hole punch per txg).  Safety: a sector is
- * only ever discarded while free in both bitmaps and reserved in inuse, and
- * a free sector was released, i.e. its free is durable and past the
- * deferred-reuse rule; discarding free space loses nothing.  The queue is
- * not persistent: after a crash or export what was still queued stays
- * allocated in the host file until `berth pool trim` (alloc_trim_all).
+ * Lazy autotrim: alloc_trim.c.
  *
  * Contract: alloc_sync(T) writes the state as it is; callers do not allocate
  * or free for T+1 until it returns (the sync thread serialises this).
  * Device I/O (chunk writes, discards) happens with the lock dropped; ranges
  * being discarded stay set in inuse so no allocation can race the discard. */
 #include "store/alloc.h"
+#include "store/alloc_impl.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -70,34 +56,6 @@
 
 #define FRAG_RUN_BYTES (1ULL << 20)
 #define IO_BATCH_CHUNKS 64u
-
-struct dfree {
-    uint64_t start, n, txg; /* sectors */
-};
-
-struct alloc {
-    pthread_mutex_t lock;
-    struct vdev *v;
-    int ashift;
-    uint64_t nsect;
-    uint64_t bitmap_offset, nchunks;
-    uint32_t slot_size, bpc; /* bits per chunk (a multiple of 64) */
-    uint64_t *committed, *inuse, *warm;
-    uint32_t *chunk_free, *chunk_warm; /* clear inuse / set warm bits per chunk */
-    uint64_t (*slot_txg)[2];
-    bool *dirty;
-    uint64_t cursor, durable_txg, committed_sect, inuse_free;
-    struct dfree *deferred;
-    size_t ndef, capdef;
-    uint64_t hold;           /* != 0: frees of txgs > hold are not released (scrub) */
-    uint64_t warm_cursor;    /* next fit among warm sectors */
-    uint64_t warm_total;     /* set warm bits */
-    uint64_t busy_txgs;      /* durable txgs that allocated (the trim delay's clock) */
-    bool allocated;          /* something was allocated since the last txg_done */
-    uint64_t warm_fail;      /* a warm run this long was not found since warm grew */
-    struct dfree *trimq;     /* runs awaiting lazy autotrim, .txg = release txg */
-    size_t ntq, captq;
-};
 
 /* ---- bit helpers ---- */
 
@@ -113,7 +71,7 @@ static uint64_t range_mask(uint64_t s, uint64_t e, uint64_t wi)
 }
 
 /* First bit in [pos, end) equal to `one`, or end. */
-static uint64_t next_bit(const uint64_t *w, uint64_t pos, uint64_t end, bool one)
+uint64_t alloc_next_bit(const uint64_t *w, uint64_t pos, uint64_t end, bool one)
 {
     while (pos < end) {
         uint64_t wi = pos >> 6;
@@ -129,9 +87,8 @@ static uint64_t next_bit(const uint64_t *w, uint64_t pos, uint64_t end, bool one
 
 /* Apply w = (w & ~clear) | set over [s, e) with per-word masks computed by
  * `op`; returns the number of bits that changed. */
-enum bitop { OP_SET, OP_CLEAR, OP_RELEASE, OP_WARM };
 
-static uint64_t bits_apply(struct alloc *a, uint64_t *w, uint64_t s, uint64_t e, enum bitop op)
+uint64_t alloc_bits_apply(struct alloc *a, uint64_t *w, uint64_t s, uint64_t e, enum bitop op)
 {
     uint64_t changed = 0;
     for (uint64_t wi = s >> 6; s < e && wi <= (e - 1) >> 6; wi++) {
@@ -182,7 +139,7 @@ static bool to_sectors(const struct alloc *a, uint64_t off, uint64_t asize, uint
            *e > *s;
 }
 
-static uint32_t chunk_nbits(const struct alloc *a, uint64_t c)
+uint32_t alloc_chunk_nbits(const struct alloc *a, uint64_t c)
 {
     uint64_t left = a->nsect - c * a->bpc;
     return left < a->bpc ? (uint32_t)left : a->bpc;
@@ -205,7 +162,7 @@ static void clear_maps(struct alloc *a, bool dirty)
     memset(a->inuse, 0, nwords * 8);
     memset(a->warm, 0, nwords * 8);
     for (uint64_t c = 0; c < a->nchunks; c++) {
-        a->chunk_free[c] = chunk_nbits(a, c);
+        a->chunk_free[c] = alloc_chunk_nbits(a, c);
         a->chunk_warm[c] = 0;
         a->dirty[c] = dirty;
     }
@@ -275,7 +232,7 @@ int alloc_create(struct vdev *v, const struct label_hdr *h, uint64_t txg, struct
          * must never be taken for a version of this one. */
         memset(buf, 0, n * pair);
         for (uint64_t i = 0; i < n; i++) {
-            alloc_chunk_encode(buf + i * pair, a->slot_size, c0 + i, chunk_nbits(a, c0 + i), txg,
+            alloc_chunk_encode(buf + i * pair, a->slot_size, c0 + i, alloc_chunk_nbits(a, c0 + i), txg,
                                zero);
             a->slot_txg[c0 + i][0] = txg;
         }
@@ -321,7 +278,7 @@ static int defer_add(struct alloc *a, uint64_t start, uint64_t n, uint64_t txg)
 static void load_chunk(struct alloc *a, uint64_t c, const uint64_t *cur, uint64_t *old,
                        uint64_t tc, uint64_t L)
 {
-    uint64_t w0 = c * a->bpc / 64, nbits = chunk_nbits(a, c), nw = (nbits + 63) / 64;
+    uint64_t w0 = c * a->bpc / 64, nbits = alloc_chunk_nbits(a, c), nw = (nbits + 63) / 64;
     uint64_t freebits = 0;
     for (uint64_t i = 0; i < nw; i++) {
         a->committed[w0 + i] = cur[i];
@@ -333,8 +290,8 @@ static void load_chunk(struct alloc *a, uint64_t c, const uint64_t *cur, uint64_
             old[i] &= ~cur[i]; /* freed between the two versions */
             a->inuse[w0 + i] |= old[i];
         }
-        for (uint64_t s = 0; (s = next_bit(old, s, nbits, true)) < nbits;) {
-            uint64_t z = next_bit(old, s, nbits, false);
+        for (uint64_t s = 0; (s = alloc_next_bit(old, s, nbits, true)) < nbits;) {
+            uint64_t z = alloc_next_bit(old, s, nbits, false);
             (void)defer_add(a, c * a->bpc + s, z - s, tc);
             s = z;
         }
@@ -360,7 +317,7 @@ static int load_pair(struct alloc *a, const uint8_t *pair, uint64_t c, uint64_t 
                      struct alloc_load_info *info, uint64_t *chosen, struct berr *err)
 {
     uint64_t t[2] = {0, 0};
-    uint32_t nbits = chunk_nbits(a, c);
+    uint32_t nbits = alloc_chunk_nbits(a, c);
     bool ok[2];
     for (int s = 0; s < 2; s++) {
         const uint8_t *slot = pair + (size_t)s * a->slot_size;
@@ -481,10 +438,10 @@ int alloc_mark_allocated(struct alloc *a, uint64_t off, uint64_t asize)
     if (!to_sectors(a, off, asize, &s, &e))
         return -EINVAL;
     pthread_mutex_lock(&a->lock);
-    bool overlap = next_bit(a->committed, s, e, true) < e;
-    bits_apply(a, a->warm, s, e, OP_CLEAR); /* warm ∩ inuse = ∅ (top of file) */
-    bits_apply(a, a->inuse, s, e, OP_SET);
-    a->committed_sect += bits_apply(a, a->committed, s, e, OP_SET);
+    bool overlap = alloc_next_bit(a->committed, s, e, true) < e;
+    alloc_bits_apply(a, a->warm, s, e, OP_CLEAR); /* warm ∩ inuse = ∅ (top of file) */
+    alloc_bits_apply(a, a->inuse, s, e, OP_SET);
+    a->committed_sect += alloc_bits_apply(a, a->committed, s, e, OP_SET);
     pthread_mutex_unlock(&a->lock);
     return overlap ? -EEXIST : 0;
 }
@@ -521,12 +478,12 @@ static bool find_run(const struct alloc *a, uint64_t start, uint64_t end, uint64
             pos = cend;
             continue;
         }
-        uint64_t z = next_bit(a->inuse, pos, cend, false);
+        uint64_t z = alloc_next_bit(a->inuse, pos, cend, false);
         if (z >= cend) {
             pos = cend;
             continue;
         }
-        uint64_t o = next_bit(a->inuse, z, MIN(z + n, end), true);
+        uint64_t o = alloc_next_bit(a->inuse, z, MIN(z + n, end), true);
         if (o - z >= n) {
             *out = z;
             return true;
@@ -549,12 +506,12 @@ static bool find_warm(const struct alloc *a, uint64_t start, uint64_t end, uint6
             pos = cend;
             continue;
         }
-        uint64_t z = next_bit(a->warm, pos, cend, true);
+        uint64_t z = alloc_next_bit(a->warm, pos, cend, true);
         if (z >= cend) {
             pos = cend;
             continue;
         }
-        uint64_t o = next_bit(a->warm, z, MIN(z + n, end), false);
+        uint64_t o = alloc_next_bit(a->warm, z, MIN(z + n, end), false);
         if (o - z >= n) {
             *out = z;
             return true;
@@ -593,10 +550,10 @@ int alloc_alloc(struct alloc *a, uint64_t asize, uint64_t txg, uint64_t *off)
         pthread_mutex_unlock(&a->lock);
         return -ENOSPC;
     }
-    bits_apply(a, a->warm, s, s + n, OP_CLEAR);
-    bits_apply(a, a->inuse, s, s + n, OP_SET);
+    alloc_bits_apply(a, a->warm, s, s + n, OP_CLEAR);
+    alloc_bits_apply(a, a->inuse, s, s + n, OP_SET);
     a->allocated = true;
-    bits_apply(a, a->committed, s, s + n, OP_SET);
+    alloc_bits_apply(a, a->committed, s, s + n, OP_SET);
     a->committed_sect += n;
     if (!warm)
         a->cursor = s + n;
@@ -627,7 +584,7 @@ int alloc_alloc_warm(struct alloc *a, const uint32_t *asize, int n, uint64_t txg
                 continue;
             }
             uint64_t cend = MIN((c + 1) * a->bpc, a->nsect);
-            z = next_bit(a->warm, z, cend, true);
+            z = alloc_next_bit(a->warm, z, cend, true);
             if (z < cend)
                 break;
         }
@@ -638,7 +595,7 @@ int alloc_alloc_warm(struct alloc *a, const uint32_t *asize, int n, uint64_t txg
             pos = 0;
             continue;
         }
-        uint64_t o = next_bit(a->warm, z, a->nsect, false);
+        uint64_t o = alloc_next_bit(a->warm, z, a->nsect, false);
         if (o - z < need) {
             small++;
             pos = a->warm_cursor = o; /* the next call starts past it */
@@ -650,9 +607,9 @@ int alloc_alloc_warm(struct alloc *a, const uint32_t *asize, int n, uint64_t txg
             s += asize[placed] >> a->ashift;
             placed++;
         }
-        bits_apply(a, a->warm, z, s, OP_CLEAR);
-        bits_apply(a, a->inuse, z, s, OP_SET);
-        bits_apply(a, a->committed, z, s, OP_SET);
+        alloc_bits_apply(a, a->warm, z, s, OP_CLEAR);
+        alloc_bits_apply(a, a->inuse, z, s, OP_SET);
+        alloc_bits_apply(a, a->committed, z, s, OP_SET);
         a->committed_sect += s - z;
         a->allocated = true;
         pos = a->warm_cursor = s;
@@ -669,9 +626,9 @@ void alloc_free(struct alloc *a, uint64_t off, uint64_t asize, uint64_t txg)
     pthread_mutex_lock(&a->lock);
     /* Only sectors actually allocated are freed and deferred: a bogus free
      * must never let a later release discard somebody else's block. */
-    while ((s = next_bit(a->committed, s, e, true)) < e) {
-        uint64_t z = next_bit(a->committed, s, e, false);
-        bits_apply(a, a->committed, s, z, OP_CLEAR);
+    while ((s = alloc_next_bit(a->committed, s, e, true)) < e) {
+        uint64_t z = alloc_next_bit(a->committed, s, e, false);
+        alloc_bits_apply(a, a->committed, s, z, OP_CLEAR);
         a->committed_sect -= z - s;
         if (defer_add(a, s, z - s, txg) < 0) /* no memory: leak until next import */
             break;
@@ -716,7 +673,7 @@ int alloc_sync(struct alloc *a, uint64_t txg)
             int newest = d0 && (!d1 || t[0] >= t[1]) ? 0 : d1 ? 1 : -1;
             s = newest == 0 ? 1 : 0;
         }
-        alloc_chunk_encode(bufs + nd * a->slot_size, a->slot_size, c, chunk_nbits(a, c), txg,
+        alloc_chunk_encode(bufs + nd * a->slot_size, a->slot_size, c, alloc_chunk_nbits(a, c), txg,
                            a->committed + c * a->bpc / 64);
         a->dirty[c] = false;
         a->slot_txg[c][s] = 0; /* being overwritten: not a valid version now */
@@ -750,9 +707,10 @@ static int dfree_cmp(const void *x, const void *y)
     return p->start < q->start ? -1 : p->start > q->start;
 }
 
-/* Merge sorted-by-start runs that touch; returns the new count. */
-static size_t merge_runs(struct dfree *r, size_t n)
+/* Sort runs by start and merge those that touch; returns the new count. */
+size_t alloc_sort_merge_runs(struct dfree *r, size_t n)
 {
+    qsort(r, n, sizeof(*r), dfree_cmp);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (k && r[k - 1].start + r[k - 1].n == r[i].start)
@@ -761,49 +719,6 @@ static size_t merge_runs(struct dfree *r, size_t n)
             r[k++] = r[i];
     }
     return k;
-}
-
-/* Discard sector runs (held in inuse); sorts and merges r in place and
- * returns the merged count. */
-/* Autotrim skips freed runs shorter than this (ZFS's
- * zfs_trim_extent_bytes_min is 32K): punching a hole costs a syscall and a
- * file system transaction each, and takes the file's invalidate lock that
- * readers and writers of the page cache need.  Punching the scattered runs
- * a random-write workload frees (mostly 16-64K) took ~9 ms per MiB here
- * (docs/PERFORMANCE.md), only for the space to be allocated again by the
- * next writes; such runs stay warm (the allocator reuses them first) and
- * `berth pool trim` gets them all back.  A guest's discard of a file or a
- * volume's range frees long runs, which go back at once. */
-#define AUTOTRIM_MIN_BYTES (128u << 10)
-
-static size_t discard_runs(struct alloc *a, struct dfree *r, size_t n, uint64_t min_bytes,
-                           uint64_t *bytes)
-{
-    qsort(r, n, sizeof(*r), dfree_cmp);
-    size_t k = merge_runs(r, n);
-    for (size_t i = 0; i < k; i++) {
-        uint64_t len = r[i].n << a->ashift;
-        if (len < min_bytes)
-            continue;
-        if (vdev_discard_block(a->v, r[i].start << a->ashift, len) == 0 && bytes)
-            *bytes += len;
-    }
-    return k;
-}
-
-static int trimq_add(struct alloc *a, const struct dfree *r, size_t n)
-{
-    if (a->ntq + n > a->captq) {
-        size_t cap = MAX(a->captq * 2, a->ntq + n);
-        struct dfree *q = realloc(a->trimq, cap * sizeof(*q));
-        if (!q)
-            return -ENOMEM; /* not queued: stays warm until trim_all */
-        a->trimq = q;
-        a->captq = cap;
-    }
-    memcpy(a->trimq + a->ntq, r, n * sizeof(*r));
-    a->ntq += n;
-    return 0;
 }
 
 void alloc_txg_done(struct alloc *a, uint64_t txg, bool autotrim)
@@ -836,141 +751,19 @@ void alloc_txg_done(struct alloc *a, uint64_t txg, bool autotrim)
     }
     /* no self-healing rewrite that began before this may land on them */
     vdev_heal_fence(a->v);
-    qsort(rel, nrel, sizeof(*rel), dfree_cmp);
-    nrel = merge_runs(rel, nrel);
+    nrel = alloc_sort_merge_runs(rel, nrel);
     pthread_mutex_lock(&a->lock);
     for (size_t i = 0; i < nrel; i++) {
         uint64_t s = rel[i].start, e = s + rel[i].n;
-        bits_apply(a, a->inuse, s, e, OP_RELEASE);
-        bits_apply(a, a->warm, s, e, OP_WARM);
+        alloc_bits_apply(a, a->inuse, s, e, OP_RELEASE);
+        alloc_bits_apply(a, a->warm, s, e, OP_WARM);
         rel[i].txg = a->busy_txgs;
     }
     a->warm_fail = UINT64_MAX;
     if (autotrim)
-        (void)trimq_add(a, rel, nrel);
+        (void)alloc_trimq_add(a, rel, nrel);
     pthread_mutex_unlock(&a->lock);
     free(rel);
-}
-
-/* Discard the warm runs of at least min sectors inside [s, e), a batch at
- * a time: reserved in inuse and taken out of warm under the lock, discarded
- * without it, then freed again.  Returns the sectors discarded. */
-static uint64_t discard_warm(struct alloc *a, uint64_t s, uint64_t e, uint64_t min,
-                             bool (*stop)(void *), void *sctx)
-{
-    uint64_t done = 0;
-    while (s < e && !(stop && stop(sctx))) {
-        struct dfree runs[64];
-        size_t n = 0;
-        pthread_mutex_lock(&a->lock);
-        while (n < ARRAY_SIZE(runs) && (s = next_bit(a->warm, s, e, true)) < e) {
-            uint64_t z = next_bit(a->warm, s, e, false);
-            if (z - s >= min) {
-                bits_apply(a, a->warm, s, z, OP_CLEAR);
-                bits_apply(a, a->inuse, s, z, OP_SET);
-                runs[n++] = (struct dfree){s, z - s, 0};
-            }
-            s = z;
-        }
-        pthread_mutex_unlock(&a->lock);
-        for (size_t i = 0; i < n; i++) {
-            if (vdev_discard_block(a->v, runs[i].start << a->ashift, runs[i].n << a->ashift) == 0)
-                done += runs[i].n;
-        }
-        pthread_mutex_lock(&a->lock);
-        for (size_t i = 0; i < n; i++)
-            bits_apply(a, a->inuse, runs[i].start, runs[i].start + runs[i].n, OP_CLEAR);
-        pthread_mutex_unlock(&a->lock);
-        if (n < ARRAY_SIZE(runs))
-            break;
-    }
-    return done;
-}
-
-uint64_t alloc_trim_ripe(struct alloc *a, bool autotrim, bool all, bool (*stop)(void *),
-                         void *sctx)
-{
-    struct dfree *ripe = NULL;
-    size_t nr = 0, k = 0;
-    pthread_mutex_lock(&a->lock);
-    if (a->ntq)
-        ripe = malloc(a->ntq * sizeof(*ripe));
-    for (size_t i = 0; ripe && i < a->ntq; i++) {
-        if (all || a->trimq[i].txg + ALLOC_TRIM_DELAY_TXGS <= a->busy_txgs)
-            ripe[nr++] = a->trimq[i];
-        else
-            a->trimq[k++] = a->trimq[i];
-    }
-    if (ripe)
-        a->ntq = k;
-    if (a->ntq == 0 && a->captq > 4096) { /* a burst's queue: give it back */
-        free(a->trimq);
-        a->trimq = NULL;
-        a->captq = 0;
-    }
-    pthread_mutex_unlock(&a->lock);
-    uint64_t done = 0;
-    if (nr && autotrim) {
-        qsort(ripe, nr, sizeof(*ripe), dfree_cmp);
-        nr = merge_runs(ripe, nr);
-        uint64_t min = AUTOTRIM_MIN_BYTES >> a->ashift;
-        size_t i = 0;
-        for (; i < nr && !(stop && stop(sctx)); i++)
-            done += discard_warm(a, ripe[i].start, ripe[i].start + ripe[i].n, MAX(min, 1), stop,
-                                 sctx);
-        if (i < nr) { /* stopped: the rest (the interrupted run too) waits again */
-            size_t from = i ? i - 1 : 0;
-            pthread_mutex_lock(&a->lock);
-            (void)trimq_add(a, ripe + from, nr - from);
-            pthread_mutex_unlock(&a->lock);
-        }
-    }
-    free(ripe);
-    return done << a->ashift;
-}
-
-void alloc_warm_stats(struct alloc *a, uint64_t *warm, uint64_t *queued)
-{
-    pthread_mutex_lock(&a->lock);
-    uint64_t w = a->warm_total, q = 0;
-    for (size_t i = 0; i < a->ntq; i++)
-        q += a->trimq[i].n;
-    pthread_mutex_unlock(&a->lock);
-    *warm = w << a->ashift;
-    *queued = q << a->ashift;
-}
-
-int alloc_trim_all(struct alloc *a, uint64_t *bytes)
-{
-    uint64_t total = 0;
-    for (uint64_t c = 0; c < a->nchunks; c++) {
-        uint64_t pos = c * a->bpc, e = pos + chunk_nbits(a, c);
-        while (pos < e) {
-            struct dfree runs[64];
-            size_t n = 0;
-            pthread_mutex_lock(&a->lock);
-            /* Reserve free runs (set them in inuse) so that nothing is
-             * allocated into a range while it is being discarded. */
-            while (n < ARRAY_SIZE(runs) && (pos = next_bit(a->inuse, pos, e, false)) < e) {
-                uint64_t z = next_bit(a->inuse, pos, e, true);
-                bits_apply(a, a->warm, pos, z, OP_CLEAR);
-                bits_apply(a, a->inuse, pos, z, OP_SET);
-                runs[n++] = (struct dfree){pos, z - pos, 0};
-                pos = z;
-            }
-            pthread_mutex_unlock(&a->lock);
-            if (!n)
-                break;
-            n = discard_runs(a, runs, n, 0, &total);
-            pthread_mutex_lock(&a->lock);
-            for (size_t i = 0; i < n; i++)
-                bits_apply(a, a->inuse, runs[i].start, runs[i].start + runs[i].n, OP_CLEAR);
-            pthread_mutex_unlock(&a->lock);
-        }
-    }
-    if (bytes)
-        *bytes = total;
-    return 0;
 }
 
 /* ---- inspection ---- */
@@ -1006,8 +799,8 @@ void alloc_stats(struct alloc *a, struct alloc_stats *st)
     uint64_t small = 0, frag_run = FRAG_RUN_BYTES >> a->ashift;
     pthread_mutex_lock(&a->lock);
     uint64_t freesect = a->nsect - a->committed_sect;
-    for (uint64_t s = 0; (s = next_bit(a->committed, s, a->nsect, false)) < a->nsect;) {
-        uint64_t z = next_bit(a->committed, s, a->nsect, true);
+    for (uint64_t s = 0; (s = alloc_next_bit(a->committed, s, a->nsect, false)) < a->nsect;) {
+        uint64_t z = alloc_next_bit(a->committed, s, a->nsect, true);
         if (z - s < frag_run)
             small += z - s;
         s = z;
@@ -1034,7 +827,7 @@ bool alloc_is_allocated(struct alloc *a, uint64_t off, uint64_t asize)
     if (!to_sectors(a, off, asize, &s, &e))
         return false;
     pthread_mutex_lock(&a->lock);
-    bool all = next_bit(a->committed, s, e, false) == e;
+    bool all = alloc_next_bit(a->committed, s, e, false) == e;
     pthread_mutex_unlock(&a->lock);
     return all;
 }
@@ -1050,8 +843,8 @@ int alloc_foreach_allocated(struct alloc *a, int (*cb)(uint64_t off, uint64_t le
     pthread_mutex_lock(&a->lock);
     memcpy(snap, a->committed, nwords * 8);
     pthread_mutex_unlock(&a->lock);
-    for (uint64_t s = 0; (s = next_bit(snap, s, a->nsect, true)) < a->nsect;) {
-        uint64_t z = next_bit(snap, s, a->nsect, false);
+    for (uint64_t s = 0; (s = alloc_next_bit(snap, s, a->nsect, true)) < a->nsect;) {
+        uint64_t z = alloc_next_bit(snap, s, a->nsect, false);
         int r = cb(s << a->ashift, (z - s) << a->ashift, opaque);
         if (r)
             return r;

@@ -315,8 +315,10 @@ uint64_t pool_tops_trim_ripe(bs_pool *p, bool all, bool (*stop)(void *), void *s
 {
     unsigned nt = atomic_load(&p->io.ntops);
     uint64_t bytes = 0;
-    for (unsigned t = 0; t < nt; t++)
-        bytes += alloc_trim_ripe(p->io.top[t].alloc, p->autotrim, all, stop, sctx);
+    for (unsigned t = 0; t < nt; t++) {
+        if (p->io.top[t].alloc)
+            bytes += alloc_trim_ripe(p->io.top[t].alloc, p->autotrim, all, stop, sctx);
+    }
     return bytes;
 }
 

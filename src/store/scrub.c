@@ -127,20 +127,27 @@ static uint64_t leaves_repaired(bs_pool *p)
     return sum;
 }
 
-static void record(struct scrub *s, const struct unit *u, const char *what, uint64_t blk,
-                   uint64_t len)
+/* An error the scan could not repair, listed by `pool status -v`. */
+static void record_at(struct scrub *s, const char *name, const char *what, uint64_t offset,
+                      uint64_t len)
 {
     pthread_mutex_lock(&s->lock);
     s->errors++;
     if (s->nerr < SCRUB_MAX_ERRORS) {
         struct bs_pool_error *e = &s->errs[s->nerr++];
         memset(e, 0, sizeof *e);
-        snprintf(e->dataset, sizeof e->dataset, "%s", u->name);
+        snprintf(e->dataset, sizeof e->dataset, "%s", name);
         snprintf(e->what, sizeof e->what, "%s", what);
-        e->offset = blk << u->od.dshift;
+        e->offset = offset;
         e->length = len;
     }
     pthread_mutex_unlock(&s->lock);
+}
+
+static void record(struct scrub *s, const struct unit *u, const char *what, uint64_t blk,
+                   uint64_t len)
+{
+    record_at(s, u->name, what, blk << u->od.dshift, len);
 }
 
 /* ---- a pass ---- */
@@ -218,17 +225,7 @@ static void resilver_save(bs_pool *p, struct scrub *s)
 
 static void resilver_failed(void *ctx, const char *name, const struct blkptr *bp)
 {
-    struct scrub *s = ctx;
-    pthread_mutex_lock(&s->lock);
-    s->errors++;
-    if (s->nerr < SCRUB_MAX_ERRORS) {
-        struct bs_pool_error *e = &s->errs[s->nerr++];
-        memset(e, 0, sizeof *e);
-        snprintf(e->dataset, sizeof e->dataset, "%s", name);
-        snprintf(e->what, sizeof e->what, "%s", bp->level ? "metadata" : "data");
-        e->length = bp->lsize;
-    }
-    pthread_mutex_unlock(&s->lock);
+    record_at(ctx, name, bp->level ? "metadata" : "data", 0, bp->lsize);
 }
 
 /* Copy the blocks queued in the batch (resilver.c) to the targets. */
@@ -322,12 +319,19 @@ static int run_pass(bs_pool *p, struct scrub *s)
     struct unit *u = NULL;
     size_t n = 0;
     uint64_t txg;
-    int r = snapshot(p, &u, &n, &txg);
-    if (r < 0)
-        return r;
+    /* holding before snapshot() takes the hold: a writer short of space in
+     * between must find it (scan_yield_frees) */
     pthread_mutex_lock(&s->lock);
     s->holding = true;
     pthread_mutex_unlock(&s->lock);
+    int r = snapshot(p, &u, &n, &txg);
+    if (r < 0) {
+        pthread_mutex_lock(&s->lock);
+        s->holding = false;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->lock);
+        return r;
+    }
     for (size_t i = 0; i < n && r == 0; i++) {
         int c = cmp_unit(&u[i], s->pos_id, s->pos_part);
         if (c < 0)

@@ -68,139 +68,13 @@
 #include "store/dsauth.h"
 #include "store/pool_impl.h"
 #include "store/sync_impl.h"
+#include "store/workpool.h"
 
 /* The write throttle's delay curve (top of file); a txg that retired less
  * dirty data than SYNC_RATE_MIN_BYTES does not set its pace. */
 #define DELAY_MIN_PCT 60u
 #define DELAY_MAX_NS (100ULL * 1000000u)
 #define SYNC_RATE_MIN_BYTES (16ULL << 20)
-
-/* ---- worker pool: a parallel for over the leaves of a txg ---- */
-
-typedef void (*wp_fn)(void *ctx, size_t i, struct blk_scratch *s);
-
-struct wpool {
-    pthread_mutex_t m;
-    pthread_cond_t cv_go, cv_done;
-    unsigned nthreads;
-    pthread_t *th;
-    struct blk_scratch *scratch;
-    uint64_t gen;
-    bool stop;
-    unsigned busy;
-    wp_fn fn;
-    void *ctx;
-    size_t n;
-    _Atomic size_t next;
-};
-
-struct wp_arg {
-    struct wpool *wp;
-    unsigned idx;
-};
-
-static void wp_drain(struct wpool *wp, struct blk_scratch *s)
-{
-    size_t i;
-    while ((i = atomic_fetch_add(&wp->next, 1)) < wp->n)
-        wp->fn(wp->ctx, i, s);
-}
-
-static void *wp_main(void *arg)
-{
-    struct wp_arg *a = arg;
-    struct wpool *wp = a->wp;
-    struct blk_scratch *s = &wp->scratch[a->idx];
-    free(a);
-    uint64_t seen = 0;
-    pthread_mutex_lock(&wp->m);
-    for (;;) {
-        while (!wp->stop && wp->gen == seen)
-            pthread_cond_wait(&wp->cv_go, &wp->m);
-        if (wp->stop)
-            break;
-        seen = wp->gen;
-        pthread_mutex_unlock(&wp->m);
-        wp_drain(wp, s);
-        pthread_mutex_lock(&wp->m);
-        if (--wp->busy == 0)
-            pthread_cond_signal(&wp->cv_done);
-    }
-    pthread_mutex_unlock(&wp->m);
-    return NULL;
-}
-
-static void wp_free(struct wpool *wp)
-{
-    if (!wp)
-        return;
-    pthread_mutex_lock(&wp->m);
-    wp->stop = true;
-    pthread_cond_broadcast(&wp->cv_go);
-    pthread_mutex_unlock(&wp->m);
-    for (unsigned i = 0; i < wp->nthreads; i++)
-        pthread_join(wp->th[i], NULL);
-    for (unsigned i = 0; i < wp->nthreads; i++)
-        blk_scratch_free(&wp->scratch[i]);
-    free(wp->scratch);
-    free(wp->th);
-    pthread_cond_destroy(&wp->cv_go);
-    pthread_cond_destroy(&wp->cv_done);
-    pthread_mutex_destroy(&wp->m);
-    free(wp);
-}
-
-static int wp_new(unsigned nthreads, int ashift, struct wpool **out)
-{
-    struct wpool *wp = calloc(1, sizeof *wp);
-    if (!wp)
-        return -ENOMEM;
-    pthread_mutex_init(&wp->m, NULL);
-    pthread_cond_init(&wp->cv_go, NULL);
-    pthread_cond_init(&wp->cv_done, NULL);
-    wp->th = calloc(nthreads ? nthreads : 1, sizeof *wp->th);
-    wp->scratch = calloc(nthreads ? nthreads : 1, sizeof *wp->scratch);
-    if (!wp->th || !wp->scratch) {
-        wp_free(wp);
-        return -ENOMEM;
-    }
-    for (unsigned i = 0; i < nthreads; i++) {
-        struct wp_arg *a = malloc(sizeof *a);
-        if (a) {
-            a->wp = wp;
-            a->idx = i;
-        }
-        if (!a || blk_scratch_init(&wp->scratch[i], 128u << 10, ashift) < 0 ||
-            pthread_create(&wp->th[i], NULL, wp_main, a) != 0) {
-            free(a);
-            blk_scratch_free(&wp->scratch[i]);
-            wp_free(wp);
-            return -ENOMEM;
-        }
-        wp->nthreads++;
-    }
-    *out = wp;
-    return 0;
-}
-
-/* Run fn(ctx, i) for i in [0, n) on the workers and the calling thread. */
-static void wp_run(struct wpool *wp, wp_fn fn, void *ctx, size_t n, struct blk_scratch *own)
-{
-    pthread_mutex_lock(&wp->m);
-    wp->fn = fn;
-    wp->ctx = ctx;
-    wp->n = n;
-    atomic_store(&wp->next, 0);
-    wp->busy = wp->nthreads;
-    wp->gen++;
-    pthread_cond_broadcast(&wp->cv_go);
-    pthread_mutex_unlock(&wp->m);
-    wp_drain(wp, own);
-    pthread_mutex_lock(&wp->m);
-    while (wp->busy > 0)
-        pthread_cond_wait(&wp->cv_done, &wp->m);
-    pthread_mutex_unlock(&wp->m);
-}
 
 /* ---- one txg ---- */
 
@@ -494,7 +368,7 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
     if (r == 0 && c.njobs) {
         /* batches of up to BLK_BATCH_MAX leaves, but at least two per thread
          * so that the threads finish together */
-        size_t threads = p->txg.workers->nthreads + 1;
+        size_t threads = wp_nthreads(p->txg.workers) + 1;
         c.per = MAX((size_t)1, MIN((size_t)BLK_BATCH_MAX, c.njobs / (2 * threads)));
         wp_run(p->txg.workers, leaf_job, &c, (c.njobs + c.per - 1) / c.per, &p->txg.scratch);
     }
@@ -761,6 +635,7 @@ int txg_start(struct bs_pool *p)
 void txg_fini(struct bs_pool *p)
 {
     struct txg *tx = &p->txg;
+    bool was_started = tx->started;
     if (tx->started) {
         pthread_mutex_lock(&tx->lock);
         tx->shutdown = true;
@@ -771,6 +646,10 @@ void txg_fini(struct bs_pool *p)
         tx->started = false;
     }
     trim_stop(tx); /* after the sync thread: nothing kicks it any more */
+    /* the queue is not persistent: what is still queued goes back to the
+     * host now, or it would stay allocated until `berth pool trim` */
+    if (was_started && !p->readonly && !tx->fault)
+        (void)pool_tops_trim_ripe(p, true, NULL, NULL);
     wp_free(tx->workers);
     tx->workers = NULL;
     blk_scratch_free(&tx->scratch);
