@@ -16,9 +16,9 @@
  * only ever discarded while free in both bitmaps and reserved in inuse, and
  * a free sector was released, i.e. its free is durable and past the
  * deferred-reuse rule; discarding free space loses nothing.  The queue is
- * not persistent: after a crash or export what was still queued stays
- * allocated in the host file until `berth pool trim` (alloc_trim_all).
- *
+ * not persistent: an export or close punches all of it (txg_fini's final
+ * pass, tests/unit/test-closetrim.c); after a crash what was still queued
+ * stays allocated in the host file until `berth pool trim` (alloc_trim_all).
  *
  * Both paths here discard the same way (discard_reserved): runs are
  * reserved in inuse (and taken out of warm) under the lock, discarded
