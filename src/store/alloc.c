@@ -493,126 +493,135 @@ static bool find_run(const struct alloc *a, uint64_t start, uint64_t end, uint64
     return false;
 }
 
-/* First run of n set warm bits starting in [start, end) and ending by end
- * (warm bits are clear in inuse: such a run is free). */
-static bool find_warm(const struct alloc *a, uint64_t start, uint64_t end, uint64_t n,
-                      uint64_t *out)
+/* Warm space first (top of file): rewriting blocks the vdev still backs
+ * costs a file system no block allocation.  This is the one place that
+ * looks for it, for single blocks (alloc_alloc) and runs of blocks
+ * (alloc_alloc_blocks): the next warm extent from warm_cursor on (next fit,
+ * wrapping once) that holds `need` sectors, in [*z, *o) (*o is looked for
+ * no further than `want` >= need sectors: what the caller can use; a
+ * giant warm extent costs no scan to its end).  Extents too small
+ * are passed over and the cursor moves past them, so the next search does
+ * not look at them again; with a budget, at most *budget of them per call
+ * (a map of crumbs then costs a bounded scan, and the search goes on from
+ * there next time).  A search that looked at every warm extent remembers
+ * `need` in warm_fail: nothing that long or longer is searched for again
+ * until a release makes more space warm. */
+static bool warm_extent(struct alloc *a, uint64_t need, uint64_t want, unsigned *budget,
+                        uint64_t *z, uint64_t *o)
 {
-    uint64_t pos = start;
-    while (pos < end) {
-        uint64_t c = pos / a->bpc;
-        uint64_t cend = MIN((c + 1) * a->bpc, end);
-        if (a->chunk_warm[c] == 0) {
-            pos = cend;
-            continue;
-        }
-        uint64_t z = alloc_next_bit(a->warm, pos, cend, true);
-        if (z >= cend) {
-            pos = cend;
-            continue;
-        }
-        uint64_t o = alloc_next_bit(a->warm, z, MIN(z + n, end), false);
-        if (o - z >= n) {
-            *out = z;
-            return true;
-        }
-        pos = o;
-    }
-    return false;
-}
-
-int alloc_alloc(struct alloc *a, uint64_t asize, uint64_t txg, uint64_t *off)
-{
-    uint64_t mask = (1ULL << a->ashift) - 1, n = asize >> a->ashift, s;
-    if (asize == 0 || (asize & mask))
-        return -EINVAL;
-    pthread_mutex_lock(&a->lock);
-    /* Warm space first (top of file): rewriting blocks the vdev still backs
-     * costs a file system no block allocation.  Next fit there too; a size
-     * not found is not searched again until warm grows. */
-    bool found = false, warm = false;
-    if (n < a->warm_fail && a->warm_total >= n) {
-        found = find_warm(a, a->warm_cursor, a->nsect, n, &s) ||
-                find_warm(a, 0, MIN(a->warm_cursor + n - 1, a->nsect), n, &s);
-        if (found)
-            a->warm_cursor = s + n;
-        else
-            a->warm_fail = n;
-        warm = found;
-    }
-    /* Next fit: continue where the last allocation ended, so blocks written
-     * one after another land one after another on disk. */
-    if (!found)
-        found = a->inuse_free >= n &&
-                (find_run(a, a->cursor, a->nsect, n, &s) ||
-                 find_run(a, 0, MIN(a->cursor + n - 1, a->nsect), n, &s));
-    if (!found) {
-        pthread_mutex_unlock(&a->lock);
-        return -ENOSPC;
-    }
-    alloc_bits_apply(a, a->warm, s, s + n, OP_CLEAR);
-    alloc_bits_apply(a, a->inuse, s, s + n, OP_SET);
-    a->allocated = true;
-    alloc_bits_apply(a, a->committed, s, s + n, OP_SET);
-    a->committed_sect += n;
-    if (!warm)
-        a->cursor = s + n;
-    pthread_mutex_unlock(&a->lock);
-    *off = s << a->ashift;
-    return 0;
-}
-
-int alloc_alloc_warm(struct alloc *a, const uint32_t *asize, int n, uint64_t txg, uint64_t *offs)
-{
-    (void)txg;
-    int placed = 0, small = 0;
-    pthread_mutex_lock(&a->lock);
-    uint64_t pos = a->warm_cursor;
+    if (need >= a->warm_fail || a->warm_total < need)
+        return false;
+    uint64_t start = MIN(a->warm_cursor, a->nsect), pos = start;
     bool wrapped = false;
-    /* Each extent takes as many of the next blocks as fit; an extent too
-     * small for the next block is passed over (at most 64 per call, so a
-     * map of crumbs costs a bounded scan; the cursor keeps the progress). */
-    while (placed < n && a->warm_total && small < 64) {
-        uint64_t need = asize[placed] >> a->ashift;
-        uint64_t z = pos;
-        for (;;) {
-            uint64_t c = z / a->bpc;
-            if (z >= a->nsect)
-                break;
-            if (a->chunk_warm[c] == 0) {
-                z = (c + 1) * a->bpc;
-                continue;
-            }
-            uint64_t cend = MIN((c + 1) * a->bpc, a->nsect);
-            z = alloc_next_bit(a->warm, z, cend, true);
-            if (z < cend)
-                break;
-        }
-        if (z >= a->nsect) {
+    for (;;) {
+        uint64_t c = pos / a->bpc;
+        if (pos >= a->nsect || (wrapped && pos >= start)) {
             if (wrapped)
                 break;
             wrapped = true;
             pos = 0;
             continue;
         }
-        uint64_t o = alloc_next_bit(a->warm, z, a->nsect, false);
-        if (o - z < need) {
-            small++;
-            pos = a->warm_cursor = o; /* the next call starts past it */
+        if (a->chunk_warm[c] == 0) {
+            pos = (c + 1) * a->bpc;
             continue;
         }
+        uint64_t cend = MIN((c + 1) * a->bpc, a->nsect);
+        uint64_t s = alloc_next_bit(a->warm, pos, cend, true);
+        if (s >= cend) {
+            pos = cend;
+            continue;
+        }
+        uint64_t e = alloc_next_bit(a->warm, s, MIN(s + want, a->nsect), false);
+        if (e - s >= need) {
+            *z = s;
+            *o = e;
+            return true;
+        }
+        pos = a->warm_cursor = e;
+        if (budget && --*budget == 0)
+            return false; /* not every extent seen: no warm_fail */
+    }
+    a->warm_fail = need;
+    return false;
+}
+
+/* Give [s, e) to the txg being built: it leaves warm, joins inuse and
+ * committed. */
+static void take(struct alloc *a, uint64_t s, uint64_t e)
+{
+    alloc_bits_apply(a, a->warm, s, e, OP_CLEAR);
+    alloc_bits_apply(a, a->inuse, s, e, OP_SET);
+    alloc_bits_apply(a, a->committed, s, e, OP_SET);
+    a->committed_sect += e - s;
+    a->allocated = true;
+}
+
+/* n sectors back to back, warm if an extent that long is warm, else fresh
+ * (next fit: continue where the last fresh allocation ended, so blocks
+ * written one after another land one after another on disk). */
+static bool alloc_run(struct alloc *a, uint64_t n, uint64_t *s)
+{
+    uint64_t o;
+    if (warm_extent(a, n, n, NULL, s, &o)) {
+        a->warm_cursor = *s + n;
+    } else {
+        if (a->inuse_free < n || !(find_run(a, a->cursor, a->nsect, n, s) ||
+                                   find_run(a, 0, MIN(a->cursor + n - 1, a->nsect), n, s)))
+            return false;
+        a->cursor = *s + n;
+    }
+    take(a, *s, *s + n);
+    return true;
+}
+
+int alloc_alloc(struct alloc *a, uint64_t asize, uint64_t txg, uint64_t *off)
+{
+    (void)txg;
+    uint64_t mask = (1ULL << a->ashift) - 1, s;
+    if (asize == 0 || (asize & mask))
+        return -EINVAL;
+    pthread_mutex_lock(&a->lock);
+    bool found = alloc_run(a, asize >> a->ashift, &s);
+    pthread_mutex_unlock(&a->lock);
+    if (!found)
+        return -ENOSPC;
+    *off = s << a->ashift;
+    return 0;
+}
+
+/* Most warm crumbs too small for the next block that one alloc_alloc_blocks
+ * call passes over. */
+#define WARM_CRUMBS_PER_CALL 64u
+
+int alloc_alloc_blocks(struct alloc *a, const uint32_t *asize, int n, uint64_t txg, bool run,
+                       uint64_t *offs)
+{
+    (void)txg;
+    int placed = 0;
+    unsigned budget = WARM_CRUMBS_PER_CALL;
+    uint64_t z, o, rest = 0;
+    for (int i = 0; i < n; i++)
+        rest += asize[i] >> a->ashift;
+    pthread_mutex_lock(&a->lock);
+    /* warm extents first, each taking as many of the next blocks as fit */
+    while (placed < n && warm_extent(a, asize[placed] >> a->ashift, rest, &budget, &z, &o)) {
         uint64_t s = z;
         while (placed < n && s + (asize[placed] >> a->ashift) <= o) {
             offs[placed] = s << a->ashift;
             s += asize[placed] >> a->ashift;
-            placed++;
+            rest -= asize[placed++] >> a->ashift;
         }
-        alloc_bits_apply(a, a->warm, z, s, OP_CLEAR);
-        alloc_bits_apply(a, a->inuse, z, s, OP_SET);
-        alloc_bits_apply(a, a->committed, z, s, OP_SET);
-        a->committed_sect += s - z;
-        a->allocated = true;
-        pos = a->warm_cursor = s;
+        take(a, z, s);
+        a->warm_cursor = s;
+    }
+    /* the rest back to back: one write for the caller */
+    uint64_t s;
+    if (rest && run && alloc_run(a, rest, &s)) {
+        for (; placed < n; placed++) {
+            offs[placed] = s << a->ashift;
+            s += asize[placed] >> a->ashift;
+        }
     }
     pthread_mutex_unlock(&a->lock);
     return placed;

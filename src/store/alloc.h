@@ -74,16 +74,22 @@ void alloc_reset(struct alloc *a);
  * already marked: two blocks overlap (the range is marked anyway). */
 int alloc_mark_allocated(struct alloc *a, uint64_t off, uint64_t asize);
 
-/* Allocate `asize` bytes (multiple of the sector) for txg.  Returns the
- * offset from the start of the data area in *off, or -ENOSPC. */
+/* Allocate `asize` bytes (multiple of the sector) for txg, warm free space
+ * first (alloc.c top: a run the vdev still backs), else fresh free space
+ * (next fit).  Returns the offset from the start of the data area in *off,
+ * or -ENOSPC. */
 int alloc_alloc(struct alloc *a, uint64_t asize, uint64_t txg, uint64_t *off);
-/* Place blocks 0, 1, ... of sizes asize[] (sector multiples) for txg in
- * warm free space (alloc.c top), consecutive blocks back to back while an
- * extent lasts, so that a rewrite reuses space the vdev still backs even
- * when it is fragmented.  Returns how many leading blocks were placed
- * (offs[i] for each; 0 when nothing is warm); the caller allocates the rest
- * otherwise. */
-int alloc_alloc_warm(struct alloc *a, const uint32_t *asize, int n, uint64_t txg, uint64_t *offs);
+/* Place blocks 0, 1, ... of sizes asize[] (non-zero sector multiples) for
+ * txg, warm free space first as alloc_alloc does, but fragments too:
+ * consecutive blocks back to back while a warm extent lasts (warm crumbs
+ * too small for the next block are passed over, at most 64 per call), so
+ * that a rewrite reuses space the vdev still backs even when it is
+ * fragmented; then, if `run`, the rest back to back in one run (warm if one
+ * that long is, else fresh).  Returns how many leading blocks were placed
+ * (offs[i] for each); fewer than n when no run was long enough for the
+ * rest (or !run): the caller allocates those otherwise (alloc_alloc). */
+int alloc_alloc_blocks(struct alloc *a, const uint32_t *asize, int n, uint64_t txg, bool run,
+                       uint64_t *offs);
 /* Free a block in txg (deferred reuse, see invariants). */
 void alloc_free(struct alloc *a, uint64_t off, uint64_t asize, uint64_t txg);
 /* Write the chunks changed in txg to their free slots (no flush). */

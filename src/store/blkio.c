@@ -464,16 +464,18 @@ static void run_done(const struct blkio *io, struct blk_wreq *r, const struct ru
 static int run_write(const struct blkio *io, struct blk_wreq *r, struct run *rn, uint64_t txg,
                      struct blk_scratch *s, uint64_t *written)
 {
-    uint64_t offs[BLK_BATCH_MAX], asz[BLK_BATCH_MAX], off;
+    uint64_t offs[BLK_BATCH_MAX], asz[BLK_BATCH_MAX];
     unsigned tops[BLK_BATCH_MAX];
     int ret = 0;
     if (rn->n == 0)
         return 0;
     const struct blk_top *t = &io->top[rn->top];
-    /* Warm space first, fragments too (alloc.h alloc_alloc_warm): a rewrite
-     * then overwrites blocks the vdev still backs; each stretch of blocks
-     * placed back to back is one write. */
-    int w = rn->n > 1 ? alloc_alloc_warm(t->alloc, rn->asize, rn->n, txg, offs) : 0;
+    /* Warm space first, fragments too, then one run (alloc.h
+     * alloc_alloc_blocks): a rewrite then overwrites blocks the vdev still
+     * backs; each stretch of blocks placed back to back is one write. */
+    int w = rn->n > 1 ? alloc_alloc_blocks(t->alloc, rn->asize, rn->n, txg,
+                                           s->no_run_txg != txg, offs)
+                      : 0;
     for (int i = 0; i < w;) {
         int j = i + 1;
         while (j < w && offs[j] == offs[j - 1] + rn->asize[j - 1])
@@ -506,27 +508,8 @@ static int run_write(const struct blkio *io, struct blk_wreq *r, struct run *rn,
         rn->n = rest;
         rn->bytes -= wbytes;
     }
-    if (rn->n > 1 && s->no_run_txg != txg) {
-        ret = alloc_alloc(t->alloc, rn->bytes, txg, &off);
-        if (ret == 0) {
-            if (io->rotor)
-                atomic_fetch_add(&io->rotor->allocated[rn->top], rn->bytes);
-            if (vdev_write_blocks(t->vd, rn->iov, rn->n, off) < 0) {
-                alloc_free(t->alloc, off, rn->bytes, txg);
-                return -EIO;
-            }
-            for (int i = 0; i < rn->n; i++) {
-                offs[i] = off;
-                tops[i] = rn->top;
-                asz[i] = rn->asize[i];
-                off += rn->asize[i];
-            }
-            goto done;
-        }
-        if (ret != -ENOSPC)
-            return ret;
-        s->no_run_txg = txg; /* no free run that long: per block from now on */
-    }
+    if (w || rn->n > 1) /* alloc_alloc_blocks found no free run that long */
+        s->no_run_txg = txg; /* per block from now on */
     for (int i = 0; i < rn->n; i++) {
         ret = alloc_on_top(io, rn->iov[i].iov_len, txg, &tops[i], &asz[i], &offs[i]);
         if (ret < 0)

@@ -413,7 +413,7 @@ static void test_lazy_trim(void)
     free(r);
 }
 
-/* alloc_alloc_warm: blocks packed back to back into warm extents; warm
+/* alloc_alloc_blocks: blocks packed back to back into warm extents; warm
  * crumbs too small for a block are passed over, and the next call goes on
  * past them instead of scanning them again. */
 static void test_warm_frags(void)
@@ -436,7 +436,7 @@ static void test_warm_frags(void)
     uint64_t offs[3];
     int placed = 0, calls = 0;
     while (placed == 0 && calls < 3) {
-        placed = alloc_alloc_warm(a, asz, 3, B + 6, offs);
+        placed = alloc_alloc_blocks(a, asz, 3, B + 6, false, offs);
         calls++;
     }
     ok(placed == 3 && calls == 2 && offs[0] == r && offs[1] == r + 16384 &&
@@ -447,6 +447,72 @@ static void test_warm_frags(void)
     uint64_t warm, queued;
     alloc_warm_stats(a, &warm, &queued);
     ok(warm == 70 * K4 + MiB - 40960 && queued == 0, "the rest stays warm (autotrim off: not queued)");
+    alloc_destroy(a);
+}
+
+/* The one warm-first search (alloc.c warm_extent) serves single blocks and
+ * batches: a batch fills warm fragments, then the rest goes back to back in
+ * one fresh run; without `run`, or when no run is long enough, only the
+ * leading blocks that found warm space are placed (nothing else is taken).
+ * A single allocation takes warm space first too; one that found no warm
+ * run that long searches again once a release made more space warm. */
+static void test_alloc_blocks(void)
+{
+    const uint64_t B = 3000, K16 = 16384;
+    struct alloc *a;
+    struct alloc_stats st;
+    struct berr e = {0};
+    uint64_t x, y, g, off, warm, queued;
+    ok(alloc_create(v, &h, B + 1, &a, &e) == 0, "create");
+    alloc_alloc(a, 4 * K16, B + 2, &x);
+    alloc_alloc(a, K4, B + 2, &g); /* live between the two warm extents */
+    alloc_alloc(a, 4 * K16, B + 2, &y);
+    alloc_alloc(a, K4, B + 2, &g);
+    alloc_free(a, x, 4 * K16, B + 3);
+    alloc_free(a, y, 4 * K16, B + 3);
+    for (uint64_t t = B + 3; t <= B + 5; t++)
+        alloc_txg_done(a, t, false);
+    uint32_t asz[10];
+    uint64_t offs[10];
+    for (int i = 0; i < 10; i++)
+        asz[i] = (uint32_t)K16;
+    ok(alloc_alloc_blocks(a, asz, 10, B + 6, true, offs) == 10, "10 blocks placed");
+    bool inx = true, iny = true;
+    for (int i = 0; i < 4; i++) {
+        inx &= offs[i] == x + (uint64_t)i * K16;
+        iny &= offs[4 + i] == y + (uint64_t)i * K16;
+    }
+    ok(inx && iny, "blocks 0-3 fill the first warm extent, 4-7 the second");
+    ok(offs[9] == offs[8] + K16 && offs[8] > g, "blocks 8-9: one fresh run past the live blocks");
+    alloc_warm_stats(a, &warm, &queued);
+    ok(warm == 0 && alloc_is_allocated(a, x, 4 * K16) && alloc_is_allocated(a, y, 4 * K16) &&
+           alloc_is_allocated(a, offs[8], 2 * K16),
+       "everything placed is allocated, nothing stays warm");
+    ok(alloc_alloc_blocks(a, asz, 2, B + 6, false, offs) == 0, "no warm space and no run: 0");
+    alloc_stats(a, &st);
+    uint64_t before = st.allocated;
+    uint32_t big[40];
+    uint64_t boffs[40];
+    for (int i = 0; i < 40; i++)
+        big[i] = (uint32_t)(8 * MiB);
+    ok(alloc_alloc_blocks(a, big, 40, B + 6, true, boffs) == 0, "no run of 320 MiB: 0 placed");
+    alloc_stats(a, &st);
+    ok(st.allocated == before, "and nothing taken");
+
+    /* a warm crumb too small: the single allocation goes to fresh space,
+     * and finds warm space again after the next release */
+    alloc_free(a, x, K4, B + 7);
+    for (uint64_t t = B + 7; t <= B + 9; t++)
+        alloc_txg_done(a, t, false);
+    ok(alloc_alloc(a, K16, B + 10, &off) == 0 && off != x && off > g, "crumb passed over");
+    ok(alloc_alloc_blocks(a, asz, 1, B + 10, false, offs) == 0,
+       "a batch does not take the crumb either");
+    alloc_free(a, y, 4 * K16, B + 10);
+    for (uint64_t t = B + 10; t <= B + 12; t++)
+        alloc_txg_done(a, t, false);
+    ok(alloc_alloc(a, K16, B + 13, &off) == 0 && off == y, "after a release: warm space first");
+    ok(alloc_alloc(a, 3 * K16, B + 13, &off) == 0 && off == y + K16, "next fit in warm space");
+    ok(alloc_alloc(a, K4, B + 13, &off) == 0 && off == x, "then the crumb, for a block it fits");
     alloc_destroy(a);
 }
 
@@ -537,6 +603,7 @@ int main(void)
     test_trim();
     test_lazy_trim();
     test_warm_frags();
+    test_alloc_blocks();
     test_frag();
     test_threads_speed();
     teardown();
