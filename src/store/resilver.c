@@ -28,6 +28,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "store/resilver.h"
+#include "store/workpool.h"
 
 unsigned resilver_targets(bs_pool *p, struct rsv_target *tg)
 {
@@ -87,9 +88,12 @@ static int copy_block(bs_pool *p, const struct blkptr *bp, uint32_t mask, uint64
  * write.  A batch collects up to RSV_BATCH_BLOCKS blocks (or RSV_BATCH_BYTES
  * allocated) the walk visits, sorted by top and offset (the walk's order is
  * the tree's, the device's is this one), starts read-ahead of all of them,
- * and copies them with RSV_THREADS threads (the caller's and helpers) that
- * take the next job in that order: reads and writes of several blocks are
- * in flight at once.  A job is a block, or a run of adjacent blocks
+ * and copies them with RSV_THREADS threads (the caller's and the helpers of
+ * a worker pool, workpool.c) that take the next job in that order: reads
+ * and writes of several blocks are in flight at once.  The helpers live as
+ * long as the batch (the pool's scan state, until the pool closes); they
+ * are started by the first batch with more than one job, so a pool that
+ * never resilvers has none, and sleep between batches.  A job is a block, or a run of adjacent blocks
  * missing on the same targets, written to each with one write (a new
  * device gets a few large writes instead of one per block).  A batch
  * is always run to its end before the walk's position may be recorded past
@@ -114,12 +118,13 @@ struct rsv_batch {
     /* while running: the copy jobs, runs of items it[first .. first+n) */
     unsigned run_first[RSV_BATCH_BLOCKS], run_n[RSV_BATCH_BLOCKS], nruns;
     bs_pool *p;
-    _Atomic unsigned next;
     _Atomic uint64_t copied;
     _Atomic unsigned data; /* data blocks copied */
     pthread_mutex_t fail_lock;
     rsv_fail_fn fail;
     void *fctx;
+    struct wpool *wp; /* RSV_THREADS - 1 helpers, once a batch needed them */
+    bool wp_failed;   /* could not start them: the scan thread copies alone */
 };
 
 struct rsv_batch *rsv_batch_new(void)
@@ -134,6 +139,7 @@ void rsv_batch_free(struct rsv_batch *b)
 {
     if (!b)
         return;
+    wp_free(b->wp);
     pthread_mutex_destroy(&b->fail_lock);
     free(b);
 }
@@ -217,22 +223,20 @@ static void copy_run(struct rsv_batch *b, const struct rsv_item *it, unsigned n)
     free(buf);
 }
 
-static void *batch_worker(void *arg)
+/* Copy job i of the batch (a worker pool job: no scratch needed). */
+static void copy_job(void *arg, size_t i, struct blk_scratch *s)
 {
+    (void)s;
     struct rsv_batch *b = arg;
-    unsigned i;
-    while ((i = atomic_fetch_add(&b->next, 1)) < b->nruns) {
-        struct rsv_item *it = &b->it[b->run_first[i]];
-        if (b->run_n[i] > 1) {
-            copy_run(b, it, b->run_n[i]);
-            continue;
-        }
-        uint64_t copied = 0;
-        int r = copy_block(b->p, &it->bp, it->mask, &copied);
-        atomic_fetch_add(&b->copied, copied);
-        item_done(b, it, r, copied > 0);
+    struct rsv_item *it = &b->it[b->run_first[i]];
+    if (b->run_n[i] > 1) {
+        copy_run(b, it, b->run_n[i]);
+        return;
     }
-    return NULL;
+    uint64_t copied = 0;
+    int r = copy_block(b->p, &it->bp, it->mask, &copied);
+    atomic_fetch_add(&b->copied, copied);
+    item_done(b, it, r, copied > 0);
 }
 
 /* Group the sorted items into copy jobs: runs of adjacent blocks with the
@@ -285,18 +289,20 @@ void rsv_batch_run(bs_pool *p, struct rsv_batch *b, uint64_t *copied, unsigned *
     b->p = p;
     b->fail = fail;
     b->fctx = fctx;
-    atomic_store(&b->next, 0);
     atomic_store(&b->copied, 0);
     atomic_store(&b->data, 0);
     make_runs(p, b);
-    pthread_t th[RSV_THREADS - 1];
-    bool started[RSV_THREADS - 1] = {false};
-    for (unsigned k = 0; k < RSV_THREADS - 1 && k + 1 < b->nruns; k++)
-        started[k] = pthread_create(&th[k], NULL, batch_worker, b) == 0;
-    batch_worker(b);
-    for (unsigned k = 0; k < RSV_THREADS - 1; k++)
-        if (started[k])
-            pthread_join(th[k], NULL);
+    if (b->nruns > 1 && !b->wp && !b->wp_failed && wp_new_bare(RSV_THREADS - 1, &b->wp) < 0) {
+        b->wp = NULL;
+        b->wp_failed = true; /* slower, not wrong */
+        blog_warn("pool '%s': cannot start resilver threads: copying with one", p->name);
+    }
+    if (b->nruns > 1 && b->wp) {
+        wp_run(b->wp, copy_job, b, b->nruns, NULL);
+    } else {
+        for (unsigned i = 0; i < b->nruns; i++)
+            copy_job(b, i, NULL);
+    }
     /* start writing the copies back now: the flush before the position is
      * saved (every second) then finds little left, instead of stalling
      * the walk while it writes a second's worth */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The sync thread's worker pool (workpool.h).  Invariant (under m): busy
+/* A worker pool (workpool.h).  Invariant (under m): busy
  * counts the workers still draining generation gen; jobs are handed out by
  * the atomic counter next, so each index runs exactly once. */
 #include "store/workpool.h"
@@ -21,6 +21,7 @@ struct wpool {
     struct blk_scratch *scratch;
     uint64_t gen;
     bool stop;
+    bool bare; /* no scratch: jobs get NULL */
     unsigned busy;
     wp_fn fn;
     void *ctx;
@@ -44,7 +45,7 @@ static void *wp_main(void *arg)
 {
     struct wp_arg *a = arg;
     struct wpool *wp = a->wp;
-    struct blk_scratch *s = &wp->scratch[a->idx];
+    struct blk_scratch *s = wp->bare ? NULL : &wp->scratch[a->idx];
     free(a);
     uint64_t seen = 0;
     pthread_mutex_lock(&wp->m);
@@ -84,7 +85,7 @@ void wp_free(struct wpool *wp)
     free(wp);
 }
 
-int wp_new(unsigned nthreads, int ashift, struct wpool **out)
+static int wp_create(unsigned nthreads, int ashift, bool bare, struct wpool **out)
 {
     struct wpool *wp = calloc(1, sizeof *wp);
     if (!wp)
@@ -92,6 +93,7 @@ int wp_new(unsigned nthreads, int ashift, struct wpool **out)
     pthread_mutex_init(&wp->m, NULL);
     pthread_cond_init(&wp->cv_go, NULL);
     pthread_cond_init(&wp->cv_done, NULL);
+    wp->bare = bare;
     wp->th = calloc(nthreads ? nthreads : 1, sizeof *wp->th);
     wp->scratch = calloc(nthreads ? nthreads : 1, sizeof *wp->scratch);
     if (!wp->th || !wp->scratch) {
@@ -104,7 +106,7 @@ int wp_new(unsigned nthreads, int ashift, struct wpool **out)
             a->wp = wp;
             a->idx = i;
         }
-        if (!a || blk_scratch_init(&wp->scratch[i], 128u << 10, ashift) < 0 ||
+        if (!a || (!bare && blk_scratch_init(&wp->scratch[i], 128u << 10, ashift) < 0) ||
             pthread_create(&wp->th[i], NULL, wp_main, a) != 0) {
             free(a);
             blk_scratch_free(&wp->scratch[i]);
@@ -115,6 +117,16 @@ int wp_new(unsigned nthreads, int ashift, struct wpool **out)
     }
     *out = wp;
     return 0;
+}
+
+int wp_new(unsigned nthreads, int ashift, struct wpool **out)
+{
+    return wp_create(nthreads, ashift, false, out);
+}
+
+int wp_new_bare(unsigned nthreads, struct wpool **out)
+{
+    return wp_create(nthreads, 0, true, out);
 }
 
 void wp_run(struct wpool *wp, wp_fn fn, void *ctx, size_t n, struct blk_scratch *own)
