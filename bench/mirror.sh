@@ -27,70 +27,42 @@
 #
 #   bench/mirror.sh [--runtime S] [--size SIZE] [--dir DIR] [--memcg SIZE]
 # Environment: BERTH_BUILD (default ./build).
-set -u
-set -o pipefail
-cd "$(dirname "$0")/.."
-top=$PWD
-build=${BERTH_BUILD:-$top/build}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 runtime=15
 size=4G
 memcg=1G
-dir=${BENCH_DIR:-/var/tmp/berth-bench}
-cmdline="bench/mirror.sh $*"
 while [ $# -gt 0 ]; do
   case "$1" in
     --runtime) runtime=$2; shift 2 ;;
     --size) size=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
     --memcg) memcg=$2; shift 2 ;;
-    -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "bench: unknown option $1 (see --help)" >&2; exit 2 ;;
+    -h|--help) bench_help ;;
+    *) bench_bad_option "$1" ;;
   esac
 done
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-for c in fio curl python3 numfmt; do
-  command -v $c >/dev/null || { echo "bench: $c is not installed" >&2; exit 1; }
-done
-fio --enghelp 2>/dev/null | grep -qw nbd || { echo "bench: this fio has no nbd engine" >&2; exit 1; }
-[ -x "$build/src/daemon/berthd" ] || { echo "bench: no berthd in $build (make)" >&2; exit 1; }
+bench_needs fio-nbd curl python3 numfmt build
 cold=1
-if [ "$(id -u)" != 0 ] || [ ! -w /proc/sys/vm/drop_caches ]; then
-  echo "bench: not root: cold-cache figures skipped" >&2
+if ! bench_cold_ok; then
+  echo "$bench_name: not root: cold-cache figures skipped" >&2
   cold=0
 fi
-
-mkdir -p "$dir"
-W=$(mktemp -d "$dir/mirror.XXXXXX")
+bench_workdir
 bytes=$(numfmt --from=iec "$size")
-berthd_pid=
 cg=
-cleanup() {
-  [ -n "$berthd_pid" ] && { kill "$berthd_pid" 2>/dev/null; wait "$berthd_pid" 2>/dev/null; }
-  [ -n "$cg" ] && rmdir "$cg" 2>/dev/null
-  rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-log() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
-berth() { "$build/src/cli/berth" "$@"; }
-
-export BERTH_SOCKET=$W/run/berthd.sock
-"$build/src/daemon/berthd" --state-dir "$W/state" --run-dir "$W/run" --cache-size 64M >"$W/berthd.log" 2>&1 &
-berthd_pid=$!
-for _ in $(seq 200); do
-  curl -sf --unix-socket "$BERTH_SOCKET" http://b/api/v1/health >/dev/null 2>&1 && break
-  kill -0 "$berthd_pid" 2>/dev/null || { cat "$W/berthd.log"; echo "bench: berthd died" >&2; exit 1; }
-  sleep 0.05
-done
+bench_start_berthd --cache-size 64M
 
 # a memory cgroup (v1 or v2) for berthd during the cold runs: the page cache
 # its reads fill is charged to it and stays below the limit
 if [ $cold = 1 ]; then
   if [ -d /sys/fs/cgroup/memory ] && mkdir "/sys/fs/cgroup/memory/berth-bench-$$" 2>/dev/null; then
     cg=/sys/fs/cgroup/memory/berth-bench-$$
+    cgroups+=("$cg")
     numfmt --from=iec "$memcg" >"$cg/memory.limit_in_bytes"
   elif [ -f /sys/fs/cgroup/cgroup.controllers ] && mkdir "/sys/fs/cgroup/berth-bench-$$" 2>/dev/null; then
     cg=/sys/fs/cgroup/berth-bench-$$
+    cgroups+=("$cg")
     numfmt --from=iec "$memcg" >"$cg/memory.max"
   else
     log "no memory cgroup available: cold reads only start with an empty page cache"
@@ -102,7 +74,6 @@ cg_leave() {
   local root=${cg%/*}
   echo "$berthd_pid" >"$root/cgroup.procs"
 }
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
 declare -A R
 # fio_job POOL NAME RW BS [timed] -> prints "iops bw_bytes_per_s"
@@ -200,7 +171,6 @@ for pool in single mirror; do
   rm -f "$W"/s0.img "$W"/m?.img
 done
 
-ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print('%.2fx' % (a / b) if b else 'n/a')" "$1" "$2"; }
 {
   echo "| measure | single | mirror | mirror/single |"
   echo "|---|---|---|---|"
@@ -222,9 +192,4 @@ ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]);
   echo "- environment: $(nproc) CPUs, $(free -g | awk '/Mem:/ {print $2}') GiB RAM, kernel $(uname -r), files on $(df -T "$dir" | awk 'NR==2 {print $2}') ($(df "$dir" | awk 'NR==2 {print $1}')), $(fio --version)"
   echo "- settings: fio ioengine=nbd numjobs=1 iodepth=16, volume $size compression=off, pools 4x the volume; berthd --cache-size 64M; cold = page cache dropped before the run$([ -n "$cg" ] && echo " and berthd in a memory cgroup limited to $memcg")"
 } >"$W/table.md"
-echo
-echo "command: $cmdline"
-echo
-cat "$W/table.md"
-mkdir -p "$dir/results"
-cp "$W/table.md" "$dir/results/mirror-$(date +%Y%m%d-%H%M%S).md"
+bench_report

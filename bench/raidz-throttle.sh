@@ -22,85 +22,30 @@
 #                           [--layouts "single raidz4 mirror2"]
 # RATE and SIZE take k/M/G suffixes (powers of 1024).  Environment:
 # BERTH_BUILD (default ./build).
-set -u
-set -o pipefail
-cd "$(dirname "$0")/.."
-top=$PWD
-build=${BERTH_BUILD:-$top/build}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 size=512M
 bps=20M
 layouts="single raidz4 mirror2"
-dir=${BENCH_DIR:-/var/tmp/berth-bench}
-cmdline="bench/raidz-throttle.sh $*"
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) size=$2; shift 2 ;;
     --bps) bps=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
     --layouts) layouts=$2; shift 2 ;;
-    -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "bench: unknown option $1 (see --help)" >&2; exit 2 ;;
+    -h|--help) bench_help ;;
+    *) bench_bad_option "$1" ;;
   esac
 done
-skip() { echo "bench: skipped: $*" >&2; exit 77; }
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-for c in fio curl python3 numfmt losetup lsblk; do
-  command -v $c >/dev/null || skip "$c is not installed"
-done
-fio --enghelp 2>/dev/null | grep -qw nbd || skip "this fio has no nbd engine"
-[ -x "$build/src/daemon/berthd" ] || { echo "bench: no berthd in $build (make)" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || skip "needs root (loop devices, cgroups)"
-blkroot=/sys/fs/cgroup/blkio
-[ -f $blkroot/blkio.throttle.write_bps_device ] || skip "no cgroup v1 blkio throttling"
-[ -e /dev/loop-control ] || skip "no loop devices (/dev/loop-control)"
-
-mkdir -p "$dir"
-W=$(mktemp -d "$dir/rzthrottle.XXXXXX")
+bench_needs fio-nbd curl python3 numfmt root loop build
+bench_blkio_group
+bench_workdir
 bytes=$(numfmt --from=iec "$size")
 limit=$(numfmt --from=iec "$bps")
-berthd_pid=
-cg=$blkroot/berth-rzthrottle-$$
-loops=()
-cleanup() {
-  [ -n "$berthd_pid" ] && { kill "$berthd_pid" 2>/dev/null; wait "$berthd_pid" 2>/dev/null; }
-  local l
-  for l in "${loops[@]}"; do losetup -d "$l" 2>/dev/null; done
-  [ -d "$cg" ] && rmdir "$cg" 2>/dev/null
-  rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-log() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
-berth() { "$build/src/cli/berth" "$@"; }
+bench_start_berthd --cgroup "$blkio_cg" --cache-size 64M
 
-# a loop device must be creatable here (containers often have none)
-probe=$W/probe.img
-truncate -s 16M "$probe"
-l=$(losetup -f --show --direct-io=on "$probe" 2>/dev/null) || skip "cannot create loop devices"
-losetup -d "$l"
-rm -f "$probe"
-
-mkdir "$cg" || skip "cannot create a blkio cgroup"
-export BERTH_SOCKET=$W/run/berthd.sock
-( echo $BASHPID >"$cg/cgroup.procs"
-  exec "$build/src/daemon/berthd" --state-dir "$W/state" --run-dir "$W/run" --cache-size 64M ) >"$W/berthd.log" 2>&1 &
-berthd_pid=$!
-for _ in $(seq 200); do
-  curl -sf --unix-socket "$BERTH_SOCKET" http://b/api/v1/health >/dev/null 2>&1 && break
-  kill -0 "$berthd_pid" 2>/dev/null || { cat "$W/berthd.log"; echo "bench: berthd died" >&2; exit 1; }
-  sleep 0.05
-done
-grep -q "^$berthd_pid\$" "$cg/cgroup.procs" || { echo "bench: berthd is not in $cg" >&2; exit 1; }
-
-mm() { lsblk -dno MAJ:MIN "$1" | tr -d ' '; }
-# written bytes the group issued per device, in MiB
-written() {
-  local l out=
-  for l in "${loops[@]}"; do
-    out+="$(awk -v d="$(mm "$l")" '$1 == d && $2 == "Write" {print $3}' "$cg/blkio.throttle.io_service_bytes") "
-  done
-  echo "$out"
-}
+# written bytes the group issued per device
+written() { bench_group_stat io_service_bytes Write; }
 now() { date +%s.%N; }
 
 declare -A R
@@ -112,12 +57,9 @@ for lay in $layouts; do
     mirror*) n=${lay#mirror}; spec=mirror ;;
     *) echo "bench: unknown layout $lay" >&2; exit 2 ;;
   esac
-  loops=()
   for i in $(seq 0 $((n - 1))); do
-    truncate -s $((bytes * 2)) "$W/d$i.img" || exit 1
-    d=$(losetup -f --show --direct-io=on "$W/d$i.img") || exit 1
-    loops+=("$d")
-    echo "$(mm "$d") $limit" >"$cg/blkio.throttle.write_bps_device" || exit 1
+    bench_loop "$W/d$i.img" $((bytes * 2))
+    bench_throttle "$LOOP" write_bps "$limit"
   done
   log "== $lay on ${loops[*]} ($bps/s of writes each)"
   berth pool create -f p $spec "${loops[@]}" >/dev/null || exit 1
@@ -140,15 +82,10 @@ for lay in $layouts; do
   R[$lay.dev]=$(python3 -c "import sys; a=sys.argv[1].split(); b=sys.argv[2].split(); print(' / '.join('%d' % ((int(y)-int(x)) >> 20) for x, y in zip(a, b)))" "$before" "$after")
   log "  1 MiB sequential write: ${R[$lay]} MB/s to the devices (fio alone ${R[$lay.fio]} MB/s, final sync ${R[$lay.sync]} s; MiB per device: ${R[$lay.dev]})"
   berth pool destroy -f p >/dev/null || exit 1
-  for l in "${loops[@]}"; do
-    echo "$(mm "$l") 0" >"$cg/blkio.throttle.write_bps_device" 2>/dev/null
-    losetup -d "$l"
-  done
-  loops=()
+  bench_loops_free
   rm -f "$W"/d*.img
 done
 
-ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print('%.2fx' % (a / b) if b else 'n/a')" "$1" "$2"; }
 {
   echo "| layout | 1 MiB seq write incl. sync (MB/s) | vs single | fio alone (MB/s) | final sync (s) | MiB written per device |"
   echo "|---|---|---|---|---|---|"
@@ -159,9 +96,4 @@ ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]);
   echo "- environment: $(nproc) CPUs, kernel $(uname -r), backing files on $(df -T "$dir" | awk 'NR==2 {print $2}'), $(fio --version)"
   echo "- settings: each device a loop device (direct I/O) over its own file, limited to $bps/s of writes by cgroup v1 blkio throttling of berthd's group; fio ioengine=nbd 1 MiB write iodepth=16 over a $size volume (compression=off) then berth pool sync; berthd --cache-size 64M"
 } >"$W/table.md"
-echo
-echo "command: $cmdline"
-echo
-cat "$W/table.md"
-mkdir -p "$dir/results"
-cp "$W/table.md" "$dir/results/raidz-throttle-$(date +%Y%m%d-%H%M%S).md"
+bench_report

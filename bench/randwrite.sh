@@ -17,14 +17,11 @@
 # Environment: BERTH_BUILD (default ./build), BERTHD_ARGS.  For an A/B, run
 # it alternately with two builds under the bench lock:
 #   for b in OLD NEW OLD NEW; do BERTH_BUILD=$b flock /tmp/berth-bench.lock bench/randwrite.sh; done
-set -u
-set -o pipefail
-cd "$(dirname "$0")/.." || exit 1
-build=${BERTH_BUILD:-$PWD/build}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 secs=8
 size=4G
 perf_out=
-dir=/var/tmp/berth-bench
 while [ $# -gt 0 ]; do
   case "$1" in
     --runtime) secs=$2; shift 2 ;;
@@ -32,31 +29,21 @@ while [ $# -gt 0 ]; do
     --perf) perf_out=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "randwrite: unknown option $1 (see --help)" >&2; exit 2 ;;
+    -h|--help) bench_help ;;
+    *) bench_bad_option "$1" ;;
   esac
 done
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-command -v fio >/dev/null || { echo "randwrite: fio is not installed" >&2; exit 1; }
-[ -x "$build/src/daemon/berthd" ] || { echo "randwrite: no berthd in $build" >&2; exit 1; }
-mkdir -p "$dir"
-W=$(mktemp -d "$dir/randwrite.XXXXXX")
-export BERTH_SOCKET=$W/run/berthd.sock
+bench_needs fio-nbd curl python3 numfmt build
+[ -z "$perf_out" ] || bench_needs perf
+bench_workdir
 # shellcheck disable=SC2086 # BERTHD_ARGS: extra options
-"$build/src/daemon/berthd" --state-dir "$W/state" --run-dir "$W/run" ${BERTHD_ARGS:-} >"$W/berthd.log" 2>&1 &
-bp=$!
-trap 'kill $bp 2>/dev/null; wait $bp 2>/dev/null; rm -rf "$W"' EXIT
-for _ in $(seq 200); do
-  curl -sf --unix-socket "$BERTH_SOCKET" http://b/api/v1/health >/dev/null 2>&1 && break
-  sleep 0.05
-done
-B() { "$build/src/cli/berth" "$@"; }
-B pool create -o autotrim=off -o size=$(( $(numfmt --from=iec "$size") * 4 )) p "$W/p.img" >/dev/null || exit 1
-B vol create -V "$size" p/d >/dev/null || exit 1
-uri=$(B vol uri p/d) || exit 1
-fio --name=prefill --ioengine=nbd --uri="$uri" --rw=write --bs=1M --iodepth=16 --size="$size" "$@" \
-  >"$W/prefill.out" 2>&1 || { cat "$W/prefill.out"; exit 1; }
-B pool sync p >/dev/null
+bench_start_berthd ${BERTHD_ARGS:-}
+bp=$berthd_pid
+berth pool create -o autotrim=off -o size=$(( $(numfmt --from=iec "$size") * 4 )) p "$W/p.img" >/dev/null || exit 1
+berth vol create -V "$size" p/d >/dev/null || exit 1
+uri=$(berth vol uri p/d) || exit 1
+bench_fill "$uri" "$size" "$@"
+berth pool sync p >/dev/null
 stat_sum() { # field of /proc/PID/stat (14+15: CPU ticks, 10: minor faults)
   awk -v f="$1" '{ n = split(f, a, "+"); s = 0; for (i = 1; i <= n; i++) s += $a[i]; print s }' "/proc/$bp/stat"
 }
@@ -70,12 +57,12 @@ fi
 fio --name=randwrite --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k --iodepth=16 --size="$size" \
   --time_based --runtime="$secs" --ramp_time=1 --randrepeat=0 --norandommap --output-format=json "$@" \
   >"$W/fio.json" 2>"$W/fio.err" || { cat "$W/fio.err"; exit 1; }
-B pool sync p >/dev/null
+berth pool sync p >/dev/null
 c1=$(stat_sum 14+15) f1=$(stat_sum 10) x1=$(ctx)
 [ -n "$pp" ] && wait $pp
 s=$(bench/fio-summary.py "$W/fio.json" write) || exit 1
 iops=${s%% *}
-alloc=$(B --json pool status p | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d["pools"][0] if "pools" in d else d; print(d["allocated"])')
+alloc=$(berth --json pool status p | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d["pools"][0] if "pools" in d else d; print(d["allocated"])')
 python3 - "$iops" "$secs" "$(getconf CLK_TCK)" "$c0" "$c1" "$f0" "$f1" "$x0" "$x1" "$alloc" <<'EOF'
 import sys
 iops, secs, hz, c0, c1, f0, f1, x0, x1, alloc = (float(a) for a in sys.argv[1:])

@@ -13,22 +13,18 @@
 #
 #   bench/snap.sh [--dir DIR] [--quick]
 # Environment: BERTH_BUILD (default ./build).
-set -u
-set -o pipefail
-cd "$(dirname "$0")/.."
-top=$PWD
-build=${BERTH_BUILD:-$top/build}
-dir=${BENCH_DIR:-/var/tmp/berth-bench}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 quick=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --dir) dir=$2; shift 2 ;;
     --quick) quick=1; shift ;;
-    -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "bench: unknown option $1 (see --help)" >&2; exit 2 ;;
+    -h|--help) bench_help ;;
+    *) bench_bad_option "$1" ;;
   esac
 done
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+bench_needs gcc curl python3 build
 mkdir -p "$dir"
 libs="$build/src/store/libberth_store.a $build/src/common/libberth_common.a -llz4 -lzstd -lxxhash -lcrypto -largon2 -lpthread -lm"
 cc() { gcc -O2 -D_GNU_SOURCE -Iinclude -Isrc "$1" $libs -o "$2" || exit 1; }
@@ -40,21 +36,15 @@ echo "## engine"
 
 echo
 echo "## berth snapshot list, 1000 snapshots"
-state=$dir/snap-state run=$dir/snap-run
-rm -rf "$state" "$run" "$dir/snap-pool.img"
-"$build/src/daemon/berthd" --state-dir "$state" --run-dir "$run" >"$dir/snap-berthd.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
-export BERTH_SOCKET=$run/berthd.sock
-for _ in $(seq 100); do [ -S "$BERTH_SOCKET" ] && break; sleep 0.1; done
-b() { "$build/src/cli/berth" "$@"; }
-b pool create -o size=4G bench "$dir/snap-pool.img" >/dev/null
-b vol create -V 1G bench/v >/dev/null
+bench_workdir
+bench_start_berthd
+berth pool create -o size=4G bench "$W/snap-pool.img" >/dev/null
+berth vol create -V 1G bench/v >/dev/null
 for i in $(seq 1000); do
   curl -s -o /dev/null --unix-socket "$BERTH_SOCKET" -H 'Content-Type: application/json' \
     -X POST --data "{\"names\":[\"v@s$i\"]}" http://b/api/v1/pools/bench/snapshots
 done
-n=$(b -H snapshot list bench/v | wc -l)
+n=$(berth -H snapshot list bench/v | wc -l)
 python3 - "$build/src/cli/berth" "$BERTH_SOCKET" "$n" <<'EOF'
 import statistics, subprocess, sys, time
 berth, sock, n = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -71,7 +61,7 @@ print("| measure | median | max |\n|---|---|---|")
 print("| `berth snapshot list` (%s snapshots, CLI wall time) | %.1f ms | %.1f ms |" % (n, *cli))
 print("| `GET /pools/bench/snapshots` (curl wall time) | %.1f ms | %.1f ms |" % api)
 EOF
-kill $pid; wait $pid 2>/dev/null; trap - EXIT
+bench_stop_berthd
 
 echo
 echo "## incremental send"
@@ -80,4 +70,4 @@ if [ $quick = 1 ]; then
 else
   VOL=16 CHANGE=1 "$dir/send-bench" "$dir/send-bench.img"
 fi
-rm -f "$dir/send-bench.img" "$dir/snap-pool.img"
+rm -f "$dir/send-bench.img"

@@ -15,49 +15,32 @@
 #
 #   bench/vm-start.sh [--runs N] [--vms N] [--dir DIR]
 # Environment: BERTH_BUILD (default ./build).
-set -u
-set -o pipefail
-cd "$(dirname "$0")/.."
-top=$PWD
-build=${BERTH_BUILD:-$top/build}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 runs=10
 nvms=200
-dir=${BENCH_DIR:-/var/tmp/berth-bench}
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
     --vms) nvms=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
-    -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "bench: unknown option $1 (see --help)" >&2; exit 2 ;;
+    -h|--help) bench_help ;;
+    *) bench_bad_option "$1" ;;
   esac
 done
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-for c in qemu-system-x86_64 curl python3; do
-  command -v $c >/dev/null || { echo "bench: $c is not installed (make deps)" >&2; exit 1; }
-done
-berthd_bin=$build/src/daemon/berthd
-berth_bin=$build/src/cli/berth
-[ -x "$berthd_bin" ] && [ -x "$berth_bin" ] || { echo "bench: no berthd/berth in $build (make)" >&2; exit 1; }
-guest=$("$top/tests/guest/build-guest.sh") || { echo "bench: cannot build the test guest" >&2; exit 1; }
+bench_needs qemu-system-x86_64 curl python3 bc build
+guest=$("$top/tests/guest/build-guest.sh") || bench_die "cannot build the test guest"
 
-mkdir -p "$dir"
-W=$(mktemp -d "$dir/vm.XXXXXX")
-export BERTH_SOCKET=$W/run/berthd.sock
-berthd_pid=
-cleanup() {
-  if [ -n "$berthd_pid" ]; then
-    for id in $("$berth_bin" -H vm list 2>/dev/null | awk '$3 != "stopped" {print $1}'); do
-      "$berth_bin" vm stop "$id" >/dev/null 2>&1
-    done
-    kill -TERM "$berthd_pid" 2>/dev/null
-    wait "$berthd_pid" 2>/dev/null
-  fi
-  rm -rf "$W"
+bench_workdir
+# the VMs still running are stopped before berthd
+stop_vms() {
+  [ -n "$berthd_pid" ] || return 0
+  for id in $(berth -H vm list 2>/dev/null | awk '$3 != "stopped" {print $1}'); do
+    berth vm stop "$id" >/dev/null 2>&1
+  done
 }
-trap cleanup EXIT
-berth() { "$berth_bin" "$@"; }
-die() { echo "bench: $*" >&2; exit 1; }
+bench_at_exit stop_vms
+die() { bench_die "$@"; }
 ms() { echo "scale=1; ($2 - $1) / 1000000" | bc; }  # ns -> ms
 stats() { # print "median X ms, min Y, max Z" of the numbers on stdin
   python3 -c 'import sys, statistics as s; v = sorted(float(x) for x in sys.stdin.read().split()); print("median %.1f ms, min %.1f, max %.1f (n=%d)" % (s.median(v), v[0], v[-1], len(v)))'
@@ -65,13 +48,7 @@ stats() { # print "median X ms, min Y, max Z" of the numbers on stdin
 median() { python3 -c 'import sys, statistics as s; print("%.1f" % s.median(float(x) for x in sys.stdin.read().split()))'; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$berthd_pid/status"; }
 
-"$berthd_bin" --state-dir "$W/state" --run-dir "$W/run" >"$W/berthd.log" 2>&1 &
-berthd_pid=$!
-for _ in $(seq 200); do
-  curl -sf --unix-socket "$BERTH_SOCKET" http://b/api/v1/health >/dev/null 2>&1 && break
-  sleep 0.05
-done
-curl -sf --unix-socket "$BERTH_SOCKET" http://b/api/v1/health >/dev/null || die "berthd did not start"
+bench_start_berthd
 berth pool create -o size=4G bench "$W/bench.img" >/dev/null || die "pool create"
 
 echo "berth VM benchmarks: $(qemu-system-x86_64 --version | head -1), $(nproc) CPUs"
