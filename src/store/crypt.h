@@ -138,6 +138,15 @@ int crypt_decrypt_block(const struct crypt_key *k, const uint8_t salt[CRYPT_SALT
                         const uint8_t iv[CRYPT_IV_LEN], const void *aad, size_t aadlen,
                         const void *in, void *out, size_t len, const uint8_t mac[CRYPT_MAC_LEN]);
 
+/* Block encryption runs on gcm_vaes.c (AVX-512 VAES + VPCLMULQDQ) when the
+ * CPU and OS support it and the environment variable BERTH_GCM is not
+ * "openssl" (read once, at the first crypt call), else on OpenSSL: the same
+ * bytes either way.  true when the VAES engine is in use. */
+bool crypt_gcm_accelerated(void);
+/* Tests: true makes block encryption use OpenSSL from the next call on
+ * (every thread), false goes back to the choice above. */
+void crypt_test_gcm_openssl(bool on);
+
 /* ---- metadata authentication ---- */
 
 /* HMAC-SHA256(metadata key, aad || data) truncated to 16 bytes, for blocks
