@@ -430,8 +430,12 @@ static int engine_load(struct crypt_tls *t, int dir, bool vaes, const uint8_t ke
                        const uint8_t iv[CRYPT_IV_LEN])
 {
     if (vaes) {
+#ifdef BERTH_HAVE_GCM_VAES
         gcm_vaes_setkey(&t->vk[dir], key);
         return 0;
+#else
+        return -EIO; /* not reached: without gcm_vaes.c, gcm_vaes_supported() is false */
+#endif
     }
     return EVP_CipherInit_ex2(t->ctx[dir], g_gcm, key, iv, dir == 0, NULL) > 0 ? 0 : -EIO;
 }
@@ -536,15 +540,17 @@ static int vaes_run(const struct gcm_vaes_key *vk, int enc, const uint8_t iv[CRY
                     const void *aad, size_t aadlen, const void *in, void *out, size_t len,
                     uint8_t mac[CRYPT_MAC_LEN])
 {
+#ifdef BERTH_HAVE_GCM_VAES
     if (enc) {
         gcm_vaes_seal(vk, iv, aad, aadlen, in, out, len, mac);
         return 0;
     }
     if (gcm_vaes_open(vk, iv, aad, aadlen, in, out, len, mac))
         return 0;
-    if (len)
+#endif
+    if (len && !enc)
         OPENSSL_cleanse(out, len); /* never leave unauthenticated plaintext */
-    return -EACCES;
+    return enc ? -EIO : -EACCES;
 }
 
 static int check_args(const void *aad, size_t aadlen, const void *in, const void *out, size_t len)

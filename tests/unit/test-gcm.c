@@ -112,6 +112,7 @@ static const struct kat kats[] = {
 static bool g_vaes;
 static struct gcm_vaes_key *g_vk; /* secure memory, like crypt.c keeps it */
 
+#ifdef BERTH_HAVE_GCM_VAES
 static void test_kat(void)
 {
     for (size_t i = 0; i < sizeof kats / sizeof kats[0]; i++) {
@@ -227,6 +228,24 @@ static void test_bitflips(void)
     ok(accepted == 0, "%ld single-bit flips of ciphertext, AAD or tag: %ld accepted", tried,
        accepted);
 }
+
+#else
+/* built without gcm_vaes.c: only the OpenSSL side of the vectors */
+static void test_kat(void)
+{
+    for (size_t i = 0; i < sizeof kats / sizeof kats[0]; i++) {
+        const struct kat *t = &kats[i];
+        uint8_t key[32], iv[12], pt[64], aad[32], ct[64], tag[16], out[64], rt[16];
+        unhex(t->key, key);
+        unhex(t->iv, iv);
+        size_t len = unhex(t->pt, pt), alen = unhex(t->aad, aad);
+        unhex(t->ct, ct);
+        unhex(t->tag, tag);
+        ref_seal(key, iv, aad, alen, pt, out, len, rt);
+        ok(memcmp(out, ct, len) == 0 && memcmp(rt, tag, 16) == 0, "vector %zu: OpenSSL agrees", i);
+    }
+}
+#endif
 
 /* ---- crypt.c: both engines, same bytes ---- */
 
@@ -350,8 +369,10 @@ int main(int argc, char **argv)
     if (!g_vaes)
         diag("no VAES/AVX-512 here (or BERTH_GCM=openssl): engine tests skipped");
     test_kat();
+#ifdef BERTH_HAVE_GCM_VAES
     test_random();
     test_bitflips();
+#endif
     test_crypt_engines();
     crypt_secure_free(g_vk);
     return done_testing();
