@@ -41,10 +41,10 @@
 #define ROUNDS 14
 
 /* byte i of each 128-bit lane <- byte 15 - i */
-#define BSWAP128 \
+#define BSWAP128                                                                                   \
     _mm512_broadcast_i32x4(_mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
 /* bytes 12..15 of each lane reversed: big-endian counter <-> little-endian */
-#define CTRSWAP \
+#define CTRSWAP                                                                                    \
     _mm512_broadcast_i32x4(_mm_set_epi8(12, 13, 14, 15, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0))
 #define POLY 0xc200000000000000ull
 
@@ -173,13 +173,13 @@ static inline __m128i expand_step(__m128i a, __m128i t)
 /* Round keys 2i and 2i+1 from the two before them (FIPS 197 key expansion
  * for Nk = 8: RotWord+SubWord+Rcon for the first word of an even round key,
  * SubWord only for an odd one). */
-#define EXPAND_PAIR(rk, i, rcon)                                                              \
-    do {                                                                                      \
-        rk[i] = expand_step(rk[(i)-2],                                                        \
-                            _mm_shuffle_epi32(_mm_aeskeygenassist_si128(rk[(i)-1], rcon), 0xff)); \
-        if ((i) + 1 <= ROUNDS)                                                                \
-            rk[(i) + 1] = expand_step(                                                        \
-                rk[(i)-1], _mm_shuffle_epi32(_mm_aeskeygenassist_si128(rk[i], 0), 0xaa));      \
+#define EXPAND_PAIR(rk, i, rcon)                                                                   \
+    do {                                                                                           \
+        rk[i] = expand_step(rk[(i)-2],                                                             \
+                            _mm_shuffle_epi32(_mm_aeskeygenassist_si128(rk[(i)-1], rcon), 0xff));  \
+        if ((i) + 1 <= ROUNDS)                                                                     \
+            rk[(i) + 1] = expand_step(                                                             \
+                rk[(i)-1], _mm_shuffle_epi32(_mm_aeskeygenassist_si128(rk[i], 0), 0xaa));          \
     } while (0)
 
 static inline __m128i aes_block(const struct gcm_vaes_key *k, __m128i x)
@@ -214,8 +214,9 @@ void gcm_vaes_setkey(struct gcm_vaes_key *k, const uint8_t key[32])
         _mm512_store_si512((void *)k->rk[r], _mm512_broadcast_i32x4(rk[r]));
 
     /* K_1 = R(H) t mod g*: shift left one bit, fold the carry with g* */
-    __m128i h = _mm_shuffle_epi8(aes_block(k, _mm_setzero_si128()),
-                                 _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    __m128i h =
+        _mm_shuffle_epi8(aes_block(k, _mm_setzero_si128()),
+                         _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
     uint64_t lo = (uint64_t)_mm_cvtsi128_si64(h), hi = (uint64_t)_mm_extract_epi64(h, 1);
     uint64_t carry = 0 - (hi >> 63);
     hi = (hi << 1 | lo >> 63) ^ (carry & POLY);
@@ -287,68 +288,68 @@ static inline __m128i finish(const struct gcm_vaes_key *k, __m128i y, size_t aad
 }
 
 /* Four counter blocks through AES round 0 (whitening). */
-#define CTR4(x, ctr)                                                                    \
-    do {                                                                                \
-        x##0 = _mm512_xor_si512(_mm512_shuffle_epi8(ctr, cswap), rk0);                  \
-        x##1 = _mm512_xor_si512(_mm512_shuffle_epi8(_mm512_add_epi32(ctr, four), cswap), rk0); \
-        x##2 = _mm512_xor_si512(_mm512_shuffle_epi8(_mm512_add_epi32(ctr, eight), cswap), rk0); \
-        x##3 = _mm512_xor_si512(_mm512_shuffle_epi8(_mm512_add_epi32(ctr, twelve), cswap), rk0); \
-        ctr = _mm512_add_epi32(ctr, sixteen);                                           \
+#define CTR4(x, ctr)                                                                               \
+    do {                                                                                           \
+        x##0 = _mm512_xor_si512(_mm512_shuffle_epi8(ctr, cswap), rk0);                             \
+        x##1 = _mm512_xor_si512(_mm512_shuffle_epi8(_mm512_add_epi32(ctr, four), cswap), rk0);     \
+        x##2 = _mm512_xor_si512(_mm512_shuffle_epi8(_mm512_add_epi32(ctr, eight), cswap), rk0);    \
+        x##3 = _mm512_xor_si512(_mm512_shuffle_epi8(_mm512_add_epi32(ctr, twelve), cswap), rk0);   \
+        ctr = _mm512_add_epi32(ctr, sixteen);                                                      \
     } while (0)
 
-#define ROUND4(x, r)                                      \
-    do {                                                  \
-        const __m512i rk_ = rk512(k, r);                  \
-        x##0 = _mm512_aesenc_epi128(x##0, rk_);           \
-        x##1 = _mm512_aesenc_epi128(x##1, rk_);           \
-        x##2 = _mm512_aesenc_epi128(x##2, rk_);           \
-        x##3 = _mm512_aesenc_epi128(x##3, rk_);           \
+#define ROUND4(x, r)                                                                               \
+    do {                                                                                           \
+        const __m512i rk_ = rk512(k, r);                                                           \
+        x##0 = _mm512_aesenc_epi128(x##0, rk_);                                                    \
+        x##1 = _mm512_aesenc_epi128(x##1, rk_);                                                    \
+        x##2 = _mm512_aesenc_epi128(x##2, rk_);                                                    \
+        x##3 = _mm512_aesenc_epi128(x##3, rk_);                                                    \
     } while (0)
 
-#define LAST4(x)                                          \
-    do {                                                  \
-        const __m512i rk_ = rk512(k, ROUNDS);             \
-        x##0 = _mm512_aesenclast_epi128(x##0, rk_);       \
-        x##1 = _mm512_aesenclast_epi128(x##1, rk_);       \
-        x##2 = _mm512_aesenclast_epi128(x##2, rk_);       \
-        x##3 = _mm512_aesenclast_epi128(x##3, rk_);       \
+#define LAST4(x)                                                                                   \
+    do {                                                                                           \
+        const __m512i rk_ = rk512(k, ROUNDS);                                                      \
+        x##0 = _mm512_aesenclast_epi128(x##0, rk_);                                                \
+        x##1 = _mm512_aesenclast_epi128(x##1, rk_);                                                \
+        x##2 = _mm512_aesenclast_epi128(x##2, rk_);                                                \
+        x##3 = _mm512_aesenclast_epi128(x##3, rk_);                                                \
     } while (0)
 
 /* 16 counter blocks through AES while GHASH of the 16 byte-reflected blocks
  * d0..d3 runs between the rounds (independent work for the other port). */
-#define AES16_GHASH16(x, d, y)                                                   \
-    do {                                                                         \
-        struct acc3 a_ = acc_zero();                                             \
-        ROUND4(x, 1);                                                            \
-        mul_acc(&a_, _mm512_xor_si512(d##0, _mm512_zextsi128_si512(y)), h16);   \
-        ROUND4(x, 2);                                                            \
-        mul_acc(&a_, d##1, h12);                                                 \
-        ROUND4(x, 3);                                                            \
-        mul_acc(&a_, d##2, h8);                                                  \
-        ROUND4(x, 4);                                                            \
-        mul_acc(&a_, d##3, h4);                                                  \
-        ROUND4(x, 5);                                                            \
-        y = acc_finish(&a_);                                                     \
-        ROUND4(x, 6);                                                            \
-        ROUND4(x, 7);                                                            \
-        ROUND4(x, 8);                                                            \
-        ROUND4(x, 9);                                                            \
-        ROUND4(x, 10);                                                           \
-        ROUND4(x, 11);                                                           \
-        ROUND4(x, 12);                                                           \
-        ROUND4(x, 13);                                                           \
-        LAST4(x);                                                                \
+#define AES16_GHASH16(x, d, y)                                                                     \
+    do {                                                                                           \
+        struct acc3 a_ = acc_zero();                                                               \
+        ROUND4(x, 1);                                                                              \
+        mul_acc(&a_, _mm512_xor_si512(d##0, _mm512_zextsi128_si512(y)), h16);                      \
+        ROUND4(x, 2);                                                                              \
+        mul_acc(&a_, d##1, h12);                                                                   \
+        ROUND4(x, 3);                                                                              \
+        mul_acc(&a_, d##2, h8);                                                                    \
+        ROUND4(x, 4);                                                                              \
+        mul_acc(&a_, d##3, h4);                                                                    \
+        ROUND4(x, 5);                                                                              \
+        y = acc_finish(&a_);                                                                       \
+        ROUND4(x, 6);                                                                              \
+        ROUND4(x, 7);                                                                              \
+        ROUND4(x, 8);                                                                              \
+        ROUND4(x, 9);                                                                              \
+        ROUND4(x, 10);                                                                             \
+        ROUND4(x, 11);                                                                             \
+        ROUND4(x, 12);                                                                             \
+        ROUND4(x, 13);                                                                             \
+        LAST4(x);                                                                                  \
     } while (0)
 
-#define LOOP_CONSTANTS                                                                      \
-    const __m512i bswap = BSWAP128, cswap = CTRSWAP, rk0 = rk512(k, 0);                    \
-    const __m512i four = _mm512_set_epi32(4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0); \
-    const __m512i eight = _mm512_add_epi32(four, four);                                     \
-    const __m512i twelve = _mm512_add_epi32(eight, four);                                   \
-    const __m512i sixteen = _mm512_add_epi32(eight, eight);                                 \
-    const __m512i h16 = _mm512_load_si512((const void *)k->hpow[0]);                        \
-    const __m512i h12 = _mm512_load_si512((const void *)k->hpow[4]);                        \
-    const __m512i h8 = _mm512_load_si512((const void *)k->hpow[8]);                         \
+#define LOOP_CONSTANTS                                                                             \
+    const __m512i bswap = BSWAP128, cswap = CTRSWAP, rk0 = rk512(k, 0);                            \
+    const __m512i four = _mm512_set_epi32(4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0);         \
+    const __m512i eight = _mm512_add_epi32(four, four);                                            \
+    const __m512i twelve = _mm512_add_epi32(eight, four);                                          \
+    const __m512i sixteen = _mm512_add_epi32(eight, eight);                                        \
+    const __m512i h16 = _mm512_load_si512((const void *)k->hpow[0]);                               \
+    const __m512i h12 = _mm512_load_si512((const void *)k->hpow[4]);                               \
+    const __m512i h8 = _mm512_load_si512((const void *)k->hpow[8]);                                \
     const __m512i h4 = _mm512_load_si512((const void *)k->hpow[12])
 
 /* The input is often cold (a block the NBD thread filled on the other core,
@@ -356,12 +357,12 @@ static inline __m128i finish(const struct gcm_vaes_key *k, __m128i y, size_t aad
  * cold 16 KiB blocks ~10% faster.  A prefetch past the end of the buffer
  * never faults. */
 #define PREFETCH_AHEAD 1024
-#define PREFETCH(p)                                                                  \
-    do {                                                                             \
-        for (int l_ = 0; l_ < 4; l_++)                                               \
-            _mm_prefetch((const char *)((uintptr_t)(p) + PREFETCH_AHEAD + 64 * l_), _MM_HINT_T0); \
+#define PREFETCH(p)                                                                                \
+    do {                                                                                           \
+        for (int l_ = 0; l_ < 4; l_++)                                                             \
+            _mm_prefetch((const char *)((uintptr_t)(p) + PREFETCH_AHEAD + 64 * l_), _MM_HINT_T0);  \
     } while (0)
-#define LD(p, i) _mm512_loadu_si512((const void *)((p) + 64 * (i)))
+#define LD(p, i)    _mm512_loadu_si512((const void *)((p) + 64 * (i)))
 #define ST(p, i, v) _mm512_storeu_si512((void *)((p) + 64 * (i)), v)
 
 void gcm_vaes_seal(const struct gcm_vaes_key *k, const uint8_t iv[12], const void *aad,
@@ -441,7 +442,7 @@ bool gcm_vaes_open(const struct gcm_vaes_key *k, const uint8_t iv[12], const voi
     }
     if (n)
         y = crypt_tail(k, ctr, src, dst, n, y, 0);
-    __m128i diff = _mm_xor_si128(finish(k, y, aadlen, len, mask),
-                                 _mm_loadu_si128((const __m128i *)tag));
+    __m128i diff =
+        _mm_xor_si128(finish(k, y, aadlen, len, mask), _mm_loadu_si128((const __m128i *)tag));
     return _mm_testz_si128(diff, diff) != 0;
 }

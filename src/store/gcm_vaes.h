@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 /* Hash-key powers kept: H^16..H^1 plus zero padding the tail loads may touch. */
-#define GCM_VAES_NPOW 16
+#define GCM_VAES_NPOW    16
 #define GCM_VAES_POW_PAD 4
 
 struct gcm_vaes_key {

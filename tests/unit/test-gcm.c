@@ -215,7 +215,7 @@ static void test_bitflips(void)
         gcm_vaes_setkey(g_vk, key);
         gcm_vaes_seal(g_vk, iv, aad, alen, pt, ct, len, tag);
         for (size_t b = 0; b < 8 * (len + alen + 16); b++, tried++) {
-            uint8_t *p = b < 8 * len ? ct + b / 8
+            uint8_t *p = b < 8 * len            ? ct + b / 8
                          : b < 8 * (len + alen) ? aad + (b / 8 - len)
                                                 : tag + (b / 8 - len - alen);
             *p ^= (uint8_t)(1u << (b % 8));
@@ -293,7 +293,8 @@ static void test_crypt_engines(void)
     crypt_test_gcm_openssl(false);
     ok(same == n, "default engine and OpenSSL seal the same bytes (%d/%d)", same, n);
     ok(cross == 2 * n, "each engine opens the other's blocks (%d/%d)", cross, 2 * n);
-    ok(tamper == 2 * n, "a flipped ciphertext bit is -EIO with zeros in out (%d/%d)", tamper, 2 * n);
+    ok(tamper == 2 * n, "a flipped ciphertext bit is -EIO with zeros in out (%d/%d)", tamper,
+       2 * n);
     crypt_key_free(k);
 }
 
