@@ -22,9 +22,10 @@
  * Every secret (master key, derived keys, user keys) lives in memory from
  * crypt_secure_alloc(): mlock'ed where RLIMIT_MEMLOCK allows, excluded from
  * core dumps, wiped in a forked child, and cleansed before it is unmapped.
- * OpenSSL's own copies (key schedules inside EVP contexts) are cleansed when
- * a context is reset or freed: a thread resets its cached contexts at its
- * next crypt call after any key is freed, and frees them when it exits.
+ * OpenSSL's own copies (key schedules inside EVP contexts) and the expanded
+ * keys of the VAES engine (gcm_vaes.h, kept in secure memory) are cleansed
+ * when a context is reset or freed: a thread resets its cached contexts at
+ * its next crypt call after any key is freed, and frees them when it exits.
  *
  * All functions are thread-safe; a struct crypt_key may be shared by any
  * number of threads.  Each thread keeps its own EVP contexts (and the last
