@@ -458,7 +458,7 @@ static int block_ctx(int dir, const struct crypt_key *k, const uint8_t salt[CRYP
     }
     bool vaes = crypt_gcm_accelerated();
     if (vaes && !t->vk && !(t->vk = crypt_secure_alloc(2 * sizeof *t->vk)))
-        return -ENOMEM;
+        vaes = false; /* no page for the keys: OpenSSL still works */
     EVP_CIPHER_CTX *c = t->ctx[dir];
     *out = (struct gcm_engine){vaes ? NULL : c, vaes ? &t->vk[dir] : NULL};
     /* a VAES key wiped by fork (MADV_WIPEONFORK) reads as not loaded */
