@@ -10,7 +10,7 @@
  *
  *   encread POOLFILE   env: SIZE_MIB (default 1024), ROUNDS (5), NTHR (2),
  *                           CACHE_MIB (64), VBS (16384)
-
+ *
  * BERTH_GCM=openssl makes crypt.c use OpenSSL instead of its VAES engine:
  * the same binary run both ways is an A/B of the cipher alone.
  */
