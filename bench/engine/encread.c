@@ -10,6 +10,9 @@
  *
  *   encread POOLFILE   env: SIZE_MIB (default 1024), ROUNDS (5), NTHR (2),
  *                           CACHE_MIB (64), VBS (16384)
+ *
+ * BERTH_GCM=openssl makes crypt.c use OpenSSL instead of its VAES engine:
+ * the same binary run both ways is an A/B of the cipher alone.
  */
 #include <pthread.h>
 #include <stdio.h>

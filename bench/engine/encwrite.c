@@ -11,6 +11,9 @@
  *
  *   encwrite POOLFILE   env: SIZE_MIB (default 512), RAND_MIB (64),
  *                            ROUNDS (5), NTHR (2), VBS (16384)
+ *
+ * BERTH_GCM=openssl makes crypt.c use OpenSSL instead of its VAES engine:
+ * the same binary run both ways is an A/B of the cipher alone.
  */
 #include <pthread.h>
 #include <stdio.h>

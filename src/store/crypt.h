@@ -22,9 +22,10 @@
  * Every secret (master key, derived keys, user keys) lives in memory from
  * crypt_secure_alloc(): mlock'ed where RLIMIT_MEMLOCK allows, excluded from
  * core dumps, wiped in a forked child, and cleansed before it is unmapped.
- * OpenSSL's own copies (key schedules inside EVP contexts) are cleansed when
- * a context is reset or freed: a thread resets its cached contexts at its
- * next crypt call after any key is freed, and frees them when it exits.
+ * OpenSSL's own copies (key schedules inside EVP contexts) and the expanded
+ * keys of the VAES engine (gcm_vaes.h, kept in secure memory) are cleansed
+ * when a context is reset or freed: a thread resets its cached contexts at
+ * its next crypt call after any key is freed, and frees them when it exits.
  *
  * All functions are thread-safe; a struct crypt_key may be shared by any
  * number of threads.  Each thread keeps its own EVP contexts (and the last
@@ -137,6 +138,15 @@ int crypt_encrypt_block(const struct crypt_key *k, const uint8_t salt[CRYPT_SALT
 int crypt_decrypt_block(const struct crypt_key *k, const uint8_t salt[CRYPT_SALT_LEN],
                         const uint8_t iv[CRYPT_IV_LEN], const void *aad, size_t aadlen,
                         const void *in, void *out, size_t len, const uint8_t mac[CRYPT_MAC_LEN]);
+
+/* Block encryption runs on gcm_vaes.c (AVX-512 VAES + VPCLMULQDQ) when the
+ * CPU and OS support it and the environment variable BERTH_GCM is not
+ * "openssl" (read once, at the first crypt call), else on OpenSSL: the same
+ * bytes either way.  true when the VAES engine is in use. */
+bool crypt_gcm_accelerated(void);
+/* Tests: true makes block encryption use OpenSSL from the next call on
+ * (every thread), false goes back to the choice above. */
+void crypt_test_gcm_openssl(bool on);
 
 /* ---- metadata authentication ---- */
 
