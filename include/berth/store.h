@@ -677,6 +677,11 @@ struct bs_keyslot_info {
 int bs_key_list(bs_pool *p, const char *name, struct bs_keyslot_info out[BS_KEYSLOTS_MAX],
                 struct berr *err);
 
+/* What seals and opens encrypted blocks in this process: "VAES AVX-512"
+ * (berth's own AES-256-GCM, docs/ARCHITECTURE.md) or "OpenSSL" (the CPU
+ * lacks VAES/VPCLMULQDQ/AVX-512, or BERTH_GCM=openssl).  Same output. */
+const char *bs_crypt_engine(void);
+
 /* Names: "raw", "hex", "passphrase"; "none" for 0.  parse: EINVAL + message. */
 const char *bs_keyformat_name(enum bs_keyformat f);
 int bs_keyformat_parse(const char *s, enum bs_keyformat *f, struct berr *err);

@@ -231,6 +231,7 @@ static int run(struct berthd *d, const struct opts *o)
               "%llu MiB", (unsigned long long)(mem >> 20),
               (unsigned long long)((mem - d->nbd_budget) >> 20),
               (unsigned long long)(d->nbd_budget >> 20));
+    blog_info("AES-256-GCM engine: %s", bs_crypt_engine());
     if (pooltab_init(&d->pools) < 0) {
         berr_set(&err, ENOMEM, "cannot initialise the pool table");
         goto fail;

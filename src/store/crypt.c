@@ -26,6 +26,8 @@
  * are cleansed exactly when the EVP contexts would be. */
 #include "store/crypt.h"
 
+#include "berth/store.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -411,6 +413,11 @@ static int block_key(const struct crypt_key *ck, const uint8_t salt[CRYPT_SALT_L
 bool crypt_gcm_accelerated(void)
 {
     return init() == 0 && g_vaes_ok && !atomic_load(&g_vaes_off);
+}
+
+const char *bs_crypt_engine(void)
+{
+    return crypt_gcm_accelerated() ? "VAES AVX-512" : "OpenSSL";
 }
 
 void crypt_test_gcm_openssl(bool on)
