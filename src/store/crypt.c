@@ -27,6 +27,7 @@
 #include "store/crypt.h"
 
 #include "berth/store.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -86,6 +87,8 @@ static void global_init(void)
         return;
     }
     const char *force = getenv("BERTH_GCM");
+    if (force && *force && strcmp(force, "openssl") != 0)
+        blog_warn("crypt: BERTH_GCM=%s ignored (the only value is \"openssl\")", force);
     g_vaes_ok = gcm_vaes_supported() && !(force && strcmp(force, "openssl") == 0);
     if (pthread_key_create(&g_tls_key, tls_destroy) != 0 ||
         pthread_atfork(NULL, NULL, on_fork_child) != 0)
@@ -98,7 +101,12 @@ static int init(void)
     return g_init_rc;
 }
 
-void *crypt_secure_alloc(size_t len)
+/* Key memory: its own mapping, kept out of core dumps and wiped in a
+ * forked child; locked in RAM when `lock` (master keys, KEKs).  The
+ * per-thread expanded block keys are not locked: one page per thread would
+ * use up RLIMIT_MEMLOCK (64 KiB by default) and leave later master keys
+ * swappable, while OpenSSL's own schedules they replace were never locked. */
+static void *secure_map(size_t len, bool lock)
 {
     long pg = sysconf(_SC_PAGESIZE);
     if (pg <= 0)
@@ -111,12 +119,18 @@ void *crypt_secure_alloc(size_t len)
     uint8_t *m = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED)
         return NULL;
-    if (mlock(m, maplen) != 0)
-        atomic_store(&g_mlock_failed, true);
+    if (lock && mlock(m, maplen) != 0 && !atomic_exchange(&g_mlock_failed, true))
+        blog_warn("crypt: cannot lock key memory in RAM (%s): keys may be swapped out; raise "
+                  "RLIMIT_MEMLOCK or run berthd with CAP_IPC_LOCK", strerror(errno));
     (void)madvise(m, maplen, MADV_DONTDUMP);
     (void)madvise(m, maplen, MADV_WIPEONFORK); /* EINVAL before Linux 4.14: fine */
     memcpy(m, &maplen, sizeof maplen);
     return m + SEC_HDR;
+}
+
+void *crypt_secure_alloc(size_t len)
+{
+    return secure_map(len, true);
 }
 
 void crypt_secure_free(void *p)
@@ -164,7 +178,8 @@ _Static_assert(sizeof(struct iv_pool) <= IVP_PAGE, "iv pool fits a page");
 
 struct crypt_tls {
     EVP_CIPHER_CTX *ctx[2]; /* [0] encrypt, [1] decrypt */
-    struct gcm_vaes_key *vk; /* [2] likewise, secure memory, NULL until used */
+    struct gcm_vaes_key *vk; /* [2] likewise, secure_map (unlocked), NULL until used */
+    bool vk_failed;         /* no mapping for vk: this thread stays on OpenSSL */
     uint64_t uid[2];        /* key uid whose block key ctx[i] or vk[i] holds, 0 = none */
     bool vaes[2];           /* which of the two holds it */
     unsigned epoch;         /* g_key_epoch when the contexts were last checked */
@@ -464,8 +479,10 @@ static int block_ctx(int dir, const struct crypt_key *k, const uint8_t salt[CRYP
         t->epoch = epoch;
     }
     bool vaes = crypt_gcm_accelerated();
-    if (vaes && !t->vk && !(t->vk = crypt_secure_alloc(2 * sizeof *t->vk)))
-        vaes = false; /* no page for the keys: OpenSSL still works */
+    if (vaes && !t->vk && (t->vk_failed || !(t->vk = secure_map(2 * sizeof *t->vk, false)))) {
+        t->vk_failed = true; /* no page for the keys: OpenSSL still works */
+        vaes = false;
+    }
     EVP_CIPHER_CTX *c = t->ctx[dir];
     *out = (struct gcm_engine){vaes ? NULL : c, vaes ? &t->vk[dir] : NULL};
     /* a VAES key wiped by fork (MADV_WIPEONFORK) reads as not loaded */

@@ -157,7 +157,9 @@ static __m128i ghash_update(const struct gcm_vaes_key *k, __m128i y, const uint8
         d[j] = _mm512_shuffle_epi8(_mm512_maskz_loadu_epi8(m, p + off), bswap);
     }
     d[0] = _mm512_xor_si512(d[0], _mm512_zextsi128_si512(y));
-    return ghash_n(k, d, (unsigned)((n + 15) / 16));
+    y = ghash_n(k, d, (unsigned)((n + 15) / 16));
+    explicit_bzero(d, sizeof d); /* d[0] holds the GHASH state: H-dependent */
+    return y;
 }
 
 /* ---- AES ---- */
@@ -274,7 +276,9 @@ static __m128i crypt_tail(const struct gcm_vaes_key *k, __m512i ctr, const uint8
         ctr = _mm512_add_epi32(ctr, four);
     }
     d[0] = _mm512_xor_si512(d[0], _mm512_zextsi128_si512(y));
-    return ghash_n(k, d, (unsigned)((n + 15) / 16));
+    y = ghash_n(k, d, (unsigned)((n + 15) / 16));
+    explicit_bzero(d, sizeof d); /* d[0] holds the GHASH state: H-dependent */
+    return y;
 }
 
 /* The GHASH state after the length block, masked: the tag, byte order of the wire. */

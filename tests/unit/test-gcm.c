@@ -2,9 +2,11 @@
 /* Unit tests for the AVX-512 AES-256-GCM engine (src/store/gcm_vaes.c) and
  * for crypt.c's choice between it and OpenSSL: published AES-256 vectors,
  * thousands of random (key, IV, AAD, length) cases compared byte for byte
- * with OpenSSL in both directions (in place and not), every single-bit flip
- * of ciphertext, AAD and tag refused, and blocks sealed by one engine opened
- * by the other through crypt_encrypt_block/crypt_decrypt_block.
+ * with OpenSSL in both directions (in place and not; AAD up to 4 KiB),
+ * buffers against inaccessible pages (masked loads and stores stay inside),
+ * every single-bit flip of ciphertext, AAD and tag refused, and blocks
+ * sealed by one engine opened by the other through
+ * crypt_encrypt_block/crypt_decrypt_block.
  * `test-gcm --bench` prints per-core throughput of both engines instead.
  * Without VAES (or with BERTH_GCM=openssl) the engine tests are skipped and
  * the crypt.c tests run on OpenSSL alone. */
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include <openssl/evp.h>
@@ -100,7 +103,9 @@ static const struct kat kats[] = {
     {"31bdadd96698c204aa9ce1448ea94ae1fb4a9a0b3c9d773b51bb1822666b8f22", "0d18e06c7c725ac9e362e1ce",
      "2db5168e932556f8089a0622981d017d", "", "fa4362189661d163fcd6a56d8bf0405a",
      "d636ac1bbedd5cc3ee727dc2ab4a9489"},
-    /* Wycheproof aes_gcm_test.json tcId 128 and 129: extreme tags, all-ones counter prefix */
+    /* Wycheproof aes_gcm_test.json tcId 128 and 129: extreme tags, IVs of
+     * all ones (the 32-bit counter itself cannot wrap within one block:
+     * CRYPT_MAX_BLOCK is 64 MiB) */
     {"00112233445566778899aabbccddeeff102132435465768798a9bacbdcedfe0f", "000000000000000000000000",
      "561008fa07a68f5c61285cd013464eaf", "", "23293e9b07ca7d1b0cae7cc489a973b3",
      "ffffffffffffffffffffffffffffffff"},
@@ -158,10 +163,16 @@ static void test_random(void)
     uint8_t *pt = malloc(MAXLEN), *ref = malloc(MAXLEN + 16), *buf = malloc(MAXLEN);
     int bad_seal = 0, bad_open = 0, bad_inplace = 0, n = 0;
     for (int i = 0; i < 3000; i++, n++) {
-        uint8_t key[32], iv[12], aad[64], rt[16], tag[16];
+        /* AAD: mostly 0..64 bytes (berth's own AAD is short), every 4th
+         * case one of the lengths that take the other GHASH paths (several
+         * masked 64-byte chunks, the 256-byte loop, both) */
+        static const size_t long_aad[] = {65, 128, 200, 255, 256, 257, 511, 1000, 4097};
+        uint8_t key[32], iv[12], aad[4097], rt[16], tag[16];
         rnd_fill(key, sizeof key);
         rnd_fill(iv, sizeof iv);
-        size_t alen = (size_t)(rnd() % 65), len = pick_len(i);
+        size_t alen = i % 4 == 3 ? long_aad[(size_t)i / 4 % (sizeof long_aad / sizeof long_aad[0])]
+                                 : (size_t)(rnd() % 65),
+               len = pick_len(i);
         rnd_fill(aad, alen);
         rnd_fill(pt, len);
         ref_seal(key, iv, aad, alen, pt, ref, len, rt);
@@ -196,6 +207,66 @@ static void test_random(void)
     free(pt);
     free(ref);
     free(buf);
+}
+
+/* Masked loads and stores must stay inside the buffers: AAD, input and
+ * output each end (or start) right against an inaccessible page, for the
+ * lengths around every chunk size; a stray byte faults the test. */
+static uint8_t *guarded(size_t len, bool at_end, uint8_t **map, size_t *maplen)
+{
+    size_t pg = 4096, span = (len + pg - 1) / pg * pg;
+    *maplen = span + 2 * pg;
+    *map = mmap(NULL, *maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (*map == MAP_FAILED)
+        return NULL;
+    mprotect(*map, pg, PROT_NONE);
+    mprotect(*map + pg + span, pg, PROT_NONE);
+    return at_end ? *map + pg + span - len : *map + pg;
+}
+
+static void test_guard_pages(void)
+{
+    if (!g_vaes)
+        return;
+    static const size_t lens[] = {0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 129, 191, 192, 193,
+                                  255, 256, 257, 511, 512, 513, 1000, 4095, 4096, 4097, 16384};
+    const size_t nl = sizeof lens / sizeof lens[0];
+    int bad = 0, n = 0;
+    for (size_t c = 0; c < 2 * nl; c++) {
+        size_t len = lens[c % nl], alen = lens[(c * 7 + 3) % nl];
+        bool at_end = c < nl;
+        uint8_t *m1, *m2, *m3, key[32], iv[12], tag[16], rt[16];
+        size_t l1, l2, l3;
+        uint8_t *aad = guarded(alen, at_end, &m1, &l1), *in = guarded(len, at_end, &m2, &l2),
+                *out = guarded(len, at_end, &m3, &l3);
+        uint8_t *ref = malloc(len + 16), *pt = malloc(len + 1);
+        if (!aad || !in || !out || !ref || !pt) {
+            ok(0, "guard pages: out of memory");
+            return;
+        }
+        rnd_fill(key, sizeof key);
+        memset(iv, 0xff, sizeof iv); /* and a counter block of ones */
+        rnd_fill(aad, alen);
+        rnd_fill(in, len);
+        memcpy(pt, in, len);
+        ref_seal(key, iv, aad, alen, pt, ref, len, rt);
+        gcm_vaes_setkey(g_vk, key);
+        gcm_vaes_seal(g_vk, iv, aad, alen, in, out, len, tag);
+        bool good = memcmp(out, ref, len) == 0 && memcmp(tag, rt, 16) == 0;
+        memcpy(in, ref, len);
+        good = good && gcm_vaes_open(g_vk, iv, aad, alen, in, out, len, rt) &&
+               memcmp(out, pt, len) == 0;
+        if (!good && bad++ < 5)
+            diag("guard pages: len %zu aad %zu %s differs", len, alen, at_end ? "end" : "start");
+        n++;
+        munmap(m1, l1);
+        munmap(m2, l2);
+        munmap(m3, l3);
+        free(ref);
+        free(pt);
+    }
+    ok(bad == 0, "%d cases with AAD, input and output against inaccessible pages: %d differ", n,
+       bad);
 }
 
 /* Every single-bit flip of ciphertext, AAD and tag fails to open. */
@@ -372,6 +443,7 @@ int main(int argc, char **argv)
     test_kat();
 #ifdef BERTH_HAVE_GCM_VAES
     test_random();
+    test_guard_pages();
     test_bitflips();
 #endif
     test_crypt_engines();
