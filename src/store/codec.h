@@ -22,21 +22,36 @@ long compress_block(enum bs_compress c, int level, const void *src, size_t len, 
                     size_t dstcap);
 
 /* Recent compression outcomes of one stream of blocks (a dataset's data
- * blocks): after COMP_SKIP_AFTER blocks in a row that were not worth
- * compressing, only every COMP_PROBE_EVERY-th block is tried (probe and
- * compressor) and the others are stored raw at once; the first block that
- * compresses ends the skipping.  So an incompressible stream costs 1/8 of
- * a probe per block, and a stream that turns compressible stores at most
- * COMP_PROBE_EVERY - 1 compressible blocks raw before every block is tried
- * again.  COMP_SKIP_AFTER is 4 MiB of 16K blocks: data that alternates
- * in shorter runs (files of mixed kinds) never starts the skipping.
- * Zero-initialised; updated with relaxed atomics by any number of
- * threads (a lost update only shifts when a block is tried). */
-#define COMP_SKIP_AFTER 256u
+ * blocks): an estimate of the fraction of its bytes that compression saves,
+ * an exponentially weighted average over the blocks tried (a block not worth
+ * compressing counts as saving nothing).  When trying saves less than
+ * 1/COMP_SKIP_BELOW of the bytes written, only every COMP_PROBE_EVERY-th
+ * block is tried (probe and compressor) and the others are stored raw at
+ * once; when the estimate is back at 1/COMP_RESUME_AT, every block is tried
+ * again.  So a stream that cannot pay for its compression costs 1/8 of a
+ * probe per block, and it gives away at most ~1/COMP_SKIP_BELOW of its size:
+ * 7 of 8 blocks of a stream where a few blocks compress (fio's buffers
+ * reused: ~5 % of the blocks save 25 %) are stored raw.
+ *
+ * Weights: a tried block moves the estimate by 1/2^COMP_HIST_SHIFT of the
+ * difference (a memory of ~256 blocks: a fresh stream, zero-initialised,
+ * counts as saving everything, so ~900 incompressible blocks, 14 MiB of 16K
+ * blocks, pass before the skipping starts, and data that alternates in runs
+ * of a few MiB never starts it); while skipping, each tried block stands for
+ * COMP_PROBE_EVERY and moves it by 1/2^COMP_HIST_SKIP_SHIFT, so data that
+ * turns compressible is noticed within 2-6 tries (16-48 blocks).
+ * Zero-initialised; updated with relaxed atomics by any number of threads
+ * (a lost update only shifts when a block is tried). */
 #define COMP_PROBE_EVERY 8u
+#define COMP_SKIP_BELOW 32u
+#define COMP_RESUME_AT 16u
+#define COMP_HIST_SHIFT 8u
+#define COMP_HIST_SKIP_SHIFT 4u
+#define COMP_HIST_ONE 65536u /* fixed point of comp_hist.unsaved */
 struct comp_hist {
-    atomic_uint streak; /* blocks in a row not worth compressing (saturates) */
-    atomic_uint tick;   /* blocks seen while skipping */
+    atomic_uint unsaved; /* COMP_HIST_ONE x (1 - estimated fraction saved) */
+    atomic_uint skip;    /* 1 while only every COMP_PROBE_EVERY-th block is tried */
+    atomic_uint tick;    /* blocks seen while skipping */
 };
 
 /* compress_block with a history (NULL: exactly compress_block): the same
