@@ -39,14 +39,18 @@ long compress_block(enum bs_compress c, int level, const void *src, size_t len, 
  * blocks, pass before the skipping starts, and data that alternates in runs
  * of a few MiB never starts it); while skipping, each tried block stands for
  * COMP_PROBE_EVERY and moves it by 1/2^COMP_HIST_SKIP_SHIFT, so data that
- * turns compressible is noticed within 2-6 tries (16-48 blocks).
+ * turns compressible is noticed within 1-3 tries (8-24 blocks: 1 when the
+ * blocks save more than half, 3 when they save 20 %), while the few 25 %
+ * savers of a fio-like stream rarely end the skipping (simulated: 5 % of
+ * such blocks, 1.25 % of the bytes: 80 % of the blocks skipped; 10 %: 46 %;
+ * 15 %: 5 %).
  * Zero-initialised; updated with relaxed atomics by any number of threads
  * (a lost update only shifts when a block is tried). */
 #define COMP_PROBE_EVERY 8u
 #define COMP_SKIP_BELOW 32u
 #define COMP_RESUME_AT 16u
 #define COMP_HIST_SHIFT 8u
-#define COMP_HIST_SKIP_SHIFT 4u
+#define COMP_HIST_SKIP_SHIFT 3u
 #define COMP_HIST_ONE 65536u /* fixed point of comp_hist.unsaved */
 struct comp_hist {
     atomic_uint unsaved; /* COMP_HIST_ONE x (1 - estimated fraction saved) */
