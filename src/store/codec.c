@@ -12,15 +12,15 @@
  *
  * On top of that a dataset keeps an estimate of how much compression
  * saves on its blocks (struct comp_hist, compress_block_hist): a stream
- * whose compression saves less than 1/32 of its bytes is only sampled every
+ * whose compression saves less than 1/16 of its bytes is only sampled every
  * COMP_PROBE_EVERY-th block, like btrfs's per-inode "nocompress" but with
  * periodic retries, so a volume full of encrypted or media data, or one
- * where only a few blocks compress a little, stops paying for the probe,
- * while a volume whose data turns compressible is noticed within a few
- * tries.  A rate rather than a streak of failures: fio's reused buffers make
- * ~5 % of the 16K blocks of a random-write run compress by 25 % (two equal
- * 4K writes in one block), which broke every streak and kept the probe and
- * lz4 at ~18 % of the server's CPU for ~1 % of space.
+ * where only a few blocks compress, stops paying for the probe, while a
+ * volume whose data turns compressible is noticed within a few tries.  A
+ * rate rather than a streak of failures: fio's reused buffers make 5-10 %
+ * of the 16K blocks of a random-write run compress (two equal 4K writes in
+ * one block), which broke every streak and kept the probe and lz4 at ~15 %
+ * of the server's CPU for 1-4 % of space.
  *
  * Decompression treats its input as hostile: it must yield exactly lsize
  * bytes, never write past dst, and any other outcome is -EILSEQ.
@@ -259,9 +259,9 @@ long compress_block_hist(enum bs_compress c, int level, const void *src, size_t 
         u = COMP_HIST_ONE;
     atomic_store_explicit(&h->unsaved, (unsigned)u, memory_order_relaxed);
     uint64_t saved = COMP_HIST_ONE - (uint64_t)u;
-    if (!skip && saved < COMP_HIST_ONE / COMP_SKIP_BELOW)
+    if (!skip && saved < COMP_SKIP_BELOW)
         atomic_store_explicit(&h->skip, 1, memory_order_relaxed);
-    else if (skip && saved >= COMP_HIST_ONE / COMP_RESUME_AT)
+    else if (skip && saved >= COMP_RESUME_AT)
         atomic_store_explicit(&h->skip, 0, memory_order_relaxed);
     return r;
 }

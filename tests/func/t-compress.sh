@@ -67,7 +67,7 @@ echo "pool file grew by $fa bytes for $((6 * 64)) MiB written"
 
 echo "== a volume that stored random data for a while still compresses text"
 # the history (codec.c compress_block_hist) stops trying most blocks of
-# tank/hist after its random data (64 MiB: ~900 blocks start the skipping);
+# tank/hist after its random data (64 MiB: ~700 blocks start the skipping);
 # the text written next must be noticed within a few tries and compressed
 # like tank/lz's
 berth vol create -V 64M tank/hist >/dev/null || fail "vol create tank/hist"
@@ -79,7 +79,7 @@ r_h=$(vol_prop tank/hist compressratio)
 echo "tank/hist: text over random data: ratio $r_h (tank/lz $r_lz)"
 fcmp "$r_h" '>=' "$(python3 -c "print($r_lz * 0.98)")" || fail "text after random data: ratio $r_h, tank/lz has $r_lz"
 # interleaved runs of random data and text (1 MiB and 8 MiB: too short to
-# start the skipping, which needs ~900 random blocks after text): every text
+# start the skipping, which needs over 512 random blocks after text): every text
 # run compressed
 u_lz=$(vol_prop tank/lz used)
 for run in 1 8; do
