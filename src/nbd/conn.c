@@ -33,9 +33,9 @@
  *
  * Sending: a worker that finished a run of requests (server.c) takes
  * c->wlock and, if nothing is queued before it, writes their replies with
- * one non-blocking sendmsg().  If the socket is full the rest of the reply is queued and the
- * connection's flusher thread (started on first need) writes the queue with
- * blocking sends.  So a client that stops reading its replies stalls only
+ * one non-blocking sendmsg().  If the socket is full the rest of the run is
+ * queued and the connection's flusher thread (started on first need) writes
+ * the queue with blocking sends.  So a client that stops reading its replies stalls only
  * its own flusher, never the shared workers; and since queued replies count
  * as in flight, its reader stops at the budget below and memory stays
  * bounded.  Once a send fails the connection is "broken": later replies are
