@@ -31,11 +31,11 @@
  * lock before it shuts connections down, so it sees every connection that
  * holds or may still open a handle of that export.
  *
- * Sending: a worker that finished a request takes c->wlock and, if nothing
- * is queued before it, writes the whole reply with one non-blocking
- * sendmsg().  If the socket is full the rest of the reply is queued and the
- * connection's flusher thread (started on first need) writes the queue with
- * blocking sends.  So a client that stops reading its replies stalls only
+ * Sending: a worker that finished a run of requests (server.c) takes
+ * c->wlock and, if nothing is queued before it, writes their replies with
+ * one non-blocking sendmsg().  If the socket is full the rest of the run is
+ * queued and the connection's flusher thread (started on first need) writes
+ * the queue with blocking sends.  So a client that stops reading its replies stalls only
  * its own flusher, never the shared workers; and since queued replies count
  * as in flight, its reader stops at the budget below and memory stays
  * bounded.  Once a send fails the connection is "broken": later replies are
@@ -135,14 +135,43 @@ static int sock_write(void *o, const void *buf, size_t len)
     return 0;
 }
 
-/* Send what is left of r's reply.  1 when all is sent, 0 when the socket is
- * full (only with MSG_DONTWAIT), -errno on error. */
-static int send_reply(int fd, struct nbd_req *r, int flags)
+/* Move `left` sent bytes through r's reply; true when all of it is sent. */
+static bool reply_advance(struct nbd_req *r, size_t *left)
 {
-    while (r->iovpos < r->iovcnt) {
-        struct msghdr m = {.msg_iov = r->iov + r->iovpos,
-                           .msg_iovlen = (size_t)(r->iovcnt - r->iovpos)};
-        ssize_t n = sendmsg(fd, &m, flags | MSG_NOSIGNAL);
+    while (*left && r->iovpos < r->iovcnt) {
+        struct iovec *v = &r->iov[r->iovpos];
+        if (*left >= v->iov_len) {
+            *left -= v->iov_len;
+            r->iovpos++;
+        } else {
+            v->iov_base = (uint8_t *)v->iov_base + *left;
+            v->iov_len -= *left;
+            *left = 0;
+        }
+    }
+    return r->iovpos >= r->iovcnt;
+}
+
+/* Send what is left of the replies chained from *head (r->next), as many
+ * per sendmsg() as fit in NBD_SEND_IOV iovecs: the client wakes once for a
+ * run of replies, not once each.  Fully sent replies move from *head to
+ * **done_tail, in order.  1 when all is sent, 0 when the socket is full
+ * (only with MSG_DONTWAIT), -errno on error. */
+#define NBD_SEND_IOV (2 * NBD_REQ_IOV)
+static int send_replies(int fd, struct nbd_req **head, struct nbd_req ***done_tail, int flags)
+{
+    while (*head) {
+        struct iovec v[NBD_SEND_IOV];
+        int nv = 0;
+        for (struct nbd_req *r = *head; r; r = r->next) {
+            int k = r->iovcnt - r->iovpos;
+            if (nv + k > NBD_SEND_IOV)
+                break; /* the first always fits: NBD_REQ_IOV <= NBD_SEND_IOV */
+            memcpy(v + nv, r->iov + r->iovpos, (size_t)k * sizeof(*v));
+            nv += k;
+        }
+        struct msghdr m = {.msg_iov = v, .msg_iovlen = (size_t)nv};
+        ssize_t n = nv ? sendmsg(fd, &m, flags | MSG_NOSIGNAL) : 0;
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -151,16 +180,12 @@ static int send_reply(int fd, struct nbd_req *r, int flags)
             return -errno;
         }
         size_t left = (size_t)n;
-        while (left && r->iovpos < r->iovcnt) {
-            struct iovec *v = &r->iov[r->iovpos];
-            if (left >= v->iov_len) {
-                left -= v->iov_len;
-                r->iovpos++;
-            } else {
-                v->iov_base = (uint8_t *)v->iov_base + left;
-                v->iov_len -= left;
-                left = 0;
-            }
+        while (*head && reply_advance(*head, &left)) {
+            struct nbd_req *r = *head;
+            *head = r->next;
+            r->next = NULL;
+            **done_tail = r;
+            *done_tail = &r->next;
         }
     }
     return 1;
@@ -288,7 +313,9 @@ static void *flusher_main(void *arg)
         bool broken = c->broken;
         pthread_mutex_unlock(&c->wlock);
 
-        int ret = broken ? -EPIPE : send_reply(c->fd, r, 0);
+        r->next = NULL;
+        struct nbd_req *done = NULL, **dtail = &done, *rest = r;
+        int ret = broken ? -EPIPE : send_replies(c->fd, &rest, &dtail, 0);
         req_put(c, r);
 
         pthread_mutex_lock(&c->wlock);
@@ -312,16 +339,16 @@ static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
 
 void nbd_conn_send(struct nbd_conn *c, struct nbd_req *r)
 {
+    struct nbd_req *done = NULL, **dtail = &done;
     pthread_mutex_lock(&c->wlock);
     if (c->broken)
         goto drop;
     if (!c->sendq && !c->flusher_busy) {
-        int ret = send_reply(c->fd, r, MSG_DONTWAIT);
-        if (ret != 0) {
-            if (ret < 0)
-                set_broken(c);
+        int ret = send_replies(c->fd, &r, &dtail, MSG_DONTWAIT);
+        if (ret < 0)
+            set_broken(c);
+        if (ret != 0)
             goto drop;
-        }
     }
     if (!c->flusher_started) {
         if (start_thread(&c->flusher, flusher_main, c) < 0) {
@@ -330,15 +357,20 @@ void nbd_conn_send(struct nbd_conn *c, struct nbd_req *r)
         }
         c->flusher_started = true;
     }
-    r->next = NULL;
     *c->sendq_tail = r;
+    while (r->next)
+        r = r->next;
     c->sendq_tail = &r->next;
     pthread_cond_signal(&c->wcond);
-    pthread_mutex_unlock(&c->wlock);
-    return;
+    r = NULL;
 drop:
+    *dtail = r; /* the unsent rest, if dropped */
     pthread_mutex_unlock(&c->wlock);
-    req_put(c, r);
+    while (done) {
+        struct nbd_req *next = done->next;
+        req_put(c, done);
+        done = next;
+    }
 }
 
 /* ---- reading ------------------------------------------------------------------ */

@@ -218,6 +218,9 @@ struct nbd_server {
 
 /* conn.c */
 int nbd_conn_start(struct nbd_server *srv, int fd);
+/* Send the replies of r and of the requests chained from it by r->next (all
+ * of connection c, in order; the chain ends with NULL), then give them back
+ * to c's pool; what the socket cannot take now goes to c's flusher. */
 void nbd_conn_send(struct nbd_conn *c, struct nbd_req *r);
 void nbd_conn_reap(struct nbd_server *srv); /* join zombies; srv->lock NOT held */
 /* server.c */

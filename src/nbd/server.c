@@ -8,8 +8,9 @@
  * whole batches and wake one idle worker; a worker that dequeues and sees
  * more work wakes the next (chained wake-ups: context switches, not the
  * backend, dominate the cost of a 4 KiB request to a fast backend).  A
- * worker runs nbd_exec() and sends the reply itself, so a request costs one
- * hand-over between threads.
+ * worker takes a run of quick requests of one connection at once (see
+ * NBD_RUN_MAX below), runs nbd_exec() on each and sends their replies
+ * itself, so a run costs one hand-over between threads and one send.
  *
  * Shutdown order (nbd_server_free): stop accepting (shutdown() on the
  * listening sockets wakes accept(), then join the acceptors), shut down
@@ -51,6 +52,22 @@ int64_t nbd_now_ms(void)
 }
 
 /* ---- workers ------------------------------------------------------------------- */
+/* A worker takes a run of up to NBD_RUN_MAX consecutive queued requests of
+ * one connection when they are all quick (READ or WRITE of at most
+ * NBD_RUN_MAX_LEN bytes, no FUA), executes them in order and sends their
+ * replies together: one hand-over, one sendmsg() and one wake-up of the
+ * client per run instead of per request.  Anything else (FLUSH, FUA, TRIM,
+ * large I/O) goes alone, so a slow request never holds back quick replies
+ * and large ones still spread over the workers. */
+#define NBD_RUN_MAX 8u
+#define NBD_RUN_MAX_LEN (64u << 10)
+
+static bool run_ok(const struct nbd_req *r)
+{
+    return (r->rq.type == NBD_CMD_READ || r->rq.type == NBD_CMD_WRITE) &&
+           !(r->rq.flags & NBD_CMD_FLAG_FUA) && r->rq.len <= NBD_RUN_MAX_LEN;
+}
+
 static void *worker_main(void *arg)
 {
     struct nbd_server *srv = arg;
@@ -64,15 +81,22 @@ static void *worker_main(void *arg)
         struct nbd_req *r = srv->qhead;
         if (!r)
             break;
-        srv->qhead = r->next;
+        struct nbd_req *last = r;
+        for (unsigned n = 1; n < NBD_RUN_MAX && run_ok(last) && last->next &&
+                             last->next->conn == r->conn && run_ok(last->next);
+             n++)
+            last = last->next;
+        srv->qhead = last->next;
+        last->next = NULL;
         if (!srv->qhead)
             srv->qtail = &srv->qhead;
         else if (srv->idle)
             pthread_cond_signal(&srv->qcond); /* chain: more work, wake a peer */
         pthread_mutex_unlock(&srv->qlock);
 
-        nbd_exec(&r->conn->sess, r);
-        nbd_conn_send(r->conn, r);
+        for (struct nbd_req *q = r; q; q = q->next)
+            nbd_exec(&q->conn->sess, q);
+        nbd_conn_send(r->conn, r); /* the run's replies, in one sendmsg */
 
         pthread_mutex_lock(&srv->qlock);
     }

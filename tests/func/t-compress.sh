@@ -67,8 +67,9 @@ echo "pool file grew by $fa bytes for $((6 * 64)) MiB written"
 
 echo "== a volume that stored random data for a while still compresses text"
 # the history (codec.c compress_block_hist) stops trying most blocks of
-# tank/hist after its random data; the text written next must be noticed
-# within a few blocks and compressed like tank/lz's
+# tank/hist after its random data (64 MiB: ~700 blocks start the skipping);
+# the text written next must be noticed within a few tries and compressed
+# like tank/lz's
 berth vol create -V 64M tank/hist >/dev/null || fail "vol create tank/hist"
 put tank/hist "$T/rand"
 pool_sync tank 2
@@ -77,10 +78,9 @@ pool_sync tank 2
 r_h=$(vol_prop tank/hist compressratio)
 echo "tank/hist: text over random data: ratio $r_h (tank/lz $r_lz)"
 fcmp "$r_h" '>=' "$(python3 -c "print($r_lz * 0.98)")" || fail "text after random data: ratio $r_h, tank/lz has $r_lz"
-# interleaved runs of random data and text (1 MiB: too short to start the
-# skipping; 8 MiB: each text run after 512 random blocks): every text run
-# compressed but for at most COMP_PROBE_EVERY - 1 = 7 blocks after each
-# random run (and a few more where the two sync workers interleave)
+# interleaved runs of random data and text (1 MiB and 8 MiB: too short to
+# start the skipping, which needs over 512 random blocks after text): every text
+# run compressed
 u_lz=$(vol_prop tank/lz used)
 for run in 1 8; do
   for i in $(seq 0 $((2 * run)) 63); do

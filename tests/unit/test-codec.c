@@ -137,49 +137,97 @@ static void test_probe(void)
     free(dst);
 }
 
-/* compress_block_hist: a stream of random blocks stops being tried after
- * COMP_SKIP_AFTER of them, except every COMP_PROBE_EVERY-th; when the data
- * turns compressible at most COMP_PROBE_EVERY - 1 blocks are stored raw
- * before every block is tried again; compressible blocks are never skipped
- * while they keep compressing; and the result always decodes. */
+/* A random block whose first `dup` bytes repeat right after themselves
+ * (fio's reused buffers: two equal 4K writes in one 16K block). */
+static void fill_dup(uint8_t *p, size_t n, size_t dup, uint64_t seed)
+{
+    fill_random(p, n, seed);
+    memcpy(p + dup, p, dup);
+}
+
+static long hist_block(const uint8_t *src, size_t len, uint8_t *dst, struct comp_hist *h)
+{
+    return compress_block_hist(BS_COMPRESS_LZ4, 0, src, len, dst, compress_bound(len), h);
+}
+
+/* compress_block_hist: a fresh stream of random blocks is tried block by
+ * block for ~700 blocks, then only every COMP_PROBE_EVERY-th; when the data
+ * turns compressible the first try notices it and every block is tried again;
+ * a stream where few blocks save little (1 in 20 saves 25 %) starts skipping
+ * too, one where enough save enough (1 in 4 saves 50 %, 1 in 4 saves ~all)
+ * never does; the result always decodes. */
 static void test_hist(void)
 {
     size_t len = 16384;
     uint8_t *src = malloc(len), *dst = malloc(compress_bound(len)), *out = malloc(len);
     struct comp_hist h = {0};
-    unsigned raw = 0;
-    const unsigned N = 1003; /* not a multiple: the switch lands between two tries */
+    unsigned raw = 0, skip_at = 0;
+    const unsigned N = 2003; /* not a multiple: the switch lands between two tries */
     for (unsigned i = 0; i < N; i++) {
         fill_random(src, len, 100 + i);
-        raw += compress_block_hist(BS_COMPRESS_LZ4, 0, src, len, dst, compress_bound(len), &h) == 0;
+        raw += hist_block(src, len, dst, &h) == 0;
+        if (!skip_at && atomic_load(&h.skip))
+            skip_at = i + 1;
     }
-    ok(raw == N && atomic_load(&h.streak) >= COMP_SKIP_AFTER,
-       "hist: %u random blocks stored raw (streak %u)", N, atomic_load(&h.streak));
-    /* the blocks tried while skipping: COMP_SKIP_AFTER, then 1 in COMP_PROBE_EVERY */
-    unsigned tried = atomic_load(&h.streak);
-    ok(tried == COMP_SKIP_AFTER + (N - COMP_SKIP_AFTER + COMP_PROBE_EVERY - 1) / COMP_PROBE_EVERY,
-       "hist: only %u of %u incompressible blocks were tried", tried, N);
-    unsigned expect_lost = (COMP_PROBE_EVERY - (N - COMP_SKIP_AFTER) % COMP_PROBE_EVERY) %
-                           COMP_PROBE_EVERY;
+    /* ln(1/16) / ln(255/256) = 708 blocks from "saves everything" */
+    ok(raw == N && skip_at >= 650 && skip_at <= 800,
+       "hist: %u random blocks stored raw, skipping from block %u", N, skip_at);
+    unsigned ticks = atomic_load(&h.tick);
+    ok(ticks == N - skip_at, "hist: %u blocks seen while skipping (1 in %u tried)", ticks,
+       COMP_PROBE_EVERY);
     /* data turns compressible: how many go raw before the history notices */
     unsigned lost = 0, kept = 0;
     bool good = true;
     for (unsigned i = 0; i < 200; i++) {
         fill_text(src, len);
         src[i % len] = (uint8_t)i;
-        long p = compress_block_hist(BS_COMPRESS_LZ4, 0, src, len, dst, compress_bound(len), &h);
+        long p = hist_block(src, len, dst, &h);
         if (p == 0) {
             lost++;
-            good &= kept == 0; /* raw ones only before the first compressed one */
+            good &= kept < 1; /* raw ones only before the first try */
         } else {
             kept++;
             good &= p > 0 && decompress_block(BS_COMPRESS_LZ4, dst, (size_t)p, out, len) == 0 &&
                     memcmp(out, src, len) == 0;
         }
     }
-    ok(good && lost == expect_lost && lost > 0 && kept == 200 - lost,
-       "hist: compressible data after a raw streak: %u raw, then all %u compressed", lost, kept);
-    ok(atomic_load(&h.streak) == 0, "hist: a compressed block ends the streak");
+    ok(good && lost > 0 && lost < COMP_PROBE_EVERY && kept == 200 - lost &&
+           !atomic_load(&h.skip),
+       "hist: compressible data after random data: %u raw, then all %u compressed", lost, kept);
+    /* fio-like: 1 block in 20 saves 25 % (a duplicated 4K): 1.25 % of the
+     * bytes, below COMP_SKIP_BELOW: skipping starts, and then only about 1
+     * in COMP_PROBE_EVERY of those blocks is compressed */
+    struct comp_hist f = {0};
+    unsigned fcomp = 0, fdup = 0, fskip = 0;
+    for (unsigned i = 0; i < 6000; i++) {
+        uint64_t x = (i + 1) * 0x9e3779b97f4a7c15ull; /* not periodic: no aliasing with the tries */
+        bool d = (x >> 40) % 20 == 0;
+        if (d)
+            fill_dup(src, len, 4096, 7000 + i);
+        else
+            fill_random(src, len, 7000 + i);
+        long p = hist_block(src, len, dst, &f);
+        if (i >= 3000) {
+            fdup += d;
+            fcomp += p > 0;
+            fskip += atomic_load(&f.skip);
+        }
+    }
+    ok(fskip == 3000 && fcomp > 0 && fcomp * 4 < fdup,
+       "hist: 1 in 20 blocks saving 25 %%: skipping, %u of %u such blocks compressed", fcomp,
+       fdup);
+    /* 1 block in 4 saves 50 %: 12.5 % of the bytes, worth trying every block */
+    struct comp_hist e = {0};
+    unsigned ecomp = 0;
+    for (unsigned i = 0; i < 4000; i++) {
+        if (i % 4 == 3)
+            fill_dup(src, len, 8192, 9000 + i);
+        else
+            fill_random(src, len, 9000 + i);
+        ecomp += hist_block(src, len, dst, &e) > 0;
+    }
+    ok(ecomp == 1000 && !atomic_load(&e.skip),
+       "hist: 1 in 4 blocks saving 50 %%: all %u compressed, never skipping", ecomp);
     /* a mix of 3 random blocks to 1 compressible one never reaches the
      * streak, so every compressible block is compressed */
     struct comp_hist m = {0};
