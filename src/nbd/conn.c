@@ -300,13 +300,15 @@ static void *flusher_main(void *arg)
     return NULL;
 }
 
-static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg, const char *name)
 {
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setstacksize(&a, NBD_THREAD_STACK);
     int e = pthread_create(t, &a, fn, arg);
     pthread_attr_destroy(&a);
+    if (e == 0)
+        pthread_setname_np(*t, name); /* for perf and top; else the acceptor's */
     return -e;
 }
 
@@ -324,7 +326,7 @@ void nbd_conn_send(struct nbd_conn *c, struct nbd_req *r)
         }
     }
     if (!c->flusher_started) {
-        if (start_thread(&c->flusher, flusher_main, c) < 0) {
+        if (start_thread(&c->flusher, flusher_main, c, "nbd-flush") < 0) {
             set_broken(c);
             goto drop;
         }
@@ -609,7 +611,7 @@ int nbd_conn_start(struct nbd_server *srv, int fd)
         conn_free(c);
         return -EBUSY;
     }
-    int ret = start_thread(&c->reader, reader_main, c);
+    int ret = start_thread(&c->reader, reader_main, c, "nbd-conn");
     if (ret < 0) {
         pthread_mutex_unlock(&srv->lock);
         conn_free(c);

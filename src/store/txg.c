@@ -622,6 +622,7 @@ int txg_start(struct bs_pool *p)
         return -EAGAIN;
     }
     tx->trim_started = true;
+    pthread_setname_np(tx->trim_thread, "txg-trim");
     if (pthread_create(&tx->thread, NULL, sync_main, p) != 0) {
         trim_stop(tx);
         wp_free(tx->workers);
@@ -629,6 +630,7 @@ int txg_start(struct bs_pool *p)
         return -EAGAIN;
     }
     tx->started = true;
+    pthread_setname_np(tx->thread, "txg-sync");
     return 0;
 }
 

@@ -111,6 +111,7 @@ int wp_new(unsigned nthreads, int ashift, struct wpool **out)
             wp_free(wp);
             return -ENOMEM;
         }
+        pthread_setname_np(wp->th[i], "txg-worker"); /* else the creator's name */
         wp->nthreads++;
     }
     *out = wp;
