@@ -138,6 +138,7 @@ struct cbuf *cbuf_new(uint32_t size)
     }
     atomic_init(&b->refs, 1);
     atomic_init(&b->memo_ok, 0);
+    atomic_init(&b->adopted, 0);
     b->size = size;
     return b;
 }

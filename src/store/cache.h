@@ -22,6 +22,8 @@ struct cbuf {
      * indirect block's children here.  Valid once memo_ok is set (release
      * after memo is written); cbuf_new clears it. */
     _Atomic uint8_t memo_ok;
+    /* handed to a volume by bs_vol_pwrite_bufs (vol.c): never again */
+    _Atomic uint8_t adopted;
     uint8_t memo[16];
     _Alignas(64) uint8_t data[];
 };

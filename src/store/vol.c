@@ -178,9 +178,11 @@ static int new_ent(uint64_t blkid, struct cbuf *buf, struct dirty_ent **out)
 }
 
 /* Write (src != NULL) or zero (src == NULL) [boff, boff+n) of block blkid.
+ * `own` (with src = own->data, a whole block) is a filled buffer that
+ * becomes the dirty copy itself; it is taken over whatever happens.
  * *delta receives the change in dirty bytes. */
 static int write_block(struct ds *ds, uint64_t blkid, uint32_t boff, const uint8_t *src,
-                       uint32_t n, int64_t *delta)
+                       uint32_t n, struct cbuf *own, int64_t *delta)
 {
     const uint32_t bs = ds->rec.volblocksize;
     const bool full = n == bs;
@@ -190,7 +192,9 @@ static int write_block(struct ds *ds, uint64_t blkid, uint32_t boff, const uint8
     int r = 0;
     *delta = 0;
     /* allocate outside the lock for the common cases */
-    if (src || !full) {
+    if (own) {
+        nb = own;
+    } else if (src || !full) {
         nb = cbuf_new(bs);
         if (!nb)
             return -ENOMEM;
@@ -198,7 +202,7 @@ static int write_block(struct ds *ds, uint64_t blkid, uint32_t boff, const uint8
     /* A full block is copied before the lock is taken (nb is still private):
      * the copy, and the page faults of a buffer fresh from malloc, no longer
      * hold up the other writers and readers of the volume. */
-    if (src && full)
+    if (src && full && !own)
         memcpy(nb->data, src, n);
     if (new_ent(blkid, NULL, &ne) < 0) {
         cbuf_unref(nb);
@@ -353,7 +357,7 @@ int bs_vol_pwrite(bs_vol *v, const void *buf, uint64_t len, uint64_t off, unsign
         uint32_t boff = (uint32_t)(off % bs);
         uint32_t n = (uint32_t)MIN((uint64_t)(bs - boff), len);
         int64_t delta;
-        r = write_block(ds, blkid, boff, src, n, &delta);
+        r = write_block(ds, blkid, boff, src, n, NULL, &delta);
         total += delta;
         if (r < 0)
             break;
@@ -361,6 +365,75 @@ int bs_vol_pwrite(bs_vol *v, const void *buf, uint64_t len, uint64_t off, unsign
         off += n;
         len -= n;
     }
+    if (total)
+        txg_add_dirty(v->pool, total);
+    return finish_write(v, flags, r);
+}
+
+/* ---- whole-block buffers (store.h: bs_vol_wbuf_new) ---- */
+
+bs_wbuf *bs_vol_wbuf_new(bs_vol *v)
+{
+    return (bs_wbuf *)cbuf_new(v->ds->rec.volblocksize);
+}
+
+void *bs_wbuf_data(bs_wbuf *b)
+{
+    return ((struct cbuf *)b)->data;
+}
+
+void bs_wbuf_free(bs_wbuf *b)
+{
+    cbuf_unref((struct cbuf *)b);
+}
+
+/* Drop the buffers of bufs[i..n) that were not adopted (the same pointer
+ * twice in the array: its first place adopted it, the map owns it). */
+static void wbufs_drop(bs_wbuf *const *bufs, size_t i, size_t n)
+{
+    for (; i < n; i++) {
+        struct cbuf *b = (struct cbuf *)bufs[i];
+        if (b && !atomic_load_explicit(&b->adopted, memory_order_relaxed))
+            cbuf_unref(b);
+    }
+}
+
+int bs_vol_pwrite_bufs(bs_vol *v, bs_wbuf *const *bufs, size_t n, uint64_t off, unsigned flags)
+{
+    struct ds *ds = v->ds;
+    const uint32_t bs = ds->rec.volblocksize;
+    int r = 0;
+    if (n == 0) {
+        r = -EINVAL;
+    } else if (off % bs || n > UINT64_MAX / bs) {
+        r = -EINVAL;
+    } else if ((r = check_io(v, n * bs, off, true)) == 0 && (r = txg_throttle(v->pool, n * bs)) == 0) {
+        r = space_check(v->pool, n * bs);
+    }
+    if (r < 0) {
+        wbufs_drop(bufs, 0, n);
+        return r;
+    }
+    int64_t total = 0;
+    size_t i = 0;
+    for (; i < n; i++) {
+        struct cbuf *b = (struct cbuf *)bufs[i];
+        /* one buffer is the dirty copy of one block: a buffer given twice
+         * (or again after an earlier call took it) is refused */
+        if (!b || b->size != bs || atomic_exchange(&b->adopted, 1)) {
+            r = -EINVAL;
+            break;
+        }
+        int64_t delta;
+        r = write_block(ds, off / bs + i, 0, b->data, bs, b, &delta);
+        total += delta;
+        if (r < 0) {
+            i++; /* taken over by write_block */
+            break;
+        }
+    }
+    if (r < 0)
+        wbufs_drop(bufs, i, n);
     if (total)
         txg_add_dirty(v->pool, total);
     return finish_write(v, flags, r);
@@ -466,7 +539,7 @@ int bs_vol_zero(bs_vol *v, uint64_t len, uint64_t off, unsigned flags)
          * never-written space, e.g. mkfs discarding the device) */
         r = n == bs ? clean_hole(ds, blkid, &hgen, &h0, &h1) : 0;
         if (r == 0)
-            r = write_block(ds, blkid, boff, NULL, n, &delta);
+            r = write_block(ds, blkid, boff, NULL, n, NULL, &delta);
         else if (r > 0)
             r = 0;
         total += delta;
