@@ -35,6 +35,8 @@ void cbuf_unref(struct cbuf *b); /* NULL accepted */
 
 /* Idle buffers kept for reuse, over all sizes, at most `total` bytes. */
 void cbuf_pool_set_limit(uint64_t total);
+/* Idle bytes kept now and the limit (tests, stats). */
+void cbuf_pool_stats(uint64_t *idle_bytes, uint64_t *limit);
 
 struct bcache;
 
