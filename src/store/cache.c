@@ -431,8 +431,18 @@ void bcache_put(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth, s
         pthread_mutex_unlock(&s->lock);
         return;
     }
-    struct centry *e = calloc(1, sizeof(*e));
-    if (!e) {
+    /* A full cache (the steady state of a stream of writes: every block
+     * written enters the cache) evicts about one entry per put: that entry
+     * is reused, no calloc and free per block. */
+    struct centry *gone = shard_evict(s, b->size);
+    struct centry *e = gone;
+    struct cbuf *drop = NULL;
+    if (e) {
+        gone = e->hnext;
+        drop = e->buf;
+        memset(e, 0, sizeof *e);
+        pp = find_slot(s, h, vdev, off, birth); /* the chains changed */
+    } else if (!(e = calloc(1, sizeof(*e)))) {
         pthread_mutex_unlock(&s->lock);
         return;
     }
@@ -440,9 +450,6 @@ void bcache_put(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth, s
     e->off = off;
     e->birth = birth;
     e->buf = cbuf_ref(b);
-    struct centry *gone = shard_evict(s, b->size);
-    if (gone)
-        pp = find_slot(s, h, vdev, off, birth); /* the chains changed */
     *pp = e;
     lru_push_head(s, e);
     s->bytes += b->size;
@@ -450,6 +457,7 @@ void bcache_put(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth, s
     if (s->entries > s->nbuckets)
         shard_grow(s);
     pthread_mutex_unlock(&s->lock);
+    cbuf_unref(drop);
     entries_free(gone);
 }
 
