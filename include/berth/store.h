@@ -482,7 +482,7 @@ int bs_vol_pwrite(bs_vol *v, const void *buf, uint64_t len, uint64_t off, unsign
 typedef struct bs_wbuf bs_wbuf;
 bs_wbuf *bs_vol_wbuf_new(bs_vol *v); /* NULL on ENOMEM */
 void *bs_wbuf_data(bs_wbuf *b);
-void bs_wbuf_free(bs_wbuf *b);       /* NULL accepted */
+void bs_wbuf_free(bs_wbuf *b); /* NULL accepted */
 /* Write n whole blocks from bufs[0..n) at off (a multiple of the block
  * size), flags as bs_vol_pwrite.  Every buffer must come from
  * bs_vol_wbuf_new of a volume with the same block size. */

@@ -203,8 +203,7 @@ static void be_wbuf_free(void *buf)
     bs_wbuf_free(buf);
 }
 
-static int be_pwrite_bufs(void *handle, void *const *bufs, size_t n, uint64_t off,
-                          unsigned flags)
+static int be_pwrite_bufs(void *handle, void *const *bufs, size_t n, uint64_t off, unsigned flags)
 {
     return bs_vol_pwrite_bufs(((struct handle *)handle)->vol, (bs_wbuf *const *)bufs, n, off,
                               flags);

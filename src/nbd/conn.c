@@ -420,8 +420,7 @@ static int recv_iov(struct nbd_conn *c, struct iovec *iov, size_t cnt, const uin
  * its pwrite_bufs then takes without copying: head and tail (unaligned
  * parts) go to r->buf.  `pre`/`have`: payload bytes already in the reader's
  * buffer.  1 done, 0 not for this request (nothing consumed), -errno. */
-static int recv_payload_bufs(struct nbd_conn *c, struct nbd_req *r, const uint8_t *pre,
-                             size_t have)
+static int recv_payload_bufs(struct nbd_conn *c, struct nbd_req *r, const uint8_t *pre, size_t have)
 {
     const struct nbd_session *s = &c->sess;
     const struct nbd_backend *be = s->be;

@@ -250,7 +250,8 @@ void nbd_exec(const struct nbd_session *s, struct nbd_req *r)
         exec_block_status(s, r);
         return;
     case NBD_CMD_WRITE:
-        ret = r->nwbufs ? exec_write_bufs(s, r, iof) : be->pwrite(h, r->buf, rq->len, rq->offset, iof);
+        ret = r->nwbufs ? exec_write_bufs(s, r, iof)
+                        : be->pwrite(h, r->buf, rq->len, rq->offset, iof);
         break;
     case NBD_CMD_FLUSH:
         ret = be->flush ? be->flush(h) : 0;

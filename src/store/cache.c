@@ -99,7 +99,7 @@ struct buf_pool {
 };
 
 static struct buf_pool g_pools[POOL_MAX_SHIFT - POOL_MIN_SHIFT + 1] = {
-#define BP_INIT { PTHREAD_MUTEX_INITIALIZER, NULL, 0 }
+#define BP_INIT {PTHREAD_MUTEX_INITIALIZER, NULL, 0}
     BP_INIT, BP_INIT, BP_INIT, BP_INIT, BP_INIT, BP_INIT,
 #undef BP_INIT
 };

@@ -491,7 +491,8 @@ int bs_vol_pwrite_bufs(bs_vol *v, bs_wbuf *const *bufs, size_t n, uint64_t off, 
         r = -EINVAL;
     } else if (off % bs || n > UINT64_MAX / bs) {
         r = -EINVAL;
-    } else if ((r = check_io(v, n * bs, off, true)) == 0 && (r = txg_throttle(v->pool, n * bs)) == 0) {
+    } else if ((r = check_io(v, n * bs, off, true)) == 0 &&
+               (r = txg_throttle(v->pool, n * bs)) == 0) {
         r = space_check(v->pool, n * bs);
     }
     if (r < 0) {

@@ -511,7 +511,7 @@ static void wbuf_test(void)
 {
     struct berr e = {0};
     const char *path = tmp_path("wbuf.img");
-    const char *v[] = { path };
+    const char *v[] = {path};
     bs_pool *p = NULL;
     bs_vol *vol = NULL;
     const uint32_t bs = 16384;
