@@ -469,6 +469,25 @@ bool bs_vol_readonly(bs_vol *v);
 int bs_vol_pread(bs_vol *v, void *buf, uint64_t len, uint64_t off);
 int bs_vol_pwrite(bs_vol *v, const void *buf, uint64_t len, uint64_t off, unsigned flags);
 
+/* Writes of whole blocks without a copy.  A front end that receives data
+ * (an NBD WRITE payload) gets block buffers of volblocksize bytes with
+ * bs_vol_wbuf_new, fills them (bs_wbuf_data, 64-byte aligned) and hands them
+ * to bs_vol_pwrite_bufs, which makes each one the dirty copy of its block:
+ * the data is not copied again.  bs_vol_pwrite_bufs takes over every buffer
+ * it is given, whatever it returns (the caller must not touch them
+ * afterwards); a buffer that is not handed over is freed with
+ * bs_wbuf_free.  Buffers come from the engine's idle-buffer pool, so the
+ * steady state allocates nothing.  A buffer already handed over once is
+ * refused (-EINVAL): one buffer never backs two blocks. */
+typedef struct bs_wbuf bs_wbuf;
+bs_wbuf *bs_vol_wbuf_new(bs_vol *v); /* NULL on ENOMEM */
+void *bs_wbuf_data(bs_wbuf *b);
+void bs_wbuf_free(bs_wbuf *b); /* NULL accepted */
+/* Write n whole blocks from bufs[0..n) at off (a multiple of the block
+ * size), flags as bs_vol_pwrite.  Every buffer must come from
+ * bs_vol_wbuf_new of a volume with the same block size. */
+int bs_vol_pwrite_bufs(bs_vol *v, bs_wbuf *const *bufs, size_t n, uint64_t off, unsigned flags);
+
 /* Make the range read as zeros; whole blocks become holes (space freed). */
 int bs_vol_zero(bs_vol *v, uint64_t len, uint64_t off, unsigned flags);
 

@@ -182,6 +182,33 @@ static int be_pwrite(void *handle, const void *buf, uint32_t len, uint64_t off, 
     return bs_vol_pwrite(((struct handle *)handle)->vol, buf, len, off, flags);
 }
 
+/* Whole blocks of a WRITE are received into the engine's block buffers,
+ * which become the dirty blocks without a copy (bs_vol_pwrite_bufs). */
+static uint32_t be_wbuf_size(void *handle)
+{
+    bs_vol *v = ((struct handle *)handle)->vol;
+    return bs_vol_readonly(v) ? 0 : bs_vol_blocksize(v);
+}
+
+static void *be_wbuf_new(void *handle, void **data)
+{
+    bs_wbuf *b = bs_vol_wbuf_new(((struct handle *)handle)->vol);
+    if (b)
+        *data = bs_wbuf_data(b);
+    return b;
+}
+
+static void be_wbuf_free(void *buf)
+{
+    bs_wbuf_free(buf);
+}
+
+static int be_pwrite_bufs(void *handle, void *const *bufs, size_t n, uint64_t off, unsigned flags)
+{
+    return bs_vol_pwrite_bufs(((struct handle *)handle)->vol, (bs_wbuf *const *)bufs, n, off,
+                              flags);
+}
+
 static int be_zero(void *handle, uint32_t len, uint64_t off, unsigned flags)
 {
     return bs_vol_zero(((struct handle *)handle)->vol, len, off, flags);
@@ -230,4 +257,8 @@ void backend_init(struct nbd_backend *be, struct pooltab *t)
     be->cache = be_cache;
     be->block_status = be_block_status;
     be->get_size = be_get_size;
+    be->wbuf_size = be_wbuf_size;
+    be->wbuf_new = be_wbuf_new;
+    be->wbuf_free = be_wbuf_free;
+    be->pwrite_bufs = be_pwrite_bufs;
 }

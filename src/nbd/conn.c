@@ -247,6 +247,8 @@ static struct nbd_req *req_get(struct nbd_conn *c, size_t charge, bool wait)
 static void req_free(struct nbd_req *r)
 {
     free(r->buf);
+    free(r->wbufs);
+    free(r->wiov);
     free(r);
 }
 
@@ -254,6 +256,7 @@ static void req_put(struct nbd_conn *c, struct nbd_req *r)
 {
     struct nbd_server *srv = c->srv;
     size_t charge = r->charge;
+    nbd_req_drop_wbufs(c->sess.be, r); /* a payload read that failed */
     pthread_mutex_lock(&c->lock);
     c->inflight--;
     c->inflight_bytes -= charge;
@@ -327,13 +330,15 @@ static void *flusher_main(void *arg)
     return NULL;
 }
 
-static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg, const char *name)
 {
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setstacksize(&a, NBD_THREAD_STACK);
     int e = pthread_create(t, &a, fn, arg);
     pthread_attr_destroy(&a);
+    if (e == 0)
+        pthread_setname_np(*t, name); /* for perf and top; else the acceptor's */
     return -e;
 }
 
@@ -351,7 +356,7 @@ void nbd_conn_send(struct nbd_conn *c, struct nbd_req *r)
             goto drop;
     }
     if (!c->flusher_started) {
-        if (start_thread(&c->flusher, flusher_main, c) < 0) {
+        if (start_thread(&c->flusher, flusher_main, c, "nbd-flush") < 0) {
             set_broken(c);
             goto drop;
         }
@@ -401,15 +406,116 @@ static size_t req_charge(const struct nbd_request *rq)
     }
 }
 
+/* Read len bytes into iov[0..cnt), the first `have` of them from `pre` (what
+ * the reader's buffer already holds).  0 or -errno. */
+static int recv_iov(struct nbd_conn *c, struct iovec *iov, size_t cnt, const uint8_t *pre,
+                    size_t have)
+{
+    size_t i = 0;
+    for (; i < cnt && have; i++) { /* iov is ours to advance */
+        size_t k = MIN(have, iov[i].iov_len);
+        memcpy(iov[i].iov_base, pre, k);
+        pre += k;
+        have -= k;
+        iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
+        iov[i].iov_len -= k;
+        if (iov[i].iov_len)
+            break;
+    }
+    while (i < cnt) {
+        if (iov[i].iov_len == 0) {
+            i++;
+            continue;
+        }
+        struct msghdr m = {.msg_iov = iov + i, .msg_iovlen = MIN(cnt - i, (size_t)IOV_MAX)};
+        ssize_t n = recvmsg(c->fd, &m, MSG_WAITALL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EPIPE;
+        for (size_t left = (size_t)n; left;) {
+            size_t k = MIN(left, iov[i].iov_len);
+            iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
+            iov[i].iov_len -= k;
+            left -= k;
+            if (iov[i].iov_len == 0)
+                i++;
+        }
+    }
+    return 0;
+}
+
+/* Receive the payload of an accepted WRITE whose range holds whole blocks
+ * of the backend's buffer size straight into buffers of the backend, which
+ * its pwrite_bufs then takes without copying: head and tail (unaligned
+ * parts) go to r->buf.  `pre`/`have`: payload bytes already in the reader's
+ * buffer.  1 done, 0 not for this request (nothing consumed), -errno. */
+static int recv_payload_bufs(struct nbd_conn *c, struct nbd_req *r, const uint8_t *pre, size_t have)
+{
+    const struct nbd_session *s = &c->sess;
+    const struct nbd_backend *be = s->be;
+    const uint32_t bs = s->wbuf_size;
+    const uint64_t off = r->rq.offset, len = r->rq.len;
+    uint64_t head = (bs - off % bs) % bs;
+    if (head >= len)
+        return 0;
+    size_t n = (size_t)((len - head) / bs);
+    if (n == 0)
+        return 0;
+    uint64_t tail = len - head - (uint64_t)n * bs;
+    if (n + 2 > r->wcap) {
+        void **w = realloc(r->wbufs, (n + 2) * sizeof *w);
+        if (w)
+            r->wbufs = w;
+        struct iovec *v = w ? realloc(r->wiov, (n + 2) * sizeof *v) : NULL;
+        if (!v)
+            return 0;
+        r->wiov = v;
+        r->wcap = n + 2;
+    }
+    if (nbd_req_reserve(r, (size_t)(head + tail)) < 0)
+        return 0;
+    size_t cnt = 0;
+    r->whead = (uint32_t)head;
+    r->wbsize = bs;
+    if (head)
+        r->wiov[cnt++] = (struct iovec){r->buf, (size_t)head};
+    for (; r->nwbufs < n; r->nwbufs++) {
+        void *data;
+        void *b = be->wbuf_new(s->handle, &data);
+        if (!b) {
+            nbd_req_drop_wbufs(be, r); /* short of memory: copy as before */
+            return 0;
+        }
+        r->wbufs[r->nwbufs] = b;
+        r->wiov[cnt++] = (struct iovec){data, bs};
+    }
+    if (tail)
+        r->wiov[cnt++] = (struct iovec){r->buf + head, (size_t)tail};
+    int ret = recv_iov(c, r->wiov, cnt, pre, have);
+    return ret < 0 ? ret : 1;
+}
+
 static void transmit(struct nbd_conn *c)
 {
     struct nbd_session *s = &c->sess;
     _cleanup_free_ uint8_t *rb = malloc(NBD_RBUF_SIZE);
     size_t rpos = 0, rlen = 0;
     struct batch b = {NULL, &b.head, 0};
+    /* after a payload received into block buffers the next one is likely
+     * the same: read just its header, so its payload is not copied */
+    bool header_only = false;
 
     if (!rb)
         return;
+    s->wbuf_size = 0;
+    if (s->be->pwrite_bufs && s->be->wbuf_size && s->be->wbuf_new && s->be->wbuf_free) {
+        uint32_t bs = s->be->wbuf_size(s->handle);
+        if (bs >= 512 && !(bs & (bs - 1)))
+            s->wbuf_size = bs;
+    }
     for (;;) {
         if (rlen - rpos < NBD_REQUEST_SIZE) {
             /* about to block: let the workers start on what we have */
@@ -417,7 +523,8 @@ static void transmit(struct nbd_conn *c)
             memmove(rb, rb + rpos, rlen - rpos);
             rlen -= rpos;
             rpos = 0;
-            ssize_t n = recv(c->fd, rb + rlen, NBD_RBUF_SIZE - rlen, 0);
+            size_t want = header_only ? NBD_REQUEST_SIZE - rlen : NBD_RBUF_SIZE - rlen;
+            ssize_t n = recv(c->fd, rb + rlen, want, 0);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n <= 0)
@@ -449,6 +556,25 @@ static void transmit(struct nbd_conn *c)
         r->rq = rq;
         r->error = err;
         r->errmsg = msg;
+        header_only = false;
+        if (nbd_request_has_payload(&rq) && err == 0 && s->wbuf_size) {
+            size_t have = MIN(rlen - rpos, (size_t)rq.len);
+            batch_flush(c->srv, &b);
+            int got = recv_payload_bufs(c, r, rb + rpos, have);
+            if (got < 0) {
+                req_put(c, r);
+                break;
+            }
+            if (got > 0) {
+                rpos += have;
+                header_only = true;
+                *b.tail = r;
+                b.tail = &r->next;
+                b.n++;
+                batch_flush(c->srv, &b);
+                continue;
+            }
+        }
         if (nbd_request_has_payload(&rq)) {
             /* read it even when the request is refused, to stay in sync */
             if (nbd_req_reserve(r, rq.len) < 0) {
@@ -641,7 +767,7 @@ int nbd_conn_start(struct nbd_server *srv, int fd)
         conn_free(c);
         return -EBUSY;
     }
-    int ret = start_thread(&c->reader, reader_main, c);
+    int ret = start_thread(&c->reader, reader_main, c, "nbd-conn");
     if (ret < 0) {
         pthread_mutex_unlock(&srv->lock);
         conn_free(c);

@@ -41,6 +41,41 @@ int nbd_req_reserve(struct nbd_req *r, size_t len)
     return 0;
 }
 
+void nbd_req_drop_wbufs(const struct nbd_backend *be, struct nbd_req *r)
+{
+    for (size_t i = 0; i < r->nwbufs; i++)
+        be->wbuf_free(r->wbufs[i]);
+    r->nwbufs = 0;
+}
+
+/* A WRITE received into whole-block buffers: head and tail (in r->buf)
+ * through pwrite, the blocks through pwrite_bufs.  FUA makes the whole
+ * request durable: one flush after all the parts (each part with FUA would
+ * wait for the disk up to three times). */
+static int exec_write_bufs(const struct nbd_session *s, struct nbd_req *r, unsigned iof)
+{
+    const struct nbd_backend *be = s->be;
+    const struct nbd_request *rq = &r->rq;
+    unsigned piof = be->flush ? iof & ~NBD_IOF_FUA : iof;
+    uint64_t mid = (uint64_t)r->nwbufs * r->wbsize;
+    uint32_t tail = (uint32_t)(rq->len - r->whead - mid);
+    int ret = 0;
+    if (r->whead)
+        ret = be->pwrite(s->handle, r->buf, r->whead, rq->offset, piof);
+    if (ret < 0) {
+        nbd_req_drop_wbufs(be, r);
+        return ret;
+    }
+    size_t n = r->nwbufs;
+    r->nwbufs = 0; /* the backend's now, whatever happens */
+    ret = be->pwrite_bufs(s->handle, r->wbufs, n, rq->offset + r->whead, piof);
+    if (ret == 0 && tail)
+        ret = be->pwrite(s->handle, r->buf + r->whead, tail, rq->offset + r->whead + mid, piof);
+    if (ret == 0 && piof != iof)
+        ret = be->flush(s->handle);
+    return ret;
+}
+
 /* ---- extents of the request range, clipped ------------------------------ */
 struct clip {
     uint64_t pos, end;
@@ -196,6 +231,7 @@ void nbd_exec(const struct nbd_session *s, struct nbd_req *r)
     int ret = 0;
 
     if (r->error) {
+        nbd_req_drop_wbufs(be, r);
         nbd_reply_error(s, r, (uint32_t)r->error, r->errmsg);
         return;
     }
@@ -214,7 +250,8 @@ void nbd_exec(const struct nbd_session *s, struct nbd_req *r)
         exec_block_status(s, r);
         return;
     case NBD_CMD_WRITE:
-        ret = be->pwrite(h, r->buf, rq->len, rq->offset, iof);
+        ret = r->nwbufs ? exec_write_bufs(s, r, iof)
+                        : be->pwrite(h, r->buf, rq->len, rq->offset, iof);
         break;
     case NBD_CMD_FLUSH:
         ret = be->flush ? be->flush(h) : 0;

@@ -38,6 +38,7 @@ struct nbd_session {
     bool structured;             /* NBD_OPT_STRUCTURED_REPLY acked */
     bool meta_alloc;             /* base:allocation selected for `name` */
     bool no_zeroes;              /* client set NBD_FLAG_C_NO_ZEROES */
+    uint32_t wbuf_size;          /* be->wbuf_size of the handle, 0: copy writes */
     char *meta_export;           /* export named by SET_META_CONTEXT (malloc) */
     unsigned nopts;              /* options seen, bounded by NBD_MAX_OPTIONS */
 };
@@ -114,6 +115,15 @@ struct nbd_req {
     const char *errmsg;
     uint8_t *buf;                /* WRITE payload in, READ data / descriptors out */
     size_t cap;
+    /* zero-copy WRITE (conn.c recv_payload): the payload's head (whead
+     * bytes) is in buf, then nwbufs whole blocks of wbsize bytes in the
+     * backend's buffers wbufs[], then the tail in buf + whead.  The arrays
+     * are kept across reuse; the buffers belong to the request until
+     * nbd_exec hands them to the backend (nwbufs = 0 then). */
+    void **wbufs;
+    struct iovec *wiov;
+    size_t nwbufs, wcap;
+    uint32_t whead, wbsize;
     size_t charge;               /* bytes counted against the budgets */
     struct iovec iov[NBD_REQ_IOV];
     int iovcnt, iovpos;          /* reply; iovpos advances on partial sends */
@@ -123,6 +133,8 @@ struct nbd_req {
 
 /* Make r->buf hold at least len bytes; 0 or -ENOMEM. */
 int nbd_req_reserve(struct nbd_req *r, size_t len);
+/* Free the zero-copy buffers r still holds (a request that is not run). */
+void nbd_req_drop_wbufs(const struct nbd_backend *be, struct nbd_req *r);
 /* Execute r (or just reply r->error) and build the reply iovec. */
 void nbd_exec(const struct nbd_session *s, struct nbd_req *r);
 

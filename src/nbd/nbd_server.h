@@ -12,6 +12,7 @@
 #define BERTH_NBD_SERVER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/err.h"
@@ -55,6 +56,17 @@ struct nbd_backend {
                         int (*cb)(uint64_t off, uint64_t len, unsigned flags, void *o), void *o);
     /* current size (a volume may be resized while connected); optional */
     uint64_t (*get_size)(void *handle);
+    /* Zero-copy WRITEs (optional: all four or none).  wbuf_size: the block
+     * size, a power of two, of the whole buffers the handle takes (0: none).
+     * The whole, aligned blocks of a WRITE payload are received straight
+     * into buffers from wbuf_new (their bytes at *data) and handed to
+     * pwrite_bufs, which writes n of them at off and takes every one over,
+     * whatever it returns; wbuf_free drops a buffer not handed over.  The
+     * unaligned head and tail of a payload still go through pwrite. */
+    uint32_t (*wbuf_size)(void *handle);
+    void *(*wbuf_new)(void *handle, void **data);
+    void (*wbuf_free)(void *buf);
+    int (*pwrite_bufs)(void *handle, void *const *bufs, size_t n, uint64_t off, unsigned flags);
 };
 
 struct nbd_server;

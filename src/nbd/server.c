@@ -247,6 +247,7 @@ static int add_listener(struct nbd_server *s, int fd, const char *path, struct b
         close(fd);
         return berr_errno(err, e, "cannot start NBD acceptor thread");
     }
+    pthread_setname_np(l->thread, "nbd-accept");
     pthread_mutex_lock(&s->lock);
     l->next = s->listeners;
     s->listeners = l;
@@ -460,6 +461,7 @@ int nbd_server_new(const struct nbd_backend *be, const struct nbd_server_opts *o
             nbd_server_free(s);
             return berr_errno(err, e, "cannot start NBD worker threads");
         }
+        pthread_setname_np(s->workers[i], "nbd-worker");
         s->nworkers++;
     }
     *out = s;

@@ -67,8 +67,16 @@ struct bcache {
  * used to malloc a volblocksize buffer and every txg freed tens of
  * thousands of them; malloc's consolidation and trimming made the next
  * allocations page-fault the memory back in (~15% of the write path's CPU).
- * A list keeps at most POOL_CLASS_BYTES of idle buffers per size, so the
- * memory it holds is bounded; beyond that buffers go back to malloc.
+ * The lists share one bound, g_idle_limit bytes of idle buffers over all
+ * sizes (a share of berthd's memory limit, bs_memory_limit; at most
+ * POOL_CLASS_BYTES by default); beyond it buffers go back to malloc.  One
+ * shared bound rather than one per size: a stream of 1 MiB writes to 16K
+ * blocks frees buffers in bursts (a txg's blocks enter the block cache and
+ * evict as many older ones) while the NBD readers take them steadily, and
+ * a per-size slice of the bound was too small to carry the burst over
+ * (page faults and malloc consolidation were ~12% of berthd's CPU).
+ * Lists are LIFO, so the buffer handed out is the one freed last, still in
+ * the CPU's cache.
  * A list's lock is innermost (pool_impl.h): it is taken under shard locks
  * and ds->lock, and nothing is locked while it is held. */
 #define POOL_MIN_SHIFT 12
@@ -87,27 +95,50 @@ struct bcache {
 struct buf_pool {
     pthread_mutex_t lock;
     struct cbuf *head; /* linked through the first bytes of data */
-    uint64_t n, max;
+    uint64_t n;
 };
 
 static struct buf_pool g_pools[POOL_MAX_SHIFT - POOL_MIN_SHIFT + 1] = {
-#define BP_INIT(s) { PTHREAD_MUTEX_INITIALIZER, NULL, 0, POOL_CLASS_BYTES >> (s) }
-    BP_INIT(12), BP_INIT(13), BP_INIT(14), BP_INIT(15), BP_INIT(16), BP_INIT(17),
+#define BP_INIT {PTHREAD_MUTEX_INITIALIZER, NULL, 0}
+    BP_INIT, BP_INIT, BP_INIT, BP_INIT, BP_INIT, BP_INIT,
 #undef BP_INIT
 };
+/* idle bytes over all lists, reserved before a buffer is pushed */
+static _Atomic uint64_t g_idle_bytes;
+static _Atomic uint64_t g_idle_limit = POOL_CLASS_BYTES;
 
 void cbuf_pool_set_limit(uint64_t total)
 {
-    uint64_t per = total / (POOL_MAX_SHIFT - POOL_MIN_SHIFT + 1);
-    uint64_t cap = POOL_CLASS_BYTES; /* 0 in sanitizer builds: no idle buffers */
-    if (per > cap)
-        per = cap;
-    for (int s = POOL_MIN_SHIFT; s <= POOL_MAX_SHIFT; s++) {
+    /* 0 in sanitizer builds: no idle buffers (POOL_CLASS_BYTES is 0) */
+    if (POOL_CLASS_BYTES == 0)
+        total = 0;
+    atomic_store(&g_idle_limit, total);
+    /* a lower limit: drop what is over it now, not as buffers come back */
+    for (int s = POOL_MAX_SHIFT; s >= POOL_MIN_SHIFT; s--) {
         struct buf_pool *bp = &g_pools[s - POOL_MIN_SHIFT];
+        struct cbuf *gone = NULL;
         pthread_mutex_lock(&bp->lock);
-        bp->max = per >> s; /* buffers above it are freed as they come back */
+        while (bp->head && atomic_load(&g_idle_bytes) > total) {
+            struct cbuf *b = bp->head;
+            memcpy(&bp->head, b->data, sizeof bp->head);
+            bp->n--;
+            atomic_fetch_sub(&g_idle_bytes, (uint64_t)1 << s);
+            memcpy(b->data, &gone, sizeof gone);
+            gone = b;
+        }
         pthread_mutex_unlock(&bp->lock);
+        while (gone) {
+            struct cbuf *b = gone;
+            memcpy(&gone, b->data, sizeof gone);
+            free(b);
+        }
     }
+}
+
+void cbuf_pool_stats(uint64_t *idle_bytes, uint64_t *limit)
+{
+    *idle_bytes = atomic_load(&g_idle_bytes);
+    *limit = atomic_load(&g_idle_limit);
 }
 
 static struct buf_pool *pool_of(uint32_t size)
@@ -128,6 +159,8 @@ struct cbuf *cbuf_new(uint32_t size)
             bp->n--;
         }
         pthread_mutex_unlock(&bp->lock);
+        if (b)
+            atomic_fetch_sub_explicit(&g_idle_bytes, size, memory_order_relaxed);
     }
     if (!b) {
         size_t total = sizeof(struct cbuf) + (size_t)size;
@@ -138,6 +171,7 @@ struct cbuf *cbuf_new(uint32_t size)
     }
     atomic_init(&b->refs, 1);
     atomic_init(&b->memo_ok, 0);
+    atomic_init(&b->adopted, 0);
     b->size = size;
     return b;
 }
@@ -145,16 +179,18 @@ struct cbuf *cbuf_new(uint32_t size)
 static void cbuf_release(struct cbuf *b)
 {
     struct buf_pool *bp = pool_of(b->size);
-    if (bp) {
+    /* reserve the bytes first: concurrent releases cannot overshoot */
+    if (bp && atomic_fetch_add_explicit(&g_idle_bytes, b->size, memory_order_relaxed) + b->size <=
+                  atomic_load_explicit(&g_idle_limit, memory_order_relaxed)) {
         pthread_mutex_lock(&bp->lock);
-        if (bp->n < bp->max) {
-            memcpy(b->data, &bp->head, sizeof bp->head);
-            bp->head = b;
-            bp->n++;
-            b = NULL;
-        }
+        memcpy(b->data, &bp->head, sizeof bp->head);
+        bp->head = b;
+        bp->n++;
         pthread_mutex_unlock(&bp->lock);
+        return;
     }
+    if (bp)
+        atomic_fetch_sub_explicit(&g_idle_bytes, b->size, memory_order_relaxed);
     free(b);
 }
 
@@ -395,8 +431,18 @@ void bcache_put(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth, s
         pthread_mutex_unlock(&s->lock);
         return;
     }
-    struct centry *e = calloc(1, sizeof(*e));
-    if (!e) {
+    /* A full cache (the steady state of a stream of writes: every block
+     * written enters the cache) evicts about one entry per put: that entry
+     * is reused, no calloc and free per block. */
+    struct centry *gone = shard_evict(s, b->size);
+    struct centry *e = gone;
+    struct cbuf *drop = NULL;
+    if (e) {
+        gone = e->hnext;
+        drop = e->buf;
+        memset(e, 0, sizeof *e);
+        pp = find_slot(s, h, vdev, off, birth); /* the chains changed */
+    } else if (!(e = calloc(1, sizeof(*e)))) {
         pthread_mutex_unlock(&s->lock);
         return;
     }
@@ -404,9 +450,6 @@ void bcache_put(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth, s
     e->off = off;
     e->birth = birth;
     e->buf = cbuf_ref(b);
-    struct centry *gone = shard_evict(s, b->size);
-    if (gone)
-        pp = find_slot(s, h, vdev, off, birth); /* the chains changed */
     *pp = e;
     lru_push_head(s, e);
     s->bytes += b->size;
@@ -414,6 +457,7 @@ void bcache_put(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth, s
     if (s->entries > s->nbuckets)
         shard_grow(s);
     pthread_mutex_unlock(&s->lock);
+    cbuf_unref(drop);
     entries_free(gone);
 }
 

@@ -22,6 +22,8 @@ struct cbuf {
      * indirect block's children here.  Valid once memo_ok is set (release
      * after memo is written); cbuf_new clears it. */
     _Atomic uint8_t memo_ok;
+    /* handed to a volume by bs_vol_pwrite_bufs (vol.c): never again */
+    _Atomic uint8_t adopted;
     uint8_t memo[16];
     _Alignas(64) uint8_t data[];
 };
@@ -33,6 +35,8 @@ void cbuf_unref(struct cbuf *b); /* NULL accepted */
 
 /* Idle buffers kept for reuse, over all sizes, at most `total` bytes. */
 void cbuf_pool_set_limit(uint64_t total);
+/* Idle bytes kept now and the limit (tests, stats). */
+void cbuf_pool_stats(uint64_t *idle_bytes, uint64_t *limit);
 
 struct bcache;
 

@@ -49,12 +49,22 @@ struct dirty_ent {
 
 #define DIRTY_HOLE_BYTES 256 /* accounted per hole entry, so trims push syncs too */
 
+/* Entries of a dmap are carved from slabs the map owns (vol.c dmap_add);
+ * they are freed together by dmap_clear, never one by one. */
+#define DENT_SLAB_N 512
+struct dent_slab {
+    struct dent_slab *next;
+    unsigned used;
+    struct dirty_ent ents[DENT_SLAB_N];
+};
+
 /* Hash map blkid -> dirty_ent (power-of-two buckets, grows at load 1). */
 struct dmap {
     struct dirty_ent **tab;
     size_t mask;
     size_t count;
     uint64_t bytes;
+    struct dent_slab *slabs; /* the entries' memory */
 };
 
 struct ds {
@@ -309,6 +319,9 @@ struct ds *ds_by_id(struct bs_pool *p, uint64_t id);
 
 /* dirty maps (vol.c) */
 void dmap_clear(struct dmap *m); /* unref buffers, free entries */
+/* The entries of m with blkid < nblocks into out (room for m->count),
+ * sorted by blkid; returns how many. */
+size_t dmap_sorted(const struct dmap *m, uint64_t nblocks, struct dirty_ent **out);
 
 /* shared block cache (pool.c) */
 uint32_t pool_cache_id(void);

@@ -86,12 +86,6 @@
  * flush alone). */
 #define WB_HINT_BYTES (16ULL << 20)
 
-static int cmp_ent(const void *a, const void *b)
-{
-    const struct dirty_ent *x = *(struct dirty_ent *const *)a, *y = *(struct dirty_ent *const *)b;
-    return x->blkid < y->blkid ? -1 : x->blkid > y->blkid;
-}
-
 /* Job i writes leaves [i * per, (i + 1) * per) of the txg, consecutive ones
  * of one volume together (blk_write_batch: one allocation and one pwritev
  * per batch instead of one per 16K block). */
@@ -229,11 +223,8 @@ static int gather(struct sync_ctx *c)
         if (!sv->ents || !sv->u)
             return -ENOMEM;
         uint64_t nblocks = sv->rec.volsize / sv->rec.volblocksize;
-        for (size_t b = 0; b <= m->mask; b++)
-            for (struct dirty_ent *e = m->tab[b]; e; e = e->next)
-                if (e->blkid < nblocks) /* a shrink raced this write: drop it */
-                    sv->ents[sv->n++] = e;
-        qsort(sv->ents, sv->n, sizeof *sv->ents, cmp_ent);
+        /* beyond nblocks: a shrink raced this write, drop it */
+        sv->n = dmap_sorted(m, nblocks, sv->ents);
         for (size_t k = 0; k < sv->n; k++) {
             sv->u[k].blkid = sv->ents[k]->blkid;
             if (sv->ents[k]->buf) {
@@ -622,6 +613,7 @@ int txg_start(struct bs_pool *p)
         return -EAGAIN;
     }
     tx->trim_started = true;
+    pthread_setname_np(tx->trim_thread, "txg-trim");
     if (pthread_create(&tx->thread, NULL, sync_main, p) != 0) {
         trim_stop(tx);
         wp_free(tx->workers);
@@ -629,6 +621,7 @@ int txg_start(struct bs_pool *p)
         return -EAGAIN;
     }
     tx->started = true;
+    pthread_setname_np(tx->thread, "txg-sync");
     return 0;
 }
 

@@ -390,8 +390,7 @@ int vol_resize_locked(bs_pool *p, const char *name, uint64_t new_size, bool forc
                 d->open.count--;
                 dropped += (int64_t)bytes;
                 cbuf_unref(e->buf);
-                free(e->sealed);
-                free(e);
+                free(e->sealed); /* e itself is in the map's slabs */
             }
         }
         txg_add_dirty(p, -dropped);

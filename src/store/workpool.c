@@ -113,6 +113,7 @@ static int wp_create(unsigned nthreads, int ashift, bool bare, struct wpool **ou
             wp_free(wp);
             return -ENOMEM;
         }
+        pthread_setname_np(wp->th[i], "txg-worker"); /* else the creator's name */
         wp->nthreads++;
     }
     *out = wp;

@@ -5,6 +5,7 @@
 #include "tap.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -183,11 +184,62 @@ static void test_threads(void)
     bcache_free(shared);
 }
 
+/* The idle-buffer pool: freed buffers are reused (LIFO, fields reset),
+ * idle bytes over all sizes stay within the limit, a lower limit drops
+ * the excess at once.  Sanitizer builds keep no idle buffers at all. */
+static void test_pool(void)
+{
+    uint64_t idle, limit;
+    cbuf_pool_set_limit(0);
+    cbuf_pool_stats(&idle, &limit);
+    ok(idle == 0 && limit == 0, "pool: a zero limit empties it");
+    cbuf_pool_set_limit(4 * K16);
+    cbuf_pool_stats(&idle, &limit);
+    bool pooling = limit != 0;
+    struct cbuf *b[6];
+    for (int i = 0; i < 6; i++)
+        b[i] = mk(K16, (uint8_t)i);
+    for (int i = 0; i < 6; i++)
+        cbuf_unref(b[i]);
+    cbuf_pool_stats(&idle, &limit);
+    ok(idle == (pooling ? 4 * K16 : 0), "pool: 6 buffers freed, %llu bytes kept (limit %llu)",
+       (unsigned long long)idle, (unsigned long long)limit);
+    struct cbuf *big = mk(4 * K16, 9);
+    cbuf_unref(big);
+    cbuf_pool_stats(&idle, &limit);
+    ok(idle <= limit || !pooling, "pool: one bound over all sizes (%llu idle)",
+       (unsigned long long)idle);
+    if (pooling) {
+        struct cbuf *r = cbuf_new(K16);
+        ok(r == b[3], "pool: the buffer freed last (and kept) comes back first");
+        ok(atomic_load(&r->refs) == 1 && atomic_load(&r->memo_ok) == 0 &&
+               atomic_load(&r->adopted) == 0 && r->size == K16,
+           "pool: a reused buffer is reset");
+        struct cbuf *r2 = cbuf_new(K16);
+        ok(r2 != r && r2 == b[2], "pool: two live buffers are never the same one");
+        memset(r->data, 1, K16);
+        memset(r2->data, 2, K16);
+        ok(r->data[0] == 1 && r2->data[K16 - 1] == 2, "pool: their data are apart");
+        cbuf_unref(r);
+        cbuf_unref(r2);
+    } else {
+        struct cbuf *r = cbuf_new(K16);
+        ok(r && atomic_load(&r->refs) == 1, "pool: sanitizer build, buffers come from malloc");
+        cbuf_unref(r);
+    }
+    cbuf_pool_set_limit(K16);
+    cbuf_pool_stats(&idle, &limit);
+    ok(idle <= K16, "pool: a lower limit drops the excess at once (%llu idle)",
+       (unsigned long long)idle);
+    cbuf_pool_set_limit(32u << 20);
+}
+
 int main(void)
 {
     test_basic();
     test_eviction();
     test_clock();
     test_threads();
+    test_pool();
     return done_testing();
 }
