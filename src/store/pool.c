@@ -90,8 +90,10 @@ void bs_memory_limit(uint64_t bytes, uint64_t reserve)
      * libraries, thread stacks, metadata (cache entries, dirty map entries,
      * allocator maps), and malloc's slack between the trims after each txg
      * (txg.c publish).  Measured (docs/PERFORMANCE.md): ~11 MiB for an idle
-     * berthd with a pool, and peaks of up to 1/8 over the buffers' sum. */
-    uint64_t overhead = bytes / 8 + (24ULL << 20);
+     * berthd with a pool, and peaks of up to 1/8 over the buffers' sum until
+     * NBD payloads went straight into block buffers; since then a 4 GiB
+     * limit peaked at 4187 MiB in bench/run.sh with 1/8 kept, so 1/6. */
+    uint64_t overhead = bytes / 6 + (24ULL << 20);
     reserve += overhead;
     atomic_store(&mem_limit, bytes);
     /* glibc gives threads their own arenas (up to 8 per CPU), and memory
