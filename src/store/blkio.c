@@ -478,8 +478,8 @@ static int run_write(const struct blkio *io, struct blk_wreq *r, struct run *rn,
     bool seq = rn->n > 1;
     for (int i = 1; seq && i < rn->n; i++)
         seq = r[rn->idx[i]].blkid == r[rn->idx[i - 1]].blkid + 1;
-    int w = rn->n > 1 ? alloc_alloc_blocks(t->alloc, rn->asize, rn->n, txg,
-                                           s->no_run_txg != txg, seq, offs)
+    int w = rn->n > 1 ? alloc_alloc_blocks(t->alloc, rn->asize, rn->n, txg, s->no_run_txg != txg,
+                                           seq, offs)
                       : 0;
     for (int i = 0; i < w;) {
         int j = i + 1;

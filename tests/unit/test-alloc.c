@@ -488,14 +488,16 @@ static void test_alloc_blocks(void)
     ok(warm == 0 && alloc_is_allocated(a, x, 4 * K16) && alloc_is_allocated(a, y, 4 * K16) &&
            alloc_is_allocated(a, offs[8], 2 * K16),
        "everything placed is allocated, nothing stays warm");
-    ok(alloc_alloc_blocks(a, asz, 2, B + 6, false, false, offs) == 0, "no warm space and no run: 0");
+    ok(alloc_alloc_blocks(a, asz, 2, B + 6, false, false, offs) == 0,
+       "no warm space and no run: 0");
     alloc_stats(a, &st);
     uint64_t before = st.allocated;
     uint32_t big[40];
     uint64_t boffs[40];
     for (int i = 0; i < 40; i++)
         big[i] = (uint32_t)(8 * MiB);
-    ok(alloc_alloc_blocks(a, big, 40, B + 6, true, false, boffs) == 0, "no run of 320 MiB: 0 placed");
+    ok(alloc_alloc_blocks(a, big, 40, B + 6, true, false, boffs) == 0,
+       "no run of 320 MiB: 0 placed");
     alloc_stats(a, &st);
     ok(st.allocated == before, "and nothing taken");
 
