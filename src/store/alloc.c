@@ -36,6 +36,11 @@
  *    allocation clears warm over what it takes; a discard clears warm over
  *    the range it reserves (sets in inuse) before the discard is issued.
  *
+ * Placement (policy, not an invariant): warm space first, crumbs too, for
+ * single blocks and random batches; a batch of consecutive blocks of one
+ * dataset takes one run, warm or fresh, never crumbs (the sequential-stream
+ * rule, alloc_alloc_blocks).
+ *
  * Lazy autotrim: alloc_trim.c.
  *
  * Contract: alloc_sync(T) writes the state as it is; callers do not allocate
