@@ -36,6 +36,11 @@
  *    allocation clears warm over what it takes; a discard clears warm over
  *    the range it reserves (sets in inuse) before the discard is issued.
  *
+ * Placement (policy, not an invariant): warm space first, crumbs too, for
+ * single blocks and random batches; a batch of consecutive blocks of one
+ * dataset takes one run, warm or fresh, never crumbs (the sequential-stream
+ * rule, alloc_alloc_blocks).
+ *
  * Lazy autotrim: alloc_trim.c.
  *
  * Contract: alloc_sync(T) writes the state as it is; callers do not allocate
@@ -595,18 +600,31 @@ int alloc_alloc(struct alloc *a, uint64_t asize, uint64_t txg, uint64_t *off)
 #define WARM_CRUMBS_PER_CALL 64u
 
 int alloc_alloc_blocks(struct alloc *a, const uint32_t *asize, int n, uint64_t txg, bool run,
-                       uint64_t *offs)
+                       bool seq, uint64_t *offs)
 {
     (void)txg;
     int placed = 0;
     unsigned budget = WARM_CRUMBS_PER_CALL;
-    uint64_t z, o, rest = 0;
+    uint64_t z, o, rest = 0, s;
     for (int i = 0; i < n; i++)
         rest += asize[i] >> a->ashift;
     pthread_mutex_lock(&a->lock);
+    /* THE SEQUENTIAL-STREAM RULE: consecutive blocks of a sequential stream
+     * go into one run, warm if an extent that long is warm, else fresh,
+     * never into crumbs: spread over the crumbs random writes left, a 1 MiB
+     * stream became up to 64 scattered writes (docs/PERFORMANCE.md, sixth
+     * round).  The crumbs stay warm for small and random writes. */
+    if (seq && run && n > 1 && alloc_run(a, rest, &s)) {
+        for (; placed < n; placed++) {
+            offs[placed] = s << a->ashift;
+            s += asize[placed] >> a->ashift;
+        }
+        pthread_mutex_unlock(&a->lock);
+        return placed;
+    }
     /* warm extents first, each taking as many of the next blocks as fit */
     while (placed < n && warm_extent(a, asize[placed] >> a->ashift, rest, &budget, &z, &o)) {
-        uint64_t s = z;
+        s = z;
         while (placed < n && s + (asize[placed] >> a->ashift) <= o) {
             offs[placed] = s << a->ashift;
             s += asize[placed] >> a->ashift;
@@ -616,7 +634,6 @@ int alloc_alloc_blocks(struct alloc *a, const uint32_t *asize, int n, uint64_t t
         a->warm_cursor = s;
     }
     /* the rest back to back: one write for the caller */
-    uint64_t s;
     if (rest && run && alloc_run(a, rest, &s)) {
         for (; placed < n; placed++) {
             offs[placed] = s << a->ashift;

@@ -87,9 +87,12 @@ int alloc_alloc(struct alloc *a, uint64_t asize, uint64_t txg, uint64_t *off);
  * fragmented; then, if `run`, the rest back to back in one run (warm if one
  * that long is, else fresh).  Returns how many leading blocks were placed
  * (offs[i] for each); fewer than n when no run was long enough for the
- * rest (or !run): the caller allocates those otherwise (alloc_alloc). */
+ * rest (or !run): the caller allocates those otherwise (alloc_alloc).
+ * `seq` (consecutive blocks of a sequential stream) with `run`: all n blocks
+ * in one run first (warm if an extent that long is, else fresh), crumbs
+ * only if no run that long is free (alloc.c, the sequential-stream rule). */
 int alloc_alloc_blocks(struct alloc *a, const uint32_t *asize, int n, uint64_t txg, bool run,
-                       uint64_t *offs);
+                       bool seq, uint64_t *offs);
 /* Free a block in txg (deferred reuse, see invariants). */
 void alloc_free(struct alloc *a, uint64_t off, uint64_t asize, uint64_t txg);
 /* Write the chunks changed in txg to their free slots (no flush). */

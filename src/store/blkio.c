@@ -472,9 +472,14 @@ static int run_write(const struct blkio *io, struct blk_wreq *r, struct run *rn,
     const struct blk_top *t = &io->top[rn->top];
     /* Warm space first, fragments too, then one run (alloc.h
      * alloc_alloc_blocks): a rewrite then overwrites blocks the vdev still
-     * backs; each stretch of blocks placed back to back is one write. */
-    int w = rn->n > 1 ? alloc_alloc_blocks(t->alloc, rn->asize, rn->n, txg,
-                                           s->no_run_txg != txg, offs)
+     * backs; each stretch of blocks placed back to back is one write.  A
+     * sequential stream (the blocks are consecutive ones of the dataset)
+     * takes one run, never crumbs (the sequential-stream rule, alloc.c). */
+    bool seq = rn->n > 1;
+    for (int i = 1; seq && i < rn->n; i++)
+        seq = r[rn->idx[i]].blkid == r[rn->idx[i - 1]].blkid + 1;
+    int w = rn->n > 1 ? alloc_alloc_blocks(t->alloc, rn->asize, rn->n, txg, s->no_run_txg != txg,
+                                           seq, offs)
                       : 0;
     for (int i = 0; i < w;) {
         int j = i + 1;

@@ -436,7 +436,7 @@ static void test_warm_frags(void)
     uint64_t offs[3];
     int placed = 0, calls = 0;
     while (placed == 0 && calls < 3) {
-        placed = alloc_alloc_blocks(a, asz, 3, B + 6, false, offs);
+        placed = alloc_alloc_blocks(a, asz, 3, B + 6, false, false, offs);
         calls++;
     }
     ok(placed == 3 && calls == 2 && offs[0] == r && offs[1] == r + 16384 &&
@@ -476,7 +476,7 @@ static void test_alloc_blocks(void)
     uint64_t offs[10];
     for (int i = 0; i < 10; i++)
         asz[i] = (uint32_t)K16;
-    ok(alloc_alloc_blocks(a, asz, 10, B + 6, true, offs) == 10, "10 blocks placed");
+    ok(alloc_alloc_blocks(a, asz, 10, B + 6, true, false, offs) == 10, "10 blocks placed");
     bool inx = true, iny = true;
     for (int i = 0; i < 4; i++) {
         inx &= offs[i] == x + (uint64_t)i * K16;
@@ -488,14 +488,16 @@ static void test_alloc_blocks(void)
     ok(warm == 0 && alloc_is_allocated(a, x, 4 * K16) && alloc_is_allocated(a, y, 4 * K16) &&
            alloc_is_allocated(a, offs[8], 2 * K16),
        "everything placed is allocated, nothing stays warm");
-    ok(alloc_alloc_blocks(a, asz, 2, B + 6, false, offs) == 0, "no warm space and no run: 0");
+    ok(alloc_alloc_blocks(a, asz, 2, B + 6, false, false, offs) == 0,
+       "no warm space and no run: 0");
     alloc_stats(a, &st);
     uint64_t before = st.allocated;
     uint32_t big[40];
     uint64_t boffs[40];
     for (int i = 0; i < 40; i++)
         big[i] = (uint32_t)(8 * MiB);
-    ok(alloc_alloc_blocks(a, big, 40, B + 6, true, boffs) == 0, "no run of 320 MiB: 0 placed");
+    ok(alloc_alloc_blocks(a, big, 40, B + 6, true, false, boffs) == 0,
+       "no run of 320 MiB: 0 placed");
     alloc_stats(a, &st);
     ok(st.allocated == before, "and nothing taken");
 
@@ -505,7 +507,7 @@ static void test_alloc_blocks(void)
     for (uint64_t t = B + 7; t <= B + 9; t++)
         alloc_txg_done(a, t, false);
     ok(alloc_alloc(a, K16, B + 10, &off) == 0 && off != x && off > g, "crumb passed over");
-    ok(alloc_alloc_blocks(a, asz, 1, B + 10, false, offs) == 0,
+    ok(alloc_alloc_blocks(a, asz, 1, B + 10, false, false, offs) == 0,
        "a batch does not take the crumb either");
     alloc_free(a, y, 4 * K16, B + 10);
     for (uint64_t t = B + 10; t <= B + 12; t++)
@@ -513,6 +515,57 @@ static void test_alloc_blocks(void)
     ok(alloc_alloc(a, K16, B + 13, &off) == 0 && off == y, "after a release: warm space first");
     ok(alloc_alloc(a, 3 * K16, B + 13, &off) == 0 && off == y + K16, "next fit in warm space");
     ok(alloc_alloc(a, K4, B + 13, &off) == 0 && off == x, "then the crumb, for a block it fits");
+    alloc_destroy(a);
+}
+
+/* The sequential-stream rule: a batch of consecutive blocks (seq) takes one
+ * run, a warm extent long enough or else fresh space, and leaves the warm
+ * crumbs alone; a random batch still fills the crumbs. */
+static void test_alloc_blocks_seq(void)
+{
+    const uint64_t B = 4000, K16 = 16384;
+    struct alloc *a;
+    struct berr e = {0};
+    uint64_t c1, c2, w, g, warm, queued;
+    ok(alloc_create(v, &h, B + 1, &a, &e) == 0, "seq: create");
+    alloc_alloc(a, K16, B + 2, &c1);
+    alloc_alloc(a, K4, B + 2, &g); /* live blocks keep the extents apart */
+    alloc_alloc(a, K16, B + 2, &c2);
+    alloc_alloc(a, K4, B + 2, &g);
+    alloc_alloc(a, 8 * K16, B + 2, &w);
+    alloc_alloc(a, K4, B + 2, &g);
+    alloc_free(a, c1, K16, B + 3);
+    alloc_free(a, c2, K16, B + 3);
+    alloc_free(a, w, 8 * K16, B + 3);
+    for (uint64_t t = B + 3; t <= B + 5; t++)
+        alloc_txg_done(a, t, false);
+    uint32_t asz[6];
+    uint64_t offs[6];
+    for (int i = 0; i < 6; i++)
+        asz[i] = (uint32_t)K16;
+    ok(alloc_alloc_blocks(a, asz, 4, B + 6, true, true, offs) == 4, "seq: 4 blocks placed");
+    bool run = true;
+    for (int i = 0; i < 4; i++)
+        run &= offs[i] == w + (uint64_t)i * K16;
+    ok(run, "seq: one run in the warm extent long enough, not the crumbs before it");
+    alloc_warm_stats(a, &warm, &queued);
+    ok(warm == 6 * K16, "seq: the crumbs and the rest of the extent stay warm");
+    ok(alloc_alloc_blocks(a, asz, 6, B + 6, true, true, offs) == 6, "seq: 6 more placed");
+    run = offs[0] > g;
+    for (int i = 1; i < 6; i++)
+        run &= offs[i] == offs[0] + (uint64_t)i * K16;
+    ok(run, "seq: no warm extent holds 6 blocks: one fresh run");
+    alloc_warm_stats(a, &warm, &queued);
+    ok(warm == 6 * K16, "seq: nothing warm taken");
+    ok(alloc_alloc_blocks(a, asz, 6, B + 6, true, false, offs) == 6, "random: 6 placed");
+    int n_c = 0, n_w = 0; /* in next-fit order from the warm cursor */
+    for (int i = 0; i < 6; i++) {
+        n_c += offs[i] == c1 || offs[i] == c2;
+        n_w += offs[i] >= w + 4 * K16 && offs[i] < w + 8 * K16 && (offs[i] - w) % K16 == 0;
+    }
+    ok(n_c == 2 && n_w == 4 && offs[0] != offs[1], "random: the crumbs and the rest of the extent");
+    alloc_warm_stats(a, &warm, &queued);
+    ok(warm == 0, "random: nothing stays warm");
     alloc_destroy(a);
 }
 
@@ -604,6 +657,7 @@ int main(void)
     test_lazy_trim();
     test_warm_frags();
     test_alloc_blocks();
+    test_alloc_blocks_seq();
     test_frag();
     test_threads_speed();
     teardown();
