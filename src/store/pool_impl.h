@@ -332,5 +332,9 @@ void pool_abandon(bs_pool *p);
 
 /* The whole process's memory limit given to bs_memory_limit (0: none). */
 uint64_t pool_memory_limit(void);
+/* The block cache shared by all pools (pool_tunables.c): a reference and a
+ * cache id for the pool; NULL without memory.  put(NULL) is a no-op. */
+struct bcache *pool_cache_get(uint32_t *id);
+void pool_cache_put(struct bcache *c);
 
 #endif
