@@ -40,6 +40,10 @@
 #include <lz4.h>
 #include <openssl/sha.h>
 #include <xxhash.h>
+#ifdef BERTH_HAVE_XXH3_DISPATCH
+#define XXH_DISPATCH_DISABLE_REPLACE /* name the dispatcher explicitly */
+#include <xxh_x86dispatch.h>
+#endif
 #include <zstd.h>
 #include <zstd_errors.h>
 
@@ -300,7 +304,12 @@ int decompress_block(enum bs_compress c, const void *src, size_t psize, void *ds
 
 void xxh3_128(const void *buf, size_t len, uint8_t out[16])
 {
+#ifdef BERTH_HAVE_XXH3_DISPATCH
+    /* the vector kernel this CPU has (meson.build); the same hash */
+    XXH128_hash_t h = XXH3_128bits_dispatch(buf, len);
+#else
     XXH128_hash_t h = XXH3_128bits(buf, len);
+#endif
     put_le64(out, h.low64);
     put_le64(out + 8, h.high64);
 }

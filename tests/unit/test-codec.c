@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 static void fill_random(uint8_t *p, size_t n, uint64_t seed)
 {
@@ -325,6 +326,37 @@ static void test_checksums(void)
     ok(memcmp(c, (uint8_t[32]){0}, 32) == 0, "unknown checksum type gives zeroes");
 }
 
+/* codec.c may call libxxhash's run-time dispatcher (AVX2/AVX-512): the
+ * bytes must be those of the library's plain XXH3_128bits on every length
+ * class (0-16, 17-128, 129-240, the long loop with its stripes and a partial
+ * last one) and every alignment, or a pool's checksums would depend on the
+ * CPU that wrote them. */
+static void test_xxh3_dispatch(void)
+{
+    static const size_t lens[] = {0,   1,    3,    16,   17,    128,   129,    240,
+                                  241, 1023, 1024, 4096, 16383, 16384, 16385, 131072};
+    uint8_t *buf = malloc(131072 + 64);
+    fill_random(buf, 131072 + 64, 42);
+    bool same = true;
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        for (size_t a = 0; a < 64; a += 13) {
+            uint8_t x[16], y[16];
+            xxh3_128(buf + a, lens[i], x);
+            XXH128_hash_t h = XXH3_128bits(buf + a, lens[i]);
+            for (int k = 0; k < 8; k++) {
+                y[k] = (uint8_t)(h.low64 >> (8 * k));
+                y[8 + k] = (uint8_t)(h.high64 >> (8 * k));
+            }
+            if (memcmp(x, y, 16) != 0) {
+                diag("xxh3_128 differs from XXH3_128bits: len %zu, offset %zu", lens[i], a);
+                same = false;
+            }
+        }
+    }
+    ok(same, "xxh3_128 equals libxxhash's portable XXH3_128bits on 16 lengths x 5 alignments");
+    free(buf);
+}
+
 static void test_names(void)
 {
     char b[32];
@@ -372,6 +404,7 @@ int main(void)
     test_hist();
     test_threads();
     test_checksums();
+    test_xxh3_dispatch();
     test_names();
     return done_testing();
 }
