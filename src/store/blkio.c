@@ -198,13 +198,13 @@ static bool verify_open(void *ctx, const void *buf, size_t len)
 }
 
 /* blk_read_crypt's miss path with the key loaded: read the ciphertext into
- * a scratch buffer, decrypt it straight into c (or into `stored` to
+ * a scratch buffer, decrypt it straight into dst (or into `stored` to
  * decompress from).  One pass over the bytes besides the device read. */
 static int read_open(const struct blkio *io, const struct blkptr *bp, unsigned flags,
-                     const struct blk_crypt *bc, struct cbuf *c, uint64_t gen)
+                     const struct blk_crypt *bc, uint8_t *dst, uint64_t gen)
 {
     bool raw = bp->comp == BS_COMPRESS_OFF;
-    uint8_t *cipher = malloc(bp->psize), *plain = raw ? c->data : malloc(bp->psize);
+    uint8_t *cipher = malloc(bp->psize), *plain = raw ? dst : malloc(bp->psize);
     int r = -ENOMEM;
     if (cipher && plain) {
         struct open_ctx o = { .bp = bp, .bc = bc, .plain = plain };
@@ -218,7 +218,7 @@ static int read_open(const struct blkio *io, const struct blkptr *bp, unsigned f
         if (r == 0 && !o.done)
             r = -EIO;
         if (r == 0 && !raw &&
-            decompress_block(bp->comp, plain, bp->psize, c->data, bp->lsize) < 0) {
+            decompress_block(bp->comp, plain, bp->psize, dst, bp->lsize) < 0) {
             blk_count_bp_error(io, bp); /* authenticated yet undecodable: hostile */
             r = -EIO;
         }
@@ -235,22 +235,22 @@ int blk_read(const struct blkio *io, const struct blkptr *bp, unsigned flags, st
 }
 
 /* The miss path of a read: the block's stored bytes from its vdev,
- * verified (and decrypted with bc's key), decompressed into c (c->size ==
- * bp->lsize).  Not cached here. */
+ * verified (and decrypted with bc's key), decompressed into dst (bp->lsize
+ * bytes).  Not cached here. */
 static int read_miss(const struct blkio *io, const struct blkptr *bp, unsigned flags,
-                     const struct blk_crypt *bc, struct cbuf *c, uint64_t gen)
+                     const struct blk_crypt *bc, uint8_t *dst, uint64_t gen)
 {
     if (bc && bc->key)
-        return read_open(io, bp, flags, bc, c, gen);
+        return read_open(io, bp, flags, bc, dst, gen);
     bool raw = bp->comp == BS_COMPRESS_OFF;
-    uint8_t *stored = raw ? c->data : malloc(bp->psize);
+    uint8_t *stored = raw ? dst : malloc(bp->psize);
     if (!stored)
         return -ENOMEM;
     /* counts read and checksum errors on the leaves, heals what it can */
     int r = read_stored(io, bp, stored, flags, gen);
     if (r == 0 && bc)
         r = blk_unseal(io, bp, bc, stored);
-    if (r == 0 && !raw && decompress_block(bp->comp, stored, bp->psize, c->data, bp->lsize) < 0) {
+    if (r == 0 && !raw && decompress_block(bp->comp, stored, bp->psize, dst, bp->lsize) < 0) {
         /* checksummed yet undecodable: written corrupt or a hostile pool */
         blk_count_bp_error(io, bp);
         r = -EIO;
@@ -296,7 +296,7 @@ int blk_read_crypt(const struct blkio *io, const struct blkptr *bp, unsigned fla
     struct cbuf *c = cbuf_new(bp->lsize);
     if (!c)
         return -ENOMEM;
-    int r = read_miss(io, bp, flags, bc, c, gen);
+    int r = read_miss(io, bp, flags, bc, c->data, gen);
     if (r < 0) {
         cbuf_unref(c);
         return r;
@@ -325,7 +325,137 @@ int blk_read_copy(const struct blkio *io, const struct blkptr *bp, const struct 
         cbuf_unref(c);
         return 0;
     }
-    return read_miss(io, bp, 0, bc, dst, gen);
+    return read_miss(io, bp, 0, bc, dst->data, gen);
+}
+
+/* ---- whole blocks straight into the caller's buffers ----
+ *
+ * A sequential read used to take every block through a cache buffer: one
+ * pread per block into a new buffer, a copy into the reply, and an insert
+ * that evicted another block (a stream larger than the cache only
+ * thrashes it).  Here a contiguous run of blocks on a leaf is one preadv
+ * straight into the destinations (stored bytes that need decryption or
+ * decompression into a scratch buffer), each block then checked on its own.
+ * Nothing is trusted that did not verify: a block that fails is read again
+ * through read_miss, the path every read takes (every copy, counted,
+ * healed), which returns the verified block or -EIO. */
+
+/* Verify and decode the stored bytes of r's block at `stored` into r->dst
+ * (stored may be r->dst itself for a plain, uncompressed block).  Nothing
+ * counted: false sends the block to read_miss. */
+static bool finish_block(const struct blk_rreq *r, const uint8_t *stored)
+{
+    const struct blkptr *bp = &r->bp;
+    bool raw = bp->comp == BS_COMPRESS_OFF;
+    if (r->bc) { /* with the key: the GCM tag instead of the checksum */
+        uint8_t *plain = raw ? r->dst : malloc(bp->psize);
+        bool good = plain && blk_open_into(bp, r->bc, stored, plain) == 0 &&
+                    (raw || decompress_block(bp->comp, plain, bp->psize, r->dst, bp->lsize) == 0);
+        if (!raw)
+            free(plain);
+        return good;
+    }
+    return verify_bp((void *)bp, stored, bp->psize) &&
+           (raw || decompress_block(bp->comp, stored, bp->psize, r->dst, bp->lsize) == 0);
+}
+
+/* Can r's block be decoded here?  (An encrypted one without its key goes
+ * to read_miss alone, which fails it as blk_read_crypt does.) */
+static bool can_open(const struct blk_rreq *r)
+{
+    return !r->bc || r->bc->key;
+}
+
+/* Read r[0..n) (misses, allocated back to back on one top; n > 1 only if
+ * all can_open) and verify them; see above. */
+static int read_run(const struct blkio *io, const struct blk_rreq *r, size_t n,
+                    const uint64_t *gen, bool cache)
+{
+    const struct blk_top *t = blk_top_of(io, r[0].bp.dva[0].vdev);
+    struct iovec iov[BLK_READ_MAX];
+    size_t need = 0;
+    for (size_t k = 0; k < n; k++) {
+        const struct blkptr *bp = &r[k].bp;
+        if (r[k].bc || bp->comp != BS_COMPRESS_OFF || bp->dva[0].asize != bp->psize)
+            need += bp->dva[0].asize;
+    }
+    uint8_t *scratch = need ? malloc(need) : NULL;
+    int rr = -ENOTSUP;
+    if (t && t->vd->kind == VDEV_KIND_LEAF && can_open(&r[0]) && (!need || scratch)) {
+        size_t used = 0;
+        for (size_t k = 0; k < n; k++) {
+            const struct blkptr *bp = &r[k].bp;
+            iov[k].iov_len = bp->dva[0].asize;
+            if (r[k].bc || bp->comp != BS_COMPRESS_OFF || bp->dva[0].asize != bp->psize) {
+                iov[k].iov_base = scratch + used;
+                used += bp->dva[0].asize;
+            } else {
+                iov[k].iov_base = r[k].dst;
+            }
+        }
+        rr = vdev_read_blocks_raw(t->vd, iov, (int)n, r[0].bp.dva[0].offset);
+    }
+    int ret = 0;
+    for (size_t k = 0; k < n && ret == 0; k++) {
+        const struct blkptr *bp = &r[k].bp;
+        if (rr < 0 || !finish_block(&r[k], iov[k].iov_base))
+            ret = read_miss(io, bp, 0, r[k].bc, r[k].dst, gen[k]);
+        if (ret == 0 && cache) {
+            struct cbuf *c = cbuf_new(bp->lsize);
+            if (c) {
+                memcpy(c->data, r[k].dst, bp->lsize);
+                bcache_put(io->cache, io->cache_id, cache_key(bp->dva[0].vdev, bp->dva[0].offset),
+                           bp->birth, c);
+                cbuf_unref(c);
+            }
+        }
+    }
+    free(scratch);
+    return ret;
+}
+
+int blk_read_blocks(const struct blkio *io, const struct blk_rreq *r, size_t n, bool cache)
+{
+    uint64_t gen[BLK_READ_MAX];
+    bool hit[BLK_READ_MAX];
+    if (n > BLK_READ_MAX)
+        return -EINVAL;
+    for (size_t k = 0; k < n; k++) {
+        const struct blkptr *bp = &r[k].bp;
+        /* taken first: the caller's pointer is valid now (see vdev.h heal_gen) */
+        gen[k] = bp_heal_gen(io, bp);
+        /* a loaded key or none: a keyless encrypted read fails in read_miss */
+        if (!bp_readable(io, bp) || !blk_crypt_match(bp, r[k].bc)) {
+            blk_count_bp_error(io, bp);
+            return -EIO;
+        }
+        struct cbuf *c;
+        int ret = cache_lookup(io, bp, &c);
+        if (ret < 0)
+            return ret;
+        hit[k] = c != NULL;
+        if (c) {
+            memcpy(r[k].dst, c->data, bp->lsize);
+            cbuf_unref(c);
+        }
+    }
+    for (size_t i = 0; i < n;) {
+        if (hit[i]) {
+            i++;
+            continue;
+        }
+        const struct dva *d = &r[i].bp.dva[0];
+        size_t j = i + 1;
+        while (can_open(&r[i]) && j < n && !hit[j] && can_open(&r[j]) &&
+               r[j].bp.dva[0].vdev == d->vdev &&
+               r[j].bp.dva[0].offset == r[j - 1].bp.dva[0].offset + r[j - 1].bp.dva[0].asize)
+            j++;
+        int ret = read_run(io, r + i, j - i, gen + i, cache);
+        if (ret < 0)
+            return ret;
+        i = j;
+    }
+    return 0;
 }
 
 int blk_scratch_init(struct blk_scratch *s, uint32_t max_lsize, int ashift)

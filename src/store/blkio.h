@@ -100,6 +100,26 @@ int blk_read_crypt(const struct blkio *io, const struct blkptr *bp, unsigned fla
 int blk_read_copy(const struct blkio *io, const struct blkptr *bp, const struct blk_crypt *bc,
                   struct cbuf *dst);
 
+/* One whole data block of blk_read_blocks. */
+struct blk_rreq {
+    struct blkptr bp;            /* not a hole */
+    const struct blk_crypt *bc;  /* as blk_read_crypt's (NULL: plaintext volume) */
+    uint8_t *dst;                /* bp.lsize bytes */
+};
+#define BLK_READ_MAX VDEV_IOV_MAX /* blocks per blk_read_blocks call */
+
+/* blk_read_crypt of n (<= BLK_READ_MAX) whole blocks into the callers'
+ * buffers: a cached block is copied; the others are read straight into
+ * dst, a run allocated back to back on a leaf in one system call, and
+ * verified block by block; a block that fails is read again the way
+ * blk_read_crypt reads (every copy, counted, healed).  With `cache` every
+ * block read from the device is also inserted into the cache (a copy;
+ * without it a stream larger than the cache does not evict everything
+ * else).  0, or the first error (-EIO for a block no copy of which
+ * verifies: never wrong data); on failure the buffers' contents are
+ * undefined. */
+int blk_read_blocks(const struct blkio *io, const struct blk_rreq *r, size_t n, bool cache);
+
 /* Read and verify the stored bytes of `bp` (not a hole) without
  * decompressing them: bp->psize bytes into buf (cap >= bp->psize), exactly
  * as the checksum in bp covers them.  For send streams, which carry

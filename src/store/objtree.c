@@ -221,51 +221,150 @@ static int load_kids(const struct blkio *io, const struct blkptr *bp, int level,
     return 0;
 }
 
-int objtree_lookup(const struct blkio *io, const struct objdesc *od, uint64_t blkid,
-                   struct blkptr *out, uint64_t *hole_blocks)
+/* The walk of objtree_lookup and objtree_lookup_run: from the root down to
+ * the pointer of blkid at level `stop` (1 or 0).  At stop 1 the level-1
+ * indirect holding blkid's pointer is returned in *ind (a reference: the
+ * caller unrefs it) with *bp its pointer; a hole or the root reached first
+ * comes back in *bp with *ind NULL and *lvl its level. */
+static int walk_to(const struct blkio *io, const struct objdesc *od, uint64_t blkid, int stop,
+                   struct blkptr *bp, struct cbuf **ind, int *lvl)
 {
-    int top = od->levels - 1;
-    if (blkid >= span(top) || blkid >= od->nblocks) {
-        memset(out, 0, sizeof *out);
-        if (hole_blocks)
-            *hole_blocks = UINT64_MAX;
-        return 0;
-    }
-    struct blkptr bp = od->root;
-    for (int L = top; L > 0; L--) {
-        if (bp_is_hole(&bp)) {
-            *out = bp;
-            if (hole_blocks)
-                *hole_blocks = span(L) - (blkid & (span(L) - 1));
+    *bp = od->root;
+    *ind = NULL;
+    for (int L = od->levels - 1; L > 0; L--) {
+        *lvl = L;
+        if (bp_is_hole(bp))
             return 0;
-        }
-        if (bp.level != L || bp.type != BP_TYPE_INDIRECT || bp.lsize != IND_SIZE) {
-            blk_count_bp_error(io, &bp);
+        if (bp->level != L || bp->type != BP_TYPE_INDIRECT || bp->lsize != IND_SIZE) {
+            blk_count_bp_error(io, bp);
             return -EIO;
         }
+        if (L == stop)
+            break;
         struct cbuf *c;
-        int r = blk_read(io, &bp, 0, &c);
-        if (r == 0 && (r = objtree_auth_check(io, &bp, c)) < 0)
+        int r = blk_read(io, bp, 0, &c);
+        if (r == 0 && (r = objtree_auth_check(io, bp, c)) < 0)
             cbuf_unref(c);
         if (r < 0)
             return r;
         unsigned idx = (unsigned)(blkid >> (8 * (L - 1))) & 0xff;
-        struct blkptr parent = bp;
-        r = bp_decode(c->data + idx * BP_SIZE, &bp);
+        struct blkptr parent = *bp;
+        r = bp_decode(c->data + idx * BP_SIZE, bp);
         cbuf_unref(c);
         if (r < 0) {
             blk_count_bp_error(io, &parent);
             return -EIO;
         }
     }
-    if (!bp_is_hole(&bp) && (bp.level != 0 || bp.lsize != (1u << od->dshift))) {
+    if (stop == 1 && od->levels > 1) {
+        int r = blk_read(io, bp, 0, ind);
+        if (r == 0 && (r = objtree_auth_check(io, bp, *ind)) < 0) {
+            cbuf_unref(*ind);
+            *ind = NULL;
+        }
+        if (r < 0)
+            return r;
+    }
+    *lvl = 0;
+    return 0;
+}
+
+/* A data-level pointer as objtree_lookup returns it: a hole, or level 0 of
+ * the tree's block size (anything else is corrupt). */
+static bool leaf_shape_ok(const struct objdesc *od, const struct blkptr *bp)
+{
+    return bp_is_hole(bp) || (bp->level == 0 && bp->lsize == (1u << od->dshift));
+}
+
+static int leaf_ok(const struct blkio *io, const struct objdesc *od, const struct blkptr *bp)
+{
+    if (!leaf_shape_ok(od, bp)) {
         blk_count_cksum_error(io);
         return -EIO;
     }
-    *out = bp;
+    return 0;
+}
+
+int objtree_lookup(const struct blkio *io, const struct objdesc *od, uint64_t blkid,
+                   struct blkptr *out, uint64_t *hole_blocks)
+{
+    if (blkid >= span(od->levels - 1) || blkid >= od->nblocks) {
+        memset(out, 0, sizeof *out);
+        if (hole_blocks)
+            *hole_blocks = UINT64_MAX;
+        return 0;
+    }
+    struct cbuf *ind;
+    int L;
+    int r = walk_to(io, od, blkid, 0, out, &ind, &L);
+    if (r < 0)
+        return r;
+    if (L > 0) { /* a hole above the data level */
+        if (hole_blocks)
+            *hole_blocks = span(L) - (blkid & (span(L) - 1));
+        return 0;
+    }
+    if ((r = leaf_ok(io, od, out)) < 0)
+        return r;
     if (hole_blocks)
         *hole_blocks = 1;
     return 0;
+}
+
+int objtree_lookup_run(const struct blkio *io, const struct objdesc *od, uint64_t blkid,
+                       size_t n, struct blkptr *out, uint64_t *hole_blocks)
+{
+    if (n == 0)
+        return -EINVAL;
+    n = MIN(n, (size_t)1 << 30); /* the count is returned as an int */
+    if (blkid >= span(od->levels - 1) || blkid >= od->nblocks) {
+        memset(out, 0, n * sizeof *out);
+        *hole_blocks = UINT64_MAX;
+        return (int)n;
+    }
+    struct cbuf *ind;
+    int L;
+    int r = walk_to(io, od, blkid, 1, out, &ind, &L);
+    if (r < 0)
+        return r;
+    if (!ind) {
+        /* a hole at level L (> 0) spans the rest of its range; or a tree
+         * of one level, whose root is the only data pointer */
+        if (L == 0) {
+            *hole_blocks = 1;
+            return (r = leaf_ok(io, od, out)) < 0 ? r : 1;
+        }
+        uint64_t h = span(L) - (blkid & (span(L) - 1));
+        *hole_blocks = h;
+        size_t k = (size_t)MIN((uint64_t)n, h);
+        for (size_t i = 1; i < k; i++)
+            out[i] = out[0];
+        return (int)k;
+    }
+    /* the children of one level-1 indirect, not past the object's end */
+    struct blkptr parent = *out;
+    unsigned idx = (unsigned)(blkid & 0xff);
+    size_t k = MIN(n, (size_t)(IND_NBP - idx));
+    k = (size_t)MIN((uint64_t)k, od->nblocks - blkid);
+    size_t i = 0;
+    for (; i < k; i++) {
+        /* a bad entry ends the run; as the first one it is the error */
+        if (bp_decode(ind->data + (idx + i) * BP_SIZE, &out[i]) < 0) {
+            if (i == 0) {
+                blk_count_bp_error(io, &parent);
+                r = -EIO;
+            }
+            break;
+        }
+        if (!leaf_shape_ok(od, &out[i])) {
+            if (i == 0)
+                r = leaf_ok(io, od, &out[i]);
+            break;
+        }
+    }
+    cbuf_unref(ind);
+    *hole_blocks = 1;
+    return r < 0 ? r : (int)i;
 }
 
 struct tsync {

@@ -71,6 +71,16 @@ int objtree_auth_check(const struct blkio *io, const struct blkptr *bp, struct c
  * checksum, or in an authenticated tree its digest). */
 int objtree_lookup(const struct blkio *io, const struct objdesc *od, uint64_t blkid,
                    struct blkptr *out, uint64_t *hole_blocks);
+/* The pointers of blocks blkid, blkid+1, ... (at most n, n > 0) in out[]:
+ * the children of one level-1 indirect block read once (instead of one walk
+ * per block), ending at that block's last child, at the object's end, or
+ * before a child that does not decode (that child is the error of the next
+ * call).  Returns how many (>= 1), or the error objtree_lookup would return
+ * for blkid.  A hole above the data level fills out[] with up to n copies
+ * of it and *hole_blocks is the number of blocks from blkid to the end of
+ * its span (as objtree_lookup's); otherwise *hole_blocks is 1. */
+int objtree_lookup_run(const struct blkio *io, const struct objdesc *od, uint64_t blkid,
+                       size_t n, struct blkptr *out, uint64_t *hole_blocks);
 
 struct leaf_update {
     uint64_t blkid;

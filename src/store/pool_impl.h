@@ -79,6 +79,7 @@ struct ds {
     _Atomic uint64_t volsize;
     _Atomic bool readonly;
     _Atomic bool gone;        /* destroyed while open: I/O fails */
+    _Atomic uint64_t read_next; /* where the last read ended (vol.c read_streams) */
     /* ds->lock: */
     pthread_mutex_t lock;
     struct dmap open, syncing;

@@ -325,6 +325,27 @@ int vdev_pread(struct vdev *v, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+int vdev_read_blocks_raw(struct vdev *top, const struct iovec *iov, int cnt, uint64_t off)
+{
+    if (top->kind != VDEV_KIND_LEAF)
+        return -ENOTSUP;
+    size_t len = 0;
+    for (int i = 0; i < cnt; i++)
+        len += iov[i].iov_len;
+    off += top->data_start;
+    /* any failure (fault injection too) is left to the per-block path,
+     * which reads, counts and reports it */
+    if (top->fd < 0 || cnt < 1 || cnt > VDEV_IOV_MAX || !in_range(top, len, off) ||
+        atomic_load(&top->fail_reads))
+        return -EIO;
+    ssize_t r = preadv(top->fd, iov, cnt, (off_t)off);
+    if (r < 0 || (size_t)r != len)
+        return -EIO;
+    atomic_fetch_add(&top->ctr.reads, 1);
+    atomic_fetch_add(&top->ctr.bytes_read, len);
+    return 0;
+}
+
 /* Decide whether this write is the torn one: returns true exactly once, for
  * the write that takes the countdown from 1 to 0. */
 static bool take_torn_turn(struct vdev *v)

@@ -188,6 +188,13 @@ static inline bool vdev_dtl_has(struct vdev *l, uint64_t birth)
  * counted on its leaf (read or checksum error) and, when a good copy was
  * found, rewritten with it (counted in repaired_bytes). */
 int vdev_read_block(struct vdev *top, struct vdev_rio *rq);
+/* Read cnt (1..VDEV_IOV_MAX) blocks allocated back to back from DVA offset
+ * off, iov[i] taking block i's allocated bytes, in one system call and
+ * UNVERIFIED: the caller checks every block and reads a block that fails
+ * (or all of them, when this fails) through vdev_read_block, which counts
+ * and heals.  Only a leaf top can do this (a mirror or raidz: -ENOTSUP);
+ * -EIO on any failure, nothing counted but the successful read. */
+int vdev_read_blocks_raw(struct vdev *top, const struct iovec *iov, int cnt, uint64_t off);
 /* Write a block of len bytes (psize padded to the sector) at DVA offset off,
  * allocated with vdev_asize(top, len): every copy, or data and parity
  * columns.  0 if enough was written to read it back (a mirror: one copy; a

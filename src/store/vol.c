@@ -646,6 +646,87 @@ int bs_vol_trim(bs_vol *v, uint64_t len, uint64_t off, unsigned flags)
     return bs_vol_zero(v, len, off, flags & ~BS_IO_FAST_ZERO);
 }
 
+/* ---- reads ----
+ *
+ * A read goes in runs of up to BLK_READ_MAX blocks: one ds->lock to check
+ * the dirty maps of all of them and copy the committed root, one tree walk
+ * per level-1 indirect (objtree_lookup_run) instead of one per block, and
+ * the whole blocks read straight into the caller's buffer (blk_read_blocks:
+ * one preadv per contiguous run, no cache buffer, no copy).  A partial
+ * block still goes through the cache (a 4K reader reads its 16K block
+ * several times).  A sequential stream of whole blocks does not insert
+ * what it reads into the block cache: a stream larger than the cache would
+ * evict everything, itself included, before any block is read again. */
+
+/* How many of the max blocks from blkid have no dirty entry, stopping at
+ * the first that has one (0: blkid itself is dirty).  Under ds->lock. */
+static size_t clean_run(const struct ds *ds, uint64_t blkid, size_t max)
+{
+    if (ds->open.count == 0 && ds->syncing.count == 0)
+        return max;
+    size_t k = 0;
+    while (k < max && !dmap_find(&ds->open, blkid + k) && !dmap_find(&ds->syncing, blkid + k))
+        k++;
+    return k;
+}
+
+/* Reads within this distance of where the last one ended are a stream (the
+ * workers take a queue depth of requests out of order). */
+#define READ_STREAM_WINDOW (32ULL << 20)
+
+/* Is the read [off, off+len) part of a sequential stream?  Records where
+ * it ends for the next one (racy by design: it only steers caching). */
+static bool read_streams(struct ds *ds, uint64_t off, uint64_t len)
+{
+    uint64_t prev = atomic_exchange_explicit(&ds->read_next, off + len, memory_order_relaxed);
+    return off <= prev + READ_STREAM_WINDOW && prev <= off + READ_STREAM_WINDOW;
+}
+
+/* Read the committed blocks blkid.. (at most k, all clean when the root od
+ * was copied) into dst, starting boff into the first block, at most len
+ * bytes; *done gets the bytes read. */
+static int read_clean(struct ds *ds, const struct objdesc *od, uint64_t blkid, size_t k,
+                      uint8_t *dst, uint32_t boff, uint64_t len, bool cache, uint64_t *done)
+{
+    const struct blkio *io = &ds->pool->io;
+    const uint32_t bs = ds->rec.volblocksize;
+    struct blkptr bps[BLK_READ_MAX];
+    struct blk_rreq rq[BLK_READ_MAX];
+    struct blk_crypt bcs[BLK_READ_MAX];
+    uint64_t hb;
+    size_t nrq = 0;
+    int m = objtree_lookup_run(io, od, blkid, k, bps, &hb);
+    if (m < 0)
+        return m;
+    uint64_t pos = 0;
+    for (int i = 0; i < m && pos < len; i++, boff = 0) {
+        uint32_t n = (uint32_t)MIN((uint64_t)(bs - boff), len - pos);
+        const struct blkptr *bp = &bps[i];
+        if (bp_is_hole(bp)) {
+            memset(dst + pos, 0, n);
+        } else if (bp->type != BP_TYPE_VOL_DATA) {
+            blk_count_cksum_error(io);
+            return -EIO;
+        } else if (n == bs) {
+            rq[nrq].bp = *bp;
+            rq[nrq].bc = ds_blk_crypt(ds, blkid + (uint64_t)i, &bcs[nrq]);
+            rq[nrq].dst = dst + pos;
+            nrq++;
+        } else {
+            struct blk_crypt bc;
+            struct cbuf *c;
+            int r = blk_read_crypt(io, bp, 0, ds_blk_crypt(ds, blkid + (uint64_t)i, &bc), &c);
+            if (r < 0)
+                return r;
+            memcpy(dst + pos, c->data + boff, n);
+            cbuf_unref(c);
+        }
+        pos += n;
+    }
+    *done = pos;
+    return nrq ? blk_read_blocks(io, rq, nrq, cache) : 0;
+}
+
 int bs_vol_pread(bs_vol *v, void *buf, uint64_t len, uint64_t off)
 {
     int r = check_io(v, len, off, false);
@@ -653,41 +734,39 @@ int bs_vol_pread(bs_vol *v, void *buf, uint64_t len, uint64_t off)
         return r;
     struct ds *ds = v->ds;
     const uint32_t bs = ds->rec.volblocksize;
+    const bool cache = !read_streams(ds, off, len);
     uint8_t *dst = buf;
     while (len > 0) {
         uint64_t blkid = off / bs;
         uint32_t boff = (uint32_t)(off % bs);
-        uint32_t n = (uint32_t)MIN((uint64_t)(bs - boff), len);
+        /* the blocks [off, off+len) touches, up to a run */
+        size_t want = (size_t)MIN((uint64_t)BLK_READ_MAX, (boff + len + bs - 1) / bs);
+        uint64_t done = 0;
         for (int tries = 0;; tries++) {
             pthread_mutex_lock(&ds->lock);
-            struct dirty_ent *e = dmap_find(&ds->open, blkid);
-            if (!e)
-                e = dmap_find(&ds->syncing, blkid);
-            if (e && e->sealed) {
-                pthread_mutex_unlock(&ds->lock);
-                return -EIO;
-            }
-            if (e) {
+            size_t k = clean_run(ds, blkid, want);
+            if (k == 0) {
+                struct dirty_ent *e = dmap_find(&ds->open, blkid);
+                if (!e)
+                    e = dmap_find(&ds->syncing, blkid);
+                if (e->sealed) {
+                    pthread_mutex_unlock(&ds->lock);
+                    return -EIO;
+                }
+                done = MIN((uint64_t)(bs - boff), len);
                 if (e->buf)
-                    memcpy(dst, e->buf->data + boff, n);
+                    memcpy(dst, e->buf->data + boff, done);
                 else
-                    memset(dst, 0, n);
+                    memset(dst, 0, done);
                 pthread_mutex_unlock(&ds->lock);
                 break;
             }
             struct objdesc od = ds->od;
             uint64_t gen = ds->gen;
             pthread_mutex_unlock(&ds->lock);
-            struct cbuf *c;
-            r = read_committed(ds, &od, blkid, &c);
-            if (r == 0) {
-                if (c)
-                    memcpy(dst, c->data + boff, n);
-                else
-                    memset(dst, 0, n);
-                cbuf_unref(c);
+            r = read_clean(ds, &od, blkid, k, dst, boff, len, cache, &done);
+            if (r == 0)
                 break;
-            }
             /* a walk that raced the reuse of freed blocks fails verification;
              * only a failure on an unchanged root is real */
             pthread_mutex_lock(&ds->lock);
@@ -696,9 +775,9 @@ int bs_vol_pread(bs_vol *v, void *buf, uint64_t len, uint64_t off)
             if (!moved || tries >= 3)
                 return r;
         }
-        dst += n;
-        off += n;
-        len -= n;
+        dst += done;
+        off += done;
+        len -= done;
     }
     return 0;
 }
@@ -738,6 +817,30 @@ int bs_vol_cache(bs_vol *v, uint64_t len, uint64_t off)
     return 0;
 }
 
+/* The extents being merged by bs_vol_block_status. */
+struct ext_acc {
+    uint64_t off;   /* start of the pending extent */
+    unsigned flags; /* its flags */
+    bool have;
+};
+
+/* Add [pos, next) with flags fl; a change of flags reports the pending
+ * extent.  cb's non-zero answer (stop, or an error) is returned. */
+static int ext_add(struct ext_acc *a, uint64_t pos, unsigned fl,
+                   int (*cb)(uint64_t off, uint64_t len, unsigned flags, void *opaque),
+                   void *opaque)
+{
+    if (a->have && fl != a->flags) {
+        int r = cb(a->off, pos - a->off, a->flags, opaque);
+        if (r)
+            return r;
+        a->off = pos;
+    }
+    a->flags = fl;
+    a->have = true;
+    return 0;
+}
+
 int bs_vol_block_status(bs_vol *v, uint64_t len, uint64_t off,
                         int (*cb)(uint64_t off, uint64_t len, unsigned flags, void *opaque),
                         void *opaque)
@@ -747,52 +850,48 @@ int bs_vol_block_status(bs_vol *v, uint64_t len, uint64_t off,
         return r;
     struct ds *ds = v->ds;
     const uint32_t bs = ds->rec.volblocksize;
-    uint64_t end = off + len, ext_off = off, pos = off;
-    unsigned ext_flags = 0;
-    bool have = false;
+    uint64_t end = off + len, pos = off;
+    struct ext_acc a = {.off = off};
+    struct blkptr bps[BLK_READ_MAX];
     while (pos < end) {
         uint64_t blkid = pos / bs;
-        uint64_t nblk = 1;
-        unsigned fl;
+        size_t want = (size_t)MIN((uint64_t)BLK_READ_MAX, (end - blkid * bs + bs - 1) / bs);
         pthread_mutex_lock(&ds->lock);
-        struct dirty_ent *e = dmap_find(&ds->open, blkid);
-        if (!e)
+        /* a run of clean blocks, or the one dirty block at pos (read its
+         * entry under the lock: publish frees syncing entries) */
+        size_t k = clean_run(ds, blkid, want);
+        struct dirty_ent *e = NULL;
+        if (k == 0 && !(e = dmap_find(&ds->open, blkid)))
             e = dmap_find(&ds->syncing, blkid);
-        /* read the entry under the lock: publish frees syncing entries */
-        bool dirty = e != NULL, dirty_hole = e && !e->buf;
+        bool dirty_hole = e && !e->buf;
         bool maps_empty = ds->open.count == 0 && ds->syncing.count == 0;
         struct objdesc od = ds->od;
         pthread_mutex_unlock(&ds->lock);
-        if (dirty) {
-            fl = dirty_hole ? BS_EXTENT_HOLE | BS_EXTENT_ZERO : 0;
-        } else {
-            struct blkptr bp;
-            uint64_t hb;
-            r = objtree_lookup(&ds->pool->io, &od, blkid, &bp, &hb);
-            if (r < 0)
-                return r;
-            fl = bp_is_hole(&bp) ? BS_EXTENT_HOLE | BS_EXTENT_ZERO : 0;
+        int m = 1;
+        uint64_t hb = 1;
+        if (k > 0 && (m = objtree_lookup_run(&ds->pool->io, &od, blkid, k, bps, &hb)) < 0)
+            return m;
+        for (int i = 0; i < m && pos < end; i++) {
+            unsigned fl = k == 0 ? (dirty_hole ? BS_EXTENT_HOLE | BS_EXTENT_ZERO : 0)
+                                 : (bp_is_hole(&bps[i]) ? BS_EXTENT_HOLE | BS_EXTENT_ZERO : 0);
+            uint64_t nblk = 1;
             /* a hole high in the tree covers many blocks: skip them when no
              * dirty block can hide among them */
-            if (fl && maps_empty)
+            if (k > 0 && i == 0 && fl && maps_empty && hb > 1)
                 nblk = hb;
-        }
-        uint64_t next = blkid * bs;
-        next = nblk > (UINT64_MAX - next) / bs ? end : next + nblk * bs;
-        if (next > end)
-            next = end;
-        if (have && fl != ext_flags) {
-            r = cb(ext_off, pos - ext_off, ext_flags, opaque);
-            if (r)
+            uint64_t next = (blkid + (uint64_t)i) * bs;
+            next = nblk > (UINT64_MAX - next) / bs ? end : next + nblk * bs;
+            if (next > end)
+                next = end;
+            if ((r = ext_add(&a, pos, fl, cb, opaque)) != 0)
                 return r;
-            ext_off = pos;
+            pos = next;
+            if (nblk > 1)
+                break;
         }
-        ext_flags = fl;
-        have = true;
-        pos = next;
     }
-    if (have)
-        return cb(ext_off, end - ext_off, ext_flags, opaque);
+    if (a.have)
+        return cb(a.off, end - a.off, a.flags, opaque);
     return 0;
 }
 
