@@ -348,6 +348,11 @@ static int write_indirect_buf(struct tsync *t, struct cbuf *cb, int level, uint6
     if (r < 0)
         return r;
     nbp->fill = fill;
+    if (t->w->stats) {
+        t->w->stats->ind_written++;
+        t->w->stats->ind_lbytes += IND_SIZE;
+        t->w->stats->ind_abytes += nbp->dva[0].asize;
+    }
     if (t->w->auth) {
         memcpy(nbp->checksum + BP_MAC_OFF, digest, BP_MAC_LEN);
         nbp->flags |= BP_FLAG_AUTH;

@@ -368,11 +368,12 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
         r = atomic_load(&c.err);
     if (r == 0 && c.njobs)
         pool_tops_writeback_hint(p); /* the tail, while the trees are rewritten */
+    struct objtree_stats tst = {0};
     for (size_t i = 0; r == 0 && i < c.nsv; i++) {
         struct sync_vol *sv = &c.sv[i];
         struct objtree_wctx w = {
             .io = &p->io, .txg = txg, .cksum = sv->rec.cksum, .dtype = BP_TYPE_VOL_DATA,
-            .s = &p->txg.scratch, .auth = sv->rec.key_id != 0,
+            .s = &p->txg.scratch, .auth = sv->rec.key_id != 0, .stats = &tst,
         };
         uint64_t nblocks = sv->rec.volsize / sv->rec.volblocksize;
         if (sv->destroying) {
@@ -434,9 +435,12 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
             atomic_store(&p->txg.sync_rate, (uint64_t)((double)dropped * 1e9 / (double)dt));
         pool_tops_txg_done(p, txg); /* and the free-space estimate */
     }
-    blog_debug("pool %s txg %llu: %zu leaves; quiesce %.1f ms, leaves %.1f ms, trees %.1f ms, "
+    blog_debug("pool %s txg %llu: %zu leaves (%llu KiB written); %llu indirects (%llu KiB, "
+               "%llu KiB written); quiesce %.1f ms, leaves %.1f ms, trees %.1f ms, "
                "mos+bitmap %.1f ms, commit %.1f ms, publish %.1f ms", p->name,
-               (unsigned long long)txg, c.njobs, (T1 - T0) / 1e6, (T2 - T1) / 1e6,
+               (unsigned long long)txg, c.njobs, (unsigned long long)(atomic_load(&c.wb_bytes) >> 10),
+               (unsigned long long)tst.ind_written, (unsigned long long)(tst.ind_lbytes >> 10),
+               (unsigned long long)(tst.ind_abytes >> 10), (T1 - T0) / 1e6, (T2 - T1) / 1e6,
                (T3 - T2) / 1e6, (T4 - T3) / 1e6, T5 ? (T5 - T4) / 1e6 : 0.0,
                T5 ? (now_ns() - T5) / 1e6 : 0.0);
     free(mbytes);
