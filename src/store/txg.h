@@ -26,6 +26,7 @@ struct txg {
     bool shutdown, started;
     int fault;                /* first fatal sync error (-errno); 0 = healthy */
     _Atomic uint64_t dirty_bytes; /* open + syncing dirty buffers */
+    _Atomic uint64_t syncing_bytes; /* of those, the syncing txg's (quiesce to publish) */
     _Atomic bool kicked;      /* a writer asked for an early sync */
     _Atomic bool open_dirty;  /* the open txg holds changes */
     pthread_mutex_t sync_mutex; /* held across one whole txg sync */
