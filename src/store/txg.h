@@ -64,7 +64,8 @@ int txg_sync_all(struct bs_pool *p);
 uint64_t txg_dirty_open(struct bs_pool *p);
 /* Writers: the open txg holds a change (cheap when already marked). */
 void txg_mark_dirty(struct bs_pool *p);
-/* Writers: account new dirty bytes, kick the sync thread past dirty_max/4. */
+/* Writers: account new dirty bytes, kick the sync thread once the open txg
+ * holds 3/8 of dirty_max (txg.c "Triggers"). */
 void txg_add_dirty(struct bs_pool *p, int64_t bytes);
 /* Writers, before dirtying `len` bytes: past 60% of dirty_max a delay that
  * grows as dirty data nears dirty_max (txg.c top), then a hard wait while the
