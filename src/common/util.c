@@ -277,6 +277,50 @@ int pwritev_full(int fd, struct iovec *iov, int cnt, uint64_t off)
     return 0;
 }
 
+int iov_chunk(const struct iovec *iov, int cnt, uint64_t off, size_t chunk, struct iovec *out,
+              int outcap)
+{
+    size_t left = chunk - (size_t)(off & (chunk - 1));
+    int n = 0;
+    for (; n < cnt && n < outcap && left > 0; n++) {
+        out[n] = iov[n];
+        if (out[n].iov_len > left)
+            out[n].iov_len = left;
+        left -= out[n].iov_len;
+    }
+    return n;
+}
+
+int pwritev_chunked(int fd, struct iovec *iov, int cnt, uint64_t off, size_t chunk)
+{
+    struct iovec piece[64];
+    while (cnt > 0) {
+        if (iov->iov_len == 0) {
+            iov++;
+            cnt--;
+            continue;
+        }
+        int n = iov_chunk(iov, cnt, off, chunk, piece, 64);
+        size_t len = 0;
+        for (int i = 0; i < n; i++)
+            len += piece[i].iov_len;
+        int r = pwritev_full(fd, piece, n, off);
+        if (r < 0)
+            return r;
+        off += len;
+        while (cnt > 0 && len >= iov->iov_len) { /* consume what went out */
+            len -= iov->iov_len;
+            iov++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + len;
+            iov->iov_len -= len;
+        }
+    }
+    return 0;
+}
+
 int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
     const char *p = buf;

@@ -46,6 +46,14 @@ int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 struct iovec;
 /* The same for a vector; iov is consumed. */
 int pwritev_full(int fd, struct iovec *iov, int cnt, uint64_t off);
+/* The first piece of iov[0..cnt) that pwritev_chunked writes with one call
+ * at file offset off: at most up to the next multiple of `chunk` (a power of
+ * two) and at most outcap entries.  Fills out[] and returns its count. */
+int iov_chunk(const struct iovec *iov, int cnt, uint64_t off, size_t chunk, struct iovec *out,
+              int outcap);
+/* pwritev_full in calls that never cross a multiple of `chunk` bytes of the
+ * file (iov is consumed). */
+int pwritev_chunked(int fd, struct iovec *iov, int cnt, uint64_t off, size_t chunk);
 int read_full(int fd, void *buf, size_t len);   /* -EPIPE on EOF before len */
 int write_full(int fd, const void *buf, size_t len);
 

@@ -104,6 +104,15 @@ struct objtree_wctx {
     /* An encrypted volume's tree: indirects get BP_FLAG_AUTH and the digest
      * of their children (objtree_ind_digest). */
     bool auth;
+    /* non-NULL: count the indirects written and their stored bytes (the
+     * debug log's metadata figures per txg) */
+    struct objtree_stats *stats;
+};
+
+struct objtree_stats {
+    uint64_t ind_written; /* indirect blocks written */
+    uint64_t ind_lbytes;  /* their logical bytes */
+    uint64_t ind_abytes;  /* their allocated bytes on the vdev */
 };
 
 /* Apply updates u[0..n) (sorted by blkid, unique, all < new_nblocks) and

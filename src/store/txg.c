@@ -32,7 +32,8 @@
  *    stay (reads still return acknowledged data), the pool is faulted, new
  *    writes and flushes fail with -EIO, and re-import finds txg T-1 intact;
  *  - dirty_bytes counts open + syncing buffers; writers wait while it exceeds
- *    dirty_max, the sync thread starts early past dirty_max/4.
+ *    dirty_max; the sync thread starts early once the open txg alone holds
+ *    SYNC_OPEN_EIGHTHS/8 of dirty_max (see "Triggers").
  *
  * The write throttle (ZFS's dirty-data delay curve, dmu_tx_delay): past
  * DELAY_MIN_PCT of dirty_max a writer of len bytes is delayed by
@@ -43,8 +44,18 @@
  * data, slower above, so dirty data settles below dirty_max instead of
  * hitting it and stopping every writer until a whole txg is synced.
  *
- * Triggers: txg_timeout_ms since the first change of the open txg, dirty bytes past
- * dirty_max/4 (kicked), or a waiter for the open txg (flush, admin).
+ * Triggers: txg_timeout_ms since the first change of the open txg, the open
+ * txg's dirty bytes past SYNC_OPEN_EIGHTHS/8 of dirty_max (kicked), or a
+ * waiter for the open txg (flush, admin).  The open txg's own bytes, not
+ * open + syncing: counting the syncing txg too kicked the next sync while
+ * the current one still ran, so under a steady stream each txg held only
+ * what arrived during the previous sync (4-12k leaves of 16K in 4K random
+ * writes), and every txg rewrites the indirect blocks above its leaves: the
+ * ~1000 level-1 indirects of a 4 GiB volume whatever the txg's size, one
+ * per 4-12 leaves.  A txg of 3/8 of dirty_max (~19k leaves with the 4 GiB
+ * memory limit) shares them among more leaves; the memory bound stays
+ * dirty_max (writers wait there), and the throttle (above) still starts at
+ * DELAY_MIN_PCT of open + syncing.
  *
  * The trim thread: after each commit the sync thread asks it for a pass
  * (trim_req); it discards the free ranges whose lazy-trim delay has passed
@@ -75,6 +86,9 @@
 #define DELAY_MIN_PCT 60u
 #define DELAY_MAX_NS (100ULL * 1000000u)
 #define SYNC_RATE_MIN_BYTES (16ULL << 20)
+/* the open txg's dirty bytes that start a sync early, in eighths of
+ * dirty_max (top of file, "Triggers") */
+#define SYNC_OPEN_EIGHTHS 3u
 
 /* ---- one txg ---- */
 
@@ -181,6 +195,7 @@ static int quiesce(struct sync_ctx *c)
     p->txg.open_txg = c->txg + 1;
     atomic_store(&p->txg.open_dirty, false);
     pthread_mutex_unlock(&p->txg.lock);
+    uint64_t syncing = 0;
     for (struct ds *d = p->ds_list; d; d = d->next) {
         struct sync_vol *sv = &c->sv[c->nsv++];
         ds_ref(d);
@@ -197,8 +212,10 @@ static int quiesce(struct sync_ctx *c)
         d->open = tmp;
         d->open_txg = c->txg + 1;
         d->gen++;
+        syncing += d->syncing.bytes;
         pthread_mutex_unlock(&d->lock);
     }
+    atomic_store(&p->txg.syncing_bytes, syncing);
     pthread_mutex_unlock(&p->lock);
     return 0;
 }
@@ -341,6 +358,7 @@ static uint64_t publish(struct sync_ctx *c, struct objdesc *mos_od, uint8_t *mby
     p->mos_len = mlen;
     p->mos_od = *mos_od;
     atomic_fetch_sub(&p->txg.dirty_bytes, dropped);
+    atomic_store(&p->txg.syncing_bytes, 0);
     trim_slack(dropped);
     return dropped;
 }
@@ -368,11 +386,12 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
         r = atomic_load(&c.err);
     if (r == 0 && c.njobs)
         pool_tops_writeback_hint(p); /* the tail, while the trees are rewritten */
+    struct objtree_stats tst = {0};
     for (size_t i = 0; r == 0 && i < c.nsv; i++) {
         struct sync_vol *sv = &c.sv[i];
         struct objtree_wctx w = {
             .io = &p->io, .txg = txg, .cksum = sv->rec.cksum, .dtype = BP_TYPE_VOL_DATA,
-            .s = &p->txg.scratch, .auth = sv->rec.key_id != 0,
+            .s = &p->txg.scratch, .auth = sv->rec.key_id != 0, .stats = &tst,
         };
         uint64_t nblocks = sv->rec.volsize / sv->rec.volblocksize;
         if (sv->destroying) {
@@ -434,9 +453,12 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
             atomic_store(&p->txg.sync_rate, (uint64_t)((double)dropped * 1e9 / (double)dt));
         pool_tops_txg_done(p, txg); /* and the free-space estimate */
     }
-    blog_debug("pool %s txg %llu: %zu leaves; quiesce %.1f ms, leaves %.1f ms, trees %.1f ms, "
+    blog_debug("pool %s txg %llu: %zu leaves (%llu KiB written); %llu indirects (%llu KiB, "
+               "%llu KiB written); quiesce %.1f ms, leaves %.1f ms, trees %.1f ms, "
                "mos+bitmap %.1f ms, commit %.1f ms, publish %.1f ms", p->name,
-               (unsigned long long)txg, c.njobs, (T1 - T0) / 1e6, (T2 - T1) / 1e6,
+               (unsigned long long)txg, c.njobs, (unsigned long long)(atomic_load(&c.wb_bytes) >> 10),
+               (unsigned long long)tst.ind_written, (unsigned long long)(tst.ind_lbytes >> 10),
+               (unsigned long long)(tst.ind_abytes >> 10), (T1 - T0) / 1e6, (T2 - T1) / 1e6,
                (T3 - T2) / 1e6, (T4 - T3) / 1e6, T5 ? (T5 - T4) / 1e6 : 0.0,
                T5 ? (now_ns() - T5) / 1e6 : 0.0);
     free(mbytes);
@@ -718,7 +740,9 @@ void txg_add_dirty(struct bs_pool *p, int64_t bytes)
         return;
     struct bs_tunables tun;
     bs_tunables_get(&tun);
-    if (now > tun.dirty_max_bytes / 4 && !atomic_exchange(&tx->kicked, true)) {
+    uint64_t syncing = atomic_load_explicit(&tx->syncing_bytes, memory_order_relaxed);
+    uint64_t open = now > syncing ? now - syncing : 0;
+    if (open > tun.dirty_max_bytes / 8 * SYNC_OPEN_EIGHTHS && !atomic_exchange(&tx->kicked, true)) {
         pthread_mutex_lock(&tx->lock);
         pthread_cond_signal(&tx->cv_kick);
         pthread_mutex_unlock(&tx->lock);

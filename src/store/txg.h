@@ -26,6 +26,7 @@ struct txg {
     bool shutdown, started;
     int fault;                /* first fatal sync error (-errno); 0 = healthy */
     _Atomic uint64_t dirty_bytes; /* open + syncing dirty buffers */
+    _Atomic uint64_t syncing_bytes; /* of those, the syncing txg's (quiesce to publish) */
     _Atomic bool kicked;      /* a writer asked for an early sync */
     _Atomic bool open_dirty;  /* the open txg holds changes */
     pthread_mutex_t sync_mutex; /* held across one whole txg sync */
@@ -63,7 +64,8 @@ int txg_sync_all(struct bs_pool *p);
 uint64_t txg_dirty_open(struct bs_pool *p);
 /* Writers: the open txg holds a change (cheap when already marked). */
 void txg_mark_dirty(struct bs_pool *p);
-/* Writers: account new dirty bytes, kick the sync thread past dirty_max/4. */
+/* Writers: account new dirty bytes, kick the sync thread once the open txg
+ * holds 3/8 of dirty_max (txg.c "Triggers"). */
 void txg_add_dirty(struct bs_pool *p, int64_t bytes);
 /* Writers, before dirtying `len` bytes: past 60% of dirty_max a delay that
  * grows as dirty data nears dirty_max (txg.c top), then a hard wait while the

@@ -4,7 +4,10 @@
 #include "common/util.h"
 #include "tap.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 int main(void)
 {
@@ -51,5 +54,36 @@ int main(void)
     ok(strcmp(u, "???x") == 0, "surrogate rejected: %s", u);
     utf8_sanitize("\xc0\xafx", u, sizeof u);
     ok(strcmp(u, "??x") == 0, "overlong rejected");
+
+    /* iov_chunk: pieces end at multiples of the chunk, whatever the iovecs */
+    static uint8_t src[200000];
+    for (size_t i = 0; i < sizeof src; i++)
+        src[i] = (uint8_t)(i * 7 + (i >> 9));
+    struct iovec in[3] = {{src, 10000}, {src + 10000, 70000}, {src + 80000, 100000}};
+    struct iovec out[8];
+    int n = iov_chunk(in, 3, 60000, 65536, out, 8);
+    ok(n == 1 && out[0].iov_base == src && out[0].iov_len == 5536, "first piece up to 64K: %d %zu", n,
+       out[0].iov_len);
+    n = iov_chunk(in, 3, 65536 - 10000, 65536, out, 8);
+    ok(n == 1 && out[0].iov_len == 10000, "piece ends with the first iovec exactly");
+    n = iov_chunk(in + 1, 2, 65536, 65536, out, 8);
+    ok(n == 1 && out[0].iov_len == 65536, "aligned: one full chunk");
+    n = iov_chunk(in, 3, 0, 1 << 20, out, 8);
+    ok(n == 3 && out[2].iov_len == 100000, "all of it under a larger chunk");
+    n = iov_chunk(in, 3, 0, 1 << 20, out, 2);
+    ok(n == 2 && out[1].iov_len == 70000, "at most outcap entries");
+    /* pwritev_chunked writes every byte in place */
+    char path[] = "/tmp/test-util-XXXXXX";
+    int fd = mkstemp(path);
+    ok(fd >= 0, "temp file");
+    if (fd >= 0) {
+        unlink(path);
+        struct iovec w[4] = {{src, 4096}, {src + 4096, 0}, {src + 4096, 150000}, {src + 154096, 45904}};
+        ok(pwritev_chunked(fd, w, 4, 12345, 65536) == 0, "pwritev_chunked");
+        static uint8_t back[200000];
+        ok(pread_full(fd, back, sizeof back, 12345) == 0 && memcmp(back, src, sizeof back) == 0,
+           "every byte where it belongs");
+        close(fd);
+    }
     return done_testing();
 }
