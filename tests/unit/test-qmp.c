@@ -150,9 +150,16 @@ static void test_normal(void)
            strcmp(json_string_value(json_object_get(ev.data, "reason")), "guest-reset") == 0,
        "RESET with data");
     qmp_event_clear(&ev);
-    usleep(50000);
-    ok(qmp_pump(q, &e) == 0 && qmp_next_event(q, 0, &ev, &e) == 1 && strcmp(ev.name, "SHUTDOWN") == 0,
-       "pump + SHUTDOWN (event loop use)");
+    /* the fake server sends SHUTDOWN on its own time: pump (never blocks)
+     * until it is there, as an event loop would on each wakeup; a loaded
+     * machine may take far longer than one short sleep */
+    int got = 0, pumped = 0;
+    for (int i = 0; i < 400 && got == 0 && pumped == 0; i++) {
+        usleep(5000);
+        pumped = qmp_pump(q, &e);
+        got = pumped == 0 ? qmp_next_event(q, 0, &ev, &e) : -1;
+    }
+    ok(pumped == 0 && got == 1 && strcmp(ev.name, "SHUTDOWN") == 0, "pump + SHUTDOWN (event loop use)");
     qmp_event_clear(&ev);
     ok(qmp_next_event(q, 0, &ev, &e) == 0, "no more events");
     ok(qmp_next_event(q, 2000, &ev, &e) == -EPIPE && qmp_dead(q), "server gone: %s", e.msg);
