@@ -167,6 +167,21 @@ int bs_pool_create(const char *name, const char *const *vdevs, size_t nvdevs, ui
 int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs_pool **out,
                    struct berr *err);
 
+/* Import options (bs_pool_import_opts; NULL or all zero: the defaults). */
+struct bs_import_opts {
+    /* The newest uberblock's state must load (MOS readable, directory
+     * consistent); if it does not, the import fails (EILSEQ) and says so.
+     * With rewind, the newest older uberblock whose state loads is taken
+     * instead, as ZFS's `zpool import -F`: the writes of the txgs after it
+     * are lost, and berthd logs which txg the pool went back to. */
+    bool rewind;
+};
+int bs_pool_import_opts(const char *const *vdevs, size_t nvdevs, const char *name,
+                        const struct bs_import_opts *opts, bs_pool **out, struct berr *err);
+/* The txg an import rewound from (0: it took the newest uberblock), and
+ * in *to (may be NULL) the txg whose state it took. */
+uint64_t bs_pool_rewound_from(const bs_pool *p, uint64_t *to);
+
 /* Description of one importable pool found by bs_pool_scan. */
 struct bs_pool_found {
     char name[64];

@@ -193,8 +193,10 @@ int h_pool_import(const struct api_call *c, json_t **out, struct berr *err)
         }
     }
     bs_pool *p = NULL;
+    /* the schema (schema.c) made sure "rewind" is a boolean if given */
+    struct bs_import_opts io = {.rewind = json_is_true(json_object_get(c->body, "rewind"))};
     if (r == 0)
-        r = bs_pool_import(vdevs, nv, name, &p, err);
+        r = bs_pool_import_opts(vdevs, nv, name, &io, &p, err);
     if (r == 0) {
         const char *pname = bs_pool_name(p);
         struct pool_entry *clash = pooltab_find(c->ctx->pools, pname);
@@ -216,6 +218,11 @@ int h_pool_import(const struct api_call *c, json_t **out, struct berr *err)
                 api_persist(c->ctx);
                 blog_info("pool %s imported from %s", pname, vdevs[0]);
                 *out = render_pool(c->ctx, pooltab_find(c->ctx->pools, pname));
+                uint64_t to, from = bs_pool_rewound_from(p, &to);
+                if (*out && from) {
+                    json_object_set_new(*out, "rewound_from", json_u64(from));
+                    json_object_set_new(*out, "rewound_to", json_u64(to));
+                }
             }
             pool_entry_unref(clash);
         }

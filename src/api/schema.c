@@ -97,6 +97,7 @@ static const struct api_field b_pool_import[] = {
     {"name", FT_NAME, false, "pool", 0, 0, NULL},
     {"dir", FT_PATH, false, NULL, 0, 0, NULL},
     {"vdevs", FT_PATHS, false, NULL, 1, BS_POOL_MAX_DEVICES, NULL},
+    {"rewind", FT_BOOL, false, NULL, 0, 0, NULL},
     END,
 };
 

@@ -41,9 +41,12 @@ void help_pool(FILE *f)
             "                             READ/WRITE/CKSUM error counters\n"
             "  export [-f] NAME           commit and release the pool (-f: disconnect its\n"
             "                             NBD clients first)\n"
-            "  import [-d DIR] [NAME]     without NAME: list the pools that can be imported\n"
+            "  import [-d DIR] [--rewind] [NAME]\n"
+            "                             without NAME: list the pools that can be imported\n"
             "                             (from DIR, or where exported pools lived);\n"
-            "                             with NAME: import that pool\n"
+            "                             with NAME: import that pool; --rewind (-F): if\n"
+            "                             its newest state is damaged, go back to the\n"
+            "                             newest intact txg (its later writes are lost)\n"
             "  trim NAME                  give all free space back to the device\n"
             "  online NAME DEVICE | offline NAME DEVICE\n"
             "                             bring a mirror/raidz member (path or index) back\n"
@@ -581,11 +584,19 @@ static int pool_simple(struct cli *c, int argc, char **argv, const char *verb)
 static int pool_import(struct cli *c, int argc, char **argv)
 {
     _cleanup_free_ char *dir = NULL;
-    GETOPT_LOOP("pool", "d:", common_lo,
+    bool rewind = false;
+    static const struct option lo[] = {CLI_COMMON_LONGOPTS, {"rewind", no_argument, NULL, 'F'},
+                                       {NULL, 0, NULL, 0}};
+    GETOPT_LOOP("pool", "d:F", lo,
         case 'd':
             free(dir);
             dir = abs_path(optarg);
+            break;
+        case 'F':
+            rewind = true;
             break;)
+    if (rewind && optind == argc)
+        return cli_usage_error("pool", "pool import --rewind needs the NAME of the pool");
     if (argc - optind > 1)
         return cli_usage_error("pool", "pool import takes at most one NAME");
     json_t *resp = NULL;
@@ -623,10 +634,21 @@ static int pool_import(struct cli *c, int argc, char **argv)
         json_t *body = json_pack("{s:s}", "name", argv[optind]);
         if (dir)
             json_object_set_new(body, "dir", json_string(dir));
+        if (rewind)
+            json_object_set_new(body, "rewind", json_true());
         rc = cli_call(c, "POST", "/pools/import", body, &resp);
         json_decref(body);
-        if (rc == EXIT_OK && !c->json)
-            printf("pool %s imported\n", argv[optind]);
+        if (rc == EXIT_OK && !c->json) {
+            json_t *from = get(resp, "rewound_from");
+            char b1[32], b2[32];
+            if (from && !json_is_null(from))
+                printf("pool %s imported, rewound from txg %s to txg %s: the writes made "
+                       "after txg %s are lost\n",
+                       argv[optind], out_u64(from, b1, sizeof(b1)),
+                       out_u64(get(resp, "rewound_to"), b2, sizeof(b2)), b2);
+            else
+                printf("pool %s imported\n", argv[optind]);
+        }
     }
     return done(c, rc, resp, NULL, NULL, NULL);
 }

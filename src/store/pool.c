@@ -222,6 +222,16 @@ fail:
     return r;
 }
 
+/* Commit the open txg now (dirtying it if need be) and wait for it; a
+ * failure faults the pool, which then says so on its own. */
+static void pool_commit_now(bs_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    uint64_t t = txg_dirty_open(p);
+    pthread_mutex_unlock(&p->lock);
+    (void)txg_wait(p, t);
+}
+
 /* Try to load the pool state as of uberblock ub. */
 static int load_ub(bs_pool *p, const struct uberblock *ub, struct berr *err)
 {
@@ -322,6 +332,20 @@ static int add_mos_bytes(const struct blkptr *bp, uint64_t blkid, void *opaque)
 int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs_pool **out,
                    struct berr *err)
 {
+    return bs_pool_import_opts(vdevs, nvdevs, name, NULL, out, err);
+}
+
+uint64_t bs_pool_rewound_from(const bs_pool *p, uint64_t *to)
+{
+    if (to)
+        *to = p->rewound_to;
+    return p->rewound_from;
+}
+
+int bs_pool_import_opts(const char *const *vdevs, size_t nvdevs, const char *name,
+                        const struct bs_import_opts *opts, bs_pool **out, struct berr *err)
+{
+    const bool rewind = opts && opts->rewind;
     bs_pool *p = pool_alloc();
     if (!p)
         return berr_set(err, ENOMEM, "out of memory");
@@ -424,8 +448,23 @@ int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs
         r = berr_set(err, ENOMEM, "out of memory");
         goto fail;
     }
+    /* The newest uberblock is the pool: it only reached the labels after
+     * every block of its txg was durable (FORMAT.md 8), so a crash never
+     * calls for an older one.  If its state does not load, blocks were
+     * damaged after the fact (bit rot, a stray write): going back silently
+     * would drop acknowledged writes and then overwrite them, so that takes
+     * the user's say (rewind), as ZFS's `zpool import -F` does. */
     r = -EILSEQ;
     for (int i = 0; i < n && r < 0; i++) {
+        if (i > 0 && !rewind) {
+            r = berr_set(err, EILSEQ,
+                         "cannot import pool '%s' from %s: its newest state (txg %llu) is "
+                         "damaged: %s; `berth pool import --rewind %s` goes back to the newest "
+                         "older txg that is intact, losing the writes made after it",
+                         p->name, vdevs[0], (unsigned long long)ubs[0].txg,
+                         last.msg[0] ? last.msg : "it does not match the devices found", p->name);
+            goto fail;
+        }
         /* an older uberblock with a smaller tree (before a pool add) */
         unsigned nt = ubs[i].ntops ? ubs[i].ntops : 1;
         if (nt != atomic_load(&p->io.ntops)) {
@@ -443,6 +482,15 @@ int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs
         r = load_ub(p, &ubs[i], &last);
         if (r == 0) {
             p->txg.committed_txg = ubs[i].txg;
+            if (i > 0 && ubs[i].txg < ubs[0].txg) {
+                p->rewound_from = ubs[0].txg;
+                p->rewound_to = ubs[i].txg;
+                blog_warn("pool '%s' rewound from txg %llu to txg %llu: the newer state was "
+                          "damaged (%s); the writes of txgs %llu..%llu are lost",
+                          p->name, (unsigned long long)ubs[0].txg, (unsigned long long)ubs[i].txg,
+                          last.msg, (unsigned long long)ubs[i].txg + 1,
+                          (unsigned long long)ubs[0].txg);
+            }
             break;
         }
     }
@@ -467,8 +515,15 @@ int bs_pool_import(const char *const *vdevs, size_t nvdevs, const char *name, bs
      * uberblock may have cached blocks whose (offset, birth) keys the next
      * txgs will reuse for different contents */
     pool_cache_put(steal_ptr(p->io.cache));
-    if ((r = start(p, committed, err)) < 0)
+    /* After a rewind the txgs are numbered on from the damaged newest one,
+     * whose uberblock is still in the labels: the commit below puts an
+     * intact newer one in front of it, or a plain import would find the
+     * damaged state first and refuse again.  (Nothing of the skipped txgs
+     * is reachable: their blocks' space is free in the maps as loaded.) */
+    if ((r = start(p, p->rewound_from ? p->rewound_from : committed, err)) < 0)
         goto fail;
+    if (p->rewound_from && !p->readonly)
+        pool_commit_now(p);
     map_rebuild_commit(p);
     pool_refresh_stale(p);
     /* keys at file:// locations unlock their volumes now; a missing or wrong

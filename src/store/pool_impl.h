@@ -105,6 +105,8 @@ struct bs_pool {
     char name[64];
     uint64_t guid;
     uint64_t guid_sum;        /* of all leaves of all tops (uberblocks carry it) */
+    uint64_t rewound_from;    /* import: the newest txg, when it went back from it */
+    uint64_t rewound_to;      /* ... and the txg whose state it took */
     /* The top-level vdevs (pool_tops.c): io.top[i] and top_hdr[i] (its label
      * template: everything but the per-leaf fields) for i < io.ntops.  The
      * pool-wide fields (name, guids, ashift, state) are the same in every
