@@ -166,6 +166,19 @@ int main(void)
            lookup_agrees(p, &od, VOLSIZE / BS - 70, VOLSIZE / BS + 5),
        "objtree_lookup_run = objtree_lookup (data, holes, indirect edges, the end)");
 
+    /* the walk keeps this thread's last indirect per level: looking up
+     * blocks under the same indirects again asks the block cache nothing */
+    struct blkptr one;
+    struct bcache_stats s0, s1;
+    int same = objtree_lookup(&p->io, &od, 5, &one, NULL) == 0;
+    bcache_stats(p->io.cache, &s0);
+    for (uint64_t b = 0; b < 200; b++)
+        same &= objtree_lookup(&p->io, &od, b, &one, NULL) == 0;
+    bcache_stats(p->io.cache, &s1);
+    ok(same && s1.hits + s1.misses == s0.hits + s0.misses,
+       "200 lookups under the same indirects: %llu cache lookups",
+       (unsigned long long)(s1.hits + s1.misses - s0.hits - s0.misses));
+
     /* cold cache: a stream of 1 MiB reads takes a few reads per MiB, not
      * one per 16K block, and inserts no data block into the cache */
     p = reopen(p, path, &v);
