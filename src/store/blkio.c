@@ -217,8 +217,7 @@ static int read_open(const struct blkio *io, const struct blkptr *bp, unsigned f
         r = t ? vdev_read_block(t->vd, &rq) : -EIO;
         if (r == 0 && !o.done)
             r = -EIO;
-        if (r == 0 && !raw &&
-            decompress_block(bp->comp, plain, bp->psize, dst, bp->lsize) < 0) {
+        if (r == 0 && !raw && decompress_block(bp->comp, plain, bp->psize, dst, bp->lsize) < 0) {
             blk_count_bp_error(io, bp); /* authenticated yet undecodable: hostile */
             r = -EIO;
         }
@@ -378,8 +377,8 @@ static bool into_dst(const struct blkptr *bp)
 
 /* Read r[0..n) (misses, allocated back to back on one top; n > 1 only if
  * all can_open) and verify them; see above. */
-static int read_run(const struct blkio *io, const struct blk_rreq *r, size_t n,
-                    const uint64_t *gen, bool cache)
+static int read_run(const struct blkio *io, const struct blk_rreq *r, size_t n, const uint64_t *gen,
+                    bool cache)
 {
     const struct blk_top *t = blk_top_of(io, r[0].bp.dva[0].vdev);
     struct iovec iov[BLK_READ_MAX];

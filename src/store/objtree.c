@@ -290,8 +290,11 @@ static int read_ind(const struct blkio *io, const struct blkptr *bp, int L, stru
         return r;
     if (e) {
         cbuf_unref(e->c);
-        *e = (struct ind_memo){.cache_id = io->cache_id, .vdev = bp->dva[0].vdev,
-                               .off = bp->dva[0].offset, .birth = bp->birth, .c = cbuf_ref(c)};
+        *e = (struct ind_memo){.cache_id = io->cache_id,
+                               .vdev = bp->dva[0].vdev,
+                               .off = bp->dva[0].offset,
+                               .birth = bp->birth,
+                               .c = cbuf_ref(c)};
     }
     *out = c;
     return 0;
@@ -381,8 +384,8 @@ int objtree_lookup(const struct blkio *io, const struct objdesc *od, uint64_t bl
     return 0;
 }
 
-int objtree_lookup_run(const struct blkio *io, const struct objdesc *od, uint64_t blkid,
-                       size_t n, struct blkptr *out, uint64_t *hole_blocks)
+int objtree_lookup_run(const struct blkio *io, const struct objdesc *od, uint64_t blkid, size_t n,
+                       struct blkptr *out, uint64_t *hole_blocks)
 {
     if (n == 0)
         return -EINVAL;

@@ -451,7 +451,8 @@ static void test_tamper(const uint8_t *plain, const uint8_t *rawkey)
     leaked = false;
     for (size_t i = 0; i + 16 <= BS; i++)
         leaked |= memcmp(got + BS + i, plain + BS + i, 16) == 0;
-    ok(r == -EIO && !leaked, "the 4 blocks in one request: EIO (%d), no plaintext of the bad one", r);
+    ok(r == -EIO && !leaked, "the 4 blocks in one request: EIO (%d), no plaintext of the bad one",
+       r);
     ok((berr_clear(&e), bs_pool_check(p, &e) == -EILSEQ), "pool check finds it without the key: %s", e.msg);
     close(fd);
     free(raw);
