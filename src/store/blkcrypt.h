@@ -105,7 +105,7 @@ int blk_unseal(const struct blkio *io, const struct blkptr *bp, const struct blk
                uint8_t *buf);
 
 /* Authenticate and decrypt the bp->psize stored bytes at `in` into `out`
- * (no overlap) without counting anything: the verifier of a read with the
+ * (no overlap, or in == out: in place) without counting anything: the verifier of a read with the
  * key loaded (blkio.c).  The tag covers the ciphertext and the block's
  * identity, so it makes the checksum redundant there (the checksum stays
  * for reads without the key: scrub, raw send).  0, -EIO (the tag fails;

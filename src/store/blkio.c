@@ -217,8 +217,7 @@ static int read_open(const struct blkio *io, const struct blkptr *bp, unsigned f
         r = t ? vdev_read_block(t->vd, &rq) : -EIO;
         if (r == 0 && !o.done)
             r = -EIO;
-        if (r == 0 && !raw &&
-            decompress_block(bp->comp, plain, bp->psize, dst, bp->lsize) < 0) {
+        if (r == 0 && !raw && decompress_block(bp->comp, plain, bp->psize, dst, bp->lsize) < 0) {
             blk_count_bp_error(io, bp); /* authenticated yet undecodable: hostile */
             r = -EIO;
         }
@@ -334,20 +333,22 @@ int blk_read_copy(const struct blkio *io, const struct blkptr *bp, const struct 
  * pread per block into a new buffer, a copy into the reply, and an insert
  * that evicted another block (a stream larger than the cache only
  * thrashes it).  Here a contiguous run of blocks on a leaf is one preadv
- * straight into the destinations (stored bytes that need decryption or
- * decompression into a scratch buffer), each block then checked on its own.
+ * straight into the destinations (stored bytes that need decompression, or
+ * padding, into a scratch buffer; an encrypted block is decrypted in
+ * place), each block then checked on its own.
  * Nothing is trusted that did not verify: a block that fails is read again
  * through read_miss, the path every read takes (every copy, counted,
  * healed), which returns the verified block or -EIO. */
 
 /* Verify and decode the stored bytes of r's block at `stored` into r->dst
- * (stored may be r->dst itself for a plain, uncompressed block).  Nothing
+ * (stored may be r->dst itself for an uncompressed block).  Nothing
  * counted: false sends the block to read_miss. */
 static bool finish_block(const struct blk_rreq *r, const uint8_t *stored)
 {
     const struct blkptr *bp = &r->bp;
     bool raw = bp->comp == BS_COMPRESS_OFF;
-    if (r->bc) { /* with the key: the GCM tag instead of the checksum */
+    if (r->bc) { /* with the key: the GCM tag instead of the checksum, in
+                  * place when stored is dst (a failure zeroes it) */
         uint8_t *plain = raw ? r->dst : malloc(bp->psize);
         bool good = plain && blk_open_into(bp, r->bc, stored, plain) == 0 &&
                     (raw || decompress_block(bp->comp, plain, bp->psize, r->dst, bp->lsize) == 0);
@@ -366,17 +367,25 @@ static bool can_open(const struct blk_rreq *r)
     return !r->bc || r->bc->key;
 }
 
+/* Do bp's stored bytes go straight into the destination?  Those of an
+ * uncompressed block that fills its allocation, encrypted or not (the
+ * decryption runs in place). */
+static bool into_dst(const struct blkptr *bp)
+{
+    return bp->comp == BS_COMPRESS_OFF && bp->dva[0].asize == bp->psize;
+}
+
 /* Read r[0..n) (misses, allocated back to back on one top; n > 1 only if
  * all can_open) and verify them; see above. */
-static int read_run(const struct blkio *io, const struct blk_rreq *r, size_t n,
-                    const uint64_t *gen, bool cache)
+static int read_run(const struct blkio *io, const struct blk_rreq *r, size_t n, const uint64_t *gen,
+                    bool cache)
 {
     const struct blk_top *t = blk_top_of(io, r[0].bp.dva[0].vdev);
     struct iovec iov[BLK_READ_MAX];
     size_t need = 0;
     for (size_t k = 0; k < n; k++) {
         const struct blkptr *bp = &r[k].bp;
-        if (r[k].bc || bp->comp != BS_COMPRESS_OFF || bp->dva[0].asize != bp->psize)
+        if (!into_dst(bp))
             need += bp->dva[0].asize;
     }
     uint8_t *scratch = need ? malloc(need) : NULL;
@@ -386,7 +395,7 @@ static int read_run(const struct blkio *io, const struct blk_rreq *r, size_t n,
         for (size_t k = 0; k < n; k++) {
             const struct blkptr *bp = &r[k].bp;
             iov[k].iov_len = bp->dva[0].asize;
-            if (r[k].bc || bp->comp != BS_COMPRESS_OFF || bp->dva[0].asize != bp->psize) {
+            if (!into_dst(bp)) {
                 iov[k].iov_base = scratch + used;
                 used += bp->dva[0].asize;
             } else {

@@ -102,9 +102,9 @@ int blk_read_copy(const struct blkio *io, const struct blkptr *bp, const struct 
 
 /* One whole data block of blk_read_blocks. */
 struct blk_rreq {
-    struct blkptr bp;            /* not a hole */
-    const struct blk_crypt *bc;  /* as blk_read_crypt's (NULL: plaintext volume) */
-    uint8_t *dst;                /* bp.lsize bytes */
+    struct blkptr bp;           /* not a hole */
+    const struct blk_crypt *bc; /* as blk_read_crypt's (NULL: plaintext volume) */
+    uint8_t *dst;               /* bp.lsize bytes */
 };
 #define BLK_READ_MAX VDEV_IOV_MAX /* blocks per blk_read_blocks call */
 

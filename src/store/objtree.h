@@ -79,8 +79,8 @@ int objtree_lookup(const struct blkio *io, const struct objdesc *od, uint64_t bl
  * for blkid.  A hole above the data level fills out[] with up to n copies
  * of it and *hole_blocks is the number of blocks from blkid to the end of
  * its span (as objtree_lookup's); otherwise *hole_blocks is 1. */
-int objtree_lookup_run(const struct blkio *io, const struct objdesc *od, uint64_t blkid,
-                       size_t n, struct blkptr *out, uint64_t *hole_blocks);
+int objtree_lookup_run(const struct blkio *io, const struct objdesc *od, uint64_t blkid, size_t n,
+                       struct blkptr *out, uint64_t *hole_blocks);
 
 struct leaf_update {
     uint64_t blkid;

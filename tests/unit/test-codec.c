@@ -333,7 +333,7 @@ static void test_checksums(void)
  * CPU that wrote them. */
 static void test_xxh3_dispatch(void)
 {
-    static const size_t lens[] = {0,   1,    3,    16,   17,    128,   129,    240,
+    static const size_t lens[] = {0,   1,    3,    16,   17,    128,   129,   240,
                                   241, 1023, 1024, 4096, 16383, 16384, 16385, 131072};
     uint8_t *buf = malloc(131072 + 64);
     fill_random(buf, 131072 + 64, 42);

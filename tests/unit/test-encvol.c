@@ -442,6 +442,17 @@ static void test_tamper(const uint8_t *plain, const uint8_t *rawkey)
     ok(!leaked, "no plaintext of the tampered block handed out");
     ok(vol_read(p, "v", got, BS, 0) == 0 && memcmp(got, plain, BS) == 0,
        "the other blocks still read");
+    /* whole blocks in one request: read as a run straight into the
+     * caller's buffer and decrypted there in place (blk_read_blocks) */
+    ok(vol_read(p, "v", got, 2 * BS, 2 * BS) == 0 && memcmp(got, plain + 2 * BS, 2 * BS) == 0,
+       "blocks 2-3 read as one run decrypt");
+    memset(got, 0x77, 4 * BS);
+    r = vol_read(p, "v", got, 4 * BS, 0);
+    leaked = false;
+    for (size_t i = 0; i + 16 <= BS; i++)
+        leaked |= memcmp(got + BS + i, plain + BS + i, 16) == 0;
+    ok(r == -EIO && !leaked, "the 4 blocks in one request: EIO (%d), no plaintext of the bad one",
+       r);
     ok((berr_clear(&e), bs_pool_check(p, &e) == -EILSEQ), "pool check finds it without the key: %s", e.msg);
     close(fd);
     free(raw);

@@ -18,10 +18,10 @@
 #include "store_test.h"
 #include "tap.h"
 
-#define MiB (1ULL << 20)
-#define BS 16384u
+#define MiB     (1ULL << 20)
+#define BS      16384u
 #define VOLSIZE (256 * MiB)
-#define FAR (200 * MiB) /* far from the rest: reads there are no stream */
+#define FAR     (200 * MiB) /* far from the rest: reads there are no stream */
 
 static uint8_t *model;
 
@@ -105,7 +105,8 @@ static int lookup_agrees(bs_pool *p, const struct objdesc *od, uint64_t lo, uint
             }
             if (hb != (bp_is_hole(&run[0]) ? hb1 : 1))
                 return diag("hole span at %llu: %llu vs %llu", (unsigned long long)b,
-                            (unsigned long long)hb, (unsigned long long)hb1), 0;
+                            (unsigned long long)hb, (unsigned long long)hb1),
+                       0;
         }
     }
     return 1;
@@ -166,14 +167,26 @@ int main(void)
            lookup_agrees(p, &od, VOLSIZE / BS - 70, VOLSIZE / BS + 5),
        "objtree_lookup_run = objtree_lookup (data, holes, indirect edges, the end)");
 
+    /* the walk keeps this thread's last indirect per level: looking up
+     * blocks under the same indirects again asks the block cache nothing */
+    struct blkptr one;
+    struct bcache_stats s0, s1;
+    int same = objtree_lookup(&p->io, &od, 5, &one, NULL) == 0;
+    bcache_stats(p->io.cache, &s0);
+    for (uint64_t b = 0; b < 200; b++)
+        same &= objtree_lookup(&p->io, &od, b, &one, NULL) == 0;
+    bcache_stats(p->io.cache, &s1);
+    ok(same && s1.hits + s1.misses == s0.hits + s0.misses,
+       "200 lookups under the same indirects: %llu cache lookups",
+       (unsigned long long)(s1.hits + s1.misses - s0.hits - s0.misses));
+
     /* cold cache: a stream of 1 MiB reads takes a few reads per MiB, not
      * one per 16K block, and inserts no data block into the cache */
     p = reopen(p, path, &v);
     uint64_t r0 = vdev_reads(p), c0 = cache_entries(p);
     ok(read_check(v, 0, 10 * MiB, MiB) == 0, "10 MiB in 1 MiB requests read back");
     uint64_t nreads = vdev_reads(p) - r0, grown = cache_entries(p) - c0;
-    ok(nreads < 10 * 8, "%llu device reads for 576 data blocks",
-       (unsigned long long)nreads);
+    ok(nreads < 10 * 8, "%llu device reads for 576 data blocks", (unsigned long long)nreads);
     ok(grown < 64, "the stream left %llu entries in the cache (indirect blocks only)",
        (unsigned long long)grown);
     /* a read far from the stream: its blocks are cached, and read again
