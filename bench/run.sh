@@ -104,6 +104,12 @@ wait_sock() {
   echo "bench: no socket $1" >&2; exit 1
 }
 
+# the machine's page allocations (/proc/vmstat) and the server's minor page
+# faults so far: per GiB moved they show page-cache and anonymous-memory churn
+vm_counts() {
+  echo "$(awk '/^pgalloc_/ {a += $2} END {printf "%.0f", a}' /proc/vmstat) $(awk '{print $10}' "/proc/$1/stat" 2>/dev/null || echo 0)"
+}
+
 # CPU time (user + system, clock ticks) a process has used so far
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 hz=$(getconf CLK_TCK)
@@ -178,7 +184,8 @@ fio_job() {
   elif [ "$timed" = 1 ]; then
     args+=(--time_based --runtime="$runtime" --ramp_time=1)
   fi
-  local c0 c1 w0 w1
+  local c0 c1 w0 w1 vm0 vm1
+  vm0=$(vm_counts "$srv_pid")
   c0=$(cpu_ticks "$srv_pid")
   w0=$(date +%s.%N)
   fio "${args[@]}" >"$W/fio-$t-$name.json" 2>"$W/fio-$t-$name.err" || {
@@ -188,6 +195,7 @@ fio_job() {
   # caused); qsd/nbdkit leave theirs to the kernel's flusher threads
   case "$t:$rw" in berth-*:*write) [ "$timed" = 1 ] && berth pool sync "b${t#berth-}" >/dev/null ;; esac
   c1=$(cpu_ticks "$srv_pid")
+  vm1=$(vm_counts "$srv_pid")
   local dir=write
   case "$rw" in read|randread) dir=read ;; esac
   local s
@@ -200,7 +208,7 @@ fio_job() {
   # the server's CPU per request over the whole job (the ramp second too, so
   # the divisor counts its requests as well: IOPS * (runtime + 1)); steadier
   # than throughput on a shared machine
-  local cpu=""
+  local cpu="" vmpg=""
   if [ "$timed" = 1 ]; then
     cpu=$(python3 -c "print('%.1f' % (($c1 - $c0) / $hz * 1e6 / (${s%% *} * ($runtime + 1))) if ${s%% *} else 'n/a')")
     local bw=${s#* }; bw=${bw%% *}
@@ -216,8 +224,14 @@ t = open('$W/fio-$t-$name.json').read()
 d = json.loads(t[t.index('{'):])
 print('%.1f' % (max(j['$dir']['clat_ns']['max'] for j in d['jobs']) / 1e6))") || maxlat=n/a
     echo "extra max_completion_latency_ms_${t}_${name} $maxlat" >>"$results"
+    # pages the whole machine allocated (fio and anything else running too)
+    # and the server's minor faults, per GiB moved
+    vmpg=$(python3 -c "
+a0, f0 = map(int, '$vm0'.split()); a1, f1 = map(int, '$vm1'.split())
+g = $bw * ($runtime + 1) / 2**30
+print('%d pgalloc/GiB (machine), %d server minflt/GiB' % ((a1 - a0) / g, (f1 - f0) / g) if g else 'n/a')")
   fi
-  log "  $t $name: $s (IOPS B/s lat-us), server CPU ${cpu:-?} us/request, ${gib:-?} s/GiB, max latency ${maxlat:-?} ms"
+  log "  $t $name: $s (IOPS B/s lat-us), server CPU ${cpu:-?} us/request, ${gib:-?} s/GiB, max latency ${maxlat:-?} ms, ${vmpg:-}"
 }
 
 for round in $(seq "$repeat"); do
