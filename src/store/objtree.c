@@ -584,13 +584,16 @@ static int patch_level1(struct tsync *t, struct blkptr *bp, uint64_t base, size_
     bool kchanged = false;
     for (size_t k = i; k < j; k++) {
         uint64_t idx = t->u[k].blkid - base;
+        if (idx >= IND_NBP) { /* the caller passes this indirect's updates only */
+            cbuf_unref(cb);
+            return -EINVAL;
+        }
         uint8_t *e = cb->data + idx * BP_SIZE;
         struct blkptr okid;
-        if (idx >= IND_NBP || bp_decode(e, &okid) < 0 ||
-            (!bp_is_hole(&okid) && okid.level != 0)) {
+        if (bp_decode(e, &okid) < 0 || (!bp_is_hole(&okid) && okid.level != 0)) {
             cbuf_unref(cb);
-            blk_count_bp_error(w->io, bp);
-            return idx >= IND_NBP ? -EINVAL : -EIO;
+            blk_count_bp_error(w->io, bp); /* the indirect holding garbage */
+            return -EIO;
         }
         const struct blkptr *nkid = &t->u[k].bp;
         if (bp_is_hole(&okid) && bp_is_hole(nkid))

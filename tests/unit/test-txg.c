@@ -177,6 +177,37 @@ int main(void)
     bs_pool_debug(p, "fail_reads=off", &e);
     bs_vol_close(vol);
     bs_pool_close(p);
+
+    /* the early sync starts when the open txg alone holds 3/8 of dirty_max
+     * (txg.c "Triggers"): 2.5 of 8 MiB waits for the (long) timer, 3.5
+     * starts it */
+    tun = old;
+    tun.dirty_max_bytes = 8 * MiB;
+    tun.txg_timeout_ms = 60000;
+    bs_tunables_set(&tun);
+    p = mkpool("trigger.img", &vol, 16 * MiB);
+    errs = 0;
+    uint64_t tk = pool_txg(p);
+    for (uint64_t off = 0; off < 5 * MiB / 2; off += MiB / 2) {
+        pattern(big, MiB / 2, off, 6);
+        errs += bs_vol_pwrite(vol, big, MiB / 2, off, 0) != 0;
+    }
+    struct timespec wait = { 0, 500 * 1000 * 1000 };
+    nanosleep(&wait, NULL);
+    ok(errs == 0 && pool_txg(p) == tk, "2.5 MiB of an 8 MiB limit: no early sync (txg %llu -> %llu)",
+       (unsigned long long)tk, (unsigned long long)pool_txg(p));
+    pattern(big, MiB, 5 * MiB / 2, 6);
+    errs += bs_vol_pwrite(vol, big, MiB, 5 * MiB / 2, 0) != 0;
+    for (int i = 0; i < 100 && pool_txg(p) == tk; i++) {
+        struct timespec step = { 0, 50 * 1000 * 1000 };
+        nanosleep(&step, NULL);
+    }
+    ok(errs == 0 && pool_txg(p) > tk, "3.5 MiB: the sync started early (txg %llu -> %llu)",
+       (unsigned long long)tk, (unsigned long long)pool_txg(p));
+    bs_tunables_set(&old);
+    bs_vol_close(vol);
+    bs_pool_close(p);
+
     free(big);
     tmp_cleanup();
     return done_testing();
