@@ -320,7 +320,10 @@ int admin_commit(struct bs_pool *p, uint64_t t, struct berr *err, const char *wh
 /* Find a dataset by id (pool->lock held); NULL if none. */
 struct ds *ds_by_id(struct bs_pool *p, uint64_t id);
 
-/* dirty maps (vol.c) */
+/* dirty maps (dmap.c) */
+struct dirty_ent *dmap_find(const struct dmap *m, uint64_t blkid); /* NULL if absent */
+/* A new entry blkid -> buf (buf taken only on success); NULL on ENOMEM. */
+struct dirty_ent *dmap_add(struct dmap *m, uint64_t blkid, struct cbuf *buf);
 void dmap_clear(struct dmap *m); /* unref buffers, free entries */
 /* The entries of m with blkid < nblocks into out (room for m->count),
  * sorted by blkid; returns how many. */
