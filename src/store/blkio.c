@@ -356,8 +356,13 @@ static bool finish_block(const struct blk_rreq *r, const uint8_t *stored)
             free(plain);
         return good;
     }
-    return verify_bp((void *)bp, stored, bp->psize) &&
-           (raw || decompress_block(bp->comp, stored, bp->psize, r->dst, bp->lsize) == 0);
+    if (!verify_bp((void *)bp, stored, bp->psize))
+        return false;
+    if (!raw)
+        return decompress_block(bp->comp, stored, bp->psize, r->dst, bp->lsize) == 0;
+    if (stored != r->dst) /* padded (asize > psize): read into scratch */
+        memcpy(r->dst, stored, bp->lsize);
+    return true;
 }
 
 /* Can r's block be decoded here?  (An encrypted one without its key goes

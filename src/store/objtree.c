@@ -568,6 +568,12 @@ static int patch_level1(struct tsync *t, struct blkptr *bp, uint64_t base, size_
                         bool *changed)
 {
     const struct objtree_wctx *w = t->w;
+    /* the shape load_kids checks: a valid checksum on a pointer of another
+     * size would have the copy below read past the block */
+    if (bp->level != 1 || bp->type != BP_TYPE_INDIRECT || bp->lsize != IND_SIZE) {
+        blk_count_bp_error(w->io, bp);
+        return -EIO;
+    }
     struct cbuf *old;
     int r = blk_read(w->io, bp, 0, &old);
     if (r == 0 && (r = objtree_auth_check(w->io, bp, old)) < 0)
