@@ -456,6 +456,16 @@ int bs_pool_import_opts(const char *const *vdevs, size_t nvdevs, const char *nam
      * the user's say (rewind), as ZFS's `zpool import -F` does. */
     r = -EILSEQ;
     for (int i = 0; i < n && r < 0; i++) {
+        if (i > 0 && !rewind && (ubs[0].features_incompat & ~LABEL_FEAT_MULTI_TOP)) {
+            /* not damage: a newer berth wrote it; going back is no fix */
+            r = berr_set(err, ENOTSUP,
+                         "cannot import pool '%s' from %s: its newest txg %llu uses features "
+                         "this version of berth does not support (incompat %#llx); import it "
+                         "with a newer berth",
+                         p->name, vdevs[0], (unsigned long long)ubs[0].txg,
+                         (unsigned long long)(ubs[0].features_incompat & ~LABEL_FEAT_MULTI_TOP));
+            goto fail;
+        }
         if (i > 0 && !rewind) {
             r = berr_set(err, EILSEQ,
                          "cannot import pool '%s' from %s: its newest state (txg %llu) is "
