@@ -307,24 +307,39 @@ int blk_read_crypt(const struct blkio *io, const struct blkptr *bp, unsigned fla
     return 0;
 }
 
-int blk_read_copy(const struct blkio *io, const struct blkptr *bp, const struct blk_crypt *bc,
-                  struct cbuf *dst)
+/* The first step of a read into the caller's memory: take the heal
+ * generation (the caller's pointer is valid now, see vdev.h heal_gen),
+ * refuse a pointer that cannot be read or a key that does not match it
+ * (counted; a loaded key or none: a keyless encrypted read fails in
+ * read_miss), and copy the block from the cache if it is there.  1: copied,
+ * 0: a miss (*gen for read_miss), < 0: an error. */
+static int copy_cached(const struct blkio *io, const struct blkptr *bp,
+                       const struct blk_crypt *bc, void *dst, uint64_t *gen)
 {
-    uint64_t gen = bp_heal_gen(io, bp);
-    if (!bp_readable(io, bp) || !blk_crypt_match(bp, bc) || dst->size != bp->lsize) {
+    *gen = bp_heal_gen(io, bp);
+    if (!bp_readable(io, bp) || !blk_crypt_match(bp, bc)) {
         blk_count_bp_error(io, bp);
         return -EIO;
     }
     struct cbuf *c;
     int r = cache_lookup(io, bp, &c);
-    if (r < 0)
+    if (r < 0 || !c)
         return r;
-    if (c) {
-        memcpy(dst->data, c->data, dst->size);
-        cbuf_unref(c);
-        return 0;
+    memcpy(dst, c->data, bp->lsize);
+    cbuf_unref(c);
+    return 1;
+}
+
+int blk_read_copy(const struct blkio *io, const struct blkptr *bp, const struct blk_crypt *bc,
+                  struct cbuf *dst)
+{
+    if (dst->size != bp->lsize) {
+        blk_count_bp_error(io, bp);
+        return -EIO;
     }
-    return read_miss(io, bp, 0, bc, dst->data, gen);
+    uint64_t gen;
+    int r = copy_cached(io, bp, bc, dst->data, &gen);
+    return r != 0 ? (r < 0 ? r : 0) : read_miss(io, bp, 0, bc, dst->data, gen);
 }
 
 /* ---- whole blocks straight into the caller's buffers ----
@@ -435,23 +450,10 @@ int blk_read_blocks(const struct blkio *io, const struct blk_rreq *r, size_t n, 
     if (n > BLK_READ_MAX)
         return -EINVAL;
     for (size_t k = 0; k < n; k++) {
-        const struct blkptr *bp = &r[k].bp;
-        /* taken first: the caller's pointer is valid now (see vdev.h heal_gen) */
-        gen[k] = bp_heal_gen(io, bp);
-        /* a loaded key or none: a keyless encrypted read fails in read_miss */
-        if (!bp_readable(io, bp) || !blk_crypt_match(bp, r[k].bc)) {
-            blk_count_bp_error(io, bp);
-            return -EIO;
-        }
-        struct cbuf *c;
-        int ret = cache_lookup(io, bp, &c);
+        int ret = copy_cached(io, &r[k].bp, r[k].bc, r[k].dst, &gen[k]);
         if (ret < 0)
             return ret;
-        hit[k] = c != NULL;
-        if (c) {
-            memcpy(r[k].dst, c->data, bp->lsize);
-            cbuf_unref(c);
-        }
+        hit[k] = ret > 0;
     }
     for (size_t i = 0; i < n;) {
         if (hit[i]) {
