@@ -401,6 +401,58 @@ static void remember_devices(const struct api_call *c)
     free(st);
 }
 
+/* Before replace/attach: the new device joins the devices berthd imports
+ * the pool from, so that a berthd killed in the middle of the change finds
+ * it at restart whichever tree the crash left in force (import ignores a
+ * device that holds no label or one the tree in force does not name);
+ * remember_devices then sets what the pool has. */
+static int remember_new_device(const struct api_call *c, const char *nd, struct berr *err)
+{
+    int r = 0;
+    pooltab_wrlock(c->ctx->pools);
+    struct pool_entry *e = pooltab_find(c->ctx->pools, c->pool);
+    bool known = false;
+    for (size_t i = 0; e && i < e->nvdevs; i++)
+        known |= strcmp(e->vdevs[i], nd) == 0;
+    if (e && e->pool && !known && nd[0] == '/' && e->nvdevs < BS_POOL_MAX_DEVICES) {
+        const char *all[BS_POOL_MAX_DEVICES];
+        for (size_t i = 0; i < e->nvdevs; i++)
+            all[i] = e->vdevs[i];
+        all[e->nvdevs] = nd;
+        /* pooltab_set_vdevs copies before it frees the old list */
+        if (pooltab_set_vdevs(e, all, e->nvdevs + 1) < 0)
+            r = berr_set(err, ENOMEM, "out of memory");
+    }
+    pooltab_unlock(c->ctx->pools);
+    if (r == 0 && e && !known)
+        api_persist(c->ctx);
+    return r;
+}
+
+/* After a replace/attach that failed: the new device leaves the list again
+ * unless the pool has it (a failure after the switch). */
+static void forget_new_device(const struct api_call *c, const char *nd)
+{
+    struct bs_pool_stats *st = calloc(1, sizeof *st);
+    bool changed = false;
+    pooltab_wrlock(c->ctx->pools);
+    struct pool_entry *e = pooltab_find(c->ctx->pools, c->pool);
+    bool member = !st || !e || !e->pool || bs_pool_stats(e->pool, st) < 0;
+    for (size_t i = 0; !member && i < st->nvdevs && i < BS_POOL_MAX_LEAVES_SHOWN; i++)
+        member = strcmp(st->vdevs[i].path, nd) == 0;
+    const char *keep[BS_POOL_MAX_DEVICES];
+    size_t n = 0;
+    for (size_t i = 0; !member && i < e->nvdevs && n < BS_POOL_MAX_DEVICES; i++)
+        if (strcmp(e->vdevs[i], nd) != 0)
+            keep[n++] = e->vdevs[i];
+    if (!member && n && n < e->nvdevs)
+        changed = pooltab_set_vdevs(e, keep, n) == 0;
+    pooltab_unlock(c->ctx->pools);
+    if (changed)
+        api_persist(c->ctx);
+    free(st);
+}
+
 /* Change a device of a pool: take a member of a mirror or raidz out of
  * service or bring it back (online, offline), replace it by a new device,
  * attach a new mirror member to it, detach it.  replace and attach start a
@@ -424,7 +476,9 @@ int h_pool_device(const struct api_call *c, json_t **out, struct berr *err)
     if (a != 2 && a != 3 && nd)
         return berr_set(err, EINVAL, "field 'new_device' is only for replace and attach");
     struct pool_entry *e;
-    int r = api_pool_acquire(c, &e, err);
+    int r = nd ? remember_new_device(c, nd, err) : 0;
+    if (r == 0)
+        r = api_pool_acquire(c, &e, err);
     if (r < 0)
         return r;
     switch (a) {
@@ -437,6 +491,8 @@ int h_pool_device(const struct api_call *c, json_t **out, struct berr *err)
     pooltab_unlock(c->ctx->pools);
     if (r == 0 && a >= 2)
         remember_devices(c);
+    else if (nd)
+        forget_new_device(c, nd);
     if (r == 0) {
         *out = json_pack("{s:s,s:s,s:s}", "name", c->pool, "device", dev, "action", action);
         if (*out && nd)

@@ -25,6 +25,7 @@
 #include "common/cleanup.h"
 #include "common/le.h"
 #include "store/codec.h"
+#include "store/crashpt.h"
 
 #define KiB 1024ULL
 #define MiB (1024ULL * 1024)
@@ -449,9 +450,16 @@ int label_write_hdr(struct vdev *v, const struct label_hdr *h)
         return -ENOMEM;
     label_hdr_encode(h, buf);
     for (int i = 0; i < 4; i++) {
+        /* test knob: this copy torn (its checksum fails: readers take the
+         * next copy), or the crash right after it */
+        if (crashpt_tear("label_torn")) {
+            (void)vdev_pwrite(v, buf, LABEL_HDR_SIZE / 2, label_offset(h->dev_size, i));
+            crashpt_die("label_torn");
+        }
         int r = vdev_pwrite(v, buf, LABEL_HDR_SIZE, label_offset(h->dev_size, i));
         if (r < 0 && ret == 0)
             ret = r;
+        crashpt("label_copy");
     }
     return ret;
 }

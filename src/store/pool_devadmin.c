@@ -12,6 +12,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "store/crashpt.h"
 #include "store/pool_impl.h"
 #include "store/resilver.h"
 
@@ -31,6 +32,8 @@ int bs_pool_debug(bs_pool *p, const char *knob, struct berr *err)
         replace_debug_crash(strcmp(knob + 11, "on") == 0);
         return 0;
     }
+    if (knob && strncmp(knob, "crash_at=", 9) == 0)
+        return crashpt_arm(knob + 9, err); /* process-wide: kills berthd there */
     unsigned n = pool_nleaves(p), first = 0, last = n;
     if (knob && strncmp(knob, "vdev=", 5) == 0) {
         char *end;

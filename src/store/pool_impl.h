@@ -171,6 +171,10 @@ int pool_read_ubs(bs_pool *p, struct uberblock **out);
 /* Write every usable leaf's label header (optionally wiping first) and
  * flush it: 0 if at least one leaf took it. */
 int pool_write_labels(bs_pool *p, bool wipe_first);
+/* The same after the vdev tree of top tn changed: that top first, and in
+ * it leaf `lead` (the member the change brings in; -1: none) before the
+ * others (vdev_replace.c). */
+int pool_write_tree_labels(bs_pool *p, unsigned tn, int lead);
 /* If a leaf is stale, have the next txg rewrite the whole allocation map
  * (its chunks are on every leaf; the stale one lacks recent versions). */
 void pool_refresh_stale(bs_pool *p);

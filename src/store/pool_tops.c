@@ -35,6 +35,7 @@
 #include "common/le.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "store/crashpt.h"
 #include "store/pool_impl.h"
 
 /* ---- specs ---- */
@@ -291,6 +292,7 @@ int pool_tops_write_ub(bs_pool *p, struct uberblock *ub)
         int r = label_write_ub(p->io.top[t].vd, &p->top_hdr[t], ub);
         if (r < 0)
             return r;
+        crashpt_ub(ub->txg); /* test knob: a crash with only some tops at this txg */
     }
     return 0;
 }
@@ -557,12 +559,14 @@ static int add_top(bs_pool *p, const struct vdev_spec *s, uint64_t size, bool fo
         r = berr_set(err, -r, "cannot write the labels of %s: %s", bt->vd->path, strerror(-r));
         goto fail;
     }
+    crashpt("add_labels");
     if ((r = alloc_create(bt->vd, h, committed, &bt->alloc, err)) < 0)
         goto fail;
     if ((r = vdev_flush(bt->vd)) < 0) {
         r = berr_set(err, -r, "cannot flush %s: %s", bt->vd->path, strerror(-r));
         goto fail;
     }
+    crashpt("add_map");
     if (atomic_load(&pool_tops_test_stop) == 1) {
         r = berr_set(err, ECANCELED, "stopped after step 1 (test)");
         goto fail;
@@ -575,6 +579,7 @@ static int add_top(bs_pool *p, const struct vdev_spec *s, uint64_t size, bool fo
                      strerror(-r));
         goto fail;
     }
+    crashpt("add_old_labels");
     if (atomic_load(&pool_tops_test_stop) == 2) {
         r = berr_set(err, ECANCELED, "stopped after step 2 (test)");
         goto fail;
@@ -584,6 +589,9 @@ static int add_top(bs_pool *p, const struct vdev_spec *s, uint64_t size, bool fo
     atomic_store(&bt->active, false);
     atomic_store_explicit(&p->io.ntops, id + 1, memory_order_release);
     p->guid_sum = pool_tops_guid_sum(p, id + 1);
+    pthread_mutex_lock(&p->txg.lock);
+    crashpt_watch_txg(p->txg.open_txg); /* the txg that lists the new top */
+    pthread_mutex_unlock(&p->txg.lock);
     pthread_mutex_unlock(&p->txg.sync_mutex);
     pthread_mutex_lock(&p->lock);
     p->mos_dirty = true;
@@ -593,6 +601,8 @@ static int add_top(bs_pool *p, const struct vdev_spec *s, uint64_t size, bool fo
     if (r < 0)
         return berr_set(err, -r, "pool '%s' could not commit the new top-level vdev (it is "
                         "faulted; the last committed tree is imported)", p->name);
+    crashpt_watch_txg(0);
+    crashpt("add_committed");
     atomic_store(&bt->active, true);
     pool_update_space(p); /* its free space counts from now on */
     blog_info("pool %s: top-level vdev %u (%s, %u device%s) added in txg %llu", p->name, id,

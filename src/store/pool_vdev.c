@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "store/pool_impl.h"
+#include "store/crashpt.h"
 #include "store/resilver.h"
 
 #define MAX_LEAVES 32
@@ -188,15 +189,24 @@ static void leaf_hdr(bs_pool *p, unsigned t, unsigned i, struct label_hdr *out)
     }
 }
 
-/* pool_write_labels for one top: 0 if at least one of its leaves took it. */
-static int write_top_labels(bs_pool *p, unsigned t, bool wipe_first)
+/* pool_write_labels for one top: 0 if at least one of its leaves took it.
+ * Leaf `lead` (-1: none) is written (and flushed) before the others: the
+ * member a tree change brings in, so that a crash in the middle never
+ * leaves the old members labelled with a tree whose new member has no label
+ * yet (import would take that tree, uncommitted, with the new member
+ * missing, instead of the old one; vdev_replace.c). */
+static int write_top_labels(bs_pool *p, unsigned t, bool wipe_first, int lead)
 {
     struct vdev *top = p->io.top[t].vd;
     unsigned n = vdev_nleaves(top), ok = 0;
     int first = 0;
+    if (lead >= (int)n)
+        lead = -1;
     pthread_mutex_lock(&label_lock);
     p->top_hdr[t].label_gen++;
-    for (unsigned i = 0; i < n; i++) {
+    for (unsigned j = 0; j < n; j++) {
+        /* j = 0 is the lead, the others in index order */
+        unsigned i = lead < 0 ? j : j == 0 ? (unsigned)lead : j - (j <= (unsigned)lead);
         struct vdev *l = vdev_leaf(top, i);
         if (!vdev_usable(l))
             continue;
@@ -211,27 +221,41 @@ static int write_top_labels(bs_pool *p, unsigned t, bool wipe_first)
             ok++;
         else if (!first)
             first = r;
+        crashpt("tree_labels");
     }
     pthread_mutex_unlock(&label_lock);
     return ok ? 0 : first ? first : -EIO;
 }
 
-int pool_write_labels(bs_pool *p, bool wipe_first)
+/* Every top's labels; top tn first, its leaf `lead` first (-1: in order). */
+static int write_all_labels(bs_pool *p, bool wipe_first, unsigned tn, int lead)
 {
     int ret = 0;
     unsigned nt = atomic_load(&p->io.ntops);
-    for (unsigned t = 0; t < nt; t++) {
-        int r = write_top_labels(p, t, wipe_first);
+    for (unsigned k = 0; k < nt; k++) {
+        unsigned t = k == 0 ? tn : k - (k <= tn);
+        int r = write_top_labels(p, t, wipe_first, t == tn ? lead : -1);
         if (r < 0 && ret == 0)
             ret = r;
     }
     return ret;
 }
 
+int pool_write_labels(bs_pool *p, bool wipe_first)
+{
+    return write_all_labels(p, wipe_first, 0, -1);
+}
+
+int pool_write_tree_labels(bs_pool *p, unsigned tn, int lead)
+{
+    /* the changed top first (the others only move their generation) */
+    return write_all_labels(p, false, tn, lead);
+}
+
 /* Labels of one top not (yet) published in io.ntops (pool add). */
 int pool_write_top_labels(bs_pool *p, unsigned t, bool wipe_first)
 {
-    return write_top_labels(p, t, wipe_first);
+    return write_top_labels(p, t, wipe_first, -1);
 }
 
 int pool_wipe_labels(bs_pool *p)

@@ -44,6 +44,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "store/crashpt.h"
 #include "store/resilver.h"
 
 #define MAX_LEAVES 32
@@ -53,6 +54,21 @@ static _Atomic bool debug_crash; /* test knob (replace_debug_crash) */
 void replace_debug_crash(bool on)
 {
     atomic_store(&debug_crash, on);
+}
+
+/* Is a device labelled `h` a leftover of this pool: a member of a tree
+ * change that never committed (import took the old tree and ignored it) or
+ * one that left it, i.e. of this pool but no member of its tree now?  It
+ * may be taken again without force: running the interrupted change again
+ * is how it completes. */
+static bool leftover(bs_pool *p, const struct label_hdr *h)
+{
+    if (h->pool_guid != p->guid)
+        return false;
+    for (unsigned i = 0; i < pool_nleaves(p); i++)
+        if (pool_leaf(p, i, NULL, NULL)->guid == h->vdev_guid)
+            return false;
+    return true;
 }
 
 /* Open the device that joins the pool. */
@@ -73,13 +89,16 @@ static int open_new(bs_pool *p, unsigned tn, const char *path, bool force, struc
     if (v->size < dev_size)
         r = berr_set(err, ENOSPC, "%s is too small: %llu bytes, the pool's devices have %llu",
                      path, (unsigned long long)v->size, (unsigned long long)dev_size);
-    else if (label_read_hdr(v, &old, NULL) == 0 && old.state != POOL_STATE_DESTROYED && !force)
+    else if (label_read_hdr(v, &old, NULL) == 0 && old.state != POOL_STATE_DESTROYED && !force &&
+             !leftover(p, &old))
         r = berr_set(err, EEXIST, "device %s holds pool '%s'; use -f to overwrite", path,
                      old.pool_name);
     else if ((r = label_wipe(v)) == 0)
         r = vdev_flush(v);
     if (r < 0 && !err->code)
         berr_set(err, -r, "cannot prepare %s: %s", path, strerror(-r));
+    if (r == 0)
+        crashpt("new_wiped");
     if (r < 0) {
         vdev_close(v);
         return r;
@@ -142,20 +161,32 @@ static void forget(bs_pool *p, unsigned tn, struct vdev *old)
         close(old->fd);
         old->fd = -1;
     }
+    crashpt("tree_forgotten");
 }
 
 /* The tree of top tn (p->top_hdr[tn], p->io.top[tn].vd) changed (sync
- * mutex held): record it in every label. */
-static int write_tree(bs_pool *p, unsigned tn, uint64_t t, struct berr *err)
+ * mutex held): record it in every label, the label of the member that
+ * joins (`lead`, -1: none) first. */
+static int write_tree(bs_pool *p, unsigned tn, int lead, uint64_t t, struct berr *err)
 {
     p->top_hdr[tn].config_txg = t;
     p->top_hdr[tn].prev_guid_sum = p->guid_sum; /* the uberblocks before t carry it */
     set_sum(p);
     pool_tops_state(p);
-    int r = pool_write_labels(p, false);
+    crashpt_watch_txg(t);
+    int r = pool_write_tree_labels(p, tn, lead);
     if (r < 0)
         berr_set(err, -r, "cannot write the labels of pool '%s': %s", p->name, strerror(-r));
+    else
+        crashpt("tree_written");
     return r;
+}
+
+/* Txg t, the new tree's first, committed (the caller's admin_commit). */
+static void committed(void)
+{
+    crashpt_watch_txg(0);
+    crashpt("tree_committed");
 }
 
 /* Commit txg t, start the resilver, say what happened. */
@@ -166,6 +197,8 @@ static int finish(bs_pool *p, uint64_t t, const char *what, struct berr *err)
                         (unsigned long long)t);
     txg_mark_dirty(p);
     int r = admin_commit(p, t, err, what);
+    if (r == 0)
+        committed();
     if (r == 0)
         pool_refresh_stale(p); /* bitmap to the new member, resilver */
     return r;
@@ -240,7 +273,7 @@ int bs_pool_replace(bs_pool *p, const char *old_dev, const char *new_dev, bool f
         __atomic_store_n(&top->child[k], nl, __ATOMIC_RELEASE);
         retire(nl, old, VDEV_STATE_OFFLINE); /* shown as "replacing" until resilvered */
         pthread_mutex_unlock(&p->lock);
-        r = write_tree(p, tn, t, err);
+        r = write_tree(p, tn, k, t, err);
         pthread_mutex_unlock(&p->txg.sync_mutex);
         if (r == 0)
             r = finish(p, t, "replace", err);
@@ -340,7 +373,7 @@ static int attach_impl(bs_pool *p, const char *existing, const char *new_dev, bo
         }
         pthread_mutex_unlock(&p->lock);
         if (r == 0)
-            r = write_tree(p, tn, t, err);
+            r = write_tree(p, tn, (int)top->nchild - 1, t, err);
         pthread_mutex_unlock(&p->txg.sync_mutex);
         if (r == 0)
             r = finish(p, t, "attach", err);
@@ -388,11 +421,13 @@ static int detach_leaf(bs_pool *p, unsigned tn, int k, bool in_scan, struct berr
     __atomic_store_n(&top->nchild, n - 1, __ATOMIC_RELEASE);
     retire(top->child[0], old, VDEV_STATE_UNAVAIL);
     pthread_mutex_unlock(&p->lock);
-    int r = write_tree(p, tn, t, err);
+    int r = write_tree(p, tn, -1, t, err);
     pthread_mutex_unlock(&p->txg.sync_mutex);
     if (r == 0 && in_scan) {
         txg_mark_dirty(p);
         r = admin_commit(p, t, err, "detach");
+        if (r == 0)
+            committed();
     } else if (r == 0) {
         r = finish(p, t, "detach", err);
     }
