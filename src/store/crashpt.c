@@ -26,6 +26,7 @@ static const char *const points[] = {
     "tree_labels",    /* after each leaf's new label is durable (tree change) */
     "tree_written",   /* every member's label written, the first txg not yet */
     "commit_ub",      /* after each top got the uberblock of the new tree's first txg */
+    "ub_leaf",        /* that uberblock written leaf by leaf: after each leaf */
     "tree_committed", /* that txg committed; the leaving member's label not yet wiped */
     "tree_forgotten", /* the leaving member's label wiped (the change is done) */
     "add_labels",     /* pool add step 1: the new top's labels durable, no map yet */
@@ -99,6 +100,13 @@ bool crashpt_tear(const char *point)
 void crashpt_watch_txg(uint64_t txg)
 {
     atomic_store(&watched_txg, txg);
+}
+
+bool crashpt_ub_by_leaf(uint64_t txg)
+{
+    int a = atomic_load_explicit(&armed, memory_order_relaxed);
+    return a >= 0 && strcmp(points[a], "ub_leaf") == 0 && txg &&
+           txg == atomic_load(&watched_txg);
 }
 
 void crashpt_ub(uint64_t txg)

@@ -468,7 +468,7 @@ int label_read_hdr(struct vdev *v, struct label_hdr *h, struct berr *err)
 {
     _cleanup_free_ uint8_t *buf = malloc(LABEL_HDR_SIZE);
     uint64_t dev = v->size & ~(uint64_t)(LABEL_SIZE - 1);
-    int worst = -ENOENT;
+    int worst = -ENOENT, nbad = 0, nnone = 0;
     if (!buf)
         return berr_set(err, ENOMEM, "out of memory reading labels of %s", v->path);
     if (dev < 4 * LABEL_SIZE)
@@ -479,17 +479,29 @@ int label_read_hdr(struct vdev *v, struct label_hdr *h, struct berr *err)
                 worst = -EIO;
             continue;
         }
-        if (get_le64(buf) != LABEL_MAGIC)
+        if (get_le64(buf) != LABEL_MAGIC) {
+            nnone++;
             continue;
+        }
         int r = label_hdr_decode(buf, LABEL_HDR_SIZE, h);
         if (r == 0 && h->dev_size > v->size)
             r = -EILSEQ; /* the device shrank under the pool */
         if (r == 0)
             return 0;
+        nbad += r == -EILSEQ;
         if (r == -ENOTSUP || worst != -ENOTSUP)
             worst = r;
     }
     memset(h, 0, sizeof(*h));
+    /* The copies are written one after the other (label_write_hdr), so a
+     * crash tears at most one.  One bad copy and no label in the others is
+     * the first label write of a wiped device, interrupted (a device joining
+     * a pool): it holds no label, as before that write.  Damage is what a
+     * crash cannot leave: two bad copies, or one beside no valid one of a
+     * device that had a label. */
+    if (worst == -EILSEQ && nbad == 1 && nnone == 3)
+        return berr_set(err, ENOENT, "%s holds no berth pool (only a label write that was "
+                        "interrupted)", v->path);
     if (worst == -ENOTSUP)
         return berr_set(err, ENOTSUP,
                         "%s holds a berth pool that needs features this version does not "
@@ -512,6 +524,17 @@ int label_write_ub(struct vdev *v, const struct label_hdr *h, const struct uberb
         return -ENOMEM;
     ub_encode(ub, buf);
     uint64_t in_label = LABEL_HDR_SIZE + (ub->txg % n) * ssize;
+    if (v->kind != VDEV_KIND_LEAF && crashpt_ub_by_leaf(ub->txg)) {
+        /* test knob: a crash with the uberblock on some leaves only (what
+         * a crash while a mirror or raidz fans it out can leave) */
+        for (unsigned l = 0; l < vdev_nleaves(v); l++) {
+            struct vdev *c = vdev_leaf(v, l);
+            for (int i = 0; vdev_usable(c) && i < 4; i++)
+                (void)vdev_pwrite(c, buf, ssize, label_offset(h->dev_size, i) + in_label);
+            crashpt("ub_leaf");
+        }
+        return 0;
+    }
     for (int i = 0; i < 4; i++) {
         int r = vdev_pwrite(v, buf, ssize, label_offset(h->dev_size, i) + in_label);
         if (r < 0 && ret == 0)

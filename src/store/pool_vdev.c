@@ -640,6 +640,36 @@ int pool_read_ubs(bs_pool *p, struct uberblock **out)
     for (size_t i = 0; i < total; i++)
         if (k == 0 || all[k - 1].txg != all[i].txg)
             all[k++] = all[i];
+    /* Which tops' newest uberblock was cut short by a crash: every member
+     * present, and fewer of them hold it than the top needs to serve a
+     * block.  Txg T's uberblock goes to the members one after the other,
+     * only after every block of T was flushed to every usable member, and
+     * T could only commit if at least that many took its blocks: so the
+     * members one txg behind missed its uberblock, not its blocks (at most
+     * nparity of them lack any, which the checksums find and the parity
+     * repairs).  Taking them as stale would refuse the pool (pool_check_fresh)
+     * for a crash.  With a member missing the count proves nothing (the
+     * missing one may hold T): the members behind stay stale. */
+    bool cut[BLK_MAX_TOPS] = {false};
+    for (unsigned t = 0; t < atomic_load(&p->io.ntops) && t < BLK_MAX_TOPS; t++) {
+        struct vdev *top = p->io.top[t].vd;
+        unsigned nl = vdev_nleaves(top), holders = 0, present = 0;
+        for (unsigned i = 0; i < n; i++) {
+            unsigned tt;
+            struct vdev *l = pool_leaf(p, i, &tt, NULL);
+            if (tt != t)
+                continue;
+            present += l->fd >= 0;
+            holders += l->fd >= 0 && best[i] == newest[t];
+        }
+        unsigned need = top->kind == VDEV_KIND_RAIDZ ? nl - top->nparity : 1;
+        cut[t] = nl >= 2 && present == nl && holders < need;
+        if (cut[t])
+            blog_warn("pool '%s': the uberblock of txg %llu reached %u of the %u devices of "
+                      "top-level vdev %u (a crash while it was written): the devices one txg "
+                      "behind hold its blocks", p->name, (unsigned long long)newest[t], holders,
+                      nl, t);
+    }
     /* a leaf that missed the newest txgs was away: read it last, and let a
      * scrub repair it (a top added by a pool add that never committed has
      * no uberblock at all: it is dropped, not stale) */
@@ -649,7 +679,7 @@ int pool_read_ubs(bs_pool *p, struct uberblock **out)
         if (l->fd < 0 || vdev_nleaves(p->io.top[t].vd) < 2)
             continue;
         uint64_t lo = 0, hi = atomic_load(&l->dtl_hi);
-        if (best[i] < newest[t])
+        if (best[i] < newest[t] && !(cut[t] && best[i] + 1 == newest[t]))
             lo = best[i] + 1; /* it missed the txgs after its newest uberblock */
         else if (atomic_load(&l->stale) && !hi)
             lo = 1; /* stale in a label of a version without DTLs: all of it */
@@ -671,18 +701,34 @@ void pool_refresh_stale(bs_pool *p)
     unsigned nt = atomic_load(&p->io.ntops);
     /* a replace that waited for its resilver when the pool went away goes
      * on waiting (the labels of its top name the old and the new member) */
+    uint64_t done_old = 0;
+    char done_new[4096] = "";
     for (unsigned t = 0; t < nt; t++) {
         struct label_hdr *th = &p->top_hdr[t];
         struct vdev *top = p->io.top[t].vd;
-        for (unsigned k = 0; th->replace_old && !p->readonly && k < vdev_nleaves(top); k++)
-            if (vdev_leaf(top, k)->guid == th->replace_new)
-                scan_set_replacing(p, th->replace_old, vdev_leaf(top, k)->path);
+        for (unsigned k = 0; th->replace_old && !p->readonly && k < vdev_nleaves(top); k++) {
+            struct vdev *nl = vdev_leaf(top, k);
+            if (nl->guid != th->replace_new)
+                continue;
+            scan_set_replacing(p, th->replace_old, nl->path);
+            /* its resilver had completed: the crash came in the detach of
+             * the old member, which no resilver will call again */
+            if (!atomic_load(&nl->stale) && !atomic_load(&nl->dtl_hi) && vdev_usable(nl)) {
+                done_old = th->replace_old;
+                snprintf(done_new, sizeof done_new, "%s", nl->path);
+            }
+        }
         th->replace_old = th->replace_new = 0;
         rewrite |= th->rewrite;
         th->rewrite = false;
     }
     if (rewrite && !p->readonly)
         (void)pool_write_labels(p, false); /* labels of several generations: one now */
+    if (done_old) {
+        _Atomic int stop = 0;
+        if (replace_finish(p, done_old, done_new, &stop) == 0)
+            scan_set_replacing(p, 0, NULL);
+    }
     for (unsigned t = 0; t < nt; t++) {
         struct vdev *top = p->io.top[t].vd;
         bool stale = false;

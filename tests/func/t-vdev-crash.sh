@@ -1,0 +1,180 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Crash consistency of changes to the vdev tree: `berth pool attach`, `detach`,
+# `replace` (a healthy mirror member: attach, resilver, detach; a raidz
+# member: at once) and `pool add`.  For each operation and each crash point
+# of its sequence of durable writes (the state machine at the top of
+# src/store/vdev_replace.c; test knob `berth pool debug POOL crash_at=POINT[:N]`,
+# which SIGKILLs berthd there, label copies torn or not), on a fresh pool whose
+# volume holds 8 MiB written and flushed before the operation:
+#   - berthd is restarted and imports the pool by itself (no --rewind);
+#   - the layout (pool status: tops and devices) is the old or the new one,
+#     every device present and none UNAVAIL;
+#   - the volume reads back byte-exact (nbdcopy + cmp);
+#   - the operation, run again if the old layout came back (without -f),
+#     completes: resilver done, the final layout, byte-exact again, and
+#     `berth pool check` finds the pool consistent.
+# BERTH_VDEV_CRASH=REGEX runs only the cases whose "OP POINT" matches.
+. "$(dirname "$0")/functions.sh"
+requires nbdcopy cmp
+requires_nbdpy
+
+M=$((1 << 20))
+ONLY=${BERTH_VDEV_CRASH:-}
+mkdir -p "$T/d"
+mkdata "$T/v.data" 8 random
+
+# "NTOPS: dev dev ..." (sorted basenames) and the devices' states
+layout() {
+  berth --json pool status "$1" | nbdpy -c '
+import json, os, sys
+d = json.load(sys.stdin)
+print("%d: %s" % (len(d.get("tops", [])) or 1, " ".join(sorted(os.path.basename(v["path"]) for v in d["vdevs"]))))'
+}
+bad_devices() {
+  berth --json pool status "$1" | nbdpy -c '
+import json, sys
+d = json.load(sys.stdin)
+print(" ".join("%s=%s" % (v["path"], v["state"]) for v in d["vdevs"] if v["state"] != "ONLINE"))'
+}
+scan_busy() {
+  berth --json pool status "$1" | nbdpy -c '
+import json, sys
+d = json.load(sys.stdin)
+s = d.get("scan") or {}
+busy = s.get("state") == "scanning" or any(v.get("resilvering") or v.get("replacing") for v in d["vdevs"])
+sys.exit(0 if busy else 1)'
+}
+scan_idle() { ! scan_busy "$1"; }
+berthd_dead() { ! kill -0 "$BERTHD_PID" 2>/dev/null; }
+
+check_data() {
+  rm -f "$T/out.data"
+  nbdcopy "$(uri cr/v)" "$T/out.data" || fail "$1: cannot read cr/v"
+  cmp -n $((8 * M)) "$T/v.data" "$T/out.data" || fail "$1: cr/v differs from what was written"
+}
+
+# Each setup_OP makes pool cr, sets OLD / NEW (/ MID) / FINAL layouts and the
+# command CMD (run again while the old layout is in force).
+fresh() {
+  berth pool destroy -f cr >/dev/null 2>&1
+  rm -rf "$T/d" && mkdir -p "$T/d"
+  A=$T/d/a.img B=$T/d/b.img C=$T/d/c.img D=$T/d/d.img
+}
+fill() {
+  berth vol create -V 16M cr/v >/dev/null || fail "vol create cr/v"
+  nbdcopy --flush "$T/v.data" "$(uri cr/v)" || fail "fill cr/v"
+  pool_sync cr 2 || fail "pool sync cr"
+}
+setup_attach() {
+  fresh
+  berth pool create -o size=80M cr "$A" >/dev/null || fail "create cr"
+  fill
+  OLD="1: a.img" NEW="1: a.img b.img" MID=- FINAL=$NEW
+  CMD=(berth pool attach cr "$A" "$B")
+}
+setup_detach() {
+  fresh
+  berth pool create -o size=80M cr mirror "$A" "$B" >/dev/null || fail "create cr"
+  fill
+  OLD="1: a.img b.img" NEW="1: a.img" MID=- FINAL=$NEW
+  CMD=(berth pool detach cr "$B")
+}
+setup_mreplace() {
+  fresh
+  berth pool create -o size=80M cr mirror "$A" "$B" >/dev/null || fail "create cr"
+  fill
+  OLD="1: a.img b.img" MID="1: a.img b.img c.img" NEW="1: a.img c.img" FINAL=$NEW
+  CMD=(berth pool replace cr "$B" "$C")
+}
+setup_zreplace() {
+  fresh
+  berth pool create -o size=80M cr raidz1 "$A" "$B" "$C" >/dev/null || fail "create cr"
+  fill
+  OLD="1: a.img b.img c.img" NEW="1: a.img b.img d.img" MID=- FINAL=$NEW
+  CMD=(berth pool replace cr "$C" "$D")
+}
+setup_add() {
+  fresh
+  berth pool create -o size=80M cr "$A" >/dev/null || fail "create cr"
+  fill
+  truncate -s 80M "$B"
+  OLD="1: a.img" NEW="2: a.img b.img" MID=- FINAL=$NEW
+  CMD=(berth pool add cr "$B")
+}
+
+NCASES=0
+run_case() {
+  local op=$1 point=$2 what="$1 $2"
+  [ -z "$ONLY" ] || [[ "$what" =~ $ONLY ]] || return 0
+  NCASES=$((NCASES + 1))
+  "setup_$op"
+  berth pool debug cr "crash_at=$point" >/dev/null || fail "$what: debug crash_at=$point"
+  "${CMD[@]}" >/dev/null 2>&1
+  # a replace of a healthy member returns after its attach; its detach (by
+  # the scan thread, after the resilver) crashes later
+  wait_until 60 berthd_dead 2>/dev/null || fail "$what: berthd did not reach the crash point"
+  wait "$BERTHD_PID" 2>/dev/null
+  BERTHD_PID=
+  check_sanitizer_log
+  grep -q "crash point ${point%%:*} reached" "$T/berthd.log" || fail "$what: berthd died elsewhere"
+  start_berthd
+  local st lay bad
+  st=$(pool_field cr state)
+  [ "$st" != UNAVAIL ] || { berth pool status cr; fail "$what: the pool did not import"; }
+  lay=$(layout cr)
+  [ "$lay" = "$OLD" ] || [ "$lay" = "$NEW" ] || [ "$lay" = "$MID" ] ||
+    fail "$what: layout '$lay' is neither the old '$OLD' nor the new '$NEW'"
+  bad=$(bad_devices cr)
+  [ -z "$bad" ] || fail "$what: devices not ONLINE after the import: $bad (layout $lay)"
+  # DEGRADED while a member that joined is resilvered (checked ONLINE below)
+  [ "$st" = ONLINE ] || [ "$st" = DEGRADED ] || fail "$what: pool state $st"
+  check_data "$what (after the crash)"
+  local which=new
+  [ "$lay" = "$OLD" ] && which=old
+  [ "$lay" = "$MID" ] && which=mid
+  if [ "$which" = old ]; then
+    "${CMD[@]}" >"$T/again.out" 2>&1 ||
+      { cat "$T/again.out"; fail "$what: ${CMD[*]} again (without -f) failed"; }
+  fi
+  wait_until 60 scan_idle cr || fail "$what: the resilver did not finish"
+  wait_until 30 test "$(layout cr)" = "$FINAL" ||
+    fail "$what: layout '$(layout cr)', want '$FINAL' after the operation completed"
+  bad=$(bad_devices cr)
+  [ -z "$bad" ] || fail "$what: devices not ONLINE at the end: $bad"
+  st=$(pool_field cr state)
+  [ "$st" = ONLINE ] || fail "$what: pool state $st at the end"
+  check_data "$what (completed)"
+  berth --json pool check cr | grep -q '"consistent": *true' || fail "$what: pool check"
+  printf '  %-32s imported the %s layout (%s), data intact, completed\n' "$what:" "$which" "$lay"
+}
+
+start_berthd
+
+echo "== attach (a single device becomes a mirror)"
+for pt in new_wiped label_torn:1 label_copy:2 tree_labels:1 label_torn:5 label_copy:6 \
+          tree_written ub_leaf:1 commit_ub tree_committed label_copy:9; do
+  run_case attach "$pt"
+done
+echo "== detach (a mirror member leaves)"
+for pt in label_torn:1 label_copy:2 tree_written commit_ub tree_committed tree_forgotten; do
+  run_case detach "$pt"
+done
+echo "== replace of a healthy mirror member (attach, resilver, detach)"
+for pt in new_wiped label_copy:4 label_copy:6 tree_labels:2 tree_written tree_committed \
+          tree_written:2 commit_ub:2 tree_committed:2 tree_forgotten; do
+  run_case mreplace "$pt"
+done
+echo "== replace of a raidz1 member"
+for pt in new_wiped label_copy:4 label_torn:5 label_copy:8 tree_written ub_leaf:1 ub_leaf:2 commit_ub \
+          tree_committed tree_forgotten; do
+  run_case zreplace "$pt"
+done
+echo "== pool add (a second top-level vdev)"
+for pt in add_labels add_map label_copy:6 add_old_labels commit_ub add_committed; do
+  run_case add "$pt"
+done
+[ "$NCASES" -gt 0 ] || fail "no case matched '$ONLY'"
+berth pool destroy -f cr >/dev/null
+stop_berthd
+echo "PASS ($NCASES crash points)"
