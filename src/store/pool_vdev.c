@@ -287,6 +287,14 @@ static bool same_tree(const struct label_hdr *a, const struct label_hdr *b)
            memcmp(a->child_guids, b->child_guids, sizeof a->child_guids) == 0;
 }
 
+static bool names_member(const struct label_hdr *h, uint64_t guid)
+{
+    for (uint64_t i = 0; i < h->nchildren; i++)
+        if (h->child_guids[i] == guid)
+            return true;
+    return false;
+}
+
 static uint64_t tree_guid_sum(const struct label_hdr *h)
 {
     uint64_t sum = 0;
@@ -358,8 +366,13 @@ static int assemble_top(bs_pool *p, unsigned t, struct vdev **found, const struc
     /* the vdev tree in force (pick_config) */
     size_t wi = pick_config(found, hdrs, n);
     const struct label_hdr *h = &hdrs[wi];
+    /* members of that tree must agree with it; a device it does not name
+     * is a leftover (ignored below) whatever its label says: a change that
+     * never committed may have labelled it with the config txg the next
+     * change then took again */
     for (size_t i = 0; r == 0 && i < n; i++)
-        if (hdrs[i].config_txg == h->config_txg && !same_tree(h, &hdrs[i]))
+        if (hdrs[i].config_txg == h->config_txg && !same_tree(h, &hdrs[i]) &&
+            names_member(h, hdrs[i].vdev_guid))
             r = berr_set(err, EILSEQ, "the labels of %s and %s disagree about the devices "
                          "of pool '%s'", found[wi]->path, found[i]->path, h->pool_name);
     for (size_t i = 0; r == 0 && i < n; i++) {

@@ -174,6 +174,28 @@ echo "== pool add (a second top-level vdev)"
 for pt in add_labels add_map label_copy:6 add_old_labels commit_ub add_committed; do
   run_case add "$pt"
 done
+leftover_case() {
+  [ -z "$ONLY" ] || [[ "leftover" =~ $ONLY ]] || return 0
+  NCASES=$((NCASES + 1))
+  echo "== a leftover of a change that never committed, beside the change made instead"
+  setup_attach
+  berth pool debug cr "crash_at=label_copy:2" >/dev/null || fail "leftover: debug"
+  "${CMD[@]}" >/dev/null 2>&1
+  wait_until 60 berthd_dead 2>/dev/null || fail "leftover: berthd did not reach the crash point"
+  wait "$BERTHD_PID" 2>/dev/null
+  BERTHD_PID=
+  start_berthd
+  [ "$(layout cr)" = "$OLD" ] || fail "leftover: layout $(layout cr) after the crash"
+  # C instead of B: its labels may take the config txg B's label names
+  berth pool attach cr "$A" "$C" >/dev/null || fail "leftover: attach C"
+  wait_until 60 scan_idle cr || fail "leftover: the resilver did not finish"
+  berth pool export cr >/dev/null || fail "leftover: export"
+  berth pool import -d "$T/d" cr >/dev/null || fail "leftover: import -d with the leftover B"
+  [ "$(layout cr)" = "1: a.img c.img" ] || fail "leftover: layout $(layout cr)"
+  check_data "leftover"
+  echo "  imported from the directory (B ignored): $(layout cr), data intact"
+}
+leftover_case
 [ "$NCASES" -gt 0 ] || fail "no case matched '$ONLY'"
 berth pool destroy -f cr >/dev/null
 stop_berthd
