@@ -730,6 +730,9 @@ int bs_keyformat_parse(const char *s, enum bs_keyformat *f, struct berr *err);
  *  "corrupt=OFFSET:LEN": overwrite LEN bytes (<= 64 MiB) at OFFSET of the
  *      data area (the offset of block pointers) with garbage, once;
  *  "reset": every knob off.
+ * Pool-wide, process-wide: "crash_at=POINT[:N]" kills the process with
+ *  SIGKILL the N-th time a change of the vdev tree reaches POINT (crashpt.h;
+ *  the points: top of src/store/vdev_replace.c), "crash_at=off" disarms.
  * EINVAL for unknown knobs. */
 int bs_pool_debug(bs_pool *p, const char *knob, struct berr *err);
 

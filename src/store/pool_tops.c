@@ -25,7 +25,13 @@
  *     written to all tops, lists it: that txg is the switch.
  * A crash before 3 is durable leaves the old tree in the newest uberblock:
  * import ignores (and closes) the new top's devices if given.  After it, the
- * pool imports with the new top, and fails with a clear error without it. */
+ * pool imports with the new top, and fails with a clear error without it.
+ * Crash points (crashpt.h, tests/func/t-vdev-crash.sh): add_labels (1, no
+ * map yet), add_map (1 done), label_copy/label_torn (2 in the middle: old
+ * tops' labels differ only by the feature bit and their generation),
+ * add_old_labels (2 done), commit_ub (3: top 0 lists the new top, the others
+ * do not have the txg yet: the newest uberblock decides, the tops behind are
+ * one txg behind, which is consistent), add_committed (3 done). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

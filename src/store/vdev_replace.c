@@ -22,6 +22,55 @@
  * DTL, resilvered).  A member leaving the pool has its label wiped only after
  * T+1 has committed, so it stays importable as the old tree until then.
  *
+ * Durable writes and crash points.  Each state below is what a crash (kill
+ * -9, power cut) after the named point leaves on the devices, and what
+ * import makes of it (tests/func/t-vdev-crash.sh kills berthd at each with
+ * the test knob crash_at=POINT[:N], crashpt.h).  berthd lists the new device
+ * in pools.json before the change starts (api/h_pool.c), so a restart gives
+ * import the old and the new devices; A = members that stay, N = the one
+ * that joins (attach, replace), L = the one that leaves (detach, replace).
+ *
+ *   S0  nothing written                       -> old tree
+ *   S1  N wiped and flushed      [new_wiped]  -> old tree; N holds no label:
+ *       "holds no berth pool", ignored
+ *   S2  N's label written, copy by copy (all four, flushed) before any of A
+ *       [label_copy:1..4, label_torn:1..4]     -> old tree.  A copy torn
+ *       mid-write fails its checksum: a torn first label of a wiped device
+ *       (one bad copy, no label in the others) is no label (label.c), never
+ *       "damaged"; N with a label of the new tree is not in the old one:
+ *       ignored ("no longer a device"), and may be attached again without -f
+ *       (leftover(): of this pool, no member of its tree)
+ *   S3  some of A took the new label [tree_labels:k, label_copy, label_torn]
+ *                                              -> old tree: a member still
+ *       labelled with it (or L) holds the committed config; the new config is
+ *       not committed (no uberblock >= T+1 whose guid sum differs from the
+ *       previous tree's); mixed generations: the import rewrites the labels
+ *   S4  every member's label is new [tree_written]
+ *                                              -> with L given and labelled,
+ *       the old tree (L's config is the committed one); without it (or with
+ *       no L: attach) the new tree at txg T: the uberblocks before T+1 that
+ *       carry the previous guid sum count for it (pool_read_ubs), N is stale
+ *       with DTL 1..T and resilvered.  Either tree holds every block
+ *   S5  T+1's uberblock on some leaves only [ub_leaf:k, commit_ub:k]
+ *                                              -> new tree (it is committed);
+ *       the leaves without it lag one txg: stale with that txg in their DTL,
+ *       except on a raidz whose members (all present) that hold T+1 are fewer
+ *       than it needs to serve a block: the uberblock's fan-out was cut, the
+ *       laggards hold T+1's blocks (pool_read_ubs "cut")
+ *   S6  T+1 committed [tree_committed]        -> new tree; L still labelled
+ *       with the old tree, ignored as not in the committed tree
+ *   S7  L's label wiped [tree_forgotten]      -> new tree; L holds no label
+ *   S8  berthd's pools.json names the new devices (api/h_pool.c)
+ *
+ * A replace of a healthy mirror member (ZFS's "replacing") runs this twice:
+ * attach N with the pair (L, N) recorded in the labels, resilver N, then
+ * detach L from the scan thread (points counted on: tree_written:2 ...).
+ * A crash between the two, or in the second, imports the tree with both;
+ * the pair is taken up again, and if N was resilvered already (no DTL) L is
+ * detached at import (pool_refresh_stale), since no resilver will end again.
+ * A crash never leaves the newest uberblock unloadable: the refusal of a
+ * damaged newest state (pool.c) does not see these states.
+ *
  * Concurrency: readers walk a top's child[] without locks (plain loads of
  * aligned pointers and counts; the stores here are atomic releases; TSan
  * calls the pairs races, the hardware does not tear them).  So a leaf taken
