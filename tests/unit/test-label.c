@@ -333,6 +333,25 @@ static void test_device(const char *dir)
     ok(label_read_hdr(v, &r, &e) == -ENOENT, "wiped: ENOENT");
     cnt = label_read_ubs(v, &h, &ubs);
     ok(cnt == 0 && ubs == NULL, "wiped: no uberblocks");
+
+    /* A crash in the first label write of a wiped device (a device joining
+     * a pool) tears at most one copy, the others hold no label yet: that is
+     * no label, not damage.  A second bad copy is damage. */
+    static uint8_t hdr[LABEL_HDR_SIZE];
+    label_hdr_encode(&h, hdr);
+    vdev_pwrite(v, hdr, sizeof hdr / 2, offs[0]);
+    ok(label_read_hdr(v, &r, &e) == -ENOENT, "first copy torn, no label in the others: "
+       "ENOENT (%s)", e.msg);
+    vdev_pwrite(v, hdr, sizeof hdr, offs[0]);
+    vdev_pwrite(v, hdr, sizeof hdr / 2, offs[1]);
+    ok(label_read_hdr(v, &r, &e) == 0 && r.pool_guid == h.pool_guid,
+       "first copy written, second torn: the first is the label");
+    vdev_pwrite(v, junk, sizeof junk, offs[0]);
+    ok(label_read_hdr(v, &r, &e) == -EILSEQ, "two bad copies: damage, EILSEQ (%s)", e.msg);
+    ok(label_wipe(v) == 0, "wipe");
+    label_write_hdr(v, &h);
+    vdev_pwrite(v, junk, sizeof junk, offs[3]);
+    ok(label_read_hdr(v, &r, &e) == 0, "last copy torn over a complete label: the first");
     vdev_close(v);
     unlink(path);
 }
