@@ -29,13 +29,15 @@ layout() {
   berth --json pool status "$1" | nbdpy -c '
 import json, os, sys
 d = json.load(sys.stdin)
-print("%d: %s" % (len(d.get("tops", [])) or 1, " ".join(sorted(os.path.basename(v["path"]) for v in d["vdevs"]))))'
+name = lambda p: "missing" if p.startswith("missing-") else os.path.basename(p)
+print("%d: %s" % (len(d.get("tops", [])) or 1, " ".join(sorted(name(v["path"]) for v in d["vdevs"]))))'
 }
 bad_devices() {
   berth --json pool status "$1" | nbdpy -c '
 import json, sys
 d = json.load(sys.stdin)
-print(" ".join("%s=%s" % (v["path"], v["state"]) for v in d["vdevs"] if v["state"] != "ONLINE"))'
+ok = lambda v: v["state"] == "ONLINE" or (sys.argv[1] == "1" and v["path"].startswith("missing-"))
+print(" ".join("%s=%s" % (v["path"], v["state"]) for v in d["vdevs"] if not ok(v)))' "${2:-0}"
 }
 scan_busy() {
   berth --json pool status "$1" | nbdpy -c '
@@ -94,6 +96,17 @@ setup_zreplace() {
   OLD="1: a.img b.img c.img" NEW="1: a.img b.img d.img" MID=- FINAL=$NEW
   CMD=(berth pool replace cr "$C" "$D")
 }
+setup_zdead() {
+  fresh
+  berth pool create -o size=80M cr raidz1 "$A" "$B" "$C" >/dev/null || fail "create cr"
+  fill
+  berth pool export cr >/dev/null || fail "export cr"
+  rm -f "$C"
+  berth pool import -d "$T/d" cr >/dev/null || fail "import cr without C"
+  [ "$(pool_field cr state)" = DEGRADED ] || fail "cr is not DEGRADED without C"
+  OLD="1: a.img b.img missing" NEW="1: a.img b.img d.img" MID=- FINAL=$NEW
+  CMD=(berth pool replace cr 2 "$D") # the missing member by its index
+}
 setup_add() {
   fresh
   berth pool create -o size=80M cr "$A" >/dev/null || fail "create cr"
@@ -125,7 +138,7 @@ run_case() {
   lay=$(layout cr)
   [ "$lay" = "$OLD" ] || [ "$lay" = "$NEW" ] || [ "$lay" = "$MID" ] ||
     fail "$what: layout '$lay' is neither the old '$OLD' nor the new '$NEW'"
-  bad=$(bad_devices cr)
+  bad=$(bad_devices cr "$([ "$lay" = "$OLD" ] && echo 1)")
   [ -z "$bad" ] || fail "$what: devices not ONLINE after the import: $bad (layout $lay)"
   # DEGRADED while a member that joined is resilvered (checked ONLINE below)
   [ "$st" = ONLINE ] || [ "$st" = DEGRADED ] || fail "$what: pool state $st"
@@ -169,6 +182,10 @@ echo "== replace of a raidz1 member"
 for pt in new_wiped label_copy:4 label_torn:5 label_copy:8 tree_written ub_leaf:1 ub_leaf:2 commit_ub \
           tree_committed tree_forgotten; do
   run_case zreplace "$pt"
+done
+echo "== replace of a raidz1 member that is gone (the pool DEGRADED)"
+for pt in new_wiped label_copy:4 label_copy:8 tree_written ub_leaf:1 tree_committed; do
+  run_case zdead "$pt"
 done
 echo "== pool add (a second top-level vdev)"
 for pt in add_labels add_map label_copy:6 add_old_labels commit_ub add_committed; do
