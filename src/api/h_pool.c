@@ -370,6 +370,29 @@ int h_pool_scrub(const struct api_call *c, json_t **out, struct berr *err)
     return r;
 }
 
+/* A device change of the pool starts: the scrub scheduler leaves its
+ * device list alone until device_change_end (pool_entry.dev_changing).
+ * Returns the entry, referenced, or NULL. */
+static struct pool_entry *device_change_begin(const struct api_call *c)
+{
+    pooltab_rdlock(c->ctx->pools);
+    struct pool_entry *e = pooltab_find(c->ctx->pools, c->pool);
+    if (e) {
+        pool_entry_ref(e);
+        atomic_fetch_add(&e->dev_changing, 1);
+    }
+    pooltab_unlock(c->ctx->pools);
+    return e;
+}
+
+static void device_change_end(struct pool_entry *e)
+{
+    if (!e)
+        return;
+    atomic_fetch_sub(&e->dev_changing, 1);
+    pool_entry_unref(e);
+}
+
 /* After replace/attach/detach: the pool's devices as they are now become
  * the ones berthd imports it from (pools.json). */
 static void remember_devices(const struct api_call *c)
@@ -475,12 +498,14 @@ int h_pool_device(const struct api_call *c, json_t **out, struct berr *err)
         return berr_set(err, EINVAL, "field 'new_device' is required for %s", action);
     if (a != 2 && a != 3 && nd)
         return berr_set(err, EINVAL, "field 'new_device' is only for replace and attach");
-    struct pool_entry *e;
+    struct pool_entry *e, *changing = a >= 2 ? device_change_begin(c) : NULL;
     int r = nd ? remember_new_device(c, nd, err) : 0;
     if (r == 0)
         r = api_pool_acquire(c, &e, err);
-    if (r < 0)
+    if (r < 0) {
+        device_change_end(changing);
         return r;
+    }
     switch (a) {
     case 0: r = bs_pool_online(e->pool, dev, err); break;
     case 1: r = bs_pool_offline(e->pool, dev, err); break;
@@ -493,6 +518,7 @@ int h_pool_device(const struct api_call *c, json_t **out, struct berr *err)
         remember_devices(c);
     else if (nd)
         forget_new_device(c, nd);
+    device_change_end(changing);
     if (r == 0) {
         *out = json_pack("{s:s,s:s,s:s}", "name", c->pool, "device", dev, "action", action);
         if (*out && nd)
@@ -523,6 +549,7 @@ int h_pool_add(const struct api_call *c, json_t **out, struct berr *err)
     bool force = api_get_bool(c->body, "force", false);
     uint64_t size = (uint64_t)api_get_int(c->body, "size", 0);
     /* remember the devices first */
+    struct pool_entry *changing = device_change_begin(c);
     pooltab_wrlock(c->ctx->pools);
     struct pool_entry *e = pooltab_find(c->ctx->pools, c->pool);
     int r = 0;
@@ -556,6 +583,7 @@ int h_pool_add(const struct api_call *c, json_t **out, struct berr *err)
         for (size_t i = 0; old && i < old_n; i++)
             free(old[i]);
         free(old);
+        device_change_end(changing);
         return r;
     }
     size_t tops_before = 0, tops_after = 0;
@@ -589,5 +617,6 @@ int h_pool_add(const struct api_call *c, json_t **out, struct berr *err)
     for (size_t i = 0; i < old_n; i++)
         free(old[i]);
     free(old);
+    device_change_end(changing);
     return r;
 }

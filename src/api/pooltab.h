@@ -39,6 +39,10 @@ struct pool_entry {
     _Atomic int scrub_saved;
     _Atomic uint64_t scrub_pos_id, scrub_pos_blk;
     _Atomic int scrub_pos_part;
+    /* attach/replace/add requests running: their new devices are in vdevs
+     * before the pool has them, so the scrub scheduler must not take vdevs
+     * from the pool's devices meanwhile (a crash would lose them) */
+    _Atomic int dev_changing;
     struct pool_entry *next;
 };
 

@@ -63,6 +63,8 @@ static bool save_progress(struct pool_entry *e, const struct bs_scan_stats *sc, 
  * (a replace detaches the old one when its resilver ends, inside the engine) */
 static bool devices_moved(const struct pool_entry *e, const struct bs_pool_stats *st)
 {
+    if (atomic_load(&e->dev_changing))
+        return false; /* an attach/replace/add is under way (h_pool.c) */
     size_t n = 0;
     for (size_t i = 0; i < st->nvdevs && i < BS_POOL_MAX_LEAVES_SHOWN; i++) {
         if (st->vdevs[i].path[0] != '/')

@@ -27,6 +27,7 @@ static const char *const points[] = {
     "tree_written",   /* every member's label written, the first txg not yet */
     "commit_ub",      /* after each top got the uberblock of the new tree's first txg */
     "ub_leaf",        /* that uberblock written leaf by leaf: after each leaf */
+    "any_ub_leaf",    /* the same for the uberblock of any txg (plain commits) */
     "tree_committed", /* that txg committed; the leaving member's label not yet wiped */
     "tree_forgotten", /* the leaving member's label wiped (the change is done) */
     "add_labels",     /* pool add step 1: the new top's labels durable, no map yet */
@@ -102,11 +103,16 @@ void crashpt_watch_txg(uint64_t txg)
     atomic_store(&watched_txg, txg);
 }
 
-bool crashpt_ub_by_leaf(uint64_t txg)
+const char *crashpt_ub_by_leaf(uint64_t txg)
 {
     int a = atomic_load_explicit(&armed, memory_order_relaxed);
-    return a >= 0 && strcmp(points[a], "ub_leaf") == 0 && txg &&
-           txg == atomic_load(&watched_txg);
+    if (a < 0)
+        return NULL;
+    if (strcmp(points[a], "any_ub_leaf") == 0)
+        return points[a];
+    if (strcmp(points[a], "ub_leaf") == 0 && txg && txg == atomic_load(&watched_txg))
+        return points[a];
+    return NULL;
 }
 
 void crashpt_ub(uint64_t txg)

@@ -30,8 +30,9 @@ _Noreturn void crashpt_die(const char *point);
  * (the first txg of a new vdev tree); 0: none. */
 void crashpt_watch_txg(uint64_t txg);
 void crashpt_ub(uint64_t txg);
-/* Is "ub_leaf" armed for txg's uberblock: label_write_ub then writes it to
- * one leaf after the other (all four copies each), the point after each. */
-bool crashpt_ub_by_leaf(uint64_t txg);
+/* Is "ub_leaf" armed for txg's uberblock (or "any_ub_leaf"): its name, and
+ * label_write_ub then writes the uberblock to one leaf after the other (all
+ * four copies each), the point after each; else NULL. */
+const char *crashpt_ub_by_leaf(uint64_t txg);
 
 #endif

@@ -524,14 +524,15 @@ int label_write_ub(struct vdev *v, const struct label_hdr *h, const struct uberb
         return -ENOMEM;
     ub_encode(ub, buf);
     uint64_t in_label = LABEL_HDR_SIZE + (ub->txg % n) * ssize;
-    if (v->kind != VDEV_KIND_LEAF && crashpt_ub_by_leaf(ub->txg)) {
+    const char *pt = v->kind != VDEV_KIND_LEAF ? crashpt_ub_by_leaf(ub->txg) : NULL;
+    if (pt) {
         /* test knob: a crash with the uberblock on some leaves only (what
          * a crash while a mirror or raidz fans it out can leave) */
         for (unsigned l = 0; l < vdev_nleaves(v); l++) {
             struct vdev *c = vdev_leaf(v, l);
             for (int i = 0; vdev_usable(c) && i < 4; i++)
                 (void)vdev_pwrite(c, buf, ssize, label_offset(h->dev_size, i) + in_label);
-            crashpt("ub_leaf");
+            crashpt(pt);
         }
         return 0;
     }

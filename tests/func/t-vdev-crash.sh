@@ -107,6 +107,14 @@ setup_zdead() {
   OLD="1: a.img b.img missing" NEW="1: a.img b.img d.img" MID=- FINAL=$NEW
   CMD=(berth pool replace cr 2 "$D") # the missing member by its index
 }
+setup_madd() {
+  fresh
+  berth pool create -o size=80M cr mirror "$A" "$B" >/dev/null || fail "create cr"
+  fill
+  truncate -s 80M "$C" "$D"
+  OLD="1: a.img b.img" NEW="2: a.img b.img c.img d.img" MID=- FINAL=$NEW
+  CMD=(berth pool add cr mirror "$C" "$D")
+}
 setup_add() {
   fresh
   berth pool create -o size=80M cr "$A" >/dev/null || fail "create cr"
@@ -191,6 +199,10 @@ echo "== pool add (a second top-level vdev)"
 for pt in add_labels add_map label_copy:6 add_old_labels commit_ub add_committed; do
   run_case add "$pt"
 done
+echo "== pool add of a mirror to a mirror"
+for pt in add_labels add_old_labels ub_leaf:1 ub_leaf:2 ub_leaf:3 add_committed; do
+  run_case madd "$pt"
+done
 leftover_case() {
   [ -z "$ONLY" ] || [[ "leftover" =~ $ONLY ]] || return 0
   NCASES=$((NCASES + 1))
@@ -213,6 +225,31 @@ leftover_case() {
   echo "  imported from the directory (B ignored): $(layout cr), data intact"
 }
 leftover_case
+
+# Not a tree change: a plain commit on a raidz1 whose uberblock reached one
+# member of three (the others one txg behind) imports, with what was flushed.
+ztxg_case() {
+  [ -z "$ONLY" ] || [[ "ztxg" =~ $ONLY ]] || return 0
+  NCASES=$((NCASES + 1))
+  echo "== a plain commit on a raidz1 cut after the first member's uberblock"
+  setup_zreplace
+  berth pool debug cr "crash_at=any_ub_leaf:1" >/dev/null || fail "ztxg: debug"
+  nbdcopy --flush "$T/v.data" "$(uri cr/v)" >/dev/null 2>&1 &
+  wait_until 60 berthd_dead 2>/dev/null || fail "ztxg: berthd did not reach the crash point"
+  wait "$BERTHD_PID" 2>/dev/null
+  BERTHD_PID=
+  wait
+  start_berthd
+  local st
+  st=$(pool_field cr state)
+  [ "$st" = ONLINE ] || [ "$st" = DEGRADED ] || { berth pool status cr; fail "ztxg: pool $st"; }
+  check_data "ztxg"
+  wait_until 60 scan_idle cr || fail "ztxg: the resilver did not finish"
+  [ "$(pool_field cr state)" = ONLINE ] || fail "ztxg: not ONLINE at the end"
+  berth --json pool check cr | grep -q '"consistent": *true' || fail "ztxg: pool check"
+  echo "  imported ($st), data intact, ONLINE"
+}
+ztxg_case
 [ "$NCASES" -gt 0 ] || fail "no case matched '$ONLY'"
 berth pool destroy -f cr >/dev/null
 stop_berthd
