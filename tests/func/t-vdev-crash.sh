@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Crash consistency of changes to the vdev tree: `berth pool attach`, `detach`,
 # `replace` (a healthy mirror member: attach, resilver, detach; a raidz
-# member: at once) and `pool add`.  For each operation and each crash point
+# member, present or gone: at once) and `pool add` (a single device, a
+# mirror).  For each operation and each crash point
 # of its sequence of durable writes (the state machine at the top of
 # src/store/vdev_replace.c; test knob `berth pool debug POOL crash_at=POINT[:N]`,
 # which SIGKILLs berthd there, label copies torn or not), on a fresh pool whose
@@ -14,6 +15,9 @@
 #   - the operation, run again if the old layout came back (without -f),
 #     completes: resilver done, the final layout, byte-exact again, and
 #     `berth pool check` finds the pool consistent.
+# Also: a device left labelled by a change that never committed, beside the
+# change made instead, imports from the directory (the leftover ignored); a
+# plain commit on a raidz1 cut after its first member's uberblock imports.
 # BERTH_VDEV_CRASH=REGEX runs only the cases whose "OP POINT" matches.
 . "$(dirname "$0")/functions.sh"
 requires nbdcopy cmp
@@ -167,7 +171,8 @@ run_case() {
   [ "$st" = ONLINE ] || fail "$what: pool state $st at the end"
   check_data "$what (completed)"
   berth --json pool check cr | grep -q '"consistent": *true' || fail "$what: pool check"
-  printf '  %-32s imported the %s layout (%s), data intact, completed\n' "$what:" "$which" "$lay"
+  # (sampled after the import: a resilver may have completed a replace)
+  printf '  %-32s found the %s layout (%s), data intact, completed\n' "$what:" "$which" "$lay"
 }
 
 start_berthd
