@@ -52,6 +52,7 @@ busy = s.get("state") == "scanning" or any(v.get("resilvering") or v.get("replac
 sys.exit(0 if busy else 1)'
 }
 scan_idle() { ! scan_busy "$1"; }
+layout_is() { [ "$(layout "$1")" = "$2" ]; }
 berthd_dead() { ! kill -0 "$BERTHD_PID" 2>/dev/null; }
 
 check_data() {
@@ -163,7 +164,7 @@ run_case() {
       { cat "$T/again.out"; fail "$what: ${CMD[*]} again (without -f) failed"; }
   fi
   wait_until 60 scan_idle cr || fail "$what: the resilver did not finish"
-  wait_until 30 test "$(layout cr)" = "$FINAL" ||
+  wait_until 30 layout_is cr "$FINAL" ||
     fail "$what: layout '$(layout cr)', want '$FINAL' after the operation completed"
   bad=$(bad_devices cr)
   [ -z "$bad" ] || fail "$what: devices not ONLINE at the end: $bad"
