@@ -18,7 +18,8 @@
  *      under it fail with EIO (never wrong data), everything else reads;
  *  (f) a pool from before ditto copies (labels without the bit, single
  *      copies): imports, gets the bit, new metadata gets two copies, old
- *      single-copy blocks still read and free right. */
+ *      single-copy blocks still read and free right;
+ *  (g) (b) on a mirror and a raidz1, with DVA 0 bad on every leaf. */
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
@@ -32,7 +33,11 @@
 #define BS 16384u
 #define NBLK 2048u /* volume v: 32 MiB, 8 level-1 indirects */
 
+/* The pool's devices: one file (img), or a mirror / raidz of them. */
 static const char *img;
+static const char *devs[3];
+static size_t ndevs = 1;
+static const char *layout; /* NULL: img alone; "mirror", "raidz1" */
 static uint32_t tags[NBLK];
 static uint32_t next_tag = 1;
 
@@ -89,9 +94,8 @@ static uint32_t verify(bs_pool *p, uint32_t *eio)
 static bs_pool *import(void)
 {
     struct berr e = {0};
-    const char *v[] = {img};
     bs_pool *p = NULL;
-    if (bs_pool_import(v, 1, "dt", &p, &e) < 0) {
+    if (bs_pool_import(devs, ndevs, "dt", &p, &e) < 0) {
         diag("import: %s", e.msg);
         return NULL;
     }
@@ -101,12 +105,13 @@ static bs_pool *import(void)
 static bs_pool *create(bool ditto)
 {
     struct berr e = {0};
-    const char *v[] = {img};
+    const char *v[4] = {layout, devs[0], devs[1], devs[2]};
     struct bs_pool_opts o;
     bs_pool_opts_init(&o);
     o.force = true;
     bs_pool *p = NULL;
-    if (bs_pool_create("dt", v, 1, 256 * MiB, &o, &p, &e) < 0) {
+    if (bs_pool_create("dt", layout ? v : v + 1, ndevs + (layout != NULL), 256 * MiB, &o, &p,
+                       &e) < 0) {
         diag("create: %s", e.msg);
         return NULL;
     }
@@ -182,17 +187,27 @@ static void census_of(bs_pool *p, const char *vol, struct census *c, bool mos_to
 
 static uint64_t data_start;
 
+/* Garbage in a copy of a block: on every leaf (a mirror: every copy of
+ * it; a raidz: every sector of its allocation, all columns and parity, so
+ * no reconstruction can bring it back) */
 static void smash(const struct dva *d)
 {
     uint8_t junk[64];
     memset(junk, 0xa5, sizeof junk);
-    raw_pwrite(img, junk, sizeof junk, data_start + d->offset + 100);
+    if (!layout || strcmp(layout, "mirror") == 0) {
+        for (size_t i = 0; i < ndevs; i++)
+            raw_pwrite(devs[i], junk, sizeof junk, data_start + d->offset + 100);
+        return;
+    }
+    const uint64_t S = 4096; /* raidz sector t: child t % n, row t / n */
+    for (uint64_t t = d->offset / S; t < (d->offset + d->asize) / S; t++)
+        raw_pwrite(devs[t % ndevs], junk, sizeof junk, data_start + t / ndevs * S + 100);
 }
 
 /* Do both copies of bp hold the same bytes on disk? */
 static bool copies_equal(const struct blkptr *bp)
 {
-    int fd = open(img, O_RDONLY | O_CLOEXEC);
+    int fd = open(devs[0], O_RDONLY | O_CLOEXEC);
     uint8_t *a = malloc(bp->dva[0].asize), *b = malloc(bp->dva[0].asize);
     bool same = fd >= 0 && a && b &&
                 pread(fd, a, bp->dva[0].asize, (off_t)(data_start + bp->dva[0].offset)) ==
@@ -207,12 +222,16 @@ static bool copies_equal(const struct blkptr *bp)
     return same;
 }
 
+/* The pool's checksum errors (its leaves', plus a raidz's for blocks no
+ * reconstruction verified) and the leaves' repaired bytes. */
 static void errors_of(bs_pool *p, uint64_t *cksum, uint64_t *repaired)
 {
     struct bs_pool_stats st;
     bs_pool_stats(p, &st);
-    *cksum = st.vdevs[0].checksum_errors;
-    *repaired = st.vdevs[0].repaired_bytes;
+    *cksum = st.checksum_errors;
+    *repaired = 0;
+    for (size_t i = 0; i < st.nvdevs; i++)
+        *repaired += st.vdevs[i].repaired_bytes;
 }
 
 /* The committed state's pointers, read from an import that writes nothing. */
@@ -428,15 +447,75 @@ static void test_old_pool(void)
     bs_pool_close(p);
 }
 
+/* (g) the same on a mirror and a raidz: DVA 0 of an indirect and of the
+ * MOS root bad on every leaf (beyond what the vdev can repair): the ditto
+ * copies bring them back, every copy is rewritten. */
+static void test_redundant(const char *kind, size_t n)
+{
+    char name[32];
+    layout = kind;
+    ndevs = n;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "%s-%zu.img", kind, i);
+        devs[i] = strdup(tmp_path(name));
+    }
+    bs_pool *p = create(true);
+    ok(p != NULL, "(g) %s of %zu: pool created, v written", kind, n);
+    if (!p)
+        return;
+    struct census c;
+    census_of(p, "v", &c, true);
+    ok(c.meta > 0 && c.meta2 == c.meta && c.data2 == 0 && c.near == 0,
+       "(g) %s: metadata has two copies far apart, data one", kind);
+    bs_pool_close(p);
+    struct blkptr mos = {0};
+    committed(&c, &mos);
+    smash(&c.l1[1].dva[0]);
+    smash(&mos.dva[0]);
+    p = import();
+    ok(p && p->rewound_from == 0, "(g) %s: imports without a rewind", kind);
+    if (!p)
+        return;
+    uint32_t eio, bad = verify(p, &eio);
+    uint64_t ck, rep;
+    errors_of(p, &ck, &rep);
+    ok(bad == 0 && eio == 0, "(g) %s: every block reads back right (%u wrong, %u EIO)", kind,
+       bad, eio);
+    ok(ck >= 2 && rep >= (uint64_t)c.l1[1].dva[0].asize + mos.dva[0].asize,
+       "(g) %s: counted (%llu checksum errors) and rewritten (%llu bytes)", kind,
+       (unsigned long long)ck, (unsigned long long)rep);
+    pool_abandon(p);
+    if (strcmp(kind, "mirror") == 0)
+        ok(copies_equal(&c.l1[1]) && copies_equal(&mos), "(g) %s: on disk the copies are equal",
+           kind);
+    p = import();
+    if (p) {
+        bad = verify(p, &eio);
+        errors_of(p, &ck, &rep);
+        ok(bad == 0 && eio == 0 && ck == 0, "(g) %s: the next import reads all with no error "
+           "(%llu)", kind, (unsigned long long)ck);
+        struct berr e = {0};
+        ok(bs_pool_check(p, &e) == 0, "(g) %s: check: %s", kind, e.msg);
+        bs_pool_close(p);
+    }
+    for (size_t i = 0; i < n; i++) {
+        unlink(devs[i]);
+        free((void *)devs[i]);
+    }
+}
+
 int main(void)
 {
     img = strdup(tmp_path("ditto.img"));
+    devs[0] = img;
     test_layout();
     test_heal_dva0();
     test_scrub_dva1();
     test_frees();
     test_both_bad();
     test_old_pool();
+    test_redundant("mirror", 2);
+    test_redundant("raidz1", 3);
     tmp_cleanup();
     return tap_done();
 }
