@@ -560,14 +560,20 @@ static void bp_set_written(struct blkptr *bp, const struct blk_wprops *wp, uint6
 
 /* The ditto copy of the block just written at bp->dva[0] (len padded
  * bytes at src): DVA 1 on the same top, far from DVA 0 (alloc_alloc_far).
- * No room for it anywhere: the block keeps one copy (a pool that is full
- * still commits its metadata; a later rewrite gets two again). */
+ * When the top is nearly full (less than 1/64 of it available: half the
+ * room pool.c keeps back for a txg's metadata) or has no room for it, the
+ * block keeps one copy: the first copies of a txg's metadata must always
+ * fit, or the txg fails and the pool faults; a later rewrite of the block
+ * gets two again. */
 static int write_ditto(const struct blkio *io, const void *src, uint32_t len, uint64_t txg,
                        struct blkptr *bp)
 {
     unsigned top = bp->dva[0].vdev;
     const struct blk_top *t = &io->top[top];
-    uint64_t asize = bp->dva[0].asize, off;
+    uint64_t asize = bp->dva[0].asize, off, size = 0, avail = 0;
+    alloc_space(t->alloc, &size, &avail);
+    if (avail < size / 64)
+        return 0;
     int r = alloc_alloc_far(t->alloc, asize, bp->dva[0].offset, &off);
     if (r == -ENOSPC)
         return 0;
