@@ -19,7 +19,8 @@
  *  (f) a pool from before ditto copies (labels without the bit, single
  *      copies): imports, gets the bit, new metadata gets two copies, old
  *      single-copy blocks still read and free right;
- *  (g) (b) on a mirror and a raidz1, with DVA 0 bad on every leaf. */
+ *  (g) (b) on a mirror and a raidz1, with DVA 0 bad on every leaf;
+ *  (h) a resilver (attach, then detach of the original) copies DVA 1 too. */
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
@@ -504,6 +505,50 @@ static void test_redundant(const char *kind, size_t n)
     }
 }
 
+/* (h) a resilver copies the ditto copies too: a single device with ditto
+ * copies gets a mirror member attached, resilvered, then the original is
+ * detached; on the new device alone, DVA 0 of an indirect damaged reads
+ * from its DVA 1 (which only the resilver put there). */
+static void test_attach(void)
+{
+    struct berr e = {0};
+    layout = NULL;
+    ndevs = 1;
+    devs[0] = img;
+    bs_pool *p = create(true);
+    if (!p) {
+        ok(0, "(h) create");
+        return;
+    }
+    char *att = strdup(tmp_path("attached.img"));
+    ok(bs_pool_attach(p, img, att, false, &e) == 0 && bs_pool_resilver_wait(p),
+       "(h) attach a member, resilvered: %s", e.msg);
+    ok(bs_pool_detach(p, img, &e) == 0, "(h) detach the original: %s", e.msg);
+    bs_pool_close(p);
+    devs[0] = att;
+    struct census c;
+    struct blkptr mos;
+    committed(&c, &mos);
+    smash(&c.l1[4].dva[0]);
+    smash(&mos.dva[0]);
+    p = import();
+    ok(p != NULL, "(h) the new device alone imports with DVA 0 of the MOS root damaged");
+    if (p) {
+        uint32_t eio, bad = verify(p, &eio);
+        uint64_t ck, rep;
+        errors_of(p, &ck, &rep);
+        ok(bad == 0 && eio == 0 && ck >= 2 && rep > 0,
+           "(h) it reads back from the resilvered ditto copies (%u wrong, %u EIO, %llu "
+           "errors, %llu bytes healed)", bad, eio, (unsigned long long)ck,
+           (unsigned long long)rep);
+        ok(bs_pool_check(p, &e) == 0, "(h) check: %s", e.msg);
+        bs_pool_close(p);
+    }
+    devs[0] = img;
+    unlink(att);
+    free(att);
+}
+
 int main(void)
 {
     img = strdup(tmp_path("ditto.img"));
@@ -514,6 +559,7 @@ int main(void)
     test_frees();
     test_both_bad();
     test_old_pool();
+    test_attach();
     test_redundant("mirror", 2);
     test_redundant("raidz1", 3);
     tmp_cleanup();
