@@ -595,6 +595,51 @@ int alloc_alloc(struct alloc *a, uint64_t asize, uint64_t txg, uint64_t *off)
     return 0;
 }
 
+/* First run of n free sectors in [start, end) wrapping once from `from`
+ * (clamped into the window); false if the window holds none. */
+static bool find_run_from(const struct alloc *a, uint64_t start, uint64_t end, uint64_t from,
+                          uint64_t n, uint64_t *s)
+{
+    if (end <= start || end - start < n)
+        return false;
+    if (from < start || from >= end)
+        from = start;
+    return find_run(a, from, end, n, s) || find_run(a, start, MIN(from + n - 1, end), n, s);
+}
+
+int alloc_alloc_far(struct alloc *a, uint64_t asize, uint64_t avoid, uint64_t *off)
+{
+    uint64_t mask = (1ULL << a->ashift) - 1, s = 0;
+    if (asize == 0 || (asize & mask) || (avoid & mask))
+        return -EINVAL;
+    uint64_t n = asize >> a->ashift, v = avoid >> a->ashift;
+    uint64_t dist = a->nsect / 8;
+    pthread_mutex_lock(&a->lock);
+    if (a->far_cursor == 0 || a->far_cursor >= a->nsect)
+        a->far_cursor = a->nsect / 2;
+    bool found = false;
+    if (a->inuse_free >= n) {
+        /* far enough: [v + n + dist, nsect) and [0, v - dist - n] */
+        uint64_t hi = v + n + dist;
+        uint64_t lo_end = v > dist ? v - dist : 0; /* runs must end by here */
+        found = (hi < a->nsect && find_run_from(a, hi, a->nsect, a->far_cursor, n, &s)) ||
+                find_run_from(a, 0, lo_end, a->far_cursor, n, &s);
+        /* else anywhere that does not overlap the first copy */
+        if (!found)
+            found = find_run_from(a, v + n, a->nsect, a->far_cursor, n, &s) ||
+                    find_run_from(a, 0, v, 0, n, &s);
+    }
+    if (found) {
+        take(a, s, s + n);
+        a->far_cursor = s + n;
+    }
+    pthread_mutex_unlock(&a->lock);
+    if (!found)
+        return -ENOSPC;
+    *off = s << a->ashift;
+    return 0;
+}
+
 /* Most warm crumbs too small for the next block that one alloc_alloc_blocks
  * call passes over. */
 #define WARM_CRUMBS_PER_CALL 64u

@@ -79,6 +79,14 @@ int alloc_mark_allocated(struct alloc *a, uint64_t off, uint64_t asize);
  * (next fit).  Returns the offset from the start of the data area in *off,
  * or -ENOSPC. */
 int alloc_alloc(struct alloc *a, uint64_t asize, uint64_t txg, uint64_t *off);
+/* alloc_alloc for the ditto copy of a block at `avoid` (docs/FORMAT.md
+ * section 5): a run at least 1/8 of the data area away from
+ * [avoid, avoid + asize) (ZFS's ditto distance), searched next fit from
+ * its own cursor, which starts in the middle of the data area (metadata
+ * copies gather there, away from the data written from the start); only
+ * if no free run is that far, anywhere not overlapping the first copy.
+ * -ENOSPC if none. */
+int alloc_alloc_far(struct alloc *a, uint64_t asize, uint64_t avoid, uint64_t *off);
 /* Place blocks 0, 1, ... of sizes asize[] (non-zero sector multiples) for
  * txg, warm free space first as alloc_alloc does, but fragments too:
  * consecutive blocks back to back while a warm extent lasts (warm crumbs

@@ -30,6 +30,7 @@ struct alloc {
     size_t ndef, capdef;
     uint64_t hold;           /* != 0: frees of txgs > hold are not released (scrub) */
     uint64_t warm_cursor;    /* next fit among warm sectors */
+    uint64_t far_cursor;     /* next fit of ditto copies (alloc_alloc_far) */
     uint64_t warm_total;     /* set warm bits */
     uint64_t busy_txgs;      /* durable txgs that allocated (the trim delay's clock) */
     bool allocated;          /* something was allocated since the last txg_done */

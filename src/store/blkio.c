@@ -123,19 +123,71 @@ static bool verify_bp(void *ctx, const void *buf, size_t len)
     return blk_sum_ok(bp, sum); /* an encrypted pointer keeps part of it */
 }
 
-/* Read bp's psize stored bytes into `stored`, verified: the vdev tries every
- * copy, counts the bad ones on their leaves and heals them (vdev_read_block);
- * gen is vdev_heal_gen from when the caller got bp. */
+/* Rewrite ditto copy c of bp with the verified stored bytes in `good`
+ * (psize bytes), padded to the sector as blk_write wrote it. */
+static void heal_copy(const struct blkio *io, const struct blk_top *t, const struct blkptr *bp,
+                      int c, const uint8_t *good, uint64_t gen)
+{
+    if (io->readonly)
+        return;
+    size_t len = ROUND_UP((size_t)bp->psize, (size_t)1 << io->ashift);
+    uint8_t *buf = malloc(len);
+    if (!buf)
+        return;
+    memcpy(buf, good, bp->psize);
+    memset(buf + bp->psize, 0, len - bp->psize);
+    (void)vdev_heal_block(t->vd, buf, len, bp->dva[c].asize, bp->dva[c].offset, gen);
+    free(buf);
+}
+
+/* Read bp's copies (DVA 0, then the ditto copy DVA 1) with rq (psize, buf,
+ * verify, scrub, gen, birth set; off and asize are each copy's) until one
+ * verifies; with rq->scrub every copy is read and verified (into a scratch
+ * buffer once one verified).  Within a copy the vdev tries every mirror
+ * leaf or raidz reconstruction, counts bad ones on their leaves and heals
+ * them (vdev_read_block); a copy none of which verified is rewritten from
+ * the good one here.  0 with the verified bytes in rq->buf, else -EIO. */
+static int read_copies(const struct blkio *io, const struct blkptr *bp, struct vdev_rio *rq)
+{
+    const struct blk_top *t = blk_top_of(io, bp->dva[0].vdev);
+    if (!t)
+        return -EIO;
+    int nc = bp_ncopies(bp), good = -1, res[2] = {0, 0};
+    uint8_t *tmp = NULL;
+    for (int c = 0; c < nc; c++) {
+        if (good >= 0 && !rq->scrub)
+            break;
+        struct vdev_rio q = *rq;
+        q.off = bp->dva[c].offset;
+        q.asize = bp->dva[c].asize;
+        if (good >= 0) { /* scrub: keep the verified bytes where they are */
+            tmp = malloc(rq->psize);
+            if (!tmp)
+                break;
+            q.buf = tmp;
+        }
+        res[c] = vdev_read_block(t->vd, &q) == 0 ? 1 : -1;
+        if (res[c] > 0 && good < 0)
+            good = c;
+    }
+    if (good >= 0)
+        for (int c = 0; c < nc; c++)
+            if (res[c] < 0)
+                heal_copy(io, t, bp, c, rq->buf, rq->gen);
+    free(tmp);
+    return good >= 0 ? 0 : -EIO;
+}
+
+/* Read bp's psize stored bytes into `stored`, verified (read_copies); gen is
+ * vdev_heal_gen from when the caller got bp. */
 static int read_stored(const struct blkio *io, const struct blkptr *bp, uint8_t *stored,
                        unsigned flags, uint64_t gen)
 {
     struct vdev_rio rq = {
-        .off = bp->dva[0].offset, .psize = bp->psize, .asize = bp->dva[0].asize,
-        .buf = stored, .verify = verify_bp, .vctx = (void *)bp,
+        .psize = bp->psize, .buf = stored, .verify = verify_bp, .vctx = (void *)bp,
         .scrub = (flags & BLK_SCRUB) != 0, .gen = gen, .birth = bp->birth,
     };
-    const struct blk_top *t = blk_top_of(io, bp->dva[0].vdev);
-    return t ? vdev_read_block(t->vd, &rq) : -EIO;
+    return read_copies(io, bp, &rq);
 }
 
 int blk_read_raw(const struct blkio *io, const struct blkptr *bp, void *buf, size_t cap)
@@ -209,12 +261,10 @@ static int read_open(const struct blkio *io, const struct blkptr *bp, unsigned f
     if (cipher && plain) {
         struct open_ctx o = { .bp = bp, .bc = bc, .plain = plain };
         struct vdev_rio rq = {
-            .off = bp->dva[0].offset, .psize = bp->psize, .asize = bp->dva[0].asize,
-            .buf = cipher, .verify = verify_open, .vctx = &o,
+            .psize = bp->psize, .buf = cipher, .verify = verify_open, .vctx = &o,
             .scrub = (flags & BLK_SCRUB) != 0, .gen = gen,
         };
-        const struct blk_top *t = blk_top_of(io, bp->dva[0].vdev);
-        r = t ? vdev_read_block(t->vd, &rq) : -EIO;
+        r = read_copies(io, bp, &rq);
         if (r == 0 && !o.done)
             r = -EIO;
         if (r == 0 && !raw && decompress_block(bp->comp, plain, bp->psize, dst, bp->lsize) < 0) {
@@ -508,6 +558,39 @@ static void bp_set_written(struct blkptr *bp, const struct blk_wprops *wp, uint6
     bp->fill = 1;
 }
 
+/* The ditto copy of the block just written at bp->dva[0] (len padded
+ * bytes at src): DVA 1 on the same top, far from DVA 0 (alloc_alloc_far).
+ * When the top is nearly full (less than 1/64 of it available: half the
+ * room pool.c keeps back for a txg's metadata) or has no room for it, the
+ * block keeps one copy: the first copies of a txg's metadata must always
+ * fit, or the txg fails and the pool faults; a later rewrite of the block
+ * gets two again. */
+static int write_ditto(const struct blkio *io, const void *src, uint32_t len, uint64_t txg,
+                       struct blkptr *bp)
+{
+    unsigned top = bp->dva[0].vdev;
+    const struct blk_top *t = &io->top[top];
+    uint64_t asize = bp->dva[0].asize, off, size = 0, avail = 0;
+    alloc_space(t->alloc, &size, &avail);
+    if (avail < size / 64)
+        return 0;
+    int r = alloc_alloc_far(t->alloc, asize, bp->dva[0].offset, &off);
+    if (r == -ENOSPC)
+        return 0;
+    if (r < 0)
+        return r;
+    if (vdev_write_block(t->vd, src, len, off) < 0) {
+        alloc_free(t->alloc, off, asize, txg);
+        return -EIO;
+    }
+    if (io->rotor)
+        atomic_fetch_add(&io->rotor->allocated[top], asize);
+    bp->dva[1].offset = off;
+    bp->dva[1].vdev = top;
+    bp->dva[1].asize = (uint32_t)asize;
+    return 0;
+}
+
 int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_t lsize,
               const struct blk_wprops *wp, uint64_t txg, struct blk_scratch *s,
               struct blkptr *bp)
@@ -548,6 +631,10 @@ int blk_write(const struct blkio *io, const void *data, struct cbuf *cb, uint32_
     int r = blk_alloc_write(io, src, len, txg, &bp->dva[0]);
     if (r < 0)
         return r;
+    if (io->ditto && bp_type_is_meta(wp->type) && (r = write_ditto(io, src, len, txg, bp)) < 0) {
+        blk_free(io, bp, txg);
+        return r;
+    }
     bp_set_written(bp, wp, txg, lsize, psize, comp);
     if (cb)
         bcache_put(io->cache, io->cache_id, cache_key(bp->dva[0].vdev, bp->dva[0].offset), txg,
@@ -777,7 +864,9 @@ void blk_free(const struct blkio *io, const struct blkptr *bp, uint64_t txg)
 {
     if (bp_is_hole(bp))
         return;
-    const struct blk_top *t = blk_top_of(io, bp->dva[0].vdev);
-    if (t) /* a pointer naming no top was refused when it was read */
-        alloc_free(t->alloc, bp->dva[0].offset, bp->dva[0].asize, txg);
+    for (int c = 0; c < bp_ncopies(bp); c++) {
+        const struct blk_top *t = blk_top_of(io, bp->dva[c].vdev);
+        if (t) /* a pointer naming no top was refused when it was read */
+            alloc_free(t->alloc, bp->dva[c].offset, bp->dva[c].asize, txg);
+    }
 }

@@ -11,6 +11,13 @@
  * copy verifies the leaves count checksum errors and the read is -EIO: wrong
  * data is never handed out.
  *
+ * Ditto copies (FORMAT.md section 5): a metadata block (indirect, MOS or
+ * deadlist data) is written twice when io->ditto, DVA 1 on the same top
+ * far from DVA 0 (alloc_alloc_far); a read tries DVA 0, then DVA 1, and
+ * rewrites a copy that failed from the one that verified (vdev_heal_block,
+ * under the heal fence); a scrub reads and repairs both.  The errors are
+ * counted on the leaves by the vdev read, as for any bad copy.
+ *
  * Writing a block: all-zero data becomes a hole (no storage) when asked,
  * otherwise compress (kept only if it saves 1/8), pad to the sector,
  * [encrypt (blkcrypt.h; blk_write_batch only, each block with its own IV
@@ -62,6 +69,11 @@ struct blkio {
     struct bcache *cache;
     uint32_t cache_id;   /* distinguishes pools in the shared cache */
     int ashift;
+    /* write a ditto copy (DVA 1) of every metadata block (bp_type_is_meta):
+     * set once the labels carry LABEL_FEAT_RO_DITTO (pool.c) */
+    bool ditto;
+    /* the pool is imported read-only: a bad ditto copy is not rewritten */
+    bool readonly;
 };
 
 /* The top of a DVA's vdev field, or NULL if there is none such. */
@@ -216,7 +228,7 @@ int blk_write_batch(const struct blkio *io, struct blk_wreq *r, size_t n,
 int blk_alloc_write(const struct blkio *io, const void *src, uint32_t len, uint64_t txg,
                     struct dva *dva);
 
-/* Free the storage of bp (nothing for a hole) in txg. */
+/* Free the storage of bp (every copy; nothing for a hole) in txg. */
 void blk_free(const struct blkio *io, const struct blkptr *bp, uint64_t txg);
 
 /* Count a checksum error (used by decoders of read blocks that have no

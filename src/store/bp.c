@@ -159,6 +159,13 @@ static int validate_block(const struct blkptr *bp)
         if (d->offset > UINT64_MAX - d->asize)
             return -EILSEQ;
     }
+    /* a ditto copy (DVA 1): the same allocation as DVA 0 on the same top,
+     * elsewhere (the two copies never overlap) */
+    const struct dva *d0 = &bp->dva[0], *d1 = &bp->dva[1];
+    if (d1->asize != 0 && (d1->vdev != d0->vdev || d1->asize != d0->asize ||
+                           (d1->offset < d0->offset + d0->asize &&
+                            d0->offset < d1->offset + d1->asize)))
+        return -EILSEQ;
     return 0;
 }
 

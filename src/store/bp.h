@@ -63,6 +63,31 @@ static inline bool bp_is_hole(const struct blkptr *bp)
     return (bp->flags & BP_FLAG_HOLE) || bp->dva[0].asize == 0;
 }
 
+/* Ditto copies (docs/FORMAT.md section 5): metadata blocks (indirects, MOS
+ * and deadlist data, i.e. every type but volume data) are written twice, the
+ * second copy in DVA 1 on the same top-level vdev as DVA 0, far from it.
+ * DVA 2 is never a copy (it holds an encrypted block's salt). */
+static inline bool bp_type_is_meta(uint8_t type)
+{
+    return type == BP_TYPE_INDIRECT || type == BP_TYPE_MOS_DATA;
+}
+
+/* Copies of a block that is not a hole: 2 when DVA 1 is used, else 1. */
+static inline int bp_ncopies(const struct blkptr *bp)
+{
+    return bp->dva[1].asize != 0 ? 2 : 1;
+}
+
+/* Bytes the block allocates: the sum over its copies (0 for a hole).  Every
+ * space figure (object descriptors, born, deadlists, the checker) counts
+ * this, so a ditto copy is accounted like any other allocation. */
+static inline uint64_t bp_asize(const struct blkptr *bp)
+{
+    if (bp_is_hole(bp))
+        return 0;
+    return (uint64_t)bp->dva[0].asize + bp->dva[1].asize;
+}
+
 /* Make `bp` a hole born in `txg` at `level`. */
 void bp_make_hole(struct blkptr *bp, uint64_t txg, uint8_t level, uint8_t type);
 

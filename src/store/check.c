@@ -34,21 +34,24 @@ struct cwalk {
 static int visit(const struct blkptr *bp, uint64_t blkid, void *opaque)
 {
     struct cwalk *w = opaque;
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 1024;
-        struct extent *e = realloc(w->ext, cap * sizeof *e);
-        if (!e)
-            return -ENOMEM;
-        w->ext = e;
-        w->cap = cap;
+    /* every copy is an allocation of its own (a ditto copy: DVA 1) */
+    for (int c = 0; c < bp_ncopies(bp); c++) {
+        if (w->n == w->cap) {
+            size_t cap = w->cap ? w->cap * 2 : 1024;
+            struct extent *e = realloc(w->ext, cap * sizeof *e);
+            if (!e)
+                return -ENOMEM;
+            w->ext = e;
+            w->cap = cap;
+        }
+        w->ext[w->n].off = bp->dva[c].offset | (uint64_t)bp->dva[c].vdev << EXT_TOP_SHIFT;
+        w->ext[w->n].len = bp->dva[c].asize;
+        w->n++;
     }
-    w->ext[w->n].off = bp->dva[0].offset | (uint64_t)bp->dva[0].vdev << EXT_TOP_SHIFT;
-    w->ext[w->n].len = bp->dva[0].asize;
-    w->n++;
-    w->sum.allocated += bp->dva[0].asize;
+    w->sum.allocated += bp_asize(bp);
     if (bp->level == 0) {
         w->sum.logical += bp->lsize;
-        w->sum.physical += bp->dva[0].asize;
+        w->sum.physical += bp_asize(bp);
         /* encrypted blocks: the checksum covers the ciphertext, so they are
          * verified without a key */
         struct cbuf *c = NULL;

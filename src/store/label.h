@@ -21,9 +21,15 @@
 #define UB_SIZE 1024u
 #define BERTH_FORMAT_VERSION 1u
 #define BITMAP_OFFSET (512u * 1024)
-/* Read-only-compatible features this version understands (none yet): a pool
- * with other ro_compat bits set is imported read-only. */
-#define FEATURES_RO_COMPAT_KNOWN 0ULL
+/* Read-only-compatible feature: metadata blocks may carry a ditto copy in
+ * DVA 1 (FORMAT.md 5, 9).  A version without it reads such a pool (DVA 0
+ * is a complete copy) but must not write it: it would free and account
+ * DVA 0 only, leaking every ditto copy.  Set in the labels before the
+ * first ditto copy is written (create, or the first writable import). */
+#define LABEL_FEAT_RO_DITTO 1ULL
+/* Read-only-compatible features this version understands: a pool with
+ * other ro_compat bits set is imported read-only. */
+#define FEATURES_RO_COMPAT_KNOWN LABEL_FEAT_RO_DITTO
 /* Incompatible feature: the pool's top-level vdev is a mirror (label
  * top_type); versions without it must not import one leaf of it alone. */
 #define LABEL_FEAT_VDEV_TREE 2ULL

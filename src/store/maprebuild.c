@@ -124,7 +124,7 @@ int map_verify(bs_pool *p, const struct uberblock *ub, const struct alloc_load_i
             snprintf(bad, sizeof bad, "%llu block pointers lie outside the data area (offset "
                      "%llu)", (unsigned long long)rb.outside,
                      (unsigned long long)rb.first_outside);
-        p->readonly = true;
+        p->readonly = p->io.readonly = true;
         blog_err("pool %s: allocation map damaged (%s) and the block trees are damaged too "
                  "(%s): imported read-only; copy the data off", p->name, why, bad);
         return 0;

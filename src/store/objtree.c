@@ -455,10 +455,10 @@ static void acct_free(struct tsync *t, const struct blkptr *bp)
 {
     if (bp_is_hole(bp))
         return;
-    t->od->allocated -= bp->dva[0].asize;
+    t->od->allocated -= bp_asize(bp);
     if (bp->level == 0) {
         t->od->logical -= bp->lsize;
-        t->od->physical -= bp->dva[0].asize;
+        t->od->physical -= bp_asize(bp);
     }
     if (t->w->kill)
         t->w->kill(t->w->kctx, bp);
@@ -470,10 +470,10 @@ static void acct_new(struct tsync *t, const struct blkptr *bp)
 {
     if (bp_is_hole(bp))
         return;
-    t->od->allocated += bp->dva[0].asize;
+    t->od->allocated += bp_asize(bp);
     if (bp->level == 0) {
         t->od->logical += bp->lsize;
-        t->od->physical += bp->dva[0].asize;
+        t->od->physical += bp_asize(bp);
     }
 }
 
@@ -523,7 +523,7 @@ static int write_indirect_buf(struct tsync *t, struct cbuf *cb, int level, uint6
     if (t->w->stats) {
         t->w->stats->ind_written++;
         t->w->stats->ind_lbytes += IND_SIZE;
-        t->w->stats->ind_abytes += nbp->dva[0].asize;
+        t->w->stats->ind_abytes += bp_asize(nbp);
     }
     if (t->w->auth) {
         memcpy(nbp->checksum + BP_MAC_OFF, digest, BP_MAC_LEN);

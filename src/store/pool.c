@@ -170,6 +170,7 @@ int bs_pool_create(const char *name, const char *const *vdevs, size_t nvdevs, ui
         snprintf(h->pool_name, sizeof h->pool_name, "%s", name);
         h->state = POOL_STATE_ACTIVE;
         h->create_txg = 1;
+        h->features_ro_compat |= LABEL_FEAT_RO_DITTO;
         if (ns > 1)
             h->features_incompat |= LABEL_FEAT_MULTI_TOP;
     }
@@ -192,6 +193,7 @@ int bs_pool_create(const char *name, const char *const *vdevs, size_t nvdevs, ui
         r = berr_set(err, -r, "cannot write the labels of %s: %s", desc, strerror(-r));
         goto fail;
     }
+    p->io.ditto = true; /* the labels say so (LABEL_FEAT_RO_DITTO) */
     for (unsigned t = 0; t < ns; t++) {
         r = alloc_create(p->io.top[t].vd, &p->top_hdr[t], 1, &p->io.top[t].alloc, err);
         if (r < 0)
@@ -261,7 +263,7 @@ static int load_ub(bs_pool *p, const struct uberblock *ub, struct berr *err)
     }
     if (dir.legacy_crypt && !p->readonly) {
         /* No root MACs or digests to keep up: writing would need them */
-        p->readonly = true;
+        p->readonly = p->io.readonly = true;
         blog_warn("pool '%s' has encrypted volumes from before berth authenticated their "
                   "metadata (directory version 3): imported read-only; copy their data to "
                   "new volumes", p->name);
@@ -318,13 +320,41 @@ static int load_ub(bs_pool *p, const struct uberblock *ub, struct berr *err)
     return map_verify(p, ub, &li);
 }
 
+/* A writable pool writes ditto copies of its metadata (FORMAT.md 5, 9):
+ * a pool from before them gets LABEL_FEAT_RO_DITTO in its labels first
+ * (a berth without it then imports the pool read-only instead of leaking
+ * the copies), and only once the labels took it.  If they did not, the
+ * pool goes on with single copies, as before. */
+static void enable_ditto(bs_pool *p)
+{
+    unsigned nt = atomic_load(&p->io.ntops);
+    bool have = true;
+    for (unsigned t = 0; t < nt; t++)
+        have &= (p->top_hdr[t].features_ro_compat & LABEL_FEAT_RO_DITTO) != 0;
+    if (!have) {
+        for (unsigned t = 0; t < nt; t++)
+            p->top_hdr[t].features_ro_compat |= LABEL_FEAT_RO_DITTO;
+        int r = pool_write_labels(p, false);
+        if (r < 0) {
+            blog_warn("pool '%s': cannot record the ditto feature in the labels (%s): "
+                      "metadata keeps one copy", p->name, strerror(-r));
+            for (unsigned t = 0; t < nt; t++)
+                p->top_hdr[t].features_ro_compat &= ~LABEL_FEAT_RO_DITTO;
+            return;
+        }
+        blog_info("pool '%s': metadata written from now on gets a ditto copy "
+                  "(read-only compatible feature 'ditto' enabled)", p->name);
+    }
+    p->io.ditto = true;
+}
+
 static int add_mos_bytes(const struct blkptr *bp, uint64_t blkid, void *opaque)
 {
     struct objdesc *od = opaque;
-    od->allocated += bp->dva[0].asize;
+    od->allocated += bp_asize(bp);
     if (bp->level == 0) {
         od->logical += bp->lsize;
-        od->physical += bp->dva[0].asize;
+        od->physical += bp_asize(bp);
     }
     return 0;
 }
@@ -386,7 +416,7 @@ int bs_pool_import_opts(const char *const *vdevs, size_t nvdevs, const char *nam
     /* Features a reader may ignore but must not write under (FORMAT.md 2):
      * import read-only, never touching the device. */
     if (ph->features_ro_compat & ~FEATURES_RO_COMPAT_KNOWN) {
-        p->readonly = true;
+        p->readonly = p->io.readonly = true;
         blog_warn("pool '%s' on %s uses features this version cannot write (ro_compat %#llx): "
                   "imported read-only", ph->pool_name, vdevs[0],
                   (unsigned long long)(ph->features_ro_compat & ~FEATURES_RO_COMPAT_KNOWN));
@@ -521,6 +551,8 @@ int bs_pool_import_opts(const char *const *vdevs, size_t nvdevs, const char *nam
             goto fail;
         }
     }
+    if (!p->readonly)
+        enable_ditto(p);
     /* running takes a fresh cache namespace: an attempt on a newer, abandoned
      * uberblock may have cached blocks whose (offset, birth) keys the next
      * txgs will reuse for different contents */

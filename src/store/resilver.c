@@ -154,8 +154,20 @@ bool rsv_batch_add(bs_pool *p, struct rsv_batch *b, const struct rsv_target *tg,
         it->mask = mask;
         it->name = name;
         b->bytes += bp->dva[0].asize;
+        if (bp_ncopies(bp) == 2) {
+            /* the ditto copy is an item of its own: the same pointer with
+             * its copies swapped, so that the copy is written at DVA 1's
+             * place (same top, same size) from bytes read and verified
+             * from DVA 1 or, failing that, DVA 0 */
+            struct rsv_item *d = &b->it[b->n++];
+            *d = *it;
+            d->bp.dva[0] = bp->dva[1];
+            d->bp.dva[1] = bp->dva[0];
+            b->bytes += bp->dva[1].asize;
+        }
     }
-    return b->n == RSV_BATCH_BLOCKS || b->bytes >= RSV_BATCH_BYTES;
+    /* full one item early: a block may add two */
+    return b->n >= RSV_BATCH_BLOCKS - 1 || b->bytes >= RSV_BATCH_BYTES;
 }
 
 static int item_order(const void *x, const void *y)

@@ -246,7 +246,7 @@ static void resilver_run(bs_pool *p, struct scrub *s)
 static int resilver_visit(bs_pool *p, struct scrub *s, const char *name,
                           const struct blkptr *bp)
 {
-    atomic_fetch_add(&s->examined, bp->dva[0].asize);
+    atomic_fetch_add(&s->examined, bp_asize(bp));
     if (rsv_batch_add(p, s->batch, &s->tg, bp, name))
         resilver_run(p, s);
     if (bp->level == 0 && (atomic_load(&s->copied) - s->copied_at_save >= RSV_DURABLE_BYTES ||
@@ -290,7 +290,7 @@ static int visit(const struct blkptr *bp, uint64_t blkid, void *opaque)
         /* the walk reads and verifies it (BLK_SCRUB) right after this; one
          * on the path to the resume position was counted before the pause */
         if (blkid >= s->pos_blk)
-            atomic_fetch_add(&s->examined, bp->dva[0].asize);
+            atomic_fetch_add(&s->examined, bp_asize(bp));
         return 0;
     }
     if (blkid < s->pos_blk)
@@ -308,7 +308,7 @@ static int visit(const struct blkptr *bp, uint64_t blkid, void *opaque)
     if (r < 0)
         record(s, v->u, "data", blkid, (uint64_t)1 << v->u->od.dshift);
     cbuf_unref(c);
-    atomic_fetch_add(&s->examined, bp->dva[0].asize);
+    atomic_fetch_add(&s->examined, bp_asize(bp));
     s->pos_blk = blkid + 1;
     return 0;
 }

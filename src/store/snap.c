@@ -227,7 +227,9 @@ void snap_kill(void *kctx, const struct blkptr *bp)
         blk_free(&p->io, bp, sv->txg);
         return;
     }
-    if (sv->ndlp == sv->dlp_cap) {
+    /* one entry per copy: a deadlist lists allocations (a ditto copy is
+     * freed like any other, by its own entry) */
+    while (sv->ndlp + (size_t)bp_ncopies(bp) > sv->dlp_cap) {
         size_t cap = sv->dlp_cap ? sv->dlp_cap * 2 : 256;
         struct dl_ent *n = realloc(sv->dlp, cap * sizeof *n);
         if (!n) {
@@ -238,14 +240,15 @@ void snap_kill(void *kctx, const struct blkptr *bp)
         sv->dlp = n;
         sv->dlp_cap = cap;
     }
-    sv->dlp[sv->ndlp++] = (struct dl_ent){
-        .offset = bp->dva[0].offset, .birth = bp->birth, .asize = bp->dva[0].asize,
-        .vdev = bp->dva[0].vdev,
-    };
-    sv->dl_added += bp->dva[0].asize;
-    sv->rec.lin.dl_bytes += bp->dva[0].asize;
+    for (int c = 0; c < bp_ncopies(bp); c++)
+        sv->dlp[sv->ndlp++] = (struct dl_ent){
+            .offset = bp->dva[c].offset, .birth = bp->birth, .asize = bp->dva[c].asize,
+            .vdev = bp->dva[c].vdev,
+        };
+    sv->dl_added += bp_asize(bp);
+    sv->rec.lin.dl_bytes += bp_asize(bp);
     if (bp->birth > sv->pp_txg)
-        sv->rec.lin.dl_uniq += bp->dva[0].asize;
+        sv->rec.lin.dl_uniq += bp_asize(bp);
 }
 
 /* The sync_vol of d, adding one if d was not quiesced (created by an earlier

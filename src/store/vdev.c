@@ -253,6 +253,45 @@ void vdev_heal_fence(struct vdev *top)
     pthread_rwlock_unlock(&top->heal_lock);
 }
 
+int vdev_heal_block(struct vdev *top, const void *buf, size_t len, size_t asize, uint64_t off,
+                    uint64_t gen)
+{
+    unsigned n = vdev_nleaves(top);
+    for (unsigned i = 0; i < n; i++)
+        if (vdev_leaf(top, i)->readonly)
+            return -EAGAIN;
+    int r = -EAGAIN;
+    pthread_rwlock_rdlock(&top->heal_lock);
+    if (atomic_load(&top->heal_gen) == gen) {
+        r = -EIO;
+        if (top->kind == VDEV_KIND_RAIDZ) {
+            struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+            if (raidz_write_blocks(top, &iov, 1, off) == 0) {
+                r = 0;
+                for (unsigned i = 0; i < n; i++)
+                    if (vdev_usable(top->child[i])) {
+                        atomic_fetch_add(&top->child[i]->ctr.repaired_bytes, asize);
+                        break;
+                    }
+            }
+        } else {
+            /* each copy on its own (a mirror's): one that fails stays as
+             * it is, nothing is faulted by a repair */
+            for (unsigned i = 0; i < n; i++) {
+                struct vdev *l = vdev_leaf(top, i);
+                if (top->kind != VDEV_KIND_LEAF && !vdev_usable(l))
+                    continue;
+                if (vdev_pwrite(l, buf, len, l->data_start + off) == 0) {
+                    atomic_fetch_add(&l->ctr.repaired_bytes, asize);
+                    r = 0;
+                }
+            }
+        }
+    }
+    pthread_rwlock_unlock(&top->heal_lock);
+    return r;
+}
+
 /* A single leaf holds one copy: verify it, nothing to heal from. */
 static int leaf_read_block(struct vdev *v, struct vdev_rio *rq)
 {

@@ -231,5 +231,15 @@ static inline uint64_t vdev_heal_gen(struct vdev *top)
 }
 /* Called by the allocator before sectors freed earlier become reusable. */
 void vdev_heal_fence(struct vdev *top);
+/* Rewrite the block at DVA offset off (len bytes: psize padded to the
+ * sector, allocated asize) with verified bytes from another copy of it (a
+ * ditto copy, blkio.c): every copy of a mirror, every column of a raidz.
+ * Only while heal_gen is still `gen` (the sectors cannot have been
+ * reallocated since the reader took the pointer) and no leaf is read-only;
+ * counted in repaired_bytes (on each mirror copy or leaf written; on the
+ * first usable leaf for a raidz).  0 if rewritten, else -EAGAIN (fenced or
+ * read-only) or -EIO. */
+int vdev_heal_block(struct vdev *top, const void *buf, size_t len, size_t asize, uint64_t off,
+                    uint64_t gen);
 
 #endif

@@ -10,8 +10,11 @@
 #     error, every read returns the right data or EIO, berthd never dies;
 #  3. garbage, zeroed and truncated pool files: import gives a clear error;
 #  4. hostile label and uberblock fields: a clear refusal or sane data;
-#  5. a damaged newest state is refused (no silent step back to an older
-#     txg, which would drop acknowledged writes); --rewind takes it back.
+#  5. one damaged copy of the newest state's MOS root imports plainly from
+#     its ditto copy (FORMAT.md 5), counted and healed; both copies damaged
+#     (or a hostile MOS pointer) is refused (no silent step back to an
+#     older txg, which would drop acknowledged writes); --rewind takes it
+#     back.
 # BERTH_CORRUPT_ROUNDS (default 4, 20 with BERTH_LONG=1) sets the rounds of 2.
 . "$(dirname "$0")/functions.sh"
 requires cmp nbdcopy
@@ -338,12 +341,66 @@ if [ ${#problems[@]} -gt 0 ]; then
   fail "${#problems[@]} problem(s) with hostile labels/uberblocks (above)"
 fi
 
-echo "== 5. a damaged newest state: refused, unless --rewind takes an older txg"
+# mosroot.py IMG dva0|dva1|both|same: damage copies of the newest uberblock's
+# MOS root block (bytes flipped in the data area, as bit rot would), or
+# print "same" if its two copies hold the same bytes ("differ" otherwise)
+cat >"$T/mosroot.py" <<'EOF'
+import os, struct, sys
+img, what = sys.argv[1], sys.argv[2]
+fd = os.open(img, os.O_RDWR)
+ashift = os.pread(fd, 1, 128)[0]
+data_start = struct.unpack("<Q", os.pread(fd, 8, 144))[0]
+slot = max(4096, 1 << ashift)
+best = None
+for s in range((240 << 10) // slot):
+    u = os.pread(fd, 1024, (16 << 10) + s * slot)
+    if u[:8] == struct.pack("<Q", 0x0042555448545245):
+        txg = struct.unpack_from("<Q", u, 16)[0]
+        if best is None or txg > best[0]:
+            best = (txg, u)
+bp = best[1][56:56 + 128]
+dvas = [struct.unpack_from("<QII", bp, 16 * i) for i in range(2)]  # offset, vdev, asize
+if dvas[1][2] == 0 or dvas[1][2] != dvas[0][2]:
+    sys.exit("the MOS root of txg %d has no ditto copy" % best[0])
+if what == "same":
+    a, b = (os.pread(fd, d[2], data_start + d[0]) for d in dvas)
+    print("same" if a == b else "differ")
+    sys.exit(0)
+for i in {"dva0": [0], "dva1": [1], "both": [0, 1]}[what]:
+    at = data_start + dvas[i][0] + 64
+    os.pwrite(fd, bytes(x ^ 0xff for x in os.pread(fd, 32, at)), at)
+os.fsync(fd)
+EOF
+
+echo "== 5. the newest state's MOS root: one damaged copy imports plainly (ditto copy)"
+cp --sparse=always "$T/q.pristine" "$T/h/q.img"
+nbdpy "$T/mosroot.py" "$T/h/q.img" dva0 || fail "mosroot.py dva0"
+[ "$(nbdpy "$T/mosroot.py" "$T/h/q.img" same)" = differ ] || fail "mosroot.py did not damage DVA 0"
+out=$(berth pool import -d "$T/h" q 2>&1) || fail "one damaged copy of the newest MOS root made the import fail: $out"
+ce=$(pool_field q checksum_errors)
+[ "$ce" -ge 1 ] || fail "the damaged MOS copy was not counted (checksum errors: $ce)"
+echo "  imported plainly, checksum errors counted: $ce"
+nbdpy "$T/readall.py" "$(uri q/v)" | sed 's/^/    /' || fail "reading the pool failed"
+berth pool export q || fail "export q"
+[ "$(nbdpy "$T/mosroot.py" "$T/h/q.img" same)" = same ] || fail "the damaged MOS copy was not healed"
+echo "  the bad copy was rewritten from the good one"
+out=$(berth pool import -d "$T/h" q 2>&1) || fail "re-import after the heal: $out"
+ce=$(pool_field q checksum_errors)
+[ "$ce" -eq 0 ] || fail "checksum errors after the heal: $ce"
+berth pool export q || fail "export q"
+
+echo "== 5b. a damaged newest state (both copies): refused, unless --rewind takes an older txg"
 # (a byte flip in the newest txg's pool directory did this in round 2 above:
 # the import went back to an empty older txg without a word)
+mkdir -p "$T/h2"
+cp --sparse=always "$T/q.pristine" "$T/h2/q.img"
+nbdpy "$T/hostile.py" "$T/h2/q.img" ub_bp_offset || fail "hostile.py ub_bp_offset"
+out=$(berth pool import -d "$T/h2" q 2>&1) && fail "a pool whose newest uberblock holds a hostile MOS pointer was imported without --rewind: $out"
+echo "$out" | grep -q -- "--rewind" || fail "the refusal of a hostile MOS pointer does not say --rewind: $out"
+rm -rf "$T/h2"
 cp --sparse=always "$T/q.pristine" "$T/h/q.img"
-nbdpy "$T/hostile.py" "$T/h/q.img" ub_bp_offset || fail "hostile.py ub_bp_offset"
-out=$(berth pool import -d "$T/h" q 2>&1) && fail "a pool whose newest uberblock is damaged was imported without --rewind: $out"
+nbdpy "$T/mosroot.py" "$T/h/q.img" both || fail "mosroot.py both"
+out=$(berth pool import -d "$T/h" q 2>&1) && fail "a pool whose newest MOS root is damaged in both copies was imported without --rewind: $out"
 echo "  refused: $out"
 echo "$out" | grep -q -- "--rewind" || fail "the refusal does not say how to go back (--rewind): $out"
 berth pool list | grep -qw q && fail "pool q listed after a refused import"

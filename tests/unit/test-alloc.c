@@ -81,6 +81,41 @@ static void test_basic(void)
     alloc_destroy(a);
 }
 
+/* alloc_alloc_far (ditto copies): >= 1/8 of the area from the first copy
+ * while such room exists, then anywhere not overlapping it, then ENOSPC. */
+static void test_far(void)
+{
+    struct alloc *a;
+    struct alloc_stats st;
+    struct berr e = {0};
+    ok(alloc_create(v, &h, 1, &a, &e) == 0, "far: create: %s", e.msg);
+    alloc_stats(a, &st);
+    uint64_t size = st.size, eighth = size / 8, off, first, bad = 0, prev = 0, seq = 1;
+    alloc_alloc(a, K4, 2, &first);
+    for (int i = 0; i < 64; i++) {
+        if (alloc_alloc_far(a, K4, first, &off) < 0) {
+            bad++;
+            continue;
+        }
+        if (off < first + K4 + eighth && off + K4 + eighth > first)
+            bad++;
+        if (i > 0)
+            seq &= off == prev + K4;
+        prev = off;
+    }
+    ok(bad == 0 && seq, "far: 64 copies all >= 1/8 away from the first, back to back");
+    ok(alloc_alloc_far(a, 1000, first, &off) == -EINVAL, "far: asize not a sector multiple");
+    /* fill everything but a few sectors next to `first`: the copy still
+     * gets room, not overlapping */
+    fill(a, 2);
+    alloc_free(a, first + K4, K4, 2);
+    alloc_txg_done(a, 2 + ALLOC_DEFER_TXGS, false);
+    ok(alloc_alloc_far(a, K4, first, &off) == 0 && off == first + K4,
+       "far: no room far away: the free sector next to the first copy");
+    ok(alloc_alloc_far(a, K4, first, &off) == -ENOSPC, "far: then ENOSPC");
+    alloc_destroy(a);
+}
+
 static void test_defer(void)
 {
     struct alloc *a;
@@ -649,6 +684,7 @@ int main(void)
     diag("data area %llu MiB, %llu chunks", (unsigned long long)((h.data_end - h.data_start) >> 20),
          (unsigned long long)h.bitmap_chunks);
     test_basic();
+    test_far();
     test_defer();
     test_persist();
     test_load_defer();

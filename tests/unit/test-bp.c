@@ -54,8 +54,19 @@ static void test_roundtrip(void)
     ind.fill = 12345;
     ind.cksum = BS_CHECKSUM_XXH3;
     memset(ind.checksum + 16, 0, 16);
-    ind.dva[1] = (struct dva){.offset = 4096 * 100, .vdev = 1, .asize = 8192};
+    ind.dva[1] = (struct dva){.offset = 4096 * 100, .vdev = 0, .asize = 8192};
     ok(enc_dec(&ind, &b) == 0 && memcmp(&ind, &b, sizeof b) == 0, "indirect, 2 DVAs round trip");
+    ok(bp_ncopies(&ind) == 2 && bp_asize(&ind) == 16384, "a ditto copy counts as a copy");
+    /* a ditto copy is DVA 0's allocation again, on the same top, elsewhere */
+    struct blkptr bad = ind;
+    bad.dva[1].vdev = 1;
+    ok(enc_dec(&bad, &b) == -EILSEQ, "rejects a ditto copy on another top");
+    bad = ind;
+    bad.dva[1].asize = 4096;
+    ok(enc_dec(&bad, &b) == -EILSEQ, "rejects a ditto copy of another size");
+    bad = ind;
+    bad.dva[1].offset = (1 << 20) + 4096;
+    ok(enc_dec(&bad, &b) == -EILSEQ, "rejects a ditto copy overlapping DVA 0");
 
     uint8_t zero[BP_SIZE] = {0};
     ok(bp_decode(zero, &b) == 0 && bp_is_hole(&b) && b.birth == 0, "all-zero is a hole");

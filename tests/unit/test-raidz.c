@@ -44,6 +44,12 @@ static int collect(const struct blkptr *bp, uint64_t blkid, void *opaque)
     return 0;
 }
 
+/* The blocks of the volume (create): damage() aims at them.  Allocations
+ * are not one dense region from the start of the data area (warm space
+ * is taken first, and freed ditto copies of metadata are warm far from
+ * the start), so ranges drawn over the whole used span could miss them. */
+static const struct blocks *damage_at;
+
 /* Import from the leaves whose bit is set in `mask`. */
 static bs_pool *import_mask(unsigned mask, struct berr *e)
 {
@@ -166,6 +172,7 @@ static bool create(struct blocks *blk, uint64_t *data_start, uint64_t *leaf_used
     pthread_mutex_unlock(&p->lock);
     blk->n = 0;
     objtree_walk(&p->io, &od, 0, collect, blk);
+    damage_at = blk;
     *data_start = p->top_hdr[0].data_start;
     uint64_t hi = 0;
     for (size_t i = 0; i < blk->n; i++)
@@ -183,8 +190,8 @@ static bool create(struct blocks *blk, uint64_t *data_start, uint64_t *leaf_used
     return p != NULL;
 }
 
-/* Garbage over random ranges of `npar` leaves' used data areas; returns
- * the set of damaged leaves. */
+/* Garbage over random ranges of `npar` leaves' used data areas, each
+ * around a random block of the volume; returns the set of damaged leaves. */
 static unsigned damage(uint64_t data_start, uint64_t leaf_used, uint64_t seed)
 {
     unsigned bad = 0;
@@ -197,6 +204,11 @@ static unsigned damage(uint64_t data_start, uint64_t leaf_used, uint64_t seed)
         for (int r = 0; r < 24; r++) {
             size_t len = 512 + xrand(&seed) % (256 * 1024 - 512);
             uint64_t at = xrand(&seed) % (leaf_used - len);
+            if (damage_at && damage_at->n) {
+                uint64_t row = damage_at->off[xrand(&seed) % damage_at->n] / nleaf;
+                at = row > len / 2 ? row - len / 2 : 0;
+                at = MIN(at, leaf_used - len);
+            }
             random_bytes(junk, len, &seed);
             raw_pwrite(paths[leaf], junk, len, data_start + at);
         }
@@ -354,6 +366,7 @@ static void test_too_much(struct blocks *blk, uint64_t data_start)
     pthread_mutex_unlock(&p->lock);
     blk->n = 0;
     objtree_walk(&p->io, &od, 0, collect, blk);
+    damage_at = blk;
     bs_pool_close(p);
     /* two full random blocks: one loses npar columns, one npar + 1 */
     size_t i = 0, j;

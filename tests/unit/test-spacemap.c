@@ -401,7 +401,9 @@ static int find_indirect(const struct blkptr *bp, uint64_t blkid, void *opaque)
 {
     (void)blkid;
     if (bp->level == 1) {
-        *(uint64_t *)opaque = bp->dva[0].offset;
+        /* both copies: one bad ditto copy leaves the tree readable */
+        ((uint64_t *)opaque)[0] = bp->dva[0].offset;
+        ((uint64_t *)opaque)[1] = bp->dva[1].asize ? bp->dva[1].offset : bp->dva[0].offset;
         return 1;
     }
     return 0;
@@ -413,9 +415,10 @@ static void test_tree_damaged(void)
     bs_pool *p = make_pool();
     if (!p)
         return;
-    uint64_t ind = UINT64_MAX;
+    uint64_t copies[2] = {UINT64_MAX, UINT64_MAX}, ind;
     for (struct ds *d = p->ds_list; d; d = d->next)
-        objtree_walk(&p->io, &d->od, 0, find_indirect, &ind);
+        objtree_walk(&p->io, &d->od, 0, find_indirect, copies);
+    ind = copies[0];
     uint64_t data_start = p->top_hdr[0].data_start;
     bs_pool_close(p);
     struct geo g;
@@ -424,8 +427,9 @@ static void test_tree_damaged(void)
     uint8_t junk[16];
     memset(junk, 0x5a, sizeof junk);
     int fd = open(img, O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || pwrite(fd, junk, sizeof junk, (off_t)(data_start + ind + 1000)) != 16)
-        diag("cannot damage the indirect block");
+    for (int c = 0; c < 2; c++)
+        if (fd < 0 || pwrite(fd, junk, sizeof junk, (off_t)(data_start + copies[c] + 1000)) != 16)
+            diag("cannot damage the indirect block");
     if (fd >= 0)
         close(fd);
     smash(&g, 1, 0);
