@@ -38,8 +38,11 @@
  *
  * Placement (policy, not an invariant): warm space first, crumbs too, for
  * single blocks and random batches; a batch of consecutive blocks of one
- * dataset takes one run, warm or fresh, never crumbs (the sequential-stream
- * rule, alloc_alloc_blocks).
+ * dataset takes one warm run that long, else pieces of warm extents of at
+ * least 128 KiB in address order, else one fresh run, never crumbs (the
+ * sequential-stream rule, alloc_alloc_blocks / place_stream): warm space
+ * is still in the page cache, and a write into fresh space costs new page
+ * cache pages, a write into crumbs a syscall and an extent per 16K.
  *
  * Lazy autotrim: alloc_trim.c.
  *
@@ -562,20 +565,26 @@ static void take(struct alloc *a, uint64_t s, uint64_t e)
     a->allocated = true;
 }
 
-/* n sectors back to back, warm if an extent that long is warm, else fresh
- * (next fit: continue where the last fresh allocation ended, so blocks
- * written one after another land one after another on disk). */
+/* n sectors back to back in fresh space (next fit: continue where the last
+ * fresh allocation ended, so blocks written one after another land one
+ * after another on disk); not taken yet. */
+static bool fresh_run(struct alloc *a, uint64_t n, uint64_t *s)
+{
+    if (a->inuse_free < n || !(find_run(a, a->cursor, a->nsect, n, s) ||
+                               find_run(a, 0, MIN(a->cursor + n - 1, a->nsect), n, s)))
+        return false;
+    a->cursor = *s + n;
+    return true;
+}
+
+/* n sectors back to back, warm if an extent that long is warm, else fresh. */
 static bool alloc_run(struct alloc *a, uint64_t n, uint64_t *s)
 {
     uint64_t o;
-    if (warm_extent(a, n, n, NULL, s, &o)) {
+    if (warm_extent(a, n, n, NULL, s, &o))
         a->warm_cursor = *s + n;
-    } else {
-        if (a->inuse_free < n || !(find_run(a, a->cursor, a->nsect, n, s) ||
-                                   find_run(a, 0, MIN(a->cursor + n - 1, a->nsect), n, s)))
-            return false;
-        a->cursor = *s + n;
-    }
+    else if (!fresh_run(a, n, s))
+        return false;
     take(a, *s, *s + n);
     return true;
 }
@@ -644,6 +653,61 @@ int alloc_alloc_far(struct alloc *a, uint64_t asize, uint64_t avoid, uint64_t *o
  * call passes over. */
 #define WARM_CRUMBS_PER_CALL 64u
 
+/* The shortest warm extent a sequential stream's batch takes a piece of,
+ * and how many shorter ones one batch passes over looking for them (a
+ * crumb costs a few bit operations; a search that saw every warm extent
+ * is not repeated until the next release, warm_fail).  Measured on this
+ * machine's ext4 (docs/PERFORMANCE.md, seventh round): writing 1 GiB into
+ * resident page-cache pages in address order costs 0.97 s of CPU in 16K
+ * pieces, 0.68 in 32K, 0.64 in 64K, 0.39 in 128K, 0.24 in 256K, 0.17-0.23
+ * in 1M; into fresh file space 0.29-1.6 (new page-cache pages, whose first
+ * touch the VM's host may have to back again: bimodal). */
+#define STREAM_MIN_BYTES (128u << 10)
+#define STREAM_CRUMBS_PER_CALL 1024u
+
+/* The sequential-stream rule for a batch of n blocks, *rest sectors in
+ * all: one warm extent that long; else the warm extents of at least
+ * STREAM_MIN_BYTES (and at least the next block) from the warm cursor on,
+ * in address order, each taking as many of the next blocks as fit; the
+ * rest in one fresh run.  Returns the blocks placed (offs[]): n, or fewer
+ * when no fresh run was long enough for the rest (*rest: its sectors). */
+static int place_stream(struct alloc *a, const uint32_t *asize, int n, uint64_t *rest,
+                        uint64_t *offs)
+{
+    uint64_t s, z, o;
+    int placed = 0;
+    if (warm_extent(a, *rest, *rest, NULL, &s, &o)) {
+        a->warm_cursor = s + *rest;
+    } else {
+        unsigned budget = STREAM_CRUMBS_PER_CALL;
+        uint64_t min = STREAM_MIN_BYTES >> a->ashift;
+        for (;;) {
+            uint64_t need = MAX(min, asize[placed] >> a->ashift);
+            if (!warm_extent(a, need, MAX(need, *rest), &budget, &z, &o))
+                break;
+            s = z;
+            while (placed < n && s + (asize[placed] >> a->ashift) <= o) {
+                offs[placed] = s << a->ashift;
+                s += asize[placed] >> a->ashift;
+                *rest -= asize[placed++] >> a->ashift;
+            }
+            take(a, z, s);
+            a->warm_cursor = s;
+            if (placed == n)
+                return n;
+        }
+        if (!fresh_run(a, *rest, &s))
+            return placed;
+    }
+    take(a, s, s + *rest);
+    *rest = 0;
+    for (; placed < n; placed++) {
+        offs[placed] = s << a->ashift;
+        s += asize[placed] >> a->ashift;
+    }
+    return n;
+}
+
 int alloc_alloc_blocks(struct alloc *a, const uint32_t *asize, int n, uint64_t txg, bool run,
                        bool seq, uint64_t *offs)
 {
@@ -655,18 +719,15 @@ int alloc_alloc_blocks(struct alloc *a, const uint32_t *asize, int n, uint64_t t
         rest += asize[i] >> a->ashift;
     pthread_mutex_lock(&a->lock);
     /* THE SEQUENTIAL-STREAM RULE: consecutive blocks of a sequential stream
-     * go into one run, warm if an extent that long is warm, else fresh,
-     * never into crumbs: spread over the crumbs random writes left, a 1 MiB
-     * stream became up to 64 scattered writes (docs/PERFORMANCE.md, sixth
-     * round).  The crumbs stay warm for small and random writes. */
-    if (seq && run && n > 1 && alloc_run(a, rest, &s)) {
-        for (; placed < n; placed++) {
-            offs[placed] = s << a->ashift;
-            s += asize[placed] >> a->ashift;
-        }
-        pthread_mutex_unlock(&a->lock);
-        return placed;
-    }
+     * go into one run if an extent that long is warm, else into warm
+     * extents of at least STREAM_MIN_BYTES, else fresh, never into crumbs:
+     * spread over the crumbs random writes left, a 1 MiB stream became up
+     * to 64 scattered writes (docs/PERFORMANCE.md, sixth round); always
+     * fresh, it grew the page cache by what it wrote, at up to 1.4 s of CPU
+     * per GiB for the new pages (seventh round).  The crumbs stay warm for
+     * small and random writes. */
+    if (seq && run && n > 1)
+        placed = place_stream(a, asize, n, &rest, offs);
     /* warm extents first, each taking as many of the next blocks as fit */
     while (placed < n && warm_extent(a, asize[placed] >> a->ashift, rest, &budget, &z, &o)) {
         s = z;

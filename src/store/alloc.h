@@ -97,8 +97,9 @@ int alloc_alloc_far(struct alloc *a, uint64_t asize, uint64_t avoid, uint64_t *o
  * (offs[i] for each); fewer than n when no run was long enough for the
  * rest (or !run): the caller allocates those otherwise (alloc_alloc).
  * `seq` (consecutive blocks of a sequential stream) with `run`: all n blocks
- * in one run first (warm if an extent that long is, else fresh), crumbs
- * only if no run that long is free (alloc.c, the sequential-stream rule). */
+ * in one warm extent that long, else in warm extents of at least 128 KiB
+ * (address order) and the rest in one fresh run; crumbs only if no fresh
+ * run that long is free (alloc.c, the sequential-stream rule). */
 int alloc_alloc_blocks(struct alloc *a, const uint32_t *asize, int n, uint64_t txg, bool run,
                        bool seq, uint64_t *offs);
 /* Free a block in txg (deferred reuse, see invariants). */

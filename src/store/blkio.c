@@ -678,18 +678,26 @@ struct run {
     size_t used; /* of s->bbuf */
 };
 
+/* The blocks of a run are placed: fill in their locations and put them in
+ * the block cache; a sequential stream's blocks only while it has room.  A
+ * 1 MiB write stream inserted every block, and with the cache full evicted
+ * one per block (the random writes' working set first), for blocks that
+ * are then read once if at all (scan resistance, like a read stream's,
+ * vol.c read_streams; the pool file's page cache still holds them); their
+ * buffers go back to the idle pool for the next writes instead. */
 static void run_done(const struct blkio *io, struct blk_wreq *r, const struct run *rn,
                      const uint64_t *offs, const unsigned *tops, const uint64_t *asz,
-                     uint64_t txg)
+                     uint64_t txg, bool cache)
 {
     for (int i = 0; i < rn->n; i++) {
         struct blkptr *bp = r[rn->idx[i]].bp;
         bp->dva[0].offset = offs[i];
         bp->dva[0].vdev = tops[i];
         bp->dva[0].asize = (uint32_t)asz[i];
-        if (!r[rn->idx[i]].sealed) /* the cache holds plaintext only */
-            bcache_put(io->cache, io->cache_id, cache_key(tops[i], offs[i]), txg,
-                       r[rn->idx[i]].cb);
+        if (r[rn->idx[i]].sealed) /* the cache holds plaintext only */
+            continue;
+        (cache ? bcache_put : bcache_put_spare)(io->cache, io->cache_id,
+                                                cache_key(tops[i], offs[i]), txg, r[rn->idx[i]].cb);
     }
 }
 
@@ -738,7 +746,7 @@ static int run_write(const struct blkio *io, struct blk_wreq *r, struct run *rn,
     if (w) { /* the placed blocks are done; the rest is a run of its own */
         int rest = rn->n - w;
         rn->n = w;
-        run_done(io, r, rn, offs, tops, asz, txg);
+        run_done(io, r, rn, offs, tops, asz, txg, !seq);
         *written += wbytes;
         memmove(rn->iov, rn->iov + w, (size_t)rest * sizeof rn->iov[0]);
         memmove(rn->idx, rn->idx + w, (size_t)rest * sizeof rn->idx[0]);
@@ -759,7 +767,7 @@ static int run_write(const struct blkio *io, struct blk_wreq *r, struct run *rn,
         }
     }
 done:
-    run_done(io, r, rn, offs, tops, asz, txg);
+    run_done(io, r, rn, offs, tops, asz, txg, !seq);
     *written += rn->bytes;
     rn->n = 0;
     rn->bytes = 0;

@@ -418,7 +418,8 @@ struct cbuf *bcache_get(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t 
     return b;
 }
 
-void bcache_put(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth, struct cbuf *b)
+static void put(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth, struct cbuf *b,
+                bool evict)
 {
     uint64_t h = key_hash(vdev, off, birth);
     struct shard *s = shard_of(c, h);
@@ -427,7 +428,7 @@ void bcache_put(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth, s
     pthread_mutex_lock(&s->lock);
     struct centry **pp = find_slot(s, h, vdev, off, birth);
     /* A present key keeps its entry: same key means same contents. */
-    if (*pp || b->size > s->limit) {
+    if (*pp || b->size > s->limit || (!evict && s->bytes + b->size > s->limit)) {
         pthread_mutex_unlock(&s->lock);
         return;
     }
@@ -459,6 +460,17 @@ void bcache_put(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth, s
     pthread_mutex_unlock(&s->lock);
     cbuf_unref(drop);
     entries_free(gone);
+}
+
+void bcache_put(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth, struct cbuf *b)
+{
+    put(c, vdev, off, birth, b, true);
+}
+
+void bcache_put_spare(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth,
+                      struct cbuf *b)
+{
+    put(c, vdev, off, birth, b, false);
 }
 
 void bcache_remove(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth)

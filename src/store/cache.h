@@ -48,6 +48,11 @@ void bcache_set_limit(struct bcache *c, uint64_t limit_bytes);
 struct cbuf *bcache_get(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth);
 /* Insert (the cache takes its own reference; replaces nothing if present). */
 void bcache_put(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth, struct cbuf *b);
+/* bcache_put only while the cache has room: nothing is evicted for it (a
+ * sequential stream's blocks, blkio.c run_done: they fill an empty cache
+ * but never push out what is there). */
+void bcache_put_spare(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth,
+                      struct cbuf *b);
 /* Drop (and wipe where no one else holds them) every entry of one key space
  * `vdev`: the decrypted blocks of a pool whose key was unloaded. */
 void bcache_purge(struct bcache *c, uint32_t vdev);

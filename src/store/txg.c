@@ -60,8 +60,10 @@
  * The trim thread: after each commit the sync thread asks it for a pass
  * (trim_req); it discards the free ranges whose lazy-trim delay has passed
  * (alloc.c top), concurrently with the next txgs' allocations.  When no txg
- * committed for TRIM_IDLE_MS (an idle pool: nothing allocates that could
- * reuse them) it discards all queued ranges.  It
+ * committed data and nothing was read for TRIM_IDLE_NS (an idle pool:
+ * nothing allocates that could reuse them, and no reader waits on the file
+ * locks a hole punch takes) it discards all queued ranges; reads postpone
+ * that at most until TRIM_READ_MAX_NS after the last data txg.  It
  * only touches free, released space, so it needs no ordering with the sync;
  * an idle pool commits no empty txgs for it. */
 #include "store/txg.h"
@@ -482,6 +484,30 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
  * workloads, a guest's fsync-separated batches), short enough that space
  * goes back to the host soon after a guest's discard. */
 #define TRIM_IDLE_NS (5ULL * 1000000000u)
+/* Reads keep a pool from counting as idle: punching thousands of scattered
+ * runs takes the pool file's invalidate lock and splits its large page-cache
+ * folios under the readers (a 1 MiB read stream right after a 1 MiB write
+ * stream that had reused warm pieces cost 0.75-1.47 s of CPU per GiB with
+ * the punches, 0.38-0.55 without: docs/PERFORMANCE.md, eighth round).  But
+ * a pool that is only read still gives its freed space back, this long
+ * after its last data txg. */
+#define TRIM_READ_MAX_NS (60ULL * 1000000000u)
+
+void txg_note_read(struct bs_pool *p)
+{
+    if (!atomic_load_explicit(&p->txg.read_flag, memory_order_relaxed))
+        atomic_store_explicit(&p->txg.read_flag, true, memory_order_relaxed);
+}
+
+/* When the pool counts as idle (the trim thread's own view; reads seen only
+ * when it looks, so a read counts from then on: conservative). */
+static uint64_t trim_idle_at(struct txg *tx, uint64_t now)
+{
+    if (atomic_exchange_explicit(&tx->read_flag, false, memory_order_relaxed))
+        tx->read_ns = now;
+    uint64_t busy = atomic_load(&tx->busy_ns);
+    return MIN(MAX(busy, tx->read_ns) + TRIM_IDLE_NS, busy + TRIM_READ_MAX_NS);
+}
 
 static void trim_kick(struct txg *tx)
 {
@@ -506,7 +532,7 @@ static void *trim_main(void *arg)
     bool waited = false;
     pthread_mutex_lock(&tx->trim_lock);
     while (!atomic_load(&tx->trim_stop)) {
-        uint64_t idle_at = atomic_load(&tx->busy_ns) + TRIM_IDLE_NS, now = now_ns();
+        uint64_t now = now_ns(), idle_at = trim_idle_at(tx, now);
         bool all = now >= idle_at && atomic_load(&tx->dirty_bytes) == 0;
         /* a pass when kicked (a commit), or when the pool went idle, then
          * every TRIM_IDLE_NS while it stays idle (cheap when nothing is

@@ -39,6 +39,8 @@ struct txg {
     pthread_cond_t trim_cv;     /* the trim thread waits here */
     uint64_t trim_req, trim_done; /* passes asked for / finished */
     _Atomic uint64_t busy_ns;   /* end of the last txg that wrote data */
+    _Atomic bool read_flag;     /* a read since the trim thread last looked */
+    uint64_t read_ns;           /* the trim thread's own: when it last saw read_flag */
     _Atomic uint64_t sync_rate; /* dirty bytes per second the last big txg retired */
     _Atomic uint64_t delay_next; /* the write throttle's last wake-up (now_ns) */
     _Atomic bool trim_stop;
@@ -73,5 +75,9 @@ void txg_add_dirty(struct bs_pool *p, int64_t bytes);
 int txg_throttle(struct bs_pool *p, uint64_t len);
 /* 0 if the pool can take writes, else -EIO (faulted) or -EROFS. */
 int txg_check_writable(struct bs_pool *p);
+/* A volume of the pool was read: the pool is not idle (the trim thread
+ * postpones its idle pass).  Cheap enough for every read request: a load
+ * of a flag that is only written once per trim-thread look. */
+void txg_note_read(struct bs_pool *p);
 
 #endif

@@ -604,6 +604,7 @@ int bs_vol_pread(bs_vol *v, void *buf, uint64_t len, uint64_t off)
     struct ds *ds = v->ds;
     const uint32_t bs = ds->rec.volblocksize;
     const bool cache = !read_streams(ds, off, len);
+    txg_note_read(ds->pool);
     uint8_t *dst = buf;
     while (len > 0) {
         uint64_t blkid = off / bs;

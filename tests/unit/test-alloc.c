@@ -604,6 +604,75 @@ static void test_alloc_blocks_seq(void)
     alloc_destroy(a);
 }
 
+/* The sequential-stream rule when no warm extent holds the whole batch:
+ * the warm extents of at least 128 KiB take it in pieces, in address order
+ * (their pages are still cached: cheaper than fresh space), shorter ones and
+ * crumbs stay warm; what the pieces leave goes into one fresh run. */
+static void test_alloc_blocks_seq_pieces(void)
+{
+    const uint64_t B = 5000, K16 = 16384;
+    struct alloc *a;
+    struct berr e = {0};
+    uint64_t c, s64, w128, w256, w2, g, warm, queued;
+    ok(alloc_create(v, &h, B + 1, &a, &e) == 0, "pieces: create");
+    alloc_alloc(a, K16, B + 2, &c);
+    alloc_alloc(a, K4, B + 2, &g); /* live blocks keep the extents apart */
+    alloc_alloc(a, 4 * K16, B + 2, &s64);
+    alloc_alloc(a, K4, B + 2, &g);
+    alloc_alloc(a, 8 * K16, B + 2, &w128);
+    alloc_alloc(a, K4, B + 2, &g);
+    alloc_alloc(a, 16 * K16, B + 2, &w256);
+    alloc_alloc(a, K4, B + 2, &g);
+    alloc_alloc(a, 8 * K16, B + 2, &w2);
+    alloc_alloc(a, K4, B + 2, &g);
+    alloc_free(a, c, K16, B + 3);
+    alloc_free(a, s64, 4 * K16, B + 3);
+    alloc_free(a, w128, 8 * K16, B + 3);
+    alloc_free(a, w256, 16 * K16, B + 3);
+    alloc_free(a, w2, 8 * K16, B + 3);
+    for (uint64_t t = B + 3; t <= B + 5; t++)
+        alloc_txg_done(a, t, false);
+    uint32_t asz[32];
+    uint64_t offs[32];
+    for (int i = 0; i < 32; i++)
+        asz[i] = (uint32_t)K16;
+    /* 24 blocks: no warm extent of 384K; 128K + 256K hold them */
+    ok(alloc_alloc_blocks(a, asz, 24, B + 6, true, true, offs) == 24, "pieces: 24 placed");
+    bool in = true;
+    for (int i = 0; i < 8; i++)
+        in &= offs[i] == w128 + (uint64_t)i * K16;
+    for (int i = 0; i < 16; i++)
+        in &= offs[8 + i] == w256 + (uint64_t)i * K16;
+    ok(in, "pieces: blocks 0-7 fill the 128K extent, 8-23 the 256K one, in address order");
+    alloc_warm_stats(a, &warm, &queued);
+    ok(warm == 13 * K16, "pieces: the crumb, the 64K extent and the last 128K stay warm");
+    /* 12 blocks: the last 128K extent takes 8, the other 4 go into one
+     * fresh run; the crumb and the 64K extent are passed over */
+    ok(alloc_alloc_blocks(a, asz, 12, B + 6, true, true, offs) == 12, "pieces: 12 placed");
+    in = true;
+    for (int i = 0; i < 8; i++)
+        in &= offs[i] == w2 + (uint64_t)i * K16;
+    bool fresh = offs[8] > g;
+    for (int i = 9; i < 12; i++)
+        fresh &= offs[i] == offs[8] + (uint64_t)(i - 8) * K16;
+    ok(in && fresh, "pieces: 8 in the warm 128K extent, the rest one fresh run");
+    alloc_warm_stats(a, &warm, &queued);
+    ok(warm == 5 * K16 && alloc_is_allocated(a, w2, 8 * K16) &&
+           alloc_is_allocated(a, offs[8], 4 * K16),
+       "pieces: only the crumb and the 64K extent stay warm");
+    /* nothing of 128K is warm any more: a batch of 5 goes to fresh space;
+     * one of 3 fits the 64K extent whole (one write) and takes it */
+    ok(alloc_alloc_blocks(a, asz, 5, B + 6, true, true, offs) == 5 && offs[0] > g &&
+           offs[4] == offs[0] + 4 * K16,
+       "pieces: 5 blocks, one fresh run, not the 64K extent and the crumb");
+    alloc_warm_stats(a, &warm, &queued);
+    ok(warm == 5 * K16, "pieces: nothing warm taken");
+    ok(alloc_alloc_blocks(a, asz, 3, B + 6, true, true, offs) == 3 && offs[0] == s64 &&
+           offs[2] == s64 + 2 * K16,
+       "pieces: 3 blocks, one run in the 64K extent that holds them all");
+    alloc_destroy(a);
+}
+
 static void test_frag(void)
 {
     struct alloc *a;
@@ -694,6 +763,7 @@ int main(void)
     test_warm_frags();
     test_alloc_blocks();
     test_alloc_blocks_seq();
+    test_alloc_blocks_seq_pieces();
     test_frag();
     test_threads_speed();
     teardown();
