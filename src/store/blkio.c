@@ -130,6 +130,14 @@ static void heal_copy(const struct blkio *io, const struct blk_top *t, const str
 {
     if (io->readonly)
         return;
+    /* Heal only space the map gives to a block: a pointer into free space
+     * (a bug, or a crafted pool whose checksums still verify) must not
+     * make a read write there.  (A crafted pointer into another live
+     * block passes this check; the checksum chain from the uberblock is
+     * what vouches for pointers, as in ZFS.)  The heal generation covers
+     * reuse after the read. */
+    if (!alloc_is_allocated(t->alloc, bp->dva[c].offset, bp->dva[c].asize))
+        return;
     size_t len = ROUND_UP((size_t)bp->psize, (size_t)1 << io->ashift);
     uint8_t *buf = malloc(len);
     if (!buf)
