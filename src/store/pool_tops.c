@@ -137,9 +137,11 @@ int pool_tops_for_ub(bs_pool *p, const struct uberblock *ub, const bool found[BL
             return berr_set(err, ENXIO, "pool '%s' cannot be imported: its top-level vdev %u "
                             "(guid %016llx) is missing: none of its devices was given or has "
                             "its label (the pool has %u top-level vdevs as of txg %llu; give "
-                            "the devices of all of them)", p->name, t,
+                            "the devices of all of them)%s%s%s", p->name, t,
                             (unsigned long long)(ub->ntops ? ub->top_guids[t] : 0), nt,
-                            (unsigned long long)ub->txg);
+                            (unsigned long long)ub->txg,
+                            p->import_damaged[0] ? "; no valid label on " : "",
+                            p->import_damaged, p->import_damaged[0] ? " (damaged)" : "");
         if (ub->ntops && p->top_hdr[t].top_guid != ub->top_guids[t])
             return berr_set(err, EILSEQ, "pool '%s': the devices labelled as top-level vdev %u "
                             "(guid %016llx) are not the one txg %llu names (guid %016llx)",
