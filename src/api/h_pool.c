@@ -500,9 +500,14 @@ int h_pool_device(const struct api_call *c, json_t **out, struct berr *err)
         return berr_set(err, EINVAL, "field 'new_device' is only for replace and attach");
     struct pool_entry *e, *changing = a >= 2 ? device_change_begin(c) : NULL;
     int r = nd ? remember_new_device(c, nd, err) : 0;
+    bool remembered = r == 0;
     if (r == 0)
         r = api_pool_acquire(c, &e, err);
     if (r < 0) {
+        /* remembered, then the pool could not be had: the device leaves the
+         * list again (forget_new_device keeps it only if the pool has it) */
+        if (nd && remembered)
+            forget_new_device(c, nd);
         device_change_end(changing);
         return r;
     }
