@@ -29,6 +29,10 @@
  * Crash points (crashpt.h, tests/func/t-vdev-crash.sh): add_labels (1, no
  * map yet), add_map (1 done), label_copy/label_torn (2 in the middle: old
  * tops' labels differ only by the feature bit and their generation),
+ * label_power (a power cut in a phase of a label write, label.c: in 1 a new
+ * device may be left without a whole copy, which import sets aside since
+ * the tree in force misses no member; in 2 an old leaf keeps two whole
+ * copies, old or new),
  * add_old_labels (2 done), commit_ub (3: top 0 lists the new top, the others
  * do not have the txg yet: the newest uberblock decides, the tops behind are
  * one txg behind, which is consistent), add_committed (3 done). */
