@@ -521,7 +521,10 @@ int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, bool found_
         r = vdev_open(paths[i], 0, false, &found[i], err);
         if (r < 0)
             break;
-        r = label_read_hdr(found[i], &hdrs[i], err);
+        struct berr le = {0};
+        r = label_read_hdr(found[i], &hdrs[i], &le);
+        if (r < 0)
+            berr_set(err, le.code, "%s", le.msg);
         if (r == -EILSEQ && unlabeled + ndamaged + 1 < n) {
             /* no valid copy of its label, given with others: what it is
              * depends on the tree in force, from the others' labels.  A
@@ -532,7 +535,7 @@ int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, bool found_
              * cannot tell, or a foreign device): ignored.  (With the
              * two-phase label writes a crash leaves every labelled device
              * two whole copies: this is damage or a first label.) */
-            blog_warn("%s: %s", paths[i], err->msg);
+            blog_warn("%s", le.msg);
             if (dw < sizeof p->import_damaged)
                 dw += (size_t)snprintf(p->import_damaged + dw, sizeof p->import_damaged - dw,
                                        "%s%s", ndamaged ? ", " : "", paths[i]);

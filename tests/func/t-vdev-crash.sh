@@ -234,7 +234,8 @@ damaged_case() {
   stop_berthd
   damage_labels "$B"
   start_berthd
-  [ "$(pool_field cr state)" = DEGRADED ] || { berth pool status cr; fail "damaged: mirror not DEGRADED"; }
+  [ "$(pool_field cr state)" = DEGRADED ] ||
+    { berth pool status cr; fail "damaged: mirror not DEGRADED"; }
   [ "$(layout cr)" = "1: a.img missing" ] || fail "damaged: layout $(layout cr)"
   grep -q "no valid label on $B" "$T/berthd.log" || fail "damaged: the log does not name $B"
   check_data "damaged"
@@ -251,7 +252,8 @@ damaged_case() {
   start_berthd
   local out
   out=$(berth pool status cr 2>&1)
-  [ "$(pool_field cr state)" = UNAVAIL ] || { echo "$out"; fail "damaged: raidz1 without 2 imported"; }
+  [ "$(pool_field cr state)" = UNAVAIL ] ||
+    { echo "$out"; fail "damaged: raidz1 without 2 imported"; }
   grep -q "no valid label on $B, $C" <<<"$out" || { echo "$out"; fail "damaged: raidz1 error"; }
   echo "  two raidz1 members: refused ($(grep -o 'no valid label on [^)]*)' <<<"$out" | head -1))"
   berth pool export cr >/dev/null || fail "damaged: forget the UNAVAIL raidz1"
