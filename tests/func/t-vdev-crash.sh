@@ -211,7 +211,7 @@ for pt in new_wiped label_copy:4 label_copy:8 tree_written ub_leaf:1 tree_commit
   run_case zdead "$pt"
 done
 echo "== pool add (a second top-level vdev)"
-for pt in add_labels add_map label_copy:6 add_old_labels commit_ub add_committed; do
+for pt in add_labels add_map label_copy:6 add_old_labels commit_ub add_committed label_power:1; do
   run_case add "$pt"
 done
 echo "== pool add of a mirror to a mirror"
