@@ -429,9 +429,11 @@ static void remember_devices(const struct api_call *c)
  * it at restart whichever tree the crash left in force (import ignores a
  * device that holds no label or one the tree in force does not name);
  * remember_devices then sets what the pool has. */
-static int remember_new_device(const struct api_call *c, const char *nd, struct berr *err)
+static int remember_new_device(const struct api_call *c, const char *nd, bool *added,
+                               struct berr *err)
 {
     int r = 0;
+    *added = false;
     pooltab_wrlock(c->ctx->pools);
     struct pool_entry *e = pooltab_find(c->ctx->pools, c->pool);
     bool known = false;
@@ -445,6 +447,8 @@ static int remember_new_device(const struct api_call *c, const char *nd, struct 
         /* pooltab_set_vdevs copies before it frees the old list */
         if (pooltab_set_vdevs(e, all, e->nvdevs + 1) < 0)
             r = berr_set(err, ENOMEM, "out of memory");
+        else
+            *added = true;
     }
     pooltab_unlock(c->ctx->pools);
     if (r == 0 && e && !known)
@@ -453,15 +457,17 @@ static int remember_new_device(const struct api_call *c, const char *nd, struct 
 }
 
 /* After a replace/attach that failed: the new device leaves the list again
- * unless the pool has it (a failure after the switch). */
-static void forget_new_device(const struct api_call *c, const char *nd)
+ * unless the pool has it (a failure after the switch).  `ran`: false when
+ * the change never started (the pool could not be acquired): the device is
+ * then no member whatever state the pool is in now. */
+static void forget_new_device(const struct api_call *c, const char *nd, bool ran)
 {
     struct bs_pool_stats *st = calloc(1, sizeof *st);
     bool changed = false;
     pooltab_wrlock(c->ctx->pools);
     struct pool_entry *e = pooltab_find(c->ctx->pools, c->pool);
-    bool member = !st || !e || !e->pool || bs_pool_stats(e->pool, st) < 0;
-    for (size_t i = 0; !member && i < st->nvdevs && i < BS_POOL_MAX_LEAVES_SHOWN; i++)
+    bool member = !e || (ran && (!st || !e->pool || bs_pool_stats(e->pool, st) < 0));
+    for (size_t i = 0; ran && !member && i < st->nvdevs && i < BS_POOL_MAX_LEAVES_SHOWN; i++)
         member = strcmp(st->vdevs[i].path, nd) == 0;
     const char *keep[BS_POOL_MAX_DEVICES];
     size_t n = 0;
@@ -499,10 +505,16 @@ int h_pool_device(const struct api_call *c, json_t **out, struct berr *err)
     if (a != 2 && a != 3 && nd)
         return berr_set(err, EINVAL, "field 'new_device' is only for replace and attach");
     struct pool_entry *e, *changing = a >= 2 ? device_change_begin(c) : NULL;
-    int r = nd ? remember_new_device(c, nd, err) : 0;
+    bool added = false;
+    int r = nd ? remember_new_device(c, nd, &added, err) : 0;
     if (r == 0)
         r = api_pool_acquire(c, &e, err);
     if (r < 0) {
+        /* added to the list, then the pool could not be had (exported or
+         * UNAVAIL meanwhile): nothing was done with the device, it leaves
+         * the list again */
+        if (added)
+            forget_new_device(c, nd, false);
         device_change_end(changing);
         return r;
     }
@@ -517,7 +529,7 @@ int h_pool_device(const struct api_call *c, json_t **out, struct berr *err)
     if (r == 0 && a >= 2)
         remember_devices(c);
     else if (nd)
-        forget_new_device(c, nd);
+        forget_new_device(c, nd, true);
     device_change_end(changing);
     if (r == 0) {
         *out = json_pack("{s:s,s:s,s:s}", "name", c->pool, "device", dev, "action", action);

@@ -4,8 +4,9 @@
  * of the process may run after the point (no atexit, no flush of buffered
  * state, no sanitizer report), exactly as after kill -9; what was written
  * with pwrite before stays in the page cache as it would after a kill -9,
- * and the points between the copies of a label (label_copy, label_torn)
- * stand for what a power cut can leave of writes not yet flushed. */
+ * and the points between the copies of a label (label_copy, label_torn,
+ * label_power) stand for what a power cut can leave of writes not yet
+ * flushed (label_power: every copy of the phase being written torn). */
 #include "store/crashpt.h"
 
 #include <errno.h>
@@ -23,6 +24,8 @@ static const char *const points[] = {
     "new_wiped",      /* attach/replace: the new device's old labels wiped, flushed */
     "label_copy",     /* after each copy (of 4 per leaf) of a label header written */
     "label_torn",     /* that copy written half, then the crash */
+    "label_power",    /* a power cut in a phase (2 per leaf) of a label write: its two
+                         copies written half, the other phase's untouched */
     "tree_labels",    /* after each leaf's new label is durable (tree change) */
     "tree_written",   /* every member's label written, the first txg not yet */
     "commit_ub",      /* after each top got the uberblock of the new tree's first txg */

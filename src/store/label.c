@@ -442,6 +442,16 @@ uint32_t ub_slot_count(int ashift)
 
 /* ---- device I/O ---- */
 
+/* The four copies go in two phases, as ZFS writes its labels: copies 0 and
+ * 2 (one at each end), a flush, then copies 1 and 3.  A power cut may keep
+ * any subset of the pages written since the last flush, so it can tear
+ * every copy of a phase; the flush between them means it never tears both
+ * phases: at least two whole copies remain, all old (cut in phase 1) or all
+ * new (cut in phase 2).  The caller flushes after phase 2.  The only state
+ * without a whole copy is a device's very first label cut in phase 1:
+ * copies 0 and 2 torn, 1 and 3 still without a label (label_read_hdr). */
+static const int phase_copies[2][2] = {{0, 2}, {1, 3}};
+
 int label_write_hdr(struct vdev *v, const struct label_hdr *h)
 {
     _cleanup_free_ uint8_t *buf = malloc(LABEL_HDR_SIZE);
@@ -449,17 +459,33 @@ int label_write_hdr(struct vdev *v, const struct label_hdr *h)
     if (!buf)
         return -ENOMEM;
     label_hdr_encode(h, buf);
-    for (int i = 0; i < 4; i++) {
-        /* test knob: this copy torn (its checksum fails: readers take the
-         * next copy), or the crash right after it */
-        if (crashpt_tear("label_torn")) {
-            (void)vdev_pwrite(v, buf, LABEL_HDR_SIZE / 2, label_offset(h->dev_size, i));
-            crashpt_die("label_torn");
+    for (int ph = 0; ph < 2; ph++) {
+        /* test knob: a power cut in this phase, its two copies torn (the
+         * first half of each reached the disk), the other phase untouched */
+        if (crashpt_tear("label_power")) {
+            for (int k = 0; k < 2; k++)
+                (void)vdev_pwrite(v, buf, LABEL_HDR_SIZE / 2,
+                                  label_offset(h->dev_size, phase_copies[ph][k]));
+            crashpt_die("label_power");
         }
-        int r = vdev_pwrite(v, buf, LABEL_HDR_SIZE, label_offset(h->dev_size, i));
-        if (r < 0 && ret == 0)
-            ret = r;
-        crashpt("label_copy");
+        for (int k = 0; k < 2; k++) {
+            uint64_t off = label_offset(h->dev_size, phase_copies[ph][k]);
+            /* test knob: this copy torn (its checksum fails: readers take
+             * another copy), or the crash right after it */
+            if (crashpt_tear("label_torn")) {
+                (void)vdev_pwrite(v, buf, LABEL_HDR_SIZE / 2, off);
+                crashpt_die("label_torn");
+            }
+            int r = vdev_pwrite(v, buf, LABEL_HDR_SIZE, off);
+            if (r < 0 && ret == 0)
+                ret = r;
+            crashpt("label_copy");
+        }
+        /* phase 2 only over a durable phase 1 */
+        if (ph == 0 && ret == 0)
+            ret = vdev_flush(v);
+        if (ret < 0)
+            return ret;
     }
     return ret;
 }
@@ -469,6 +495,7 @@ int label_read_hdr(struct vdev *v, struct label_hdr *h, struct berr *err)
     _cleanup_free_ uint8_t *buf = malloc(LABEL_HDR_SIZE);
     uint64_t dev = v->size & ~(uint64_t)(LABEL_SIZE - 1);
     int worst = -ENOENT, nbad = 0, nnone = 0;
+    unsigned bad_mask = 0;
     if (!buf)
         return berr_set(err, ENOMEM, "out of memory reading labels of %s", v->path);
     if (dev < 4 * LABEL_SIZE)
@@ -489,17 +516,19 @@ int label_read_hdr(struct vdev *v, struct label_hdr *h, struct berr *err)
         if (r == 0)
             return 0;
         nbad += r == -EILSEQ;
+        if (r == -EILSEQ)
+            bad_mask |= 1u << i;
         if (r == -ENOTSUP || worst != -ENOTSUP)
             worst = r;
     }
     memset(h, 0, sizeof(*h));
-    /* The copies are written one after the other (label_write_hdr), so a
-     * crash tears at most one.  One bad copy and no label in the others is
-     * the first label write of a wiped device, interrupted (a device joining
-     * a pool): it holds no label, as before that write.  Damage is what a
-     * crash cannot leave: two bad copies, or one beside no valid one of a
-     * device that had a label. */
-    if (worst == -EILSEQ && nbad == 1 && nnone == 3)
+    /* The copies are written in two flushed phases, 0 and 2 then 1 and 3
+     * (label_write_hdr), so a crash leaves two whole copies, except in the
+     * first label write of a wiped device (a device joining a pool) cut in
+     * phase 1: copies 0 and/or 2 torn, 1 and 3 without a label.  Such a
+     * device holds no label, as before that write.  Any other state without
+     * a valid copy is damage, which a crash cannot leave. */
+    if (worst == -EILSEQ && nbad >= 1 && !(bad_mask & 0xa) && nbad + nnone == 4)
         return berr_set(err, ENOENT, "%s holds no berth pool (only a label write that was "
                         "interrupted)", v->path);
     if (worst == -ENOTSUP)

@@ -152,10 +152,13 @@ void ub_map_digest(const uint64_t *txgs, uint64_t n, uint8_t out[16]);
 uint32_t ub_slot_size(int ashift);
 uint32_t ub_slot_count(int ashift);
 
-/* Write the header into all four labels (rings untouched). */
+/* Write the header into all four labels (rings untouched) in two phases:
+ * copies 0 and 2, a flush, then 1 and 3 (the caller flushes after): a power
+ * cut leaves two whole copies, old or new.  Stops at the first failure. */
 int label_write_hdr(struct vdev *v, const struct label_hdr *h);
-/* Read the first valid header of the four; -ENOENT if none is a berth label,
- * -EILSEQ if something looks like one but is damaged. */
+/* Read the first valid header of the four; -ENOENT if none is a berth label
+ * (or only a first label write cut in its first phase: copies 0/2 bad, 1 and
+ * 3 without a label), -EILSEQ if something looks like one but is damaged. */
 int label_read_hdr(struct vdev *v, struct label_hdr *h, struct berr *err);
 /* Write ub into its ring slot in all four labels (not flushed). */
 int label_write_ub(struct vdev *v, const struct label_hdr *h, const struct uberblock *ub);

@@ -107,6 +107,9 @@ struct bs_pool {
     uint64_t guid_sum;        /* of all leaves of all tops (uberblocks carry it) */
     uint64_t rewound_from;    /* import: the newest txg, when it went back from it */
     uint64_t rewound_to;      /* ... and the txg whose state it took */
+    /* import: the devices given whose labels are all invalid (set aside by
+     * pool_vdev_import, "" if none): errors about missing members name them */
+    char import_damaged[256];
     /* The top-level vdevs (pool_tops.c): io.top[i] and top_hdr[i] (its label
      * template: everything but the per-leaf fields) for i < io.ntops.  The
      * pool-wide fields (name, guids, ashift, state) are the same in every
@@ -161,8 +164,10 @@ int pool_vdev_create(bs_pool *p, unsigned top, const struct vdev_spec *s, uint64
  * (label top_id) and assemble each top found in p->io.top[id].vd with
  * placeholders for missing members (refused when redundancy cannot cover
  * them), set p->top_hdr[id] from the labels; found[id] tells which tops
- * were found (io.ntops is left for pool_tops_for_ub).  On error nothing
- * stays open. */
+ * were found (io.ntops is left for pool_tops_for_ub).  A device without
+ * a valid label copy given with others is set aside (p->import_damaged):
+ * a missing member if the tree in force lacks one, else not a member.  On
+ * error nothing stays open. */
 int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, bool found[BLK_MAX_TOPS],
                      struct berr *err);
 /* The uberblocks of all present leaves, newest first, deduplicated; marks

@@ -29,6 +29,10 @@
  * Crash points (crashpt.h, tests/func/t-vdev-crash.sh): add_labels (1, no
  * map yet), add_map (1 done), label_copy/label_torn (2 in the middle: old
  * tops' labels differ only by the feature bit and their generation),
+ * label_power (a power cut in a phase of a label write, label.c: in 1 a new
+ * device may be left without a whole copy, which import sets aside since
+ * the tree in force misses no member; in 2 an old leaf keeps two whole
+ * copies, old or new),
  * add_old_labels (2 done), commit_ub (3: top 0 lists the new top, the others
  * do not have the txg yet: the newest uberblock decides, the tops behind are
  * one txg behind, which is consistent), add_committed (3 done). */
@@ -137,9 +141,11 @@ int pool_tops_for_ub(bs_pool *p, const struct uberblock *ub, const bool found[BL
             return berr_set(err, ENXIO, "pool '%s' cannot be imported: its top-level vdev %u "
                             "(guid %016llx) is missing: none of its devices was given or has "
                             "its label (the pool has %u top-level vdevs as of txg %llu; give "
-                            "the devices of all of them)", p->name, t,
+                            "the devices of all of them)%s%s%s", p->name, t,
                             (unsigned long long)(ub->ntops ? ub->top_guids[t] : 0), nt,
-                            (unsigned long long)ub->txg);
+                            (unsigned long long)ub->txg,
+                            p->import_damaged[0] ? "; no valid label on " : "",
+                            p->import_damaged, p->import_damaged[0] ? " (damaged)" : "");
         if (ub->ntops && p->top_hdr[t].top_guid != ub->top_guids[t])
             return berr_set(err, EILSEQ, "pool '%s': the devices labelled as top-level vdev %u "
                             "(guid %016llx) are not the one txg %llu names (guid %016llx)",

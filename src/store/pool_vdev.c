@@ -359,7 +359,7 @@ static size_t pick_config(struct vdev **found, const struct label_hdr *hdrs, siz
  * that top, agreeing): placeholders for missing members, refused when its
  * redundancy cannot cover them.  Takes the leaves (closed on error). */
 static int assemble_top(bs_pool *p, unsigned t, struct vdev **found, const struct label_hdr *hdrs,
-                        size_t n, struct berr *err)
+                        size_t n, unsigned *nmissing, struct berr *err)
 {
     int r = 0;
     struct vdev *slot[MAX_LEAVES] = {NULL};
@@ -451,10 +451,16 @@ static int assemble_top(bs_pool *p, unsigned t, struct vdev **found, const struc
     unsigned spare = h->top_type == VDEV_TYPE_RAIDZ    ? h->nparity
                      : h->top_type == VDEV_TYPE_MIRROR ? (unsigned)h->nchildren - 1
                                                        : 0;
+    /* devices given without a valid label (pool_vdev_import): the missing
+     * members may be them */
+    const char *dmg = p->import_damaged;
     if (r == 0 && missing > spare)
         r = berr_set(err, ENXIO, "pool '%s' cannot be imported: %u of the %llu devices of its "
-                     "top-level vdev %u are missing (%s) and its redundancy covers %u",
-                     h->pool_name, missing, (unsigned long long)h->nchildren, t, names, spare);
+                     "top-level vdev %u are missing (%s) and its redundancy covers %u%s%s%s",
+                     h->pool_name, missing, (unsigned long long)h->nchildren, t, names, spare,
+                     dmg[0] ? "; no valid label on " : "", dmg,
+                     dmg[0] ? " (damaged: a missing member)" : "");
+    *nmissing += missing;
     if (r < 0) {
         for (uint64_t k = 0; k < h->nchildren; k++)
             vdev_close(slot[k]);
@@ -470,7 +476,9 @@ static int assemble_top(bs_pool *p, unsigned t, struct vdev **found, const struc
     else
         r = vdev_mirror_new(slot, (unsigned)h->nchildren, vd, err);
     if (r == 0 && missing)
-        blog_warn("pool '%s' imported DEGRADED: %s", h->pool_name, names);
+        blog_warn("pool '%s' imported DEGRADED: %s%s%s%s", h->pool_name, names,
+                  dmg[0] ? " (no valid label on " : "", dmg,
+                  dmg[0] ? ": damaged, taken as a missing member; replace it)" : "");
     return r;
 }
 
@@ -507,13 +515,36 @@ int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, bool found_
         r = berr_set(err, ENOENT, "none of the devices exists (%s)", gone.msg);
     paths = present;
     n = np;
-    size_t unlabeled = 0;
+    size_t unlabeled = 0, ndamaged = 0, dw = 0;
+    p->import_damaged[0] = 0;
     for (size_t i = 0; i < n && r == 0; i++) {
         r = vdev_open(paths[i], 0, false, &found[i], err);
         if (r < 0)
             break;
-        r = label_read_hdr(found[i], &hdrs[i], err);
-        if (r == -ENOENT && n > 1 && unlabeled + 1 < n) {
+        struct berr le = {0};
+        r = label_read_hdr(found[i], &hdrs[i], &le);
+        if (r < 0)
+            berr_set(err, le.code, "%s", le.msg);
+        if (r == -EILSEQ && unlabeled + ndamaged + 1 < n) {
+            /* no valid copy of its label, given with others: what it is
+             * depends on the tree in force, from the others' labels.  A
+             * member the tree names but nobody found: it is taken as that
+             * missing member (DEGRADED if redundancy covers it, else the
+             * error names it); no member missing: not one of them (a first
+             * label write cut by a power loss in a way label_read_hdr
+             * cannot tell, or a foreign device): ignored.  (With the
+             * two-phase label writes a crash leaves every labelled device
+             * two whole copies: this is damage or a first label.) */
+            blog_warn("%s", le.msg);
+            if (dw < sizeof p->import_damaged)
+                dw += (size_t)snprintf(p->import_damaged + dw, sizeof p->import_damaged - dw,
+                                       "%s%s", ndamaged ? ", " : "", paths[i]);
+            vdev_close(steal_ptr(found[i]));
+            ndamaged++;
+            r = 0;
+            continue;
+        }
+        if (r == -ENOENT && n > 1 && unlabeled + ndamaged + 1 < n) {
             /* a device that left the pool (replace, detach: its label was
              * wiped) given with its members: not one of them */
             blog_warn("%s holds no berth pool: ignored", paths[i]);
@@ -556,6 +587,7 @@ int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, bool found_
             found_top[t] = true;
     }
     /* each top from its own leaves (taken by assemble_top) */
+    unsigned nmissing = 0;
     struct vdev **grp = r == 0 ? calloc(n, sizeof *grp) : NULL;
     struct label_hdr *gh = r == 0 ? calloc(n, sizeof *gh) : NULL;
     if (r == 0 && (!grp || !gh))
@@ -569,10 +601,13 @@ int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, bool found_
                 grp[k] = steal_ptr(found[i]);
                 gh[k++] = hdrs[i];
             }
-        r = assemble_top(p, t, grp, gh, k, err);
+        r = assemble_top(p, t, grp, gh, k, &nmissing, err);
         if (r < 0)
             found_top[t] = false;
     }
+    if (r == 0 && ndamaged && !nmissing)
+        blog_warn("pool '%s': every member of the tops found is present: %s, without a valid "
+                  "label, is not one of them (ignored)", hdrs[0].pool_name, p->import_damaged);
     free(grp);
     free(gh);
     for (size_t i = 0; i < n; i++)

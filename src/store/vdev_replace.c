@@ -33,16 +33,22 @@
  *   S0  nothing written                       -> old tree
  *   S1  N wiped and flushed      [new_wiped]  -> old tree; N holds no label:
  *       "holds no berth pool", ignored
- *   S2  N's label written, copy by copy (all four, flushed) before any of A
- *       [label_copy:1..4, label_torn:1..4]     -> old tree.  A copy torn
- *       mid-write fails its checksum: a torn first label of a wiped device
- *       (one bad copy, no label in the others) is no label (label.c), never
- *       "damaged"; N with a label of the new tree is not in the old one:
- *       ignored ("no longer a device"), and may be attached again without -f
- *       (leftover(): of this pool, no member of its tree)
- *   S3  some of A took the new label [tree_labels:k, label_copy, label_torn]
- *                                              -> old tree: a member still
- *       labelled with it (or L) holds the committed config; the new config is
+ *   S2  N's label written in two flushed phases, copies 0 and 2 then 1 and
+ *       3 (label.c), before any of A [label_copy:1..4, label_torn:1..4,
+ *       label_power:1..2]                      -> old tree.  A copy torn
+ *       mid-write fails its checksum.  A power cut in phase 1 may tear both
+ *       0 and 2 (label_power:1): with 1 and 3 still without a label that is
+ *       no label (label.c), never "damaged"; and import, given N beside the
+ *       members, sets aside a device without any valid copy that the tree
+ *       in force misses no member for (pool_vdev.c).  From phase 2 on N has
+ *       two whole copies.  N with a label of the new tree is not in the old
+ *       one: ignored ("no longer a device"), and may be attached again
+ *       without -f (leftover(): of this pool, no member of its tree)
+ *   S3  some of A took the new label [tree_labels:k, label_copy, label_torn,
+ *       label_power:3..]                       -> old tree: a member still
+ *       labelled with it (or L) holds the committed config (a member cut in
+ *       phase 1 keeps two whole old copies, in phase 2 two whole new ones);
+ *       the new config is
  *       not committed (no uberblock >= T+1 whose guid sum differs from the
  *       previous tree's); mixed generations: the import rewrites the labels
  *   S4  every member's label is new [tree_written]

@@ -15,6 +15,13 @@
 #   - the operation, run again if the old layout came back (without -f),
 #     completes: resilver done, the final layout, byte-exact again, and
 #     `berth pool check` finds the pool consistent.
+# label_power:N is a power cut in the N-th phase of a label write (copies 0
+# and 2, flush, 1 and 3, flush: 2 phases per device): both copies of that
+# phase torn, the others untouched (label_power:1 of attach: the new
+# device's first label cut, copies 0 and 2 torn, 1 and 3 without a label).
+# Also: a device whose labels are all damaged, given with the others
+# (berthd's restart): a mirror member imports DEGRADED and is replaced, two
+# raidz1 members refuse the pool naming both, a single device refuses it.
 # Also: a device left labelled by a change that never committed, beside the
 # change made instead, imports from the directory (the leftover ignored); a
 # plain commit on a raidz1 cut after its first member's uberblock imports.
@@ -180,11 +187,13 @@ start_berthd
 
 echo "== attach (a single device becomes a mirror)"
 for pt in new_wiped label_torn:1 label_copy:2 tree_labels:1 label_torn:5 label_copy:6 \
-          tree_written ub_leaf:1 commit_ub tree_committed label_copy:9; do
+          tree_written ub_leaf:1 commit_ub tree_committed label_copy:9 \
+          label_power:1 label_power:2 label_power:4; do
   run_case attach "$pt"
 done
 echo "== detach (a mirror member leaves)"
-for pt in label_torn:1 label_copy:2 tree_written commit_ub tree_committed tree_forgotten; do
+for pt in label_torn:1 label_copy:2 tree_written commit_ub tree_committed tree_forgotten \
+          label_power:1; do
   run_case detach "$pt"
 done
 echo "== replace of a healthy mirror member (attach, resilver, detach)"
@@ -202,13 +211,65 @@ for pt in new_wiped label_copy:4 label_copy:8 tree_written ub_leaf:1 tree_commit
   run_case zdead "$pt"
 done
 echo "== pool add (a second top-level vdev)"
-for pt in add_labels add_map label_copy:6 add_old_labels commit_ub add_committed; do
+for pt in add_labels add_map label_copy:6 add_old_labels commit_ub add_committed label_power:1; do
   run_case add "$pt"
 done
 echo "== pool add of a mirror to a mirror"
 for pt in add_labels add_old_labels ub_leaf:1 ub_leaf:2 ub_leaf:3 add_committed; do
   run_case madd "$pt"
 done
+# every copy of the label header of $1 damaged (its checksum fails)
+damage_labels() {
+  local sz=$(( $(stat -c %s "$1") / (256 * 1024) * (256 * 1024) )) off
+  for off in 0 $((256 * 1024)) $((sz - 512 * 1024)) $((sz - 256 * 1024)); do
+    printf 'damaged!damaged!' | dd of="$1" bs=1 seek=$((off + 64)) conv=notrunc status=none ||
+      fail "damage $1"
+  done
+}
+damaged_case() {
+  [ -z "$ONLY" ] || [[ "damaged" =~ $ONLY ]] || return 0
+  NCASES=$((NCASES + 1))
+  echo "== a device whose four label copies are damaged"
+  setup_mreplace
+  stop_berthd
+  damage_labels "$B"
+  start_berthd
+  [ "$(pool_field cr state)" = DEGRADED ] ||
+    { berth pool status cr; fail "damaged: mirror not DEGRADED"; }
+  [ "$(layout cr)" = "1: a.img missing" ] || fail "damaged: layout $(layout cr)"
+  grep -q "no valid label on $B" "$T/berthd.log" || fail "damaged: the log does not name $B"
+  check_data "damaged"
+  berth pool replace cr 1 "$C" >/dev/null || fail "damaged: replace the damaged member"
+  wait_until 60 scan_idle cr || fail "damaged: the resilver did not finish"
+  wait_until 30 layout_is cr "1: a.img c.img" || fail "damaged: layout $(layout cr) at the end"
+  [ "$(pool_field cr state)" = ONLINE ] || fail "damaged: not ONLINE at the end"
+  check_data "damaged (replaced)"
+  echo "  mirror member: imported DEGRADED, data intact, replaced, ONLINE"
+  setup_zreplace
+  stop_berthd
+  damage_labels "$B"
+  damage_labels "$C"
+  start_berthd
+  local out
+  out=$(berth pool status cr 2>&1)
+  [ "$(pool_field cr state)" = UNAVAIL ] ||
+    { echo "$out"; fail "damaged: raidz1 without 2 imported"; }
+  grep -q "no valid label on $B, $C" <<<"$out" || { echo "$out"; fail "damaged: raidz1 error"; }
+  echo "  two raidz1 members: refused ($(grep -o 'no valid label on [^)]*)' <<<"$out" | head -1))"
+  berth pool export cr >/dev/null || fail "damaged: forget the UNAVAIL raidz1"
+  fresh
+  berth pool create -o size=80M cr "$A" >/dev/null || fail "create cr"
+  stop_berthd
+  damage_labels "$A"
+  start_berthd
+  out=$(berth pool status cr 2>&1)
+  [ "$(pool_field cr state)" = UNAVAIL ] && grep -q "damaged berth label" <<<"$out" ||
+    { echo "$out"; fail "damaged: single device"; }
+  echo "  single device: refused (damaged berth label)"
+  berth pool export cr >/dev/null || fail "damaged: forget the UNAVAIL pool"
+}
+damaged_case
+
 leftover_case() {
   [ -z "$ONLY" ] || [[ "leftover" =~ $ONLY ]] || return 0
   NCASES=$((NCASES + 1))

@@ -7,6 +7,7 @@
 #include "common/le.h"
 #include "tap.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -356,6 +357,96 @@ static void test_device(const char *dir)
     unlink(path);
 }
 
+/* Copy i of the label header, decoded: 0, or the decode error. */
+static int copy_gen(struct vdev *v, uint64_t off, uint64_t *gen)
+{
+    static uint8_t b[LABEL_HDR_SIZE];
+    struct label_hdr d;
+    *gen = 0;
+    if (vdev_pread(v, b, sizeof b, off) < 0)
+        return -EIO;
+    int r = label_hdr_decode(b, sizeof b, &d);
+    *gen = d.label_gen;
+    return r;
+}
+
+/* Label writes in two flushed phases (copies 0 and 2, then 1 and 3), and
+ * what a power cut can leave of them. */
+static void test_power_cut(const char *dir)
+{
+    char path[256];
+    struct vdev *v;
+    struct berr e = {0};
+    struct label_hdr h = sample_hdr(12, 96 * MiB), h2, r;
+    snprintf(path, sizeof path, "%s/power.img", dir);
+    ok(vdev_open(path, 96 * MiB, false, &v, &e) == 0, "open temp vdev: %s", e.msg);
+    uint64_t offs[4] = {0, LABEL_SIZE, h.dev_size - 2 * LABEL_SIZE, h.dev_size - LABEL_SIZE};
+    uint64_t g[4];
+    int rc[4];
+    h.label_gen = 1;
+    h2 = h;
+    h2.label_gen = 2;
+
+    /* The order of the writes: the 3rd write of a rewrite is torn (the
+     * device fails every write after it, as after a power cut).  In two
+     * phases that is copy 1: copies 0 and 2 are new, 3 old. */
+    ok(label_write_hdr(v, &h) == 0, "old label written");
+    ok(vdev_debug(v, "torn_write_after=3", &e) == 0, "power cut at the 3rd write");
+    ok(label_write_hdr(v, &h2) < 0, "the rewrite fails");
+    for (int i = 0; i < 4; i++)
+        rc[i] = copy_gen(v, offs[i], &g[i]);
+    ok(rc[0] == 0 && g[0] == 2 && rc[2] == 0 && g[2] == 2, "copies 0 and 2 new (phase 1)");
+    ok(rc[1] == -EILSEQ, "copy 1 torn (first of phase 2)");
+    ok(rc[3] == 0 && g[3] == 1, "copy 3 old (not reached)");
+    ok(label_read_hdr(v, &r, &e) == 0 && r.label_gen == 2, "the new label is read");
+    vdev_debug(v, "reset", &e);
+    ok(vdev_debug(v, "torn_write_after=2", &e) == 0, "power cut at the 2nd write");
+    ok(label_write_hdr(v, &h) < 0, "the rewrite fails");
+    rc[2] = copy_gen(v, offs[2], &g[2]);
+    rc[1] = copy_gen(v, offs[1], &g[1]);
+    ok(rc[2] == -EILSEQ, "copy 2 torn (second of phase 1)");
+    ok(rc[1] == -EILSEQ && copy_gen(v, offs[3], &g[3]) == 0 && g[3] == 1,
+       "phase 2 not written after the failed phase 1 (copies 1, 3 as they were)");
+    vdev_debug(v, "reset", &e);
+
+    /* A power cut in phase 1 of a rewrite keeps any part of copies 0 and
+     * 2: both torn, 1 and 3 whole and old. */
+    static uint8_t hdr[LABEL_HDR_SIZE];
+    ok(label_write_hdr(v, &h) == 0, "old label written");
+    label_hdr_encode(&h2, hdr);
+    vdev_pwrite(v, hdr, sizeof hdr / 2, offs[0]);
+    vdev_pwrite(v, hdr, 4096, offs[2]);
+    ok(label_read_hdr(v, &r, &e) == 0 && r.label_gen == 1,
+       "rewrite cut in phase 1 (0, 2 torn): the old label");
+    /* ... in phase 2: 0 and 2 whole and new, 1 and 3 torn */
+    vdev_pwrite(v, hdr, sizeof hdr, offs[0]);
+    vdev_pwrite(v, hdr, sizeof hdr, offs[2]);
+    vdev_pwrite(v, hdr, 4096, offs[1]);
+    vdev_pwrite(v, hdr, sizeof hdr / 2, offs[3]);
+    ok(label_read_hdr(v, &r, &e) == 0 && r.label_gen == 2,
+       "rewrite cut in phase 2 (1, 3 torn): the new label");
+
+    /* The first label of a wiped device cut in phase 1: copies 0 and 2 (or
+     * one of them) torn, 1 and 3 without a label: no label, not damage. */
+    ok(label_wipe(v) == 0, "wipe");
+    vdev_pwrite(v, hdr, sizeof hdr / 2, offs[0]);
+    vdev_pwrite(v, hdr, 4096, offs[2]);
+    ok(label_read_hdr(v, &r, &e) == -ENOENT, "first label, copies 0 and 2 torn: ENOENT (%s)",
+       e.msg);
+    ok(label_wipe(v) == 0, "wipe");
+    vdev_pwrite(v, hdr, 4096, offs[2]);
+    ok(label_read_hdr(v, &r, &e) == -ENOENT, "first label, copy 2 torn: ENOENT");
+    /* an odd copy torn with no whole copy anywhere: no crash leaves that */
+    vdev_pwrite(v, hdr, 4096, offs[1]);
+    ok(label_read_hdr(v, &r, &e) == -EILSEQ, "copies 1 and 2 torn, none whole: EILSEQ (%s)",
+       e.msg);
+    ok(label_wipe(v) == 0, "wipe");
+    vdev_pwrite(v, hdr, 4096, offs[3]);
+    ok(label_read_hdr(v, &r, &e) == -EILSEQ, "copy 3 torn alone: EILSEQ");
+    vdev_close(v);
+    unlink(path);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/berth-test-label-XXXXXX";
@@ -366,6 +457,7 @@ int main(void)
     test_hdr_dtl();
     test_ub_codec();
     test_device(dir);
+    test_power_cut(dir);
     rmdir(dir);
     return done_testing();
 }
