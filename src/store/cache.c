@@ -426,9 +426,13 @@ static void put(struct bcache *c, uint32_t vdev, uint64_t off, uint64_t birth, s
     if (!b)
         return;
     pthread_mutex_lock(&s->lock);
+    if (!evict && s->bytes + b->size > s->limit) { /* no room: no chain walk */
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
     struct centry **pp = find_slot(s, h, vdev, off, birth);
     /* A present key keeps its entry: same key means same contents. */
-    if (*pp || b->size > s->limit || (!evict && s->bytes + b->size > s->limit)) {
+    if (*pp || b->size > s->limit) {
         pthread_mutex_unlock(&s->lock);
         return;
     }

@@ -99,10 +99,14 @@ void bs_memory_limit(uint64_t bytes, uint64_t reserve)
     bs_tunables_get(&t);
     t.dirty_max_bytes = MAX(MIN(avail / 4, 1ULL << 30), 1ULL << 20);
     /* idle buffers carry the block buffers from the txg that frees them
-     * (block cache evictions) to the writers that take them: 1/32 left
+     * (block cache evictions, or a stream's blocks, which the cache only
+     * takes while it has room) to the writers that take them: 1/32 left
      * writers of 1 MiB streams faulting fresh malloc memory in (1.5-1.7 s
-     * of CPU per GiB after random writes, 1.3-1.5 with 1/16) */
-    uint64_t idle = avail / 16;
+     * of CPU per GiB after random writes, 1.3-1.5 with 1/16); at least half
+     * of dirty_max, so that a whole txg's buffers (up to 3/8 of it, txg.c
+     * SYNC_OPEN_EIGHTHS) come back to the list, not to malloc (its
+     * consolidation was ~3 % of a 1 MiB stream's CPU) */
+    uint64_t idle = MAX(avail / 16, t.dirty_max_bytes / 2);
     uint64_t used = t.dirty_max_bytes + idle;
     uint64_t rest = avail > used ? avail - used : 0; /* a tiny limit: minimal budgets */
     t.cache_bytes = MAX(rest, 1ULL << 20);
