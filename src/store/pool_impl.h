@@ -47,6 +47,7 @@ struct dirty_ent {
                                 * ciphertext, written as it is (never read) */
 };
 
+#define MAX_LEAVES 32 /* leaves of one top-level vdev */
 #define DIRTY_HOLE_BYTES 256 /* accounted per hole entry, so trims push syncs too */
 
 /* Entries of a dmap are carved from slabs the map owns (vol.c dmap_add);

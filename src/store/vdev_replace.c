@@ -102,8 +102,6 @@
 #include "store/crashpt.h"
 #include "store/resilver.h"
 
-#define MAX_LEAVES 32
-
 static _Atomic bool debug_crash; /* test knob (replace_debug_crash) */
 
 void replace_debug_crash(bool on)
