@@ -60,10 +60,10 @@
  * The trim thread: after each commit the sync thread asks it for a pass
  * (trim_req); it discards the free ranges whose lazy-trim delay has passed
  * (alloc.c top), concurrently with the next txgs' allocations.  When no txg
- * committed data and nothing was read for TRIM_IDLE_NS (an idle pool:
+ * committed data or frees and nothing was read for TRIM_IDLE_NS (an idle pool:
  * nothing allocates that could reuse them, and no reader waits on the file
  * locks a hole punch takes) it discards all queued ranges; reads postpone
- * that at most until TRIM_READ_MAX_NS after the last data txg.  It
+ * that at most until TRIM_READ_MAX_NS after the last such txg.  It
  * only touches free, released space, so it needs no ordering with the sync;
  * an idle pool commits no empty txgs for it. */
 #include "store/txg.h"
@@ -443,7 +443,10 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
     if (r == 0)
         r = pool_tops_flush(p);
     T5 = now_ns();
-    if (r == 0 && c.njobs)
+    /* busy: it wrote data, or it freed space (still deferred: e.g. a
+     * snapshot destroy, which writes only metadata), so that reads hold
+     * off the idle trim of what it freed too (trim_idle_at) */
+    if (r == 0 && (c.njobs || pool_tops_deferred_pending(p)))
         atomic_store(&p->txg.busy_ns, T5);
 
     if (r == 0) {

@@ -38,7 +38,7 @@ struct txg {
     pthread_mutex_t trim_lock;  /* protects trim_req, trim_done */
     pthread_cond_t trim_cv;     /* the trim thread waits here */
     uint64_t trim_req, trim_done; /* passes asked for / finished */
-    _Atomic uint64_t busy_ns;   /* end of the last txg that wrote data */
+    _Atomic uint64_t busy_ns;   /* end of the last txg that wrote data or freed space */
     _Atomic bool read_flag;     /* a read since the trim thread last looked */
     uint64_t read_ns;           /* the trim thread's own: when it last saw read_flag */
     _Atomic uint64_t sync_rate; /* dirty bytes per second the last big txg retired */
