@@ -243,12 +243,25 @@ long compress_block_hist(enum bs_compress c, int level, const void *src, size_t 
     if (!h || c == BS_COMPRESS_OFF || len == 0)
         return compress_block(c, level, src, len, dst, dstcap);
     bool skip = atomic_load_explicit(&h->skip, memory_order_relaxed);
-    if (skip &&
-        atomic_fetch_add_explicit(&h->tick, 1, memory_order_relaxed) % COMP_PROBE_EVERY != 0)
-        return 0;
+    unsigned gap = 0;
+    if (skip) {
+        /* unsigned arithmetic: the tick may wrap */
+        unsigned t = atomic_fetch_add_explicit(&h->tick, 1, memory_order_relaxed);
+        unsigned next = atomic_load_explicit(&h->next, memory_order_relaxed);
+        if ((int)(t - next) < 0)
+            return 0;
+        gap = atomic_load_explicit(&h->gap, memory_order_relaxed);
+        if (gap < COMP_PROBE_EVERY)
+            gap = COMP_PROBE_EVERY;
+        atomic_store_explicit(&h->next, t + gap, memory_order_relaxed);
+    }
     long r = compress_block(c, level, src, len, dst, dstcap);
     if (r < 0)
         return r;
+    if (skip) /* the back-off of COMP_PROBE_EVERY_MAX */
+        atomic_store_explicit(&h->gap, r > 0 || gap * 2 < gap ? COMP_PROBE_EVERY
+                              : gap * 2 > COMP_PROBE_EVERY_MAX ? COMP_PROBE_EVERY_MAX : gap * 2,
+                              memory_order_relaxed);
     /* unsaved += (sample - unsaved) / 2^shift, the sample being the
      * fraction of this block not saved (1 when stored raw) */
     int64_t sample = (int64_t)COMP_HIST_ONE;
@@ -263,8 +276,12 @@ long compress_block_hist(enum bs_compress c, int level, const void *src, size_t 
         u = COMP_HIST_ONE;
     atomic_store_explicit(&h->unsaved, (unsigned)u, memory_order_relaxed);
     uint64_t saved = COMP_HIST_ONE - (uint64_t)u;
-    if (!skip && saved < COMP_SKIP_BELOW)
+    if (!skip && saved < COMP_SKIP_BELOW) {
+        atomic_store_explicit(&h->gap, COMP_PROBE_EVERY, memory_order_relaxed);
+        atomic_store_explicit(&h->next, atomic_load_explicit(&h->tick, memory_order_relaxed),
+                              memory_order_relaxed);
         atomic_store_explicit(&h->skip, 1, memory_order_relaxed);
+    }
     else if (skip && saved >= COMP_RESUME_AT)
         atomic_store_explicit(&h->skip, 0, memory_order_relaxed);
     return r;

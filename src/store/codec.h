@@ -26,11 +26,12 @@ long compress_block(enum bs_compress c, int level, const void *src, size_t len, 
  * an exponentially weighted average over the blocks tried (a block not worth
  * compressing counts as saving nothing).  When trying saves less than
  * COMP_SKIP_BELOW (1/16) of the bytes written, only every
- * COMP_PROBE_EVERY-th block is tried (probe and compressor) and the others
+ * COMP_PROBE_EVERY-th block is tried (probe and compressor), backing off to
+ * every COMP_PROBE_EVERY_MAX-th while the tries keep failing, and the others
  * are stored raw at once; when the estimate is back at COMP_RESUME_AT
  * (3/32), every block is tried again.  So a stream that does not pay for
- * its compression costs 1/8 of a try per block, and a stream that saves
- * less than 1/16 gives away up to 7/8 of that saving.  fio's reused
+ * its compression costs 1/64 of a try per block, and a stream that saves
+ * less than 1/16 gives away most of that saving.  fio's reused
  * buffers are such a stream: after a while of 4K random writes 5-10 % of
  * the 16K blocks compress (two or more equal 4K writes in one block), 1-4 %
  * of the bytes, and trying every block cost ~15 % of berthd's CPU.  Real
@@ -54,6 +55,16 @@ long compress_block(enum bs_compress c, int level, const void *src, size_t len, 
  * Zero-initialised; updated with relaxed atomics by any number of threads
  * (a lost update only shifts when a block is tried). */
 #define COMP_PROBE_EVERY 8u
+/* While skipping, every tried block that saves nothing doubles the gap to
+ * the next try, up to COMP_PROBE_EVERY_MAX; one that saves anything sets it
+ * back to COMP_PROBE_EVERY.  A stream that stays incompressible (encrypted
+ * or media data, fio's buffers) then pays for 1 try in 64 blocks: the
+ * probe's lz4 pass over fio's 2 KiB samples cost ~3 us in a quiet loop but
+ * ~10 us in berthd under load, 5-8 % of its CPU on 1 MiB writes at 1 in 8
+ * (docs/PERFORMANCE.md, ninth round).  Data that turns compressible is
+ * still noticed on the next try, within 64 blocks (1 MiB of 16K blocks),
+ * and the tries after it come every COMP_PROBE_EVERY blocks again. */
+#define COMP_PROBE_EVERY_MAX 64u
 #define COMP_HIST_ONE 65536u                       /* fixed point of comp_hist.unsaved */
 #define COMP_SKIP_BELOW (COMP_HIST_ONE / 16)       /* saved fraction, fixed point */
 #define COMP_RESUME_AT (COMP_HIST_ONE * 3 / 32)
@@ -63,6 +74,8 @@ struct comp_hist {
     atomic_uint unsaved; /* COMP_HIST_ONE x (1 - estimated fraction saved) */
     atomic_uint skip;    /* 1 while only every COMP_PROBE_EVERY-th block is tried */
     atomic_uint tick;    /* blocks seen while skipping */
+    atomic_uint next;    /* tick at which the next block is tried */
+    atomic_uint gap;     /* ticks from one try to the next (0: COMP_PROBE_EVERY) */
 };
 
 /* compress_block with a history (NULL: exactly compress_block): the same

@@ -152,7 +152,8 @@ static long hist_block(const uint8_t *src, size_t len, uint8_t *dst, struct comp
 }
 
 /* compress_block_hist: a fresh stream of random blocks is tried block by
- * block for ~700 blocks, then only every COMP_PROBE_EVERY-th; when the data
+ * block for ~700 blocks, then only every COMP_PROBE_EVERY-th, backing off to
+ * every COMP_PROBE_EVERY_MAX-th while the tries fail; when the data
  * turns compressible the first try notices it and every block is tried again;
  * a stream where few blocks save little (1 in 20 saves 25 %) starts skipping
  * too, one where enough save enough (1 in 4 saves 50 %, 1 in 4 saves ~all)
@@ -174,8 +175,10 @@ static void test_hist(void)
     ok(raw == N && skip_at >= 650 && skip_at <= 800,
        "hist: %u random blocks stored raw, skipping from block %u", N, skip_at);
     unsigned ticks = atomic_load(&h.tick);
-    ok(ticks == N - skip_at, "hist: %u blocks seen while skipping (1 in %u tried)", ticks,
-       COMP_PROBE_EVERY);
+    ok(ticks == N - skip_at, "hist: %u blocks seen while skipping (1 in %u tried at the end)",
+       ticks, atomic_load(&h.gap));
+    ok(atomic_load(&h.gap) == COMP_PROBE_EVERY_MAX, "hist: the tries backed off to 1 in %u",
+       COMP_PROBE_EVERY_MAX);
     /* data turns compressible: how many go raw before the history notices */
     unsigned lost = 0, kept = 0;
     bool good = true;
@@ -192,12 +195,12 @@ static void test_hist(void)
                     memcmp(out, src, len) == 0;
         }
     }
-    ok(good && lost > 0 && lost < COMP_PROBE_EVERY && kept == 200 - lost &&
+    ok(good && lost > 0 && lost < COMP_PROBE_EVERY_MAX && kept == 200 - lost &&
            !atomic_load(&h.skip),
        "hist: compressible data after random data: %u raw, then all %u compressed", lost, kept);
     /* fio-like: 1 block in 20 saves 25 % (a duplicated 4K): 1.25 % of the
      * bytes, below COMP_SKIP_BELOW: skipping starts, and then only about 1
-     * in COMP_PROBE_EVERY of those blocks is compressed */
+     * in COMP_PROBE_EVERY..COMP_PROBE_EVERY_MAX of those blocks is compressed */
     struct comp_hist f = {0};
     unsigned fcomp = 0, fdup = 0, fskip = 0;
     for (unsigned i = 0; i < 6000; i++) {
