@@ -94,7 +94,10 @@ struct bcache {
 
 struct buf_pool {
     pthread_mutex_t lock;
-    struct cbuf *head; /* linked through the first bytes of data */
+    struct cbuf *head; /* linked through idle_next, in the header: popping a
+                        * buffer touches only the cache line cbuf_new writes
+                        * anyway (through data[0] it was a second miss per
+                        * buffer, ~3 % of berthd's CPU on 1 MiB writes) */
     uint64_t n;
 };
 
@@ -120,16 +123,16 @@ void cbuf_pool_set_limit(uint64_t total)
         pthread_mutex_lock(&bp->lock);
         while (bp->head && atomic_load(&g_idle_bytes) > total) {
             struct cbuf *b = bp->head;
-            memcpy(&bp->head, b->data, sizeof bp->head);
+            bp->head = b->idle_next;
             bp->n--;
             atomic_fetch_sub(&g_idle_bytes, (uint64_t)1 << s);
-            memcpy(b->data, &gone, sizeof gone);
+            b->idle_next = gone;
             gone = b;
         }
         pthread_mutex_unlock(&bp->lock);
         while (gone) {
             struct cbuf *b = gone;
-            memcpy(&gone, b->data, sizeof gone);
+            gone = b->idle_next;
             free(b);
         }
     }
@@ -155,8 +158,12 @@ struct cbuf *cbuf_new(uint32_t size)
     if (bp) {
         pthread_mutex_lock(&bp->lock);
         if ((b = bp->head) != NULL) {
-            memcpy(&bp->head, b->data, sizeof bp->head);
+            bp->head = b->idle_next;
             bp->n--;
+            /* the next one's header: last written by the thread that
+             * released it (often a sync worker on the other CPU) */
+            if (bp->head)
+                __builtin_prefetch(bp->head, 1);
         }
         pthread_mutex_unlock(&bp->lock);
         if (b)
@@ -183,7 +190,7 @@ static void cbuf_release(struct cbuf *b)
     if (bp && atomic_fetch_add_explicit(&g_idle_bytes, b->size, memory_order_relaxed) + b->size <=
                   atomic_load_explicit(&g_idle_limit, memory_order_relaxed)) {
         pthread_mutex_lock(&bp->lock);
-        memcpy(b->data, &bp->head, sizeof bp->head);
+        b->idle_next = bp->head;
         bp->head = b;
         bp->n++;
         pthread_mutex_unlock(&bp->lock);

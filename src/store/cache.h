@@ -25,6 +25,8 @@ struct cbuf {
     /* handed to a volume by bs_vol_pwrite_bufs (vol.c): never again */
     _Atomic uint8_t adopted;
     uint8_t memo[16];
+    /* the next buffer of an idle list (cache.c); meaningless otherwise */
+    struct cbuf *idle_next;
     _Alignas(64) uint8_t data[];
 };
 
