@@ -87,6 +87,14 @@ uint64_t alloc_next_bit(const uint64_t *w, uint64_t pos, uint64_t end, bool one)
     return end;
 }
 
+uint64_t alloc_count_bits(const uint64_t *w, uint64_t s, uint64_t e)
+{
+    uint64_t n = 0;
+    for (uint64_t wi = s >> 6; s < e && wi <= (e - 1) >> 6; wi++)
+        n += (uint64_t)__builtin_popcountll(w[wi] & range_mask(s, e, wi));
+    return n;
+}
+
 /* Apply w = (w & ~clear) | set over [s, e) with per-word masks computed by
  * `op`; returns the number of bits that changed. */
 

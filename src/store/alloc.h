@@ -111,15 +111,16 @@ int alloc_sync(struct alloc *a, uint64_t txg);
  * if autotrim, their ranges are queued for alloc_trim_ripe.  No I/O. */
 void alloc_txg_done(struct alloc *a, uint64_t txg, bool autotrim);
 
-/* Lazy autotrim (alloc.c top): discard what is still free and warm of the
- * queued runs released ALLOC_TRIM_DELAY_TXGS or more allocating txgs ago, or
- * of all queued runs if `all` (runs of at least 128 KiB); without autotrim
- * just drop them from the queue.  Stops early when stop(sctx) returns true
- * (stop may be NULL; what was not done stays queued).  Returns the
- * bytes discarded.  Runs on the pool's trim thread, concurrently with
- * allocations. */
-uint64_t alloc_trim_ripe(struct alloc *a, bool autotrim, bool all, bool (*stop)(void *),
-                         void *sctx);
+/* Lazy autotrim (alloc_trim.c top): discard what is still free and warm of
+ * the queued runs released ALLOC_TRIM_DELAY_TXGS or more allocating txgs
+ * ago, oldest first, while more than `keep_bytes` (at most 1/8 of the top)
+ * of the queue is still warm; or of all queued runs if `all` (the pool
+ * idles).  Runs of at least 128 KiB only; without autotrim just drop them
+ * from the queue.  Stops early when stop(sctx) returns true (stop may be
+ * NULL; what was not done stays queued).  Returns the bytes discarded.
+ * Runs on the pool's trim thread, concurrently with allocations. */
+uint64_t alloc_trim_ripe(struct alloc *a, bool autotrim, bool all, uint64_t keep_bytes,
+                         bool (*stop)(void *), void *sctx);
 /* Bytes free and warm, and bytes queued for lazy autotrim (for tests). */
 void alloc_warm_stats(struct alloc *a, uint64_t *warm, uint64_t *queued);
 

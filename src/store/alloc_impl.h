@@ -41,6 +41,8 @@ struct alloc {
 
 /* First bit in [pos, end) equal to `one`, or end. */
 uint64_t alloc_next_bit(const uint64_t *w, uint64_t pos, uint64_t end, bool one);
+/* Set bits of w in [s, e). */
+uint64_t alloc_count_bits(const uint64_t *w, uint64_t s, uint64_t e);
 
 /* Apply an operation over the bits [s, e) of map w (inuse or warm), keeping
  * the per-chunk counters; returns the number of bits that changed. */

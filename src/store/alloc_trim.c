@@ -9,7 +9,20 @@
  * such txgs old (empty txgs, e.g. those draining deferred frees, do not
  * age them: they give nothing a chance to reuse the space), or all runs when
  * the pool idles, and discards whatever of them is still warm, in runs of
- * at least AUTOTRIM_MIN_BYTES.  What the
+ * at least AUTOTRIM_MIN_BYTES.
+ *
+ * THE BUSY RULE: while the pool is busy (not an idle pass), ripe runs are
+ * discarded oldest first only while more than `keep` bytes of the queue are
+ * still warm (the caller passes two txgs' worth of dirty data; at most 1/8
+ * of the top).  A stream of rewrites frees about what it writes, and the
+ * allocator takes that space back a few txgs later (the sequential-stream
+ * rule); punching it first cost the stream a hole punch under the file's
+ * locks, then a fresh block allocation and new page-cache pages for the
+ * same range: 1 MiB writes after random writes ran at 1040-1190 MB/s with
+ * 25-180 MiB punched per txg, ~1400 without (docs/PERFORMANCE.md, ninth
+ * round).  Runs wholly taken back leave the queue at each pass.  So a busy
+ * pool keeps at most `keep` of freed space in the host file beyond what it
+ * will soon rewrite, and an idle pool gives all of it back.  What the
  * allocator took back meanwhile is no longer warm and is not discarded: a
  * rewrite lands on blocks the host file system still has (an overwrite, not
  * a fresh block allocation plus a hole punch per txg).  Safety: a sector is
@@ -44,6 +57,9 @@
  * `berth pool trim` gets them all back.  A guest's discard of a file or a
  * volume's range frees long runs, which go back at once. */
 #define AUTOTRIM_MIN_BYTES (128u << 10)
+
+/* The busy rule's `keep` is at most this fraction of the top's sectors. */
+#define ALLOC_TRIM_KEEP_DIV 8u
 
 int alloc_trimq_add(struct alloc *a, const struct dfree *r, size_t n)
 {
@@ -104,20 +120,48 @@ static uint64_t discard_warm(struct alloc *a, uint64_t s, uint64_t e, uint64_t m
     return done;
 }
 
-uint64_t alloc_trim_ripe(struct alloc *a, bool autotrim, bool all, bool (*stop)(void *),
-                         void *sctx)
+uint64_t alloc_trim_ripe(struct alloc *a, bool autotrim, bool all, uint64_t keep_bytes,
+                         bool (*stop)(void *), void *sctx)
 {
     struct dfree *ripe = NULL;
+    uint64_t *warm = NULL;
     size_t nr = 0, k = 0;
     pthread_mutex_lock(&a->lock);
-    if (a->ntq)
+    if (a->ntq) {
         ripe = malloc(a->ntq * sizeof(*ripe));
-    for (size_t i = 0; ripe && i < a->ntq; i++) {
-        if (all || a->trimq[i].txg + ALLOC_TRIM_DELAY_TXGS <= a->busy_txgs)
-            ripe[nr++] = a->trimq[i];
-        else
-            a->trimq[k++] = a->trimq[i];
+        warm = malloc(a->ntq * sizeof(*warm));
+        if (!warm) {
+            free(ripe);
+            ripe = NULL;
+        }
     }
+    /* what of each queued run is still warm (the rest was allocated again:
+     * nothing to discard there); runs wholly reused leave the queue */
+    uint64_t queued = 0;
+    for (size_t i = 0; ripe && i < a->ntq; i++) {
+        uint64_t s = a->trimq[i].start;
+        uint64_t w = alloc_count_bits(a->warm, s, s + a->trimq[i].n);
+        if (w) {
+            warm[k] = w;
+            a->trimq[k++] = a->trimq[i];
+            queued += w;
+        }
+    }
+    if (ripe)
+        a->ntq = k;
+    uint64_t keep = MIN(keep_bytes >> a->ashift, a->nsect / ALLOC_TRIM_KEEP_DIV);
+    k = 0;
+    for (size_t i = 0; ripe && i < a->ntq; i++) {
+        /* THE BUSY RULE: while the pool is busy, ripe runs are discarded
+         * only while more than `keep` sectors are queued, oldest first */
+        if (all || (a->trimq[i].txg + ALLOC_TRIM_DELAY_TXGS <= a->busy_txgs && queued > keep)) {
+            ripe[nr++] = a->trimq[i];
+            queued -= warm[i];
+        } else {
+            a->trimq[k++] = a->trimq[i];
+        }
+    }
+    free(warm);
     if (ripe)
         a->ntq = k;
     if (a->ntq == 0 && a->captq > 4096) { /* a burst's queue: give it back */

@@ -319,7 +319,7 @@ static void test_trim(void)
     uint64_t b0 = blocks();
     alloc_free(a, off, 8 * MiB, 3);
     alloc_txg_done(a, 4, true);
-    ok(alloc_trim_ripe(a, true, false, NULL, NULL) == 0 && blocks() == b0,
+    ok(alloc_trim_ripe(a, true, false, 0, NULL, NULL) == 0 && blocks() == b0,
        "not discarded while deferred");
     alloc_txg_done(a, 5, true);
     uint64_t warm, queued;
@@ -327,15 +327,15 @@ static void test_trim(void)
     ok(warm == 8 * MiB && queued == 8 * MiB, "released: warm and queued for lazy trim");
     for (uint64_t t = 6; t < 6 + 2 * ALLOC_TRIM_DELAY_TXGS; t++)
         alloc_txg_done(a, t, true);
-    ok(alloc_trim_ripe(a, true, false, NULL, NULL) == 0 && blocks() == b0,
+    ok(alloc_trim_ripe(a, true, false, 0, NULL, NULL) == 0 && blocks() == b0,
        "lazy: empty txgs do not age the queue");
     for (uint64_t t = 20; t < 20 + ALLOC_TRIM_DELAY_TXGS - 1; t++)
         busy_txg(a, t, true);
-    ok(alloc_trim_ripe(a, true, false, NULL, NULL) == 0 && blocks() == b0,
+    ok(alloc_trim_ripe(a, true, false, 0, NULL, NULL) == 0 && blocks() == b0,
        "lazy: not discarded before ALLOC_TRIM_DELAY_TXGS allocating txgs");
     busy_txg(a, 20 + ALLOC_TRIM_DELAY_TXGS, true);
     /* the delay's allocations took 4K each of the warm range */
-    ok(alloc_trim_ripe(a, true, false, NULL, NULL) == 8 * MiB - ALLOC_TRIM_DELAY_TXGS * K4 &&
+    ok(alloc_trim_ripe(a, true, false, 0, NULL, NULL) == 8 * MiB - ALLOC_TRIM_DELAY_TXGS * K4 &&
            blocks() + 16000 <= b0,
        "autotrim: ripe range punched (%llu -> %llu blocks)", (unsigned long long)b0,
        (unsigned long long)blocks());
@@ -356,6 +356,70 @@ static void test_trim(void)
     free(buf);
     free(r);
     alloc_destroy(a);
+}
+
+/* The busy rule: while the pool is busy a pass discards ripe runs only
+ * while more than `keep` bytes of the queue are still warm, oldest first;
+ * a run the allocator took back leaves the queue and no longer counts; an
+ * idle pass (`all`) discards everything whatever `keep` says. */
+static void test_busy_keep(void)
+{
+    const uint64_t B = 2000;
+    struct alloc *a;
+    struct berr e = {0};
+    uint64_t r[4], warm, queued, off;
+    uint8_t *buf = malloc(2 * MiB);
+    memset(buf, 0x3c, 2 * MiB);
+    ok(alloc_create(v, &h, B + 1, &a, &e) == 0, "busy: create");
+    for (int i = 0; i < 4; i++) {
+        uint64_t spacer; /* stays allocated: the released runs do not merge */
+        alloc_alloc(a, 2 * MiB, B + 2, &r[i]);
+        alloc_alloc(a, 1 * MiB, B + 2, &spacer);
+        vdev_pwrite(v, buf, 2 * MiB, h.data_start + r[i]);
+    }
+    alloc_sync(a, B + 2);
+    alloc_txg_done(a, B + 2, true);
+    /* r0, r1 freed first (older), r2, r3 one busy txg later */
+    alloc_free(a, r[0], 2 * MiB, B + 3);
+    alloc_free(a, r[1], 2 * MiB, B + 3);
+    for (uint64_t t = B + 3; t <= B + 5; t++)
+        alloc_txg_done(a, t, true);
+    alloc_free(a, r[2], 2 * MiB, B + 6);
+    alloc_free(a, r[3], 2 * MiB, B + 6);
+    busy_txg(a, B + 6, true); /* its 4K comes out of r0, the first warm space */
+    for (uint64_t t = B + 7; t <= B + 8; t++)
+        alloc_txg_done(a, t, true);
+    alloc_warm_stats(a, &warm, &queued);
+    ok(warm == 8 * MiB - K4 && queued == 8 * MiB, "busy: four runs released and queued");
+    for (uint64_t t = B + 9; t < B + 9 + ALLOC_TRIM_DELAY_TXGS; t++) {
+        alloc_alloc(a, K4, t, &off); /* busy txgs, taking 4K of r0 each */
+        alloc_txg_done(a, t, true);
+    }
+    uint64_t taken = (1 + ALLOC_TRIM_DELAY_TXGS) * K4;
+    uint64_t b0 = blocks();
+    ok(alloc_trim_ripe(a, true, false, 16 * MiB, NULL, NULL) == 0 && blocks() == b0,
+       "busy: 8 MiB queued, keep 16 MiB: nothing discarded");
+    /* keep 5 MiB: r0 (oldest) then r1 go, r2 and r3 stay warm */
+    uint64_t d = alloc_trim_ripe(a, true, false, 5 * MiB, NULL, NULL);
+    ok(d == 4 * MiB - taken, "busy: keep 5 MiB discards the two oldest runs (%llu KiB)",
+       (unsigned long long)(d >> 10));
+    alloc_warm_stats(a, &warm, &queued);
+    ok(warm == 4 * MiB && queued == 4 * MiB, "busy: the two newer runs stay warm and queued");
+    /* the allocator takes r2 back: it leaves the queue, r3 alone counts */
+    ok(alloc_alloc(a, 2 * MiB, B + 20, &off) == 0 && (off == r[2] || off == r[3]),
+       "busy: a rewrite takes one of them back whole");
+    alloc_txg_done(a, B + 20, true);
+    ok(alloc_trim_ripe(a, true, false, 2 * MiB, NULL, NULL) == 0,
+       "busy: 2 MiB still warm, keep 2 MiB: nothing discarded");
+    alloc_warm_stats(a, &warm, &queued);
+    ok(warm == 2 * MiB && queued == 2 * MiB, "busy: the reused run left the queue");
+    b0 = blocks();
+    ok(alloc_trim_ripe(a, true, true, 64 * MiB, NULL, NULL) == 2 * MiB && blocks() + 500 <= b0,
+       "idle: everything queued is discarded whatever keep says");
+    alloc_warm_stats(a, &warm, &queued);
+    ok(warm == 0 && queued == 0, "idle: nothing warm or queued");
+    alloc_destroy(a);
+    free(buf);
 }
 
 static bool always(void *arg)
@@ -397,10 +461,10 @@ static void test_lazy_trim(void)
     ok(alloc_alloc(a, 3 * MiB, B + 6, &z) == 0 && z == x + MiB, "next fit within warm space");
     vdev_pwrite(v, buf, 4 * MiB, h.data_start + x); /* the rewrite lands on x */
     alloc_txg_done(a, B + 6, true);
-    ok(alloc_trim_ripe(a, true, false, NULL, NULL) == 0, "not ripe yet");
+    ok(alloc_trim_ripe(a, true, false, 0, NULL, NULL) == 0, "not ripe yet");
     for (uint64_t t = B + 7; t <= B + 6 + ALLOC_TRIM_DELAY_TXGS; t++)
         busy_txg(a, t, true);
-    ok(alloc_trim_ripe(a, true, false, NULL, NULL) == 4 * MiB - ALLOC_TRIM_DELAY_TXGS * K4,
+    ok(alloc_trim_ripe(a, true, false, 0, NULL, NULL) == 4 * MiB - ALLOC_TRIM_DELAY_TXGS * K4,
        "only the range not reused is punched");
     ok(blocks() + 8000 <= b0 && blocks() + 9000 >= b0, "the file lost y's 4 MiB, not x's");
     vdev_pread(v, r, 4 * MiB, h.data_start + x);
@@ -415,7 +479,7 @@ static void test_lazy_trim(void)
         alloc_txg_done(a, t, false);
     alloc_warm_stats(a, &warm, &queued);
     ok(warm == 4 * MiB && queued == 0, "autotrim off: warm, not queued");
-    ok(alloc_trim_ripe(a, false, true, NULL, NULL) == 0, "autotrim off: nothing punched");
+    ok(alloc_trim_ripe(a, false, true, 0, NULL, NULL) == 0, "autotrim off: nothing punched");
     ok(alloc_alloc(a, 4 * MiB, B + 14, &x) == 0 && x + MiB == z, "warm space reused");
     vdev_pwrite(v, buf, 4 * MiB, h.data_start + x);
     alloc_sync(a, B + 14);
@@ -429,7 +493,7 @@ static void test_lazy_trim(void)
         alloc_txg_done(a, t, true);
     alloc_warm_stats(a, &warm, &queued);
     ok(queued == 1 * MiB, "queued before the crash");
-    ok(alloc_trim_ripe(a, true, true, always, NULL) == 0, "a stopped pass punches nothing");
+    ok(alloc_trim_ripe(a, true, true, 0, always, NULL) == 0, "a stopped pass punches nothing");
     alloc_warm_stats(a, &warm, &queued);
     ok(queued == 1 * MiB && warm == 1 * MiB, "and leaves the runs queued");
     struct alloc *b;
@@ -760,6 +824,7 @@ int main(void)
     test_corrupt();
     test_trim();
     test_lazy_trim();
+    test_busy_keep();
     test_warm_frags();
     test_alloc_blocks();
     test_alloc_blocks_seq();
