@@ -783,21 +783,6 @@ done:
     return 0;
 }
 
-/* Start the next block's trip from memory while this one is hashed: a
- * block the NBD server received long ago (a txg's worth of data ago) is in
- * no CPU cache, and the hardware prefetcher stops at every 4 KiB page, so
- * each page of it began with a miss that the zero test and the checksum
- * waited for.  Two lines per page; the prefetcher follows from there. */
-static inline void prefetch_block(const uint8_t *p, uint32_t len)
-{
-    for (uint32_t o = 0; o < len; o += 4096) {
-        __builtin_prefetch(p + o);
-        __builtin_prefetch(p + o + 64);
-    }
-    if (len)
-        __builtin_prefetch(p + len - 1); /* blocks start 64 bytes into a page */
-}
-
 int blk_write_batch(const struct blkio *io, struct blk_wreq *r, size_t n,
                     const struct blk_wprops *wp, uint64_t txg, struct blk_scratch *s,
                     uint64_t *written)
@@ -823,10 +808,6 @@ int blk_write_batch(const struct blkio *io, struct blk_wreq *r, size_t n,
         const struct blk_sealed *sb = r[k].sealed;
         const uint32_t lsize = r[k].lsize;
         struct blkptr *bp = r[k].bp;
-        if (k + 1 < n) {
-            prefetch_block(r[k + 1].cb->data, r[k + 1].lsize);
-            __builtin_prefetch(r[k + 1].cb, 1); /* its header: the unref after the write */
-        }
         if (!sb && wp->zero_is_hole && buf_is_zero(data, lsize)) {
             bp_make_hole(bp, txg, wp->level, wp->type);
             continue;
