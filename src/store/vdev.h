@@ -86,6 +86,10 @@ struct vdev {
      * complete resilver or scrub; a normal read never uses this leaf for a
      * block born in that range. */
     _Atomic uint64_t dtl_lo, dtl_hi;
+    /* leaf: not usable at a commit, and that miss already made durable in
+     * the labels (dtl.c dtl_note_missed; the sync thread's, under
+     * sync_mutex); false again at the first commit that finds it usable */
+    bool away_noted;
     /* Leaf writes to a regular file take wlock (vdev.c "Leaf writes"); set
      * up by vdev_open only (wlock_init). */
     bool wlock_init;
