@@ -437,9 +437,10 @@ int pool_read_ubs(bs_pool *p, struct uberblock **out)
      * block.  Txg T's uberblock goes to the members one after the other,
      * only after every block of T was flushed to every usable member, and
      * T could only commit if at least that many took its blocks: so the
-     * members one txg behind missed its uberblock, not its blocks (at most
-     * nparity of them lack any, which the checksums find and the parity
-     * repairs).  Taking them as stale would refuse the pool (pool_check_fresh)
+     * members one txg behind missed its uberblock, not its blocks, but for
+     * a member that was not usable in T (a write failed, offline,
+     * missing): the labels written before uberblock T say so
+     * (dtl_note_missed: stale, DTL T..T), and it is resilvered.  Taking them as stale would refuse the pool (pool_check_fresh)
      * for a crash.  With a member missing the count proves nothing (the
      * missing one may hold T): the members behind stay stale. */
     bool cut[BLK_MAX_TOPS] = {false};
