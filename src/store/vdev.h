@@ -65,6 +65,8 @@ struct vdev {
     enum vdev_kind kind;
     _Atomic int state;          /* enum vdev_state */
     _Atomic bool stale;         /* leaf: missed committed txgs (back after an outage) */
+    bool label_damaged;         /* a placeholder (UNAVAIL, no fd) for a device given at
+                                   import without a valid label, named by its path */
     _Atomic uint32_t stale_gen; /* leaf: bumped each time it comes back (online) */
     uint64_t guid;              /* leaf guid (from its label) */
     uint64_t data_start;        /* absolute offset of the data area (vdev_set_data) */

@@ -59,6 +59,14 @@ busy = s.get("state") == "scanning" or any(v.get("resilvering") or v.get("replac
 sys.exit(0 if busy else 1)'
 }
 scan_idle() { ! scan_busy "$1"; }
+# "STATE REASON" of the device at path $2
+dev_json() {
+  berth --json pool status "$1" | nbdpy -c '
+import json, sys
+for v in json.load(sys.stdin)["vdevs"]:
+    if v["path"] == sys.argv[1]:
+        print(v["state"], v.get("reason", ""))' "$2"
+}
 layout_is() { [ "$(layout "$1")" = "$2" ]; }
 berthd_dead() { ! kill -0 "$BERTHD_PID" 2>/dev/null; }
 
@@ -116,6 +124,13 @@ setup_zdead() {
   rm -f "$C"
   berth pool import -d "$T/d" cr >/dev/null || fail "import cr without C"
   [ "$(pool_field cr state)" = DEGRADED ] || fail "cr is not DEGRADED without C"
+  # really absent: missing-GUID, "cannot open"
+  local gone
+  gone=$(berth --json pool status cr | nbdpy -c '
+import json, sys
+print(" ".join("%s=%s/%s" % (v["path"][:8], v["state"], v.get("reason", ""))
+               for v in json.load(sys.stdin)["vdevs"] if v["state"] != "ONLINE"))')
+  [ "$gone" = "missing-=UNAVAIL/cannot open" ] || fail "zdead: C shown as $gone"
   OLD="1: a.img b.img missing" NEW="1: a.img b.img d.img" MID=- FINAL=$NEW
   CMD=(berth pool replace cr 2 "$D") # the missing member by its index
 }
@@ -236,10 +251,16 @@ damaged_case() {
   start_berthd
   [ "$(pool_field cr state)" = DEGRADED ] ||
     { berth pool status cr; fail "damaged: mirror not DEGRADED"; }
-  [ "$(layout cr)" = "1: a.img missing" ] || fail "damaged: layout $(layout cr)"
+  # shown under its own path, UNAVAIL with "corrupted data" (not missing-GUID)
+  [ "$(layout cr)" = "1: a.img b.img" ] || fail "damaged: layout $(layout cr)"
+  [ "$(dev_json cr "$B")" = "UNAVAIL corrupted data" ] ||
+    fail "damaged: $B is '$(dev_json cr "$B")' in status --json"
+  berth pool status cr | grep -qE "^[[:space:]]+$B +UNAVAIL +0 +0 +0  corrupted data$" ||
+    { berth pool status cr; fail "damaged: status does not show $B UNAVAIL, corrupted data"; }
   grep -q "no valid label on $B" "$T/berthd.log" || fail "damaged: the log does not name $B"
+  rc_of 1 "damaged berth label" berth pool online cr "$B"
   check_data "damaged"
-  berth pool replace cr 1 "$C" >/dev/null || fail "damaged: replace the damaged member"
+  berth pool replace cr "$B" "$C" >/dev/null || fail "damaged: replace the damaged member by its path"
   wait_until 60 scan_idle cr || fail "damaged: the resilver did not finish"
   wait_until 30 layout_is cr "1: a.img c.img" || fail "damaged: layout $(layout cr) at the end"
   [ "$(pool_field cr state)" = ONLINE ] || fail "damaged: not ONLINE at the end"
