@@ -20,7 +20,10 @@
 # phase torn, the others untouched (label_power:1 of attach: the new
 # device's first label cut, copies 0 and 2 torn, 1 and 3 without a label).
 # Also: a device whose labels are all damaged, given with the others
-# (berthd's restart): a mirror member imports DEGRADED and is replaced, two
+# (berthd's restart): a mirror member imports DEGRADED, shown under its path
+# as UNAVAIL "corrupted data" (status and --json; a member really absent, as
+# missing-GUID "cannot open"), `online` refused while damaged and taken once
+# its labels are mended (resilvered), then replaced by its path, two
 # raidz1 members refuse the pool naming both, a single device refuses it.
 # Also: a device left labelled by a change that never committed, beside the
 # change made instead, imports from the directory (the leftover ignored); a
@@ -241,6 +244,14 @@ damage_labels() {
       fail "damage $1"
   done
 }
+# undo damage_labels: the pool name $2 (NUL padded) at offset 64 of each copy
+restore_labels() {
+  local sz=$(( $(stat -c %s "$1") / (256 * 1024) * (256 * 1024) )) off
+  for off in 0 $((256 * 1024)) $((sz - 512 * 1024)) $((sz - 256 * 1024)); do
+    { printf '%s' "$2"; head -c $((16 - ${#2})) /dev/zero; } |
+      dd of="$1" bs=1 seek=$((off + 64)) conv=notrunc status=none || fail "restore $1"
+  done
+}
 damaged_case() {
   [ -z "$ONLY" ] || [[ "damaged" =~ $ONLY ]] || return 0
   NCASES=$((NCASES + 1))
@@ -260,12 +271,21 @@ damaged_case() {
   grep -q "no valid label on $B" "$T/berthd.log" || fail "damaged: the log does not name $B"
   rc_of 1 "damaged berth label" berth pool online cr "$B"
   check_data "damaged"
+  # its labels mended (the 16 bytes put back: the pool name "cr"), `online` by
+  # that path opens it again; it is resilvered for what it missed
+  restore_labels "$B" cr
+  berth pool online cr "$B" >/dev/null || fail "damaged: online $B once its labels are whole"
+  wait_until 60 scan_idle cr || fail "damaged: the resilver of $B did not finish"
+  [ "$(dev_json cr "$B")" = "ONLINE " ] && [ "$(pool_field cr state)" = ONLINE ] ||
+    fail "damaged: $B '$(dev_json cr "$B")', pool $(pool_field cr state) after online"
+  check_data "damaged (back online)"
   berth pool replace cr "$B" "$C" >/dev/null || fail "damaged: replace the damaged member by its path"
   wait_until 60 scan_idle cr || fail "damaged: the resilver did not finish"
   wait_until 30 layout_is cr "1: a.img c.img" || fail "damaged: layout $(layout cr) at the end"
   [ "$(pool_field cr state)" = ONLINE ] || fail "damaged: not ONLINE at the end"
   check_data "damaged (replaced)"
-  echo "  mirror member: imported DEGRADED, data intact, replaced, ONLINE"
+  echo "  mirror member: imported DEGRADED, shown as $B UNAVAIL corrupted data, online refused;"
+  echo "  mended: online, resilvered; data intact, replaced by its path, ONLINE"
   setup_zreplace
   stop_berthd
   damage_labels "$B"
