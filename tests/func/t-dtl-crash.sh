@@ -4,7 +4,7 @@
 # uberblock is written: after the restart the member must be resilvered
 # (its DTL), not taken as whole.  For each case: a pool of files whose volume
 # holds 8 MiB written and flushed; one member stops taking writes (debug knob
-# fail_writes: it is FAULTED in the next txg, or `pool offline`); a new write
+# fail_writes: it is FAULTED in the next txg; `pool offline`; missing); a new write
 # and its flush start txg T, and berthd is killed (crash_at=any_ub_leaf:N)
 # after uberblock T reached the first N leaves only.  berthd restarts:
 #   - the pool imports; a resilver runs and finishes (the member missed T),
@@ -17,6 +17,8 @@
 #   zfault    raidz1 a b c, c fails writes, T's uberblock on a only (b and c
 #             one txg behind: a commit cut short, b holds T's blocks, c not)
 #   zoffline  the same with c taken offline
+#   zmissing  the same with c missing when berthd started (its file back
+#             before the crash, so the restart finds it)
 #   mfault    mirror a b, b fails writes, T's uberblock on a only
 #   m2fault   two mirrors (a b) (c d), d fails writes, T's uberblock on the
 #             first top only (the second one whole txg behind)
@@ -81,6 +83,13 @@ run_case() {
   pool_sync cr 2 || fail "$name: pool sync"
   if [ "$how" = offline ]; then
     berth pool offline cr "$T/d/$member" >/dev/null || fail "$name: offline $member"
+  elif [ "$how" = missing ]; then
+    # berthd restarted without it (DEGRADED), then the file is back
+    stop_berthd
+    mv "$T/d/$member" "$T/away/"
+    start_berthd
+    [ "$(pool_field cr state)" = DEGRADED ] || fail "$name: $(pool_field cr state) without $member"
+    mv "$T/away/$member" "$T/d/"
   else
     local idx
     idx=$(berth --json pool status cr | nbdpy -c '
@@ -146,6 +155,7 @@ print([os.path.basename(v["path"]) for v in json.load(sys.stdin)["vdevs"]].index
 start_berthd
 run_case zfault raidz1 a.img b.img c.img -- c.img fault 1 a.img
 run_case zoffline raidz1 a.img b.img c.img -- c.img offline 1 a.img
+run_case zmissing raidz1 a.img b.img c.img -- c.img missing 1 a.img
 run_case mfault mirror a.img b.img -- b.img fault 1 a.img
 run_case m2fault mirror a.img b.img mirror c.img d.img -- d.img fault 2 c.img
 [ "$NCASES" -gt 0 ] || fail "no case matched '$ONLY'"
