@@ -516,8 +516,9 @@ int pool_read_ubs(bs_pool *p, struct uberblock **out)
      * members one txg behind missed its uberblock, not its blocks, but for
      * a member that was not usable in T (a write failed, offline,
      * missing): the labels written before uberblock T say so
-     * (dtl_note_missed: stale, DTL T..T), and it is resilvered.  Taking them as stale would refuse the pool (pool_check_fresh)
-     * for a crash.  With a member missing the count proves nothing (the
+     * (dtl_note_missed: stale, DTL T..T), and it is resilvered.  Taking
+     * them all as stale would refuse the pool (pool_check_fresh) for a
+     * crash.  With a member missing the count proves nothing (the
      * missing one may hold T): the members behind stay stale. */
     bool cut[BLK_MAX_TOPS] = {false};
     for (unsigned t = 0; t < atomic_load(&p->io.ntops) && t < BLK_MAX_TOPS; t++) {
