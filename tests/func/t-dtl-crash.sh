@@ -19,6 +19,7 @@
 #   zoffline  the same with c taken offline
 #   zmissing  the same with c missing when berthd started (its file back
 #             before the crash, so the restart finds it)
+#   z2fault   raidz2 a b c d, c fails writes, T's uberblock on a only
 #   mfault    mirror a b, b fails writes, T's uberblock on a only
 #   m2fault   two mirrors (a b) (c d), d fails writes, T's uberblock on the
 #             first top only (the second one whole txg behind)
@@ -156,6 +157,7 @@ start_berthd
 run_case zfault raidz1 a.img b.img c.img -- c.img fault 1 a.img
 run_case zoffline raidz1 a.img b.img c.img -- c.img offline 1 a.img
 run_case zmissing raidz1 a.img b.img c.img -- c.img missing 1 a.img
+run_case z2fault raidz2 a.img b.img c.img d.img -- c.img fault 1 a.img
 run_case mfault mirror a.img b.img -- b.img fault 1 a.img
 run_case m2fault mirror a.img b.img mirror c.img d.img -- d.img fault 2 c.img
 [ "$NCASES" -gt 0 ] || fail "no case matched '$ONLY'"
