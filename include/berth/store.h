@@ -221,10 +221,14 @@ const char *bs_pool_name(const bs_pool *p);
 
 /* One leaf device of a pool. */
 struct bs_vdev_stats {
-    char path[4096];         /* "missing-GUID" for a member missing since import */
+    char path[4096];         /* "missing-GUID" for a member missing since import (not
+                                given, or given but not its label's device); the path of
+                                one given whose labels are all damaged */
     char type[16];           /* "file" or "disk" */
     char state[16];          /* "ONLINE", "FAULTED" (a write failed), "OFFLINE",
-                                "UNAVAIL" (missing) */
+                                "UNAVAIL" (missing or damaged: see reason) */
+    char reason[32];         /* why UNAVAIL, as zpool says it: "cannot open" (missing),
+                                "corrupted data" (its labels all damaged); else "" */
     uint64_t size;           /* usable bytes */
     uint64_t read_errors, write_errors, checksum_errors;
     uint64_t reads, writes, bytes_read, bytes_written;

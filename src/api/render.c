@@ -59,6 +59,8 @@ static json_t *render_vdev(const struct bs_vdev_stats *v)
     set(o, "path", json_string(v->path));
     set(o, "type", json_string(v->type));
     set(o, "state", json_string(v->state));
+    if (v->reason[0])
+        set(o, "reason", json_string(v->reason));
     set(o, "size", json_u64(v->size));
     set(o, "read_errors", json_u64(v->read_errors));
     set(o, "write_errors", json_u64(v->write_errors));

@@ -309,10 +309,12 @@ static void print_leaf(json_t *v, const char *indent, int w)
     snprintf(name, sizeof(name), "%s%s%s", indent, json_string_value(get(v, "path")),
              json_is_true(get(v, "resilvering")) ? " (resilvering)"
              : json_is_true(get(v, "stale"))     ? " (stale)" : "");
-    printf("\t%-*s  %-8s %5s %5s %5s\n", w, name, json_string_value(get(v, "state")),
+    /* why it is UNAVAIL, after the counters as zpool prints it */
+    const char *why = json_string_value(get(v, "reason"));
+    printf("\t%-*s  %-8s %5s %5s %5s%s%s\n", w, name, json_string_value(get(v, "state")),
            out_u64(get(v, "read_errors"), b1, sizeof(b1)),
            out_u64(get(v, "write_errors"), b2, sizeof(b2)),
-           out_u64(get(v, "checksum_errors"), b3, sizeof(b3)));
+           out_u64(get(v, "checksum_errors"), b3, sizeof(b3)), why ? "  " : "", why ? why : "");
     if (json_is_string(get(v, "replacing")))
         printf("\t%s  (replacing %s)\n", indent, json_string_value(get(v, "replacing")));
 }

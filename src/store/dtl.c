@@ -11,10 +11,21 @@
  *    leaf back after an outage missed the txgs after its newest uberblock
  *    (uberblock T is written to a leaf only after all of T's blocks were)
  *    up to the last txg synced before it was ONLINE again (taken under the
- *    sync mutex, so no txg is half written meanwhile). */
+ *    sync mutex, so no txg is half written meanwhile);
+ *  - a leaf that misses the blocks of txg T has that in the labels before
+ *    uberblock T is written anywhere (dtl_note_missed: DTL T..T, stale).
+ *    Import's own rule above cannot see it after every crash: a commit cut
+ *    short (uberblock T on fewer raidz members than hold T's blocks) makes
+ *    it take the members one txg behind as whole (pool_import.c), and in a
+ *    pool of several tops a top that got no uberblock of T has T-1 as its
+ *    newest, which its member that missed T also holds.  Once noted, later
+ *    txgs need no label write: the leaf keeps its older uberblock, two or
+ *    more txgs behind, which import does count. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "common/cleanup.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "store/resilver.h"
 
@@ -67,4 +78,39 @@ void dtl_leaf_back(bs_pool *p, unsigned t, struct vdev *l)
     }
     atomic_store(&l->state, VDEV_STATE_ONLINE);
     pthread_mutex_unlock(&p->txg.sync_mutex);
+}
+
+int dtl_note_missed(bs_pool *p, uint64_t txg)
+{
+    unsigned nt = atomic_load(&p->io.ntops), noted = 0;
+    char names[256] = "";
+    size_t w = 0;
+    for (unsigned t = 0; t < nt; t++) {
+        struct vdev *top = p->io.top[t].vd;
+        if (vdev_nleaves(top) < 2)
+            continue; /* no redundancy: the txg cannot commit without it */
+        for (unsigned i = 0; i < vdev_nleaves(top); i++) {
+            struct vdev *l = vdev_leaf(top, i);
+            if (vdev_usable(l)) {
+                l->away_noted = false;
+                continue;
+            }
+            if (l->away_noted)
+                continue;
+            l->away_noted = true;
+            dtl_add(l, txg, txg);
+            atomic_store(&l->stale, true);
+            noted++;
+            /* by place and guid: a path may change under p->lock meanwhile */
+            if (w < sizeof names)
+                w += (size_t)snprintf(names + w, sizeof names - w, "%s%u/%u (%016llx)",
+                                      w ? ", " : "", t, i, (unsigned long long)l->guid);
+        }
+    }
+    if (!noted)
+        return 0;
+    blog_warn("pool '%s': device%s %s (top/index) missed txg %llu: recorded in the labels "
+              "before it commits (resilvered when back)", p->name, noted > 1 ? "s" : "", names,
+              (unsigned long long)txg);
+    return pool_write_labels(p, false);
 }

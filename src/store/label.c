@@ -544,6 +544,26 @@ int label_read_hdr(struct vdev *v, struct label_hdr *h, struct berr *err)
     return berr_set(err, ENOENT, "%s does not hold a berth pool", v->path);
 }
 
+bool label_guess_ids(struct vdev *v, uint64_t *pool_guid, uint64_t *vdev_guid)
+{
+    _cleanup_free_ uint8_t *buf = malloc(LABEL_HDR_SIZE);
+    uint64_t dev = v->size & ~(uint64_t)(LABEL_SIZE - 1);
+    unsigned n = 0;
+    if (!buf || dev < 4 * LABEL_SIZE)
+        return false;
+    for (int i = 0; i < 4; i++) {
+        if (vdev_pread(v, buf, 64, label_offset(dev, i)) < 0 || get_le64(buf) != LABEL_MAGIC)
+            continue;
+        uint64_t pg = get_le64(buf + 40), vg = get_le64(buf + 48);
+        if (n && (pg != *pool_guid || vg != *vdev_guid))
+            return false; /* the copies disagree: no guess */
+        *pool_guid = pg;
+        *vdev_guid = vg;
+        n++;
+    }
+    return n > 0 && *pool_guid && *vdev_guid;
+}
+
 int label_write_ub(struct vdev *v, const struct label_hdr *h, const struct uberblock *ub)
 {
     uint32_t ssize = ub_slot_size(h->ashift), n = ub_slot_count(h->ashift);

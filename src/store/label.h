@@ -160,6 +160,11 @@ int label_write_hdr(struct vdev *v, const struct label_hdr *h);
  * (or only a first label write cut in its first phase: copies 0/2 bad, 1 and
  * 3 without a label), -EILSEQ if something looks like one but is damaged. */
 int label_read_hdr(struct vdev *v, struct label_hdr *h, struct berr *err);
+/* For a device whose header copies are all invalid (-EILSEQ above): the
+ * pool and vdev guids its damaged copies carry (offsets 40, 48), if every
+ * copy with the magic agrees.  UNVERIFIED bytes: only to name the device
+ * (which missing member it was), never to use it. */
+bool label_guess_ids(struct vdev *v, uint64_t *pool_guid, uint64_t *vdev_guid);
 /* Write ub into its ring slot in all four labels (not flushed). */
 int label_write_ub(struct vdev *v, const struct label_hdr *h, const struct uberblock *ub);
 /* Collect the valid uberblocks for h->pool_guid from all rings, newest txg

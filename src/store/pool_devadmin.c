@@ -69,6 +69,17 @@ int pool_find_leaf(bs_pool *p, const char *path, unsigned *tn, struct berr *err)
             *tn = t;
             return (int)c;
         }
+    /* a damaged member shown by its path keeps its "missing-GUID" name */
+    unsigned long long g;
+    int used = 0;
+    if (sscanf(path, "missing-%16llx%n", &g, &used) == 1 && !path[used])
+        for (unsigned i = 0; i < n; i++) {
+            struct vdev *l = pool_leaf(p, i, &t, &c);
+            if (l->fd < 0 && l->guid == g) {
+                *tn = t;
+                return (int)c;
+            }
+        }
     char *end;
     unsigned long i = strtoul(path, &end, 10);
     if (*path && !*end && i < n) { /* a leaf index */
@@ -172,9 +183,16 @@ int bs_pool_online(bs_pool *p, const char *path, struct berr *err)
                      "always online", top->path, p->name);
     } else if (i >= 0) {
         struct vdev *l = top->child[i];
-        if (l->fd < 0) {
+        /* a device whose labels were damaged at import, given by its path:
+         * opened again (refused while its labels are still damaged) */
+        bool own = l->label_damaged && strcmp(l->path, path) == 0;
+        int rr = 0;
+        if (l->fd < 0 && !own) {
             i = berr_set(err, ENXIO, "%s is missing: online it by its path", l->path);
+        } else if (l->fd < 0 && (rr = reopen(p, l, path, err)) < 0) {
+            i = rr;
         } else if (!vdev_usable(l)) {
+            l->label_damaged = false;
             /* it missed writes: its DTL says which txgs, reads avoid it for
              * those, a resilver copies them, the next txg rewrites the
              * whole allocation map */

@@ -226,6 +226,73 @@ static int assemble_top(bs_pool *p, unsigned t, struct vdev **found, const struc
     return r;
 }
 
+/* A device given without a valid label (set aside by pool_vdev_import). */
+struct damaged {
+    const char *path;
+    bool blockdev;
+    bool guessed;                 /* its damaged copies name these guids (unverified) */
+    uint64_t pool_guid, vdev_guid;
+    bool named;                   /* a placeholder carries its path */
+};
+
+/* Give the placeholder of member l the path of damaged device d: status
+ * shows it under its own path, UNAVAIL with its labels damaged, instead of
+ * "missing-GUID" (a device that is really absent keeps that name). */
+static int name_one(struct vdev *l, struct damaged *d, struct berr *err)
+{
+    char *np = strdup(d->path);
+    if (!np)
+        return berr_set(err, ENOMEM, "out of memory");
+    free(l->path);
+    l->path = np;
+    l->is_blockdev = d->blockdev;
+    l->label_damaged = true;
+    d->named = true;
+    return 0;
+}
+
+/* Which missing member each damaged device is, where that is known: the
+ * member whose guid its damaged label copies still carry (with the pool's
+ * guid), else, with one member missing in all and one damaged device left
+ * whose copies name no guids (they disagree), that one (the import already
+ * took it as that member).  In doubt a member keeps its "missing-GUID"
+ * name: a wrong path would send a replace or online to the wrong device. */
+static int name_damaged(bs_pool *p, const bool found_top[BLK_MAX_TOPS], struct damaged *dmg,
+                        size_t nd, uint64_t pool_guid, struct berr *err)
+{
+    struct vdev *left = NULL;
+    unsigned nleft = 0;
+    for (unsigned t = 0; t < BLK_MAX_TOPS; t++) {
+        struct vdev *top = found_top[t] ? p->io.top[t].vd : NULL;
+        for (unsigned i = 0; top && i < vdev_nleaves(top); i++) {
+            struct vdev *l = vdev_leaf(top, i);
+            if (l->fd >= 0 || l->label_damaged)
+                continue;
+            size_t k = 0;
+            while (k < nd && (dmg[k].named || !dmg[k].guessed || dmg[k].pool_guid != pool_guid ||
+                              dmg[k].vdev_guid != l->guid))
+                k++;
+            if (k < nd) {
+                int r = name_one(l, &dmg[k], err);
+                if (r < 0)
+                    return r;
+                continue;
+            }
+            left = l;
+            nleft++;
+        }
+    }
+    size_t k = 0, dleft = 0;
+    for (size_t i = 0; i < nd; i++)
+        if (!dmg[i].named && !dmg[i].guessed) {
+            k = i;
+            dleft++;
+        }
+    if (nleft == 1 && dleft == 1)
+        return name_one(left, &dmg[k], err);
+    return 0;
+}
+
 int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, bool found_top[BLK_MAX_TOPS],
                      struct berr *err)
 {
@@ -237,10 +304,12 @@ int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, bool found_
     struct vdev **found = calloc(n, sizeof *found);
     struct label_hdr *hdrs = calloc(n, sizeof *hdrs);
     const char **present = calloc(n, sizeof *present);
-    if (!found || !hdrs || !present) {
+    struct damaged *dmg = calloc(n, sizeof *dmg);
+    if (!found || !hdrs || !present || !dmg) {
         free(found);
         free(hdrs);
         free(present);
+        free(dmg);
         return berr_set(err, ENOMEM, "out of memory");
     }
     /* a member path that no longer exists is a missing member (the others'
@@ -280,6 +349,10 @@ int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, bool found_
              * two-phase label writes a crash leaves every labelled device
              * two whole copies: this is damage or a first label.) */
             blog_warn("%s", le.msg);
+            dmg[ndamaged].path = paths[i];
+            dmg[ndamaged].blockdev = found[i]->is_blockdev;
+            dmg[ndamaged].guessed =
+                label_guess_ids(found[i], &dmg[ndamaged].pool_guid, &dmg[ndamaged].vdev_guid);
             if (dw < sizeof p->import_damaged)
                 dw += (size_t)snprintf(p->import_damaged + dw, sizeof p->import_damaged - dw,
                                        "%s%s", ndamaged ? ", " : "", paths[i]);
@@ -352,6 +425,8 @@ int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, bool found_
     if (r == 0 && ndamaged && !nmissing)
         blog_warn("pool '%s': every member of the tops found is present: %s, without a valid "
                   "label, is not one of them (ignored)", hdrs[0].pool_name, p->import_damaged);
+    if (r == 0 && ndamaged && nmissing)
+        r = name_damaged(p, found_top, dmg, ndamaged, hdrs[0].pool_guid, err);
     free(grp);
     free(gh);
     for (size_t i = 0; i < n; i++)
@@ -366,6 +441,7 @@ int pool_vdev_import(bs_pool *p, const char *const *paths, size_t n, bool found_
     free(found);
     free(hdrs);
     free(present);
+    free(dmg);
     return r;
 }
 
@@ -437,10 +513,12 @@ int pool_read_ubs(bs_pool *p, struct uberblock **out)
      * block.  Txg T's uberblock goes to the members one after the other,
      * only after every block of T was flushed to every usable member, and
      * T could only commit if at least that many took its blocks: so the
-     * members one txg behind missed its uberblock, not its blocks (at most
-     * nparity of them lack any, which the checksums find and the parity
-     * repairs).  Taking them as stale would refuse the pool (pool_check_fresh)
-     * for a crash.  With a member missing the count proves nothing (the
+     * members one txg behind missed its uberblock, not its blocks, but for
+     * a member that was not usable in T (a write failed, offline,
+     * missing): the labels written before uberblock T say so
+     * (dtl_note_missed: stale, DTL T..T), and it is resilvered.  Taking
+     * them all as stale would refuse the pool (pool_check_fresh) for a
+     * crash.  With a member missing the count proves nothing (the
      * missing one may hold T): the members behind stay stale. */
     bool cut[BLK_MAX_TOPS] = {false};
     for (unsigned t = 0; t < atomic_load(&p->io.ntops) && t < BLK_MAX_TOPS; t++) {

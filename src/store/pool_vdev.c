@@ -401,6 +401,10 @@ void pool_vdev_stats(bs_pool *p, bool faulted, uint64_t size, struct bs_pool_sta
         if (faulted && p->io.top[t].vd->kind == VDEV_KIND_LEAF)
             s = VDEV_STATE_FAULTED;
         snprintf(vs->state, sizeof vs->state, "%s", vdev_state_name(s));
+        vs->reason[0] = 0;
+        if (v->fd < 0 && s == VDEV_STATE_UNAVAIL)
+            snprintf(vs->reason, sizeof vs->reason, "%s",
+                     v->label_damaged ? "corrupted data" : "cannot open");
         vs->stale = atomic_load(&v->stale);
         vs->dtl_hi = atomic_load(&v->dtl_hi);
         vs->dtl_lo = vs->dtl_hi ? atomic_load(&v->dtl_lo) : 0;

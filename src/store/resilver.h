@@ -23,6 +23,13 @@ void dtl_clear(struct vdev *l);
  * txg syncs.  A running resilver is stopped first: its position in the
  * labels was for the old DTLs. */
 void dtl_leaf_back(bs_pool *p, unsigned t, struct vdev *l);
+/* Before the uberblock of txg is written (sync thread, sync_mutex held,
+ * every block of txg flushed): each leaf of a mirror or raidz that is not
+ * usable now (FAULTED during this txg, OFFLINE, missing) and whose absence
+ * is not yet in the labels gets txg in its DTL and the stale mark, and the
+ * labels are written with them.  0, or the labels' error (the txg must then
+ * not commit: a crash after its uberblock would lose the miss). */
+int dtl_note_missed(bs_pool *p, uint64_t txg);
 /* The newest txg whose uberblock leaf l of top t holds (0: none readable). */
 uint64_t dtl_leaf_newest(bs_pool *p, unsigned t, struct vdev *l);
 

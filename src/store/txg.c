@@ -17,8 +17,9 @@
  *   pool in parallel; then each tree is rewritten bottom-up (objtree_sync),
  *   destroyed volumes are freed, the MOS is rewritten, alloc_sync writes the
  *   bitmap chunks of T.
- * - commit: vdev_flush; uberblock T in all four labels; vdev_flush.  Only now
- *   is T durable.
+ * - commit: vdev_flush; the labels, if a member of a mirror or raidz newly
+ *   missed T (dtl_note_missed); uberblock T in all four labels; vdev_flush.
+ *   Only now is T durable.
  * - publish: each ds->od = its new tree and the syncing map is dropped (under
  *   ds->lock, so a reader sees either map+old tree or new tree); destroyed
  *   datasets leave the list; alloc_txg_done(T) releases old deferred frees;
@@ -80,6 +81,7 @@
 #include "store/blkcrypt.h"
 #include "store/dsauth.h"
 #include "store/pool_impl.h"
+#include "store/resilver.h"
 #include "store/sync_impl.h"
 #include "store/workpool.h"
 
@@ -431,6 +433,8 @@ static int sync_txg(struct bs_pool *p, uint64_t txg)
     T4 = now_ns();
     if (r == 0)
         r = pool_tops_flush(p);
+    if (r == 0)
+        r = dtl_note_missed(p, txg); /* who missed T: durable before T is */
     if (r == 0) {
         struct uberblock ub = {
             .version = BERTH_FORMAT_VERSION, .txg = txg, .pool_guid = p->guid,

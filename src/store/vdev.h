@@ -65,6 +65,8 @@ struct vdev {
     enum vdev_kind kind;
     _Atomic int state;          /* enum vdev_state */
     _Atomic bool stale;         /* leaf: missed committed txgs (back after an outage) */
+    bool label_damaged;         /* a placeholder (UNAVAIL, no fd) for a device given at
+                                   import without a valid label, named by its path */
     _Atomic uint32_t stale_gen; /* leaf: bumped each time it comes back (online) */
     uint64_t guid;              /* leaf guid (from its label) */
     uint64_t data_start;        /* absolute offset of the data area (vdev_set_data) */
@@ -86,6 +88,10 @@ struct vdev {
      * complete resilver or scrub; a normal read never uses this leaf for a
      * block born in that range. */
     _Atomic uint64_t dtl_lo, dtl_hi;
+    /* leaf: not usable at a commit, and that miss already made durable in
+     * the labels (dtl.c dtl_note_missed; the sync thread's, under
+     * sync_mutex); false again at the first commit that finds it usable */
+    bool away_noted;
     /* Leaf writes to a regular file take wlock (vdev.c "Leaf writes"); set
      * up by vdev_open only (wlock_init). */
     bool wlock_init;

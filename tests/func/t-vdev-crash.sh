@@ -20,7 +20,10 @@
 # phase torn, the others untouched (label_power:1 of attach: the new
 # device's first label cut, copies 0 and 2 torn, 1 and 3 without a label).
 # Also: a device whose labels are all damaged, given with the others
-# (berthd's restart): a mirror member imports DEGRADED and is replaced, two
+# (berthd's restart): a mirror member imports DEGRADED, shown under its path
+# as UNAVAIL "corrupted data" (status and --json; a member really absent, as
+# missing-GUID "cannot open"), `online` refused while damaged and taken once
+# its labels are mended (resilvered), then replaced by its path, two
 # raidz1 members refuse the pool naming both, a single device refuses it.
 # Also: a device left labelled by a change that never committed, beside the
 # change made instead, imports from the directory (the leftover ignored); a
@@ -59,6 +62,14 @@ busy = s.get("state") == "scanning" or any(v.get("resilvering") or v.get("replac
 sys.exit(0 if busy else 1)'
 }
 scan_idle() { ! scan_busy "$1"; }
+# "STATE REASON" of the device at path $2
+dev_json() {
+  berth --json pool status "$1" | nbdpy -c '
+import json, sys
+for v in json.load(sys.stdin)["vdevs"]:
+    if v["path"] == sys.argv[1]:
+        print(v["state"], v.get("reason", ""))' "$2"
+}
 layout_is() { [ "$(layout "$1")" = "$2" ]; }
 berthd_dead() { ! kill -0 "$BERTHD_PID" 2>/dev/null; }
 
@@ -116,6 +127,13 @@ setup_zdead() {
   rm -f "$C"
   berth pool import -d "$T/d" cr >/dev/null || fail "import cr without C"
   [ "$(pool_field cr state)" = DEGRADED ] || fail "cr is not DEGRADED without C"
+  # really absent: missing-GUID, "cannot open"
+  local gone
+  gone=$(berth --json pool status cr | nbdpy -c '
+import json, sys
+print(" ".join("%s=%s/%s" % (v["path"][:8], v["state"], v.get("reason", ""))
+               for v in json.load(sys.stdin)["vdevs"] if v["state"] != "ONLINE"))')
+  [ "$gone" = "missing-=UNAVAIL/cannot open" ] || fail "zdead: C shown as $gone"
   OLD="1: a.img b.img missing" NEW="1: a.img b.img d.img" MID=- FINAL=$NEW
   CMD=(berth pool replace cr 2 "$D") # the missing member by its index
 }
@@ -226,6 +244,14 @@ damage_labels() {
       fail "damage $1"
   done
 }
+# undo damage_labels: the pool name $2 (NUL padded) at offset 64 of each copy
+restore_labels() {
+  local sz=$(( $(stat -c %s "$1") / (256 * 1024) * (256 * 1024) )) off
+  for off in 0 $((256 * 1024)) $((sz - 512 * 1024)) $((sz - 256 * 1024)); do
+    { printf '%s' "$2"; head -c $((16 - ${#2})) /dev/zero; } |
+      dd of="$1" bs=1 seek=$((off + 64)) conv=notrunc status=none || fail "restore $1"
+  done
+}
 damaged_case() {
   [ -z "$ONLY" ] || [[ "damaged" =~ $ONLY ]] || return 0
   NCASES=$((NCASES + 1))
@@ -236,15 +262,30 @@ damaged_case() {
   start_berthd
   [ "$(pool_field cr state)" = DEGRADED ] ||
     { berth pool status cr; fail "damaged: mirror not DEGRADED"; }
-  [ "$(layout cr)" = "1: a.img missing" ] || fail "damaged: layout $(layout cr)"
+  # shown under its own path, UNAVAIL with "corrupted data" (not missing-GUID)
+  [ "$(layout cr)" = "1: a.img b.img" ] || fail "damaged: layout $(layout cr)"
+  [ "$(dev_json cr "$B")" = "UNAVAIL corrupted data" ] ||
+    fail "damaged: $B is '$(dev_json cr "$B")' in status --json"
+  berth pool status cr | grep -qE "^[[:space:]]+$B +UNAVAIL +0 +0 +0  corrupted data$" ||
+    { berth pool status cr; fail "damaged: status does not show $B UNAVAIL, corrupted data"; }
   grep -q "no valid label on $B" "$T/berthd.log" || fail "damaged: the log does not name $B"
+  rc_of 1 "damaged berth label" berth pool online cr "$B"
   check_data "damaged"
-  berth pool replace cr 1 "$C" >/dev/null || fail "damaged: replace the damaged member"
+  # its labels mended (the 16 bytes put back: the pool name "cr"), `online` by
+  # that path opens it again; it is resilvered for what it missed
+  restore_labels "$B" cr
+  berth pool online cr "$B" >/dev/null || fail "damaged: online $B once its labels are whole"
+  wait_until 60 scan_idle cr || fail "damaged: the resilver of $B did not finish"
+  [ "$(dev_json cr "$B")" = "ONLINE " ] && [ "$(pool_field cr state)" = ONLINE ] ||
+    fail "damaged: $B '$(dev_json cr "$B")', pool $(pool_field cr state) after online"
+  check_data "damaged (back online)"
+  berth pool replace cr "$B" "$C" >/dev/null || fail "damaged: replace the damaged member by its path"
   wait_until 60 scan_idle cr || fail "damaged: the resilver did not finish"
   wait_until 30 layout_is cr "1: a.img c.img" || fail "damaged: layout $(layout cr) at the end"
   [ "$(pool_field cr state)" = ONLINE ] || fail "damaged: not ONLINE at the end"
   check_data "damaged (replaced)"
-  echo "  mirror member: imported DEGRADED, data intact, replaced, ONLINE"
+  echo "  mirror member: imported DEGRADED, shown as $B UNAVAIL corrupted data, online refused;"
+  echo "  mended: online, resilvered; data intact, replaced by its path, ONLINE"
   setup_zreplace
   stop_berthd
   damage_labels "$B"

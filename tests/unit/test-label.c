@@ -290,6 +290,26 @@ static void test_device(const char *dir)
     }
     vdev_pwrite(v, junk, sizeof junk, offs[3]);
     ok(label_read_hdr(v, &r, &e) == -EILSEQ, "all four damaged: EILSEQ (%s)", e.msg);
+    /* the guids a damaged device still carries (to name it, unverified) */
+    uint64_t pg = 0, vg = 0;
+    ok(label_guess_ids(v, &pg, &vg) && pg == 0xeeeeeeeeeeeeeeeeULL && vg == pg,
+       "all four garbled alike: their (garbage) guids guessed");
+    label_write_hdr(v, &h);
+    static uint8_t hb[LABEL_HDR_SIZE];
+    label_hdr_encode(&h, hb);
+    memset(hb + 64, 0x55, 16); /* the pool name: every copy fails its checksum */
+    for (int i = 0; i < 4; i++)
+        vdev_pwrite(v, hb, sizeof hb, offs[i]);
+    ok(label_read_hdr(v, &r, &e) == -EILSEQ, "pool name garbled in all four: EILSEQ");
+    ok(label_guess_ids(v, &pg, &vg) && pg == h.pool_guid && vg == h.vdev_guid,
+       "their pool and vdev guids guessed");
+    put_le64(hb + 48, h.vdev_guid + 1);
+    vdev_pwrite(v, hb, sizeof hb, offs[2]);
+    ok(!label_guess_ids(v, &pg, &vg), "copies naming different vdevs: no guess");
+    memset(hb, 0, sizeof hb);
+    for (int i = 0; i < 4; i++)
+        vdev_pwrite(v, hb, sizeof hb, offs[i]);
+    ok(!label_guess_ids(v, &pg, &vg), "no label at all: no guess");
     label_write_hdr(v, &h);
 
     /* uberblock ring */
