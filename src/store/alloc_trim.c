@@ -136,15 +136,19 @@ uint64_t alloc_trim_ripe(struct alloc *a, bool autotrim, bool all, uint64_t keep
         }
     }
     /* what of each queued run is still warm (the rest was allocated again:
-     * nothing to discard there); runs wholly reused leave the queue */
+     * nothing to discard there); runs wholly reused leave the queue.  Runs
+     * shorter than AUTOTRIM_MIN_BYTES count for nothing: a pass discards
+     * nothing of them (unless merged with a neighbour), so they leave the
+     * queue once ripe as before, busy or not. */
+    const uint64_t min = MAX(AUTOTRIM_MIN_BYTES >> a->ashift, 1);
     uint64_t queued = 0;
     for (size_t i = 0; ripe && i < a->ntq; i++) {
-        uint64_t s = a->trimq[i].start;
-        uint64_t w = alloc_count_bits(a->warm, s, s + a->trimq[i].n);
+        uint64_t s = a->trimq[i].start, n = a->trimq[i].n;
+        uint64_t w = alloc_count_bits(a->warm, s, s + n);
         if (w) {
-            warm[k] = w;
+            warm[k] = n >= min ? w : 0;
             a->trimq[k++] = a->trimq[i];
-            queued += w;
+            queued += warm[k - 1];
         }
     }
     if (ripe)
@@ -154,7 +158,8 @@ uint64_t alloc_trim_ripe(struct alloc *a, bool autotrim, bool all, uint64_t keep
     for (size_t i = 0; ripe && i < a->ntq; i++) {
         /* THE BUSY RULE: while the pool is busy, ripe runs are discarded
          * only while more than `keep` sectors are queued, oldest first */
-        if (all || (a->trimq[i].txg + ALLOC_TRIM_DELAY_TXGS <= a->busy_txgs && queued > keep)) {
+        if (all || (a->trimq[i].txg + ALLOC_TRIM_DELAY_TXGS <= a->busy_txgs &&
+                    (warm[i] == 0 || queued > keep))) {
             ripe[nr++] = a->trimq[i];
             queued -= warm[i];
         } else {
@@ -173,11 +178,9 @@ uint64_t alloc_trim_ripe(struct alloc *a, bool autotrim, bool all, uint64_t keep
     uint64_t done = 0;
     if (nr && autotrim) {
         nr = alloc_sort_merge_runs(ripe, nr);
-        uint64_t min = AUTOTRIM_MIN_BYTES >> a->ashift;
         size_t i = 0;
         for (; i < nr && !(stop && stop(sctx)); i++)
-            done += discard_warm(a, ripe[i].start, ripe[i].start + ripe[i].n, MAX(min, 1), stop,
-                                 sctx);
+            done += discard_warm(a, ripe[i].start, ripe[i].start + ripe[i].n, min, stop, sctx);
         if (i < nr) { /* stopped: the rest (the interrupted run too) waits again */
             size_t from = i ? i - 1 : 0;
             pthread_mutex_lock(&a->lock);

@@ -418,6 +418,25 @@ static void test_busy_keep(void)
        "idle: everything queued is discarded whatever keep says");
     alloc_warm_stats(a, &warm, &queued);
     ok(warm == 0 && queued == 0, "idle: nothing warm or queued");
+    /* a run too short to punch counts for nothing: once ripe it leaves
+     * the queue while busy whatever keep says, and stays warm */
+    uint64_t small, sp;
+    alloc_alloc(a, 64 * 1024, B + 30, &small);
+    alloc_alloc(a, 1 * MiB, B + 30, &sp);
+    alloc_txg_done(a, B + 30, true);
+    alloc_free(a, small, 64 * 1024, B + 31);
+    for (uint64_t t = B + 31; t <= B + 33; t++)
+        alloc_txg_done(a, t, true);
+    for (uint64_t t = B + 34; t < B + 34 + ALLOC_TRIM_DELAY_TXGS; t++) {
+        alloc_alloc(a, K4, t, &off);
+        alloc_txg_done(a, t, true);
+    }
+    uint64_t w0;
+    alloc_warm_stats(a, &w0, &queued);
+    ok(queued == 64 * 1024, "busy: a 64K run queued");
+    ok(alloc_trim_ripe(a, true, false, 64 * MiB, NULL, NULL) == 0, "busy: nothing punched");
+    alloc_warm_stats(a, &warm, &queued);
+    ok(queued == 0 && warm == w0, "busy: the short ripe run left the queue and stays warm");
     alloc_destroy(a);
     free(buf);
 }
