@@ -124,14 +124,20 @@ static bool leftover(bs_pool *p, const struct label_hdr *h)
     return true;
 }
 
-/* Open the device that joins the pool. */
-static int open_new(bs_pool *p, unsigned tn, const char *path, bool force, struct vdev **out,
-                    struct berr *err)
+/* Open the device that joins the pool.  `replaced`: the leaf it replaces,
+ * or NULL; a placeholder of a device whose labels are damaged (no fd: the
+ * pool does not use it) may be replaced by that very device. */
+static int open_new(bs_pool *p, unsigned tn, const char *path, bool force,
+                    const struct vdev *replaced, struct vdev **out, struct berr *err)
 {
     uint64_t dev_size = p->top_hdr[tn].dev_size;
-    for (unsigned i = 0; i < pool_nleaves(p); i++)
-        if (strcmp(pool_leaf(p, i, NULL, NULL)->path, path) == 0)
+    for (unsigned i = 0; i < pool_nleaves(p); i++) {
+        const struct vdev *l = pool_leaf(p, i, NULL, NULL);
+        if (l == replaced && l->label_damaged && l->fd < 0)
+            continue;
+        if (strcmp(l->path, path) == 0)
             return berr_set(err, EINVAL, "%s is already a device of pool '%s'", path, p->name);
+    }
     /* a new file is made as large as the pool's devices; an existing one
      * (file or block device) is taken as it is */
     struct vdev *v;
@@ -314,7 +320,7 @@ int bs_pool_replace(bs_pool *p, const char *old_dev, const char *new_dev, bool f
                      "copy of its data: the other devices are missing or not resilvered",
                      vdev_leaf(top, (unsigned)k)->path, p->name);
     if (k >= 0)
-        k = open_new(p, tn, new_dev, force, &nl, err) < 0 ? -1 : k;
+        k = open_new(p, tn, new_dev, force, vdev_leaf(top, (unsigned)k), &nl, err) < 0 ? -1 : k;
     if (k >= 0) {
         scan_stop(p, true); /* no scan writes labels while the tree changes */
         pthread_mutex_lock(&p->txg.sync_mutex);
@@ -406,7 +412,7 @@ static int attach_impl(bs_pool *p, const char *existing, const char *new_dev, bo
         k = berr_set(err, ENOSPC, "the mirror of %s has %d devices already, the most a mirror "
                      "can have", existing, MAX_LEAVES);
     if (k >= 0)
-        k = open_new(p, tn, new_dev, force, &nl, err) < 0 ? -1 : k;
+        k = open_new(p, tn, new_dev, force, NULL, &nl, err) < 0 ? -1 : k;
     if (k >= 0 && replacing) /* pending before the resilver can start (and end) */
         scan_set_replacing(p, vdev_leaf(top, (unsigned)k)->guid, new_dev);
     if (k >= 0) {

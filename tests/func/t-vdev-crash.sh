@@ -284,8 +284,21 @@ damaged_case() {
   wait_until 30 layout_is cr "1: a.img c.img" || fail "damaged: layout $(layout cr) at the end"
   [ "$(pool_field cr state)" = ONLINE ] || fail "damaged: not ONLINE at the end"
   check_data "damaged (replaced)"
+  # damaged again: replaced in place by the same device (as `zpool replace
+  # POOL DEV` after a disk's labels were clobbered)
+  stop_berthd
+  damage_labels "$C"
+  start_berthd
+  [ "$(dev_json cr "$C")" = "UNAVAIL corrupted data" ] || fail "damaged: $C '$(dev_json cr "$C")'"
+  berth pool replace cr "$C" "$C" >/dev/null || fail "damaged: replace $C by itself"
+  wait_until 60 scan_idle cr || fail "damaged: the resilver of $C in place did not finish"
+  wait_until 30 layout_is cr "1: a.img c.img" || fail "damaged: layout $(layout cr) after in place"
+  [ "$(pool_field cr state)" = ONLINE ] && [ "$(dev_json cr "$C")" = "ONLINE " ] ||
+    fail "damaged: $C '$(dev_json cr "$C")', pool $(pool_field cr state) after in place"
+  check_data "damaged (replaced in place)"
   echo "  mirror member: imported DEGRADED, shown as $B UNAVAIL corrupted data, online refused;"
-  echo "  mended: online, resilvered; data intact, replaced by its path, ONLINE"
+  echo "  mended: online, resilvered; data intact, replaced by its path, ONLINE;"
+  echo "  damaged again: replaced in place by the same device, ONLINE"
   setup_zreplace
   stop_berthd
   damage_labels "$B"
