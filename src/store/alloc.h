@@ -26,6 +26,9 @@
 /* Lazy autotrim: a released run is discarded (what of it is still free and
  * not rewritten) once this many more txgs that allocated space are durable. */
 #define ALLOC_TRIM_DELAY_TXGS 4
+/* ... and at the latest this many (alloc_trim.c, the busy rule), as ZFS's
+ * zfs_trim_txg_batch. */
+#define ALLOC_TRIM_MAX_AGE_TXGS 32
 
 struct alloc;
 
@@ -114,8 +117,8 @@ void alloc_txg_done(struct alloc *a, uint64_t txg, bool autotrim);
 /* Lazy autotrim (alloc_trim.c top): discard what is still free and warm of
  * the queued runs released ALLOC_TRIM_DELAY_TXGS or more allocating txgs
  * ago, oldest first, while more than `keep_bytes` (at most 1/8 of the top)
- * of the queue is still warm; or of all queued runs if `all` (the pool
- * idles).  Runs of at least 128 KiB only; without autotrim just drop them
+ * of the queue is still warm, and those ALLOC_TRIM_MAX_AGE_TXGS old in any
+ * case; or of all queued runs if `all` (the pool idles).  Runs of at least 128 KiB only; without autotrim just drop them
  * from the queue.  Stops early when stop(sctx) returns true (stop may be
  * NULL; what was not done stays queued).  Returns the bytes discarded.
  * Runs on the pool's trim thread, concurrently with allocations. */

@@ -20,9 +20,14 @@
  * locks, then a fresh block allocation and new page-cache pages for the
  * same range: 1 MiB writes after random writes ran at 1040-1190 MB/s with
  * 25-180 MiB punched per txg, ~1400 without (docs/PERFORMANCE.md, ninth
- * round).  Runs wholly taken back leave the queue at each pass.  So a busy
- * pool keeps at most `keep` of freed space in the host file beyond what it
- * will soon rewrite, and an idle pool gives all of it back.  What the
+ * round).  Runs wholly taken back leave the queue at each pass.  A run is
+ * discarded ALLOC_TRIM_MAX_AGE_TXGS busy txgs after its release whatever
+ * `keep` says (ZFS's zfs_trim_txg_batch): a guest's discard on a pool that
+ * never idles (one VM writing a log) comes back then, not never; a stream
+ * of rewrites takes its runs back long before.  So a busy pool keeps at
+ * most `keep` of freed space in the host file beyond what it will soon
+ * rewrite, none of it for long, and an idle pool gives all of it back.
+ * What the
  * allocator took back meanwhile is no longer warm and is not discarded: a
  * rewrite lands on blocks the host file system still has (an overwrite, not
  * a fresh block allocation plus a hole punch per txg).  Safety: a sector is
@@ -158,8 +163,9 @@ uint64_t alloc_trim_ripe(struct alloc *a, bool autotrim, bool all, uint64_t keep
     for (size_t i = 0; ripe && i < a->ntq; i++) {
         /* THE BUSY RULE: while the pool is busy, ripe runs are discarded
          * only while more than `keep` sectors are queued, oldest first */
-        if (all || (a->trimq[i].txg + ALLOC_TRIM_DELAY_TXGS <= a->busy_txgs &&
-                    (warm[i] == 0 || queued > keep))) {
+        uint64_t age = a->busy_txgs - MIN(a->trimq[i].txg, a->busy_txgs);
+        if (all || (age >= ALLOC_TRIM_DELAY_TXGS &&
+                    (warm[i] == 0 || queued > keep || age >= ALLOC_TRIM_MAX_AGE_TXGS))) {
             ripe[nr++] = a->trimq[i];
             queued -= warm[i];
         } else {

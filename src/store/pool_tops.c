@@ -329,15 +329,15 @@ uint64_t pool_tops_trim_ripe(bs_pool *p, bool all, bool (*stop)(void *), void *s
 {
     unsigned nt = atomic_load(&p->io.ntops);
     uint64_t bytes = 0;
-    /* A busy pool keeps up to two txgs' worth of dirty data warm per top:
-     * about what a stream of rewrites frees and takes back over the txgs
-     * of the deferred-reuse rule (alloc_trim.c, the busy rule). */
+    /* A busy pool keeps up to two txgs' worth of dirty data warm over its
+     * tops: about what a stream of rewrites frees and takes back over the
+     * txgs of the deferred-reuse rule (alloc_trim.c, the busy rule). */
     struct bs_tunables tun;
     bs_tunables_get(&tun);
+    uint64_t keep = nt ? 2 * tun.dirty_max_bytes / nt : 0;
     for (unsigned t = 0; t < nt; t++) {
         if (p->io.top[t].alloc)
-            bytes += alloc_trim_ripe(p->io.top[t].alloc, p->autotrim, all,
-                                     2 * tun.dirty_max_bytes, stop, sctx);
+            bytes += alloc_trim_ripe(p->io.top[t].alloc, p->autotrim, all, keep, stop, sctx);
     }
     return bytes;
 }

@@ -21,7 +21,8 @@ echo "empty: file allocated $f0, vol used $u0, pool allocated $a0"
 
 # wait_for_drop DESC CMD LIMIT: sync the pool until CMD prints a value <= LIMIT
 # (autotrim is lazy: freed space is punched once the pool has written no data
-# for 5 s, or after a few more txgs that write; so allow ~15 s)
+# for 5 s; while it keeps writing, only beyond what rewrites are likely to
+# take back, or 32 txgs after the free at the latest; so allow ~15 s)
 wait_for_drop() {
   local desc=$1 cmd=$2 limit=$3 i v
   for i in $(seq 100); do

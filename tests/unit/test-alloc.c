@@ -413,6 +413,31 @@ static void test_busy_keep(void)
        "busy: 2 MiB still warm, keep 2 MiB: nothing discarded");
     alloc_warm_stats(a, &warm, &queued);
     ok(warm == 2 * MiB && queued == 2 * MiB, "busy: the reused run left the queue");
+    /* ALLOC_TRIM_MAX_AGE_TXGS busy txgs after its release a run goes
+     * whatever keep says (a guest's discard on a pool that never idles) */
+    unsigned more = 0;
+    uint64_t d2 = 0;
+    for (uint64_t t = B + 21; !d2 && more <= ALLOC_TRIM_MAX_AGE_TXGS; t++, more++) {
+        alloc_alloc(a, K4, t, &off); /* a busy txg */
+        alloc_txg_done(a, t, true);
+        d2 = alloc_trim_ripe(a, true, false, 64 * MiB, NULL, NULL);
+    }
+    /* released at most ALLOC_TRIM_DELAY_TXGS + 2 busy txgs before the loop */
+    ok(d2 > 0 && more + ALLOC_TRIM_DELAY_TXGS + 2 >= ALLOC_TRIM_MAX_AGE_TXGS &&
+           more <= ALLOC_TRIM_MAX_AGE_TXGS,
+       "busy: keep 64 MiB, yet the run is discarded at its maximum age (%u txgs later, %llu KiB)",
+       more, (unsigned long long)(d2 >> 10));
+    alloc_warm_stats(a, &warm, &queued);
+    ok(warm == 0 && queued == 0, "busy: nothing warm or queued after it");
+    /* an idle pass discards everything at once, whatever keep says */
+    uint64_t r4;
+    alloc_alloc(a, 2 * MiB, B + 60, &r4);
+    alloc_alloc(a, 1 * MiB, B + 60, &off); /* spacer */
+    vdev_pwrite(v, buf, 2 * MiB, h.data_start + r4);
+    alloc_txg_done(a, B + 60, true);
+    alloc_free(a, r4, 2 * MiB, B + 61);
+    for (uint64_t t = B + 61; t <= B + 63; t++)
+        alloc_txg_done(a, t, true);
     b0 = blocks();
     ok(alloc_trim_ripe(a, true, true, 64 * MiB, NULL, NULL) == 2 * MiB && blocks() + 500 <= b0,
        "idle: everything queued is discarded whatever keep says");
@@ -421,13 +446,13 @@ static void test_busy_keep(void)
     /* a run too short to punch counts for nothing: once ripe it leaves
      * the queue while busy whatever keep says, and stays warm */
     uint64_t small, sp;
-    alloc_alloc(a, 64 * 1024, B + 30, &small);
-    alloc_alloc(a, 1 * MiB, B + 30, &sp);
-    alloc_txg_done(a, B + 30, true);
-    alloc_free(a, small, 64 * 1024, B + 31);
-    for (uint64_t t = B + 31; t <= B + 33; t++)
+    alloc_alloc(a, 64 * 1024, B + 70, &small);
+    alloc_alloc(a, 1 * MiB, B + 70, &sp);
+    alloc_txg_done(a, B + 70, true);
+    alloc_free(a, small, 64 * 1024, B + 71);
+    for (uint64_t t = B + 71; t <= B + 73; t++)
         alloc_txg_done(a, t, true);
-    for (uint64_t t = B + 34; t < B + 34 + ALLOC_TRIM_DELAY_TXGS; t++) {
+    for (uint64_t t = B + 74; t < B + 74 + ALLOC_TRIM_DELAY_TXGS; t++) {
         alloc_alloc(a, K4, t, &off);
         alloc_txg_done(a, t, true);
     }
