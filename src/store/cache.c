@@ -111,9 +111,9 @@ static struct buf_pool g_pools[POOL_MAX_SHIFT - POOL_MIN_SHIFT + 1] = {
 static _Atomic uint64_t g_idle_bytes;
 static _Atomic uint64_t g_idle_limit = POOL_CLASS_BYTES;
 
-/* Magazines: each thread keeps up to MAG_CAP idle buffers per size in a
- * small array of its own and trades MAG_CAP / 2 of them at a time with the
- * shared list.  Buffers flow one way in a write stream (the NBD receiver
+/* Magazines: each thread keeps up to MAG_CAP / 2 idle buffers per size in
+ * a small array of its own and trades MAG_CAP / 2 of them at a time with
+ * the shared list.  Buffers flow one way in a write stream (the NBD receiver
  * takes them, the sync workers give them back, on the other CPU), so a
  * shared list's lock and head bounced between the CPUs twice per 16K block
  * (cbuf_new ~3 % of berthd's CPU on 1 MiB writes, nearly all of it that
@@ -321,10 +321,11 @@ static void cbuf_release(struct cbuf *b)
             return;
         }
         struct mag *m = &ms->m[bp - g_pools];
-        if (m->n == MAG_CAP) { /* the older half to the shared list */
-            pool_push(bp, m->b, MAG_CAP / 2);
-            memmove(m->b, m->b + MAG_CAP / 2, (MAG_CAP / 2) * sizeof m->b[0]);
-            m->n -= MAG_CAP / 2;
+        /* half a magazine at a time to the shared list: a thread that only
+         * gives buffers back (a sync worker) holds few of them */
+        if (m->n >= MAG_CAP / 2) {
+            pool_push(bp, m->b, m->n);
+            m->n = 0;
         }
         m->b[m->n++] = b;
         pthread_mutex_unlock(&ms->lock);

@@ -8,8 +8,10 @@
  *   -> ds->lock (dirty maps, committed root)
  *   -> txg.lock
  *   -> alloc / cache shard locks
- *   -> cbuf free-list locks (cache.c; innermost: cbuf_new/cbuf_unref may be
- *      called under any of the above, and take no other lock).
+ *   -> the idle-buffer locks of cache.c (innermost: cbuf_new/cbuf_unref may
+ *      be called under any of the above; among themselves g_mags_lock (a
+ *      thread's first call, cbuf_pool_set_limit) -> a thread's magazine
+ *      lock -> a shared list's lock, and they take no other lock).
  * pool->txg.sync_mutex is held by the sync thread across a whole txg; it is
  * taken before pool->lock and never while holding ds->lock or txg.lock.
  * No lock is held across device I/O except sync_mutex.
