@@ -100,6 +100,7 @@ int dtl_note_missed(bs_pool *p, uint64_t txg)
             l->away_noted = true;
             dtl_add(l, txg, txg);
             atomic_store(&l->stale, true);
+            atomic_fetch_add(&l->stale_gen, 1); /* a running resilver must not clear it */
             noted++;
             /* by place and guid: a path may change under p->lock meanwhile */
             if (w < sizeof names)
