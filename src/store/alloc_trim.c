@@ -125,35 +125,32 @@ static uint64_t discard_warm(struct alloc *a, uint64_t s, uint64_t e, uint64_t m
     return done;
 }
 
+/* The sectors of queued run i still warm, for the busy rule's count; 0 for
+ * a run shorter than min (a pass discards nothing of it unless merged with
+ * a neighbour, so it leaves the queue once ripe, busy or not). */
+static uint64_t queued_warm(const struct alloc *a, size_t i, uint64_t min)
+{
+    const struct dfree *r = &a->trimq[i];
+    return r->n >= min ? alloc_count_bits(a->warm, r->start, r->start + r->n) : 0;
+}
+
 uint64_t alloc_trim_ripe(struct alloc *a, bool autotrim, bool all, uint64_t keep_bytes,
                          bool (*stop)(void *), void *sctx)
 {
     struct dfree *ripe = NULL;
-    uint64_t *warm = NULL;
     size_t nr = 0, k = 0;
-    pthread_mutex_lock(&a->lock);
-    if (a->ntq) {
-        ripe = malloc(a->ntq * sizeof(*ripe));
-        warm = malloc(a->ntq * sizeof(*warm));
-        if (!warm) {
-            free(ripe);
-            ripe = NULL;
-        }
-    }
-    /* what of each queued run is still warm (the rest was allocated again:
-     * nothing to discard there); runs wholly reused leave the queue.  Runs
-     * shorter than AUTOTRIM_MIN_BYTES count for nothing: a pass discards
-     * nothing of them (unless merged with a neighbour), so they leave the
-     * queue once ripe as before, busy or not. */
     const uint64_t min = MAX(AUTOTRIM_MIN_BYTES >> a->ashift, 1);
+    pthread_mutex_lock(&a->lock);
+    if (a->ntq)
+        ripe = malloc(a->ntq * sizeof(*ripe));
+    /* runs wholly allocated again (nothing warm: nothing to discard there)
+     * leave the queue; `queued` is what the rest still holds warm */
     uint64_t queued = 0;
     for (size_t i = 0; ripe && i < a->ntq; i++) {
-        uint64_t s = a->trimq[i].start, n = a->trimq[i].n;
-        uint64_t w = alloc_count_bits(a->warm, s, s + n);
-        if (w) {
-            warm[k] = n >= min ? w : 0;
-            a->trimq[k++] = a->trimq[i];
-            queued += warm[k - 1];
+        const struct dfree *r = &a->trimq[i];
+        if (alloc_next_bit(a->warm, r->start, r->start + r->n, true) < r->start + r->n) {
+            a->trimq[k] = *r;
+            queued += queued_warm(a, k++, min);
         }
     }
     if (ripe)
@@ -162,17 +159,17 @@ uint64_t alloc_trim_ripe(struct alloc *a, bool autotrim, bool all, uint64_t keep
     k = 0;
     for (size_t i = 0; ripe && i < a->ntq; i++) {
         /* THE BUSY RULE: while the pool is busy, ripe runs are discarded
-         * only while more than `keep` sectors are queued, oldest first */
-        uint64_t age = a->busy_txgs - MIN(a->trimq[i].txg, a->busy_txgs);
+         * only while more than `keep` sectors are queued, oldest first, or
+         * once ALLOC_TRIM_MAX_AGE_TXGS old (stamps never pass busy_txgs) */
+        uint64_t age = a->busy_txgs - a->trimq[i].txg, w = queued_warm(a, i, min);
         if (all || (age >= ALLOC_TRIM_DELAY_TXGS &&
-                    (warm[i] == 0 || queued > keep || age >= ALLOC_TRIM_MAX_AGE_TXGS))) {
+                    (w == 0 || queued > keep || age >= ALLOC_TRIM_MAX_AGE_TXGS))) {
             ripe[nr++] = a->trimq[i];
-            queued -= warm[i];
+            queued -= w;
         } else {
             a->trimq[k++] = a->trimq[i];
         }
     }
-    free(warm);
     if (ripe)
         a->ntq = k;
     if (a->ntq == 0 && a->captq > 4096) { /* a burst's queue: give it back */

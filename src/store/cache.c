@@ -111,13 +111,13 @@ static struct buf_pool g_pools[POOL_MAX_SHIFT - POOL_MIN_SHIFT + 1] = {
 static _Atomic uint64_t g_idle_bytes;
 static _Atomic uint64_t g_idle_limit = POOL_CLASS_BYTES;
 
-/* Magazines: each thread keeps up to MAG_CAP / 2 idle buffers per size in
- * a small array of its own and trades MAG_CAP / 2 of them at a time with
- * the shared list.  Buffers flow one way in a write stream (the NBD receiver
+/* Magazines: each thread keeps up to MAG_CAP idle buffers per size in a
+ * small array of its own and trades them MAG_CAP at a time with the shared
+ * list (a thread that only gives buffers back, a sync worker, so holds few).  Buffers flow one way in a write stream (the NBD receiver
  * takes them, the sync workers give them back, on the other CPU), so a
  * shared list's lock and head bounced between the CPUs twice per 16K block
  * (cbuf_new ~3 % of berthd's CPU on 1 MiB writes, nearly all of it that
- * miss); now once per MAG_CAP / 2 blocks.  Buffers in magazines are idle
+ * miss); now once per MAG_CAP blocks.  Buffers in magazines are idle
  * bytes like the shared lists' (g_idle_bytes counts them: the limit still
  * bounds all idle buffers).  Each thread's magazines have a lock of their
  * own, taken by the owner (uncontended: its cache line stays on the
@@ -126,7 +126,7 @@ static _Atomic uint64_t g_idle_limit = POOL_CLASS_BYTES;
  * magazines go back to the shared lists when it exits (pthread key
  * destructor).  Lock order: g_mags_lock, a thread's mags.lock, a list's
  * lock. */
-#define MAG_CAP 32u
+#define MAG_CAP 16u
 #define NCLASS (POOL_MAX_SHIFT - POOL_MIN_SHIFT + 1)
 struct mag {
     unsigned n;
@@ -237,21 +237,20 @@ void cbuf_pool_set_limit(uint64_t total)
         pthread_mutex_unlock(&ms->lock);
     }
     pthread_mutex_unlock(&g_mags_lock);
-    /* a lower limit: drop what is over it now, not as buffers come back */
+    /* a lower limit: drop what is over it now, not as buffers come back
+     * (each freed outside the list's lock) */
     for (int s = POOL_MAX_SHIFT; s >= POOL_MIN_SHIFT; s--) {
         struct buf_pool *bp = &g_pools[s - POOL_MIN_SHIFT];
-        struct cbuf *gone = NULL;
-        pthread_mutex_lock(&bp->lock);
-        while (bp->n && atomic_load(&g_idle_bytes) > total) {
-            struct cbuf *b = bp->v[--bp->n];
-            atomic_fetch_sub(&g_idle_bytes, (uint64_t)1 << s);
-            b->idle_next = gone;
-            gone = b;
-        }
-        pthread_mutex_unlock(&bp->lock);
-        while (gone) {
-            struct cbuf *b = gone;
-            gone = b->idle_next;
+        for (;;) {
+            struct cbuf *b = NULL;
+            pthread_mutex_lock(&bp->lock);
+            if (bp->n && atomic_load(&g_idle_bytes) > total) {
+                b = bp->v[--bp->n];
+                atomic_fetch_sub(&g_idle_bytes, (uint64_t)1 << s);
+            }
+            pthread_mutex_unlock(&bp->lock);
+            if (!b)
+                break;
             free(b);
         }
     }
@@ -282,7 +281,7 @@ struct cbuf *cbuf_new(uint32_t size)
         } else {
             /* refill (or, without a magazine, take one) under one lock */
             pthread_mutex_lock(&bp->lock);
-            while (m && m->n < MAG_CAP / 2 && bp->n)
+            while (m && m->n < MAG_CAP && bp->n)
                 m->b[m->n++] = bp->v[--bp->n];
             if (m && m->n)
                 b = m->b[--m->n];
@@ -321,9 +320,7 @@ static void cbuf_release(struct cbuf *b)
             return;
         }
         struct mag *m = &ms->m[bp - g_pools];
-        /* half a magazine at a time to the shared list: a thread that only
-         * gives buffers back (a sync worker) holds few of them */
-        if (m->n >= MAG_CAP / 2) {
+        if (m->n == MAG_CAP) {
             pool_push(bp, m->b, m->n);
             m->n = 0;
         }

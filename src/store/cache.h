@@ -25,8 +25,6 @@ struct cbuf {
     /* handed to a volume by bs_vol_pwrite_bufs (vol.c): never again */
     _Atomic uint8_t adopted;
     uint8_t memo[16];
-    /* the next buffer of a list of idle buffers being freed (cache.c) */
-    struct cbuf *idle_next;
     _Alignas(64) uint8_t data[];
 };
 

@@ -259,8 +259,9 @@ long compress_block_hist(enum bs_compress c, int level, const void *src, size_t 
     if (r < 0)
         return r;
     if (skip) /* the back-off of COMP_PROBE_EVERY_MAX */
-        atomic_store_explicit(&h->gap, r > 0 || gap * 2 < gap ? COMP_PROBE_EVERY
-                              : gap * 2 > COMP_PROBE_EVERY_MAX ? COMP_PROBE_EVERY_MAX : gap * 2,
+        atomic_store_explicit(&h->gap, r > 0                            ? COMP_PROBE_EVERY
+                                       : gap * 2 > COMP_PROBE_EVERY_MAX ? COMP_PROBE_EVERY_MAX
+                                                                        : gap * 2,
                               memory_order_relaxed);
     /* unsaved += (sample - unsaved) / 2^shift, the sample being the
      * fraction of this block not saved (1 when stored raw) */

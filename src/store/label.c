@@ -552,13 +552,15 @@ bool label_guess_ids(struct vdev *v, uint64_t *pool_guid, uint64_t *vdev_guid)
     if (!buf || dev < 4 * LABEL_SIZE)
         return false;
     for (int i = 0; i < 4; i++) {
-        if (vdev_pread(v, buf, 64, label_offset(dev, i)) < 0 || get_le64(buf) != LABEL_MAGIC)
+        struct label_hdr h;
+        if (vdev_pread(v, buf, LABEL_HDR_SIZE, label_offset(dev, i)) < 0 ||
+            get_le64(buf) != LABEL_MAGIC)
             continue;
-        uint64_t pg = get_le64(buf + 40), vg = get_le64(buf + 48);
-        if (n && (pg != *pool_guid || vg != *vdev_guid))
+        hdr_fields(buf, 0, &h); /* the fixed fields, unverified */
+        if (n && (h.pool_guid != *pool_guid || h.vdev_guid != *vdev_guid))
             return false; /* the copies disagree: no guess */
-        *pool_guid = pg;
-        *vdev_guid = vg;
+        *pool_guid = h.pool_guid;
+        *vdev_guid = h.vdev_guid;
         n++;
     }
     return n > 0 && *pool_guid && *vdev_guid;

@@ -161,7 +161,7 @@ int label_write_hdr(struct vdev *v, const struct label_hdr *h);
  * 3 without a label), -EILSEQ if something looks like one but is damaged. */
 int label_read_hdr(struct vdev *v, struct label_hdr *h, struct berr *err);
 /* For a device whose header copies are all invalid (-EILSEQ above): the
- * pool and vdev guids its damaged copies carry (offsets 40, 48), if every
+ * pool and vdev guids its damaged copies carry (hdr_fields), if every
  * copy with the magic agrees.  UNVERIFIED bytes: only to name the device
  * (which missing member it was), never to use it. */
 bool label_guess_ids(struct vdev *v, uint64_t *pool_guid, uint64_t *vdev_guid);
