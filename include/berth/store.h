@@ -482,6 +482,14 @@ bool bs_vol_readonly(bs_vol *v);
 #define BS_IO_NO_HOLE 2u   /* bs_vol_zero: the caller asked not to punch (we may still store
                               zero blocks as holes; the range reads as zeros either way) */
 #define BS_IO_FAST_ZERO 4u /* bs_vol_zero: fail with -ENOTSUP rather than doing slow work */
+/* bs_vol_pwrite: -EAGAIN rather than wait, for a caller that must not block
+ * (the NBD reader, nbd/conn.c): for the dirty-data throttle or space to
+ * free up, or for a device read (the old contents of a partly written
+ * block that neither the block cache nor the pool file's page cache holds;
+ * a mirror or raidz pool always reads through the blocking path).  After
+ * -EAGAIN part of the range may already be written; the caller writes the
+ * whole range again without the flag.  Not with BS_IO_FUA (-EINVAL). */
+#define BS_IO_NOWAIT 8u
 
 /* Read/write [off, off+len) of the volume.  The range must lie inside the
  * volume (-EINVAL otherwise).  Unwritten ranges read as zeros. */

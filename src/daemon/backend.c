@@ -18,7 +18,7 @@
 _Static_assert(NBD_EXT_HOLE == BS_EXTENT_HOLE && NBD_EXT_ZERO == BS_EXTENT_ZERO,
                "extent flags pass through");
 _Static_assert(NBD_IOF_FUA == BS_IO_FUA && NBD_IOF_NO_HOLE == BS_IO_NO_HOLE &&
-                   NBD_IOF_FAST_ZERO == BS_IO_FAST_ZERO,
+                   NBD_IOF_FAST_ZERO == BS_IO_FAST_ZERO && NBD_IOF_NOWAIT == BS_IO_NOWAIT,
                "I/O flags pass through");
 
 struct handle {
@@ -261,4 +261,5 @@ void backend_init(struct nbd_backend *be, struct pooltab *t)
     be->wbuf_new = be_wbuf_new;
     be->wbuf_free = be_wbuf_free;
     be->pwrite_bufs = be_pwrite_bufs;
+    be->pwrite_nowait = true;
 }

@@ -222,6 +222,21 @@ static void exec_block_status(const struct nbd_session *s, struct nbd_req *r)
 }
 
 /* ---- dispatch ------------------------------------------------------------- */
+bool nbd_exec_nowait(const struct nbd_session *s, struct nbd_req *r)
+{
+    const struct nbd_request *rq = &r->rq;
+    int ret = s->be->pwrite(s->handle, r->buf, rq->len, rq->offset, NBD_IOF_NOWAIT);
+    if (ret == -EAGAIN)
+        return false;
+    if (ret < 0) {
+        nbd_reply_error(s, r, nbd_errno_to_wire(ret), "backend I/O failed");
+        return true;
+    }
+    nbd_reply_reset(r);
+    nbd_reply_simple(r, NBD_SUCCESS);
+    return true;
+}
+
 void nbd_exec(const struct nbd_session *s, struct nbd_req *r)
 {
     const struct nbd_backend *be = s->be;

@@ -137,6 +137,10 @@ int nbd_req_reserve(struct nbd_req *r, size_t len);
 void nbd_req_drop_wbufs(const struct nbd_backend *be, struct nbd_req *r);
 /* Execute r (or just reply r->error) and build the reply iovec. */
 void nbd_exec(const struct nbd_session *s, struct nbd_req *r);
+/* nbd_exec for a WRITE without FUA received into r->buf (no wbufs) that
+ * must not block (NBD_IOF_NOWAIT): true if done (reply built), false if the
+ * backend would have blocked (no reply; run it through nbd_exec). */
+bool nbd_exec_nowait(const struct nbd_session *s, struct nbd_req *r);
 
 /* reply.c */
 uint32_t nbd_errno_to_wire(int neg_errno);
@@ -227,6 +231,10 @@ struct nbd_server {
     pthread_t *workers;
     unsigned nworkers;
 };
+
+/* Replies sent together, at most: a worker's run of quick requests
+ * (server.c), the reader's run of writes it executed itself (conn.c). */
+#define NBD_RUN_MAX 8u
 
 /* conn.c */
 int nbd_conn_start(struct nbd_server *srv, int fd);

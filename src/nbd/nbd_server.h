@@ -23,6 +23,8 @@
 #define NBD_IOF_FUA 1u
 #define NBD_IOF_NO_HOLE 2u
 #define NBD_IOF_FAST_ZERO 4u
+/* pwrite: -EAGAIN rather than block (see nbd_backend.pwrite_nowait) */
+#define NBD_IOF_NOWAIT 8u
 
 struct nbd_export_info {
     uint64_t size;
@@ -67,6 +69,12 @@ struct nbd_backend {
     void *(*wbuf_new)(void *handle, void **data);
     void (*wbuf_free)(void *buf);
     int (*pwrite_bufs)(void *handle, void *const *bufs, size_t n, uint64_t off, unsigned flags);
+    /* pwrite honours NBD_IOF_NOWAIT (never with FUA): it returns -EAGAIN,
+     * and may have written part of the range, where it would block (a
+     * device read, a throttle); the server then writes the whole range
+     * again without the flag on a worker thread.  With it, the connection's
+     * reader executes small writes itself (conn.c). */
+    bool pwrite_nowait;
 };
 
 struct nbd_server;

@@ -59,7 +59,6 @@ int64_t nbd_now_ms(void)
  * client per run instead of per request.  Anything else (FLUSH, FUA, TRIM,
  * large I/O) goes alone, so a slow request never holds back quick replies
  * and large ones still spread over the workers. */
-#define NBD_RUN_MAX 8u
 #define NBD_RUN_MAX_LEN (64u << 10)
 
 static bool run_ok(const struct nbd_req *r)

@@ -174,7 +174,12 @@ static int read_copies(const struct blkio *io, const struct blkptr *bp, struct v
                 break;
             q.buf = tmp;
         }
-        res[c] = vdev_read_block(t->vd, &q) == 0 ? 1 : -1;
+        int r = vdev_read_block(t->vd, &q);
+        if (r == -EAGAIN && q.nowait) { /* untouched, the caller retries */
+            free(tmp);
+            return r;
+        }
+        res[c] = r == 0 ? 1 : -1;
         if (res[c] > 0 && good < 0)
             good = c;
     }
@@ -194,6 +199,7 @@ static int read_stored(const struct blkio *io, const struct blkptr *bp, uint8_t 
     struct vdev_rio rq = {
         .psize = bp->psize, .buf = stored, .verify = verify_bp, .vctx = (void *)bp,
         .scrub = (flags & BLK_SCRUB) != 0, .gen = gen, .birth = bp->birth,
+        .nowait = (flags & BLK_NOWAIT) != 0,
     };
     return read_copies(io, bp, &rq);
 }
@@ -271,6 +277,7 @@ static int read_open(const struct blkio *io, const struct blkptr *bp, unsigned f
         struct vdev_rio rq = {
             .psize = bp->psize, .buf = cipher, .verify = verify_open, .vctx = &o,
             .scrub = (flags & BLK_SCRUB) != 0, .gen = gen,
+            .nowait = (flags & BLK_NOWAIT) != 0,
         };
         r = read_copies(io, bp, &rq);
         if (r == 0 && !o.done)
@@ -389,7 +396,7 @@ static int copy_cached(const struct blkio *io, const struct blkptr *bp,
 }
 
 int blk_read_copy(const struct blkio *io, const struct blkptr *bp, const struct blk_crypt *bc,
-                  struct cbuf *dst)
+                  unsigned flags, struct cbuf *dst)
 {
     if (dst->size != bp->lsize) {
         blk_count_bp_error(io, bp);
@@ -397,7 +404,7 @@ int blk_read_copy(const struct blkio *io, const struct blkptr *bp, const struct 
     }
     uint64_t gen;
     int r = copy_cached(io, bp, bc, dst->data, &gen);
-    return r != 0 ? (r < 0 ? r : 0) : read_miss(io, bp, 0, bc, dst->data, gen);
+    return r != 0 ? (r < 0 ? r : 0) : read_miss(io, bp, flags, bc, dst->data, gen);
 }
 
 /* ---- whole blocks straight into the caller's buffers ----

@@ -89,6 +89,11 @@ unsigned blk_pick_top(const struct blkio *io, uint64_t bytes);
 
 #define BLK_NOCACHE 1u /* read from the device even if cached, do not insert */
 #define BLK_SCRUB 2u   /* verify every copy and repair bad ones (scrub; with BLK_NOCACHE) */
+/* -EAGAIN rather than wait for a device: a cached block, or one whose stored
+ * bytes the page cache holds (vdev.h vdev_rio.nowait); nothing is counted or
+ * healed on -EAGAIN, the caller retries without the flag.  Not with
+ * BLK_SCRUB. */
+#define BLK_NOWAIT 4u
 
 /* Read and verify the block `bp` (not a hole).  On success *out holds a new
  * reference to a buffer of bp->lsize bytes; the caller unrefs it. */
@@ -110,7 +115,7 @@ int blk_read_crypt(const struct blkio *io, const struct blkptr *bp, unsigned fla
  * buffer, no copy, and no cache room taken by a block that is dead once
  * its replacement is written.  On failure dst's contents are undefined. */
 int blk_read_copy(const struct blkio *io, const struct blkptr *bp, const struct blk_crypt *bc,
-                  struct cbuf *dst);
+                  unsigned flags, struct cbuf *dst);
 
 /* One whole data block of blk_read_blocks. */
 struct blk_rreq {

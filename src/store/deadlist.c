@@ -77,7 +77,7 @@ int dl_free_object(struct sync_ctx *c, struct ds_lineage *lin)
 static int read_dl_block(struct sync_ctx *c, const struct objdesc *od, uint64_t blk, uint8_t *buf)
 {
     struct blkptr bp;
-    int r = objtree_lookup(&c->p->io, od, blk, &bp, NULL);
+    int r = objtree_lookup(&c->p->io, od, blk, 0, &bp, NULL);
     if (r < 0)
         return r;
     if (bp_is_hole(&bp) || bp.type != BP_TYPE_MOS_DATA || bp.lsize != DL_BLKSZ) {

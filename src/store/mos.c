@@ -359,7 +359,7 @@ int mos_read(const struct blkio *io, const struct objdesc *od, uint64_t size, ui
         uint64_t off = blk * MOS_BLKSZ;
         size_t n = (size_t)MIN((uint64_t)MOS_BLKSZ, size - off);
         struct blkptr bp;
-        int r = objtree_lookup(io, od, blk, &bp, NULL);
+        int r = objtree_lookup(io, od, blk, 0, &bp, NULL);
         if (r == 0 && !bp_is_hole(&bp) && bp.type != BP_TYPE_MOS_DATA) {
             blk_count_cksum_error(io);
             r = -EIO;

@@ -272,8 +272,9 @@ static struct ind_memo *memo_get(void)
 }
 
 /* The indirect bp at level L (checked by the caller), verified: a new
- * reference in *out. */
-static int read_ind(const struct blkio *io, const struct blkptr *bp, int L, struct cbuf **out)
+ * reference in *out.  flags: 0 or BLK_NOWAIT. */
+static int read_ind(const struct blkio *io, const struct blkptr *bp, int L, unsigned flags,
+                    struct cbuf **out)
 {
     struct ind_memo *m = memo_get(), *e = m ? &m[L] : NULL;
     if (e && e->c && e->cache_id == io->cache_id && e->vdev == bp->dva[0].vdev &&
@@ -283,7 +284,7 @@ static int read_ind(const struct blkio *io, const struct blkptr *bp, int L, stru
         return r;
     }
     struct cbuf *c;
-    int r = blk_read(io, bp, 0, &c);
+    int r = blk_read(io, bp, flags, &c);
     if (r == 0 && (r = objtree_auth_check(io, bp, c)) < 0)
         cbuf_unref(c);
     if (r < 0)
@@ -306,7 +307,7 @@ static int read_ind(const struct blkio *io, const struct blkptr *bp, int L, stru
  * caller unrefs it) with *bp its pointer; a hole or the root reached first
  * comes back in *bp with *ind NULL and *lvl its level. */
 static int walk_to(const struct blkio *io, const struct objdesc *od, uint64_t blkid, int stop,
-                   struct blkptr *bp, struct cbuf **ind, int *lvl)
+                   unsigned flags, struct blkptr *bp, struct cbuf **ind, int *lvl)
 {
     *bp = od->root;
     *ind = NULL;
@@ -321,7 +322,7 @@ static int walk_to(const struct blkio *io, const struct objdesc *od, uint64_t bl
         if (L == stop)
             break;
         struct cbuf *c;
-        int r = read_ind(io, bp, L, &c);
+        int r = read_ind(io, bp, L, flags, &c);
         if (r < 0)
             return r;
         unsigned idx = (unsigned)(blkid >> (8 * (L - 1))) & 0xff;
@@ -334,7 +335,7 @@ static int walk_to(const struct blkio *io, const struct objdesc *od, uint64_t bl
         }
     }
     if (stop == 1 && od->levels > 1) {
-        int r = read_ind(io, bp, 1, ind);
+        int r = read_ind(io, bp, 1, flags, ind);
         if (r < 0)
             return r;
     }
@@ -359,7 +360,7 @@ static int leaf_ok(const struct blkio *io, const struct objdesc *od, const struc
 }
 
 int objtree_lookup(const struct blkio *io, const struct objdesc *od, uint64_t blkid,
-                   struct blkptr *out, uint64_t *hole_blocks)
+                   unsigned flags, struct blkptr *out, uint64_t *hole_blocks)
 {
     if (blkid >= span(od->levels - 1) || blkid >= od->nblocks) {
         memset(out, 0, sizeof *out);
@@ -369,7 +370,7 @@ int objtree_lookup(const struct blkio *io, const struct objdesc *od, uint64_t bl
     }
     struct cbuf *ind;
     int L;
-    int r = walk_to(io, od, blkid, 0, out, &ind, &L);
+    int r = walk_to(io, od, blkid, 0, flags, out, &ind, &L);
     if (r < 0)
         return r;
     if (L > 0) { /* a hole above the data level */
@@ -397,7 +398,7 @@ int objtree_lookup_run(const struct blkio *io, const struct objdesc *od, uint64_
     }
     struct cbuf *ind;
     int L;
-    int r = walk_to(io, od, blkid, 1, out, &ind, &L);
+    int r = walk_to(io, od, blkid, 1, 0, out, &ind, &L);
     if (r < 0)
         return r;
     if (!ind) {

@@ -68,9 +68,10 @@ int objtree_auth_check(const struct blkio *io, const struct blkptr *bp, struct c
  * answer is a hole found at an indirect level, *hole_blocks (if non-NULL)
  * is the number of blocks from blkid to the end of that hole's span (1 for a
  * data-level hole).  -EIO if a block on the path fails verification (its
- * checksum, or in an authenticated tree its digest). */
+ * checksum, or in an authenticated tree its digest).  flags: 0, or
+ * BLK_NOWAIT (blkio.h: -EAGAIN rather than wait for a device). */
 int objtree_lookup(const struct blkio *io, const struct objdesc *od, uint64_t blkid,
-                   struct blkptr *out, uint64_t *hole_blocks);
+                   unsigned flags, struct blkptr *out, uint64_t *hole_blocks);
 /* The pointers of blocks blkid, blkid+1, ... (at most n, n > 0) in out[]:
  * the children of one level-1 indirect block read once (instead of one walk
  * per block), ending at that block's last child, at the object's end, or

@@ -801,6 +801,13 @@ static void throttle_delay(struct txg *tx, uint64_t dirty, uint64_t max, uint64_
         ;
 }
 
+bool txg_would_throttle(struct bs_pool *p)
+{
+    struct bs_tunables tun;
+    bs_tunables_get(&tun);
+    return atomic_load(&p->txg.dirty_bytes) > tun.dirty_max_bytes / 100 * DELAY_MIN_PCT;
+}
+
 int txg_throttle(struct bs_pool *p, uint64_t len)
 {
     struct txg *tx = &p->txg;

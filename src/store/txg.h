@@ -73,6 +73,8 @@ void txg_add_dirty(struct bs_pool *p, int64_t bytes);
  * grows as dirty data nears dirty_max (txg.c top), then a hard wait while the
  * pool holds more than dirty_max. */
 int txg_throttle(struct bs_pool *p, uint64_t len);
+/* Would txg_throttle delay or wait now?  (For writers that must not.) */
+bool txg_would_throttle(struct bs_pool *p);
 /* 0 if the pool can take writes, else -EIO (faulted) or -EROFS. */
 int txg_check_writable(struct bs_pool *p);
 /* A volume of the pool was read: the pool is not idle (the trim thread

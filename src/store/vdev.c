@@ -292,9 +292,29 @@ int vdev_heal_block(struct vdev *top, const void *buf, size_t len, size_t asize,
     return r;
 }
 
+static bool in_range(const struct vdev *v, size_t len, uint64_t off);
+
+/* vdev_rio.nowait on a single leaf (vdev.h): the page cache's bytes or
+ * -EAGAIN, nothing counted but a successful read. */
+static int leaf_read_nowait(struct vdev *v, struct vdev_rio *rq)
+{
+    uint64_t off = v->data_start + rq->off;
+    if (v->fd < 0 || !in_range(v, rq->psize, off) || atomic_load(&v->fail_reads))
+        return -EAGAIN;
+    struct iovec iov = {.iov_base = rq->buf, .iov_len = rq->psize};
+    ssize_t n = preadv2(v->fd, &iov, 1, (off_t)off, RWF_NOWAIT);
+    if (n < 0 || (size_t)n != rq->psize || !rq->verify(rq->vctx, rq->buf, rq->psize))
+        return -EAGAIN;
+    atomic_fetch_add(&v->ctr.reads, 1);
+    atomic_fetch_add(&v->ctr.bytes_read, rq->psize);
+    return 0;
+}
+
 /* A single leaf holds one copy: verify it, nothing to heal from. */
 static int leaf_read_block(struct vdev *v, struct vdev_rio *rq)
 {
+    if (rq->nowait)
+        return leaf_read_nowait(v, rq);
     if (vdev_pread(v, rq->buf, rq->psize, v->data_start + rq->off) < 0)
         return -EIO;
     if (!rq->verify(rq->vctx, rq->buf, rq->psize)) {
@@ -306,6 +326,8 @@ static int leaf_read_block(struct vdev *v, struct vdev_rio *rq)
 
 int vdev_read_block(struct vdev *top, struct vdev_rio *rq)
 {
+    if (rq->nowait && top->kind != VDEV_KIND_LEAF)
+        return -EAGAIN; /* several leaves: the blocking path chooses and heals */
     if (top->kind == VDEV_KIND_MIRROR)
         return mirror_read_block(top, rq);
     if (top->kind == VDEV_KIND_RAIDZ)

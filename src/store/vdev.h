@@ -179,6 +179,7 @@ struct vdev_rio {
     uint64_t gen;            /* vdev_heal_gen when the caller got the block pointer */
     uint64_t birth;          /* the block's birth txg (0: unknown): leaves whose DTL
                                 holds it are not read (unless scrub) */
+    bool nowait;             /* only if it costs no wait for the device: see below */
 };
 
 /* Does leaf l lack blocks born in txg birth (its DTL holds it)?  birth 0
@@ -194,6 +195,13 @@ static inline bool vdev_dtl_has(struct vdev *l, uint64_t birth)
  * counted on its leaf (read or checksum error) and, when a good copy was
  * found, rewritten with it (counted in repaired_bytes). */
 int vdev_read_block(struct vdev *top, struct vdev_rio *rq);
+/* With rq->nowait the read is only tried, for a caller that must not block
+ * (the NBD reader executing a small write itself, nbd/conn.c): on a single
+ * leaf the bytes come from the page cache if it holds all of them now
+ * (preadv2 RWF_NOWAIT) and verify; anything else (not cached, a short read,
+ * an error, a copy that does not verify, a mirror or raidz top) is -EAGAIN
+ * with nothing counted or healed, for the caller's blocking retry to do
+ * properly.  Never with scrub. */
 /* Read cnt (1..VDEV_IOV_MAX) blocks allocated back to back from DVA offset
  * off, iov[i] taking block i's allocated bytes, in one system call and
  * UNVERIFIED: the caller checks every block and reads a block that fails

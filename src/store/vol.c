@@ -53,7 +53,7 @@ static int read_committed(struct ds *ds, const struct objdesc *od, uint64_t blki
 {
     struct blkptr bp;
     *out = NULL;
-    int r = objtree_lookup(&ds->pool->io, od, blkid, &bp, NULL);
+    int r = objtree_lookup(&ds->pool->io, od, blkid, 0, &bp, NULL);
     if (r < 0 || bp_is_hole(&bp))
         return r;
     if (bp.type != BP_TYPE_VOL_DATA) {
@@ -66,12 +66,13 @@ static int read_committed(struct ds *ds, const struct objdesc *od, uint64_t blki
 
 /* Read committed block blkid into dst (a hole reads as zeroes): the base of
  * a partial write.  A cached copy is copied; otherwise the block is read
- * straight into dst and not cached (its replacement will be). */
+ * straight into dst and not cached (its replacement will be).  flags: 0 or
+ * BLK_NOWAIT. */
 static int read_committed_into(struct ds *ds, const struct objdesc *od, uint64_t blkid,
-                               struct cbuf *dst)
+                               unsigned flags, struct cbuf *dst)
 {
     struct blkptr bp;
-    int r = objtree_lookup(&ds->pool->io, od, blkid, &bp, NULL);
+    int r = objtree_lookup(&ds->pool->io, od, blkid, flags, &bp, NULL);
     if (r < 0)
         return r;
     if (bp_is_hole(&bp)) {
@@ -83,7 +84,7 @@ static int read_committed_into(struct ds *ds, const struct objdesc *od, uint64_t
         return -EIO;
     }
     struct blk_crypt bc;
-    return blk_read_copy(&ds->pool->io, &bp, ds_blk_crypt(ds, blkid, &bc), dst);
+    return blk_read_copy(&ds->pool->io, &bp, ds_blk_crypt(ds, blkid, &bc), flags, dst);
 }
 
 /* Account a new open-map change (under ds->lock). */
@@ -95,9 +96,10 @@ static void note_write(struct ds *ds, int64_t delta)
 }
 
 /* Write (src != NULL) or zero (src == NULL) [boff, boff+n) of block blkid.
- * *delta receives the change in dirty bytes. */
+ * *delta receives the change in dirty bytes.  rflags (0 or BLK_NOWAIT) go
+ * to the read of a partial block's base; -EAGAIN changes nothing. */
 static int write_block(struct ds *ds, uint64_t blkid, uint32_t boff, const uint8_t *src,
-                       uint32_t n, int64_t *delta)
+                       uint32_t n, unsigned rflags, int64_t *delta)
 {
     const uint32_t bs = ds->rec.volblocksize;
     const bool full = n == bs;
@@ -174,7 +176,7 @@ static int write_block(struct ds *ds, uint64_t blkid, uint32_t boff, const uint8
                 struct objdesc od = ds->od;
                 uint64_t gen = ds->gen;
                 pthread_mutex_unlock(&ds->lock);
-                r = read_committed_into(ds, &od, blkid, nb);
+                r = read_committed_into(ds, &od, blkid, rflags, nb);
                 if (r < 0)
                     goto out;
                 pthread_mutex_lock(&ds->lock);
@@ -250,8 +252,17 @@ int bs_vol_pwrite(bs_vol *v, const void *buf, uint64_t len, uint64_t off, unsign
     int r = check_io(v, len, off, true);
     if (r < 0)
         return r;
-    if ((r = txg_throttle(v->pool, len)) < 0 || (r = space_check(v->pool, len)) < 0)
+    const bool nowait = flags & BS_IO_NOWAIT;
+    const unsigned rflags = nowait ? BLK_NOWAIT : 0;
+    if (nowait) {
+        /* a block already written is rewritten by the retry: same bytes */
+        if (flags & BS_IO_FUA)
+            return -EINVAL;
+        if (txg_would_throttle(v->pool) || space_short(v->pool, len))
+            return -EAGAIN;
+    } else if ((r = txg_throttle(v->pool, len)) < 0 || (r = space_check(v->pool, len)) < 0) {
         return r;
+    }
     struct ds *ds = v->ds;
     const uint32_t bs = ds->rec.volblocksize;
     const uint8_t *src = buf;
@@ -261,7 +272,7 @@ int bs_vol_pwrite(bs_vol *v, const void *buf, uint64_t len, uint64_t off, unsign
         uint32_t boff = (uint32_t)(off % bs);
         uint32_t n = (uint32_t)MIN((uint64_t)(bs - boff), len);
         int64_t delta;
-        r = write_block(ds, blkid, boff, src, n, &delta);
+        r = write_block(ds, blkid, boff, src, n, rflags, &delta);
         total += delta;
         if (r < 0)
             break;
@@ -467,7 +478,7 @@ static int clean_hole(struct ds *ds, uint64_t blkid, uint64_t *hgen, uint64_t *h
         return 1;
     struct blkptr bp;
     uint64_t hb;
-    int r = objtree_lookup(&ds->pool->io, &od, blkid, &bp, &hb);
+    int r = objtree_lookup(&ds->pool->io, &od, blkid, 0, &bp, &hb);
     if (r < 0 || !bp_is_hole(&bp))
         return r < 0 ? r : 0;
     *hgen = gen;
@@ -496,7 +507,7 @@ int bs_vol_zero(bs_vol *v, uint64_t len, uint64_t off, unsigned flags)
          * never-written space, e.g. mkfs discarding the device) */
         r = n == bs ? clean_hole(ds, blkid, &hgen, &h0, &h1) : 0;
         if (r == 0)
-            r = write_block(ds, blkid, boff, NULL, n, &delta);
+            r = write_block(ds, blkid, boff, NULL, n, 0, &delta);
         else if (r > 0)
             r = 0;
         total += delta;

@@ -172,7 +172,7 @@ static int get_bps(bs_pool *p, const char *name, struct blkptr *bps)
     struct objdesc od = d->od;
     pthread_mutex_unlock(&p->lock);
     for (uint64_t b = 0; b < NBLK; b++) {
-        int r = objtree_lookup(&p->io, &od, b, &bps[b], NULL);
+        int r = objtree_lookup(&p->io, &od, b, 0, &bps[b], NULL);
         if (r < 0)
             return r;
     }

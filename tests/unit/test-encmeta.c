@@ -239,7 +239,7 @@ static void make_pool(const char *file)
     struct objdesc od = ds_od(find_ds(p, "v"));
     struct objdesc so = ds_od(find_ds(p, "v@s1"));
     ok(od.levels == 3 && (od.root.flags & BP_FLAG_AUTH), "3 levels, authenticated root");
-    ok(objtree_lookup(&p->io, &so, 1, &old_bp1, NULL) == 0 && (old_bp1.flags & BP_FLAG_ENCRYPTED),
+    ok(objtree_lookup(&p->io, &so, 1, 0, &old_bp1, NULL) == 0 && (old_bp1.flags & BP_FLAG_ENCRYPTED),
        "the snapshot's block 1");
     bs_pool_export(p, false, &e);
 }
@@ -670,7 +670,7 @@ static void test_mirror_heal(void)
     vol_io(p, "m", pat, 8 * BS, 0, true);
     struct blkptr bp;
     struct objdesc od = ds_od(find_ds(p, "m"));
-    objtree_lookup(&p->io, &od, 3, &bp, NULL);
+    objtree_lookup(&p->io, &od, 3, 0, &bp, NULL);
     uint64_t at = p->top_hdr[0].data_start + bp.dva[0].offset;
     bs_pool_export(p, false, &e);
     uint8_t junk[512];

@@ -356,7 +356,7 @@ static int find_bp(bs_pool *p, const char *name, uint64_t blkid, struct blkptr *
     struct ds *d = ds_find(p, name);
     struct objdesc od = d->od;
     pthread_mutex_unlock(&p->lock);
-    return objtree_lookup(&p->io, &od, blkid, bp, NULL);
+    return objtree_lookup(&p->io, &od, blkid, 0, bp, NULL);
 }
 
 static uint64_t cksum_errors(bs_pool *p)

@@ -8,7 +8,10 @@
  * must still be served.  A second server with short timeouts and a small
  * memory budget, over a backend whose open and write can be held at a gate,
  * checks the limits: kick against clients arriving mid-kick, the handshake
- * deadline, the global memory budget, and that fds go when clients go. */
+ * deadline, the global memory budget, and that fds go when clients go.  A
+ * third, over a backend that can say it would block (pwrite_nowait), checks
+ * that small writes run on the connection's reader and that one that would
+ * block is written again, whole, on a worker. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
@@ -601,6 +604,106 @@ static void test_fds_released(struct nbd_server *srv)
        "their server side fds are closed without a new accept (%u left)", open_fds() - base);
 }
 
+/* ---- small writes on the reader (conn.c inline_ok) ---- */
+static _Atomic unsigned nw_tries, nw_again, nw_inline_elsewhere, nw_retry_on_reader,
+    nw_big_or_fua_nowait, nw_retries;
+static _Atomic unsigned char nw_state[1024]; /* per 4K block: 1 would block, 2 written again */
+
+static bool on_thread(const char *want)
+{
+    char name[16] = "";
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    return strcmp(name, want) == 0;
+}
+
+/* Every write of a 4K block with an odd index would block: half of it is
+ * written (as a backend may, bs_vol_pwrite) and -EAGAIN returned.  Writes
+ * that may not be tried (FUA, large) must never come with the flag. */
+static int nowait_pwrite(void *h, const void *buf, uint32_t len, uint64_t off, unsigned flags)
+{
+    if (flags & NBD_IOF_NOWAIT) {
+        nw_tries++;
+        if (!on_thread("nbd-conn"))
+            nw_inline_elsewhere++;
+        if ((flags & NBD_IOF_FUA) || len > (64u << 10))
+            nw_big_or_fua_nowait++;
+        if (off / 4096 % 2 == 1) {
+            nw_again++;
+            nw_state[off / 4096 % 1024] = 1;
+            mem_be.pwrite(h, buf, len / 2, off, 0);
+            return -EAGAIN;
+        }
+        return mem_be.pwrite(h, buf, len, off, 0);
+    }
+    if (len == 4096 && nw_state[off / 4096 % 1024] == 1) {
+        nw_retries++;
+        nw_state[off / 4096 % 1024] = 2;
+        if (on_thread("nbd-conn"))
+            nw_retry_on_reader++;
+    }
+    return mem_be.pwrite(h, buf, len, off, flags);
+}
+
+static void test_nowait(void)
+{
+    struct nbd_server *srv;
+    struct berr err = {0};
+    char path1[sizeof(sock_path)];
+    struct nbd_backend be = mem_be;
+    be.pwrite = nowait_pwrite;
+    be.pwrite_nowait = true;
+    memcpy(path1, sock_path, sizeof(path1));
+    snprintf(sock_path, sizeof(sock_path), "%s.3", path1);
+    ok(nbd_server_new(&be, &(struct nbd_server_opts){.workers = 2}, &srv, &err) == 0 &&
+           nbd_server_listen_unix(srv, sock_path, &err) == 0,
+       "nowait server");
+    uint16_t ef, fl, ty;
+    uint64_t size, h;
+    uint32_t len;
+    int fd = cl_open("disk", &ef, &size);
+    static uint8_t b[1 << 17];
+    enum { N = 256 };
+    /* pipelined, so the reader has batches to run; every block distinct */
+    for (int i = 0; i < N; i++) {
+        memset(b, i % 251 + 1, 4096);
+        send_req(fd, 0, NBD_CMD_WRITE, 100 + i, (uint64_t)i * 4096, 4096, b);
+    }
+    memset(b, 0xee, sizeof b);
+    send_req(fd, NBD_CMD_FLAG_FUA, NBD_CMD_WRITE, 1, (uint64_t)N * 4096, 4096, b);
+    send_req(fd, 0, NBD_CMD_WRITE, 2, (uint64_t)(N + 2) * 4096, 1 << 17, b);
+    static int seen[N];
+    int good = 0, extra = 0;
+    for (int i = 0; i < N + 2; i++) {
+        if (read_simple(fd, &h) != 0)
+            continue;
+        if (h >= 100 && h < 100 + N && !seen[h - 100]++)
+            good++;
+        else if (h == 1 || h == 2)
+            extra++;
+    }
+    ok(good == N && extra == 2, "%d writes, half of which would block, each answered once "
+       "(%d of %d)", N + 2, good + extra, N + 2);
+    good = 0;
+    for (int i = 0; i < N; i++) {
+        send_req(fd, 0, NBD_CMD_READ, 5000, (uint64_t)i * 4096, 4096, NULL);
+        bool same = read_chunk(fd, &fl, &ty, &h, b, &len, sizeof(b)) == 0 && len == 8 + 4096;
+        for (int k = 8; same && k < 8 + 4096; k++)
+            same = b[k] == i % 251 + 1;
+        good += same;
+    }
+    is_int(good, N, "every block reads back whole, those written again too");
+    ok(nw_tries > 0 && nw_inline_elsewhere == 0,
+       "small writes tried on the connection's reader (%u tries)", (unsigned)nw_tries);
+    ok(nw_again > 0 && nw_retries == nw_again && nw_retry_on_reader == 0,
+       "each write that would block written again on a worker (%u would block, %u written "
+       "again)", (unsigned)nw_again, (unsigned)nw_retries);
+    ok(nw_big_or_fua_nowait == 0, "FUA and large writes never tried on the reader");
+    send_req(fd, 0, NBD_CMD_DISC, 9, 0, 0, NULL);
+    close(fd);
+    nbd_server_free(srv);
+    memcpy(sock_path, path1, sizeof(path1));
+}
+
 static void test_limits(void)
 {
     struct nbd_server *srv;
@@ -650,6 +753,7 @@ int main(void)
     test_stuck_client(srv);
     test_limits_tcp();
     test_limits();
+    test_nowait();
 
     /* free with a client in transmission */
     uint16_t ef;

@@ -164,7 +164,7 @@ int main(void)
     ok(od.root.fill == fill, "the zeroed indirect became a hole (fill %llu, want %llu)",
        (unsigned long long)od.root.fill, (unsigned long long)fill);
     struct blkptr l1;
-    ok(objtree_lookup(&p->io, &od, 300, &l1, NULL) == 0 && bp_is_hole(&l1), "block 300 is a hole");
+    ok(objtree_lookup(&p->io, &od, 300, 0, &l1, NULL) == 0 && bp_is_hole(&l1), "block 300 is a hole");
     ok(bs_pool_check(p, &e) == 0, "check: %s", e.msg);
     uint64_t birth = od.root.birth;
     ok(bs_vol_zero(v, BS, 300 * BS, 0) == 0 && bs_pool_sync(p, &e) == 0, "zero a hole again");

@@ -503,6 +503,113 @@ out:
     free(rd);
 }
 
+/* Drop (or load) the pool file's pages from (into) the page cache. */
+static void page_cache(const char *path, bool load)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return;
+    fdatasync(fd); /* only clean pages can be dropped */
+    if (load) {
+        static uint8_t buf[1 << 20];
+        while (read(fd, buf, sizeof buf) > 0)
+            ;
+    } else {
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    }
+    close(fd);
+}
+
+/* BS_IO_NOWAIT (the NBD reader's small writes): a partial write whose old
+ * block only the device has fails with -EAGAIN, changes nothing and counts
+ * no error; with the pool file in the page cache, or the block dirty, it
+ * is done; FUA with it is refused; a blocking retry writes the block. */
+static void nowait_test(void)
+{
+    struct berr e = {0};
+    const char *path = tmp_path("nowait.img");
+    const char *v[] = { path };
+    const uint32_t bs = 16384;
+    const uint64_t nblk = 64, size = nblk * bs;
+    bs_pool *p;
+    if (bs_pool_create("nw", v, 1, 64 * MiB, NULL, &p, &e) < 0) {
+        ok(0, "create: %s", e.msg);
+        return;
+    }
+    struct bs_vol_props vp;
+    bs_vol_props_init(p, &vp);
+    snprintf(vp.name, sizeof vp.name, "vol");
+    vp.volsize = size;
+    vp.volblocksize = bs;
+    bs_vol *vol = NULL;
+    ok(bs_vol_create(p, &vp, false, &e) == 0 && bs_vol_open(p, "vol", &vol, &e) == 0,
+       "nowait: create and open: %s", e.msg);
+    uint8_t *model = malloc(size), *rd = malloc(size), piece[4096];
+    uint64_t seed = 7;
+    random_bytes(model, size, &seed);
+    ok(bs_vol_pwrite(vol, model, size, 0, 0) == 0 && bs_pool_sync(p, &e) == 0,
+       "nowait: %llu blocks written", (unsigned long long)nblk);
+    bs_vol_close(vol);
+    vol = NULL;
+    p = reopen(p, path);
+    if (!p || bs_vol_open(p, "vol", &vol, &e) < 0) {
+        ok(0, "nowait: reopen: %s", e.msg);
+        goto out;
+    }
+    page_cache(path, false);
+    /* block 1: neither cached nor in the page cache */
+    pattern(piece, sizeof piece, bs + 4096, 1);
+    int r = bs_vol_pwrite(vol, piece, sizeof piece, bs + 4096, BS_IO_NOWAIT);
+    struct bs_pool_stats st;
+    bs_pool_stats(p, &st);
+    ok(r == -EAGAIN && st.read_errors == 0 && st.checksum_errors == 0,
+       "nowait: a cold block's partial write would wait: -EAGAIN (%d), no error counted", r);
+    ok(bs_vol_pwrite(vol, piece, sizeof piece, bs + 4096, BS_IO_NOWAIT | BS_IO_FUA) == -EINVAL,
+       "nowait: not with FUA");
+    /* a whole block needs no old contents; block 2 is then dirty, and a
+     * partial write into it needs none either */
+    pattern(model + 2 * bs, bs, 2 * bs, 2);
+    ok(bs_vol_pwrite(vol, model + 2 * bs, bs, 2 * bs, BS_IO_NOWAIT) == 0,
+       "nowait: a whole block is written");
+    pattern(piece, sizeof piece, 2 * bs + 8192, 3);
+    memcpy(model + 2 * bs + 8192, piece, sizeof piece);
+    ok(bs_vol_pwrite(vol, piece, sizeof piece, 2 * bs + 8192, BS_IO_NOWAIT) == 0,
+       "nowait: a partial write into a dirty block is done");
+    /* the retry of block 1, blocking, reads the device */
+    pattern(piece, sizeof piece, bs + 4096, 1);
+    memcpy(model + bs + 4096, piece, sizeof piece);
+    ok(bs_vol_pwrite(vol, piece, sizeof piece, bs + 4096, 0) == 0,
+       "nowait: the blocking retry is done");
+    /* with the pool file in the page cache the rest goes without waiting
+     * (the data blocks are still not in the block cache) */
+    page_cache(path, true);
+    int bad = 0;
+    for (uint64_t b = 3; b < nblk; b++) {
+        uint64_t off = b * bs + (b % 4) * 4096;
+        pattern(piece, sizeof piece, off, (uint32_t)b + 100);
+        memcpy(model + off, piece, sizeof piece);
+        bad += bs_vol_pwrite(vol, piece, sizeof piece, off, BS_IO_NOWAIT) != 0;
+    }
+    ok(bad == 0, "nowait: %llu partial writes of blocks in the page cache done",
+       (unsigned long long)nblk - 3);
+    ok(bs_vol_pread(vol, rd, size, 0) == 0 && memcmp(rd, model, size) == 0,
+       "nowait: everything reads back merged");
+    bs_vol_close(vol);
+    vol = NULL;
+    p = reopen(p, path);
+    ok(p && bs_vol_open(p, "vol", &vol, &e) == 0 && bs_vol_pread(vol, rd, size, 0) == 0 &&
+           memcmp(rd, model, size) == 0,
+       "nowait: and after an import");
+    ok(p && bs_pool_check(p, &e) == 0, "nowait: pool check: %s", e.msg);
+out:
+    if (vol)
+        bs_vol_close(vol);
+    if (p)
+        bs_pool_close(p);
+    free(model);
+    free(rd);
+}
+
 /* bs_vol_pwrite_bufs: block buffers become dirty blocks without a copy;
  * bad calls fail cleanly and free the buffers (ASan/LSan check that); a
  * buffer never backs two blocks, even as buffers are recycled through the
@@ -606,6 +713,7 @@ int main(void)
     concurrency_test();
     corruption_test();
     rmw_test();
+    nowait_test();
     wbuf_test();
     tmp_cleanup();
     return done_testing();

@@ -99,7 +99,7 @@ static int lookup_agrees(bs_pool *p, const struct objdesc *od, uint64_t lo, uint
             if (!bp_is_hole(&run[0]) && (b & 255) + (uint64_t)m > 256)
                 return diag("run at %llu crosses an indirect", (unsigned long long)b), 0;
             for (int i = 0; i < m; i++) {
-                if (objtree_lookup(&p->io, od, b + (uint64_t)i, &one, i ? NULL : &hb1) < 0 ||
+                if (objtree_lookup(&p->io, od, b + (uint64_t)i, 0, &one, i ? NULL : &hb1) < 0 ||
                     memcmp(&one, &run[i], sizeof one) != 0)
                     return diag("block %llu differs", (unsigned long long)(b + (uint64_t)i)), 0;
             }
@@ -117,7 +117,7 @@ static void corrupt_block(bs_pool *p, bs_vol *v, const char *path, uint64_t blki
 {
     struct objdesc od = od_of(v);
     struct blkptr bp;
-    if (objtree_lookup(&p->io, &od, blkid, &bp, NULL) < 0 || bp_is_hole(&bp)) {
+    if (objtree_lookup(&p->io, &od, blkid, 0, &bp, NULL) < 0 || bp_is_hole(&bp)) {
         diag("no block %llu", (unsigned long long)blkid);
         return;
     }
@@ -211,10 +211,10 @@ int main(void)
      * blocks under the same indirects again asks the block cache nothing */
     struct blkptr one;
     struct bcache_stats s0, s1;
-    int same = objtree_lookup(&p->io, &od, 5, &one, NULL) == 0;
+    int same = objtree_lookup(&p->io, &od, 5, 0, &one, NULL) == 0;
     bcache_stats(p->io.cache, &s0);
     for (uint64_t b = 0; b < 200; b++)
-        same &= objtree_lookup(&p->io, &od, b, &one, NULL) == 0;
+        same &= objtree_lookup(&p->io, &od, b, 0, &one, NULL) == 0;
     bcache_stats(p->io.cache, &s1);
     ok(same && s1.hits + s1.misses == s0.hits + s0.misses,
        "200 lookups under the same indirects: %llu cache lookups",
