@@ -391,8 +391,8 @@ struct batch {
  * of at most NBD_INLINE_MAX_LEN bytes, without FUA, received into r->buf,
  * on a backend that says when it would block (pwrite_nowait: a device read
  * of a partly written block's old contents, a throttle).  Then it goes to
- * the workers with the rest of the batch, so one slow request never holds
- * up the reading of the connection's next ones. */
+ * the workers, so one slow request never holds up the reading of the
+ * connection's next ones. */
 #define NBD_INLINE_MAX_LEN (64u << 10)
 
 static bool inline_ok(const struct nbd_session *s, const struct nbd_req *r)
@@ -401,25 +401,41 @@ static bool inline_ok(const struct nbd_session *s, const struct nbd_req *r)
            r->nwbufs == 0 && !(r->rq.flags & NBD_CMD_FLAG_FUA) && r->rq.len <= NBD_INLINE_MAX_LEN;
 }
 
-/* Hand the batch over (the reader is about to block or the batch is full):
- * run the inline_ok requests at its head here while none would block,
- * replying in runs of NBD_RUN_MAX; the rest, in order, to the workers. */
+/* Hand the batch over (the reader is about to block or the batch is full).
+ * The leading inline_ok requests, at most NBD_RUN_MAX, stay with the
+ * reader; the rest go to the workers first, so a long batch still spreads
+ * over the CPUs while the reader runs its share.  Of its share, what would
+ * block follows to the workers; the others' replies leave in one send. */
 static void batch_flush(struct nbd_conn *c, struct batch *b)
 {
-    struct nbd_req *done = NULL, **dtail = &done;
-    unsigned ndone = 0;
-    while (b->head && inline_ok(&c->sess, b->head) && nbd_exec_nowait(&c->sess, b->head)) {
+    struct nbd_req *mine = NULL, **mtail = &mine;
+    unsigned nmine = 0;
+    while (b->head && nmine < NBD_RUN_MAX && inline_ok(&c->sess, b->head)) {
         struct nbd_req *r = b->head;
         b->head = r->next;
         b->n--;
         r->next = NULL;
-        *dtail = r;
-        dtail = &r->next;
-        if (++ndone == NBD_RUN_MAX) {
-            nbd_conn_send(c, done);
-            done = NULL;
-            dtail = &done;
-            ndone = 0;
+        *mtail = r;
+        mtail = &r->next;
+        nmine++;
+    }
+    if (b->n)
+        nbd_server_submit(c->srv, b->head, b->tail, b->n);
+    b->head = NULL;
+    b->tail = &b->head;
+    b->n = 0;
+    struct nbd_req *done = NULL, **dtail = &done;
+    while (mine) {
+        struct nbd_req *r = mine;
+        mine = r->next;
+        r->next = NULL;
+        if (nbd_exec_nowait(&c->sess, r)) {
+            *dtail = r;
+            dtail = &r->next;
+        } else {
+            *b->tail = r;
+            b->tail = &r->next;
+            b->n++;
         }
     }
     if (b->n)
