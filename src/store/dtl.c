@@ -185,9 +185,9 @@ static int fault_unrecorded(bs_pool *p, uint64_t txg, const bool *noted, const u
         unsigned need = top->kind == VDEV_KIND_RAIDZ ? n - top->nparity : 1;
         if (usable < need) {
             blog_err("pool '%s': the labels recording who missed txg %llu could not be "
-                       "written to enough devices of top-level vdev %u (%u of %u took them, "
-                       "%u needed): txg %llu does not commit", p->name,
-                       (unsigned long long)txg, t, usable, n, need, (unsigned long long)txg);
+                     "written to enough devices of top-level vdev %u (%u of %u took them, "
+                     "%u needed): txg %llu does not commit",
+                     p->name, (unsigned long long)txg, t, usable, n, need, (unsigned long long)txg);
             return -EIO;
         }
     }

@@ -230,8 +230,7 @@ static int write_top_labels(bs_pool *p, unsigned t, bool wipe_first, int lead, u
 
 /* Every top's labels; top tn first, its leaf `lead` first (-1: in order);
  * the leaves that failed in failed[t] (write_top_labels) if not NULL. */
-static int write_all_labels(bs_pool *p, bool wipe_first, unsigned tn, int lead,
-                            uint32_t *failed)
+static int write_all_labels(bs_pool *p, bool wipe_first, unsigned tn, int lead, uint32_t *failed)
 {
     int ret = 0;
     unsigned nt = atomic_load(&p->io.ntops);
