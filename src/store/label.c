@@ -458,6 +458,11 @@ int label_write_hdr(struct vdev *v, const struct label_hdr *h)
     int ret = 0;
     if (!buf)
         return -ENOMEM;
+    if (atomic_load(&v->fail_label_writes)) {
+        /* test knob: this leaf's label area does not take writes */
+        atomic_fetch_add(&v->ctr.write_errors, 1);
+        return -EIO;
+    }
     label_hdr_encode(h, buf);
     for (int ph = 0; ph < 2; ph++) {
         /* test knob: a power cut in this phase, its two copies torn (the

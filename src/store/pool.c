@@ -46,6 +46,7 @@ static bs_pool *pool_alloc(void)
         return NULL;
     pthread_mutex_init(&p->admin_lock, NULL);
     pthread_mutex_init(&p->lock, NULL);
+    pthread_mutex_init(&p->dtl_lock, NULL);
     return p;
 }
 
@@ -66,6 +67,7 @@ static void pool_free(bs_pool *p)
     pool_tops_close(p);
     pool_cache_put(p->io.cache);
     free(p->mos_bytes);
+    pthread_mutex_destroy(&p->dtl_lock);
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->admin_lock);
     free(p);

@@ -26,6 +26,14 @@ int bs_pool_debug(bs_pool *p, const char *knob, struct berr *err)
             return berr_set(err, EINVAL, "resilver_delay_ms takes 0..10000");
         return scan_set_delay(p, (unsigned)ms, err);
     }
+    if (knob && strncmp(knob, "dtl_clear_delay_ms=", 19) == 0) {
+        char *end;
+        errno = 0;
+        unsigned long ms = strtoul(knob + 19, &end, 10);
+        if (errno || end == knob + 19 || *end || ms > 10000)
+            return berr_set(err, EINVAL, "dtl_clear_delay_ms takes 0..10000");
+        return dtl_set_clear_delay(p, (unsigned)ms, err);
+    }
     if (knob && strncmp(knob, "tree_crash=", 11) == 0) {
         if (strcmp(knob + 11, "on") && strcmp(knob + 11, "off"))
             return berr_set(err, EINVAL, "tree_crash takes on or off");

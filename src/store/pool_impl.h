@@ -12,6 +12,10 @@
  *      be called under any of the above; among themselves g_mags_lock (a
  *      thread's first call, cbuf_pool_set_limit) -> a thread's magazine
  *      lock -> a shared list's lock, and they take no other lock).
+ * pool->dtl_lock is innermost too: held only around the stores that grow,
+ * read or clear one leaf's DTL, stale mark and stale_gen together (dtl.c
+ * top), under any of the above, sync_mutex and the scan's s->lock; nothing
+ * else is taken or done (no I/O) while it is held.
  * pool->txg.sync_mutex is held by the sync thread across a whole txg; it is
  * taken before pool->lock and never while holding ds->lock or txg.lock.
  * No lock is held across device I/O except sync_mutex.
@@ -140,6 +144,10 @@ struct bs_pool {
     uint64_t slop;             /* bytes kept free for metadata COW */
     struct txg txg;
     struct scrub *scrub;      /* scrub.c; NULL until the first scrub */
+    /* leaves' DTL + stale + stale_gen change under it as one step (dtl.c) */
+    pthread_mutex_t dtl_lock;
+    _Atomic unsigned dtl_clear_delay_ms; /* test knob: widen dtl_clear_if's window */
+    _Atomic unsigned dtl_clear_delayed;  /* ... and how often it did (tests wait for it) */
 };
 
 /* Recompute free_est and the slop from the allocators (pool.c; at start
@@ -179,6 +187,9 @@ int pool_read_ubs(bs_pool *p, struct uberblock **out);
 /* Write every usable leaf's label header (optionally wiping first) and
  * flush it: 0 if at least one leaf took it. */
 int pool_write_labels(bs_pool *p, bool wipe_first);
+/* The same (no wipe) for dtl_note_missed: also the usable leaves whose
+ * write or flush failed, failed[t] bit i for child i of top t. */
+int pool_write_labels_failed(bs_pool *p, uint32_t failed[BLK_MAX_TOPS]);
 /* The same after the vdev tree of top tn changed: that top first, and in
  * it leaf `lead` (the member the change brings in; -1: none) before the
  * others (vdev_replace.c). */

@@ -187,13 +187,14 @@ static void leaf_hdr(bs_pool *p, unsigned t, unsigned i, struct label_hdr *out)
     }
 }
 
-/* pool_write_labels for one top: 0 if at least one of its leaves took it.
- * Leaf `lead` (-1: none) is written (and flushed) before the others: the
- * member a tree change brings in, so that a crash in the middle never
- * leaves the old members labelled with a tree whose new member has no label
- * yet (import would take that tree, uncommitted, with the new member
- * missing, instead of the old one; vdev_replace.c). */
-static int write_top_labels(bs_pool *p, unsigned t, bool wipe_first, int lead)
+/* pool_write_labels for one top: 0 if at least one of its leaves took it;
+ * the usable leaves that did not (write or flush failed) in *failed (bit i:
+ * child i) if not NULL.  Leaf `lead` (-1: none) is written (and flushed)
+ * before the others: the member a tree change brings in, so that a crash in
+ * the middle never leaves the old members labelled with a tree whose new
+ * member has no label yet (import would take that tree, uncommitted, with
+ * the new member missing, instead of the old one; vdev_replace.c). */
+static int write_top_labels(bs_pool *p, unsigned t, bool wipe_first, int lead, uint32_t *failed)
 {
     struct vdev *top = p->io.top[t].vd;
     unsigned n = vdev_nleaves(top), ok = 0;
@@ -219,20 +220,24 @@ static int write_top_labels(bs_pool *p, unsigned t, bool wipe_first, int lead)
             ok++;
         else if (!first)
             first = r;
+        if (r < 0 && failed && i < 32)
+            *failed |= 1u << i;
         crashpt("tree_labels");
     }
     pthread_mutex_unlock(&label_lock);
     return ok ? 0 : first ? first : -EIO;
 }
 
-/* Every top's labels; top tn first, its leaf `lead` first (-1: in order). */
-static int write_all_labels(bs_pool *p, bool wipe_first, unsigned tn, int lead)
+/* Every top's labels; top tn first, its leaf `lead` first (-1: in order);
+ * the leaves that failed in failed[t] (write_top_labels) if not NULL. */
+static int write_all_labels(bs_pool *p, bool wipe_first, unsigned tn, int lead, uint32_t *failed)
 {
     int ret = 0;
     unsigned nt = atomic_load(&p->io.ntops);
     for (unsigned k = 0; k < nt; k++) {
         unsigned t = k == 0 ? tn : k - (k <= tn);
-        int r = write_top_labels(p, t, wipe_first, t == tn ? lead : -1);
+        int r = write_top_labels(p, t, wipe_first, t == tn ? lead : -1,
+                                 failed && t < BLK_MAX_TOPS ? &failed[t] : NULL);
         if (r < 0 && ret == 0)
             ret = r;
     }
@@ -241,19 +246,24 @@ static int write_all_labels(bs_pool *p, bool wipe_first, unsigned tn, int lead)
 
 int pool_write_labels(bs_pool *p, bool wipe_first)
 {
-    return write_all_labels(p, wipe_first, 0, -1);
+    return write_all_labels(p, wipe_first, 0, -1, NULL);
+}
+
+int pool_write_labels_failed(bs_pool *p, uint32_t failed[BLK_MAX_TOPS])
+{
+    return write_all_labels(p, false, 0, -1, failed);
 }
 
 int pool_write_tree_labels(bs_pool *p, unsigned tn, int lead)
 {
     /* the changed top first (the others only move their generation) */
-    return write_all_labels(p, false, tn, lead);
+    return write_all_labels(p, false, tn, lead, NULL);
 }
 
 /* Labels of one top not (yet) published in io.ntops (pool add). */
 int pool_write_top_labels(bs_pool *p, unsigned t, bool wipe_first)
 {
-    return write_top_labels(p, t, wipe_first, -1);
+    return write_top_labels(p, t, wipe_first, -1, NULL);
 }
 
 int pool_wipe_labels(bs_pool *p)

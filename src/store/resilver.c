@@ -19,7 +19,9 @@
  * allocated block is on them: the DTLs and stale marks are cleared and the
  * labels rewritten (resilver_done).  A target that failed or came back
  * again (stale_gen changed) meanwhile keeps its DTL and is resilvered by the
- * next pass. */
+ * next pass: the comparison of stale_gen and the clear are one step under
+ * the pool's dtl_lock, as every growth of a DTL is (dtl.c top), so a miss
+ * the sync thread notes while the pass ends is never wiped. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,11 +40,14 @@ unsigned resilver_targets(bs_pool *p, struct rsv_target *tg)
         struct vdev *top = p->io.top[t].vd;
         for (unsigned i = 0; i < vdev_nleaves(top) && i < 32; i++) {
             struct vdev *l = vdev_leaf(top, i);
-            uint64_t hi = atomic_load(&l->dtl_hi), lo = atomic_load(&l->dtl_lo);
+            uint64_t lo, hi;
+            /* one snapshot: a DTL without the growth its generation counts
+             * would let resilver_done clear a txg this pass never copied */
+            uint32_t gen = dtl_snapshot(p, l, &lo, &hi);
             if (!hi || !vdev_usable(l) || top->kind == VDEV_KIND_LEAF)
                 continue;
             tg->mask[t] |= 1u << i;
-            tg->gen[t][i] = atomic_load(&l->stale_gen);
+            tg->gen[t][i] = gen;
             tg->lo = n ? MIN(tg->lo, lo) : lo;
             tg->hi = MAX(tg->hi, hi);
             n++;
@@ -355,12 +360,10 @@ void resilver_done(bs_pool *p, const struct rsv_target *tg)
         struct vdev *top = p->io.top[t].vd;
         for (unsigned i = 0; i < vdev_nleaves(top) && i < 32; i++) {
             struct vdev *l = vdev_leaf(top, i);
-            if (!(tg->mask[t] >> i & 1) || !vdev_usable(l) ||
-                atomic_load(&l->stale_gen) != tg->gen[t][i])
-                continue;
-            dtl_clear(l);
-            atomic_store(&l->stale, false);
-            cleared = true;
+            /* the generation is compared and the DTL cleared in one step
+             * (dtl.c top): a miss noted by a commit meanwhile stays */
+            if ((tg->mask[t] >> i & 1) && vdev_usable(l) && dtl_clear_if(p, l, tg->gen[t][i]) >= 0)
+                cleared = true;
         }
     }
     pool_tops_state(p);

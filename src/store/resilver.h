@@ -14,9 +14,20 @@
 
 /* ---- DTLs (dtl.c) ---- */
 
-/* Widen l's DTL to cover lo..hi (lo >= 1). */
+/* Widen l's DTL to cover lo..hi (lo >= 1).  Alone only before the pool's
+ * threads run (import); afterwards through dtl_mark_missed. */
 void dtl_add(struct vdev *l, uint64_t lo, uint64_t hi);
 void dtl_clear(struct vdev *l);
+/* l missed lo..hi (hi < lo: nothing more, a new member): DTL widened, stale,
+ * stale_gen bumped, as one step under p->dtl_lock (dtl.c top). */
+void dtl_mark_missed(bs_pool *p, struct vdev *l, uint64_t lo, uint64_t hi);
+/* l's DTL and its stale_gen, read as one step under p->dtl_lock. */
+uint32_t dtl_snapshot(bs_pool *p, struct vdev *l, uint64_t *lo, uint64_t *hi);
+/* The end of a pass that covered l as of stale_gen `gen`: if stale_gen is
+ * still gen, clear l's DTL and stale mark; the check and the clear are one
+ * step under p->dtl_lock, so a miss noted meanwhile is never wiped.  -1 if
+ * the generation changed (nothing cleared), else whether l was stale. */
+int dtl_clear_if(bs_pool *p, struct vdev *l, uint32_t gen);
 /* A leaf of p->vd that was OFFLINE or FAULTED comes back (admin_lock held):
  * its DTL gets the txgs after its newest uberblock up to the last one
  * synced, and it is ONLINE (stale if it missed anything) before the next
@@ -27,8 +38,11 @@ void dtl_leaf_back(bs_pool *p, unsigned t, struct vdev *l);
  * every block of txg flushed): each leaf of a mirror or raidz that is not
  * usable now (FAULTED during this txg, OFFLINE, missing) and whose absence
  * is not yet in the labels gets txg in its DTL and the stale mark, and the
- * labels are written with them.  0, or the labels' error (the txg must then
- * not commit: a crash after its uberblock would lose the miss). */
+ * labels are written with them.  A member of such a top whose own label
+ * write fails is FAULTED (it takes no uberblock of txg), unless the top
+ * could not serve its blocks without it (dtl.c top).  0, or an error (the
+ * txg must then not commit: a crash after its uberblock would lose the
+ * miss). */
 int dtl_note_missed(bs_pool *p, uint64_t txg);
 /* The newest txg whose uberblock leaf l of top t holds (0: none readable). */
 uint64_t dtl_leaf_newest(bs_pool *p, unsigned t, struct vdev *l);
@@ -97,6 +111,9 @@ void scan_set_replacing(bs_pool *p, uint64_t old_guid, const char *new_path);
 /* The pending replace: the old member's guid (0: none) and the new path. */
 uint64_t scan_replacing(bs_pool *p, char *new_path, size_t len);
 int replace_finish(bs_pool *p, uint64_t old_guid, const char *new_path, _Atomic int *stop);
+/* Test knob: sleep ms in dtl_clear_if between its check and its clear of
+ * a leaf with something to clear (the lock held: a growth waits). */
+int dtl_set_clear_delay(bs_pool *p, unsigned ms, struct berr *err);
 /* Test knob: sleep ms after each data block a resilver copies. */
 int scan_set_delay(bs_pool *p, unsigned ms, struct berr *err);
 /* Test knob (vdev_replace.c): the next replace/attach/detach stops after

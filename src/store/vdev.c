@@ -626,7 +626,8 @@ static int corrupt_range(struct vdev *v, const char *val, struct berr *err)
 int vdev_debug(struct vdev *v, const char *knob, struct berr *err)
 {
     static const char valid[] = "valid knobs: torn_write_after=N, fail_reads=on|off, "
-                                "fail_writes=on|off, corrupt=OFFSET:LEN, reset";
+                                "fail_writes=on|off, fail_label_writes=on|off, "
+                                "corrupt=OFFSET:LEN, reset";
     const char *eq = knob ? strchr(knob, '=') : NULL;
     bool b;
 
@@ -635,6 +636,7 @@ int vdev_debug(struct vdev *v, const char *knob, struct berr *err)
         atomic_store(&v->torn_done, false);
         atomic_store(&v->fail_reads, false);
         atomic_store(&v->fail_writes, false);
+        atomic_store(&v->fail_label_writes, false);
         return 0;
     }
     if (!eq)
@@ -663,6 +665,12 @@ int vdev_debug(struct vdev *v, const char *knob, struct berr *err)
         if (parse_onoff(val, &b) < 0)
             return berr_set(err, EINVAL, "fail_writes takes on or off, not '%s'", val);
         atomic_store(&v->fail_writes, b);
+        return 0;
+    }
+    if (nlen == 17 && strncmp(knob, "fail_label_writes", nlen) == 0) {
+        if (parse_onoff(val, &b) < 0)
+            return berr_set(err, EINVAL, "fail_label_writes takes on or off, not '%s'", val);
+        atomic_store(&v->fail_label_writes, b);
         return 0;
     }
     return berr_set(err, EINVAL, "unknown fault injection knob '%s': %s", knob, valid);

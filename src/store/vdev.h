@@ -61,6 +61,7 @@ struct vdev {
     _Atomic int64_t torn_after; /* >0: countdown of writes until a torn write; 0 = off */
     _Atomic bool torn_done;     /* after the torn write every write fails */
     _Atomic bool fail_reads, fail_writes;
+    _Atomic bool fail_label_writes; /* label headers only (label_write_hdr) */
     /* tree (vdev_mirror.c) */
     enum vdev_kind kind;
     _Atomic int state;          /* enum vdev_state */
@@ -124,7 +125,9 @@ void vdev_writeback_hint(struct vdev *v, uint64_t off, uint64_t len);
 int vdev_discard(struct vdev *v, uint64_t off, uint64_t len);
 
 /* Fault injection on a leaf: "torn_write_after=N", "fail_reads=on|off",
- * "fail_writes=on|off", "reset".  EINVAL for anything else. */
+ * "fail_writes=on|off", "fail_label_writes=on|off" (the writes of its label
+ * header fail, every other write lands: bad sectors where the labels are),
+ * "reset".  EINVAL for anything else. */
 int vdev_debug(struct vdev *v, const char *knob, struct berr *err);
 
 /* ---- the tree ---- */

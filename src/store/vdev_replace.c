@@ -188,10 +188,7 @@ static void new_member(bs_pool *p, unsigned tn, struct vdev *nl, const struct vd
     nl->guid = pool_random_u64();
     vdev_set_data(nl, like->ashift, like->data_start,
                   top->kind == VDEV_KIND_RAIDZ ? top->data_size / top->nchild : top->data_size);
-    if (t > 1)
-        dtl_add(nl, 1, t - 1);
-    atomic_store(&nl->stale, true);
-    atomic_fetch_add(&nl->stale_gen, 1);
+    dtl_mark_missed(p, nl, 1, t > 1 ? t - 1 : 0); /* t = 1: nothing missed, stale all the same */
     atomic_store(&nl->state, VDEV_STATE_ONLINE);
 }
 

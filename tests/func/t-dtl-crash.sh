@@ -23,6 +23,11 @@
 #   mfault    mirror a b, b fails writes, T's uberblock on a only
 #   m2fault   two mirrors (a b) (c d), d fails writes, T's uberblock on the
 #             first top only (the second one whole txg behind)
+#   zlabel    raidz2 a b c d, c fails writes and b fails to write the label
+#             recording that (fail_label_writes: b is FAULTED before uberblock
+#             T), T's uberblock on a only
+#   mlabel    mirror a b c, c fails writes, b fails its label write, T's
+#             uberblock on a only
 # BERTH_DTL_CRASH=REGEX runs only the cases whose name matches.
 . "$(dirname "$0")/functions.sh"
 requires nbdcopy cmp
@@ -60,15 +65,22 @@ scan_idle() { ! scan_busy "$1"; }
 berthd_dead() { ! kill -0 "$BERTHD_PID" 2>/dev/null; }
 
 NCASES=0
-# run_case NAME LAYOUT... -- MEMBER HOW CRASH_N HEALTHY
+# leaf index of a device (its basename) in pool $1
+dev_index() {
+  berth --json pool status "$1" | nbdpy -c '
+import json, os, sys
+print([os.path.basename(v["path"]) for v in json.load(sys.stdin)["vdevs"]].index(sys.argv[1]))' "$2"
+}
+
+# run_case NAME LAYOUT... -- MEMBER HOW CRASH_N HEALTHY [NOLABEL]
 #   MEMBER misses T (HOW: fault or offline); HEALTHY is moved away for the
-#   degraded read
+#   degraded read; NOLABEL fails to write its label in T's commit
 run_case() {
   local name=$1; shift
-  local spec=() member how n healthy
+  local spec=() member how n healthy nolabel
   while [ "$1" != -- ]; do spec+=("$1"); shift; done
   shift
-  member=$1 how=$2 n=$3 healthy=$4
+  member=$1 how=$2 n=$3 healthy=$4 nolabel=${5:-}
   [ -z "$ONLY" ] || [[ "$name" =~ $ONLY ]] || return 0
   NCASES=$((NCASES + 1))
   echo "== $name: ${spec[*]}; $member misses txg T ($how), crash after $n uberblock(s) of T"
@@ -92,12 +104,15 @@ run_case() {
     [ "$(pool_field cr state)" = DEGRADED ] || fail "$name: $(pool_field cr state) without $member"
     mv "$T/away/$member" "$T/d/"
   else
-    local idx
-    idx=$(berth --json pool status cr | nbdpy -c '
-import json, os, sys
-print([os.path.basename(v["path"]) for v in json.load(sys.stdin)["vdevs"]].index(sys.argv[1]))' "$member")
-    berth pool debug cr "vdev=$idx fail_writes=on" >/dev/null || fail "$name: fail_writes"
+    berth pool debug cr "vdev=$(dev_index cr "$member") fail_writes=on" >/dev/null ||
+      fail "$name: fail_writes"
   fi
+  if [ -n "$nolabel" ]; then
+    berth pool debug cr "vdev=$(dev_index cr "$nolabel") fail_label_writes=on" >/dev/null ||
+      fail "$name: fail_label_writes"
+  fi
+  local logl
+  logl=$(wc -l <"$T/berthd.log")
   berth pool debug cr "crash_at=any_ub_leaf:$n" >/dev/null || fail "$name: crash_at"
   nbdcopy --flush "$T/v2.data" "$(uri cr/v)" >/dev/null 2>&1 &
   local cp=$!
@@ -107,6 +122,10 @@ print([os.path.basename(v["path"]) for v in json.load(sys.stdin)["vdevs"]].index
   wait "$cp" 2>/dev/null
   check_sanitizer_log
   grep -q "crash point any_ub_leaf reached" "$T/berthd.log" || fail "$name: berthd died elsewhere"
+  if [ -n "$nolabel" ]; then
+    tail -n +$((logl + 1)) "$T/berthd.log" | grep -q "could not write its label before txg .*: FAULTED" ||
+      fail "$name: $nolabel was not faulted for its failed label write"
+  fi
   start_berthd
   local st
   st=$(pool_field cr state)
@@ -160,6 +179,8 @@ run_case zmissing raidz1 a.img b.img c.img -- c.img missing 1 a.img
 run_case z2fault raidz2 a.img b.img c.img d.img -- c.img fault 1 a.img
 run_case mfault mirror a.img b.img -- b.img fault 1 a.img
 run_case m2fault mirror a.img b.img mirror c.img d.img -- d.img fault 2 c.img
+run_case zlabel raidz2 a.img b.img c.img d.img -- c.img fault 1 a.img b.img
+run_case mlabel mirror a.img b.img c.img -- c.img fault 1 a.img b.img
 [ "$NCASES" -gt 0 ] || fail "no case matched '$ONLY'"
 berth pool destroy -f cr >/dev/null
 stop_berthd
