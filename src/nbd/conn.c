@@ -10,7 +10,9 @@
  *        | (export not being kicked)    \ export being kicked
  *        v                              v
  *   TRANSMISSION  read header (+payload), validate, queue to the workers;
- *        |        batches are handed over before the reader can block
+ *        |        batches are handed over before the reader can block; up
+ *        |        to NBD_RUN_MAX small writes of each it runs itself, if
+ *        |        they cannot block (batch_flush)
  *        | DISC, EOF, bad magic, oversized write, socket error, kick
  *        v
  *   DRAINING      stop reading; wait until every request has been replied

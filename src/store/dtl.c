@@ -56,8 +56,10 @@
  * faulted and the commit fails (the pool is FAULTED, txg T never commits;
  * an import finds T-1), as a data write that too many members failed.  A
  * top where no member newly missed T carries no note: a label write that
- * fails there is left to the uberblock write that follows (it faults the
- * leaf if the device is really failing).  What no rule here can save: a
+ * fails on some of its members is left to the uberblock write that follows
+ * (it faults the leaf if the device is really failing); one that fails on
+ * every usable member of a top still fails the commit (pool_write_labels'
+ * own rule, older than this one).  What no rule here can save: a
  * crash before the uberblock of T reached that top at all, then an import
  * without every member that took the note (the failed member's old label
  * is all that is left there to read). */

@@ -299,10 +299,13 @@ static bool in_range(const struct vdev *v, size_t len, uint64_t off);
 static int leaf_read_nowait(struct vdev *v, struct vdev_rio *rq)
 {
     uint64_t off = v->data_start + rq->off;
-    if (v->fd < 0 || !in_range(v, rq->psize, off) || atomic_load(&v->fail_reads))
+    if (v->fd < 0 || !in_range(v, rq->psize, off) || atomic_load(&v->fail_reads) ||
+        atomic_load_explicit(&v->no_nowait, memory_order_relaxed))
         return -EAGAIN;
     struct iovec iov = {.iov_base = rq->buf, .iov_len = rq->psize};
     ssize_t n = preadv2(v->fd, &iov, 1, (off_t)off, RWF_NOWAIT);
+    if (n < 0 && (errno == EOPNOTSUPP || errno == EINVAL))
+        atomic_store(&v->no_nowait, true); /* never again a syscall for nothing */
     if (n < 0 || (size_t)n != rq->psize || !rq->verify(rq->vctx, rq->buf, rq->psize))
         return -EAGAIN;
     atomic_fetch_add(&v->ctr.reads, 1);

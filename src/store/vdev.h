@@ -61,6 +61,7 @@ struct vdev {
     _Atomic int64_t torn_after; /* >0: countdown of writes until a torn write; 0 = off */
     _Atomic bool torn_done;     /* after the torn write every write fails */
     _Atomic bool fail_reads, fail_writes;
+    _Atomic bool no_nowait; /* preadv2(RWF_NOWAIT) unsupported here (tmpfs, NFS, FUSE) */
     _Atomic bool fail_label_writes; /* label headers only (label_write_hdr) */
     /* tree (vdev_mirror.c) */
     enum vdev_kind kind;
@@ -202,7 +203,8 @@ int vdev_read_block(struct vdev *top, struct vdev_rio *rq);
  * (the NBD reader executing a small write itself, nbd/conn.c): on a single
  * leaf the bytes come from the page cache if it holds all of them now
  * (preadv2 RWF_NOWAIT) and verify; anything else (not cached, a short read,
- * an error, a copy that does not verify, a mirror or raidz top) is -EAGAIN
+ * an error, a copy that does not verify, a mirror or raidz top, a file
+ * system without RWF_NOWAIT, remembered in no_nowait) is -EAGAIN
  * with nothing counted or healed, for the caller's blocking retry to do
  * properly.  Never with scrub. */
 /* Read cnt (1..VDEV_IOV_MAX) blocks allocated back to back from DVA offset

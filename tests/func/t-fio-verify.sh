@@ -3,7 +3,9 @@
 # fio over NBD (--ioengine=nbd) with --verify=crc32c: random 4K and sequential
 # 1M writes from several jobs (one NBD connection each) on distinct regions,
 # verified by reading back; then a verify-only pass on a fresh connection after
-# a berthd restart (the data survived a clean shutdown).
+# a berthd restart (the data survived a clean shutdown).  Random 4K writes
+# into blocks that only the disk holds (the pool file dropped from the page
+# cache): the NBD reader's tries would block, and the workers write them.
 . "$(dirname "$0")/functions.sh"
 requires fio
 fio --enghelp 2>/dev/null | grep -qw nbd || skip "fio has no nbd engine"
@@ -38,6 +40,20 @@ fio_run seq1m --uri="$(uri tank/s)" --rw=write --bs=1M --iodepth=4 --numjobs=2 \
 # mixed block sizes, unaligned to the volblocksize
 fio_run mixed --uri="$(uri tank/s)" --rw=randwrite --bsrange=4k-192k --bs_unaligned=0 --iodepth=8 --numjobs=2 \
   --size=16M --offset=0 --offset_increment=64M --verify=crc32c --do_verify=1
+
+echo "== random 4K writes into blocks only the disk holds"
+drop_cache() {
+  python3 -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.fsync(fd)  # only clean pages can be dropped
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$T/tank.img" || fail "cannot drop the page cache"
+}
+# a restart empties the block cache; then the page cache goes too
+stop_berthd
+start_berthd
+drop_cache
+fio_run rand4k-cold --uri="$(uri tank/r)" --rw=randwrite --bs=4k --iodepth=16 --numjobs=2 \
+  --size=32M --offset_increment=64M --verify=crc32c --do_verify=1
 
 echo "== restart berthd, verify the last writes again"
 stop_berthd
