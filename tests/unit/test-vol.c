@@ -423,6 +423,29 @@ static void corruption_test(void)
     free(rd);
 }
 
+/* A fresh pool `name` on path with one volume "vol" of size bytes and
+ * blocksize bs, opened in *vol (NULL on failure, reported under `tag`). */
+static bs_pool *pool_with_vol(const char *name, const char *path, uint64_t size, uint32_t bs,
+                              bs_vol **vol, const char *tag)
+{
+    struct berr e = {0};
+    const char *v[] = { path };
+    bs_pool *p;
+    *vol = NULL;
+    if (bs_pool_create(name, v, 1, 64 * MiB, NULL, &p, &e) < 0) {
+        ok(0, "%s: create: %s", tag, e.msg);
+        return NULL;
+    }
+    struct bs_vol_props vp;
+    bs_vol_props_init(p, &vp);
+    snprintf(vp.name, sizeof vp.name, "vol");
+    vp.volsize = size;
+    vp.volblocksize = bs;
+    ok(bs_vol_create(p, &vp, false, &e) == 0 && bs_vol_open(p, "vol", vol, &e) == 0,
+       "%s: create and open: %s", tag, e.msg);
+    return p;
+}
+
 /* Partial writes into committed blocks that are not cached (after an
  * import): the old block is read straight into the new dirty buffer
  * (blk_read_copy) and not inserted into the cache, both for raw and
@@ -432,22 +455,12 @@ static void rmw_test(void)
 {
     struct berr e = {0};
     const char *path = tmp_path("rmw.img");
-    const char *v[] = { path };
     const uint32_t bs = 16384;
     const uint64_t nblk = 128, size = nblk * bs;
-    bs_pool *p;
-    if (bs_pool_create("r", v, 1, 64 * MiB, NULL, &p, &e) < 0) {
-        ok(0, "create: %s", e.msg);
+    bs_vol *vol;
+    bs_pool *p = pool_with_vol("r", path, size, bs, &vol, "rmw");
+    if (!p)
         return;
-    }
-    struct bs_vol_props vp;
-    bs_vol_props_init(p, &vp);
-    snprintf(vp.name, sizeof vp.name, "vol");
-    vp.volsize = size;
-    vp.volblocksize = bs;
-    bs_vol *vol = NULL;
-    ok(bs_vol_create(p, &vp, false, &e) == 0 && bs_vol_open(p, "vol", &vol, &e) == 0,
-       "rmw: create and open: %s", e.msg);
     uint8_t *model = malloc(size), *rd = malloc(size);
     uint64_t seed = 42;
     random_bytes(model, size / 2, &seed);                 /* stored raw */
@@ -543,22 +556,12 @@ static void nowait_test(void)
 {
     struct berr e = {0};
     const char *path = tmp_path("nowait.img");
-    const char *v[] = { path };
     const uint32_t bs = 16384;
     const uint64_t nblk = 64, size = nblk * bs;
-    bs_pool *p;
-    if (bs_pool_create("nw", v, 1, 64 * MiB, NULL, &p, &e) < 0) {
-        ok(0, "create: %s", e.msg);
+    bs_vol *vol;
+    bs_pool *p = pool_with_vol("nw", path, size, bs, &vol, "nowait");
+    if (!p)
         return;
-    }
-    struct bs_vol_props vp;
-    bs_vol_props_init(p, &vp);
-    snprintf(vp.name, sizeof vp.name, "vol");
-    vp.volsize = size;
-    vp.volblocksize = bs;
-    bs_vol *vol = NULL;
-    ok(bs_vol_create(p, &vp, false, &e) == 0 && bs_vol_open(p, "vol", &vol, &e) == 0,
-       "nowait: create and open: %s", e.msg);
     uint8_t *model = malloc(size), *rd = malloc(size), piece[4096];
     uint64_t seed = 7;
     random_bytes(model, size, &seed);
