@@ -254,8 +254,7 @@ int bs_vol_pwrite(bs_vol *v, const void *buf, uint64_t len, uint64_t off, unsign
         return r;
     const bool nowait = flags & BS_IO_NOWAIT;
     const unsigned rflags = nowait ? BLK_NOWAIT : 0;
-    if (nowait) {
-        /* a block already written is rewritten by the retry: same bytes */
+    if (nowait) { /* -EAGAIN may leave earlier blocks written: the retry rewrites them */
         if (flags & BS_IO_FUA)
             return -EINVAL;
         if (txg_would_throttle(v->pool) || space_short(v->pool, len))
