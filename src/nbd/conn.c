@@ -388,9 +388,9 @@ struct batch {
 
 /* Small writes the reader runs itself.  Handing 4 KiB writes to a worker
  * cost wake-ups and ~1.4 context switches per request, about as much as
- * the write
- * (docs/PERFORMANCE.md, tenth round); executing it here, where its payload
- * is still in the CPU's cache, does not.  Only what cannot block: a WRITE
+ * the write (docs/PERFORMANCE.md, tenth round); executing it here, where
+ * its payload is still in the CPU's cache, does not.  Only what cannot
+ * block: a WRITE
  * of at most NBD_INLINE_MAX_LEN bytes, without FUA, received into r->buf,
  * on a backend that says when it would block (pwrite_nowait: a device read
  * of a partly written block's old contents, a throttle).  Then it goes to
