@@ -636,6 +636,61 @@ out:
     free(rd);
 }
 
+/* BS_IO_NOWAIT on a mirror: a committed block the block cache holds is
+ * merged without waiting; one it does not hold is -EAGAIN even with both
+ * files in the page cache (the blocking path picks the copy and heals). */
+static void nowait_mirror_test(void)
+{
+    struct berr e = {0};
+    const char *a = tmp_path("nwm-a.img"), *b = tmp_path("nwm-b.img");
+    const char *spec[] = { "mirror", a, b }, *both[] = { a, b };
+    const uint32_t bs = 16384;
+    bs_pool *p = NULL;
+    bs_vol *vol = NULL;
+    if (bs_pool_create("nwm", spec, 3, 64 * MiB, NULL, &p, &e) < 0) {
+        ok(0, "nowait mirror: create: %s", e.msg);
+        return;
+    }
+    struct bs_vol_props vp;
+    bs_vol_props_init(p, &vp);
+    snprintf(vp.name, sizeof vp.name, "vol");
+    vp.volsize = 16 * bs;
+    vp.volblocksize = bs;
+    static uint8_t data[16 * 16384], rd[16 * 16384];
+    uint64_t seed = 9;
+    random_bytes(data, sizeof data, &seed);
+    ok(bs_vol_create(p, &vp, false, &e) == 0 && bs_vol_open(p, "vol", &vol, &e) == 0 &&
+           bs_vol_pwrite(vol, data, sizeof data, 0, 0) == 0 && bs_pool_sync(p, &e) == 0,
+       "nowait mirror: a mirrored volume written and synced: %s", e.msg);
+    uint8_t piece[4096];
+    pattern(piece, sizeof piece, 4096, 5);
+    memcpy(data + 4096, piece, sizeof piece);
+    ok(bs_vol_pwrite(vol, piece, sizeof piece, 4096, BS_IO_NOWAIT) == 0,
+       "nowait mirror: a cached committed block is merged without waiting");
+    bs_vol_close(vol);
+    vol = NULL;
+    bs_pool_close(p);
+    p = NULL;
+    page_cache(a, true);
+    page_cache(b, true);
+    if (bs_pool_import(both, 2, NULL, &p, &e) < 0 || bs_vol_open(p, "vol", &vol, &e) < 0) {
+        ok(0, "nowait mirror: import: %s", e.msg);
+        goto out;
+    }
+    pattern(piece, sizeof piece, bs + 8192, 6);
+    int r = bs_vol_pwrite(vol, piece, sizeof piece, bs + 8192, BS_IO_NOWAIT);
+    ok(r == -EAGAIN, "nowait mirror: an uncached block is -EAGAIN (%d)", r);
+    memcpy(data + bs + 8192, piece, sizeof piece);
+    ok(bs_vol_pwrite(vol, piece, sizeof piece, bs + 8192, 0) == 0 &&
+           bs_vol_pread(vol, rd, sizeof rd, 0) == 0 && memcmp(rd, data, sizeof rd) == 0,
+       "nowait mirror: the blocking retry merges it; everything reads back");
+out:
+    if (vol)
+        bs_vol_close(vol);
+    if (p)
+        bs_pool_close(p);
+}
+
 /* bs_vol_pwrite_bufs: block buffers become dirty blocks without a copy;
  * bad calls fail cleanly and free the buffers (ASan/LSan check that); a
  * buffer never backs two blocks, even as buffers are recycled through the
@@ -740,6 +795,7 @@ int main(void)
     corruption_test();
     rmw_test();
     nowait_test();
+    nowait_mirror_test();
     wbuf_test();
     tmp_cleanup();
     return done_testing();
