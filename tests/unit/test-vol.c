@@ -423,16 +423,16 @@ static void corruption_test(void)
     free(rd);
 }
 
-/* A fresh pool `name` on path with one volume "vol" of size bytes and
- * blocksize bs, opened in *vol (NULL on failure, reported under `tag`). */
-static bs_pool *pool_with_vol(const char *name, const char *path, uint64_t size, uint32_t bs,
-                              bs_vol **vol, const char *tag)
+/* A fresh pool `name` on the vdev spec v[0..nv) (as bs_pool_create) with
+ * one volume "vol" of size bytes and blocksize bs, opened in *vol (NULL on
+ * failure, reported under `tag`). */
+static bs_pool *pool_with_vol(const char *name, const char *const *v, size_t nv, uint64_t size,
+                              uint32_t bs, bs_vol **vol, const char *tag)
 {
     struct berr e = {0};
-    const char *v[] = { path };
     bs_pool *p;
     *vol = NULL;
-    if (bs_pool_create(name, v, 1, 64 * MiB, NULL, &p, &e) < 0) {
+    if (bs_pool_create(name, v, nv, 64 * MiB, NULL, &p, &e) < 0) {
         ok(0, "%s: create: %s", tag, e.msg);
         return NULL;
     }
@@ -443,6 +443,23 @@ static bs_pool *pool_with_vol(const char *name, const char *path, uint64_t size,
     vp.volblocksize = bs;
     ok(bs_vol_create(p, &vp, false, &e) == 0 && bs_vol_open(p, "vol", vol, &e) == 0,
        "%s: create and open: %s", tag, e.msg);
+    return p;
+}
+
+/* Close *vol, import the pool on path again: the volume must read as model
+ * and the pool check clean.  Returns the new pool (NULL if the import
+ * failed), with *vol open again if it could be. */
+static bs_pool *reimport_verify(bs_pool *p, bs_vol **vol, const char *path, const uint8_t *model,
+                                uint8_t *rd, uint64_t size, const char *tag)
+{
+    struct berr e = {0};
+    bs_vol_close(*vol);
+    *vol = NULL;
+    p = reopen(p, path);
+    ok(p && bs_vol_open(p, "vol", vol, &e) == 0 && bs_vol_pread(*vol, rd, size, 0) == 0 &&
+           memcmp(rd, model, size) == 0,
+       "%s: and after an import", tag);
+    ok(p && bs_pool_check(p, &e) == 0, "%s: pool check: %s", tag, e.msg);
     return p;
 }
 
@@ -458,7 +475,7 @@ static void rmw_test(void)
     const uint32_t bs = 16384;
     const uint64_t nblk = 128, size = nblk * bs;
     bs_vol *vol;
-    bs_pool *p = pool_with_vol("r", path, size, bs, &vol, "rmw");
+    bs_pool *p = pool_with_vol("r", &path, 1, size, bs, &vol, "rmw");
     if (!p)
         return;
     uint8_t *model = malloc(size), *rd = malloc(size);
@@ -500,13 +517,7 @@ static void rmw_test(void)
     ok(bs_pool_sync(p, &e) == 0 && bs_vol_pread(vol, rd, size, 0) == 0 &&
            memcmp(rd, model, size) == 0,
        "rmw: synced blocks read back");
-    bs_vol_close(vol);
-    vol = NULL;
-    p = reopen(p, path);
-    ok(p && bs_vol_open(p, "vol", &vol, &e) == 0 && bs_vol_pread(vol, rd, size, 0) == 0 &&
-           memcmp(rd, model, size) == 0,
-       "rmw: and after another import");
-    ok(p && bs_pool_check(p, &e) == 0, "rmw: pool check: %s", e.msg);
+    p = reimport_verify(p, &vol, path, model, rd, size, "rmw");
 out:
     if (vol)
         bs_vol_close(vol);
@@ -559,7 +570,7 @@ static void nowait_test(void)
     const uint32_t bs = 16384;
     const uint64_t nblk = 64, size = nblk * bs;
     bs_vol *vol;
-    bs_pool *p = pool_with_vol("nw", path, size, bs, &vol, "nowait");
+    bs_pool *p = pool_with_vol("nw", &path, 1, size, bs, &vol, "nowait");
     if (!p)
         return;
     uint8_t *model = malloc(size), *rd = malloc(size), piece[4096];
@@ -620,13 +631,7 @@ static void nowait_test(void)
        (unsigned long long)nblk - 3);
     ok(bs_vol_pread(vol, rd, size, 0) == 0 && memcmp(rd, model, size) == 0,
        "nowait: everything reads back merged");
-    bs_vol_close(vol);
-    vol = NULL;
-    p = reopen(p, path);
-    ok(p && bs_vol_open(p, "vol", &vol, &e) == 0 && bs_vol_pread(vol, rd, size, 0) == 0 &&
-           memcmp(rd, model, size) == 0,
-       "nowait: and after an import");
-    ok(p && bs_pool_check(p, &e) == 0, "nowait: pool check: %s", e.msg);
+    p = reimport_verify(p, &vol, path, model, rd, size, "nowait");
 out:
     if (vol)
         bs_vol_close(vol);
@@ -645,22 +650,14 @@ static void nowait_mirror_test(void)
     const char *a = tmp_path("nwm-a.img"), *b = tmp_path("nwm-b.img");
     const char *spec[] = { "mirror", a, b }, *both[] = { a, b };
     const uint32_t bs = 16384;
-    bs_pool *p = NULL;
-    bs_vol *vol = NULL;
-    if (bs_pool_create("nwm", spec, 3, 64 * MiB, NULL, &p, &e) < 0) {
-        ok(0, "nowait mirror: create: %s", e.msg);
+    bs_vol *vol;
+    bs_pool *p = pool_with_vol("nwm", spec, 3, 16 * bs, bs, &vol, "nowait mirror");
+    if (!p)
         return;
-    }
-    struct bs_vol_props vp;
-    bs_vol_props_init(p, &vp);
-    snprintf(vp.name, sizeof vp.name, "vol");
-    vp.volsize = 16 * bs;
-    vp.volblocksize = bs;
     static uint8_t data[16 * 16384], rd[16 * 16384];
     uint64_t seed = 9;
     random_bytes(data, sizeof data, &seed);
-    ok(bs_vol_create(p, &vp, false, &e) == 0 && bs_vol_open(p, "vol", &vol, &e) == 0 &&
-           bs_vol_pwrite(vol, data, sizeof data, 0, 0) == 0 && bs_pool_sync(p, &e) == 0,
+    ok(bs_vol_pwrite(vol, data, sizeof data, 0, 0) == 0 && bs_pool_sync(p, &e) == 0,
        "nowait mirror: a mirrored volume written and synced: %s", e.msg);
     uint8_t piece[4096];
     pattern(piece, sizeof piece, 4096, 5);
@@ -769,13 +766,7 @@ static void wbuf_test(void)
     }
     ok(bad == 0, "wbuf: 200 rounds of block-buffer writes, FUA and syncs");
     ok(mism == 0, "wbuf: every block read back its own data while dirty and synced");
-    bs_vol_close(vol);
-    vol = NULL;
-    p = reopen(p, path);
-    ok(p && bs_vol_open(p, "vol", &vol, &e) == 0 && bs_vol_pread(vol, rd, size, 0) == 0 &&
-           memcmp(rd, model, size) == 0,
-       "wbuf: and after an import");
-    ok(p && bs_pool_check(p, &e) == 0, "wbuf: pool check: %s", e.msg);
+    p = reimport_verify(p, &vol, path, model, rd, size, "wbuf");
 out:
     if (vol)
         bs_vol_close(vol);
