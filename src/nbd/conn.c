@@ -409,24 +409,33 @@ static bool inline_ok(const struct nbd_session *s, const struct nbd_req *r)
  * reader; the rest go to the workers first, so a long batch still spreads
  * over the CPUs while the reader runs its share.  Of its share, what would
  * block follows to the workers; the others' replies leave in one send. */
-static void batch_flush(struct nbd_conn *c, struct batch *b)
+static void batch_submit(struct nbd_conn *c, struct batch *b)
 {
-    struct nbd_req *mine = NULL, **mtail = &mine;
-    unsigned nmine = 0;
-    while (b->head && nmine < NBD_RUN_MAX && inline_ok(&c->sess, b->head)) {
-        struct nbd_req *r = b->head;
-        b->head = r->next;
-        b->n--;
-        r->next = NULL;
-        *mtail = r;
-        mtail = &r->next;
-        nmine++;
-    }
     if (b->n)
         nbd_server_submit(c->srv, b->head, b->tail, b->n);
     b->head = NULL;
     b->tail = &b->head;
     b->n = 0;
+}
+
+static void batch_flush(struct nbd_conn *c, struct batch *b)
+{
+    /* cut the reader's share off the head of the batch */
+    struct nbd_req **cut = &b->head;
+    unsigned nmine = 0;
+    while (*cut && nmine < NBD_RUN_MAX && inline_ok(&c->sess, *cut)) {
+        cut = &(*cut)->next;
+        nmine++;
+    }
+    struct nbd_req *mine = nmine ? b->head : NULL;
+    if (nmine) {
+        b->head = *cut;
+        *cut = NULL;
+        b->n -= nmine;
+        if (!b->head)
+            b->tail = &b->head;
+    }
+    batch_submit(c, b);
     struct nbd_req *done = NULL, **dtail = &done;
     while (mine) {
         struct nbd_req *r = mine;
@@ -435,19 +444,15 @@ static void batch_flush(struct nbd_conn *c, struct batch *b)
         if (nbd_exec_nowait(&c->sess, r)) {
             *dtail = r;
             dtail = &r->next;
-        } else {
+        } else { /* it would block: a worker writes it again */
             *b->tail = r;
             b->tail = &r->next;
             b->n++;
         }
     }
-    if (b->n)
-        nbd_server_submit(c->srv, b->head, b->tail, b->n);
+    batch_submit(c, b);
     if (done)
         nbd_conn_send(c, done);
-    b->head = NULL;
-    b->tail = &b->head;
-    b->n = 0;
 }
 
 static size_t req_charge(const struct nbd_request *rq)

@@ -222,18 +222,26 @@ static void exec_block_status(const struct nbd_session *s, struct nbd_req *r)
 }
 
 /* ---- dispatch ------------------------------------------------------------- */
+/* The reply of a command that returned ret (0 or -errno) from the backend. */
+static void reply_result(const struct nbd_session *s, struct nbd_req *r, int ret, unsigned iof)
+{
+    if (ret < 0) {
+        nbd_reply_error(s, r, nbd_errno_to_wire(ret),
+                        ret == -ENOTSUP && (iof & NBD_IOF_FAST_ZERO) ? "zeroing would not be fast"
+                                                                     : "backend I/O failed");
+        return;
+    }
+    nbd_reply_reset(r);
+    nbd_reply_simple(r, NBD_SUCCESS);
+}
+
 bool nbd_exec_nowait(const struct nbd_session *s, struct nbd_req *r)
 {
     const struct nbd_request *rq = &r->rq;
     int ret = s->be->pwrite(s->handle, r->buf, rq->len, rq->offset, NBD_IOF_NOWAIT);
     if (ret == -EAGAIN)
         return false;
-    if (ret < 0) {
-        nbd_reply_error(s, r, nbd_errno_to_wire(ret), "backend I/O failed");
-        return true;
-    }
-    nbd_reply_reset(r);
-    nbd_reply_simple(r, NBD_SUCCESS);
+    reply_result(s, r, ret, 0);
     return true;
 }
 
@@ -284,12 +292,5 @@ void nbd_exec(const struct nbd_session *s, struct nbd_req *r)
         ret = -EINVAL; /* nbd_request_check() lets no other command through */
         break;
     }
-    if (ret < 0) {
-        nbd_reply_error(s, r, nbd_errno_to_wire(ret),
-                        ret == -ENOTSUP && (iof & NBD_IOF_FAST_ZERO) ? "zeroing would not be fast"
-                                                                     : "backend I/O failed");
-        return;
-    }
-    nbd_reply_reset(r);
-    nbd_reply_simple(r, NBD_SUCCESS);
+    reply_result(s, r, ret, iof);
 }

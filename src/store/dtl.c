@@ -137,14 +137,6 @@ int dtl_clear_if(bs_pool *p, struct vdev *l, uint32_t gen)
     return was;
 }
 
-int dtl_set_clear_delay(bs_pool *p, unsigned ms, struct berr *err)
-{
-    if (ms > 10000)
-        return berr_set(err, EINVAL, "dtl_clear_delay_ms takes 0..10000");
-    atomic_store(&p->dtl_clear_delay_ms, ms);
-    return 0;
-}
-
 uint64_t dtl_leaf_newest(bs_pool *p, unsigned t, struct vdev *l)
 {
     struct uberblock *u = NULL;

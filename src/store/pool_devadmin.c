@@ -16,23 +16,32 @@
 #include "store/pool_impl.h"
 #include "store/resilver.h"
 
+/* A "NAME=MS" delay knob (0..10000 ms): 1 and *ms if knob is one, 0 if
+ * it is another knob, -EINVAL (err set) if its value is bad. */
+static int delay_knob(const char *knob, const char *name, unsigned *ms, struct berr *err)
+{
+    size_t n = strlen(name);
+    if (strncmp(knob, name, n) != 0 || knob[n] != '=')
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(knob + n + 1, &end, 10);
+    if (errno || end == knob + n + 1 || *end || v > 10000)
+        return berr_set(err, EINVAL, "%s takes 0..10000", name);
+    *ms = (unsigned)v;
+    return 1;
+}
+
 int bs_pool_debug(bs_pool *p, const char *knob, struct berr *err)
 {
-    if (knob && strncmp(knob, "resilver_delay_ms=", 18) == 0) {
-        char *end;
-        errno = 0;
-        unsigned long ms = strtoul(knob + 18, &end, 10);
-        if (errno || end == knob + 18 || *end || ms > 10000)
-            return berr_set(err, EINVAL, "resilver_delay_ms takes 0..10000");
-        return scan_set_delay(p, (unsigned)ms, err);
-    }
-    if (knob && strncmp(knob, "dtl_clear_delay_ms=", 19) == 0) {
-        char *end;
-        errno = 0;
-        unsigned long ms = strtoul(knob + 19, &end, 10);
-        if (errno || end == knob + 19 || *end || ms > 10000)
-            return berr_set(err, EINVAL, "dtl_clear_delay_ms takes 0..10000");
-        return dtl_set_clear_delay(p, (unsigned)ms, err);
+    unsigned ms;
+    int k;
+    if (knob && (k = delay_knob(knob, "resilver_delay_ms", &ms, err)) != 0)
+        return k < 0 ? k : scan_set_delay(p, ms, err);
+    if (knob && (k = delay_knob(knob, "dtl_clear_delay_ms", &ms, err)) != 0) {
+        if (k > 0) /* dtl_clear_if sleeps this long between its check and its clear */
+            atomic_store(&p->dtl_clear_delay_ms, ms);
+        return k < 0 ? k : 0;
     }
     if (knob && strncmp(knob, "tree_crash=", 11) == 0) {
         if (strcmp(knob + 11, "on") && strcmp(knob + 11, "off"))

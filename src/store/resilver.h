@@ -111,9 +111,6 @@ void scan_set_replacing(bs_pool *p, uint64_t old_guid, const char *new_path);
 /* The pending replace: the old member's guid (0: none) and the new path. */
 uint64_t scan_replacing(bs_pool *p, char *new_path, size_t len);
 int replace_finish(bs_pool *p, uint64_t old_guid, const char *new_path, _Atomic int *stop);
-/* Test knob: sleep ms in dtl_clear_if between its check and its clear of
- * a leaf with something to clear (the lock held: a growth waits). */
-int dtl_set_clear_delay(bs_pool *p, unsigned ms, struct berr *err);
 /* Test knob: sleep ms after each data block a resilver copies. */
 int scan_set_delay(bs_pool *p, unsigned ms, struct berr *err);
 /* Test knob (vdev_replace.c): the next replace/attach/detach stops after
