@@ -28,7 +28,8 @@
 #               final flush (what is on the disk, not in a page cache)
 #   --doc       also write the results into docs/PERFORMANCE.md
 # berthd's log of the run is kept next to the results (NAME.berthd.log).
-# Environment: BERTH_BUILD (default ./build), BERTHD_ARGS (extra berthd options).
+# Environment: BERTH_BUILD (default ./build), BERTHD_ARGS (extra berthd options),
+# BENCH_POOL_ARGS (extra "berth pool create" options, e.g. "-o autotrim=off").
 set -u
 set -o pipefail
 cd "$(dirname "$0")/.."
@@ -122,7 +123,8 @@ setup_target() {
     berth-lz4|berth-off|berth-enc)
       [ -n "$berthd_pid" ] || start_berthd
       local p=${t#berth-}
-      berth pool create -o size=$(( $(numfmt --from=iec "$size") * 4 )) "b$p" "$W/b$p.img" >/dev/null || exit 1
+      # shellcheck disable=SC2086 # BENCH_POOL_ARGS: extra pool create options, e.g. "-o autotrim=off"
+      berth pool create -o size=$(( $(numfmt --from=iec "$size") * 4 )) ${BENCH_POOL_ARGS:-} "b$p" "$W/b$p.img" >/dev/null || exit 1
       if [ "$p" = off ]; then
         berth vol create -V "$size" -o compression=off "b$p/disk" >/dev/null || exit 1
       elif [ "$p" = enc ]; then
