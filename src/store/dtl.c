@@ -42,8 +42,10 @@
  *
  * A member whose label write fails in dtl_note_missed.  The labels that
  * record a miss go to every usable member of the top (pool_write_labels);
- * a member whose write or flush of its label fails keeps its old label,
- * which does not name the member that missed T.  Left ONLINE it would take
+ * a member whose write or flush of its label fails (twice: it is tried
+ * once more at once, so that one transient failure faults nothing:
+ * write_top_labels) keeps its old label, which does not name the member
+ * that missed T.  Left ONLINE it would take
  * uberblock T next, and an import that finds it without the members that
  * took the note would take it as the word on the top.  The rule is the one
  * of every other write (vdev_mirror.c, vdev_raidz.c): a leaf that fails a

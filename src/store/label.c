@@ -452,13 +452,24 @@ uint32_t ub_slot_count(int ashift)
  * copies 0 and 2 torn, 1 and 3 still without a label (label_read_hdr). */
 static const int phase_copies[2][2] = {{0, 2}, {1, 3}};
 
+/* Test knob fail_label_writes (vdev.h): does this label write fail?  A
+ * count is taken down one per failed write (a CAS: concurrent writers never
+ * fail more than N between them). */
+static bool label_write_fails(struct vdev *v)
+{
+    int64_t n = atomic_load(&v->fail_label_writes);
+    while (n > 0 && !atomic_compare_exchange_weak(&v->fail_label_writes, &n, n - 1))
+        ;
+    return n != 0;
+}
+
 int label_write_hdr(struct vdev *v, const struct label_hdr *h)
 {
     _cleanup_free_ uint8_t *buf = malloc(LABEL_HDR_SIZE);
     int ret = 0;
     if (!buf)
         return -ENOMEM;
-    if (atomic_load(&v->fail_label_writes)) {
+    if (label_write_fails(v)) {
         /* test knob: this leaf's label area does not take writes */
         atomic_fetch_add(&v->ctr.write_errors, 1);
         return -EIO;

@@ -187,13 +187,25 @@ static void leaf_hdr(bs_pool *p, unsigned t, unsigned i, struct label_hdr *out)
     }
 }
 
+/* One leaf's label: written and flushed (wiped first if asked). */
+static int write_leaf_label(struct vdev *l, const struct label_hdr *h, bool wipe_first)
+{
+    int r = wipe_first ? label_wipe(l) : 0;
+    if (r == 0)
+        r = label_write_hdr(l, h);
+    if (r == 0)
+        r = vdev_flush(l);
+    return r;
+}
+
 /* pool_write_labels for one top: 0 if at least one of its leaves took it;
  * the usable leaves that did not (write or flush failed) in *failed (bit i:
  * child i) if not NULL.  Leaf `lead` (-1: none) is written (and flushed)
  * before the others: the member a tree change brings in, so that a crash in
  * the middle never leaves the old members labelled with a tree whose new
  * member has no label yet (import would take that tree, uncommitted, with
- * the new member missing, instead of the old one; vdev_replace.c). */
+ * the new member missing, instead of the old one; vdev_replace.c).  With
+ * `failed`, a leaf whose write or flush fails is tried once more (below). */
 static int write_top_labels(bs_pool *p, unsigned t, bool wipe_first, int lead, uint32_t *failed)
 {
     struct vdev *top = p->io.top[t].vd;
@@ -211,11 +223,21 @@ static int write_top_labels(bs_pool *p, unsigned t, bool wipe_first, int lead, u
             continue;
         struct label_hdr h;
         leaf_hdr(p, t, i, &h);
-        int r = wipe_first ? label_wipe(l) : 0;
-        if (r == 0)
-            r = label_write_hdr(l, &h);
-        if (r == 0)
-            r = vdev_flush(l);
+        int r = write_leaf_label(l, &h, wipe_first);
+        if (r < 0 && failed) {
+            /* The caller faults a leaf reported here (dtl_note_missed:
+             * fault_unrecorded), and on a top already short of a member that
+             * fails the commit and the pool: one failed write of a device
+             * that takes the next must not do that.  One retry, not a loop:
+             * a dead device must not stall the commit (it fails again and is
+             * counted).  The other callers do not fault a leaf for a failed
+             * label (a later write does, if the device is really failing):
+             * they keep their single try. */
+            blog_warn("pool '%s': device %u/%u (%016llx): label write failed (%s), "
+                      "trying once more", p->name, t, i, (unsigned long long)l->guid,
+                      strerror(-r));
+            r = write_leaf_label(l, &h, wipe_first);
+        }
         if (r == 0)
             ok++;
         else if (!first)

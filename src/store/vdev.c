@@ -629,7 +629,7 @@ static int corrupt_range(struct vdev *v, const char *val, struct berr *err)
 int vdev_debug(struct vdev *v, const char *knob, struct berr *err)
 {
     static const char valid[] = "valid knobs: torn_write_after=N, fail_reads=on|off, "
-                                "fail_writes=on|off, fail_label_writes=on|off, "
+                                "fail_writes=on|off, fail_label_writes=on|off|N, "
                                 "corrupt=OFFSET:LEN, reset";
     const char *eq = knob ? strchr(knob, '=') : NULL;
     bool b;
@@ -639,7 +639,7 @@ int vdev_debug(struct vdev *v, const char *knob, struct berr *err)
         atomic_store(&v->torn_done, false);
         atomic_store(&v->fail_reads, false);
         atomic_store(&v->fail_writes, false);
-        atomic_store(&v->fail_label_writes, false);
+        atomic_store(&v->fail_label_writes, 0);
         return 0;
     }
     if (!eq)
@@ -671,9 +671,20 @@ int vdev_debug(struct vdev *v, const char *knob, struct berr *err)
         return 0;
     }
     if (nlen == 17 && strncmp(knob, "fail_label_writes", nlen) == 0) {
-        if (parse_onoff(val, &b) < 0)
-            return berr_set(err, EINVAL, "fail_label_writes takes on or off, not '%s'", val);
-        atomic_store(&v->fail_label_writes, b);
+        /* on: every label write fails; N: the next N (a transient failure:
+         * pool_vdev.c retries some once); a number is always a count here,
+         * so 1 is one write, not on as for the other knobs */
+        uint64_t n;
+        struct berr ignore = {0};
+        if (strcmp(val, "on") == 0)
+            atomic_store(&v->fail_label_writes, -1);
+        else if (strcmp(val, "off") == 0)
+            atomic_store(&v->fail_label_writes, 0);
+        else if (parse_u64(val, 0, INT64_MAX, &n, &ignore) == 0)
+            atomic_store(&v->fail_label_writes, (int64_t)n);
+        else
+            return berr_set(err, EINVAL, "fail_label_writes takes on, off or N (fail the "
+                            "next N label writes, 0 is off), not '%s'", val);
         return 0;
     }
     return berr_set(err, EINVAL, "unknown fault injection knob '%s': %s", knob, valid);

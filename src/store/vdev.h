@@ -62,7 +62,9 @@ struct vdev {
     _Atomic bool torn_done;     /* after the torn write every write fails */
     _Atomic bool fail_reads, fail_writes;
     _Atomic bool no_nowait; /* preadv2(RWF_NOWAIT) unsupported here (tmpfs, NFS, FUSE) */
-    _Atomic bool fail_label_writes; /* label headers only (label_write_hdr) */
+    /* label headers only (label_write_hdr): 0 off, < 0 every one, N > 0 the
+     * next N (each failed one counts it down) */
+    _Atomic int64_t fail_label_writes;
     /* tree (vdev_mirror.c) */
     enum vdev_kind kind;
     _Atomic int state;          /* enum vdev_state */
@@ -126,9 +128,10 @@ void vdev_writeback_hint(struct vdev *v, uint64_t off, uint64_t len);
 int vdev_discard(struct vdev *v, uint64_t off, uint64_t len);
 
 /* Fault injection on a leaf: "torn_write_after=N", "fail_reads=on|off",
- * "fail_writes=on|off", "fail_label_writes=on|off" (the writes of its label
- * header fail, every other write lands: bad sectors where the labels are),
- * "reset".  EINVAL for anything else. */
+ * "fail_writes=on|off", "fail_label_writes=on|off|N" (the writes of its
+ * label header fail, every other write lands: bad sectors where the labels
+ * are; N: only the next N of them, a transient failure; 0 is off), "reset".
+ * EINVAL for anything else. */
 int vdev_debug(struct vdev *v, const char *knob, struct berr *err);
 
 /* ---- the tree ---- */

@@ -11,7 +11,13 @@
  *    that txg; when faulting it would leave the top short (raidz1 with one
  *    member gone already) the commit fails instead and nothing is faulted;
  *    in every case the members come back, are resilvered, and every block
- *    reads back right, a scrub finds nothing. */
+ *    reads back right, a scrub finds nothing;
+ *  - that label write is tried once more when it fails (pool_vdev.c
+ *    write_top_labels): one transient failure (fail_label_writes=1) on that
+ *    short raidz1 faults nothing and the txg commits, the member's label and
+ *    uberblock of it durable (an import without the member that missed it
+ *    reads every block); two failures (=2) or a dead label area (=on) are
+ *    tried exactly twice and fail the commit as before. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -341,6 +347,89 @@ static void test_label_fail_short(void)
     bs_pool_close(p);
 }
 
+/* ---- 4. the one retry of that label write ---- */
+
+/* raidz1 a b c, c misses a txg, b's label writes fail as `knob` says
+ * (fail_label_writes=knob): "1" is one transient failure (the retry takes
+ * it: the txg commits, nothing but c faulted), "2" and "on" fail the retry
+ * too (the commit fails, b not faulted: test_label_fail_short). */
+static void test_label_retry(const char *knob_val)
+{
+    struct berr e = {0};
+    char tag[32], what[64], knob[64];
+    snprintf(tag, sizeof tag, "lblretry%s", knob_val);
+    snprintf(what, sizeof what, "retry, fail_label_writes=%s", knob_val);
+    bool transient = strcmp(knob_val, "1") == 0;
+    set_paths(tag);
+    bs_pool *p = make_pool("raidz1", 3);
+    if (!p)
+        return;
+    struct vdev *top = p->io.top[0].vd, *b = vdev_leaf(top, 1);
+    snprintf(knob, sizeof knob, "vdev=1 fail_label_writes=%s", knob_val);
+    ok(bs_pool_debug(p, "vdev=2 fail_writes=on", &e) == 0 && bs_pool_debug(p, knob, &e) == 0,
+       "%s: member 2 fails writes, member 1 label writes: %s", what, e.msg);
+    uint64_t before = committed(p);
+    uint64_t errs0 = atomic_load(&b->ctr.write_errors);
+    int r = write_flush(p, 8 * MiB, MiB, 71);
+    uint64_t errs = atomic_load(&b->ctr.write_errors) - errs0;
+    /* the failures were injected, the first retried once, never more */
+    ok(errs == (transient ? 1 : 2), "%s: member 1's label write failed %llu time(s) (%u "
+       "expected: one try and one retry)", what, (unsigned long long)errs, transient ? 1 : 2);
+    int64_t left = atomic_load(&b->fail_label_writes);
+    ok(strcmp(knob_val, "on") == 0 ? left < 0 : left == 0,
+       "%s: the knob counted down (%lld left)", what, (long long)left);
+    struct bs_pool_stats st;
+    bs_pool_stats(p, &st);
+    if (transient) {
+        uint64_t t = committed(p);
+        ok(r == 0 && t > before, "%s: the write commits (%d, txg %llu after %llu)", what, r,
+           (unsigned long long)t, (unsigned long long)before);
+        ok(strcmp(st.state, "DEGRADED") == 0 && strcmp(st.vdevs[1].state, "ONLINE") == 0 &&
+               strcmp(st.vdevs[0].state, "ONLINE") == 0 &&
+               strcmp(st.vdevs[2].state, "FAULTED") == 0 && st.vdevs[2].stale,
+           "%s: pool %s, member 1 not faulted (%s), member 2 FAULTED (%s), stale", what,
+           st.state, st.vdevs[1].state, st.vdevs[2].state);
+        uint64_t noted = atomic_load(&vdev_leaf(top, 2)->dtl_lo);
+        uint64_t b_newest = dtl_leaf_newest(p, 0, b);
+        ok(noted > before && noted <= t && b_newest >= noted,
+           "%s: member 1 holds an uberblock of txg %llu, whose miss it recorded (its "
+           "newest %llu)", what, (unsigned long long)noted, (unsigned long long)b_newest);
+        ok(label_notes(p, 1, 2, noted) && label_notes(p, 0, 2, noted),
+           "%s: the labels of members 0 and 1 record member 2's miss", what);
+        all_good(p, what);
+        ok(bs_pool_export(p, false, &e) == 0, "%s: export: %s", what, e.msg);
+        /* members 0 and 1 alone hold everything committed */
+        const char *v2[] = {paths[0], paths[1]};
+        p = NULL;
+        ok(bs_pool_import(v2, 2, NULL, &p, &e) == 0, "%s: import without member 2: %s", what,
+           e.msg);
+        if (!p)
+            return;
+        bs_pool_stats(p, &st);
+        ok(strcmp(st.state, "DEGRADED") == 0, "%s: DEGRADED without member 2 (%s)", what,
+           st.state);
+        all_good(p, "retry: after import without member 2");
+        ok(bs_pool_export(p, false, &e) == 0, "%s: export: %s", what, e.msg);
+    } else {
+        ok(r < 0 && committed(p) == before,
+           "%s: the write's commit fails (%d), nothing committed after txg %llu (%llu)", what,
+           r, (unsigned long long)before, (unsigned long long)committed(p));
+        ok(strcmp(st.state, "FAULTED") == 0 && strcmp(st.vdevs[1].state, "ONLINE") == 0,
+           "%s: pool %s, member 1 not faulted (%s)", what, st.state, st.vdevs[1].state);
+        bs_pool_close(p);
+    }
+    /* every member: member 2 resilvered, the data of the last commit */
+    const char *v[] = {paths[0], paths[1], paths[2]};
+    p = NULL;
+    ok(bs_pool_import(v, 3, NULL, &p, &e) == 0, "%s: import: %s", what, e.msg);
+    if (!p)
+        return;
+    resilver_clean(p, what);
+    all_good(p, what);
+    scrub_clean(p, what);
+    bs_pool_close(p);
+}
+
 int main(void)
 {
     model = malloc(VOLSIZE);
@@ -349,6 +438,9 @@ int main(void)
     test_label_fail("mirror", 3, 2, 1);
     test_label_fail("raidz2", 4, 2, 1);
     test_label_fail_short();
+    test_label_retry("1");
+    test_label_retry("2");
+    test_label_retry("on");
     free(model);
     tmp_cleanup();
     return done_testing();

@@ -467,6 +467,43 @@ static void test_power_cut(const char *dir)
     unlink(path);
 }
 
+/* The test knob fail_label_writes (vdev.h): on fails every label write,
+ * N only the next N (a transient failure), off and reset none. */
+static void test_fail_knob(const char *dir)
+{
+    char path[256];
+    struct vdev *v;
+    struct berr e = {0};
+    struct label_hdr h = sample_hdr(12, 96 * MiB), r;
+    snprintf(path, sizeof path, "%s/failknob.img", dir);
+    ok(vdev_open(path, 96 * MiB, false, &v, &e) == 0, "open temp vdev: %s", e.msg);
+    h.label_gen = 1;
+    ok(vdev_debug(v, "fail_label_writes=on", &e) == 0, "fail_label_writes=on: %s", e.msg);
+    bool all = true;
+    for (int i = 0; i < 3; i++)
+        all &= label_write_hdr(v, &h) == -EIO;
+    ok(all, "on: every label write fails");
+    ok(vdev_debug(v, "fail_label_writes=off", &e) == 0 && label_write_hdr(v, &h) == 0,
+       "off: the label write lands");
+    ok(vdev_debug(v, "fail_label_writes=2", &e) == 0, "fail_label_writes=2: %s", e.msg);
+    h.label_gen = 2;
+    ok(label_write_hdr(v, &h) == -EIO && label_write_hdr(v, &h) == -EIO,
+       "2: the next two label writes fail");
+    ok(label_read_hdr(v, &r, &e) == 0 && r.label_gen == 1, "the old label stays");
+    ok(label_write_hdr(v, &h) == 0 && label_read_hdr(v, &r, &e) == 0 && r.label_gen == 2,
+       "the third lands");
+    ok(vdev_debug(v, "fail_label_writes=5", &e) == 0 && vdev_debug(v, "reset", &e) == 0 &&
+           label_write_hdr(v, &h) == 0,
+       "reset clears a count");
+    ok(vdev_debug(v, "fail_label_writes=0", &e) == 0 && label_write_hdr(v, &h) == 0,
+       "0: off");
+    ok(vdev_debug(v, "fail_label_writes=maybe", &e) == -EINVAL &&
+           strstr(e.msg, "on, off or N") != NULL,
+       "a bad value: EINVAL (%s)", e.msg);
+    vdev_close(v);
+    unlink(path);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/berth-test-label-XXXXXX";
@@ -478,6 +515,7 @@ int main(void)
     test_ub_codec();
     test_device(dir);
     test_power_cut(dir);
+    test_fail_knob(dir);
     rmdir(dir);
     return done_testing();
 }
