@@ -35,42 +35,16 @@
 #define VOLSIZE (16 * MiB)
 
 static uint8_t *model;
-static char paths[6][512];
-
-static void set_paths(const char *tag)
-{
-    for (unsigned i = 0; i < 6; i++) {
-        char n[64];
-        snprintf(n, sizeof n, "%s-%u.img", tag, i);
-        snprintf(paths[i], sizeof paths[i], "%s", tmp_path(n));
-    }
-}
+static char paths[6][512]; /* leaf files: tmp_paths(paths, 6, tag) */
 
 /* A pool over `layout` and n of paths[], a volume written with model. */
 static bs_pool *make_pool(const char *layout, unsigned n)
 {
-    struct berr e = {0};
-    const char *spec[8] = {layout};
-    for (unsigned i = 0; i < n; i++)
-        spec[i + 1] = paths[i];
-    bs_pool *p = NULL;
-    if (bs_pool_create("dt", spec, n + 1, 64 * MiB, NULL, &p, &e) < 0) {
-        ok(false, "create %s: %s", layout, e.msg);
-        return NULL;
-    }
-    struct bs_vol_props vp;
-    bs_vol_props_init(p, &vp);
-    snprintf(vp.name, sizeof vp.name, "vol");
-    vp.volsize = VOLSIZE;
-    vp.volblocksize = BS;
-    bs_vol *v = NULL;
-    uint64_t seed = 7;
-    random_bytes(model, VOLSIZE, &seed);
-    ok(bs_vol_create(p, &vp, false, &e) == 0 && bs_vol_open(p, "vol", &v, &e) == 0 &&
-           bs_vol_pwrite(v, model, VOLSIZE, 0, 0) == 0 && bs_vol_flush(v) == 0,
-       "%s: create, write 16 MiB: %s", layout, e.msg);
-    bs_vol_close(v);
-    return p;
+    const char *spec[8];
+    size_t ns = vdev_spec(spec, layout, 1, n, paths);
+    struct test_pool tp = {.name = "dt", .spec = spec, .nspec = ns, .filesize = 64 * MiB,
+                           .volsize = VOLSIZE, .volblocksize = BS, .fill = model, .fill_seed = 7};
+    return test_pool_create(&tp, NULL, layout);
 }
 
 /* Write len bytes of new data at off (model updated only if it was
@@ -95,24 +69,7 @@ static int write_flush(bs_pool *p, uint64_t off, uint64_t len, uint64_t seed)
 
 static bool all_good(bs_pool *p, const char *what)
 {
-    int good, eio, wrong;
-    vol_compare(p, "vol", model, VOLSIZE, BS, &good, &eio, &wrong);
-    ok(good == (int)(VOLSIZE / BS) && eio == 0 && wrong == 0,
-       "%s: all data reads back (%d good, %d EIO, %d wrong)", what, good, eio, wrong);
-    return good == (int)(VOLSIZE / BS);
-}
-
-static void scrub_clean(bs_pool *p, const char *what)
-{
-    struct berr e = {0};
-    struct bs_pool_stats st;
-    bool started = bs_pool_scrub(p, BS_SCRUB_START, &e) == 0;
-    bs_pool_scrub_wait(p);
-    bs_pool_stats(p, &st);
-    ok(started && strcmp(st.scan.state, "finished") == 0 && st.scan.errors == 0 &&
-           st.scan.repaired == 0,
-       "%s: a scrub finds nothing (%s, %llu repaired, %llu errors)", what, e.msg,
-       (unsigned long long)st.scan.repaired, (unsigned long long)st.scan.errors);
+    return vol_reads_back(p, model, VOLSIZE, BS, what);
 }
 
 static uint64_t committed(bs_pool *p)
@@ -177,7 +134,7 @@ static void resilver_clean(bs_pool *p, const char *what)
 static void test_resilver_end_race(void)
 {
     struct berr e = {0};
-    set_paths("rsvrace");
+    tmp_paths(paths, 6, "rsvrace");
     bs_pool *p = make_pool("mirror", 3);
     if (!p)
         return;
@@ -213,7 +170,7 @@ static void test_resilver_end_race(void)
     back_online(p, 2, "resilver race");
     resilver_clean(p, "resilver race");
     all_good(p, "resilver race");
-    scrub_clean(p, "resilver race");
+    scrub_clean(p, "resilver race", false);
     bs_pool_close(p);
 }
 
@@ -222,7 +179,7 @@ static void test_resilver_end_race(void)
 static void test_scrub_end_race(void)
 {
     struct berr e = {0};
-    set_paths("scrrace");
+    tmp_paths(paths, 6, "scrrace");
     bs_pool *p = make_pool("raidz1", 3);
     if (!p)
         return;
@@ -249,7 +206,7 @@ static void test_scrub_end_race(void)
     back_online(p, 2, "scrub race");
     resilver_clean(p, "scrub race");
     all_good(p, "scrub race");
-    scrub_clean(p, "scrub race");
+    scrub_clean(p, "scrub race", false);
     bs_pool_close(p);
 }
 
@@ -263,7 +220,7 @@ static void test_label_fail(const char *layout, unsigned n, unsigned miss, unsig
     char tag[32], what[64];
     snprintf(tag, sizeof tag, "lbl-%s%u", layout, n);
     snprintf(what, sizeof what, "%s of %u", layout, n);
-    set_paths(tag);
+    tmp_paths(paths, 6, tag);
     bs_pool *p = make_pool(layout, n);
     if (!p)
         return;
@@ -298,13 +255,10 @@ static void test_label_fail(const char *layout, unsigned n, unsigned miss, unsig
     back_online(p, miss, what);
     resilver_clean(p, what);
     all_good(p, what);
-    scrub_clean(p, what);
+    scrub_clean(p, what, false);
     ok(bs_pool_export(p, false, &e) == 0, "%s: export: %s", what, e.msg);
-    const char *v[6];
-    for (unsigned i = 0; i < n; i++)
-        v[i] = paths[i];
-    p = NULL;
-    ok(bs_pool_import(v, n, NULL, &p, &e) == 0, "%s: import: %s", what, e.msg);
+    p = import_paths(paths, NULL, n, &e);
+    ok(p != NULL, "%s: import: %s", what, e.msg);
     if (p) {
         bs_pool_stats(p, &st);
         ok(strcmp(st.state, "ONLINE") == 0, "%s: ONLINE after import (%s)", what, st.state);
@@ -319,7 +273,7 @@ static void test_label_fail(const char *layout, unsigned n, unsigned miss, unsig
 static void test_label_fail_short(void)
 {
     struct berr e = {0};
-    set_paths("lblshort");
+    tmp_paths(paths, 6, "lblshort");
     bs_pool *p = make_pool("raidz1", 3);
     if (!p)
         return;
@@ -336,14 +290,13 @@ static void test_label_fail_short(void)
     ok(committed(p) == before, "short: nothing committed after txg %llu (%llu)",
        (unsigned long long)before, (unsigned long long)committed(p));
     bs_pool_close(p);
-    const char *v[] = {paths[0], paths[1], paths[2]};
-    p = NULL;
-    ok(bs_pool_import(v, 3, NULL, &p, &e) == 0, "short: import: %s", e.msg);
+    p = import_paths(paths, NULL, 3, &e);
+    ok(p != NULL, "short: import: %s", e.msg);
     if (!p)
         return;
     resilver_clean(p, "short");
     all_good(p, "short: the data of the last commit");
-    scrub_clean(p, "short");
+    scrub_clean(p, "short", false);
     bs_pool_close(p);
 }
 

@@ -29,72 +29,20 @@
 #define okb(cond, ...) (ok(cond, __VA_ARGS__), (cond))
 
 static uint8_t *model;
-static char paths[NPATH][512];
-
-static void set_paths(const char *tag, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++) {
-        char nm[64];
-        snprintf(nm, sizeof nm, "%s-%u.img", tag, i);
-        snprintf(paths[i], sizeof paths[i], "%s", tmp_path(nm));
-    }
-}
+static char paths[NPATH][512]; /* leaf files: tmp_paths(paths, n, tag) */
 
 static bool all_good(bs_pool *p, const char *what)
 {
-    int good, eio, wrong;
-    vol_compare(p, "vol", model, VOLSIZE, BS, &good, &eio, &wrong);
-    return okb(good == (int)(VOLSIZE / BS) && eio == 0 && wrong == 0,
-               "%s: all data reads back (%d good, %d EIO, %d wrong)", what, good, eio, wrong);
+    return vol_reads_back(p, model, VOLSIZE, BS, what);
 }
 
+/* A pool over spec (files of `size` bytes), a volume written with model. */
 static bs_pool *make_pool(const char *const *spec, size_t n, uint64_t size, const char *what)
 {
-    struct berr e = {0};
-    bs_pool *p = NULL;
-    if (bs_pool_create("rd", spec, n, size, NULL, &p, &e) < 0) {
-        ok(false, "%s: create: %s", what, e.msg);
-        return NULL;
-    }
-    struct bs_vol_props vp;
-    bs_vol_props_init(p, &vp);
-    snprintf(vp.name, sizeof vp.name, "vol");
-    vp.volsize = VOLSIZE;
-    vp.volblocksize = BS;
-    vp.compression = BS_COMPRESS_OFF;
-    bs_vol *v = NULL;
-    uint64_t seed = 7;
-    random_bytes(model, VOLSIZE, &seed);
-    ok(bs_vol_create(p, &vp, false, &e) == 0 && bs_vol_open(p, "vol", &v, &e) == 0 &&
-           bs_vol_pwrite(v, model, VOLSIZE, 0, 0) == 0 && bs_vol_flush(v) == 0,
-       "%s: create, write 24 MiB: %s", what, e.msg);
-    bs_vol_close(v);
-    return p;
-}
-
-static bs_pool *import_n(unsigned n, struct berr *e)
-{
-    const char *v[NPATH];
-    for (unsigned i = 0; i < n; i++)
-        v[i] = paths[i];
-    bs_pool *p = NULL;
-    if (bs_pool_import(v, n, NULL, &p, e) < 0)
-        diag("import: %s", e->msg);
-    return p;
-}
-
-static void scrub_clean(bs_pool *p, const char *what)
-{
-    struct berr e = {0};
-    struct bs_pool_stats st;
-    bool started = bs_pool_scrub(p, BS_SCRUB_START, &e) == 0;
-    bs_pool_scrub_wait(p);
-    bs_pool_stats(p, &st);
-    ok(started && strcmp(st.scan.state, "finished") == 0 && st.scan.errors == 0 &&
-           st.scan.repaired == 0 && st.checksum_errors == 0,
-       "%s: a scrub finds nothing (%s, %llu repaired, %llu errors, %llu cksum)", what, e.msg,
-       (unsigned long long)st.scan.repaired, (unsigned long long)st.scan.errors,
-       (unsigned long long)st.checksum_errors);
+    struct test_pool tp = {.name = "rd", .spec = spec, .nspec = n, .filesize = size,
+                           .volsize = VOLSIZE, .volblocksize = BS, .uncompressed = true,
+                           .fill = model, .fill_seed = 7};
+    return test_pool_create(&tp, NULL, what);
 }
 
 /* Two tops of `kind` with `w` leaves each; every leaf of top 1 damaged over
@@ -105,19 +53,14 @@ static void test_cksum_top(const char *kind, unsigned w)
     struct berr e = {0};
     char tag[32];
     snprintf(tag, sizeof tag, "ck-%s", kind);
-    set_paths(tag, 2 * w);
+    tmp_paths(paths, 2 * w, tag);
     const char *spec[16];
-    size_t n = 0;
-    for (unsigned t = 0; t < 2; t++) {
-        spec[n++] = kind;
-        for (unsigned i = 0; i < w; i++)
-            spec[n++] = paths[t * w + i];
-    }
+    size_t n = vdev_spec(spec, kind, 2, w, paths);
     bs_pool *p = make_pool(spec, n, 96 * MiB, tag);
     if (!p)
         return;
     ok(bs_pool_export(p, false, &e) == 0, "%s: export (nothing cached)", tag);
-    p = import_n(2 * w, &e);
+    p = import_paths(paths, NULL, 2 * w, &e);
     if (!okb(p != NULL, "%s: import: %s", tag, e.msg))
         return;
     struct bs_pool_stats st;
@@ -156,14 +99,9 @@ static void test_cksum_top(const char *kind, unsigned w)
 static void test_stale_many(void)
 {
     struct berr e = {0};
-    set_paths("many", 36);
+    tmp_paths(paths, 36, "many");
     const char *spec[39];
-    size_t n = 0;
-    for (unsigned t = 0; t < 3; t++) {
-        spec[n++] = "mirror";
-        for (unsigned i = 0; i < 12; i++)
-            spec[n++] = paths[t * 12 + i];
-    }
+    size_t n = vdev_spec(spec, "mirror", 3, 12, paths);
     bs_pool *p = make_pool(spec, n, 64 * MiB, "3 mirrors of 12");
     if (!p)
         return;
@@ -180,7 +118,7 @@ static void test_stale_many(void)
     struct vdev *l5 = pool_leaf(p, 5, NULL, NULL), *l35 = pool_leaf(p, 35, NULL, NULL);
     ok(atomic_load(&l5->stale) && atomic_load(&l35->stale) && atomic_load(&l35->dtl_hi) == txg,
        "leaves 5 and 35 stale with a DTL");
-    scrub_clean(p, "36 leaves");
+    scrub_clean(p, "36 leaves", true);
     ok(!atomic_load(&l5->stale) && atomic_load(&l5->dtl_hi) == 0,
        "leaf 5: not stale, no DTL after it");
     ok(!atomic_load(&l35->stale) && atomic_load(&l35->dtl_hi) == 0,
@@ -188,7 +126,7 @@ static void test_stale_many(void)
        atomic_load(&l35->stale), (unsigned long long)atomic_load(&l35->dtl_hi));
     all_good(p, "36 leaves");
     ok(bs_pool_export(p, false, &e) == 0, "export");
-    p = import_n(36, &e);
+    p = import_paths(paths, NULL, 36, &e);
     if (okb(p != NULL, "reimport: %s", e.msg)) {
         struct bs_pool_stats st;
         bs_pool_stats(p, &st);
@@ -205,7 +143,7 @@ static void test_stale_many(void)
 static void test_crash_raidz(void)
 {
     struct berr e = {0};
-    set_paths("crash", 4);
+    tmp_paths(paths, 4, "crash");
     const char *spec[] = {"raidz1", paths[0], paths[1], paths[2], paths[3]};
     bs_pool *p = make_pool(spec, 5, 96 * MiB, "raidz1 of 4");
     if (!p)
@@ -232,7 +170,7 @@ static void test_crash_raidz(void)
     ok(strcmp(st.scan.state, "scanning") == 0 && before > 0,
        "resilver in progress: %llu bytes", (unsigned long long)before);
     pool_abandon(p); /* power cut */
-    p = import_n(4, &e);
+    p = import_paths(paths, NULL, 4, &e);
     if (!okb(p != NULL, "reimport after the cut: %s", e.msg))
         return;
     bool done = bs_pool_resilver_wait(p);
@@ -248,7 +186,7 @@ static void test_crash_raidz(void)
     ok(strcmp(st.state, "ONLINE") == 0 && !st.vdevs[1].stale && st.vdevs[1].dtl_hi == 0,
        "ONLINE, member 1 not stale, no DTL (%s)", st.state);
     all_good(p, "after the resumed resilver");
-    scrub_clean(p, "after the resumed resilver");
+    scrub_clean(p, "after the resumed resilver", true);
     ok(bs_pool_export(p, false, &e) == 0, "export");
     /* member 1 must hold its share now: without member 0 */
     const char *three[] = {paths[1], paths[2], paths[3]};
@@ -266,13 +204,13 @@ static void test_crash_raidz(void)
 static void test_resilver_damaged(void)
 {
     struct berr e = {0};
-    set_paths("dmg", 3);
+    tmp_paths(paths, 3, "dmg");
     const char *spec[] = {"mirror", paths[0], paths[1]};
     bs_pool *p = make_pool(spec, 3, 96 * MiB, "mirror of 2");
     if (!p)
         return;
     ok(bs_pool_export(p, false, &e) == 0, "damaged: export (nothing cached)");
-    p = import_n(2, &e);
+    p = import_paths(paths, NULL, 2, &e);
     if (!okb(p != NULL, "damaged: import: %s", e.msg))
         return;
     /* 64 KiB in the middle of the data written: 4 or 5 blocks (as they lie)
@@ -340,7 +278,7 @@ static void test_attach_blockdev(void)
 {
     struct berr e = {0};
     char dev[2][64];
-    set_paths("bd", 2);
+    tmp_paths(paths, 2, "bd");
     make_loop(paths[0], 96 * MiB, dev[0], sizeof dev[0]);
     make_loop(paths[1], 96 * MiB, dev[1], sizeof dev[1]);
     if (!dev[0][0] || !dev[1][0]) {
@@ -360,7 +298,7 @@ static void test_attach_blockdev(void)
            "resilvered: %llu bytes, the allocation %llu", (unsigned long long)st.scan.resilvered,
            (unsigned long long)st.raw_allocated);
         all_good(p, "mirror of block devices");
-        scrub_clean(p, "mirror of block devices");
+        scrub_clean(p, "mirror of block devices", true);
         bs_pool_close(p);
     }
     drop_loop(dev[0]);

@@ -31,63 +31,24 @@
 #define okb(cond, ...) (ok(cond, __VA_ARGS__), (cond))
 
 static uint8_t *model;
-static char paths[8][512];
+static char paths[8][512]; /* leaf files: tmp_paths(paths, 8, tag) */
 
 static const char *leaf_path(unsigned i)
 {
     return paths[i];
 }
 
-static void set_paths(const char *tag)
-{
-    for (unsigned i = 0; i < 8; i++) {
-        char n[64];
-        snprintf(n, sizeof n, "%s-%u.img", tag, i);
-        snprintf(paths[i], sizeof paths[i], "%s", tmp_path(n));
-    }
-}
-
-static bs_pool *import_list(const unsigned *idx, size_t n, struct berr *e)
-{
-    const char *v[8];
-    for (size_t i = 0; i < n; i++)
-        v[i] = leaf_path(idx[i]);
-    bs_pool *p = NULL;
-    if (bs_pool_import(v, n, NULL, &p, e) < 0)
-        diag("import: %s", e->msg);
-    return p;
-}
-
 static bool all_good(bs_pool *p, const char *what)
 {
-    int good, eio, wrong;
-    vol_compare(p, "vol", model, VOLSIZE, BS, &good, &eio, &wrong);
-    return okb(good == (int)(VOLSIZE / BS) && eio == 0 && wrong == 0,
-              "%s: all data reads back (%d good, %d EIO, %d wrong)", what, good, eio, wrong);
+    return vol_reads_back(p, model, VOLSIZE, BS, what);
 }
 
 /* Create a pool over spec, a volume written with model; stays open. */
 static bs_pool *make_pool(const char *const *spec, size_t n)
 {
-    struct berr e = {0};
-    bs_pool *p = NULL;
-    if (bs_pool_create("rs", spec, n, 128 * MiB, NULL, &p, &e) < 0) {
-        ok(false, "create %s: %s", spec[0], e.msg);
-        return NULL;
-    }
-    struct bs_vol_props vp;
-    bs_vol_props_init(p, &vp);
-    snprintf(vp.name, sizeof vp.name, "vol");
-    vp.volsize = VOLSIZE;
-    vp.volblocksize = BS;
-    bs_vol *v = NULL;
-    uint64_t seed = 99;
-    random_bytes(model, VOLSIZE, &seed);
-    ok(bs_vol_create(p, &vp, false, &e) == 0 && bs_vol_open(p, "vol", &v, &e) == 0 &&
-           bs_vol_pwrite(v, model, VOLSIZE, 0, 0) == 0 && bs_vol_flush(v) == 0,
-       "%s: create, write 24 MiB: %s", spec[0], e.msg);
-    bs_vol_close(v);
-    return p;
+    struct test_pool tp = {.name = "rs", .spec = spec, .nspec = n, .filesize = 128 * MiB,
+                           .volsize = VOLSIZE, .volblocksize = BS, .fill = model, .fill_seed = 99};
+    return test_pool_create(&tp, NULL, spec[0]);
 }
 
 /* Wait for the resilver; its bytes (0 if the last scan is not one). */
@@ -102,31 +63,15 @@ static uint64_t resilver_wait(bs_pool *p, struct bs_pool_stats *st)
     return strcmp(st->scan.func, "resilver") == 0 ? st->scan.resilvered : 0;
 }
 
-static void scrub_clean(bs_pool *p, const char *what)
-{
-    struct berr e = {0};
-    struct bs_pool_stats st;
-    bool started = bs_pool_scrub(p, BS_SCRUB_START, &e) == 0;
-    bs_pool_scrub_wait(p);
-    bs_pool_stats(p, &st);
-    ok(started && strcmp(st.scan.state, "finished") == 0 && st.scan.errors == 0 &&
-           st.scan.repaired == 0 && st.checksum_errors == 0,
-       "%s: then a scrub finds nothing (%s, %llu repaired, %llu errors, %llu cksum)", what,
-       e.msg, (unsigned long long)st.scan.repaired, (unsigned long long)st.scan.errors,
-       (unsigned long long)st.checksum_errors);
-}
-
 /* Delete `nrep` members of a layout, import DEGRADED, replace each by a new
  * file; the resilver copies only allocated bytes; the new members hold
  * their part. */
 static void test_replace(const char *layout, unsigned nleaf, unsigned nrep)
 {
     struct berr e = {0};
-    set_paths(layout);
-    const char *spec[9] = { layout };
-    for (unsigned i = 0; i < nleaf; i++)
-        spec[i + 1] = leaf_path(i);
-    bs_pool *p = make_pool(spec, nleaf + 1);
+    tmp_paths(paths, 8, layout);
+    const char *spec[9];
+    bs_pool *p = make_pool(spec, vdev_spec(spec, layout, 1, nleaf, paths));
     if (!p)
         return;
     ok(bs_pool_export(p, false, &e) == 0, "%s: export", layout);
@@ -135,7 +80,7 @@ static void test_replace(const char *layout, unsigned nleaf, unsigned nrep)
     unsigned idx[8], n = 0;
     for (unsigned i = 0; i < nleaf; i++)
         idx[n++] = i;
-    p = import_list(idx, n, &e);
+    p = import_paths(paths, idx, n, &e);
     struct bs_pool_stats st;
     if (!okb(p != NULL, "%s: import with %u members deleted: %s", layout, nrep, e.msg))
         return;
@@ -166,7 +111,7 @@ static void test_replace(const char *layout, unsigned nleaf, unsigned nrep)
     ok(strcmp(st.state, "ONLINE") == 0, "%s: ONLINE after the replacements (%s)", layout,
        st.state);
     all_good(p, layout);
-    scrub_clean(p, layout);
+    scrub_clean(p, layout, true);
     ok(bs_pool_export(p, false, &e) == 0, "%s: export", layout);
     /* the new members with the fewest others: they must hold their part */
     for (unsigned i = 0; i < nrep; i++) {
@@ -178,7 +123,7 @@ static void test_replace(const char *layout, unsigned nleaf, unsigned nrep)
     unsigned need = strcmp(layout, "mirror") == 0 ? 1 : nleaf - nrep;
     for (unsigned i = 0; i < nleaf && n < need; i++)
         idx[n++] = i;
-    p = import_list(idx, n, &e);
+    p = import_paths(paths, idx, n, &e);
     if (okb(p != NULL, "%s: import the new members with the fewest old ones: %s", layout, e.msg))
         all_good(p, "the new members");
     bs_pool_close(p);
@@ -191,11 +136,9 @@ static void test_dtl(const char *layout, unsigned nleaf)
     struct berr e = {0};
     char tag[32];
     snprintf(tag, sizeof tag, "dtl-%s", layout);
-    set_paths(tag);
-    const char *spec[9] = { layout };
-    for (unsigned i = 0; i < nleaf; i++)
-        spec[i + 1] = leaf_path(i);
-    bs_pool *p = make_pool(spec, nleaf + 1);
+    tmp_paths(paths, 8, tag);
+    const char *spec[9];
+    bs_pool *p = make_pool(spec, vdev_spec(spec, layout, 1, nleaf, paths));
     if (!p)
         return;
     ok(bs_pool_offline(p, "1", &e) == 0, "%s: offline member 1: %s", layout, e.msg);
@@ -232,7 +175,7 @@ static void test_dtl(const char *layout, unsigned nleaf)
     ok(strcmp(st.state, "ONLINE") == 0 && !st.vdevs[1].stale, "%s: ONLINE, not stale",
        layout);
     all_good(p, layout);
-    scrub_clean(p, layout);
+    scrub_clean(p, layout, true);
     ok(bs_pool_export(p, false, &e) == 0, "%s: export", layout);
     /* the member that was away, with the fewest others */
     unsigned idx[8], n = 0;
@@ -241,7 +184,7 @@ static void test_dtl(const char *layout, unsigned nleaf)
     for (unsigned i = 0; n < need; i++)
         if (i != 1)
             idx[n++] = i;
-    p = import_list(idx, n, &e);
+    p = import_paths(paths, idx, n, &e);
     if (okb(p != NULL, "%s: import member 1 with the fewest others: %s", layout, e.msg))
         all_good(p, "the member that was away");
     bs_pool_close(p);
@@ -252,14 +195,14 @@ static void test_dtl(const char *layout, unsigned nleaf)
 static void test_dtl_import(void)
 {
     struct berr e = {0};
-    set_paths("dtlimp");
+    tmp_paths(paths, 8, "dtlimp");
     const char *spec[] = { "raidz1", leaf_path(0), leaf_path(1), leaf_path(2) };
     bs_pool *p = make_pool(spec, 4);
     if (!p)
         return;
     ok(bs_pool_export(p, false, &e) == 0, "export");
     unsigned two[] = { 0, 1 }, all[] = { 0, 1, 2 };
-    p = import_list(two, 2, &e);
+    p = import_paths(paths, two, 2, &e);
     if (!okb(p != NULL, "import without member 2: %s", e.msg))
         return;
     bs_vol *v = NULL;
@@ -270,7 +213,7 @@ static void test_dtl_import(void)
        "write 2 MiB while member 2 is missing");
     bs_vol_close(v);
     ok(bs_pool_export(p, false, &e) == 0, "export");
-    p = import_list(all, 3, &e);
+    p = import_paths(paths, all, 3, &e);
     if (!okb(p != NULL, "import with member 2 back: %s", e.msg))
         return;
     struct bs_pool_stats st;
@@ -279,7 +222,7 @@ static void test_dtl_import(void)
        "member 2 back at import: resilvered %llu bytes for 2 MiB written (its third: about "
        "1 MiB; %llu allocated)", (unsigned long long)rs, (unsigned long long)st.raw_allocated);
     all_good(p, "member back at import");
-    scrub_clean(p, "member back at import");
+    scrub_clean(p, "member back at import", true);
     bs_pool_close(p);
 }
 
@@ -289,10 +232,9 @@ static void test_dtl_import(void)
 static void test_two_tops(void)
 {
     struct berr e = {0};
-    set_paths("tops");
-    const char *spec[] = { "mirror", leaf_path(0), leaf_path(1), "mirror", leaf_path(2),
-                           leaf_path(3) };
-    bs_pool *p = make_pool(spec, 6);
+    tmp_paths(paths, 8, "tops");
+    const char *spec[6];
+    bs_pool *p = make_pool(spec, vdev_spec(spec, "mirror", 2, 2, paths));
     if (!p)
         return;
     struct bs_pool_stats st;
@@ -322,10 +264,10 @@ static void test_two_tops(void)
        (unsigned long long)rs, (unsigned long long)st.tops[1].raw_allocated,
        (unsigned long long)st.tops[0].raw_allocated, st.vdevs[2].path);
     all_good(p, "two tops, after the replace");
-    scrub_clean(p, "two tops");
+    scrub_clean(p, "two tops", true);
     ok(bs_pool_export(p, false, &e) == 0, "export");
     unsigned some[] = { 1, 4 };
-    p = import_list(some, 2, &e);
+    p = import_paths(paths, some, 2, &e);
     if (okb(p != NULL, "one member of each top, the new one of top 1: %s", e.msg))
         all_good(p, "two tops, one member each");
     bs_pool_close(p);
@@ -335,7 +277,7 @@ static void test_two_tops(void)
 static void test_crash(void)
 {
     struct berr e = {0};
-    set_paths("crash");
+    tmp_paths(paths, 8, "crash");
     const char *spec[] = { "mirror", leaf_path(0), leaf_path(1) };
     bs_pool *p = make_pool(spec, 3);
     if (!p)
@@ -377,7 +319,7 @@ static void test_crash(void)
        (unsigned long long)lh.rsv_id, lh.rsv_part, (unsigned long long)lh.rsv_blk);
     vdev_close(lv);
     unsigned idx[] = { 0, 1, 2 };
-    p = import_list(idx, 3, &e);
+    p = import_paths(paths, idx, 3, &e);
     if (!okb(p != NULL, "reimport after the crash: %s", e.msg))
         return;
     uint64_t rs = resilver_wait(p, &st);
@@ -387,10 +329,10 @@ static void test_crash(void)
     ok(st.nvdevs == 2 && strcmp(st.vdevs[1].path, leaf_path(2)) == 0 && !st.vdevs[1].stale &&
            strcmp(st.state, "ONLINE") == 0,
        "ONLINE, the new member in place of the old one, not stale (%s)", st.vdevs[1].path);
-    scrub_clean(p, "resumed resilver");
+    scrub_clean(p, "resumed resilver", true);
     ok(bs_pool_export(p, false, &e) == 0, "export");
     unsigned only[] = { 2 };
-    p = import_list(only, 1, &e);
+    p = import_paths(paths, only, 1, &e);
     if (okb(p != NULL, "import the new member alone: %s", e.msg))
         all_good(p, "the resumed member alone");
     bs_pool_close(p);
@@ -408,7 +350,7 @@ static void test_crash(void)
 static void test_tree_crash(void)
 {
     struct berr e = {0};
-    set_paths("treea");
+    tmp_paths(paths, 8, "treea");
     const char *spec[] = { "mirror", leaf_path(0), leaf_path(1) };
     bs_pool *p = make_pool(spec, 3);
     if (!p)
@@ -420,7 +362,7 @@ static void test_tree_crash(void)
        "A: replace of a healthy member stops before its txg: %s", e.msg);
     pool_abandon(p);
     unsigned all[] = { 0, 1, 2 };
-    p = import_list(all, 3, &e);
+    p = import_paths(paths, all, 3, &e);
     if (okb(p != NULL, "A: import all three: %s", e.msg)) {
         all_good(p, "A: new tree from the old tree's last uberblock");
         resilver_wait(p, &st);
@@ -432,12 +374,12 @@ static void test_tree_crash(void)
         ok(bs_pool_export(p, false, &e) == 0, "A: export");
     }
     unsigned one[] = { 2 };
-    p = import_list(one, 1, &e);
+    p = import_paths(paths, one, 1, &e);
     if (okb(p != NULL, "A: the new member alone: %s", e.msg))
         all_good(p, "A: the new member alone");
     bs_pool_close(p);
 
-    set_paths("treeb");
+    tmp_paths(paths, 8, "treeb");
     p = make_pool(spec, 3);
     if (!p)
         return;
@@ -454,7 +396,7 @@ static void test_tree_crash(void)
     ok(bs_pool_replace(p, leaf_path(1), leaf_path(2), false, &e) < 0,
        "B: replace of an offline member stops before its txg: %s", e.msg);
     pool_abandon(p);
-    p = import_list(all, 3, &e);
+    p = import_paths(paths, all, 3, &e);
     if (okb(p != NULL, "B: import all three: %s", e.msg)) {
         bs_pool_stats(p, &st);
         ok(st.nvdevs == 2 && strcmp(st.vdevs[1].path, leaf_path(1)) == 0,
@@ -469,7 +411,7 @@ static void test_tree_crash(void)
            "B: put back the old label %d of member 0", i);
     close(fd);
     unsigned two[] = { 0, 2 };
-    p = import_list(two, 2, &e);
+    p = import_paths(paths, two, 2, &e);
     if (okb(p != NULL, "B: member 0 (old label) and the new member: %s", e.msg)) {
         bs_pool_stats(p, &st);
         ok(st.nvdevs == 2 && strcmp(st.vdevs[1].state, "UNAVAIL") == 0 &&
@@ -518,7 +460,7 @@ static void *io_loop(void *arg)
 static void test_attach_detach(void)
 {
     struct berr e = {0};
-    set_paths("att");
+    tmp_paths(paths, 8, "att");
     const char *spec[] = { leaf_path(0) };
     bs_pool *p = make_pool(spec, 1);
     if (!p)
@@ -575,13 +517,13 @@ static void test_attach_detach(void)
        "replace an unknown device: %s", e.msg);
     ok(bs_pool_export(p, false, &e) == 0, "export");
     unsigned only[] = { 2 };
-    p = import_list(only, 1, &e);
+    p = import_paths(paths, only, 1, &e);
     if (okb(p != NULL, "import the last member alone: %s", e.msg))
         all_good(p, "after attach, detach");
     bs_pool_close(p);
     /* the detached devices are no pool members any more */
     unsigned old[] = { 0 };
-    p = import_list(old, 1, &e);
+    p = import_paths(paths, old, 1, &e);
     ok(p == NULL, "a detached device does not import: %s", e.msg);
     bs_pool_close(p);
 }
@@ -592,7 +534,7 @@ static void test_attach_detach(void)
 static void test_rewrite_during_resilver(void)
 {
     struct berr e = {0};
-    set_paths("full");
+    tmp_paths(paths, 8, "full");
     const char *spec[] = { leaf_path(0) };
     bs_pool *p = make_pool(spec, 1);
     if (!p)
@@ -623,7 +565,7 @@ static void test_rewrite_during_resilver(void)
     bs_pool_debug(p, "resilver_delay_ms=0", &e);
     resilver_wait(p, &st);
     all_good(p, "after rewrites during the resilver");
-    scrub_clean(p, "after rewrites during the resilver");
+    scrub_clean(p, "after rewrites during the resilver", true);
     bs_pool_close(p);
 }
 

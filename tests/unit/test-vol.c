@@ -423,27 +423,15 @@ static void corruption_test(void)
     free(rd);
 }
 
-/* A fresh pool `name` on the vdev spec v[0..nv) (as bs_pool_create) with
- * one volume "vol" of size bytes and blocksize bs, opened in *vol (NULL on
+/* A fresh pool `name` on the vdev spec v[0..nv) (files of 64 MiB) with one
+ * volume "vol" of size bytes and blocksize bs, opened in *vol (NULL on
  * failure, reported under `tag`). */
 static bs_pool *pool_with_vol(const char *name, const char *const *v, size_t nv, uint64_t size,
                               uint32_t bs, bs_vol **vol, const char *tag)
 {
-    struct berr e = {0};
-    bs_pool *p;
-    *vol = NULL;
-    if (bs_pool_create(name, v, nv, 64 * MiB, NULL, &p, &e) < 0) {
-        ok(0, "%s: create: %s", tag, e.msg);
-        return NULL;
-    }
-    struct bs_vol_props vp;
-    bs_vol_props_init(p, &vp);
-    snprintf(vp.name, sizeof vp.name, "vol");
-    vp.volsize = size;
-    vp.volblocksize = bs;
-    ok(bs_vol_create(p, &vp, false, &e) == 0 && bs_vol_open(p, "vol", vol, &e) == 0,
-       "%s: create and open: %s", tag, e.msg);
-    return p;
+    struct test_pool tp = {.name = name, .spec = v, .nspec = nv, .filesize = 64 * MiB,
+                           .volsize = size, .volblocksize = bs};
+    return test_pool_create(&tp, vol, tag);
 }
 
 /* Close *vol, import the pool on path again: the volume must read as model
@@ -696,23 +684,11 @@ static void wbuf_test(void)
 {
     struct berr e = {0};
     const char *path = tmp_path("wbuf.img");
-    const char *v[] = {path};
-    bs_pool *p = NULL;
-    bs_vol *vol = NULL;
+    bs_vol *vol;
     const uint32_t bs = 16384;
     const uint64_t size = 4 * MiB, nblk = size / bs;
     uint8_t *model = calloc(1, size), *rd = malloc(size);
-    if (bs_pool_create("w", v, 1, 64 * MiB, NULL, &p, &e) < 0) {
-        ok(0, "wbuf: create: %s", e.msg);
-        goto out;
-    }
-    struct bs_vol_props vp;
-    bs_vol_props_init(p, &vp);
-    snprintf(vp.name, sizeof vp.name, "vol");
-    vp.volsize = size;
-    vp.volblocksize = bs;
-    ok(bs_vol_create(p, &vp, false, &e) == 0 && bs_vol_open(p, "vol", &vol, &e) == 0,
-       "wbuf: volume: %s", e.msg);
+    bs_pool *p = pool_with_vol("w", &path, 1, size, bs, &vol, "wbuf");
     if (!vol)
         goto out;
 
