@@ -313,7 +313,7 @@ static void test_label_retry(const char *knob_val)
     snprintf(tag, sizeof tag, "lblretry%s", knob_val);
     snprintf(what, sizeof what, "retry, fail_label_writes=%s", knob_val);
     bool transient = strcmp(knob_val, "1") == 0;
-    set_paths(tag);
+    tmp_paths(paths, 6, tag);
     bs_pool *p = make_pool("raidz1", 3);
     if (!p)
         return;
@@ -352,10 +352,8 @@ static void test_label_retry(const char *knob_val)
         all_good(p, what);
         ok(bs_pool_export(p, false, &e) == 0, "%s: export: %s", what, e.msg);
         /* members 0 and 1 alone hold everything committed */
-        const char *v2[] = {paths[0], paths[1]};
-        p = NULL;
-        ok(bs_pool_import(v2, 2, NULL, &p, &e) == 0, "%s: import without member 2: %s", what,
-           e.msg);
+        p = import_paths(paths, NULL, 2, &e);
+        ok(p != NULL, "%s: import without member 2: %s", what, e.msg);
         if (!p)
             return;
         bs_pool_stats(p, &st);
@@ -372,14 +370,13 @@ static void test_label_retry(const char *knob_val)
         bs_pool_close(p);
     }
     /* every member: member 2 resilvered, the data of the last commit */
-    const char *v[] = {paths[0], paths[1], paths[2]};
-    p = NULL;
-    ok(bs_pool_import(v, 3, NULL, &p, &e) == 0, "%s: import: %s", what, e.msg);
+    p = import_paths(paths, NULL, 3, &e);
+    ok(p != NULL, "%s: import: %s", what, e.msg);
     if (!p)
         return;
     resilver_clean(p, what);
     all_good(p, what);
-    scrub_clean(p, what);
+    scrub_clean(p, what, false);
     bs_pool_close(p);
 }
 
