@@ -58,13 +58,7 @@ int64_t nbd_now_ms(void)
  * replies together: one hand-over, one sendmsg() and one wake-up of the
  * client per run instead of per request.  Anything else (FLUSH, FUA, TRIM,
  * large I/O) goes alone, so a slow request never holds back quick replies
- * and large ones still spread over the workers.
- *
- * Wake-ups are signalled after qlock is dropped: a worker woken while the
- * signaller still held it ran straight into the lock, slept on it again and
- * needed a second wake-up (glibc's condition variables do not hand the
- * mutex over), 10 % of berthd's context switches in 4 KiB random writes.
- * A wake-up that finds the queue already drained costs one spurious loop. */
+ * and large ones still spread over the workers. */
 #define NBD_RUN_MAX_LEN (64u << 10)
 
 static bool run_ok(const struct nbd_req *r)
@@ -93,14 +87,11 @@ static void *worker_main(void *arg)
             last = last->next;
         srv->qhead = last->next;
         last->next = NULL;
-        bool chain = false;
         if (!srv->qhead)
             srv->qtail = &srv->qhead;
-        else
-            chain = srv->idle != 0; /* more work: wake a peer */
+        else if (srv->idle)
+            pthread_cond_signal(&srv->qcond); /* chain: more work, wake a peer */
         pthread_mutex_unlock(&srv->qlock);
-        if (chain)
-            pthread_cond_signal(&srv->qcond);
 
         for (struct nbd_req *q = r; q; q = q->next)
             nbd_exec(&q->conn->sess, q);
@@ -121,10 +112,9 @@ void nbd_server_submit(struct nbd_server *srv, struct nbd_req *head, struct nbd_
     /* one wake-up; each worker that finds more queued wakes the next, so
      * a fast backend drains a batch on few threads and a slow one still
      * fans out to every worker within a few hops */
-    bool wake = srv->idle != 0;
-    pthread_mutex_unlock(&srv->qlock);
-    if (wake)
+    if (srv->idle)
         pthread_cond_signal(&srv->qcond);
+    pthread_mutex_unlock(&srv->qlock);
 }
 
 /* ---- memory budget --------------------------------------------------------------- */
