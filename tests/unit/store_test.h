@@ -173,9 +173,15 @@ static inline bs_pool *test_pool_create(const struct test_pool *tp, bs_vol **vol
            (unsigned long long)tp->volsize >> (mib ? 20 : 10), mib ? "MiB" : "KiB", e.msg);
     else
         ok(good, "%s: create and open: %s", tag, e.msg);
+    if (!good) { /* a failed setup: the caller's checks would only crash */
+        if (v)
+            bs_vol_close(v);
+        bs_pool_close(p);
+        return NULL;
+    }
     if (vol)
         *vol = v;
-    else if (v)
+    else
         bs_vol_close(v);
     return p;
 }

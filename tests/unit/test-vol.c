@@ -175,7 +175,10 @@ static void space_test(void)
     const char *path = tmp_path("space.img");
     const char *v[] = { path };
     bs_pool *p;
+    p = NULL;
     ok(bs_pool_create("s", v, 1, 256 * MiB, NULL, &p, &e) == 0, "create: %s", e.msg);
+    if (!p)
+        return;
     struct bs_vol_props vp, got;
     bs_vol_props_init(p, &vp);
     snprintf(vp.name, sizeof vp.name, "a");
@@ -325,7 +328,12 @@ static void concurrency_test(void)
     tun.txg_timeout_ms = 50; /* many txgs under load */
     tun.dirty_max_bytes = 8 * MiB;
     bs_tunables_set(&tun);
+    p = NULL;
     ok(bs_pool_create("c", v, 1, 256 * MiB, NULL, &p, &e) == 0, "create: %s", e.msg);
+    if (!p) {
+        bs_tunables_set(&old);
+        return;
+    }
     struct bs_vol_props vp;
     bs_vol_props_init(p, &vp);
     snprintf(vp.name, sizeof vp.name, "c");
@@ -369,7 +377,10 @@ static void corruption_test(void)
     const char *path = tmp_path("corrupt.img");
     const char *v[] = { path };
     bs_pool *p;
+    p = NULL;
     ok(bs_pool_create("x", v, 1, 128 * MiB, NULL, &p, &e) == 0, "create");
+    if (!p)
+        return;
     struct bs_vol_props vp;
     bs_vol_props_init(p, &vp);
     snprintf(vp.name, sizeof vp.name, "x");
