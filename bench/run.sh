@@ -282,7 +282,7 @@ fi
 
 env_desc="$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/ {print $2}') GiB RAM, kernel $(uname -r), files on $(df -T "$dir" | awk 'NR==2 {print $2}'), $(fio --version), $(qemu-storage-daemon --version | head -1), $(nbdkit --version)"
 echo "extra environment $env_desc" >>"$results"
-echo "extra settings fio ioengine=nbd numjobs=1 iodepth=16 size=$size runtime=${runtime}s each (+1 s ramp), after a sequential 1M prefill of the whole disk; fio's default (incompressible) buffers; all servers use the page cache (no O_DIRECT)" >>"$results"
+echo "extra settings fio ioengine=nbd numjobs=1 iodepth=16 size=$size runtime=${runtime}s each (+1 s ramp), after a sequential 1M prefill of the whole disk; fio's default (incompressible) buffers; all servers use the page cache (no O_DIRECT)${BERTHD_ARGS:+; berthd $BERTHD_ARGS}${BENCH_POOL_ARGS:+; berth pools created with $BENCH_POOL_ARGS}" >>"$results"
 
 table=$("$top/bench/report.py" "$results")
 echo

@@ -41,19 +41,19 @@
  * pass's targets and their generations are one consistent snapshot.
  *
  * A member whose label write fails in dtl_note_missed.  The labels that
- * record a miss go to every usable member of the top (pool_write_labels);
- * a member whose write or flush of its label fails (twice: it is tried
- * once more at once, so that one transient failure faults nothing:
- * write_top_labels) keeps its old label, which does not name the member
- * that missed T.  Left ONLINE it would take
+ * record a miss go to every usable member of the top (pool_write_labels); a
+ * member whose write or flush of its label fails (a write that failed
+ * quickly is tried once more at once, so that one transient failure faults
+ * nothing; a failed flush is not: write_top_labels) keeps its old label,
+ * which does not name the member that missed T.  Left ONLINE it would take
  * uberblock T next, and an import that finds it without the members that
  * took the note would take it as the word on the top.  The rule is the one
- * of every other write (vdev_mirror.c, vdev_raidz.c): a leaf that fails a
- * write others completed is FAULTED (no uberblock T, no further I/O; when
- * it is onlined, dtl_leaf_back counts its misses from its own newest
- * uberblock, T-1 or older, and the next commit notes it in the labels of
- * the others), unless too many failed: if the top could no longer serve
- * every block with them FAULTED (a mirror: no member took the note; a
+ * of every other write (vdev_mirror.c, vdev_raidz.c; those have no retry): a
+ * leaf that fails a write others completed is FAULTED (no uberblock T, no
+ * further I/O; when it is onlined, dtl_leaf_back counts its misses from its
+ * own newest uberblock, T-1 or older, and the next commit notes it in the
+ * labels of the others), unless too many failed: if the top could no longer
+ * serve every block with them FAULTED (a mirror: no member took the note; a
  * raidz: fewer than nchild - nparity usable would remain), nothing is
  * faulted and the commit fails (the pool is FAULTED, txg T never commits;
  * an import finds T-1), as a data write that too many members failed.  A

@@ -188,7 +188,8 @@ int pool_read_ubs(bs_pool *p, struct uberblock **out);
  * flush it: 0 if at least one leaf took it. */
 int pool_write_labels(bs_pool *p, bool wipe_first);
 /* The same (no wipe) for dtl_note_missed: also the usable leaves whose
- * write or flush failed, failed[t] bit i for child i of top t. */
+ * write or flush failed, failed[t] bit i for child i of top t (a write that
+ * failed quickly is retried once first: write_top_labels). */
 int pool_write_labels_failed(bs_pool *p, uint32_t failed[BLK_MAX_TOPS]);
 /* The same after the vdev tree of top tn changed: that top first, and in
  * it leaf `lead` (the member the change brings in; -1: none) before the

@@ -31,6 +31,10 @@
  * and two writers never interleave their four copies. */
 static pthread_mutex_t label_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* A failed label write is retried (write_top_labels) only if it failed
+ * within this long: a device that took longer is hanging, not blinking. */
+#define LABEL_RETRY_WITHIN_NS (1000ULL * 1000 * 1000)
+
 int pool_vdev_spec(const char *const *vdevs, size_t n, struct vdev_spec *s, struct berr *err)
 {
     memset(s, 0, sizeof *s);
@@ -205,7 +209,8 @@ static int write_leaf_label(struct vdev *l, const struct label_hdr *h, bool wipe
  * the middle never leaves the old members labelled with a tree whose new
  * member has no label yet (import would take that tree, uncommitted, with
  * the new member missing, instead of the old one; vdev_replace.c).  With
- * `failed`, a leaf whose write or flush fails is tried once more (below). */
+ * `failed`, a leaf whose label write fails quickly (not its flush) is tried
+ * once more (below). */
 static int write_top_labels(bs_pool *p, unsigned t, bool wipe_first, int lead, uint32_t *failed)
 {
     struct vdev *top = p->io.top[t].vd;
@@ -223,16 +228,23 @@ static int write_top_labels(bs_pool *p, unsigned t, bool wipe_first, int lead, u
             continue;
         struct label_hdr h;
         leaf_hdr(p, t, i, &h);
+        uint64_t flush_fails = atomic_load(&l->flush_failures), t0 = now_ns();
         int r = write_leaf_label(l, &h, wipe_first);
-        if (r < 0 && failed) {
-            /* The caller faults a leaf reported here (dtl_note_missed:
-             * fault_unrecorded), and on a top already short of a member that
-             * fails the commit and the pool: one failed write of a device
-             * that takes the next must not do that.  One retry, not a loop:
-             * a dead device must not stall the commit (it fails again and is
-             * counted).  The other callers do not fault a leaf for a failed
-             * label (a later write does, if the device is really failing):
-             * they keep their single try. */
+        if (r < 0 && failed && atomic_load(&l->flush_failures) == flush_fails &&
+            now_ns() - t0 < LABEL_RETRY_WITHIN_NS) {
+            /* On a top where a member missed T (dtl_note_missed), the
+             * caller faults a leaf reported here (fault_unrecorded), and on
+             * a top already short of a member that fails the commit and the
+             * pool: one failed write of a device that takes the next must
+             * not do that.  One retry, not a loop, and none after a slow
+             * failure: a hanging device must not stall the commit (and
+             * label_lock, every pool's) twice as long.  None after a failed
+             * flush either: the pages whose writeback failed may now be
+             * clean without being on the device, so a second fdatasync
+             * would report success for writes (a resilver's, a repair's)
+             * that never landed; that leaf is faulted as before.  Elsewhere
+             * the retry is not needed (a later write faults a failing
+             * device): those callers keep their single try. */
             blog_warn("pool '%s': device %u/%u (%016llx): label write failed (%s), "
                       "trying once more", p->name, t, i, (unsigned long long)l->guid,
                       strerror(-r));

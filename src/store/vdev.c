@@ -534,6 +534,7 @@ int vdev_flush(struct vdev *v)
     if (fdatasync(v->fd) != 0) {
         int e = errno;
         atomic_fetch_add(&v->ctr.write_errors, 1);
+        atomic_fetch_add(&v->flush_failures, 1);
         return -e;
     }
     return 0;

@@ -65,6 +65,10 @@ struct vdev {
     /* label headers only (label_write_hdr): 0 off, < 0 every one, N > 0 the
      * next N (each failed one counts it down) */
     _Atomic int64_t fail_label_writes;
+    /* fdatasync failures of this leaf: after one, pages whose writeback
+     * failed may be clean without being on the device, and a later
+     * fdatasync succeeds (write_top_labels does not retry over one) */
+    _Atomic uint64_t flush_failures;
     /* tree (vdev_mirror.c) */
     enum vdev_kind kind;
     _Atomic int state;          /* enum vdev_state */

@@ -135,8 +135,9 @@ struct test_pool {
 
 /* Make the pool tp describes.  Exactly one check, tagged `tag`: the pool's
  * creation, and the volume's (with its write) when there is one.  NULL if
- * the pool could not be made; the volume is left open in *vol if vol is
- * given (NULL there when it failed), else closed. */
+ * the pool or its volume could not be made, opened or filled (the pool is
+ * closed then, *vol NULL); else the volume is left open in *vol if vol is
+ * given, else closed. */
 static inline bs_pool *test_pool_create(const struct test_pool *tp, bs_vol **vol, const char *tag)
 {
     struct berr e = {0};
@@ -165,7 +166,13 @@ static inline bs_pool *test_pool_create(const struct test_pool *tp, bs_vol **vol
     if (good && tp->fill) {
         uint64_t seed = tp->fill_seed;
         random_bytes(tp->fill, tp->volsize, &seed);
-        good = bs_vol_pwrite(v, tp->fill, tp->volsize, 0, 0) == 0 && bs_vol_flush(v) == 0;
+        int r = bs_vol_pwrite(v, tp->fill, tp->volsize, 0, 0);
+        if (r == 0)
+            r = bs_vol_flush(v);
+        if (r < 0) { /* these take no berr: say what failed */
+            snprintf(e.msg, sizeof e.msg, "write or flush: %s", strerror(-r));
+            good = false;
+        }
     }
     bool mib = tp->volsize % (1 << 20) == 0;
     if (tp->fill)

@@ -174,8 +174,7 @@ static void space_test(void)
     struct berr e = {0};
     const char *path = tmp_path("space.img");
     const char *v[] = { path };
-    bs_pool *p;
-    p = NULL;
+    bs_pool *p = NULL;
     ok(bs_pool_create("s", v, 1, 256 * MiB, NULL, &p, &e) == 0, "create: %s", e.msg);
     if (!p)
         return;
@@ -183,9 +182,13 @@ static void space_test(void)
     bs_vol_props_init(p, &vp);
     snprintf(vp.name, sizeof vp.name, "a");
     vp.volsize = 64 * MiB;
-    ok(bs_vol_create(p, &vp, false, &e) == 0, "create thin 64M");
-    bs_vol *vol;
-    bs_vol_open(p, "a", &vol, &e);
+    bs_vol *vol = NULL;
+    ok(bs_vol_create(p, &vp, false, &e) == 0 && bs_vol_open(p, "a", &vol, &e) == 0,
+       "create thin 64M: %s", e.msg);
+    if (!vol) {
+        bs_pool_close(p);
+        return;
+    }
     uint8_t *buf = malloc(16 * MiB), *rd = malloc(16 * MiB);
     uint64_t seed = 99;
     random_bytes(buf, 16 * MiB, &seed);
@@ -321,14 +324,13 @@ static void concurrency_test(void)
     struct berr e = {0};
     const char *path = tmp_path("conc.img");
     const char *v[] = { path };
-    bs_pool *p;
+    bs_pool *p = NULL;
     struct bs_tunables tun, old;
     bs_tunables_get(&old);
     tun = old;
     tun.txg_timeout_ms = 50; /* many txgs under load */
     tun.dirty_max_bytes = 8 * MiB;
     bs_tunables_set(&tun);
-    p = NULL;
     ok(bs_pool_create("c", v, 1, 256 * MiB, NULL, &p, &e) == 0, "create: %s", e.msg);
     if (!p) {
         bs_tunables_set(&old);
@@ -339,7 +341,12 @@ static void concurrency_test(void)
     snprintf(vp.name, sizeof vp.name, "c");
     vp.volsize = 32 * MiB;
     vp.volblocksize = 8192;
-    bs_vol_create(p, &vp, false, &e);
+    if (bs_vol_create(p, &vp, false, &e) < 0) {
+        ok(false, "concurrency: volume: %s", e.msg);
+        bs_pool_close(p);
+        bs_tunables_set(&old);
+        return;
+    }
     pthread_t th[8];
     struct thr t[8];
     for (int i = 0; i < 8; i++) {
@@ -376,8 +383,7 @@ static void corruption_test(void)
     struct berr e = {0};
     const char *path = tmp_path("corrupt.img");
     const char *v[] = { path };
-    bs_pool *p;
-    p = NULL;
+    bs_pool *p = NULL;
     ok(bs_pool_create("x", v, 1, 128 * MiB, NULL, &p, &e) == 0, "create");
     if (!p)
         return;
@@ -385,9 +391,12 @@ static void corruption_test(void)
     bs_vol_props_init(p, &vp);
     snprintf(vp.name, sizeof vp.name, "x");
     vp.volsize = 8 * MiB;
-    bs_vol_create(p, &vp, false, &e);
-    bs_vol *vol;
-    bs_vol_open(p, "x", &vol, &e);
+    bs_vol *vol = NULL;
+    if (bs_vol_create(p, &vp, false, &e) < 0 || bs_vol_open(p, "x", &vol, &e) < 0) {
+        ok(false, "corrupt: volume: %s", e.msg);
+        bs_pool_close(p);
+        return;
+    }
     uint8_t *buf = malloc(8 * MiB), *rd = malloc(8 * MiB);
     uint64_t seed = 5;
     random_bytes(buf, 4 * MiB, &seed);
@@ -435,8 +444,8 @@ static void corruption_test(void)
 }
 
 /* A fresh pool `name` on the vdev spec v[0..nv) (files of 64 MiB) with one
- * volume "vol" of size bytes and blocksize bs, opened in *vol (NULL on
- * failure, reported under `tag`). */
+ * volume "vol" of size bytes and blocksize bs, opened in *vol; NULL (and
+ * *vol NULL) on failure, reported under `tag`. */
 static bs_pool *pool_with_vol(const char *name, const char *const *v, size_t nv, uint64_t size,
                               uint32_t bs, bs_vol **vol, const char *tag)
 {
