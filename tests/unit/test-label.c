@@ -268,14 +268,25 @@ static void test_ub_codec(void)
     ok(ub_decode(b, sizeof b, &d) == -EILSEQ, "version 2 rejected");
 }
 
+/* A 96 MiB temporary vdev DIR/NAME (its path in path[256]); NULL, after a
+ * failed check, if it cannot be opened. */
+static struct vdev *open_temp(const char *dir, const char *name, char path[256])
+{
+    struct vdev *v = NULL;
+    struct berr e = {0};
+    snprintf(path, 256, "%s/%s", dir, name);
+    ok(vdev_open(path, 96 * MiB, false, &v, &e) == 0, "open temp vdev %s: %s", name, e.msg);
+    return v;
+}
+
 static void test_device(const char *dir)
 {
     char path[256];
-    struct vdev *v;
     struct berr e = {0};
     struct label_hdr h = sample_hdr(12, 96 * MiB), r;
-    snprintf(path, sizeof path, "%s/label.img", dir);
-    ok(vdev_open(path, 96 * MiB, false, &v, &e) == 0, "open temp vdev: %s", e.msg);
+    struct vdev *v = open_temp(dir, "label.img", path);
+    if (!v)
+        return;
     ok(label_read_hdr(v, &r, &e) == -ENOENT, "blank device: ENOENT (%s)", e.msg);
     ok(label_write_hdr(v, &h) == 0, "write header to 4 labels");
     ok(label_read_hdr(v, &r, &e) == 0 && memcmp(&h, &r, sizeof h) == 0, "read it back");
@@ -395,11 +406,11 @@ static int copy_gen(struct vdev *v, uint64_t off, uint64_t *gen)
 static void test_power_cut(const char *dir)
 {
     char path[256];
-    struct vdev *v;
     struct berr e = {0};
     struct label_hdr h = sample_hdr(12, 96 * MiB), h2, r;
-    snprintf(path, sizeof path, "%s/power.img", dir);
-    ok(vdev_open(path, 96 * MiB, false, &v, &e) == 0, "open temp vdev: %s", e.msg);
+    struct vdev *v = open_temp(dir, "power.img", path);
+    if (!v)
+        return;
     uint64_t offs[4] = {0, LABEL_SIZE, h.dev_size - 2 * LABEL_SIZE, h.dev_size - LABEL_SIZE};
     uint64_t g[4];
     int rc[4];
@@ -472,11 +483,11 @@ static void test_power_cut(const char *dir)
 static void test_fail_knob(const char *dir)
 {
     char path[256];
-    struct vdev *v;
     struct berr e = {0};
     struct label_hdr h = sample_hdr(12, 96 * MiB), r;
-    snprintf(path, sizeof path, "%s/failknob.img", dir);
-    ok(vdev_open(path, 96 * MiB, false, &v, &e) == 0, "open temp vdev: %s", e.msg);
+    struct vdev *v = open_temp(dir, "failknob.img", path);
+    if (!v)
+        return;
     h.label_gen = 1;
     ok(vdev_debug(v, "fail_label_writes=on", &e) == 0, "fail_label_writes=on: %s", e.msg);
     bool all = true;
