@@ -95,11 +95,14 @@ berth snapshot tank/big@base >/dev/null || fail "snapshot base"
 want=$(sha tank/big@base)
 berth send tank/big@base >"$T/full.stream" || fail "send"
 size=$(stat -c %s "$T/full.stream")
-# feed the stream slowly so the kill lands in the middle
+# feed the stream slowly (~8 s) so the kill lands in the middle: once the
+# receive has recorded its first resume point (the token changes; a
+# recorded point is durable, recvsup.c recv_set_offset), not after a fixed
+# time, which on a loaded machine came before the first 64 MiB
 nbdpy - "$T/full.stream" <<'EOF' | berth recv -s tank2/r >/dev/null 2>&1 &
 import sys, time
 data = open(sys.argv[1], "rb").read()
-step = len(data) // 40
+step = len(data) // 80
 for i in range(0, len(data), step):
     try:
         sys.stdout.buffer.write(data[i:i + step]); sys.stdout.buffer.flush(); time.sleep(0.1)
@@ -107,7 +110,15 @@ for i in range(0, len(data), step):
         break
 EOF
 rpid=$!
-sleep 3
+first= moved=
+for _ in $(seq 300); do
+  if tk=$(berth recv --token tank2/r 2>/dev/null); then
+    [ -n "$first" ] || first=$tk
+    [ "$tk" != "$first" ] && { moved=1; break; }
+  fi
+  sleep 0.1
+done
+[ -n "$moved" ] || fail "the receive recorded no resume point within 30 s"
 kill_berthd
 wait $rpid 2>/dev/null
 start_berthd
