@@ -98,6 +98,13 @@ start_berthd() {
   fail "berthd did not come up in $secs s"
 }
 
+# True in a sanitizer build (ASan/UBSan: meson's b_sanitize is set): the
+# long crash matrices sample their cases there (BERTH_LONG=1 runs all).
+sanitized_build() {
+  python3 -c 'import json,sys; o=[x for x in json.load(open(sys.argv[1])) if x["name"]=="b_sanitize"]; sys.exit(0 if o and o[0]["value"] not in ("none", "") else 1)' \
+    "$BERTH_BUILD/meson-info/intro-buildoptions.json" 2>/dev/null
+}
+
 check_sanitizer_log() {
   if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$T/berthd.log" 2>/dev/null; then
     grep -E -A 30 "ERROR: (Address|Leak)Sanitizer|runtime error:" "$T/berthd.log" | head -80

@@ -28,7 +28,11 @@
 # Also: a device left labelled by a change that never committed, beside the
 # change made instead, imports from the directory (the leftover ignored); a
 # plain commit on a raidz1 cut after its first member's uberblock imports.
-# BERTH_VDEV_CRASH=REGEX runs only the cases whose "OP POINT" matches.
+# BERTH_VDEV_CRASH=REGEX runs only the cases whose "OP POINT" matches.  In a
+# sanitizer build every other crash point runs (the normal build runs all;
+# BERTH_LONG=1 runs all everywhere): each case restarts an ASan berthd, and
+# the whole matrix took 5.4 min there on a slow host, the longest test of
+# `make check`.
 . "$(dirname "$0")/functions.sh"
 requires nbdcopy cmp
 requires_nbdpy
@@ -154,10 +158,13 @@ setup_add() {
   CMD=(berth pool add cr "$B")
 }
 
-NCASES=0
+NCASES=0 NSEEN=0 NSKIP=0 SAMPLE=
+[ "${BERTH_LONG:-0}" = 1 ] || ! sanitized_build || SAMPLE=1
 run_case() {
   local op=$1 point=$2 what="$1 $2"
   [ -z "$ONLY" ] || [[ "$what" =~ $ONLY ]] || return 0
+  NSEEN=$((NSEEN + 1))
+  [ -z "$SAMPLE" ] || [ $((NSEEN % 2)) = 1 ] || { NSKIP=$((NSKIP + 1)); return 0; }
   NCASES=$((NCASES + 1))
   "setup_$op"
   berth pool debug cr "crash_at=$point" >/dev/null || fail "$what: debug crash_at=$point"
@@ -374,4 +381,8 @@ ztxg_case
 [ "$NCASES" -gt 0 ] || fail "no case matched '$ONLY'"
 berth pool destroy -f cr >/dev/null
 stop_berthd
-echo "PASS ($NCASES crash points)"
+if [ "$NSKIP" -gt 0 ]; then
+  echo "PASS ($NCASES cases; $NSKIP of the $NSEEN crash points left to BERTH_LONG=1 in a sanitizer build)"
+else
+  echo "PASS ($NCASES cases)"
+fi
